@@ -1,0 +1,261 @@
+"""Eq. 9-11 on hand-computed embeddings, plus the MCU levels and their invariants."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from trainer.contrast import (
+    PixelSet,
+    c2c_loss,
+    cap_per_class,
+    class_centers,
+    mcu_loss,
+    normalize,
+    p2p_loss,
+    select_anchors,
+    unit_pairs,
+)
+
+LAM = 0.5
+A = torch.tensor([[1.0, 0.0]])
+A_LAB = torch.tensor([0])
+S = torch.tensor([[1.0, 0.0], [0.8, 0.6], [0.6, 0.8], [0.0, 1.0]])
+S_LAB = torch.tensor([0, 1, 0, 255])
+
+
+def _nll(pos: float, negs: list[float]) -> float:
+    return -math.log(math.exp(pos) / (math.exp(pos) + sum(math.exp(n) for n in negs)))
+
+
+def test_p2p_plain_by_hand() -> None:
+    expected = (_nll(1 / LAM, [0.8 / LAM]) + _nll(0.6 / LAM, [0.8 / LAM])) / 2
+    for mode in ("none", "negatives"):  # no weight -> plain InfoNCE either way
+        got = p2p_loss(A, A_LAB, S, S_LAB, LAM, None, mode)
+        assert math.isclose(got.item(), expected, rel_tol=1e-6)
+
+
+def test_p2p_weight_modes_by_hand() -> None:
+    w = torch.tensor([[0.2, 0.5], [0.1, 0.0]])
+    neg = 0.8 / LAM
+    expected = (_nll(1 / LAM, [neg * 1.5]) + _nll(0.6 / LAM, [neg * 1.5])) / 2
+    got = p2p_loss(A, A_LAB, S, S_LAB, LAM, w, "negatives")
+    assert math.isclose(got.item(), expected, rel_tol=1e-6)
+    expected = (_nll(0.2 / LAM, [neg * 0.5]) + _nll(0.2 * 0.6 / LAM, [neg * 0.5])) / 2
+    got = p2p_loss(A, A_LAB, S, S_LAB, LAM, w, "paper")
+    assert math.isclose(got.item(), expected, rel_tol=1e-6)
+    with pytest.raises(ValueError):
+        p2p_loss(A, A_LAB, S, S_LAB, LAM, w, "bogus")  # type: ignore[arg-type]
+
+
+def test_p2p_normalizes_inside_and_ignores_255() -> None:
+    base = p2p_loss(A, A_LAB, S, S_LAB, LAM)
+    scaled = p2p_loss(3 * A, A_LAB, S * torch.tensor([[2.0], [5.0], [0.5], [1.0]]), S_LAB, LAM)
+    assert torch.allclose(base, scaled)
+    ignored = p2p_loss(torch.cat([A, A]), torch.tensor([0, 255]), S, S_LAB, LAM)
+    assert torch.allclose(base, ignored)
+
+
+def test_p2p_without_pairs_is_zero_with_grad() -> None:
+    a = torch.randn(2, 3, requires_grad=True)
+    loss = p2p_loss(a, torch.tensor([0, 0]), torch.randn(2, 3), torch.tensor([1, 2]), LAM)
+    assert loss.item() == 0.0 and loss.requires_grad
+    loss.backward()
+    assert torch.equal(a.grad, torch.zeros_like(a))
+    empty = p2p_loss(a[:0], torch.tensor([], dtype=torch.long), S, S_LAB, LAM)
+    assert empty.item() == 0.0
+
+
+def test_p2p_without_negatives_is_zero_and_finite_grad() -> None:
+    a = torch.randn(1, 3, requires_grad=True)
+    loss = p2p_loss(a, torch.tensor([0]), torch.randn(2, 3), torch.tensor([0, 0]), 0.07)
+    loss.backward()
+    assert abs(loss.item()) < 1e-6 and torch.isfinite(a.grad).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    t=st.floats(0.1, 0.9),
+    mode=st.sampled_from(["none", "negatives"]),
+)
+def test_p2p_falls_when_positives_approach_and_rises_when_negatives_do(
+    seed: int, t: float, mode: str
+) -> None:
+    g = torch.Generator().manual_seed(seed)
+    anchor = normalize(torch.randn(1, 8, generator=g))
+    sample = normalize(torch.randn(10, 8, generator=g))
+    label = torch.randint(0, 3, (10,), generator=g)
+    label[0], label[1] = 0, 1
+    w = torch.rand(3, 3, generator=g)
+    base = p2p_loss(anchor, torch.tensor([0]), sample, label, 0.2, w, mode)
+    pos = (label == 0)[:, None]
+    closer = torch.where(pos, normalize(sample + t * (anchor - sample)), sample)
+    assert p2p_loss(anchor, torch.tensor([0]), closer, label, 0.2, w, mode) < base
+    neg_closer = torch.where(~pos, normalize(sample + t * (anchor - sample)), sample)
+    assert p2p_loss(anchor, torch.tensor([0]), neg_closer, label, 0.2, w, mode) > base
+
+
+def test_p2p_gradients_flow_to_both_sides() -> None:
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(4, 5, generator=g, requires_grad=True)
+    s = torch.randn(6, 5, generator=g, requires_grad=True)
+    loss = p2p_loss(a, torch.tensor([0, 1, 2, 0]), s, torch.tensor([0, 1, 2, 0, 1, 2]), 0.1)
+    loss.backward()
+    assert a.grad.abs().sum() > 0 and s.grad.abs().sum() > 0
+
+
+def test_class_centers_by_hand() -> None:
+    emb = torch.tensor([[3.0, 0.0], [0.0, 2.0], [2.0, 0.0], [5.0, 5.0]])
+    centers, present = class_centers(emb, torch.tensor([0, 1, 1, 255]), 3)
+    assert present.tolist() == [True, True, False]
+    r = 1 / math.sqrt(2)
+    assert torch.allclose(centers, torch.tensor([[1.0, 0.0], [r, r], [0.0, 0.0]]))
+
+
+def test_c2c_by_hand() -> None:
+    ca = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
+    cb = torch.tensor([[0.6, 0.8], [0.8, -0.6], [1.0, 0.0]])
+    pa, pb = torch.tensor([True, True, False]), torch.tensor([True, True, True])
+    w = torch.zeros(3, 3)
+    w[0, 2] = 1.0
+    # class 0 anchor [1,0]: pos 0.6, negs 0.8 (class 1), 1.0 (class 2, weight 1 -> x2)
+    # class 1 anchor [0,1]: pos -0.6, negs 0.8 (class 0), 0.0 (class 2)
+    expected = (_nll(0.6 / LAM, [0.8 / LAM, 2.0 / LAM]) + _nll(-0.6 / LAM, [0.8 / LAM, 0.0])) / 2
+    got = c2c_loss(ca, pa, cb, pb, LAM, w, "negatives")
+    assert math.isclose(got.item(), expected, rel_tol=1e-6)
+    none = c2c_loss(ca, pa, cb, torch.tensor([False, False, True]), LAM)
+    assert none.item() == 0.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), cap=st.integers(0, 6))
+def test_cap_per_class_invariants(seed: int, cap: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    label = torch.randint(0, 4, (40,), generator=g)
+    label[torch.rand(40, generator=g) < 0.2] = 255
+    valid = torch.rand(40, generator=g) < 0.7
+    idx = cap_per_class(label, cap, g, valid=valid)
+    assert idx.unique().numel() == idx.numel()
+    assert valid[idx].all() and (label[idx] != 255).all()
+    for c in range(4):
+        available = int(((label == c) & valid).sum())
+        assert int((label[idx] == c).sum()) == min(cap, available)
+
+
+def test_select_anchors_misclassified_only() -> None:
+    pred = torch.tensor([0, 1, 1, 2, 0, 0])
+    label = torch.tensor([0, 0, 0, 255, 1, 1])
+    cand = torch.tensor([True, True, True, True, True, False])
+    idx = select_anchors(pred, label, cand, 3, max_per_class=1, generator=torch.Generator())
+    assert sorted(label[idx].tolist()) == [0, 1]
+    assert set(idx.tolist()) <= {1, 2, 4}
+
+
+def _set(domain: int, image: int, seed: int) -> PixelSet:
+    g = torch.Generator().manual_seed(seed)
+    label = torch.randint(0, 3, (30,), generator=g)
+    return PixelSet(
+        emb=torch.randn(30, 4, generator=g, requires_grad=True),
+        label=label,
+        anchor=torch.rand(30, generator=g) < 0.3,
+        center=torch.rand(30, generator=g) < 0.5,
+        domain=domain,
+        image=image,
+    )
+
+
+def test_unit_pairs() -> None:
+    sets = [_set(0, 0, 0), _set(0, 1, 1), _set(1, 2, 2), _set(1, 3, 3)]
+    assert unit_pairs(sets, "intra") == [(0, 0), (1, 1), (2, 2), (3, 3)]
+    assert unit_pairs(sets, "cross_image") == [(0, 1), (1, 0), (2, 3), (3, 2)]
+    assert unit_pairs(sets, "cross_domain") == [(0, 2), (1, 3), (2, 0), (3, 1)]
+    assert unit_pairs(sets[:3], "cross_image") == [(0, 1), (1, 0)]
+    assert unit_pairs(sets[:2], "cross_domain") == []
+
+
+def test_mcu_intra_excludes_the_anchor_from_its_samples() -> None:
+    emb = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.8, 0.6]])
+    label = torch.tensor([0, 0, 1])
+    one = PixelSet(emb, label, torch.tensor([True, False, False]), label >= 0, 0, 0)
+    out = mcu_loss(
+        [one],
+        intra=True,
+        cross_image=False,
+        cross_domain=False,
+        p2p=True,
+        c2c=False,
+        temperature=LAM,
+        weight=None,
+        weight_mode="none",
+        num_classes=2,
+        max_anchors_per_class=5,
+        max_samples_per_class=5,
+    )
+    assert list(out) == ["p2p_intra"]
+    assert math.isclose(out["p2p_intra"].item(), _nll(0.6 / LAM, [0.8 / LAM]), rel_tol=1e-6)
+
+
+def test_mcu_loss_keys_finite_and_grad() -> None:
+    sets = [_set(0, 0, 0), _set(0, 1, 1), _set(1, 2, 2), _set(1, 3, 3)]
+    out = mcu_loss(
+        sets,
+        intra=True,
+        cross_image=True,
+        cross_domain=True,
+        p2p=True,
+        c2c=True,
+        temperature=0.1,
+        weight=torch.rand(3, 3),
+        weight_mode="negatives",
+        num_classes=3,
+        max_anchors_per_class=4,
+        max_samples_per_class=6,
+        generator=torch.Generator().manual_seed(0),
+    )
+    levels = ("intra", "cross_image", "cross_domain")
+    assert set(out) == {f"{k}_{lv}" for k in ("p2p", "c2c") for lv in levels}
+    total = sum(out.values())
+    assert torch.isfinite(total) and total > 0
+    total.backward()
+    assert all(s.emb.grad is not None and s.emb.grad.abs().sum() > 0 for s in sets)
+    partial = mcu_loss(
+        sets,
+        intra=False,
+        cross_image=True,
+        cross_domain=False,
+        p2p=False,
+        c2c=True,
+        temperature=0.1,
+        weight=None,
+        weight_mode="none",
+        num_classes=3,
+        max_anchors_per_class=4,
+        max_samples_per_class=6,
+    )
+    assert list(partial) == ["c2c_cross_image"]
+
+
+def test_mcu_loss_without_anchors_is_zero_with_grad() -> None:
+    sets = [_set(0, 0, 0), _set(1, 1, 1)]
+    for s in sets:
+        s.anchor = torch.zeros_like(s.anchor)
+    out = mcu_loss(
+        sets,
+        intra=True,
+        cross_image=True,
+        cross_domain=True,
+        p2p=True,
+        c2c=False,
+        temperature=0.1,
+        weight=None,
+        weight_mode="none",
+        num_classes=3,
+        max_anchors_per_class=4,
+        max_samples_per_class=6,
+    )
+    assert all(v.item() == 0.0 and v.requires_grad for v in out.values())

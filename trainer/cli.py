@@ -1,0 +1,121 @@
+"""``adamcu``: the command line. Each subcommand builds its config at the edge and logs it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from trainer.config import TrainConfig, load_config
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from trainer.synth import DEFAULT_COUNTS, generate_benchmark
+
+    counts = dict(DEFAULT_COUNTS)
+    for item in args.count or []:
+        split, _, n = item.partition("=")
+        if split not in counts or not n.isdigit():
+            sys.exit(f"--count wants SPLIT=N with SPLIT in {sorted(counts)}, got {item!r}")
+        counts[split] = int(n)
+    root = generate_benchmark(Path(args.out), height=args.height, width=args.width,
+                              counts=counts, seed=args.seed)
+    print(f"benchmark ready in {root}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from trainer.bench import PRESETS, run_bench
+
+    if args.preset not in PRESETS:
+        sys.exit(f"unknown preset {args.preset!r}; choose from {sorted(PRESETS)}")
+    out = Path(args.out or f"outputs/bench-{args.preset}")
+    data = Path(args.data or f"data/bench-{args.preset}")
+    report = run_bench(args.preset, out, data, workers=args.workers)
+    print((out / "tables.md").read_text())
+    print(f"results: {out / 'results.json'}\nplot: {out / 'miou_vs_budget.png'}\n"
+          f"took {report['seconds'] / 60:.1f} min")
+    return 0
+
+
+def _speed(args: argparse.Namespace) -> int:
+    from trainer.speed import run_speed
+
+    run_speed(Path(args.out), model=args.model, height=args.height, width=args.width,
+              classes=args.classes, iterations=args.iterations, device=args.device,
+              amp=not args.no_amp)
+    print(f"written to {args.out}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from trainer.adapt import load_data
+    from trainer.experiment import run_strategy
+    from trainer.strategies import configure
+
+    base = load_config(args.config) if args.config else TrainConfig()
+    changes = {"budget_rate": args.budget} if args.budget is not None else {}
+    if args.data:
+        changes["data_root"] = args.data
+    cfg = configure(base, args.strategy or base.strategy, **changes)
+    logging.getLogger("adamcu").info("config %s", json.dumps(cfg.to_dict()))
+    result = run_strategy(cfg, load_data(cfg), Path(args.cache), progress=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    print(f"{cfg.strategy}: target-val mIoU {result['val_miou']:.1f}, target-test mIoU "
+          f"{result['test_miou']:.1f}, labeled {result['labeled_pixels']} pixels -> {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="adamcu", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    g = sub.add_parser("generate", help="write the bundled synthetic-to-real benchmark")
+    g.add_argument("--out", default="data/bundled")
+    g.add_argument("--height", type=int, default=64)
+    g.add_argument("--width", type=int, default=128)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--count", action="append", help="SPLIT=N, e.g. target-train=200")
+    g.set_defaults(fn=_generate)
+    b = sub.add_parser("bench", help="strategies x budgets x seeds, tables and a plot")
+    b.add_argument("--preset", default="quick", help="smoke | quick | standard")
+    b.add_argument("--out")
+    b.add_argument("--data")
+    b.add_argument("--workers", type=int, default=2)
+    b.set_defaults(fn=_bench)
+    s = sub.add_parser("speed", help="seconds per ADA-MCU step against a plain CE step")
+    s.add_argument("--out", default="outputs/speed.json")
+    s.add_argument("--model", default="small")
+    s.add_argument("--height", type=int, default=64)
+    s.add_argument("--width", type=int, default=128)
+    s.add_argument("--classes", type=int, default=9)
+    s.add_argument("--iterations", type=int, default=30)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--no-amp", action="store_true")
+    s.set_defaults(fn=_speed)
+    t = sub.add_parser("train", help="one strategy in process, with the ground-truth oracle")
+    t.add_argument("--config", help="a TOML/JSON file of TrainConfig fields")
+    t.add_argument("--strategy")
+    t.add_argument("--budget", type=float, help="share of target pixels, e.g. 0.017")
+    t.add_argument("--data")
+    t.add_argument("--cache", default="outputs/cache")
+    t.add_argument("--out", default="outputs/train.json")
+    t.set_defaults(fn=_train)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"adamcu {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""The trainer's one config dataclass, built at the edge (CLI, env or a config file).
+
+A strategy (``trainer/strategies.py``) is a set of overrides of these fields, so every row of
+the paper's Table VI is a configuration of the same loop. Config files are plain TOML or JSON
+files whose keys are these field names; there is no inheritance between them.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+SELECTIONS = ("none", "all", "random", "entropy", "ripu", "algorithm1")
+WEIGHT_MODES = ("negatives", "paper", "none")
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run needs; saved in every checkpoint."""
+
+    # data
+    data_root: str = "data/bundled"
+    dataset: str = "folder"
+    source_dataset: str = ""
+    source_root: str = ""
+    source_split: str = "source-train"
+    target_split: str = "target-train"
+    val_split: str = "target-val"
+    test_split: str = "target-test"
+    num_classes: int = 0  # 0: read from the dataset's classes.json
+    translated_dir: str | None = None
+    fda_beta: float = 0.0
+    crop: tuple[int, int] | None = None
+    # model
+    model: str = "small"
+    embed_dim: int = 32
+    pretrained: str | None = None
+    frozen_bn: bool = False
+    # optimisation (section IV-B: SGD, poly 0.9, momentum 0.9, weight decay 1e-4)
+    lr: float = 0.01
+    head_lr_mult: float = 1.0
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    poly_power: float = 0.9
+    batch_source: int = 2
+    batch_target: int = 2
+    pretrain_iterations: int = 1500
+    pretrain_lr: float = 0.02
+    iterations: int = 400
+    eval_every: int = 100
+    # selection (Algorithm 1 and the baselines)
+    strategy: str = "full"
+    selection: str = "algorithm1"
+    budget_rate: float = 0.017
+    query_fraction: float = 0.6
+    gamma: float = 0.5
+    pi_high_quantile: float = 0.99
+    pi_low_quantile: float = 0.5
+    decay: float = 0.9
+    decay_every: int = 0  # 0: a tenth of the high-phase window
+    # losses
+    pseudo_labels: bool = True
+    adaptive_sampling: bool = True
+    min_low_samples: int = 64
+    target_weight: float = 1.0
+    # multi-level contrastive units (section III-C, Eq. 7-11)
+    contrast_intra: bool = False
+    contrast_cross_image: bool = False
+    contrast_cross_domain: bool = False
+    p2p: bool = False
+    c2c: bool = False
+    dccm: bool = False
+    dccm_beta: float = 0.9
+    weight_mode: str = "negatives"
+    temperature: float = 0.1
+    contrast_weight: float = 0.1
+    max_anchors_per_class: int = 16
+    max_samples_per_class: int = 32
+    # execution
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    channels_last: bool = False
+    threads: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
+        if self.weight_mode not in WEIGHT_MODES:
+            raise ValueError(f"weight_mode must be one of {WEIGHT_MODES}, got {self.weight_mode!r}")
+        if not 0.0 <= self.budget_rate <= 1.0:
+            raise ValueError(f"budget_rate must lie in [0, 1], got {self.budget_rate}")
+        if not 0.0 < self.query_fraction <= 1.0:
+            raise ValueError(f"query_fraction must lie in (0, 1], got {self.query_fraction}")
+        if self.crop is not None:
+            self.crop = (int(self.crop[0]), int(self.crop[1]))
+
+    @property
+    def contrast(self) -> bool:
+        levels = self.contrast_intra or self.contrast_cross_image or self.contrast_cross_domain
+        return levels and (self.p2p or self.c2c)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return from_dict({**self.to_dict(), **changes})
+
+
+def from_dict(values: dict[str, Any]) -> TrainConfig:
+    """Build a config, refusing unknown keys with a message that names them."""
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown config keys {unknown}; known keys: {sorted(known)}")
+    return TrainConfig(**values)
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read a TOML or JSON config file into a :class:`TrainConfig`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    text = path.read_text()
+    values = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    return from_dict(values)

@@ -1,0 +1,97 @@
+"""Pixel-wise uncertainty (Eq. 1-3) and the three uncertainty groups (section III-B).
+
+All functions are pure: tensors in, tensors out, no state, no I/O.
+Shapes: ``N`` batch, ``C`` classes, ``H x W`` spatial size.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+GROUP_LOW = 0
+GROUP_MEDIUM = 1
+GROUP_HIGH = 2
+
+_EPS = 1e-12
+
+
+def entropy(prob: torch.Tensor) -> torch.Tensor:
+    """Normalised pixel-wise entropy (Eq. 2).
+
+    Args:
+        prob: class probabilities, shape (N, C, H, W), summing to 1 over ``C``.
+
+    Returns:
+        (N, H, W) entropy divided by ``log(C)``: 1 for a uniform distribution,
+        0 for a one-hot one. For ``C == 1`` the entropy is 0 everywhere.
+    """
+    num_classes = prob.shape[1]
+    if num_classes < 2:
+        return prob.new_zeros(prob.shape[:1] + prob.shape[2:])
+    plogp = torch.xlogy(prob, prob)  # 0 * log 0 == 0
+    return -plogp.sum(dim=1) / math.log(num_classes)
+
+
+def kl_divergence(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Pixel-wise KL divergence ``KL(p || q) = sum_c p_c (log p_c - log q_c)`` (Eq. 3).
+
+    Args:
+        p: probabilities, shape (N, C, H, W).
+        q: probabilities, shape (N, C, H, W).
+
+    Returns:
+        (N, H, W) non-negative divergence (in nats). ``q`` is clamped at 1e-12 so
+        the result stays finite; terms with ``p_c == 0`` contribute 0.
+    """
+    log_q = q.clamp_min(_EPS).log()
+    kl = (torch.xlogy(p, p) - p * log_q).sum(dim=1)
+    return kl.clamp_min(0.0)
+
+
+def uncertainty_score(
+    main_logits: torch.Tensor, aux_logits: torch.Tensor, gamma: float = 0.5
+) -> torch.Tensor:
+    """Uncertainty score ``S = E(p) + gamma * KL(p || p_aux)`` (Eq. 1).
+
+    Args:
+        main_logits: logits of the main head, shape (N, C, H, W).
+        aux_logits: logits of the auxiliary head (footnote 1), shape (N, C, H, W),
+            already resized to the main head's size.
+        gamma: weight of the KL term; the paper uses 0.5.
+
+    Returns:
+        (N, H, W) score; ``E`` lies in [0, 1] (Eq. 2), the KL term is unbounded above.
+        Computed from log-softmax so that saturated logits stay finite.
+    """
+    log_p = F.log_softmax(main_logits, dim=1)
+    log_q = F.log_softmax(aux_logits, dim=1)
+    p = log_p.exp()
+    num_classes = main_logits.shape[1]
+    ent = -(p * log_p).sum(dim=1)
+    ent = ent / math.log(num_classes) if num_classes > 1 else ent * 0.0
+    kl = (p * (log_p - log_q)).sum(dim=1).clamp_min(0.0)
+    return ent + gamma * kl
+
+
+def partition(score: torch.Tensor, pi_high: float, pi_low: float) -> torch.Tensor:
+    """Split pixels into uncertainty groups (section III-B).
+
+    Args:
+        score: (N, H, W) uncertainty scores (Eq. 1).
+        pi_high: ``score > pi_high`` -> ``GROUP_HIGH`` (G_h).
+        pi_low: ``score < pi_low`` -> ``GROUP_LOW`` (G_l); everything else, the
+            thresholds themselves included, -> ``GROUP_MEDIUM`` (G_m).
+
+    Returns:
+        (N, H, W) uint8 group ids. Requires ``pi_low <= pi_high`` so that every pixel
+        lands in exactly one group.
+    """
+    if pi_low > pi_high:
+        raise ValueError(f"pi_low ({pi_low}) must not exceed pi_high ({pi_high})")
+    groups = torch.full(score.shape, GROUP_MEDIUM, dtype=torch.uint8, device=score.device)
+    groups[score > pi_high] = GROUP_HIGH
+    groups[score < pi_low] = GROUP_LOW
+    return groups
