@@ -40,6 +40,7 @@ class Data:
     val: SplitTensors
     test: SplitTensors
     class_names: list[str]
+    class_colors: list[tuple[int, int, int]] = field(default_factory=list)
 
     @property
     def num_classes(self) -> int:
@@ -52,19 +53,27 @@ class Data:
 
 
 def load_data(cfg: TrainConfig) -> Data:
-    """Read the plain-folder benchmark (or a user's data in the same format)."""
+    """Read the plain-folder benchmark (or a user's data in the same format), or, when
+    ``cfg.dataset`` / ``cfg.source_dataset`` / ``cfg.source_root`` name real datasets, the
+    paper's benchmarks (GTA5 / SYNTHIA / Synscapes -> Cityscapes, see ``trainer.paper``)."""
+    if cfg.dataset != "folder" or cfg.source_dataset not in ("", "folder") or cfg.source_root:
+        from trainer.paper import load_real_splits
+
+        return Data(*load_real_splits(cfg))
     root = Path(cfg.data_root)
     if not (root / "classes.json").is_file():
         raise FileNotFoundError(
             f"no dataset at {root}: run `adamcu generate --out {root}` or point data_root at a "
             "folder with classes.json and <split>/images, <split>/labels")
     translated = Path(cfg.translated_dir) if cfg.translated_dir else None
+    classes = load_classes(root)
     return Data(
         source=load_split(root, cfg.source_split, translated_dir=translated),
         target=load_split(root, cfg.target_split),
         val=load_split(root, cfg.val_split),
         test=load_split(root, cfg.test_split),
-        class_names=[c.name for c in load_classes(root)],
+        class_names=[c.name for c in classes],
+        class_colors=[tuple(c.color) for c in classes],
     )
 
 

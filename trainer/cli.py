@@ -73,6 +73,8 @@ def _train(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="adamcu", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("loop", help="server + worker + simulated oracles on this machine "
+                   "(adamcu loop --help)", add_help=False)
     g = sub.add_parser("generate", help="write the bundled synthetic-to-real benchmark")
     g.add_argument("--out", default="data/bundled")
     g.add_argument("--height", type=int, default=64)
@@ -109,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["loop"]:
+        from trainer.loop import main as loop_main
+
+        return loop_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)

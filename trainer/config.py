@@ -33,7 +33,8 @@ class TrainConfig:
     num_classes: int = 0  # 0: read from the dataset's classes.json
     translated_dir: str | None = None
     fda_beta: float = 0.0
-    crop: tuple[int, int] | None = None
+    crop: tuple[int, int] | None = None  # real datasets: every split is resized to (H, W)
+    data_cache: str = ""  # real datasets: folder of decoded splits (.npy, memory-mapped)
     # model
     model: str = "small"
     embed_dim: int = 32
@@ -98,6 +99,9 @@ class TrainConfig:
             raise ValueError(f"query_fraction must lie in (0, 1], got {self.query_fraction}")
         if self.crop is not None:
             self.crop = (int(self.crop[0]), int(self.crop[1]))
+        # TOML has no null: an empty string means "none" for the optional paths
+        self.pretrained = self.pretrained or None
+        self.translated_dir = self.translated_dir or None
 
     @property
     def contrast(self) -> bool:

@@ -1,0 +1,113 @@
+"""``adamcu-oracle``: a simulated annotator process that answers queries from ground truth."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import httpx
+
+from oracle.loop import OracleConfig, run_oracle
+from trainer.client import ServiceClient, ServiceError
+
+
+def parse_args(argv: Sequence[str] | None = None) -> OracleConfig:
+    p = argparse.ArgumentParser(prog="adamcu-oracle", description=__doc__)
+    p.add_argument("--server", default=os.environ.get("ADAMCU_SERVER", "http://127.0.0.1:8000"))
+    p.add_argument(
+        "--token",
+        default=os.environ.get("ADAMCU_TOKEN"),
+        help="annotator (or admin) token; default $ADAMCU_TOKEN",
+    )
+    p.add_argument("--run", type=int, default=None, help="run id (default: newest active run)")
+    p.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="dataset root: <root>/<split>/labels/<id>.png for key <split>/<id>",
+    )
+    p.add_argument("--batch", type=int, default=64, help="queries claimed at once (1..500)")
+    p.add_argument(
+        "--noise", type=float, default=0.0, help="probability of answering a random other class"
+    )
+    p.add_argument(
+        "--skip-ignore",
+        type=float,
+        default=1.0,
+        help="probability of skipping a void (255) pixel instead of guessing",
+    )
+    p.add_argument(
+        "--delay-ms", type=float, default=0.0, help="simulated think time per answered pixel"
+    )
+    p.add_argument("--lease", type=int, default=60, help="lease seconds (5..3600)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument(
+        "--idle-exit",
+        type=float,
+        default=10.0,
+        help="exit after this many seconds with nothing to claim and the run finished",
+    )
+    p.add_argument("--max-answers", type=int, default=None)
+    args = p.parse_args(argv)
+    if not args.token:
+        p.error("--token or $ADAMCU_TOKEN is required")
+    if not 1 <= args.batch <= 500:
+        p.error("--batch must be in 1..500")
+    if not 0.0 <= args.noise <= 1.0 or not 0.0 <= args.skip_ignore <= 1.0:
+        p.error("--noise and --skip-ignore are probabilities in [0, 1]")
+    return OracleConfig(
+        server=args.server,
+        token=args.token,
+        data=args.data,
+        run=args.run,
+        batch=args.batch,
+        noise=args.noise,
+        skip_ignore=args.skip_ignore,
+        delay_ms=args.delay_ms,
+        lease=args.lease,
+        seed=args.seed,
+        idle_exit=args.idle_exit,
+        max_answers=args.max_answers,
+    )
+
+
+def install_stop_handlers(stop: threading.Event) -> dict[int, Any]:
+    """SIGTERM/SIGINT finish the in-flight batch and exit; a second SIGINT interrupts.
+
+    Returns the previous handlers (for ``signal.signal`` to restore)."""
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.set()
+
+    return {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    cfg = parse_args(argv)
+    print(f"adamcu-oracle: {cfg!r}".replace(cfg.token, "***"), file=sys.stderr, flush=True)
+    stop = threading.Event()
+    previous = install_stop_handlers(stop)
+    try:
+        with ServiceClient(cfg.server, cfg.token) as client:
+            summary = run_oracle(client, cfg, stop)
+    except (ServiceError, httpx.TransportError) as error:
+        print(f"adamcu-oracle: {error}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print(summary.line(), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""adamcu server."""

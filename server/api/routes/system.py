@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, status
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from server.api.deps import DB, Admin, Reader
+from server.schemas import HealthOut, Me, TokenCreated, TokenIn
+from server.services import tokens
+
+router = APIRouter(tags=["system"])
+
+
+@router.get("/health")
+def health() -> HealthOut:
+    return HealthOut(status="ok")
+
+
+@router.get("/ready")
+def ready(request: Request) -> JSONResponse:
+    try:
+        with request.app.state.sessionmaker() as db:
+            db.execute(text("SELECT 1"))
+        database = "ok"
+    except SQLAlchemyError:
+        database = "unavailable"
+    queue = "ok" if request.app.state.queue.ping() else "unavailable"
+    good = database == "ok" and queue == "ok"
+    body = {"status": "ready" if good else "unavailable", "database": database, "queue": queue}
+    return JSONResponse(body, status_code=200 if good else status.HTTP_503_SERVICE_UNAVAILABLE)
+
+
+@router.post("/api/v1/tokens", status_code=201)
+def create_token(data: TokenIn, db: DB, _: Admin) -> TokenCreated:
+    return tokens.create_token(db, data.role, data.name)
+
+
+@router.get("/api/v1/me")
+def me(principal: Reader) -> Me:
+    return principal

@@ -1,0 +1,126 @@
+"""Domain exceptions and the one place that maps them (and framework errors) to JSON."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+
+class DomainError(Exception):
+    status = 400
+    code = "bad_request"
+    message = "The request was refused."
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.message)
+        self.message = message or self.message
+
+
+class Unauthorized(DomainError):
+    status, code, message = 401, "unauthorized", "A valid bearer token is required."
+
+
+class Forbidden(DomainError):
+    status, code, message = 403, "forbidden", "Your role may not do this."
+
+
+class NotFound(DomainError):
+    status, code, message = 404, "not_found", "No such resource."
+
+
+class RunNotFound(NotFound):
+    code, message = "run_not_found", "No such run."
+
+
+class ImageNotFound(NotFound):
+    code, message = "image_not_found", "No such image."
+
+
+class QueryNotFound(NotFound):
+    code, message = "query_not_found", "No such query."
+
+
+class BudgetExceeded(DomainError):
+    status, code, message = 409, "budget_exceeded", "The batch would overspend the run budget."
+
+
+class DuplicatePixel(DomainError):
+    status, code, message = 409, "duplicate_pixel", "A pixel was already asked in this run."
+
+
+class RunFinished(DomainError):
+    status, code, message = 409, "run_finished", "The run is finished."
+
+
+class NotLeased(DomainError):
+    status, code, message = 409, "not_leased", "You do not hold a lease on this query."
+
+
+class AlreadyAnswered(DomainError):
+    status, code, message = 409, "already_answered", "This query is already answered."
+
+
+class NothingToUndo(DomainError):
+    status, code, message = 409, "nothing_to_undo", "You have no answer on this query to undo."
+
+
+class LeaseExpired(DomainError):
+    status, code, message = 410, "lease_expired", "Your lease on this query has expired."
+
+
+class UnknownClass(DomainError):
+    status, code, message = 422, "unknown_class", "The class id is not one of the run's classes."
+
+
+class UnknownImage(DomainError):
+    status, code, message = 422, "unknown_image", "The image is not registered in this run."
+
+
+class PixelOutOfRange(DomainError):
+    status, code, message = 422, "pixel_out_of_range", "The pixel lies outside the image."
+
+
+class InvalidImage(DomainError):
+    status, code, message = 422, "invalid_image", "The image is not a PNG of the stated size."
+
+
+class BadRequest(DomainError):
+    status, code, message = 400, "bad_request", "The request is malformed."
+
+
+def error_response(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[int, str, str]:
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return 400, "malformed_json", "The request body is not valid JSON."
+    first = errors[0] if errors else {}
+    loc = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+    return 422, "validation_error", f"{loc or 'request'}: {first.get('msg', 'invalid value')}"
+
+
+_HTTP_CODES = {
+    404: ("not_found", "No such route."),
+    405: ("method_not_allowed", "This method is not allowed on this route."),
+    413: ("payload_too_large", "The request body is too large."),
+    415: ("unsupported_media_type", "Send the body as application/json."),
+}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def _domain(_req: Request, exc: DomainError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(*_validation_message(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code, message = _HTTP_CODES.get(exc.status_code, ("http_error", str(exc.detail)))
+        return error_response(exc.status_code, code, message)

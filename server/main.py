@@ -1,0 +1,79 @@
+"""Application factory and the ``adamcu-server`` console entry."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
+from pydantic import ValidationError
+
+from server.api.middleware import BodyLimitMiddleware
+from server.api.routes import export, images, queries, runs, system
+from server.db import make_engine, make_sessionmaker
+from server.errors import install_error_handlers
+from server.models import utcnow
+from server.queue import Dispatcher, EmbeddedQueue, RedisQueue
+from server.services.recovery import rebuild_missing_streams
+from server.settings import Settings
+
+
+def make_queue(settings: Settings) -> Dispatcher:
+    if settings.redis_url:
+        return RedisQueue.from_url(settings.redis_url, settings.redis_prefix)
+    return EmbeddedQueue()
+
+
+def create_app(settings: Settings | None = None, clock: Callable[[], datetime] = utcnow) -> FastAPI:
+    settings = settings or Settings()
+    engine = make_engine(settings.database_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rebuild_missing_streams(app.state.sessionmaker, app.state.queue)
+        yield
+        engine.dispose()
+
+    app = FastAPI(title="adamcu labeling service", version="0.1.0", lifespan=lifespan)
+    app.state.settings, app.state.clock = settings, clock
+    app.state.sessionmaker, app.state.queue = make_sessionmaker(engine), make_queue(settings)
+    install_error_handlers(app)
+    for module in (system, runs, images, queries, export):
+        app.include_router(module.router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
+            allow_headers=["Authorization", "Content-Type"],
+        )  # fmt: skip
+    if settings.web_dir is not None and settings.web_dir.is_dir():
+        app.mount("/", StaticFiles(directory=settings.web_dir, html=True), name="web")
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description="Run the adamcu labeling server.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument("--access-log", action="store_true", help="log every request")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        raise SystemExit(f"adamcu-server: invalid settings:\n{exc}") from None
+    common = {"host": args.host, "port": args.port, "access_log": args.access_log}
+    if args.workers > 1:  # each worker builds its app from the same environment
+        uvicorn.run("server.main:create_app", factory=True, workers=args.workers, **common)
+    else:
+        uvicorn.run(create_app(settings), **common)
+
+
+if __name__ == "__main__":
+    main()

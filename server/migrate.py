@@ -1,0 +1,40 @@
+"""Programmatic ``alembic upgrade head`` (tests, the dev loop and ``adamcu-migrate``)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def alembic_config(database_url: str) -> Config:
+    cfg = Config(str(ROOT / "alembic.ini"))
+    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    cfg.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    cfg.attributes["database_url"] = database_url
+    return cfg
+
+
+def upgrade(database_url: str, revision: str = "head") -> None:
+    command.upgrade(alembic_config(database_url), revision)
+
+
+def downgrade(database_url: str, revision: str = "base") -> None:
+    command.downgrade(alembic_config(database_url), revision)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from server.settings import Settings
+
+    parser = argparse.ArgumentParser(description="Upgrade the adamcu database to head.")
+    parser.add_argument("--database-url", default=None)
+    args = parser.parse_args(argv)
+    upgrade(args.database_url or Settings().database_url)
+
+
+if __name__ == "__main__":
+    main()

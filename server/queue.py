@@ -1,0 +1,326 @@
+"""Dispatch of pending queries to annotators.
+
+Two implementations share one interface. The database is the record: every claim moves rows
+from ``pending`` (or an expired ``leased``) to ``leased`` with one atomic conditional UPDATE,
+so a stale or duplicated dispatcher entry can never hand one query to two live leases.
+
+* :class:`EmbeddedQueue` claims straight from the ``queries`` table (``FOR UPDATE SKIP LOCKED``
+  on PostgreSQL, a plain atomic UPDATE on SQLite, whose writers are serialised).
+* :class:`RedisQueue` uses one Redis stream per run and a consumer group: enqueue is ``XADD``,
+  claim is ``XAUTOCLAIM`` (expired leases) then ``XREADGROUP``; answer/skip ``XACK``. Lease
+  timing lives in the PEL idle time: after a claim with lease L the entry's idle time is set to
+  ``MAX_IDLE_MS - L`` so ``XAUTOCLAIM`` (min-idle ``MAX_IDLE_MS``) returns it exactly when the
+  lease expires. A missing stream or group (``NOGROUP``, e.g. after ``FLUSHALL``) rebuilds the
+  stream from the non-terminal rows of the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Protocol
+
+import redis
+from sqlalchemy import exists, select, update
+from sqlalchemy.orm import Session
+
+from server.db import is_postgres
+from server.models import Query
+
+log = logging.getLogger(__name__)
+MAX_IDLE_MS = 3_700_000  # above the longest lease (3600 s)
+GROUP = "annotators"
+
+
+class Dispatcher(Protocol):
+    name: str
+
+    def enqueue(self, run_id: int, query_ids: Sequence[int]) -> None: ...
+
+    def claim(
+        self, db: Session, run_id: int, annotator_id: int, n: int, lease_s: float, now: datetime
+    ) -> list[int]: ...
+
+    def ack(self, run_id: int, query_ids: Sequence[int]) -> None: ...
+
+    def rebuild(self, db: Session, run_id: int) -> None: ...
+
+    def ping(self) -> bool: ...
+
+
+def lease_rows(
+    db: Session,
+    run_id: int,
+    annotator_id: int,
+    until: datetime,
+    now: datetime,
+    n: int,
+    ids: Sequence[int] | None = None,
+    expired_only: bool = False,
+) -> list[int]:
+    """Atomically lease up to ``n`` claimable rows (expired leases first, then pending by id)."""
+    leased: list[int] = []
+    expired = (Query.status == "leased") & (Query.lease_expires_at < now)
+    conds = [expired] if expired_only else [expired, Query.status == "pending"]
+    for cond in conds:
+        want = n - len(leased)
+        if want <= 0:
+            break
+        sub = select(Query.id).where(Query.run_id == run_id, cond)
+        if ids is not None:
+            sub = sub.where(Query.id.in_(ids))
+        sub = sub.order_by(Query.id).limit(want)
+        if is_postgres(db):
+            sub = sub.with_for_update(skip_locked=True)
+        stmt = (
+            update(Query)
+            .where(Query.id.in_(sub.scalar_subquery()), cond)
+            .values(status="leased", annotator_id=annotator_id, lease_expires_at=until)
+            .returning(Query.id)
+            .execution_options(synchronize_session=False)
+        )
+        leased.extend(db.execute(stmt).scalars())
+    return sorted(leased)
+
+
+class EmbeddedQueue:
+    name = "embedded"
+
+    def enqueue(self, run_id: int, query_ids: Sequence[int]) -> None:
+        return None
+
+    def claim(
+        self, db: Session, run_id: int, annotator_id: int, n: int, lease_s: float, now: datetime
+    ) -> list[int]:
+        ids = lease_rows(db, run_id, annotator_id, now + timedelta(seconds=lease_s), now, n)
+        db.commit()
+        return ids
+
+    def ack(self, run_id: int, query_ids: Sequence[int]) -> None:
+        return None
+
+    def rebuild(self, db: Session, run_id: int) -> None:
+        return None
+
+    def ping(self) -> bool:
+        return True
+
+
+_ENQUEUE = """
+for _, q in ipairs(ARGV) do
+  redis.call('HSET', KEYS[2], q, redis.call('XADD', KEYS[1], '*', 'q', q))
+end
+return #ARGV
+"""
+
+_CANDIDATES = """
+local stream, cursor_key = KEYS[1], KEYS[2]
+local group, consumer, min_idle, n = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local cur = redis.call('GET', cursor_key) or '0-0'
+local r = redis.call('XAUTOCLAIM', stream, group, consumer, min_idle, cur, 'COUNT', n)
+redis.call('SET', cursor_key, r[1])
+local out = {}
+for _, e in ipairs(r[2]) do
+  if e[2] then out[#out + 1] = e[1]; out[#out + 1] = e[2][2] end
+end
+local got = #out / 2
+if got < n then
+  local rd = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', n - got,
+                        'STREAMS', stream, '>')
+  if rd then
+    for _, e in ipairs(rd[1][2]) do out[#out + 1] = e[1]; out[#out + 1] = e[2][2] end
+  end
+end
+return out
+"""
+
+_ACK = """
+for _, q in ipairs(ARGV) do
+  local e = redis.call('HGET', KEYS[2], q)
+  if e then
+    redis.call('XACK', KEYS[1], KEYS[3], e)
+    redis.call('XDEL', KEYS[1], e)
+    redis.call('HDEL', KEYS[2], q)
+  end
+end
+return 1
+"""
+
+
+class RedisQueue:
+    name = "redis"
+
+    def __init__(self, client: redis.Redis, prefix: str = "adamcu") -> None:
+        self.r = client
+        self.prefix = prefix
+        self._enqueue = client.register_script(_ENQUEUE)
+        self._candidates = client.register_script(_CANDIDATES)
+        self._ack = client.register_script(_ACK)
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str = "adamcu") -> RedisQueue:
+        return cls(redis.Redis.from_url(url, decode_responses=True), prefix)
+
+    def _keys(self, run_id: int) -> tuple[str, str, str, str]:
+        base = f"{self.prefix}:run:{run_id}"
+        return f"{base}:stream", f"{base}:entries", f"{base}:cursor", f"{base}:rebuild"
+
+    def enqueue(self, run_id: int, query_ids: Sequence[int]) -> None:
+        stream, entries, _, _ = self._keys(run_id)
+        try:
+            for i in range(0, len(query_ids), 2000):
+                self._enqueue(keys=[stream, entries], args=list(query_ids[i : i + 2000]))
+        except redis.RedisError:
+            # The rows are committed; the next claim that finds the stream empty rebuilds it.
+            log.exception("enqueue to redis failed for run %s", run_id)
+
+    def ack(self, run_id: int, query_ids: Sequence[int]) -> None:
+        stream, entries, _, _ = self._keys(run_id)
+        try:
+            self._ack(keys=[stream, entries, GROUP], args=list(query_ids))
+        except redis.RedisError:
+            log.exception("ack to redis failed for run %s (entries are reaped later)", run_id)
+
+    def ping(self) -> bool:
+        try:
+            return bool(self.r.ping())
+        except redis.RedisError:
+            return False
+
+    def group_exists(self, run_id: int) -> bool:
+        stream = self._keys(run_id)[0]
+        try:
+            return any(g["name"] == GROUP for g in self.r.xinfo_groups(stream))
+        except redis.ResponseError:
+            return False
+
+    def rebuild(self, db: Session, run_id: int) -> None:
+        """Recreate the run's stream from the database's pending and leased rows."""
+        stream, entries, cursor, lock = self._keys(run_id)
+        if not self.r.set(lock, "1", nx=True, ex=30):
+            deadline = time.monotonic() + 5
+            while self.r.exists(lock) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            return
+        try:
+            pipe = self.r.pipeline(transaction=True)  # no window without a group
+            pipe.delete(stream, entries, cursor)
+            pipe.xgroup_create(stream, GROUP, id="0", mkstream=True)
+            pipe.execute()
+            live = select(Query.id).where(
+                Query.run_id == run_id, Query.status.in_(("pending", "leased"))
+            )
+            ids = list(db.execute(live.order_by(Query.id)).scalars())
+            db.rollback()  # end the read transaction (SQLite holds its lock until then)
+            self.enqueue(run_id, ids)
+            log.info("rebuilt redis stream of run %s with %d queries", run_id, len(ids))
+        finally:
+            self.r.delete(lock)
+
+    def _fetch(self, db: Session, run_id: int, consumer: str, n: int) -> list[tuple[str, int]]:
+        stream, _, cursor, _ = self._keys(run_id)
+        args = [GROUP, consumer, MAX_IDLE_MS, n]
+        try:
+            flat = self._candidates(keys=[stream, cursor], args=args)
+        except redis.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            self.rebuild(db, run_id)
+            flat = self._candidates(keys=[stream, cursor], args=args)
+        return [(flat[i], int(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+    def claim(
+        self, db: Session, run_id: int, annotator_id: int, n: int, lease_s: float, now: datetime
+    ) -> list[int]:
+        consumer = f"a{annotator_id}"
+        until = now + timedelta(seconds=lease_s)
+        leased: list[int] = []
+        for _attempt in range(4):
+            cands = self._fetch(db, run_id, consumer, n - len(leased))
+            if not cands:
+                if not leased and self._db_has_pending(db, run_id):
+                    self.rebuild(db, run_id)
+                    continue
+                break
+            got = lease_rows(db, run_id, annotator_id, until, now, n, [q for _, q in cands])
+            db.commit()
+            try:  # bookkeeping only: the committed leases stand whatever Redis says
+                self._settle(db, run_id, consumer, cands, set(got), now, lease_s)
+            except redis.RedisError:
+                log.exception("redis bookkeeping after a claim failed for run %s", run_id)
+            leased.extend(got)
+            if len(leased) >= n:
+                break
+        if len(leased) < n:  # the DB is the record: expired leases the PEL has not timed out
+            late = lease_rows(db, run_id, annotator_id, until, now, n - len(leased), None, True)
+            db.commit()
+            if late:
+                try:
+                    self._retime(run_id, consumer, late, lease_s)
+                except redis.RedisError:
+                    log.exception("redis bookkeeping after a claim failed for run %s", run_id)
+            leased.extend(late)
+        return sorted(leased)
+
+    def _retime(self, run_id: int, consumer: str, qids: list[int], lease_s: float) -> None:
+        stream, entries, _, _ = self._keys(run_id)
+        eids = [e for e in self.r.hmget(entries, qids) if e]
+        if eids:
+            idle = max(MAX_IDLE_MS - int(lease_s * 1000), 0)
+            self.r.xclaim(stream, GROUP, consumer, 0, eids, idle=idle, justid=True)
+
+    def _db_has_pending(self, db: Session, run_id: int) -> bool:
+        q = select(exists().where(Query.run_id == run_id, Query.status == "pending"))
+        found = bool(db.execute(q).scalar())
+        db.rollback()
+        return found
+
+    def _settle(
+        self,
+        db: Session,
+        run_id: int,
+        consumer: str,
+        cands: list[tuple[str, int]],
+        got: set[int],
+        now: datetime,
+        lease_s: float,
+    ) -> None:
+        """Time the PEL entries of claimed queries to their lease; ack dead or duplicate ones."""
+        stream, entries, _, _ = self._keys(run_id)
+        primary: dict[int, str] = {}
+        dead: list[str] = []
+        for eid, qid in cands:
+            if qid in primary:
+                dead.append(eid)
+            else:
+                primary[qid] = eid
+        others = [q for q in primary if q not in got]
+        states = {}
+        if others:
+            rows = db.execute(
+                select(Query.id, Query.status, Query.lease_expires_at).where(Query.id.in_(others))
+            )
+            states = {r.id: (r.status, r.lease_expires_at) for r in rows}
+            db.rollback()
+        pipe = self.r.pipeline(transaction=False)
+        mine = [primary[q] for q in got]
+        if mine:
+            idle = MAX_IDLE_MS - int(lease_s * 1000)
+            pipe.xclaim(stream, GROUP, consumer, 0, mine, idle=max(idle, 0), justid=True)
+            pipe.hset(entries, mapping={q: primary[q] for q in got})
+        for q in others:
+            status, expires = states.get(q, ("gone", None))
+            if status == "leased" and expires is not None:
+                left_ms = max(int((expires - now).total_seconds() * 1000), 0)
+                idle = max(MAX_IDLE_MS - left_ms, 0)
+                pipe.xclaim(stream, GROUP, consumer, 0, [primary[q]], idle=idle, justid=True)
+            elif status == "pending":
+                pipe.xclaim(stream, GROUP, consumer, 0, [primary[q]], idle=MAX_IDLE_MS, justid=True)
+            else:
+                dead.append(primary[q])
+        if dead:
+            pipe.xack(stream, GROUP, *dead)
+            pipe.xdel(stream, *dead)
+        pipe.execute()

@@ -1,0 +1,257 @@
+"""Wire contract of the labeling service (docs/api.md in code form).
+
+Pure pydantic: the trainer worker and the oracle import this module without SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Role = Literal["admin", "trainer", "annotator", "viewer"]
+Group = Literal["high", "medium", "random", "entropy", "ripu", "other"]
+QueryStatus = Literal["pending", "leased", "answered", "skipped"]
+RunStatus = Literal["active", "finished"]
+GROUPS: tuple[str, ...] = ("high", "medium", "random", "entropy", "ripu", "other")
+MAX_QUERIES_PER_BATCH = 10_000
+MAX_ANSWERS_PER_BATCH = 10_000
+IGNORE_INDEX = 255
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    error: ErrorDetail
+
+
+# --- tokens -------------------------------------------------------------------------------
+
+
+class TokenIn(Strict):
+    role: Role
+    name: str = Field(min_length=1, max_length=100)
+
+
+class Me(BaseModel):
+    id: int
+    role: Role
+    name: str
+
+
+class TokenCreated(Me):
+    token: str
+
+
+# --- runs ---------------------------------------------------------------------------------
+
+
+class ClassSpec(Strict):
+    id: int = Field(ge=0, le=254)
+    name: str = Field(min_length=1, max_length=100)
+    color: tuple[int, int, int] = (0, 0, 0)
+
+
+class RunIn(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    classes: list[ClassSpec] = Field(min_length=1, max_length=255)
+    target_pixels: int = Field(ge=0)
+    budget_rate: float = Field(ge=0.0, le=1.0)
+    strategy: str = Field(default="full", max_length=100)
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunPatch(Strict):
+    status: RunStatus
+
+
+class RunOut(BaseModel):
+    id: int
+    name: str
+    classes: list[ClassSpec]
+    target_pixels: int
+    budget_rate: float
+    budget_total: int
+    strategy: str
+    config: dict[str, Any]
+    status: RunStatus
+    created_at: datetime
+
+
+# --- images -------------------------------------------------------------------------------
+
+
+class ImageIn(Strict):
+    key: str = Field(min_length=1, max_length=500)
+    width: int = Field(ge=1, le=16384)
+    height: int = Field(ge=1, le=16384)
+    png_base64: str = Field(min_length=1)
+
+
+class ImagesIn(Strict):
+    images: list[ImageIn] = Field(min_length=1, max_length=1000)
+
+
+class ImageOut(BaseModel):
+    id: int
+    key: str
+    width: int
+    height: int
+
+
+class ImagesOut(BaseModel):
+    images: list[ImageOut]
+
+
+# --- queries and answers ------------------------------------------------------------------
+
+
+class QueryIn(Strict):
+    image_id: int
+    y: int = Field(ge=0)
+    x: int = Field(ge=0)
+    group: Group = "other"
+    score: float = 0.0
+
+
+class QueriesIn(Strict):
+    queries: list[QueryIn] = Field(min_length=1, max_length=MAX_QUERIES_PER_BATCH)
+
+
+class QueryIdsOut(BaseModel):
+    ids: list[int]
+
+
+class ClaimIn(Strict):
+    n: int = Field(default=10, ge=1, le=500)
+    lease_seconds: int | None = Field(default=None, ge=5, le=3600)
+
+
+class QueryOut(BaseModel):
+    id: int
+    run_id: int
+    image_id: int
+    y: int
+    x: int
+    group: Group
+    score: float
+    status: QueryStatus
+    lease_expires_at: datetime | None
+    image_width: int
+    image_height: int
+
+
+class ClaimOut(BaseModel):
+    queries: list[QueryOut]
+
+
+class QueriesPage(BaseModel):
+    queries: list[QueryOut]
+    cursor: int
+
+
+class AnswerIn(Strict):
+    class_id: int = Field(ge=0, le=254)
+    lead_time_ms: int | None = Field(default=None, ge=0)
+    correction: bool = False
+
+
+class BatchAnswerItem(Strict):
+    query_id: int
+    class_id: int = Field(ge=0, le=254)
+    lead_time_ms: int | None = Field(default=None, ge=0)
+
+
+class BatchAnswersIn(Strict):
+    answers: list[BatchAnswerItem] = Field(min_length=1, max_length=MAX_ANSWERS_PER_BATCH)
+
+
+class AnswerOut(BaseModel):
+    id: int
+    query_id: int
+    run_id: int
+    image_id: int
+    y: int
+    x: int
+    class_id: int
+    group: Group
+    annotator: str
+    lead_time_ms: int | None
+    correction: bool
+    created_at: datetime
+
+
+class AnswersOut(BaseModel):
+    answers: list[AnswerOut]
+
+
+class AnswersPage(BaseModel):
+    answers: list[AnswerOut]
+    cursor: int
+
+
+class UndoOut(BaseModel):
+    reopened: bool
+    query: QueryOut
+
+
+# --- budget, metrics, stats -----------------------------------------------------------------
+
+
+class GroupBudget(BaseModel):
+    reserved: int = 0
+    answered: int = 0
+
+
+class BudgetOut(BaseModel):
+    expected: int
+    reserved: int
+    answered: int
+    skipped: int
+    remaining: int
+    groups: dict[str, GroupBudget]
+
+
+class MetricIn(Strict):
+    iteration: int = Field(ge=0)
+    labeled_pixels: int = Field(default=0, ge=0)
+    miou: float
+    per_class_iou: list[float | None] = Field(default_factory=list)
+    split: str = Field(default="target-val", max_length=100)
+
+
+class MetricOut(MetricIn):
+    model_config = ConfigDict(extra="ignore")
+    id: int
+    created_at: datetime
+
+
+class MetricsOut(BaseModel):
+    metrics: list[MetricOut]
+
+
+class StatsOut(BaseModel):
+    pending: int
+    leased: int
+    answered: int
+    skipped: int
+    annotators_active: int
+    answers_last_minute: int
+
+
+class HealthOut(BaseModel):
+    status: str
+
+
+class ReadyOut(BaseModel):
+    status: str
+    database: str
+    queue: str

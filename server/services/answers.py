@@ -1,0 +1,215 @@
+"""Answers: single and all-or-nothing batch, corrections, undo, and reads since a cursor.
+
+Every transaction that inserts an answer first moves (and so locks) the run's budget row, so
+answer ids are assigned in commit order per run: a reader after cursor c never misses a row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Row, delete, insert, select, update
+from sqlalchemy.orm import Session
+
+from server.errors import (
+    AlreadyAnswered,
+    BadRequest,
+    DomainError,
+    LeaseExpired,
+    NothingToUndo,
+    NotLeased,
+    QueryNotFound,
+    UnknownClass,
+)
+from server.models import Answer, Query, Run, Token
+from server.queue import Dispatcher
+from server.schemas import AnswerIn, AnswerOut, AnswersPage, BatchAnswerItem, Me, UndoOut
+from server.services import budget
+from server.services.queries import query_outs
+from server.services.runs import class_ids, get_run
+
+_QCOLS = (
+    Query.id, Query.run_id, Query.image_id, Query.y, Query.x, Query.group, Query.status,
+    Query.annotator_id, Query.lease_expires_at,
+)  # fmt: skip
+
+
+def _refusal(q: Row[Any], me: Me, now: datetime) -> DomainError:
+    if q.status == "answered":
+        return AlreadyAnswered(f"Query {q.id} is already answered.")
+    if q.status == "leased" and q.annotator_id == me.id and q.lease_expires_at < now:
+        return LeaseExpired(f"Your lease on query {q.id} expired; claim again.")
+    return NotLeased(f"Query {q.id} is {q.status} and not leased to you.")
+
+
+def _out(
+    q: Row[Any], a: Row[Any], class_id: int, lead: int | None, corr: bool, me: Me
+) -> AnswerOut:
+    return AnswerOut(
+        id=a.id, query_id=q.id, run_id=q.run_id, image_id=q.image_id, y=q.y, x=q.x,
+        class_id=class_id, group=q.group, annotator=me.name, lead_time_ms=lead,
+        correction=corr, created_at=a.created_at,
+    )  # fmt: skip
+
+
+def _insert(db: Session, rows: list[dict[str, Any]]) -> list[Row[Any]]:
+    stmt = insert(Answer).returning(Answer.id, Answer.created_at, sort_by_parameter_order=True)
+    return list(db.execute(stmt, rows).all())
+
+
+def _lease_filter(ids: Sequence[int], me: Me, now: datetime) -> list[Any]:
+    return [
+        Query.id.in_(list(ids)), Query.status == "leased", Query.annotator_id == me.id,
+        Query.lease_expires_at >= now,
+    ]  # fmt: skip
+
+
+def answer(
+    db: Session, queue: Dispatcher, query_id: int, me: Me, data: AnswerIn, now: datetime
+) -> AnswerOut:
+    found = db.execute(
+        select(*_QCOLS, Run.classes).join(Run, Run.id == Query.run_id).where(Query.id == query_id)
+    ).one_or_none()
+    if found is None:
+        raise QueryNotFound(f"Query {query_id} does not exist.")
+    if data.class_id not in {int(c["id"]) for c in found.classes}:
+        raise UnknownClass(f"Class {data.class_id} is not one of run {found.run_id}'s classes.")
+    if data.correction:
+        if found.status != "answered":
+            raise NotLeased(f"Query {query_id} is {found.status}; only answers can be corrected.")
+        budget.settle(db, found.run_id, reserved=0, answered=0)  # lock: ids in commit order
+    else:
+        stmt = update(Query).where(*_lease_filter([query_id], me, now))
+        stmt = stmt.values(status="answered", lease_expires_at=None)
+        if db.execute(stmt.execution_options(synchronize_session=False)).rowcount != 1:
+            db.rollback()
+            raise _refusal(found, me, now)
+        budget.settle(db, found.run_id, reserved=-1, answered=1)
+    row = {"run_id": found.run_id, "query_id": query_id, "class_id": data.class_id,
+           "annotator_id": me.id, "lead_time_ms": data.lead_time_ms,
+           "correction": data.correction, "created_at": now}  # fmt: skip
+    (a,) = _insert(db, [row])
+    db.commit()
+    if not data.correction:
+        queue.ack(found.run_id, [query_id])
+    return _out(found, a, data.class_id, data.lead_time_ms, data.correction, me)
+
+
+def answer_batch(
+    db: Session,
+    queue: Dispatcher,
+    run_id: int,
+    me: Me,
+    items: Sequence[BatchAnswerItem],
+    now: datetime,
+) -> list[AnswerOut]:
+    """Answer many leased queries at once; any refusal stores nothing."""
+    classes = class_ids(get_run(db, run_id))
+    ids = [it.query_id for it in items]
+    if len(set(ids)) != len(ids):
+        raise BadRequest("A query id appears twice in the batch.")
+    for it in items:
+        if it.class_id not in classes:
+            raise UnknownClass(f"Class {it.class_id} is not one of run {run_id}'s classes.")
+    rows = {
+        r.id: r
+        for r in db.execute(select(*_QCOLS).where(Query.id.in_(ids), Query.run_id == run_id))
+    }
+    for qid in ids:
+        if qid not in rows:
+            raise QueryNotFound(f"Query {qid} does not exist in run {run_id}.")
+    stmt = update(Query).where(Query.run_id == run_id, *_lease_filter(ids, me, now))
+    stmt = stmt.values(status="answered", lease_expires_at=None).returning(Query.id)
+    got = set(db.execute(stmt.execution_options(synchronize_session=False)).scalars())
+    if len(got) != len(ids):
+        db.rollback()
+        raise _refusal(rows[next(q for q in ids if q not in got)], me, now)
+    budget.settle(db, run_id, reserved=-len(ids), answered=len(ids))
+    inserted = _insert(db, [
+        {"run_id": run_id, "query_id": it.query_id, "class_id": it.class_id,
+         "annotator_id": me.id, "lead_time_ms": it.lead_time_ms, "correction": False,
+         "created_at": now}
+        for it in items
+    ])  # fmt: skip
+    db.commit()
+    queue.ack(run_id, ids)
+    return [
+        _out(rows[it.query_id], a, it.class_id, it.lead_time_ms, False, me)
+        for it, a in zip(items, inserted, strict=True)
+    ]
+
+
+def undo(
+    db: Session, queue: Dispatcher, query_id: int, me: Me, now: datetime, lease_s: float
+) -> UndoOut:
+    """Withdraw my latest answer if the trainer has not read it; else ask for a correction."""
+    run_id = db.execute(select(Query.run_id).where(Query.id == query_id)).scalar_one_or_none()
+    if run_id is None:
+        raise QueryNotFound(f"Query {query_id} does not exist.")
+    cursor = db.execute(
+        select(Run.consumed_cursor).where(Run.id == run_id).with_for_update()
+    ).scalar_one()
+    last = db.execute(
+        select(Answer.id, Answer.annotator_id, Answer.correction)
+        .where(Answer.query_id == query_id)
+        .order_by(Answer.id.desc())
+        .limit(1)
+    ).one_or_none()
+    if last is None or (last.annotator_id != me.id and me.role != "admin"):
+        raise NothingToUndo(f"You have no answer on query {query_id} to undo.")
+    reopened = last.id > cursor and not last.correction
+    if last.id > cursor:
+        db.execute(delete(Answer).where(Answer.id == last.id))
+    if reopened:
+        db.execute(
+            update(Query)
+            .where(Query.id == query_id)
+            .values(status="leased", annotator_id=me.id,
+                    lease_expires_at=now + timedelta(seconds=lease_s))
+            .execution_options(synchronize_session=False)
+        )  # fmt: skip
+        budget.settle(db, run_id, reserved=1, answered=-1)
+    db.commit()
+    if reopened:
+        queue.enqueue(run_id, [query_id])  # its stream entry was acked; time the new lease
+    return UndoOut(reopened=reopened, query=query_outs(db, [query_id])[0])
+
+
+def answers_since(db: Session, run_id: int, after: int, limit: int, advance: bool) -> AnswersPage:
+    """Answers with id > after, by id. ``advance`` moves the run's consumed cursor (trainer)."""
+    get_run(db, run_id)
+    if advance:
+        db.execute(select(Run.id).where(Run.id == run_id).with_for_update())
+    rows = db.execute(
+        select(
+            Answer.id,
+            Answer.query_id,
+            Answer.run_id,
+            Query.image_id,
+            Query.y,
+            Query.x,
+            Answer.class_id,
+            Query.group,
+            Token.name.label("annotator"),
+            Answer.lead_time_ms,
+            Answer.correction,
+            Answer.created_at,
+        )  # fmt: skip
+        .join(Query, Query.id == Answer.query_id)
+        .join(Token, Token.id == Answer.annotator_id)
+        .where(Answer.run_id == run_id, Answer.id > after)
+        .order_by(Answer.id)
+        .limit(limit)
+    ).all()
+    cursor = rows[-1].id if rows else after
+    if advance and rows:
+        db.execute(
+            update(Run)
+            .where(Run.id == run_id, Run.consumed_cursor < cursor)
+            .values(consumed_cursor=cursor)
+            .execution_options(synchronize_session=False)
+        )
+    db.commit()
+    return AnswersPage(answers=[AnswerOut.model_validate(r._mapping) for r in rows], cursor=cursor)

@@ -1,0 +1,70 @@
+"""The run's pixel budget: a counter on the run row, moved in the caller's transaction."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from server.errors import BudgetExceeded, RunFinished
+from server.models import Query, Run
+from server.schemas import GROUPS, BudgetOut, GroupBudget
+from server.services.runs import get_run
+
+
+def reserve(db: Session, run_id: int, n: int) -> None:
+    """Reserve ``n`` pixels with one atomic conditional UPDATE (never overspends)."""
+    stmt = (
+        update(Run)
+        .where(
+            Run.id == run_id,
+            Run.status == "active",
+            Run.reserved + Run.answered + n <= Run.budget_total,
+        )
+        .values(reserved=Run.reserved + n)
+        .execution_options(synchronize_session=False)
+    )
+    if db.execute(stmt).rowcount == 1:
+        return
+    run = get_run(db, run_id)
+    if run.status != "active":
+        raise RunFinished()
+    left = run.budget_total - run.reserved - run.answered
+    raise BudgetExceeded(f"The batch asks for {n} pixels but only {left} remain in the budget.")
+
+
+def settle(db: Session, run_id: int, reserved: int, answered: int) -> None:
+    """Move the counters by the given deltas (answer: -1/+1, skip: -1/0, undo: +1/-1)."""
+    stmt = (
+        update(Run)
+        .where(Run.id == run_id)
+        .values(reserved=Run.reserved + reserved, answered=Run.answered + answered)
+        .execution_options(synchronize_session=False)
+    )
+    db.execute(stmt)
+
+
+def get_budget(db: Session, run_id: int) -> BudgetOut:
+    run = get_run(db, run_id)
+    rows = db.execute(
+        select(Query.group, Query.status, func.count())
+        .where(Query.run_id == run_id)
+        .group_by(Query.group, Query.status)
+    ).all()
+    groups = {g: GroupBudget() for g in GROUPS}
+    skipped = 0
+    for group, status, count in rows:
+        slot = groups.setdefault(group, GroupBudget())
+        if status in ("pending", "leased"):
+            slot.reserved += count
+        elif status == "answered":
+            slot.answered += count
+        else:
+            skipped += count
+    return BudgetOut(
+        expected=run.budget_total,
+        reserved=run.reserved,
+        answered=run.answered,
+        skipped=skipped,
+        remaining=run.budget_total - run.reserved - run.answered,
+        groups=groups,
+    )

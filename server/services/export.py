@@ -1,0 +1,82 @@
+"""Exports: the answer listing (json/csv) and a zip of per-image label masks."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import zipfile
+from typing import Any
+
+import numpy as np
+from PIL import Image as PILImage
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from server.models import Answer, Image, Query, Token
+from server.schemas import IGNORE_INDEX
+from server.services.runs import get_run
+
+FIELDS = (
+    "answer_id", "query_id", "image_id", "image_key", "y", "x", "class_id", "group",
+    "annotator", "lead_time_ms", "correction", "created_at",
+)  # fmt: skip
+
+
+def answer_rows(db: Session, run_id: int) -> list[dict[str, Any]]:
+    get_run(db, run_id)
+    rows = db.execute(
+        select(
+            Answer.id.label("answer_id"),
+            Answer.query_id,
+            Query.image_id,
+            Image.key.label("image_key"),
+            Query.y,
+            Query.x,
+            Answer.class_id,
+            Query.group,
+            Token.name.label("annotator"),
+            Answer.lead_time_ms,
+            Answer.correction,
+            Answer.created_at,
+        )  # fmt: skip
+        .join(Query, Query.id == Answer.query_id)
+        .join(Image, Image.id == Query.image_id)
+        .join(Token, Token.id == Answer.annotator_id)
+        .where(Answer.run_id == run_id)
+        .order_by(Answer.id)
+    ).all()
+    return [{**r._mapping, "created_at": r.created_at.isoformat()} for r in rows]
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def masks_zip(db: Session, run_id: int) -> bytes:
+    """``<key>.png`` uint8 masks (255 = unlabeled, latest answer per query) + classes.json."""
+    run = get_run(db, run_id)
+    images = db.execute(
+        select(Image.id, Image.key, Image.width, Image.height).where(Image.run_id == run_id)
+    ).all()
+    labels = db.execute(
+        select(Query.image_id, Query.y, Query.x, Answer.class_id)
+        .join(Query, Query.id == Answer.query_id)
+        .where(Answer.run_id == run_id)
+        .order_by(Answer.id)
+    ).all()
+    masks = {im.id: np.full((im.height, im.width), IGNORE_INDEX, np.uint8) for im in images}
+    for image_id, y, x, class_id in labels:  # ordered by id: the latest answer wins
+        masks[image_id][y, x] = class_id
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for im in images:
+            png = io.BytesIO()
+            PILImage.fromarray(masks[im.id]).save(png, format="PNG")
+            zf.writestr(f"{im.key}.png", png.getvalue())
+        zf.writestr("classes.json", json.dumps(run.classes, indent=1))
+    return buf.getvalue()

@@ -1,0 +1,160 @@
+"""Queries: a batch reserves budget in the transaction that stores it; claim; skip."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from server.errors import (
+    DomainError,
+    DuplicatePixel,
+    NotLeased,
+    PixelOutOfRange,
+    QueryNotFound,
+    RunFinished,
+    UnknownImage,
+)
+from server.models import Image, Query
+from server.queue import Dispatcher
+from server.schemas import QueryIn, QueryOut
+from server.services import budget
+from server.services.runs import get_run
+
+
+def query_outs(db: Session, ids: Sequence[int]) -> list[QueryOut]:
+    if not ids:
+        return []
+    rows = db.execute(
+        select(Query, Image.width, Image.height)
+        .join(Image, Image.id == Query.image_id)
+        .where(Query.id.in_(list(ids)))
+        .order_by(Query.id)
+    ).all()
+    return [
+        QueryOut(
+            id=q.id,
+            run_id=q.run_id,
+            image_id=q.image_id,
+            y=q.y,
+            x=q.x,
+            group=q.group,
+            score=q.score,
+            status=q.status,
+            lease_expires_at=q.lease_expires_at,
+            image_width=w,
+            image_height=h,
+        )  # fmt: skip
+        for q, w, h in rows
+    ]
+
+
+def list_page(db: Session, run_id: int, after: int, limit: int) -> list[QueryOut]:
+    """Queries of a run with id > ``after``, oldest first: every pixel ever asked, in any
+    status, so a restarted trainer can rebuild what it asked."""
+    get_run(db, run_id)
+    ids = db.scalars(
+        select(Query.id).where(Query.run_id == run_id, Query.id > after)
+        .order_by(Query.id).limit(limit)
+    ).all()
+    return query_outs(db, ids)
+
+
+def _check_pixels(db: Session, run_id: int, items: Sequence[QueryIn]) -> None:
+    seen: set[tuple[int, int, int]] = set()
+    for it in items:
+        key = (it.image_id, it.y, it.x)
+        if key in seen:
+            raise DuplicatePixel(
+                f"Pixel (y={it.y}, x={it.x}) of image {it.image_id} is twice in the batch."
+            )
+        seen.add(key)
+    image_ids = {it.image_id for it in items}
+    sizes = {
+        r.id: (r.width, r.height)
+        for r in db.execute(
+            select(Image.id, Image.width, Image.height).where(
+                Image.run_id == run_id, Image.id.in_(image_ids)
+            )
+        )
+    }
+    for it in items:
+        if it.image_id not in sizes:
+            raise UnknownImage(f"Image {it.image_id} is not registered in run {run_id}.")
+        w, h = sizes[it.image_id]
+        if it.x >= w or it.y >= h:
+            raise PixelOutOfRange(
+                f"Pixel (y={it.y}, x={it.x}) lies outside image {it.image_id} ({w}x{h})."
+            )
+
+
+def create_batch(
+    db: Session, queue: Dispatcher, run_id: int, items: Sequence[QueryIn], now: datetime
+) -> list[int]:
+    """Store the batch and reserve its budget in one transaction; all or nothing."""
+    if get_run(db, run_id).status != "active":
+        raise RunFinished()
+    _check_pixels(db, run_id, items)
+    rows = [
+        {"run_id": run_id, "image_id": it.image_id, "y": it.y, "x": it.x, "group": it.group,
+         "score": it.score, "status": "pending", "created_at": now}
+        for it in items
+    ]  # fmt: skip
+    try:
+        stmt = insert(Query).returning(Query.id, sort_by_parameter_order=True)
+        ids = list(db.scalars(stmt, rows))
+    except IntegrityError as exc:
+        db.rollback()
+        raise DuplicatePixel("A pixel of the batch was already asked in this run.") from exc
+    try:
+        budget.reserve(db, run_id, len(ids))
+    except DomainError:
+        db.rollback()
+        raise
+    db.commit()
+    queue.enqueue(run_id, ids)
+    return ids
+
+
+def claim(
+    db: Session,
+    queue: Dispatcher,
+    run_id: int,
+    annotator_id: int,
+    n: int,
+    lease_s: float,
+    now: datetime,
+) -> list[QueryOut]:
+    get_run(db, run_id)
+    ids = queue.claim(db, run_id, annotator_id, n, lease_s, now)
+    return query_outs(db, ids)
+
+
+def skip(
+    db: Session, queue: Dispatcher, query_id: int, annotator_id: int, now: datetime
+) -> QueryOut:
+    """Give a leased query up: status ``skipped``, its reservation released."""
+    stmt = (
+        update(Query)
+        .where(
+            Query.id == query_id,
+            Query.status == "leased",
+            Query.annotator_id == annotator_id,
+        )
+        .values(status="skipped", lease_expires_at=None)
+        .returning(Query.run_id)
+        .execution_options(synchronize_session=False)
+    )
+    run_id = db.execute(stmt).scalar_one_or_none()
+    if run_id is None:
+        row = db.get(Query, query_id)
+        if row is None:
+            raise QueryNotFound(f"Query {query_id} does not exist.")
+        raise NotLeased(f"Query {query_id} is {row.status} and not leased to you.")
+    budget.settle(db, run_id, reserved=-1, answered=0)
+    db.commit()
+    queue.ack(run_id, [query_id])
+    return query_outs(db, [query_id])[0]

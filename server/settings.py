@@ -1,0 +1,37 @@
+"""Server configuration from the environment (prefix ``ADAMCU_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_ADMIN_TOKEN = "dev-admin-token"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ADAMCU_", extra="ignore")
+
+    database_url: str = "sqlite:///./adamcu.db"
+    redis_url: str | None = None
+    redis_prefix: str = "adamcu"
+    admin_token: str = DEV_ADMIN_TOKEN
+    environment: Literal["development", "production", "test"] = "development"
+    cors_origins: list[str] = []
+    max_body_bytes: int = 2 * 1024 * 1024
+    default_lease_seconds: int = 120
+    web_dir: Path | None = Path(__file__).resolve().parent.parent / "web"
+
+    @model_validator(mode="after")
+    def _refuse_default_secret(self) -> Settings:
+        weak = not self.admin_token or self.admin_token == DEV_ADMIN_TOKEN
+        if self.environment == "production" and weak:
+            raise ValueError(
+                "ADAMCU_ADMIN_TOKEN must be set to a non-default secret when "
+                "ADAMCU_ENVIRONMENT=production"
+            )
+        if not self.admin_token:
+            raise ValueError("ADAMCU_ADMIN_TOKEN must not be empty")
+        return self

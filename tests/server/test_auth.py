@@ -1,0 +1,52 @@
+"""Tokens and roles: 401 without a token, 403 for a wrong role, only hashes stored."""
+
+from __future__ import annotations
+
+import hashlib
+
+from sqlalchemy import create_engine, select
+
+from server.models import Token
+
+
+def test_missing_and_unknown_token_401(world):
+    c = world.env.client
+    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic x"}):
+        r = c.get(f"/api/v1/runs/{world.run_id}", headers=headers)
+        assert r.status_code == 401
+        assert r.json()["error"]["code"] == "unauthorized"
+
+
+def test_wrong_role_403(world):
+    body = {"queries": [{"image_id": world.image_id, "y": 0, "x": 0}]}
+    r = world.post(f"/api/v1/runs/{world.run_id}/queries", "alice", body)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
+    assert world.post(f"/api/v1/runs/{world.run_id}/claims", "trainer", {"n": 1}).status_code == 403
+    assert (
+        world.post("/api/v1/tokens", "trainer", {"role": "admin", "name": "x"}).status_code == 403
+    )
+    r = world.get(f"/api/v1/runs/{world.run_id}/answers", "alice")
+    assert r.status_code == 403
+    assert world.budget()["expected"] == 20  # viewer reads
+
+
+def test_admin_can_do_everything(world):
+    assert world.ask([(0, 0)]).status_code == 201
+    qs = world.claim("admin")
+    assert world.answer(qs[0]["id"], "admin").status_code == 200
+
+
+def test_me_and_query_param_token(world):
+    r = world.env.client.get(f"/api/v1/me?token={world.tokens['alice']}")
+    assert r.status_code == 200
+    assert r.json()["role"] == "annotator" and r.json()["name"] == "alice"
+
+
+def test_only_hashes_are_stored(world):
+    engine = create_engine(world.env.settings.database_url)
+    with engine.connect() as conn:
+        stored = set(conn.execute(select(Token.token_hash)).scalars())
+    engine.dispose()
+    for raw in world.tokens.values():
+        assert raw not in stored
+        assert hashlib.sha256(raw.encode()).hexdigest() in stored

@@ -1,0 +1,130 @@
+"""Dispatch: the same behaviour from the embedded queue and Redis Streams.
+
+The database is the record: duplicated or stale stream entries, and a Redis that loses all its
+data, never hand one query to two live leases and never lose a query.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import redis
+
+from server.queue import GROUP, RedisQueue
+from server.services import queries
+from server.services.recovery import rebuild_missing_streams
+from tests.server.conftest import REDIS_URL
+
+
+def _claim_all(world, who: str, n: int = 50) -> list[int]:
+    got: list[int] = []
+    while batch := world.claim(who, n=3):
+        got.extend(q["id"] for q in batch)
+        assert len(got) <= n
+    return got
+
+
+def test_concurrent_claims_never_share_a_query(world_factory):
+    world = world_factory(budget_total=32)
+    ids = world.ask([(y, x) for y in range(4) for x in range(8)]).json()["ids"]
+    claimed: list[int] = []
+    lock = threading.Lock()
+
+    errors: list[BaseException] = []
+
+    def annotator(name: str) -> None:
+        try:
+            while batch := world.claim(name, n=3):
+                with lock:
+                    claimed.extend(q["id"] for q in batch)
+        except BaseException as exc:  # surface a dead thread as a test failure
+            errors.append(exc)
+
+    threads = [threading.Thread(target=annotator, args=(w,)) for w in ["alice", "bob"] * 3]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert sorted(claimed) == sorted(ids)
+
+
+def test_short_real_lease_expires(world):
+    """Service level with a 1 s lease in real time (the API allows 5..3600 s)."""
+    world.ask([(0, 0)])
+    app = world.env.client.app
+    alice, bob = (world.get("/api/v1/me", who).json()["id"] for who in ("alice", "bob"))
+    with app.state.sessionmaker() as db:
+        (q,) = queries.claim(db, app.state.queue, world.run_id, alice, 5, 1.0, world.env.clock())
+        assert queries.claim(db, app.state.queue, world.run_id, bob, 5, 60, world.env.clock()) == []
+        time.sleep(1.2)
+        (again,) = queries.claim(db, app.state.queue, world.run_id, bob, 5, 60, world.env.clock())
+    assert again.id == q.id and again.status == "leased"
+    assert world.answer(q.id, "bob").status_code == 200
+
+
+def _redis_only(world) -> RedisQueue:
+    queue = world.env.client.app.state.queue
+    if not isinstance(queue, RedisQueue):
+        pytest.skip("Redis Streams only")
+    return queue
+
+
+def test_flush_mid_run_loses_nothing(world):
+    _redis_only(world)
+    ids = world.ask([(0, x) for x in range(8)] + [(1, x) for x in range(4)]).json()["ids"]
+    held = world.claim("alice", n=3, lease=30)
+    assert world.answer(held[0]["id"], "alice").status_code == 200
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    pending = _claim_all(world, "bob")
+    assert sorted(pending) == sorted(set(ids) - {q["id"] for q in held})  # each exactly once
+    world.env.clock.advance(31)  # alice's two unanswered leases expire
+    back = _claim_all(world, "bob")
+    assert sorted(back) == sorted(q["id"] for q in held[1:])
+    for qid in pending + back:
+        assert world.answer(qid, "bob").status_code == 200
+    b = world.budget()
+    assert (b["answered"], b["reserved"]) == (12, 0)
+
+
+def test_stale_and_duplicate_entries_are_harmless(world):
+    queue = _redis_only(world)
+    ids = world.ask([(0, 0), (0, 1), (0, 2)]).json()["ids"]
+    (a,) = world.claim("alice", n=1)
+    world.answer(a["id"], "alice")
+    (b,) = world.claim("alice", n=1)
+    stream = queue._keys(world.run_id)[0]
+    for qid in (a["id"], b["id"], b["id"]):  # answered and live-leased ids, twice
+        queue.r.xadd(stream, {"q": qid})
+    got = _claim_all(world, "bob")
+    assert got == [ids[2]]
+    assert world.answer(ids[2], "bob").status_code == 200
+    world.env.clock.advance(200)  # b's lease expires: it comes back exactly once
+    assert _claim_all(world, "bob") == [b["id"]]
+
+
+def test_startup_rebuilds_a_missing_stream(world):
+    queue = _redis_only(world)
+    ids = world.ask([(0, 0), (0, 1)]).json()["ids"]
+    queue.r.delete(*queue._keys(world.run_id))
+    assert not queue.group_exists(world.run_id)
+    app = world.env.client.app
+    assert rebuild_missing_streams(app.state.sessionmaker, queue) == 1
+    assert queue.group_exists(world.run_id)
+    assert queue.r.xinfo_groups(queue._keys(world.run_id)[0])[0]["name"] == GROUP
+    assert sorted(_claim_all(world, "bob")) == sorted(ids)
+
+
+def test_answer_acks_the_stream_entry(world):
+    queue = _redis_only(world)
+    world.ask([(0, 0), (0, 1)])
+    qs = world.claim("alice", n=2)
+    world.post(
+        f"/api/v1/runs/{world.run_id}/answers", "alice",
+        {"answers": [{"query_id": q["id"], "class_id": 1} for q in qs]},
+    )  # fmt: skip
+    stream, entries, _, _ = queue._keys(world.run_id)
+    assert queue.r.xlen(stream) == 0 and queue.r.hlen(entries) == 0
+    assert queue.r.xpending(stream, GROUP)["pending"] == 0

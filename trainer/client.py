@@ -1,0 +1,451 @@
+"""HTTP client for the labeling service (see docs/api.md): the trainer's side of the contract.
+
+Retry policy. Connection errors and 502/503/504 are retried with exponential backoff, but only
+where repeating the request is harmless:
+
+- GET, PATCH ``status=finished`` and image registration (the server dedups keys) always;
+- ``post_queries``: a retry after a lost response can meet ``409 duplicate_pixel`` because the
+  first attempt was stored. The contract has no endpoint listing a run's queries, so the ids
+  cannot be read back: the client raises ``DuplicatePixel`` with ``maybe_stored=True`` and the
+  caller reads the answers back by pixel (``HttpOracle`` does; the label bank merges answers
+  by ``(image_id, y, x)``, so the worker needs no ids). With ``maybe_stored=False`` nothing was
+  stored;
+- the annotator calls (claims, answers, skips) always: an orphaned claim expires with its lease,
+  and a repeated answer or skip that meets ``already_answered``/``not_leased`` is resolved by
+  the caller (``oracle/``);
+- ``create_run`` and ``post_metrics`` only when the connection was never made (the request
+  cannot have reached the server), since a repeat would store a second row.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import httpx
+import numpy as np
+from PIL import Image
+
+API = "/api/v1"
+RETRY_STATUSES = frozenset({502, 503, 504})
+MAX_QUERIES_PER_POST = 10_000
+IMAGE_BYTES_PER_POST = 1_500_000  # base64 PNG per request; the server's default limit is 2 MiB
+
+
+class ServiceError(Exception):
+    """A 4xx/5xx answer; ``code`` is the server's machine-readable error code."""
+
+    def __init__(self, code: str, message: str, status: int) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.code, self.message, self.status = code, message, status
+
+
+class BudgetExceeded(ServiceError):
+    """409 budget_exceeded: the batch would overspend the run's budget; nothing was stored."""
+
+
+class DuplicatePixel(ServiceError):
+    """409 duplicate_pixel: a pixel was already asked in this run; nothing was stored.
+
+    ``maybe_stored``: met on a retry after a lost response, so the first attempt may have
+    stored the whole batch (whose ids are then unknown).
+    """
+
+    maybe_stored: bool = False
+
+
+ERRORS_BY_CODE: dict[str, type[ServiceError]] = {
+    "budget_exceeded": BudgetExceeded,
+    "duplicate_pixel": DuplicatePixel,
+}
+
+
+def error_from_response(response: httpx.Response) -> ServiceError:
+    """Map an error response to a typed ``ServiceError`` (any body, JSON or not)."""
+    code, message = f"http_{response.status_code}", response.reason_phrase or "error"
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        code = str(body["error"].get("code", code))
+        message = str(body["error"].get("message", message))
+    elif isinstance(body, dict) and "detail" in body:
+        message = str(body["detail"])
+    elif response.text:
+        message = response.text[:500]
+    return ERRORS_BY_CODE.get(code, ServiceError)(code, message, response.status_code)
+
+
+def encode_png(array: np.ndarray) -> str:
+    """Base64 PNG of a uint8 ``(H, W, 3)`` or ``(H, W)`` array."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8)).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+class ServiceClient:
+    """Synchronous client; one instance per process (it keeps one connection pool)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout: float = 30.0,
+        retries: int = 5,
+        backoff: float = 0.2,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.retries, self.backoff = retries, backoff
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout,
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ServiceClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Any = None,
+        safe: bool = True,
+    ) -> Any:
+        """Send ``method path`` (below ``/api/v1``), retrying per the module's policy.
+
+        ``safe=False`` retries only when the connection could not be made. Returns the JSON
+        body; raises ``ServiceError`` (or a subclass) for an error status.
+        """
+        for attempt in range(self.retries + 1):
+            last = attempt == self.retries
+            try:
+                response = self._http.request(method, API + path, json=json, params=params)
+            except (httpx.ConnectError, httpx.ConnectTimeout):
+                if last:
+                    raise
+            except httpx.TransportError:
+                if last or not safe:
+                    raise
+            else:
+                if response.status_code not in RETRY_STATUSES or last or not safe:
+                    if response.is_error:
+                        raise error_from_response(response)
+                    return response.json()
+            time.sleep(self.backoff * 2**attempt)
+        raise AssertionError("unreachable")
+
+    # -- identity and runs ---------------------------------------------------------------
+    def me(self) -> dict:
+        return self.request("GET", "/me")
+
+    def create_run(
+        self,
+        name: str,
+        classes: Sequence[dict],
+        target_pixels: int,
+        budget_rate: float,
+        strategy: str = "full",
+        config: dict | None = None,
+    ) -> dict:
+        """Create a run; ``classes`` are ``{"id", "name", "color"}`` dicts. Returns RunOut."""
+        body = {
+            "name": name,
+            "classes": list(classes),
+            "target_pixels": target_pixels,
+            "budget_rate": budget_rate,
+            "strategy": strategy,
+            "config": config or {},
+        }
+        return self.request("POST", "/runs", json=body, safe=False)
+
+    def list_runs(self) -> list[dict]:
+        return self.request("GET", "/runs")
+
+    def get_run(self, run_id: int) -> dict:
+        return self.request("GET", f"/runs/{run_id}")
+
+    def finish_run(self, run_id: int) -> dict:
+        return self.request("PATCH", f"/runs/{run_id}", json={"status": "finished"})
+
+    # -- images ----------------------------------------------------------------------------
+    def register_images(
+        self,
+        run_id: int,
+        items: Sequence[tuple[str, np.ndarray]],
+        max_bytes: int = IMAGE_BYTES_PER_POST,
+    ) -> dict[str, int]:
+        """Upload ``(key, uint8 (H, W, 3) array)`` pairs; returns key -> image id.
+
+        Sent in chunks of at most ``max_bytes`` of base64 PNG (the server bounds request
+        bodies, 2 MiB by default; a larger single image goes alone and may meet
+        ``413 payload_too_large``). Idempotent: keys already in the run return their ids.
+        """
+        ids: dict[str, int] = {}
+        chunk: list[dict] = []
+        size = 0
+        for key, arr in items:
+            image = {
+                "key": key,
+                "width": int(arr.shape[1]),
+                "height": int(arr.shape[0]),
+                "png_base64": encode_png(arr),
+            }
+            if chunk and size + len(image["png_base64"]) > max_bytes:
+                ids.update(self._post_images(run_id, chunk))
+                chunk, size = [], 0
+            chunk.append(image)
+            size += len(image["png_base64"])
+        if chunk:
+            ids.update(self._post_images(run_id, chunk))
+        return ids
+
+    def _post_images(self, run_id: int, images: list[dict]) -> dict[str, int]:
+        out = self.request("POST", f"/runs/{run_id}/images", json={"images": images})
+        return {row["key"]: row["id"] for row in out["images"]}
+
+    def list_images(self, run_id: int) -> list[dict]:
+        """``[{"id", "key", "width", "height"}, ...]``."""
+        return self.request("GET", f"/runs/{run_id}/images")["images"]
+
+    # -- queries and answers ---------------------------------------------------------------
+    def post_queries(self, run_id: int, queries: Sequence[dict]) -> list[int]:
+        """Post ``{"image_id", "y", "x", "group", "score"}`` dicts; returns their ids in order.
+
+        Batches above 10,000 are sent in chunks, each atomic on the server: if a later chunk
+        raises, the earlier ones are stored. Raises ``BudgetExceeded`` / ``DuplicatePixel``.
+        """
+        ids: list[int] = []
+        for start in range(0, len(queries), MAX_QUERIES_PER_POST):
+            ids += self._post_query_chunk(
+                run_id, list(queries[start : start + MAX_QUERIES_PER_POST])
+            )
+        return ids
+
+    def _post_query_chunk(self, run_id: int, chunk: list[dict]) -> list[int]:
+        path, body = f"/runs/{run_id}/queries", {"queries": chunk}
+        try:
+            return self.request("POST", path, json=body, safe=False)["ids"]
+        except ServiceError as error:
+            if error.status not in RETRY_STATUSES:
+                raise
+        except (httpx.ConnectError, httpx.ConnectTimeout):
+            raise
+        except httpx.TransportError:
+            pass  # the response was lost: the batch may be stored
+        time.sleep(self.backoff)
+        try:
+            return self.request("POST", path, json=body)["ids"]
+        except DuplicatePixel as error:
+            error.maybe_stored = True
+            raise
+
+    def iter_queries(self, run_id: int, after: int = 0, limit: int = 1000) -> Iterator[dict]:
+        """Every query of the run (any status) with id > ``after``, paging until the end."""
+        while True:
+            page = self.request("GET", f"/runs/{run_id}/queries",
+                                params={"after": after, "limit": limit})["queries"]
+            if not page:
+                return
+            after = int(page[-1]["id"])
+            yield from page
+
+    def budget(self, run_id: int) -> dict:
+        return self.request("GET", f"/runs/{run_id}/budget")
+
+    def answers_since(
+        self, run_id: int, after: int = 0, limit: int = 1000
+    ) -> tuple[list[dict], int]:
+        """One page of answers with id > ``after``; returns ``(answers, cursor)``."""
+        out = self.request(
+            "GET", f"/runs/{run_id}/answers", params={"after": after, "limit": limit}
+        )
+        return out["answers"], int(out["cursor"])
+
+    def iter_answers_since(self, run_id: int, after: int = 0, limit: int = 1000) -> Iterator[dict]:
+        """All answers with id > ``after``, paging until an empty page."""
+        while True:
+            answers, cursor = self.answers_since(run_id, after, limit)
+            if not answers:
+                return
+            after = max(cursor, int(answers[-1]["id"]))
+            yield from answers
+
+    def wait_for_answers(
+        self,
+        run_id: int,
+        query_ids: set[int],
+        timeout: float,
+        poll: float = 0.2,
+        after: int = 0,
+    ) -> list[dict]:
+        """Poll until every id in ``query_ids`` has an answer, nothing is left in flight in
+        the run (``budget.reserved == 0``: the rest were skipped), or ``timeout`` seconds.
+
+        Returns the latest answer per covered query id (corrections supersede).
+        """
+        found: dict[int, dict] = {}
+
+        def keep(answer: dict) -> None:
+            if answer["query_id"] in query_ids:
+                found[answer["query_id"]] = answer
+
+        self.poll_answers(run_id, keep, lambda: len(found) == len(query_ids), timeout, poll, after)
+        return list(found.values())
+
+    def poll_answers(
+        self,
+        run_id: int,
+        on_answer: Callable[[dict], None],
+        done: Callable[[], bool],
+        timeout: float,
+        poll: float = 0.2,
+        after: int = 0,
+    ) -> int:
+        """Feed every answer with id > ``after`` to ``on_answer`` until ``done()``, nothing is
+        in flight in the run (``budget.reserved == 0``) or ``timeout``; returns the cursor."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for answer in self.iter_answers_since(run_id, after):
+                after = max(after, int(answer["id"]))
+                on_answer(answer)
+            if done() or time.monotonic() >= deadline:
+                return after
+            if self.budget(run_id)["reserved"] == 0:  # the rest were skipped: read once more
+                for answer in self.iter_answers_since(run_id, after):
+                    after = max(after, int(answer["id"]))
+                    on_answer(answer)
+                return after
+            time.sleep(poll)
+
+    # -- metrics ---------------------------------------------------------------------------
+    def post_metrics(
+        self,
+        run_id: int,
+        iteration: int,
+        miou: float,
+        *,
+        labeled_pixels: int = 0,
+        per_class_iou: Sequence[float] = (),
+        split: str = "target-val",
+    ) -> dict:
+        body = {
+            "iteration": iteration,
+            "labeled_pixels": labeled_pixels,
+            "miou": miou,
+            "per_class_iou": list(per_class_iou),
+            "split": split,
+        }
+        return self.request("POST", f"/runs/{run_id}/metrics", json=body, safe=False)
+
+
+API_GROUPS = frozenset({"high", "medium", "random", "entropy", "ripu", "other"})
+NO_ANSWER = 255
+
+
+def _as_array(values: Any, dtype: type) -> np.ndarray:
+    """(K,) array from a tensor (any device), an array or a list."""
+    if hasattr(values, "detach"):
+        values = values.detach().cpu().numpy()
+    return np.asarray(values, dtype=dtype).reshape(-1)
+
+
+class HttpOracle:
+    """The trainer's oracle interface answered through the service (benchmark mode).
+
+    ``answer`` posts the pixels as queries and blocks until annotators (people or
+    ``adamcu-oracle`` processes) answer them, nothing is left in flight (skips), or
+    ``timeout`` seconds. Every answer of the run read on the way is remembered, so a pixel
+    answered earlier (or late, after a timeout) is answered from memory and never posted
+    twice. Raises ``BudgetExceeded`` when the batch would overspend the run's budget.
+    """
+
+    def __init__(
+        self, client: ServiceClient, run_id: int, *, timeout: float = 300.0, poll: float = 0.2
+    ) -> None:
+        self.client, self.run_id, self.timeout, self.poll = client, run_id, timeout, poll
+        self._image_ids: dict[str, int] = {}
+        self._known: dict[tuple[int, int, int], int] = {}  # (image_id, y, x) -> class id
+        self._cursor = 0
+
+    def image_id(self, key: str) -> int:
+        if key not in self._image_ids:
+            images = self.client.list_images(self.run_id)
+            self._image_ids = {row["key"]: row["id"] for row in images}
+        if key not in self._image_ids:
+            raise KeyError(f"image {key!r} is not registered in run {self.run_id}")
+        return self._image_ids[key]
+
+    def answer(
+        self,
+        keys: Sequence[str],
+        ys: Any,
+        xs: Any,
+        groups: Sequence[str] | str = "other",
+        scores: Any = None,
+    ) -> np.ndarray:
+        """Class ids (K,) int64 for pixels ``(keys[k], ys[k], xs[k])``; 255 = no answer.
+
+        ys, xs: (K,) ints (tensor, array or list). groups: one name per pixel or one for all
+        (names outside the API's, e.g. "low", are sent as "other"). scores: (K,) or None.
+        """
+        ys, xs = _as_array(ys, np.int64), _as_array(xs, np.int64)
+        n = len(keys)
+        groups = [groups] * n if isinstance(groups, str) else list(groups)
+        scores = np.zeros(n) if scores is None else _as_array(scores, np.float64)
+        if not len(ys) == len(xs) == len(groups) == len(scores) == n:
+            raise ValueError("keys, ys, xs, groups and scores must have the same length")
+        pixels = [(self.image_id(k), int(y), int(x)) for k, y, x in zip(keys, ys, xs, strict=True)]
+        self.sync()
+        first: dict[tuple[int, int, int], int] = {}
+        for i, p in enumerate(pixels):
+            if p not in self._known:
+                first.setdefault(p, i)
+        if first:
+            queries = [
+                {
+                    "image_id": p[0],
+                    "y": p[1],
+                    "x": p[2],
+                    "score": float(scores[i]),
+                    "group": groups[i] if groups[i] in API_GROUPS else "other",
+                }
+                for p, i in first.items()
+            ]
+            try:
+                self.client.post_queries(self.run_id, queries)
+            except DuplicatePixel as error:
+                if not error.maybe_stored:
+                    raise  # asked before this object existed: a caller's bookkeeping bug
+            self._cursor = self.client.poll_answers(
+                self.run_id,
+                self._remember,
+                lambda: all(p in self._known for p in first),
+                self.timeout,
+                self.poll,
+                self._cursor,
+            )
+        return np.array([self._known.get(p, NO_ANSWER) for p in pixels], dtype=np.int64)
+
+    def sync(self) -> None:
+        """Read the answers that arrived since the last call (late ones included)."""
+        for answer in self.client.iter_answers_since(self.run_id, self._cursor):
+            self._cursor = max(self._cursor, int(answer["id"]))
+            self._remember(answer)
+
+    def _remember(self, answer: dict) -> None:
+        self._known[(answer["image_id"], answer["y"], answer["x"])] = int(answer["class_id"])

@@ -1,0 +1,234 @@
+"""``adamcu-worker``: the ADA-MCU loop against the labeling service.
+
+It registers its run and target images, reads the budget from the server to drive Algorithm 1,
+posts queries, and either waits for their answers (``--mode benchmark``) or trains on and merges
+answers as they come (``--mode human``). It posts metrics after each evaluation and keeps a
+checkpoint; after a restart it rebuilds its label bank from the server's record of queries and
+answers, so it never asks for a pixel twice and loses no label.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trainer.adapt import Data, adapt, evaluate, load_data, new_loop_state, pick_device, pretrain
+from trainer.client import BudgetExceeded, HttpOracle, ServiceClient
+from trainer.config import TrainConfig, load_config
+from trainer.engine import LoopState
+from trainer.labelbank import GROUP_CODES, IGNORE, LabelBank
+from trainer.strategies import configure
+
+log = logging.getLogger("adamcu.worker")
+
+
+@dataclass
+class WorkerOptions:
+    server: str
+    token: str
+    mode: str = "benchmark"  # benchmark: wait for answers; human: merge as they come
+    checkpoint_dir: Path = Path("outputs/worker")
+    checkpoint_every: int = 50
+    answer_timeout: float = 120.0
+    run_name: str = ""
+
+
+class ServiceLink:
+    """The worker's side of the service: run, image keys, oracle, budget and label sync."""
+
+    def __init__(self, client: ServiceClient, run_id: int, data: Data, mode: str,
+                 timeout: float) -> None:
+        self.client, self.run_id, self.mode = client, run_id, mode
+        self.keys = data.target.ids
+        self.row = {key: i for i, key in enumerate(self.keys)}
+        self.oracle = HttpOracle(client, run_id, timeout=timeout)
+        self.cursor = 0
+
+    def ask(self, index: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, group: str,
+            scores: torch.Tensor) -> torch.Tensor:
+        """The engine's oracle: post the queries; in benchmark mode wait for the answers."""
+        keys = [self.keys[i] for i in index.tolist()]
+        if self.mode == "human":
+            ids = [self.oracle.image_id(k) for k in keys]
+            queries = [{"image_id": i, "y": int(y), "x": int(x), "group": group,
+                        "score": float(s)} for i, y, x, s in zip(ids, ys.tolist(), xs.tolist(),
+                                                                  scores.tolist(), strict=True)]
+            try:
+                self.client.post_queries(self.run_id, queries)
+            except BudgetExceeded as exc:
+                log.warning("budget refused a batch of %d: %s", len(queries), exc)
+            return torch.full((len(keys),), IGNORE, dtype=torch.long)
+        try:
+            classes = self.oracle.answer(keys, ys, xs, group, scores)
+        except BudgetExceeded as exc:
+            log.warning("budget refused a batch of %d: %s", len(keys), exc)
+            return torch.full((len(keys),), IGNORE, dtype=torch.long)
+        return torch.as_tensor(classes, dtype=torch.long)
+
+    def spent(self) -> dict[str, int]:
+        """Budget spent per group as the server counts it: reserved + answered."""
+        groups = self.client.budget(self.run_id)["groups"]
+        return {g: int(v.get("reserved", 0)) + int(v.get("answered", 0))
+                for g, v in groups.items()}
+
+    def sync(self, bank: LabelBank) -> int:
+        """Merge every answer after the cursor (late answers, corrections) into the bank."""
+        merged = 0
+        for a in self.client.iter_answers_since(self.run_id, self.cursor):
+            self.cursor = max(self.cursor, int(a["id"]))
+            row = self.row.get(a["image_key"]) if "image_key" in a else None
+            if row is None:
+                row = self._row_of_image(a["image_id"])
+            group = a["group"] if a["group"] in GROUP_CODES else "other"
+            merged += bank.merge(torch.tensor([row]), torch.tensor([a["y"]]),
+                                 torch.tensor([a["x"]]), torch.tensor([a["class_id"]]), group)
+        return merged
+
+    def rebuild(self, bank: LabelBank) -> None:
+        """After a restart: every pixel ever asked is marked asked, every answer merged."""
+        for q in self.client.iter_queries(self.run_id):
+            row = self._row_of_image(q["image_id"])
+            bank.mark_asked(torch.tensor([row]), torch.tensor([q["y"]]), torch.tensor([q["x"]]))
+        self.cursor = 0
+        self.sync(bank)
+
+    def _row_of_image(self, image_id: int) -> int:
+        if not hasattr(self, "_rows_by_id"):
+            self._rows_by_id = {row["id"]: self.row[row["key"]]
+                                for row in self.client.list_images(self.run_id)}
+        return self._rows_by_id[image_id]
+
+
+def create_run(client: ServiceClient, cfg: TrainConfig, data: Data, name: str) -> int:
+    classes = [{"id": i, "name": n, "color": list(c)} for i, (n, c) in
+               enumerate(zip(data.class_names, data.class_colors, strict=True))]
+    run = client.create_run(name=name or f"{cfg.strategy}-seed{cfg.seed}", classes=classes,
+                            target_pixels=data.target_pixels, budget_rate=cfg.budget_rate,
+                            strategy=cfg.strategy, config=cfg.to_dict())
+    images = data.target.images.permute(0, 2, 3, 1).numpy()
+    client.register_images(run["id"], list(zip(data.target.ids, images, strict=True)))
+    return int(run["id"])
+
+
+def save_checkpoint(path: Path, model: torch.nn.Module, state: LoopState, iteration: int,
+                    run_id: int, cfg: TrainConfig) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "iteration": iteration, "run_id": run_id,
+                "config": cfg.to_dict(), "dccm": state.dccm.cpu(),
+                "thresholds": vars(state.sampler.state), "calibrated": state.calibrated}, tmp)
+    os.replace(tmp, path)
+
+
+def run_worker(cfg: TrainConfig, opts: WorkerOptions, progress: bool = False) -> dict[str, Any]:
+    """Run (or resume) one run against the service; returns a summary."""
+    device = pick_device(cfg.device)
+    data = load_data(cfg)
+    opts.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = opts.checkpoint_dir / "checkpoint.pt"
+    client = ServiceClient(opts.server, opts.token)
+    expected = int(cfg.budget_rate * data.target_pixels)
+    state = new_loop_state(cfg, expected, data.num_classes)
+    start = 0
+    model = pretrain(cfg, data, device, opts.checkpoint_dir / "cache", progress)
+    before = evaluate(model, data.test, data.num_classes, device).miou()
+    n, _, h, w = data.target.images.shape
+    bank = LabelBank(n, h, w)
+    if ckpt_path.is_file():
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        run_id, start = int(ckpt["run_id"]), int(ckpt["iteration"])
+        model.load_state_dict(ckpt["model"])
+        state.dccm, state.calibrated = ckpt["dccm"], ckpt["calibrated"]
+        vars(state.sampler.state).update(ckpt["thresholds"])
+        before = float(json.loads((opts.checkpoint_dir / "run.json").read_text())["before"])
+        log.info("resuming run %d at iteration %d", run_id, start)
+    else:
+        run_id = create_run(client, cfg, data, opts.run_name)
+        (opts.checkpoint_dir / "run.json").write_text(json.dumps({"run_id": run_id,
+                                                                  "before": before}))
+    link = ServiceLink(client, run_id, data, opts.mode, opts.answer_timeout)
+    if start > 0:
+        link.rebuild(bank)
+
+    def on_step(it: int, st: LoopState) -> None:
+        link.sync(bank)
+        if (it + 1) % opts.checkpoint_every == 0:
+            save_checkpoint(ckpt_path, model, st, it + 1, run_id, cfg)
+
+    def on_eval(point: dict[str, Any]) -> None:
+        client.post_metrics(run_id, point["iteration"], point["miou"],
+                            labeled_pixels=point["labeled_pixels"],
+                            per_class_iou=[v if v is not None else 0.0
+                                           for v in point["per_class_iou"]])
+
+    result = adapt(model, cfg, data, link.ask, link.spent, bank, device, start=start,
+                   state=state, on_eval=on_eval, on_step=on_step, progress=progress)
+    save_checkpoint(ckpt_path, model, state, cfg.iterations, run_id, cfg)
+    link.sync(bank)
+    after = evaluate(model, data.test, data.num_classes, device).miou()
+    client.finish_run(run_id)
+    budget = client.budget(run_id)
+    summary = {"run_id": run_id, "strategy": cfg.strategy, "test_miou_before": before,
+               "test_miou_after": after, "best_val_miou": result.best_val,
+               "labeled_pixels": bank.num_labeled, "budget": budget}
+    (opts.checkpoint_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def parse_args(argv: Sequence[str] | None) -> tuple[TrainConfig, WorkerOptions]:
+    p = argparse.ArgumentParser(prog="adamcu-worker", description=__doc__)
+    p.add_argument("--server", default=os.environ.get("ADAMCU_SERVER", "http://127.0.0.1:8000"))
+    p.add_argument("--token", default=os.environ.get("ADAMCU_TRAINER_TOKEN"))
+    p.add_argument("--config", help="TOML/JSON file of TrainConfig fields")
+    p.add_argument("--data", default=os.environ.get("ADAMCU_DATA"))
+    p.add_argument("--strategy")
+    p.add_argument("--budget", type=float)
+    p.add_argument("--iterations", type=int)
+    p.add_argument("--pretrain-iterations", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--eval-every", type=int)
+    p.add_argument("--mode", choices=("benchmark", "human"), default="benchmark")
+    p.add_argument("--checkpoint-dir", default=os.environ.get("ADAMCU_CHECKPOINTS",
+                                                             "outputs/worker"))
+    p.add_argument("--checkpoint-every", type=int, default=50)
+    p.add_argument("--answer-timeout", type=float, default=120.0)
+    p.add_argument("--name", default="")
+    a = p.parse_args(argv)
+    if not a.token:
+        p.error("a trainer token is needed: pass --token or set ADAMCU_TRAINER_TOKEN")
+    base = load_config(a.config) if a.config else TrainConfig()
+    changes: dict[str, Any] = {k: v for k, v in {
+        "data_root": a.data, "budget_rate": a.budget, "iterations": a.iterations,
+        "pretrain_iterations": a.pretrain_iterations, "seed": a.seed,
+        "eval_every": a.eval_every}.items() if v is not None}
+    cfg = configure(base, a.strategy or base.strategy, **changes)
+    opts = WorkerOptions(server=a.server, token=a.token, mode=a.mode,
+                         checkpoint_dir=Path(a.checkpoint_dir),
+                         checkpoint_every=a.checkpoint_every, answer_timeout=a.answer_timeout,
+                         run_name=a.name)
+    return cfg, opts
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    cfg, opts = parse_args(argv)
+    log.info("config %s", json.dumps(cfg.to_dict()))
+    try:
+        summary = run_worker(cfg, opts)
+    except FileNotFoundError as exc:
+        print(f"adamcu-worker: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: v for k, v in summary.items() if k != "budget"}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,320 @@
+// Annotator view: claim queries, show the pixel, answer by click or key, skip, undo.
+
+import { describeError, withRetry } from "./api.js";
+import * as ui from "./annotate-ui.js";
+import { assignKeys, flash, renderPalette } from "./palette.js";
+import { installKeys } from "./keys.js";
+import { saveOnce } from "./outbox.js";
+import { ClaimQueue, ImageCache } from "./queue.js";
+import { setupSignIn } from "./signin.js";
+
+const $ = (id) => document.getElementById(id);
+const LOW_WATER = 3; // claim more when fewer than this are waiting
+const POLL_MS = 3000; // queue empty: ask again this often
+const BUDGET_MS = 5000;
+const RUN_KEY = "adamcu.run";
+
+let api = null;
+let auth = null;
+let sess = null; // the session of the chosen run
+const sessions = new Map(); // run id -> session
+
+function newSession(run) {
+  const entries = assignKeys(run.classes);
+  return {
+    run,
+    entries,
+    keymap: new Map(entries.filter((e) => e.key).map((e) => [e.key, e.cls.id])),
+    names: new Map(run.classes.map((c) => [c.id, c.name])),
+    queue: new ClaimQueue(api, run.id),
+    images: new ImageCache(api),
+    current: null, // {item, shownAt, correction: previous class name | null}
+    done: [], // answers of this session, newest last: {item, classId, correction}
+    inflight: new Map(), // query id -> Promise<boolean saved>; at most one request per query
+    count: 0,
+    skipped: 0,
+    startedAt: null,
+    claiming: false,
+    busy: false,
+    alive: true,
+    pollTimer: null,
+    timers: [],
+    budget: null,
+  };
+}
+
+// ---- showing queries -------------------------------------------------------------------
+
+function present(item, correction = null) {
+  const s = sess;
+  s.current = { item, shownAt: null, correction };
+  const id = item.query.image_id;
+  const paint = (bitmap) => {
+    if (s.current?.item !== item) return;
+    ui.showQuery(bitmap, item.query, { correction });
+    s.current.shownAt = performance.now();
+    s.startedAt ??= Date.now();
+  };
+  const ready = s.images.ready(id);
+  if (ready) paint(ready);
+  else {
+    ui.showEmpty("Loading image…");
+    s.images.load(id).then(paint, (err) => ui.notice(`Image ${id}: ${describeError(err)}`, "error"));
+  }
+}
+
+function showNext() {
+  const s = sess;
+  s.current = null;
+  const item = s.queue.take();
+  if (item) present(item);
+  else ui.showEmpty(emptyText(s));
+  refill();
+}
+
+function emptyText(s) {
+  if (s.run.status !== "active") return `Run “${s.run.name}” is ${s.run.status}: nothing to label.`;
+  const b = s.budget;
+  if (b && b.remaining <= 0 && b.reserved === 0) {
+    return `Budget spent: all ${b.expected.toLocaleString()} pixels of this run are labeled. Thank you!`;
+  }
+  if (b && b.remaining <= 0) return "Budget spent; the last queries are with other annotators.";
+  return `Queue empty: waiting for the trainer to ask more. Checking every ${POLL_MS / 1000} s…`;
+}
+
+function held(s, id) {
+  return s.current?.item.query.id === id || s.inflight.has(id);
+}
+
+async function refill() {
+  const s = sess;
+  if (s.claiming || !s.alive || s.queue.length >= LOW_WATER) return;
+  clearTimeout(s.pollTimer);
+  s.claiming = true;
+  try {
+    const added = await withRetry(() => s.queue.claim((id) => held(s, id)), {
+      shouldStop: () => !s.alive,
+      onRetry: (err, delay) =>
+        ui.setStatus(`${describeError(err)} Retrying in ${Math.round(delay / 1000)} s…`, "warn"),
+    });
+    if (!s.alive) return;
+    ui.setStatus("");
+    for (const id of s.queue.imageIds()) s.images.load(id).catch(() => {});
+    if (!added && !s.current) await refreshBudget(s);
+  } catch (err) {
+    if (!s.alive) return;
+    if (err.status === 401) return expire();
+    if (err.code === "run_finished") s.run = { ...s.run, status: "finished" };
+    else ui.setStatus(`Could not claim queries: ${describeError(err)}`, "error");
+  } finally {
+    s.claiming = false;
+  }
+  if (!s.alive) return;
+  if (!s.current && s.queue.length) showNext();
+  else if (!s.current) {
+    ui.showEmpty(emptyText(s));
+    s.pollTimer = setTimeout(refill, POLL_MS);
+  }
+}
+
+// ---- answering -------------------------------------------------------------------------
+
+function send(s, queryId, path, body, what) {
+  const ok = saveOnce(api, s.inflight, queryId, path, body, {
+    what,
+    onUnauthorized: expire,
+    onSettled: () => {
+      refreshMine(s);
+      scheduleBudget(s);
+    },
+  });
+  if (ok) refreshMine(s);
+  return ok;
+}
+
+function answer(classId) {
+  const s = sess;
+  const cur = s?.current;
+  if (!cur || cur.shownAt === null || s.busy) return;
+  const q = cur.item.query;
+  const body = { class_id: classId, lead_time_ms: Math.round(performance.now() - cur.shownAt) };
+  if (cur.correction !== null) body.correction = true;
+  if (!send(s, q.id, `/api/v1/queries/${q.id}/answer`, body, "answer")) return;
+  const entry = { item: cur.item, classId, correction: cur.correction !== null };
+  s.done.push(entry);
+  if (!entry.correction) s.count += 1;
+  s.inflight.get(q.id).then((saved) => {
+    if (saved) return;
+    s.done = s.done.filter((e) => e !== entry);
+    if (!entry.correction) s.count -= 1;
+    refreshMine(s);
+  });
+  flash($("palette"), classId);
+  showNext();
+}
+
+function skip() {
+  const s = sess;
+  const cur = s?.current;
+  if (!cur || s.busy) return;
+  if (cur.correction !== null) return cancelCorrection();
+  const q = cur.item.query;
+  if (!send(s, q.id, `/api/v1/queries/${q.id}/skip`, undefined, "skip")) return;
+  s.skipped += 1;
+  showNext();
+}
+
+function cancelCorrection() {
+  ui.notice("Kept your earlier answer.");
+  showNext();
+}
+
+async function undo() {
+  const s = sess;
+  if (!s || s.busy) return;
+  if (s.current?.correction != null) return cancelCorrection();
+  const entry = s.done.pop();
+  if (!entry) return ui.notice("Nothing to undo in this session.");
+  const qid = entry.item.query.id;
+  s.busy = true;
+  ui.setStatus("Undoing the last answer…");
+  try {
+    const saved = await (s.inflight.get(qid) ?? true);
+    if (!saved) return ui.notice("That answer was never saved; nothing to undo.");
+    const res = await withRetry(() => api.post(`/api/v1/queries/${qid}/undo`), {
+      onRetry: (err, delay) => ui.setStatus(`Undo: ${describeError(err)} Retrying in ` +
+        `${Math.round(delay / 1000)} s…`, "warn"),
+    });
+    if (!s.alive) return;
+    if (s.current) s.queue.pushFront(s.current.item);
+    const item = s.queue.fresh(res.query);
+    if (res.reopened && !entry.correction) {
+      s.count -= 1;
+      present(item);
+      ui.notice(`Answer removed (${s.names.get(entry.classId)}). Label this pixel again.`);
+    } else {
+      present(item, s.names.get(entry.classId) ?? `class ${entry.classId}`);
+    }
+  } catch (err) {
+    s.done.push(entry);
+    ui.notice(`Undo failed: ${describeError(err)}`, "error");
+  } finally {
+    s.busy = false;
+    ui.setStatus("");
+    refreshMine(s);
+    scheduleBudget(s);
+  }
+}
+
+// ---- progress --------------------------------------------------------------------------
+
+function refreshMine(s) {
+  ui.showMine({ count: s.count, skipped: s.skipped, startedAt: s.startedAt,
+    unsaved: s.inflight.size });
+}
+
+async function refreshBudget(s) {
+  try {
+    s.budget = await api.get(`/api/v1/runs/${s.run.id}/budget`);
+    if (s.alive) ui.showBudget(s.budget);
+  } catch (err) {
+    if (err.status === 401) expire();
+  }
+}
+
+function scheduleBudget(s) {
+  clearTimeout(s.budgetSoon);
+  s.budgetSoon = setTimeout(() => refreshBudget(s), 300);
+}
+
+// ---- runs, keyboard, start -------------------------------------------------------------
+
+/** Stop the current session's timers; its claimed queries stay with it. */
+function pause() {
+  if (sess) {
+    sess.alive = false;
+    clearTimeout(sess.pollTimer);
+    sess.timers.forEach(clearInterval);
+    sess.timers = [];
+    if (sess.current) sess.queue.pushFront(sess.current.item);
+    sess.current = null;
+  }
+}
+
+/** The token stopped working: stop everything and ask for a token again. */
+function expire() {
+  pause();
+  sess = null;
+  sessions.clear();
+  auth.expire();
+}
+
+/** Switch to `run`; a run left earlier keeps its claimed queries for when it comes back. */
+function startRun(run) {
+  pause();
+  sess = sessions.get(run.id) ?? newSession(run);
+  sessions.set(run.id, sess);
+  const s = sess;
+  s.run = run;
+  s.alive = true;
+  sessionStorage.setItem(RUN_KEY, String(run.id));
+  renderPalette($("palette"), s.entries, answer);
+  s.timers.push(setInterval(() => refreshBudget(s), BUDGET_MS));
+  s.timers.push(setInterval(() => refreshMine(s), 2000));
+  refreshBudget(s);
+  refreshMine(s);
+  showNext();
+}
+
+async function loadRuns() {
+  ui.setStatus("Loading runs…");
+  const runs = await withRetry(() => api.get("/api/v1/runs"), {
+    onRetry: (err, delay) =>
+      ui.setStatus(`${describeError(err)} Retrying in ${Math.round(delay / 1000)} s…`, "warn"),
+  });
+  ui.setStatus("");
+  const select = $("run-select");
+  const chosen = ui.fillRuns(select, runs, sessionStorage.getItem(RUN_KEY));
+  if (!chosen) return ui.showEmpty("No runs yet. A trainer or admin creates one.");
+  select.onchange = () => {
+    const run = runs.find((r) => String(r.id) === select.value);
+    if (run) startRun(run);
+    $("work").focus();
+  };
+  startRun(chosen);
+}
+
+function main() {
+  const help = $("help");
+  installKeys({
+    commands: {
+      " ": skip,
+      Backspace: undo,
+      "?": () => help.showModal(),
+      Escape: () => sess.current?.correction != null && cancelCorrection(),
+    },
+    classFor: (key) => sess.keymap.get(key),
+    answer,
+    blocked: () => !sess || !document.body.classList.contains("signed-in") || help.open,
+  });
+  $("skip-btn").addEventListener("click", skip);
+  $("undo-btn").addEventListener("click", undo);
+  $("help-btn").addEventListener("click", () => $("help").showModal());
+  $("help-close").addEventListener("click", () => $("help").close());
+  window.addEventListener("beforeunload", (e) => {
+    if (sess?.inflight.size) e.preventDefault();
+  });
+  auth = setupSignIn({
+    roles: ["annotator", "admin"],
+    onSignedIn: (client) => {
+      api = client;
+      $("work").focus();
+      loadRuns().catch((err) => {
+        if (err.status === 401) expire();
+        else ui.setStatus(describeError(err), "error");
+      });
+    },
+  });
+}
+
+main();

@@ -1,0 +1,203 @@
+// Dashboard: runs, budget, queue, mIoU vs labeled pixels, per-class IoU; refreshes itself.
+
+import { describeError } from "./api.js";
+import { renderChart } from "./chart.js";
+import { inkFor } from "./palette.js";
+import { setupSignIn } from "./signin.js";
+
+const REFRESH_MS = 3000;
+const $ = (id) => document.getElementById(id);
+const fmt = (n) => (n == null ? "–" : Number(n).toLocaleString());
+
+let api = null;
+let auth = null;
+let timer = null;
+let busy = false;
+let failures = 0;
+let again = false; // a refresh was asked for while one ran
+
+function wantedRunId() {
+  const m = /run=(\d+)/.exec(window.location.hash);
+  return m ? Number(m[1]) : null;
+}
+
+function cell(text, className) {
+  const td = document.createElement("td");
+  if (className) td.className = className;
+  td.textContent = text;
+  return td;
+}
+
+function meter(parts) {
+  const bar = document.createElement("div");
+  bar.className = "bar";
+  for (const [cls, frac] of parts) {
+    const seg = document.createElement("span");
+    seg.className = `seg ${cls}`;
+    seg.style.width = `${Math.max(0, Math.min(100, 100 * frac)).toFixed(2)}%`;
+    bar.append(seg);
+  }
+  return bar;
+}
+
+function renderRuns(runs, current) {
+  const list = $("runs");
+  list.replaceChildren();
+  for (const run of runs) {
+    const li = document.createElement("li");
+    const a = document.createElement("a");
+    a.href = `#run=${run.id}`;
+    a.dataset.testid = `run-${run.id}`;
+    if (current && run.id === current.id) a.setAttribute("aria-current", "page");
+    const name = document.createElement("span");
+    name.textContent = run.name;
+    const meta = document.createElement("small");
+    meta.textContent = `#${run.id} · ${run.status} · ${run.strategy}`;
+    a.append(name, meta);
+    li.append(a);
+    list.append(li);
+  }
+  if (!runs.length) list.innerHTML = "<li class='muted'>No runs yet.</li>";
+}
+
+function renderBudget(b) {
+  const total = Math.max(1, b.expected);
+  $("bar-answered").style.width = `${Math.min(100, (100 * b.answered) / total)}%`;
+  $("bar-reserved").style.width = `${Math.min(100, (100 * b.reserved) / total)}%`;
+  $("budget-bar").setAttribute("aria-label",
+    `${b.answered} answered, ${b.reserved} reserved, ${b.remaining} remaining of ${b.expected}`);
+  for (const k of ["answered", "reserved", "remaining", "skipped", "expected"]) {
+    $(`b-${k}`).textContent = fmt(b[k]);
+  }
+  const rows = Object.entries(b.groups ?? {}).filter(([, g]) => g.answered || g.reserved);
+  const body = $("groups");
+  body.replaceChildren();
+  for (const [name, g] of rows) {
+    const tr = document.createElement("tr");
+    tr.dataset.group = name;
+    tr.append(cell(name), cell(fmt(g.answered), "num"), cell(fmt(g.reserved), "num"));
+    const td = cell("", "wide");
+    td.append(meter([["answered", g.answered / total], ["reserved", g.reserved / total]]));
+    tr.append(td);
+    body.append(tr);
+  }
+  if (!rows.length) body.innerHTML = "<tr><td colspan='4' class='muted'>No queries yet.</td></tr>";
+}
+
+function renderStats(s) {
+  $("s-pending").textContent = fmt(s.pending);
+  $("s-leased").textContent = fmt(s.leased);
+  $("s-annotators").textContent = fmt(s.annotators_active);
+  $("s-rate").textContent = fmt(s.answers_last_minute);
+}
+
+/** IoU values may come as fractions (0..1) or percent; show percent. */
+function percentScale(metrics) {
+  const values = metrics.flatMap((m) => [m.miou, ...(m.per_class_iou ?? [])]).filter((v) => v != null);
+  return values.length && Math.max(...values) <= 1 ? 100 : 1;
+}
+
+function renderMetrics(run, metrics) {
+  const k = percentScale(metrics);
+  const bySplit = new Map();
+  for (const m of metrics) {
+    const split = m.split || "target";
+    if (!bySplit.has(split)) bySplit.set(split, []);
+    bySplit.get(split).push({ x: m.labeled_pixels, y: m.miou * k,
+      title: `iteration ${m.iteration}: mIoU ${(m.miou * k).toFixed(1)} at ` +
+        `${fmt(m.labeled_pixels)} labeled pixels (${split})` });
+  }
+  const series = [...bySplit].map(([name, points]) => ({ name, points }));
+  const width = Math.max(320, Math.round($("chart").clientWidth || 640));
+  renderChart($("chart"), series, { xLabel: "labeled pixels", yLabel: "mIoU (%)", width,
+    height: Math.round(Math.min(340, Math.max(240, width * 0.55))) });
+
+  const latest = metrics[metrics.length - 1];
+  const body = $("iou");
+  body.replaceChildren();
+  $("iou-when").textContent = latest ? `iteration ${latest.iteration}, ${latest.split ?? ""}` : "";
+  if (!latest) {
+    body.innerHTML = "<tr><td colspan='3' class='muted'>No metrics posted yet.</td></tr>";
+    return;
+  }
+  const classes = [...run.classes].sort((a, b) => a.id - b.id);
+  (latest.per_class_iou ?? []).forEach((v, i) => {
+    const cls = classes[i] ?? { name: `class ${i}`, color: [128, 128, 128] };
+    const tr = document.createElement("tr");
+    tr.dataset.classId = String(cls.id ?? i);
+    const name = cell(cls.name);
+    const sw = document.createElement("span");
+    sw.className = "swatch";
+    sw.style.background = `rgb(${cls.color.join(",")})`;
+    sw.style.color = inkFor(cls.color);
+    name.prepend(sw);
+    tr.append(name, cell(v == null ? "–" : (v * k).toFixed(1), "num"));
+    const td = cell("", "wide");
+    if (v != null) td.append(meter([["iou", (v * k) / 100]]));
+    tr.append(td);
+    body.append(tr);
+  });
+}
+
+function renderRun(run, budget, metrics, stats) {
+  $("run-empty").hidden = true;
+  $("run-body").hidden = false;
+  $("run-name").textContent = run.name;
+  $("run-meta").textContent = `#${run.id} · ${run.status} · strategy ${run.strategy} · ` +
+    `budget ${fmt(run.budget_total)} px (${(100 * run.budget_rate).toFixed(2)}% of ` +
+    `${fmt(run.target_pixels)}) · created ${new Date(run.created_at).toLocaleString()}`;
+  renderBudget(budget);
+  renderStats(stats);
+  renderMetrics(run, metrics);
+}
+
+function setRefresh(text, kind = "ok") {
+  $("refresh-state").textContent = text;
+  $("refresh-state").dataset.kind = kind;
+}
+
+async function refresh() {
+  if (busy) {
+    again = true;
+    return;
+  }
+  clearTimeout(timer);
+  busy = true;
+  try {
+    const runs = await api.get("/api/v1/runs");
+    const wanted = wantedRunId();
+    const run = runs.find((r) => r.id === wanted) ?? runs.find((r) => r.status === "active") ?? runs[0];
+    renderRuns(runs, run);
+    if (run) {
+      const base = `/api/v1/runs/${run.id}`;
+      const [budget, metrics, stats] = await Promise.all([
+        api.get(`${base}/budget`), api.get(`${base}/metrics`), api.get(`${base}/stats`)]);
+      renderRun(run, budget, metrics.metrics, stats);
+    }
+    failures = 0;
+    setRefresh(`Updated ${new Date().toLocaleTimeString()}`);
+  } catch (err) {
+    if (err.status === 401) {
+      busy = false;
+      return auth.expire();
+    }
+    failures += 1;
+    const delay = Math.min(30000, REFRESH_MS * 2 ** (failures - 1));
+    setRefresh(`${describeError(err)} Retrying in ${Math.round(delay / 1000)} s.`, "warn");
+  }
+  busy = false;
+  if (again) {
+    again = false;
+    return refresh();
+  }
+  timer = setTimeout(refresh, failures ? Math.min(30000, REFRESH_MS * 2 ** (failures - 1)) : REFRESH_MS);
+}
+
+window.addEventListener("hashchange", () => api && refresh());
+auth = setupSignIn({
+  roles: ["viewer", "admin", "trainer", "annotator"],
+  onSignedIn: (client) => {
+    api = client;
+    refresh();
+  },
+});

@@ -1,0 +1,109 @@
+// Canvas drawing for the annotator: the full image with a crosshair, and a magnified inset.
+
+const MAX_BACKING = 4096; // px per side of a canvas backing store
+
+/**
+ * Draw `bitmap` scaled by an integer factor (nearest neighbour) and mark pixel (x, y).
+ * The canvas is then shown at CSS width 100% with image-rendering: pixelated.
+ */
+export function drawTarget(canvas, bitmap, x, y) {
+  const { width: w, height: h } = bitmap;
+  const shown = canvas.parentElement.clientWidth || 800;
+  const want = Math.ceil((shown * (window.devicePixelRatio || 1)) / w);
+  const k = Math.max(1, Math.min(want, Math.floor(MAX_BACKING / Math.max(w, h)) || 1));
+  canvas.width = w * k;
+  canvas.height = h * k;
+  canvas.style.aspectRatio = `${w} / ${h}`;
+  const ctx = canvas.getContext("2d");
+  ctx.imageSmoothingEnabled = false;
+  ctx.drawImage(bitmap, 0, 0, w * k, h * k);
+  crosshair(ctx, (x + 0.5) * k, (y + 0.5) * k, k, canvas.width, canvas.height);
+}
+
+/** Two-tone lines (dark under light) read on any street colour. */
+function twoTone(ctx, width, paint) {
+  ctx.lineWidth = width + 3;
+  ctx.strokeStyle = "rgba(0, 0, 0, 0.9)";
+  paint();
+  ctx.lineWidth = width;
+  ctx.strokeStyle = "#ffffff";
+  paint();
+}
+
+function crosshair(ctx, cx, cy, k, cw, ch) {
+  const unit = Math.max(1, cw / 800); // keeps lines visible however large the backing store
+  const half = Math.max(k / 2, 2 * unit) + 3 * unit; // box around the queried pixel
+  const gap = half + 6 * unit;
+  const lines = () => {
+    ctx.beginPath();
+    ctx.moveTo(0, cy);
+    ctx.lineTo(cx - gap, cy);
+    ctx.moveTo(cx + gap, cy);
+    ctx.lineTo(cw, cy);
+    ctx.moveTo(cx, 0);
+    ctx.lineTo(cx, cy - gap);
+    ctx.moveTo(cx, cy + gap);
+    ctx.lineTo(cx, ch);
+    ctx.stroke();
+  };
+  const box = () => {
+    ctx.beginPath();
+    ctx.rect(cx - half, cy - half, 2 * half, 2 * half);
+    ctx.stroke();
+  };
+  twoTone(ctx, 1.5 * unit, lines);
+  twoTone(ctx, 2 * unit, box);
+}
+
+/**
+ * Magnified crop of (2r+1)^2 pixels around (x, y); the centre cell is boxed.
+ * Outside the image is drawn as a dark grey checker so borders are obvious.
+ */
+export function drawInset(canvas, bitmap, x, y, r = 7) {
+  const cells = 2 * r + 1;
+  const cell = Math.floor(canvas.width / cells);
+  const size = cell * cells;
+  const ctx = canvas.getContext("2d");
+  ctx.imageSmoothingEnabled = false;
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  for (let i = 0; i < cells; i += 1) {
+    for (let j = 0; j < cells; j += 1) {
+      ctx.fillStyle = (i + j) % 2 ? "#3a3a3a" : "#2a2a2a";
+      ctx.fillRect(i * cell, j * cell, cell, cell);
+    }
+  }
+  // Clip the source rectangle to the image so every browser draws the same thing.
+  const sx = Math.max(0, x - r);
+  const sy = Math.max(0, y - r);
+  const ex = Math.min(bitmap.width, x + r + 1);
+  const ey = Math.min(bitmap.height, y + r + 1);
+  if (ex > sx && ey > sy) {
+    const dx = (sx - (x - r)) * cell;
+    const dy = (sy - (y - r)) * cell;
+    ctx.drawImage(bitmap, sx, sy, ex - sx, ey - sy, dx, dy, (ex - sx) * cell, (ey - sy) * cell);
+  }
+  const c0 = r * cell;
+  const mid = c0 + cell / 2;
+  twoTone(ctx, 2, () => {
+    ctx.beginPath();
+    ctx.rect(c0 - 1.5, c0 - 1.5, cell + 3, cell + 3);
+    for (const [ax, ay, bx, by] of [
+      [0, mid, c0 - cell / 2, mid],
+      [c0 + 1.5 * cell, mid, size, mid],
+      [mid, 0, mid, c0 - cell / 2],
+      [mid, c0 + 1.5 * cell, mid, size],
+    ]) {
+      ctx.moveTo(ax, ay);
+      ctx.lineTo(bx, by);
+    }
+    ctx.stroke();
+  });
+}
+
+/** Colour of pixel (x, y) as [r, g, b], read from a 1x1 draw. */
+export function pixelColor(bitmap, x, y) {
+  const probe = new OffscreenCanvas(1, 1).getContext("2d");
+  probe.drawImage(bitmap, x, y, 1, 1, 0, 0, 1, 1);
+  const d = probe.getImageData(0, 0, 1, 1).data;
+  return [d[0], d[1], d[2]];
+}
