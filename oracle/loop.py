@@ -6,11 +6,15 @@ against one run: each answers only the queries it leased.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
+import httpx
 import numpy as np
 
 from oracle.ground_truth import GroundTruth
@@ -19,6 +23,8 @@ from trainer.client import ServiceClient, ServiceError
 
 # answers the server refuses for one query (lease gone, answered elsewhere, bad class)
 REFUSALS = frozenset({404, 409, 410, 422})
+T = TypeVar("T")
+log = logging.getLogger("adamcu.oracle")
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,7 @@ class OracleConfig:
     idle_exit: float = 10.0
     max_answers: int | None = None
     poll: float = 0.5
+    outage: float = 90.0  # seconds to keep retrying through a server or queue outage
 
 
 @dataclass
@@ -55,6 +62,34 @@ class Summary:
             f"refused={self.refused} seconds={seconds:.1f} answers/s={rate:.1f} "
             f"mean_lead_ms={lead:.0f}"
         )
+
+
+def outlast(cfg: OracleConfig, stop: threading.Event, call: Callable[[], T]) -> T:
+    """``call()``, retried through an outage for up to ``cfg.outage`` seconds.
+
+    The client already retries connection errors and 502/503/504 for ~30 s; on top of that a
+    5xx (e.g. the server's 500 while its Redis restarts) or a transport error that outlasts the
+    client's retries is retried here. Only calls that are safe to repeat go through this:
+    claims (an orphaned claim's lease expires), run reads, answers (a repeat that meets
+    ``already_answered`` is a refusal the caller resolves per query).
+    """
+    deadline = time.monotonic() + cfg.outage
+    delay = 0.2
+    while True:
+        try:
+            return call()
+        except ServiceError as error:
+            if error.status < 500 or time.monotonic() >= deadline:
+                raise
+            reason = str(error)
+        except httpx.TransportError as error:
+            if time.monotonic() >= deadline:
+                raise
+            reason = f"{type(error).__name__}: {error}"
+        log.warning("service outage (%s); trying again in %.1f s", reason, delay)
+        if stop.wait(delay):
+            return call()  # stopping: one last try, its error propagates
+        delay = min(delay * 2, 2.0)
 
 
 def resolve_run(client: ServiceClient, cfg: OracleConfig, stop: threading.Event) -> dict | None:
@@ -94,15 +129,15 @@ def run_oracle(client: ServiceClient, cfg: OracleConfig, stop: threading.Event) 
             if want <= 0:
                 break
         claimed_at = time.monotonic()
-        claimed = client.request(
+        claimed = outlast(cfg, stop, lambda: client.request(
             "POST", f"/runs/{run_id}/claims", json={"n": want, "lease_seconds": cfg.lease}
-        )["queries"]
+        ))["queries"]
         if claimed:
             idle_since = None
             classes = annotator.decide(truth.values(claimed))
-            answer_batch(client, run_id, claimed, classes, claimed_at, cfg, summary)
+            answer_batch(client, run_id, claimed, classes, claimed_at, cfg, summary, stop)
             continue
-        if client.get_run(run_id)["status"] == "finished":
+        if outlast(cfg, stop, lambda: client.get_run(run_id))["status"] == "finished":
             idle_since = idle_since if idle_since is not None else time.monotonic()
             if time.monotonic() - idle_since >= cfg.idle_exit:
                 break
@@ -118,6 +153,7 @@ def answer_batch(
     claimed_at: float,
     cfg: OracleConfig,
     summary: Summary,
+    stop: threading.Event | None = None,
 ) -> None:
     """Skip the SKIP decisions, answer the rest in one batch; per query if it is refused."""
     todo = [(q["id"], int(c)) for q, c in zip(claimed, classes, strict=True) if c != SKIP]
@@ -131,7 +167,8 @@ def answer_batch(
     lead = int((time.monotonic() - claimed_at) * 1000)
     body = {"answers": [{"query_id": qid, "class_id": c, "lead_time_ms": lead} for qid, c in todo]}
     try:
-        client.request("POST", f"/runs/{run_id}/answers", json=body)
+        outlast(cfg, stop or threading.Event(),
+                lambda: client.request("POST", f"/runs/{run_id}/answers", json=body))
     except ServiceError as error:
         if error.status not in REFUSALS:
             raise

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
 from fastapi import Request
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -18,7 +20,30 @@ def make_engine(database_url: str) -> Engine:
         )
         _configure_sqlite(engine)
         return engine
-    return create_engine(database_url, pool_size=20, max_overflow=20, pool_pre_ping=True)
+    engine = create_engine(database_url, pool_size=20, max_overflow=20, pool_use_lifo=True)
+    _ping_idle_connections(engine)
+    return engine
+
+
+def _ping_idle_connections(engine: Engine, after_s: float = 2.0) -> None:
+    """Pessimistic disconnect handling, but only for connections idle ``after_s`` or more.
+
+    Like ``pool_pre_ping`` (a dead connection is replaced before a request sees it), without
+    a round trip on every checkout of a busy pool (LIFO keeps the busy connections warm).
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get("idle_since", 0.0) < after_s:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise DisconnectionError("stale pooled connection") from exc
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -104,6 +104,7 @@ def _validation_message(exc: RequestValidationError) -> tuple[int, str, str]:
 
 
 _HTTP_CODES = {
+    400: ("malformed_json", "The request body cannot be parsed."),  # e.g. not UTF-8
     404: ("not_found", "No such route."),
     405: ("method_not_allowed", "This method is not allowed on this route."),
     413: ("payload_too_large", "The request body is too large."),

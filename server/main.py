@@ -19,6 +19,7 @@ from server.errors import install_error_handlers
 from server.models import utcnow
 from server.queue import Dispatcher, EmbeddedQueue, RedisQueue
 from server.services.recovery import rebuild_missing_streams
+from server.services.tokens import PrincipalCache
 from server.settings import Settings
 
 
@@ -41,6 +42,7 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
     app = FastAPI(title="adamcu labeling service", version="0.1.0", lifespan=lifespan)
     app.state.settings, app.state.clock = settings, clock
     app.state.sessionmaker, app.state.queue = make_sessionmaker(engine), make_queue(settings)
+    app.state.principals = PrincipalCache()
     install_error_handlers(app)
     for module in (system, runs, images, queries, export):
         app.include_router(module.router)

@@ -64,6 +64,8 @@ def lease_rows(
     leased: list[int] = []
     expired = (Query.status == "leased") & (Query.lease_expires_at < now)
     conds = [expired] if expired_only else [expired, Query.status == "pending"]
+    if ids is not None and len(ids) <= n and not expired_only:
+        conds = [expired | (Query.status == "pending")]  # no limit binds: one statement
     for cond in conds:
         want = n - len(leased)
         if want <= 0:
@@ -119,7 +121,10 @@ _CANDIDATES = """
 local stream, cursor_key = KEYS[1], KEYS[2]
 local group, consumer, min_idle, n = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local cur = redis.call('GET', cursor_key) or '0-0'
-local r = redis.call('XAUTOCLAIM', stream, group, consumer, min_idle, cur, 'COUNT', n)
+-- XAUTOCLAIM scans up to 10 * COUNT PEL entries: bound it (expired leases are rare; the
+-- next claims and the database's late-lease pass pick up any left)
+local r = redis.call('XAUTOCLAIM', stream, group, consumer, min_idle, cur, 'COUNT',
+                     math.min(n, 50))
 redis.call('SET', cursor_key, r[1])
 local out = {}
 for _, e in ipairs(r[2]) do
@@ -170,8 +175,8 @@ class RedisQueue:
     def enqueue(self, run_id: int, query_ids: Sequence[int]) -> None:
         stream, entries, _, _ = self._keys(run_id)
         try:
-            for i in range(0, len(query_ids), 2000):
-                self._enqueue(keys=[stream, entries], args=list(query_ids[i : i + 2000]))
+            for i in range(0, len(query_ids), 500):  # short scripts: claims wait less
+                self._enqueue(keys=[stream, entries], args=list(query_ids[i : i + 500]))
         except redis.RedisError:
             # The rows are committed; the next claim that finds the stream empty rebuilds it.
             log.exception("enqueue to redis failed for run %s", run_id)

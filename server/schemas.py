@@ -5,10 +5,11 @@ Pure pydantic: the trainer worker and the oracle import this module without SQLA
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 Role = Literal["admin", "trainer", "annotator", "viewer"]
 Group = Literal["high", "medium", "random", "entropy", "ripu", "other"]
@@ -18,6 +19,26 @@ GROUPS: tuple[str, ...] = ("high", "medium", "random", "entropy", "ripu", "other
 MAX_QUERIES_PER_BATCH = 10_000
 MAX_ANSWERS_PER_BATCH = 10_000
 IGNORE_INDEX = 255
+INT32_MAX = 2**31 - 1  # ids, pixels and counters are 32-bit integer columns
+
+DbInt = Annotated[int, Field(ge=0, le=INT32_MAX)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+def _finite_json(value: Any) -> Any:
+    """Refuse NaN and infinities anywhere in a JSON value (they cannot be stored or sent)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("NaN and infinite numbers are not allowed")
+    if isinstance(value, dict):
+        for v in value.values():
+            _finite_json(v)
+    elif isinstance(value, list):
+        for v in value:
+            _finite_json(v)
+    return value
+
+
+FiniteJson = Annotated[dict[str, Any], AfterValidator(_finite_json)]
 
 
 class Strict(BaseModel):
@@ -63,10 +84,10 @@ class ClassSpec(Strict):
 class RunIn(Strict):
     name: str = Field(min_length=1, max_length=200)
     classes: list[ClassSpec] = Field(min_length=1, max_length=255)
-    target_pixels: int = Field(ge=0)
+    target_pixels: int = Field(ge=0, le=INT32_MAX)
     budget_rate: float = Field(ge=0.0, le=1.0)
     strategy: str = Field(default="full", max_length=100)
-    config: dict[str, Any] = Field(default_factory=dict)
+    config: FiniteJson = Field(default_factory=dict)
 
 
 class RunPatch(Strict):
@@ -115,11 +136,11 @@ class ImagesOut(BaseModel):
 
 
 class QueryIn(Strict):
-    image_id: int
-    y: int = Field(ge=0)
-    x: int = Field(ge=0)
+    image_id: DbInt
+    y: DbInt
+    x: DbInt
     group: Group = "other"
-    score: float = 0.0
+    score: Finite = 0.0
 
 
 class QueriesIn(Strict):
@@ -160,14 +181,14 @@ class QueriesPage(BaseModel):
 
 class AnswerIn(Strict):
     class_id: int = Field(ge=0, le=254)
-    lead_time_ms: int | None = Field(default=None, ge=0)
+    lead_time_ms: DbInt | None = None
     correction: bool = False
 
 
 class BatchAnswerItem(Strict):
-    query_id: int
+    query_id: DbInt
     class_id: int = Field(ge=0, le=254)
-    lead_time_ms: int | None = Field(default=None, ge=0)
+    lead_time_ms: DbInt | None = None
 
 
 class BatchAnswersIn(Strict):
@@ -221,10 +242,10 @@ class BudgetOut(BaseModel):
 
 
 class MetricIn(Strict):
-    iteration: int = Field(ge=0)
-    labeled_pixels: int = Field(default=0, ge=0)
-    miou: float
-    per_class_iou: list[float | None] = Field(default_factory=list)
+    iteration: DbInt
+    labeled_pixels: DbInt = 0
+    miou: Finite
+    per_class_iou: list[Finite | None] = Field(default_factory=list)
     split: str = Field(default="target-val", max_length=100)
 
 

@@ -50,6 +50,12 @@ def _speed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gpu_bench(args: argparse.Namespace) -> int:
+    from trainer.gpu_bench import run_from_args
+
+    return run_from_args(args)
+
+
 def _train(args: argparse.Namespace) -> int:
     from trainer.adapt import load_data
     from trainer.experiment import run_strategy
@@ -98,6 +104,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto")
     s.add_argument("--no-amp", action="store_true")
     s.set_defaults(fn=_speed)
+    gb = sub.add_parser("gpu-bench", help="paper-scale GPU benchmark: s/iteration and peak "
+                        "memory of the CE and ADA-MCU steps, fp32/bf16, channels_last")
+    gb.add_argument("--out", default="outputs/gpu_bench.json")
+    gb.add_argument("--model", default="deeplabv2_r101")
+    gb.add_argument("--height", type=int, default=512)
+    gb.add_argument("--width", type=int, default=1024)
+    gb.add_argument("--classes", type=int, default=19)
+    gb.add_argument("--iterations", type=int, default=10)
+    gb.add_argument("--warmup", type=int, default=3)
+    gb.add_argument("--settings", default="fp32,fp32-channels-last,bf16,bf16-channels-last")
+    gb.add_argument("--device", default="auto")
+    gb.add_argument("--max-seconds", type=float, default=270.0,
+                    help="start no setting after this many seconds")
+    gb.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    gb.set_defaults(fn=_gpu_bench)
     t = sub.add_parser("train", help="one strategy in process, with the ground-truth oracle")
     t.add_argument("--config", help="a TOML/JSON file of TrainConfig fields")
     t.add_argument("--strategy")

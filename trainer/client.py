@@ -1,6 +1,7 @@
 """HTTP client for the labeling service (see docs/api.md): the trainer's side of the contract.
 
-Retry policy. Connection errors and 502/503/504 are retried with exponential backoff, but only
+Retry policy. Connection errors and 502/503/504 are retried with exponential backoff (0.2 s
+doubling, capped at 5 s, 10 retries: about 31 s, enough to ride out a server restart), but only
 where repeating the request is harmless:
 
 - GET, PATCH ``status=finished`` and image registration (the server dedups keys) always;
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -29,6 +31,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
+log = logging.getLogger("adamcu.client")
 API = "/api/v1"
 RETRY_STATUSES = frozenset({502, 503, 504})
 MAX_QUERIES_PER_POST = 10_000
@@ -96,11 +99,15 @@ class ServiceClient:
         token: str,
         *,
         timeout: float = 30.0,
-        retries: int = 5,
+        retries: int = 10,
         backoff: float = 0.2,
+        max_backoff: float = 5.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.retries, self.backoff = retries, backoff
+        # defaults: 0.2, 0.4, ... capped at 5 s, 10 retries = about 31 s of waiting, long
+        # enough to ride out a server restart (kill, start, migrate check, ready)
+        self.retries, self.backoff, self.max_backoff = retries, backoff, max_backoff
+
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
             headers={"Authorization": f"Bearer {token}"},
@@ -135,19 +142,28 @@ class ServiceClient:
             last = attempt == self.retries
             try:
                 response = self._http.request(method, API + path, json=json, params=params)
-            except (httpx.ConnectError, httpx.ConnectTimeout):
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 if last:
                     raise
-            except httpx.TransportError:
+                reason = f"{type(exc).__name__}: {exc}"
+            except httpx.TransportError as exc:
                 if last or not safe:
                     raise
+                reason = f"{type(exc).__name__}: {exc}"
             else:
                 if response.status_code not in RETRY_STATUSES or last or not safe:
                     if response.is_error:
                         raise error_from_response(response)
                     return response.json()
-            time.sleep(self.backoff * 2**attempt)
+                reason = f"HTTP {response.status_code}"
+            delay = self._delay(attempt)
+            log.warning("%s %s: %s; retry %d of %d in %.1f s", method, path, reason,
+                        attempt + 1, self.retries, delay)
+            time.sleep(delay)
         raise AssertionError("unreachable")
+
+    def _delay(self, attempt: int) -> float:
+        return min(self.backoff * 2**attempt, self.max_backoff)
 
     # -- identity and runs ---------------------------------------------------------------
     def me(self) -> dict:

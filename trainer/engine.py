@@ -248,6 +248,7 @@ def adaptation_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, ba
         s = state.sampler.state
         groups = partition(score, s.pi_high, s.pi_low)
         prob = main[n_src:].softmax(1)
+        pred = main.detach().argmax(1)  # (B, H, W): pseudo labels, anchors, DCCM
     timer.lap("scoring")
     _, _, asked = bank.batch(batch.target_index)
     mask, group = select_queries(cfg, state, iteration, score[n_src:], groups[n_src:], prob,
@@ -256,11 +257,12 @@ def adaptation_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, ba
     stats.queried, stats.answered = query_oracle(mask, group, score[n_src:], batch, bank, ask)
     stats.phase = group
     timer.lap("oracle")
-    loss = _segmentation_loss(cfg, out, main, batch, bank, groups[n_src:], n_src, generator,
-                              stats)
+    loss = _segmentation_loss(cfg, out, main, pred, batch, bank, groups[n_src:], n_src,
+                              generator, stats)
     timer.lap("seg_loss")
     if cfg.contrast or cfg.dccm:
-        loss = loss + _contrast(cfg, out, main, batch, bank, groups, state, generator, stats)
+        loss = loss + _contrast(cfg, out, main, pred, batch, bank, groups, state, generator,
+                                stats)
     timer.lap("contrast")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -274,7 +276,8 @@ def _amp(cfg: TrainConfig, device: torch.device) -> bool:
     return cfg.amp and device.type == "cuda"
 
 
-def _segmentation_loss(cfg: TrainConfig, out: SegOutput, main: torch.Tensor, batch: Batch,
+def _segmentation_loss(cfg: TrainConfig, out: SegOutput, main: torch.Tensor,
+                       pred: torch.Tensor, batch: Batch,
                        bank: LabelBank, tgroups: torch.Tensor, n_src: int,
                        gen: torch.Generator, stats: StepStats) -> torch.Tensor:
     """Eq. 6: CE on source (+0.5 aux), Eq. 4 on labeled target pixels, Eq. 5 on G_l."""
@@ -289,20 +292,20 @@ def _segmentation_loss(cfg: TrainConfig, out: SegOutput, main: torch.Tensor, bat
         labels, label_group, _ = bank.batch(batch.target_index)
         labels, label_group = labels.to(main.device), label_group.to(main.device)
         masks = target_masks(cfg, tgroups, labels, label_group, gen)
-    pseudo = main[n_src:].detach().argmax(1)
+    pseudo = pred[n_src:]
     tloss, parts = grouped_loss(main[n_src:], labels, pseudo, masks,
                                 equal_weight=cfg.adaptive_sampling)
     stats.parts.update({f"target_{k}": float(v) for k, v in parts.items()})
     return loss + cfg.target_weight * tloss
 
 
-def _contrast(cfg: TrainConfig, out: SegOutput, main: torch.Tensor, batch: Batch,
+def _contrast(cfg: TrainConfig, out: SegOutput, main: torch.Tensor, pred: torch.Tensor,
+              batch: Batch,
               bank: LabelBank, groups: torch.Tensor, state: LoopState,
               gen: torch.Generator, stats: StepStats) -> torch.Tensor:
     """MCU losses (Eq. 9-11) weighted by the DCCM, which is updated first (Eq. 7-8)."""
     n_src, size = batch.source_x.shape[0], tuple(main.shape[-2:])
     num_classes = main.shape[1]
-    pred = main.detach().argmax(1)
     tgt_y, _, _ = bank.batch(batch.target_index)
     tgt_y = tgt_y.to(main.device)
     if cfg.dccm:

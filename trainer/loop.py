@@ -119,6 +119,8 @@ def run_loop(opts: LoopOptions, log=print) -> dict[str, Any]:
     db = opts.out / "adamcu.db"
     if not opts.database_url and db.exists():
         db.unlink()
+    for stale in ("checkpoint.pt", "run.json", "summary.json"):  # a new run, not a resume
+        (opts.out / "worker" / stale).unlink(missing_ok=True)
     procs: list[subprocess.Popen] = []
     try:
         server, url = start_server(opts, env, opts.out)

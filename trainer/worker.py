@@ -14,11 +14,13 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import torch
 
 from trainer.adapt import Data, adapt, evaluate, load_data, new_loop_state, pick_device, pretrain
@@ -101,6 +103,15 @@ class ServiceLink:
         self.cursor = 0
         self.sync(bank)
 
+    def drain(self, timeout: float, poll: float = 0.2) -> None:
+        """Wait until nothing of the run is in flight (reserved == 0) or ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while self.client.budget(self.run_id)["reserved"] > 0:
+            if time.monotonic() >= deadline:
+                log.warning("queries still in flight after %.0f s; finishing anyway", timeout)
+                return
+            time.sleep(poll)
+
     def _row_of_image(self, image_id: int) -> int:
         if not hasattr(self, "_rows_by_id"):
             self._rows_by_id = {row["id"]: self.row[row["key"]]
@@ -164,14 +175,29 @@ def run_worker(cfg: TrainConfig, opts: WorkerOptions, progress: bool = False) ->
             save_checkpoint(ckpt_path, model, st, it + 1, run_id, cfg)
 
     def on_eval(point: dict[str, Any]) -> None:
-        client.post_metrics(run_id, point["iteration"], point["miou"],
-                            labeled_pixels=point["labeled_pixels"],
-                            per_class_iou=[v if v is not None else 0.0
-                                           for v in point["per_class_iou"]])
+        def post() -> None:
+            client.post_metrics(run_id, point["iteration"], point["miou"],
+                                labeled_pixels=point["labeled_pixels"],
+                                per_class_iou=[v if v is not None else 0.0
+                                               for v in point["per_class_iou"]])
+
+        try:
+            post()
+        except httpx.TransportError as exc:
+            # the response was lost (e.g. the server was killed mid-request): the point may be
+            # stored; posting it again risks a second row for this iteration, which readers
+            # tolerate, while dying here would lose the whole run's progress
+            log.warning("metrics post at iteration %d lost its response (%s); posting again",
+                        point["iteration"], exc)
+            post()
 
     result = adapt(model, cfg, data, link.ask, link.spent, bank, device, start=start,
                    state=state, on_eval=on_eval, on_step=on_step, progress=progress)
     save_checkpoint(ckpt_path, model, state, cfg.iterations, run_id, cfg)
+    if opts.mode == "benchmark":
+        # queries still in flight (e.g. posted by a killed predecessor and not waited for
+        # since the restart): wait for their answers so the bank ends equal to the record
+        link.drain(opts.answer_timeout)
     link.sync(bank)
     after = evaluate(model, data.test, data.num_classes, device).miou()
     client.finish_run(run_id)

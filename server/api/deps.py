@@ -6,12 +6,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Query, Request
 from sqlalchemy.orm import Session
 
 from server.db import get_db
 from server.queue import Dispatcher
-from server.schemas import Me
+from server.schemas import INT32_MAX, Me
 from server.services.auth import authorize
 from server.services.tokens import authenticate
 from server.settings import Settings
@@ -31,6 +31,9 @@ def get_now(request: Request) -> datetime:
     return request.app.state.clock()
 
 
+# a path id beyond the 32-bit id columns is refused (422) before it reaches the database
+Id = Annotated[int, Path(ge=0, le=INT32_MAX)]
+Cursor = Annotated[int, Query(ge=0, le=INT32_MAX)]
 Queue = Annotated[Dispatcher, Depends(get_queue)]
 Config = Annotated[Settings, Depends(get_settings)]
 Now = Annotated[datetime, Depends(get_now)]
@@ -45,7 +48,8 @@ def _bearer(request: Request) -> str | None:
 
 
 def get_principal(request: Request, db: DB, settings: Config) -> Me:
-    return authenticate(db, _bearer(request), settings.admin_token)
+    cache = request.app.state.principals  # a per-process TTL cache of token -> principal
+    return authenticate(db, _bearer(request), settings.admin_token, cache)
 
 
 def require(*roles: str) -> Callable[..., Me]:

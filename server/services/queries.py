@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from server.db import is_postgres
 from server.errors import (
     DomainError,
     DuplicatePixel,
@@ -18,18 +19,23 @@ from server.errors import (
     RunFinished,
     UnknownImage,
 )
-from server.models import Image, Query
+from server.models import Image, Query, UTCDateTime
 from server.queue import Dispatcher
 from server.schemas import QueryIn, QueryOut
 from server.services import budget
 from server.services.runs import get_run
+
+_OUT_COLS = (
+    Query.id, Query.run_id, Query.image_id, Query.y, Query.x, Query.group, Query.score,
+    Query.status, Query.lease_expires_at,
+)  # fmt: skip
 
 
 def query_outs(db: Session, ids: Sequence[int]) -> list[QueryOut]:
     if not ids:
         return []
     rows = db.execute(
-        select(Query, Image.width, Image.height)
+        select(*_OUT_COLS, Image.width, Image.height)  # columns, not ORM objects: cheaper
         .join(Image, Image.id == Query.image_id)
         .where(Query.id.in_(list(ids)))
         .order_by(Query.id)
@@ -45,10 +51,10 @@ def query_outs(db: Session, ids: Sequence[int]) -> list[QueryOut]:
             score=q.score,
             status=q.status,
             lease_expires_at=q.lease_expires_at,
-            image_width=w,
-            image_height=h,
+            image_width=q.width,
+            image_height=q.height,
         )  # fmt: skip
-        for q, w, h in rows
+        for q in rows
     ]
 
 
@@ -57,8 +63,10 @@ def list_page(db: Session, run_id: int, after: int, limit: int) -> list[QueryOut
     status, so a restarted trainer can rebuild what it asked."""
     get_run(db, run_id)
     ids = db.scalars(
-        select(Query.id).where(Query.run_id == run_id, Query.id > after)
-        .order_by(Query.id).limit(limit)
+        select(Query.id)
+        .where(Query.run_id == run_id, Query.id > after)
+        .order_by(Query.id)
+        .limit(limit)
     ).all()
     return query_outs(db, ids)
 
@@ -91,6 +99,38 @@ def _check_pixels(db: Session, run_id: int, items: Sequence[QueryIn]) -> None:
             )
 
 
+def _insert(db: Session, run_id: int, items: Sequence[QueryIn], now: datetime) -> list[int]:
+    rows = [
+        {"run_id": run_id, "image_id": it.image_id, "y": it.y, "x": it.x, "group": it.group,
+         "score": it.score, "status": "pending", "created_at": now}
+        for it in items
+    ]  # fmt: skip
+    stmt = insert(Query).returning(Query.id, sort_by_parameter_order=True)
+    return list(db.scalars(stmt, rows))
+
+
+_INSERT_PG = text("""
+INSERT INTO queries (run_id, image_id, y, x, "group", score, status, created_at)
+SELECT :run_id, t.image_id, t.y, t.x, t.grp, t.score, 'pending', :now
+FROM unnest(CAST(:image_ids AS integer[]), CAST(:ys AS integer[]), CAST(:xs AS integer[]),
+            CAST(:groups AS varchar[]), CAST(:scores AS double precision[]))
+     WITH ORDINALITY AS t(image_id, y, x, grp, score, ord)
+ORDER BY t.ord
+RETURNING id, image_id, y, x
+""").bindparams(bindparam("now", type_=UTCDateTime))
+
+
+def _insert_pg(db: Session, run_id: int, items: Sequence[QueryIn], now: datetime) -> list[int]:
+    """One statement with array parameters (PostgreSQL): far less work than a VALUES list."""
+    params = {
+        "run_id": run_id, "now": now, "image_ids": [it.image_id for it in items],
+        "ys": [it.y for it in items], "xs": [it.x for it in items],
+        "groups": [it.group for it in items], "scores": [float(it.score) for it in items],
+    }  # fmt: skip
+    ids = {(r.image_id, r.y, r.x): r.id for r in db.execute(_INSERT_PG, params)}
+    return [ids[(it.image_id, it.y, it.x)] for it in items]  # pixels are unique in a batch
+
+
 def create_batch(
     db: Session, queue: Dispatcher, run_id: int, items: Sequence[QueryIn], now: datetime
 ) -> list[int]:
@@ -98,14 +138,9 @@ def create_batch(
     if get_run(db, run_id).status != "active":
         raise RunFinished()
     _check_pixels(db, run_id, items)
-    rows = [
-        {"run_id": run_id, "image_id": it.image_id, "y": it.y, "x": it.x, "group": it.group,
-         "score": it.score, "status": "pending", "created_at": now}
-        for it in items
-    ]  # fmt: skip
     try:
-        stmt = insert(Query).returning(Query.id, sort_by_parameter_order=True)
-        ids = list(db.scalars(stmt, rows))
+        store = _insert_pg if is_postgres(db) else _insert
+        ids = store(db, run_id, items, now)
     except IntegrityError as exc:
         db.rollback()
         raise DuplicatePixel("A pixel of the batch was already asked in this run.") from exc

@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -29,17 +32,51 @@ def create_token(db: Session, role: str, name: str) -> TokenCreated:
     return TokenCreated(id=row.id, role=role, name=name, token=raw)  # type: ignore[arg-type]
 
 
-def authenticate(db: Session, raw: str | None, admin_token: str) -> Me:
+class PrincipalCache:
+    """Token digest -> principal, per process, for ``ttl`` seconds (least recently used out).
+
+    Tokens are never changed or revoked through the API; a row deleted by hand stops working
+    within ``ttl`` seconds. Unknown tokens are not cached (every try asks the database).
+    """
+
+    def __init__(
+        self, ttl: float = 30.0, size: int = 4096, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl, self.size, self.clock = ttl, size, clock
+        self._items: OrderedDict[str, tuple[float, Me]] = OrderedDict()
+
+    def get(self, digest: str) -> Me | None:
+        hit = self._items.get(digest)
+        if hit is None or hit[0] < self.clock():
+            return None
+        return hit[1]
+
+    def put(self, digest: str, me: Me) -> None:
+        self._items[digest] = (self.clock() + self.ttl, me)
+        self._items.move_to_end(digest)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+
+def authenticate(
+    db: Session, raw: str | None, admin_token: str, cache: PrincipalCache | None = None
+) -> Me:
     """Resolve a bearer token to its principal; the configured admin token is bootstrapped."""
     if not raw:
         raise Unauthorized()
     digest = hash_token(raw)
+    me = cache.get(digest) if cache is not None else None
+    if me is not None:
+        return me
     row = db.execute(select(Token).where(Token.token_hash == digest)).scalar_one_or_none()
     if row is None and hmac.compare_digest(raw.encode(), admin_token.encode()):
         row = _bootstrap_admin(db, digest)
     if row is None:
         raise Unauthorized("The token is unknown.")
-    return Me(id=row.id, role=row.role, name=row.name)  # type: ignore[arg-type]
+    me = Me(id=row.id, role=row.role, name=row.name)  # type: ignore[arg-type]
+    if cache is not None:
+        cache.put(digest, me)
+    return me
 
 
 def _bootstrap_admin(db: Session, digest: str) -> Token:

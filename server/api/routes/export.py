@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
 
-from server.api.deps import DB, Reader
+from server.api.deps import DB, Id, Reader
 from server.services import export
 
 router = APIRouter(prefix="/api/v1/runs/{run_id}/export", tags=["export"])
@@ -13,7 +13,7 @@ router = APIRouter(prefix="/api/v1/runs/{run_id}/export", tags=["export"])
 
 @router.get("")
 def export_answers(
-    run_id: int, db: DB, _: Reader, format: Annotated[Literal["json", "csv"], Query()] = "json"
+    run_id: Id, db: DB, _: Reader, format: Annotated[Literal["json", "csv"], Query()] = "json"
 ) -> Response:
     rows = export.answer_rows(db, run_id)
     if format == "csv":
@@ -22,7 +22,7 @@ def export_answers(
 
 
 @router.get("/masks.zip")
-def export_masks(run_id: int, db: DB, _: Reader) -> Response:
+def export_masks(run_id: Id, db: DB, _: Reader) -> Response:
     data = export.masks_zip(db, run_id)
     headers = {"Content-Disposition": f'attachment; filename="run-{run_id}-masks.zip"'}
     return Response(data, media_type="application/zip", headers=headers)

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from server.api.deps import DB, Reader, Trainer
+from server.api.deps import DB, Id, Reader, Trainer
 from server.schemas import ImagesIn, ImagesOut
 from server.services import images
 
@@ -13,18 +13,18 @@ router = APIRouter(prefix="/api/v1", tags=["images"])
 
 
 @router.post("/runs/{run_id}/images", status_code=201)
-def register_images(run_id: int, data: ImagesIn, db: DB, _: Trainer) -> ImagesOut:
+def register_images(run_id: Id, data: ImagesIn, db: DB, _: Trainer) -> ImagesOut:
     return ImagesOut(images=images.register_images(db, run_id, data.images))
 
 
 @router.get("/runs/{run_id}/images")
-def list_images(run_id: int, db: DB, _: Reader) -> ImagesOut:
+def list_images(run_id: Id, db: DB, _: Reader) -> ImagesOut:
     return ImagesOut(images=images.list_images(db, run_id))
 
 
 @router.get("/images/{image_id}.png")
 def get_png(
-    image_id: int,
+    image_id: Id,
     db: DB,
     _: Reader,
     cx: Annotated[int | None, Query(ge=0)] = None,

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from server.api.deps import DB, Annotator, AnswerReader, Config, Now, Queue, Trainer
+from server.api.deps import DB, Annotator, AnswerReader, Config, Cursor, Id, Now, Queue, Trainer
 from server.schemas import (
     AnswerIn,
     AnswerOut,
@@ -26,14 +26,14 @@ router = APIRouter(prefix="/api/v1", tags=["queries"])
 
 @router.post("/runs/{run_id}/queries", status_code=201)
 def create_queries(
-    run_id: int, data: QueriesIn, db: DB, queue: Queue, now: Now, _: Trainer
+    run_id: Id, data: QueriesIn, db: DB, queue: Queue, now: Now, _: Trainer
 ) -> QueryIdsOut:
     return QueryIdsOut(ids=queries.create_batch(db, queue, run_id, data.queries, now))
 
 
 @router.post("/runs/{run_id}/claims")
 def claim(
-    run_id: int, data: ClaimIn, db: DB, queue: Queue, now: Now, cfg: Config, me: Annotator
+    run_id: Id, data: ClaimIn, db: DB, queue: Queue, now: Now, cfg: Config, me: Annotator
 ) -> ClaimOut:
     lease = data.lease_seconds or cfg.default_lease_seconds
     return ClaimOut(queries=queries.claim(db, queue, run_id, me.id, data.n, lease, now))
@@ -41,34 +41,34 @@ def claim(
 
 @router.post("/queries/{query_id}/answer")
 def answer(
-    query_id: int, data: AnswerIn, db: DB, queue: Queue, now: Now, me: Annotator
+    query_id: Id, data: AnswerIn, db: DB, queue: Queue, now: Now, me: Annotator
 ) -> AnswerOut:
     return answers.answer(db, queue, query_id, me, data, now)
 
 
 @router.post("/runs/{run_id}/answers")
 def answer_batch(
-    run_id: int, data: BatchAnswersIn, db: DB, queue: Queue, now: Now, me: Annotator
+    run_id: Id, data: BatchAnswersIn, db: DB, queue: Queue, now: Now, me: Annotator
 ) -> AnswersOut:
     return AnswersOut(answers=answers.answer_batch(db, queue, run_id, me, data.answers, now))
 
 
 @router.post("/queries/{query_id}/skip")
-def skip(query_id: int, db: DB, queue: Queue, now: Now, me: Annotator) -> QueryOut:
+def skip(query_id: Id, db: DB, queue: Queue, now: Now, me: Annotator) -> QueryOut:
     return queries.skip(db, queue, query_id, me.id, now)
 
 
 @router.post("/queries/{query_id}/undo")
-def undo(query_id: int, db: DB, queue: Queue, now: Now, cfg: Config, me: Annotator) -> UndoOut:
+def undo(query_id: Id, db: DB, queue: Queue, now: Now, cfg: Config, me: Annotator) -> UndoOut:
     return answers.undo(db, queue, query_id, me, now, cfg.default_lease_seconds)
 
 
 @router.get("/runs/{run_id}/answers")
 def answers_since(
-    run_id: int,
+    run_id: Id,
     db: DB,
     me: AnswerReader,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Cursor = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> AnswersPage:
     return answers.answers_since(db, run_id, after, limit, advance=me.role == "trainer")
@@ -76,10 +76,10 @@ def answers_since(
 
 @router.get("/runs/{run_id}/queries")
 def list_queries(
-    run_id: int,
+    run_id: Id,
     db: DB,
     _: AnswerReader,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Cursor = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> QueriesPage:
     page = queries.list_page(db, run_id, after, limit)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from server.api.deps import DB, Now, Reader, Trainer
+from server.api.deps import DB, Id, Now, Reader, Trainer
 from server.schemas import (
     BudgetOut,
     MetricIn,
@@ -29,30 +29,30 @@ def list_runs(db: DB, _: Reader) -> list[RunOut]:
 
 
 @router.get("/{run_id}")
-def get_run(run_id: int, db: DB, _: Reader) -> RunOut:
+def get_run(run_id: Id, db: DB, _: Reader) -> RunOut:
     return runs.to_out(runs.get_run(db, run_id))
 
 
 @router.patch("/{run_id}")
-def patch_run(run_id: int, data: RunPatch, db: DB, _: Trainer) -> RunOut:
+def patch_run(run_id: Id, data: RunPatch, db: DB, _: Trainer) -> RunOut:
     return runs.set_status(db, run_id, data.status)
 
 
 @router.get("/{run_id}/budget")
-def get_budget(run_id: int, db: DB, _: Reader) -> BudgetOut:
+def get_budget(run_id: Id, db: DB, _: Reader) -> BudgetOut:
     return budget.get_budget(db, run_id)
 
 
 @router.post("/{run_id}/metrics", status_code=201)
-def add_metric(run_id: int, data: MetricIn, db: DB, now: Now, _: Trainer) -> MetricOut:
+def add_metric(run_id: Id, data: MetricIn, db: DB, now: Now, _: Trainer) -> MetricOut:
     return metrics.add_metric(db, run_id, data, now)
 
 
 @router.get("/{run_id}/metrics")
-def list_metrics(run_id: int, db: DB, _: Reader) -> MetricsOut:
+def list_metrics(run_id: Id, db: DB, _: Reader) -> MetricsOut:
     return MetricsOut(metrics=metrics.list_metrics(db, run_id))
 
 
 @router.get("/{run_id}/stats")
-def get_stats(run_id: int, db: DB, now: Now, _: Reader) -> StatsOut:
+def get_stats(run_id: Id, db: DB, now: Now, _: Reader) -> StatsOut:
     return stats.get_stats(db, run_id, now)

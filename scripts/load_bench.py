@@ -1,0 +1,416 @@
+"""Load benchmark of a live labeling server: N simulated annotators against PostgreSQL + Redis.
+
+Starts ``python -m server.migrate`` and ``python -m server.main`` as subprocesses on a fresh
+PostgreSQL database (created, then dropped) and Redis db 10 (flushed), then runs two phases of
+``--duration`` seconds each while a trainer token keeps the queue full:
+
+* ``single``: each annotator claims ``--claim-n`` queries and answers them one request each;
+* ``batch``: each annotator claims ``--batch-n`` queries and answers them in one request.
+
+Reports answers/s, labels/s, p50/p99 latency of claims and answers, errors, client and machine
+CPU, and checks the database afterwards: every query the client saw answered has exactly one
+answer row, none is doubled, and the run's budget counters match the rows. Loopback only; the
+client is one asyncio process with a minimal keep-alive HTTP/1.1 client (low per-request cost).
+
+    .venv/bin/python scripts/load_bench.py --annotators 32 --duration 20 --out bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psycopg
+import redis
+from PIL import Image as PILImage
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+REDIS_URL = "redis://127.0.0.1:6379/10"
+CLASSES = [{"id": i, "name": f"c{i}", "color": [i, i, i]} for i in range(4)]
+SIDE = 1000  # image side; pixels are asked in order over the images
+
+
+class Conn:
+    """One keep-alive HTTP/1.1 connection; JSON in and out, nothing else."""
+
+    def __init__(self, port: int, token: str) -> None:
+        self.port = port
+        self.auth = f"Authorization: Bearer {token}\r\nHost: 127.0.0.1\r\n"
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.used = 0.0
+
+    async def post(self, path: str, body: object) -> tuple[int, object]:
+        if self.writer is not None and time.monotonic() - self.used > 3:
+            self.close()  # the server drops keep-alive connections idle for 5 s
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        data = json.dumps(body).encode()
+        head = (f"POST {path} HTTP/1.1\r\n{self.auth}Content-Type: application/json\r\n"
+                f"Content-Length: {len(data)}\r\n\r\n")  # fmt: skip
+        self.writer.write(head.encode() + data)
+        raw = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(raw[9:12])
+        length = 0
+        for line in raw.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        payload = await self.reader.readexactly(length)
+        self.used = time.monotonic()
+        return status, json.loads(payload) if payload else None
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+@dataclass
+class Phase:
+    name: str
+    claim_ms: list[float] = field(default_factory=list)
+    answer_ms: list[float] = field(default_factory=list)
+    answers: int = 0  # answered inside the measured window
+    requests: int = 0
+    empty_claims: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Shared:
+    port: int
+    run_id: int
+    image_ids: list[int]
+    trainer: str
+    answered: set[int] = field(default_factory=set)  # every query the client saw answered
+    posted: int = 0
+    measuring: bool = False
+    stop: bool = False
+
+
+def _pct(xs: list[float], p: float) -> float | None:
+    if not xs:
+        return None
+    s = sorted(xs)
+    return round(s[min(len(s) - 1, int(p / 100 * len(s)))], 2)
+
+
+async def _timed(sh: Shared, ph: Phase, conn: Conn, path: str, body: object, sink: list[float]):
+    t0 = time.perf_counter()
+    status, out = await conn.post(path, body)
+    if sh.measuring:
+        sink.append((time.perf_counter() - t0) * 1000)
+        ph.requests += 1
+    if status >= 300:
+        code = out.get("error", {}).get("code", "?") if isinstance(out, dict) else "?"
+        key = f"{status} {code}"
+        ph.errors[key] = ph.errors.get(key, 0) + 1
+    return status, out
+
+
+async def annotator(sh: Shared, ph: Phase, token: str, n: int, batch: bool) -> None:
+    """Claim ``n``, answer them (one request each, or one batch request); until stopped."""
+    conn = Conn(sh.port, token)
+    claims, answers = f"/api/v1/runs/{sh.run_id}/claims", f"/api/v1/runs/{sh.run_id}/answers"
+    try:
+        while not sh.stop:
+            st, out = await _timed(sh, ph, conn, claims, {"n": n, "lease_seconds": 300},
+                                   ph.claim_ms)  # fmt: skip
+            qs = out["queries"] if st == 200 else []
+            if not qs:
+                ph.empty_claims += sh.measuring
+                await asyncio.sleep(0.01)
+                continue
+            if batch:
+                items = [{"query_id": q["id"], "class_id": q["id"] % 4, "lead_time_ms": 500}
+                         for q in qs]  # fmt: skip
+                st, _ = await _timed(sh, ph, conn, answers, {"answers": items}, ph.answer_ms)
+                if st == 200:
+                    sh.answered.update(q["id"] for q in qs)
+                    ph.answers += len(qs) * sh.measuring
+                continue
+            for q in qs:
+                body = {"class_id": q["id"] % 4, "lead_time_ms": 500}
+                path = f"/api/v1/queries/{q['id']}/answer"
+                st, _ = await _timed(sh, ph, conn, path, body, ph.answer_ms)
+                if st == 200:
+                    sh.answered.add(q["id"])
+                    ph.answers += sh.measuring
+    finally:
+        conn.close()
+
+
+async def post_queries(sh: Shared, conn: Conn, chunk: int) -> None:
+    qs = []
+    for i in range(sh.posted, sh.posted + chunk):
+        img, pix = divmod(i, SIDE * SIDE)
+        qs.append({"image_id": sh.image_ids[img], "y": pix // SIDE, "x": pix % SIDE,
+                   "group": "high", "score": 0.5})  # fmt: skip
+    status, out = await conn.post(f"/api/v1/runs/{sh.run_id}/queries", {"queries": qs})
+    if status != 201:
+        raise RuntimeError(f"the trainer's query batch was refused: {status} {out}")
+    sh.posted += chunk
+
+
+async def trainer(sh: Shared, low_water: int, chunk: int) -> None:
+    """Keep at least ``low_water`` queries outstanding (posted but not answered)."""
+    conn = Conn(sh.port, sh.trainer)
+    try:
+        while True:
+            while sh.posted - len(sh.answered) < low_water:
+                await post_queries(sh, conn, chunk)
+            if sh.stop:
+                return
+            await asyncio.sleep(0.02)
+    finally:
+        conn.close()
+
+
+def _cpu_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine since boot."""
+    vals = [float(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    return sum(vals) - vals[3] - vals[4], sum(vals)
+
+
+def _tree_cpu(pid: int) -> float:
+    """CPU seconds used by a process and its live descendants."""
+    total, todo, tick = 0.0, [pid], os.sysconf("SC_CLK_TCK")
+    while todo:
+        p = todo.pop()
+        try:
+            stat = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(stat[11]) + int(stat[12])) / tick
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
+def _snapshot(server_pid: int) -> tuple[float, ...]:
+    busy, total = _cpu_busy()
+    return time.perf_counter(), time.process_time(), _tree_cpu(server_pid), busy, total
+
+
+async def run_phase(sh: Shared, args: argparse.Namespace, tokens: list[str], batch: bool,
+                    server_pid: int) -> dict:  # fmt: skip
+    ph = Phase("batch" if batch else "single")
+    n = args.batch_n if batch else args.claim_n
+    low = max(len(tokens) * n * 3, 2000)  # claimed-but-unanswered ones count as posted
+    chunk = min(10_000, max(low // 2, 1000))
+    sh.stop, sh.measuring = False, False
+    tasks = [asyncio.create_task(trainer(sh, low, chunk))]
+    await asyncio.sleep(0.5)  # the queue fills before the annotators start
+    tasks += [asyncio.create_task(annotator(sh, ph, t, n, batch)) for t in tokens]
+    await asyncio.sleep(args.warmup)
+    load0, a = os.getloadavg()[0], _snapshot(server_pid)
+    sh.measuring = True
+    await asyncio.sleep(args.duration)
+    sh.measuring = False
+    b, load1 = _snapshot(server_pid), os.getloadavg()[0]
+    sh.stop = True
+    await asyncio.gather(*tasks)
+    wall = b[0] - a[0]
+    return {
+        "phase": ph.name, "annotators": len(tokens), "claim_n": n, "seconds": round(wall, 2),
+        "answers": ph.answers,
+        "answers_per_s" if not batch else "labels_per_s": round(ph.answers / wall, 1),
+        "requests_per_s": round(ph.requests / wall, 1),
+        "claim_p50_ms": _pct(ph.claim_ms, 50), "claim_p99_ms": _pct(ph.claim_ms, 99),
+        "answer_p50_ms": _pct(ph.answer_ms, 50), "answer_p99_ms": _pct(ph.answer_ms, 99),
+        "errors": ph.errors, "empty_claims": ph.empty_claims,
+        "client_cpu_pct": round(100 * (b[1] - a[1]) / wall, 1),
+        "server_cpu_pct": round(100 * (b[2] - a[2]) / wall, 1),
+        "server_cpu_ms_per_answer": round(1000 * (b[2] - a[2]) / max(ph.answers, 1), 3),
+        "machine_busy_pct": round(100 * (b[3] - a[3]) / max(b[4] - a[4], 1), 1),
+        "loadavg_1m": [round(load0, 2), round(load1, 2)],
+    }  # fmt: skip
+
+
+def _png(side: int) -> str:
+    import base64
+
+    buf = io.BytesIO()
+    PILImage.new("L", (side, side)).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def setup_run(base: str, admin: str, annotators: int, images: int) -> tuple[Shared, list[str]]:
+    """Tokens, a run with a budget that never runs out, and ``images`` blank images."""
+    port = int(base.rsplit(":", 1)[1])
+    with httpx.Client(base_url=base, timeout=60) as c:
+
+        def token(role: str, name: str) -> str:
+            r = c.post("/api/v1/tokens", json={"role": role, "name": name},
+                       headers={"Authorization": f"Bearer {admin}"})  # fmt: skip
+            r.raise_for_status()
+            return r.json()["token"]
+
+        trainer_tok = token("trainer", "bench-trainer")
+        ann = [token("annotator", f"bench-{i:03d}") for i in range(annotators)]
+        h = {"Authorization": f"Bearer {trainer_tok}"}
+        run = c.post("/api/v1/runs", headers=h, json={
+            "name": "load-bench", "classes": CLASSES, "target_pixels": 10**9,
+            "budget_rate": 0.01, "strategy": "full", "config": {}})  # fmt: skip
+        run.raise_for_status()
+        run_id = run.json()["id"]
+        png = _png(SIDE)
+        imgs = [{"key": f"bench/{i:04d}", "width": SIDE, "height": SIDE, "png_base64": png}
+                for i in range(images)]  # fmt: skip
+        r = c.post(f"/api/v1/runs/{run_id}/images", headers=h, json={"images": imgs})
+        r.raise_for_status()
+        ids = [im["id"] for im in r.json()["images"]]
+    return Shared(port, run_id, ids, trainer_tok), ann
+
+
+def verify(db_url: str, sh: Shared) -> dict:
+    """Every query the client saw answered has exactly one answer row; counters match."""
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute(
+            "SELECT query_id, count(*) FROM answers WHERE run_id = %s GROUP BY query_id",
+            (sh.run_id,),
+        ).fetchall()
+        status = dict(conn.execute(
+            "SELECT status, count(*) FROM queries WHERE run_id = %s GROUP BY status",
+            (sh.run_id,)).fetchall())  # fmt: skip
+        reserved, answered = conn.execute(
+            "SELECT reserved, answered FROM runs WHERE id = %s", (sh.run_id,)
+        ).fetchone()
+    per_query = dict(rows)
+    answer_rows = sum(per_query.values())
+    lost = len(sh.answered - per_query.keys()) + max(status.get("answered", 0) - len(per_query), 0)
+    return {
+        "client_answered": len(sh.answered), "answer_rows": answer_rows,
+        "lost": lost, "doubled": sum(1 for c in per_query.values() if c > 1),
+        "unacknowledged": len(per_query.keys() - sh.answered),
+        "budget_answered": answered, "budget_reserved": reserved, "query_status": status,
+        "consistent": answered == answer_rows == status.get("answered", 0) == len(sh.answered)
+        and reserved == status.get("pending", 0) + status.get("leased", 0),
+    }  # fmt: skip
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_ready(base: str, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the server did not get ready:\n{log.read_text()[-3000:]}")
+
+
+async def drive(args: argparse.Namespace, base: str, db_url: str, pid: int) -> dict:
+    sh, tokens = setup_run(base, args.admin, args.annotators, args.images)
+    phases = []
+    for batch in (False, True):
+        if (args.phases == "single" and batch) or (args.phases == "batch" and not batch):
+            continue
+        phases.append(await run_phase(sh, args, tokens, batch, pid))
+    return {"phases": phases, "check": verify(db_url, sh)}
+
+
+def _run_async(coro):  # uvloop when installed: less client CPU per request
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def bench(args: argparse.Namespace) -> dict:
+    """Fresh database and Redis db, live server, both phases, checks; cleans up after."""
+    name = f"adamcu_bench_{secrets.token_hex(4)}"
+    db_url = f"postgresql://postgres@127.0.0.1:5432/{name}"
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "ADAMCU_DATABASE_URL": db_url.replace("://", "+psycopg://", 1),
+           "ADAMCU_REDIS_URL": REDIS_URL, "ADAMCU_ADMIN_TOKEN": args.admin,
+           "ADAMCU_ENVIRONMENT": "test"}  # fmt: skip
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    log = Path(tempfile.mkstemp(prefix="load_bench_", suffix=".log")[1])
+    proc = None
+    try:
+        subprocess.run([sys.executable, "-m", "server.migrate"], cwd=ROOT, env=env, check=True)
+        cmd = [sys.executable, "-m", "server.main", "--port", str(port),
+               "--workers", str(args.workers)]  # fmt: skip
+        with log.open("w") as fh:
+            proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
+        _wait_ready(base, proc, log)
+        result = _run_async(drive(args, base, db_url, proc.pid))
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        redis.Redis.from_url(REDIS_URL).flushdb()
+    result["server_log_tail"] = log.read_text()[-2000:]
+    log.unlink()
+    result["config"] = {k: v for k, v in vars(args).items() if k not in ("admin", "out")}
+    result["cpus"] = os.cpu_count()
+    return result
+
+
+def _table(result: dict) -> str:
+    cols = ["phase", "annotators", "claim_n", "answers_per_s", "labels_per_s", "requests_per_s",
+            "claim_p50_ms", "claim_p99_ms", "answer_p50_ms", "answer_p99_ms", "errors",
+            "client_cpu_pct", "server_cpu_pct", "server_cpu_ms_per_answer", "machine_busy_pct",
+            "loadavg_1m"]  # fmt: skip
+    lines = []
+    for ph in result["phases"]:
+        lines += [f"{c:>16}: {ph[c]}" for c in cols if c in ph] + [""]
+    lines += [f"{k:>16}: {v}" for k, v in result["check"].items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--annotators", type=int, default=32)
+    p.add_argument("--duration", type=float, default=20.0, help="measured seconds per phase")
+    p.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds per phase")
+    p.add_argument("--workers", type=int, default=2, help="server worker processes")
+    p.add_argument("--claim-n", type=int, default=10, help="claim size in the single phase")
+    p.add_argument("--batch-n", type=int, default=500, help="claim size in the batch phase")
+    p.add_argument("--phases", choices=["both", "single", "batch"], default="both")
+    p.add_argument("--images", type=int, default=8, help=f"{SIDE}x{SIDE} images to ask from")
+    p.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
+    args = p.parse_args(argv)
+    args.admin = secrets.token_urlsafe(16)
+    result = bench(args)
+    print(_table(result))
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2, default=str))
+    chk = result["check"]
+    return 0 if chk["lost"] == 0 and chk["doubled"] == 0 and chk["consistent"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
