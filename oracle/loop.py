@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -129,9 +130,9 @@ def run_oracle(client: ServiceClient, cfg: OracleConfig, stop: threading.Event) 
             if want <= 0:
                 break
         claimed_at = time.monotonic()
-        claimed = outlast(cfg, stop, lambda: client.request(
-            "POST", f"/runs/{run_id}/claims", json={"n": want, "lease_seconds": cfg.lease}
-        ))["queries"]
+        body = {"n": want, "lease_seconds": cfg.lease}
+        claim = partial(client.request, "POST", f"/runs/{run_id}/claims", json=body)
+        claimed = outlast(cfg, stop, claim)["queries"]
         if claimed:
             idle_since = None
             classes = annotator.decide(truth.values(claimed))

@@ -213,7 +213,10 @@ async def run_phase(sh: Shared, args: argparse.Namespace, tokens: list[str], bat
     chunk = min(10_000, max(low // 2, 1000))
     sh.stop, sh.measuring = False, False
     tasks = [asyncio.create_task(trainer(sh, low, chunk))]
-    await asyncio.sleep(0.5)  # the queue fills before the annotators start
+    while sh.posted - len(sh.answered) < low:  # the queue fills before the annotators start
+        if tasks[0].done():
+            tasks[0].result()  # raises the trainer's error
+        await asyncio.sleep(0.05)
     tasks += [asyncio.create_task(annotator(sh, ph, t, n, batch)) for t in tokens]
     await asyncio.sleep(args.warmup)
     load0, a = os.getloadavg()[0], _snapshot(server_pid)

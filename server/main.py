@@ -72,7 +72,11 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"adamcu-server: invalid settings:\n{exc}") from None
     common = {"host": args.host, "port": args.port, "access_log": args.access_log}
     if args.workers > 1:  # each worker builds its app from the same environment
-        uvicorn.run("server.main:create_app", factory=True, workers=args.workers, **common)
+        uvicorn.run(
+            "server.main:create_app", factory=True, workers=args.workers,
+            timeout_worker_healthcheck=30,  # 5 s kills busy workers on a loaded machine
+            **common,
+        )  # fmt: skip
     else:
         uvicorn.run(create_app(settings), **common)
 

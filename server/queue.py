@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 import redis
-from sqlalchemy import exists, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from server.db import is_postgres
@@ -32,6 +32,7 @@ from server.models import Query
 log = logging.getLogger(__name__)
 MAX_IDLE_MS = 3_700_000  # above the longest lease (3600 s)
 GROUP = "annotators"
+ENQUEUE_GRACE_S = 10.0
 
 
 class Dispatcher(Protocol):
@@ -121,10 +122,7 @@ _CANDIDATES = """
 local stream, cursor_key = KEYS[1], KEYS[2]
 local group, consumer, min_idle, n = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local cur = redis.call('GET', cursor_key) or '0-0'
--- XAUTOCLAIM scans up to 10 * COUNT PEL entries: bound it (expired leases are rare; the
--- next claims and the database's late-lease pass pick up any left)
-local r = redis.call('XAUTOCLAIM', stream, group, consumer, min_idle, cur, 'COUNT',
-                     math.min(n, 50))
+local r = redis.call('XAUTOCLAIM', stream, group, consumer, min_idle, cur, 'COUNT', n)
 redis.call('SET', cursor_key, r[1])
 local out = {}
 for _, e in ipairs(r[2]) do
@@ -239,13 +237,27 @@ class RedisQueue:
     def claim(
         self, db: Session, run_id: int, annotator_id: int, n: int, lease_s: float, now: datetime
     ) -> list[int]:
+        """Lease through the stream; when Redis cannot be reached, lease straight from the
+        database (the record), as the embedded queue does. The stream is rebuilt later."""
+        try:
+            return self._claim(db, run_id, annotator_id, n, lease_s, now)
+        except redis.ConnectionError:
+            log.warning("redis unreachable: claim for run %s leases from the database", run_id)
+            db.rollback()
+            ids = lease_rows(db, run_id, annotator_id, now + timedelta(seconds=lease_s), now, n)
+            db.commit()
+            return ids
+
+    def _claim(
+        self, db: Session, run_id: int, annotator_id: int, n: int, lease_s: float, now: datetime
+    ) -> list[int]:
         consumer = f"a{annotator_id}"
         until = now + timedelta(seconds=lease_s)
         leased: list[int] = []
         for _attempt in range(4):
             cands = self._fetch(db, run_id, consumer, n - len(leased))
             if not cands:
-                if not leased and self._db_has_pending(db, run_id):
+                if not leased and self._db_has_unqueued(db, run_id, now):
                     self.rebuild(db, run_id)
                     continue
                 break
@@ -276,11 +288,14 @@ class RedisQueue:
             idle = max(MAX_IDLE_MS - int(lease_s * 1000), 0)
             self.r.xclaim(stream, GROUP, consumer, 0, eids, idle=idle, justid=True)
 
-    def _db_has_pending(self, db: Session, run_id: int) -> bool:
-        q = select(exists().where(Query.run_id == run_id, Query.status == "pending"))
-        found = bool(db.execute(q).scalar())
+    def _db_has_unqueued(self, db: Session, run_id: int, now: datetime) -> bool:
+        """A pending row older than ``ENQUEUE_GRACE_S`` while the stream gave nothing: its
+        entry is missing (e.g. the XADD after its commit failed). Younger rows may still be
+        on their way in (a big batch is enqueued after its commit): no rebuild storm then."""
+        q = select(Query.created_at).where(Query.run_id == run_id, Query.status == "pending")
+        oldest = db.execute(q.order_by(Query.id).limit(1)).scalar()
         db.rollback()
-        return found
+        return oldest is not None and oldest < now - timedelta(seconds=ENQUEUE_GRACE_S)
 
     def _settle(
         self,

@@ -19,7 +19,8 @@ GROUPS: tuple[str, ...] = ("high", "medium", "random", "entropy", "ripu", "other
 MAX_QUERIES_PER_BATCH = 10_000
 MAX_ANSWERS_PER_BATCH = 10_000
 IGNORE_INDEX = 255
-INT32_MAX = 2**31 - 1  # ids, pixels and counters are 32-bit integer columns
+INT32_MAX = 2**31 - 1  # ids, pixel coordinates and most counters are 32-bit integer columns
+INT53_MAX = 2**53 - 1  # a run's pixel counts are 64-bit (a full-size Cityscapes train set: 6.2e9)
 
 DbInt = Annotated[int, Field(ge=0, le=INT32_MAX)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
@@ -84,7 +85,7 @@ class ClassSpec(Strict):
 class RunIn(Strict):
     name: str = Field(min_length=1, max_length=200)
     classes: list[ClassSpec] = Field(min_length=1, max_length=255)
-    target_pixels: int = Field(ge=0, le=INT32_MAX)
+    target_pixels: int = Field(ge=0, le=INT53_MAX)
     budget_rate: float = Field(ge=0.0, le=1.0)
     strategy: str = Field(default="full", max_length=100)
     config: FiniteJson = Field(default_factory=dict)

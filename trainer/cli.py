@@ -67,12 +67,14 @@ def _train(args: argparse.Namespace) -> int:
         changes["data_root"] = args.data
     cfg = configure(base, args.strategy or base.strategy, **changes)
     logging.getLogger("adamcu").info("config %s", json.dumps(cfg.to_dict()))
-    result = run_strategy(cfg, load_data(cfg), Path(args.cache), progress=True)
     out = Path(args.out)
+    result = run_strategy(cfg, load_data(cfg), Path(args.cache), progress=True,
+                          checkpoint=out.with_suffix(".pt"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     print(f"{cfg.strategy}: target-val mIoU {result['val_miou']:.1f}, target-test mIoU "
-          f"{result['test_miou']:.1f}, labeled {result['labeled_pixels']} pixels -> {out}")
+          f"{result['test_miou']:.1f}, labeled {result['labeled_pixels']} pixels -> {out}, "
+          f"checkpoint {out.with_suffix('.pt')}")
     return 0
 
 

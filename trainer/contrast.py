@@ -6,6 +6,7 @@ Labels equal to ``ignore_index=255`` never take part in a pair.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -20,6 +21,52 @@ WeightMode = Literal["negatives", "paper", "none"]
 def normalize(emb: Tensor, dim: int = -1) -> Tensor:
     """L2-normalise ``emb`` along ``dim`` (zero vectors stay zero)."""
     return F.normalize(emb, p=2.0, dim=dim, eps=1e-12)
+
+
+def _randperm(n: int, generator: torch.Generator | None, device: torch.device) -> Tensor:
+    gen_device = generator.device if generator is not None else torch.device("cpu")
+    return torch.randperm(n, generator=generator, device=gen_device).to(device)
+
+
+def _ranked(group: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+    """Group items in a uniformly random order within each group.
+
+    ``group`` is (P,) long. Returns ``order`` (P,): a stable sort by group of a random
+    permutation, and ``first`` (P,) long: in that order, the position of each item's
+    group's first item.
+    """
+    perm = _randperm(group.numel(), generator, group.device)
+    order = perm[torch.argsort(group[perm], stable=True)]
+    g = group[order]
+    start = torch.ones_like(g, dtype=torch.bool)
+    start[1:] = g[1:] != g[:-1]
+    pos = torch.arange(g.numel(), device=g.device)
+    return order, torch.cummax(torch.where(start, pos, 0), 0).values
+
+
+def _capped(ranked: tuple[Tensor, Tensor], ok: Tensor, cap: int) -> Tensor:
+    """(P,) bool: the first ``cap`` items with ``ok`` of every group of :func:`_ranked`."""
+    order, first = ranked
+    ok_sorted = ok[order]
+    count = torch.cumsum(ok_sorted, 0)
+    rank = count - (count - ok_sorted.long())[first]  # 1-based rank among the group's ok items
+    chosen = torch.empty_like(ok)
+    chosen[order] = ok_sorted & (rank <= cap)
+    return chosen
+
+
+def cap_mask(
+    group: Tensor,
+    ok: Tensor,
+    max_per_group: int,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """(P,) bool: ``min(max_per_group, available)`` uniformly chosen ``ok`` items per group.
+
+    ``group`` is (P,) long (e.g. ``image * 256 + class``), ``ok`` (P,) bool. One random
+    permutation and one stable sort by group, no loop over groups.
+    """
+    return _capped(_ranked(group, generator), ok, max_per_group)
 
 
 def cap_per_class(
@@ -37,17 +84,10 @@ def cap_per_class(
     ok = label != IGNORE_INDEX
     if valid is not None:
         ok = ok & valid
-    idx = ok.nonzero().squeeze(1)
-    if idx.numel() == 0 or max_per_class <= 0:
-        return idx[:0]
-    gen_device = generator.device if generator is not None else torch.device("cpu")
-    idx = idx[torch.randperm(idx.numel(), generator=generator, device=gen_device).to(idx.device)]
-    lab, order = torch.sort(label[idx], stable=True)
-    idx = idx[order]
-    _, counts = torch.unique_consecutive(lab, return_counts=True)
-    starts = torch.cumsum(counts, 0) - counts
-    rank = torch.arange(idx.numel(), device=idx.device) - torch.repeat_interleave(starts, counts)
-    return idx[rank < max_per_class]
+    if max_per_class <= 0 or label.numel() == 0:
+        return ok.nonzero().squeeze(1)[:0]
+    ranked = _ranked(label, generator)
+    return ranked[0][_capped(ranked, ok, max_per_class)[ranked[0]]]
 
 
 def select_anchors(
@@ -207,22 +247,57 @@ class PixelSet:
     image: int
 
 
-Level = Literal["intra", "cross_image", "cross_domain"]
+@dataclass
+class PixelBatch:
+    """The pixels of every image of a batch that take part in the MCUs, concatenated.
 
-
-def unit_pairs(sets: list[PixelSet], level: Level) -> list[tuple[int, int]]:
-    """Deterministic (anchor set, sample set) pairs of one MCU level (III-C2).
-
-    intra: every set with itself. cross_image: within each domain, in list order, each
-    set with the next one (cyclically); none for a domain with a single set.
-    cross_domain: the j-th set of one domain with the (j mod n)-th set of the other,
-    in both directions. The batch is already a random draw, so no generator is needed.
+    emb, label, anchor, center: as in :class:`PixelSet`, (P, D) and (P,) over all images.
+    image: (P,) long, the position of each pixel's image in ``domains``. domains: the domain
+    (0 source, 1 target) of every image, in batch order (the order :func:`unit_pairs` uses).
     """
+
+    emb: Tensor
+    label: Tensor
+    anchor: Tensor
+    center: Tensor
+    image: Tensor
+    domains: list[int]
+
+    @staticmethod
+    def from_sets(sets: list[PixelSet]) -> PixelBatch:
+        """Concatenate per-image sets; image ``i`` is ``sets[i]`` (not ``sets[i].image``)."""
+        device = sets[0].emb.device
+        image = [torch.full((len(s.label),), i, dtype=torch.long, device=device)
+                 for i, s in enumerate(sets)]
+        return PixelBatch(
+            emb=torch.cat([s.emb for s in sets]),
+            label=torch.cat([s.label for s in sets]),
+            anchor=torch.cat([s.anchor for s in sets]),
+            center=torch.cat([s.center for s in sets]),
+            image=torch.cat(image),
+            domains=[s.domain for s in sets],
+        )
+
+
+def image_class_groups(image: Tensor, label: Tensor) -> Tensor:
+    """(P,) long id of each pixel's (image, label) pair, for :func:`cap_mask` (no sync)."""
+    if label.numel() == 0:
+        return image.clone()
+    lo, hi = torch.aminmax(label)
+    return image * (hi - lo + 1) + (label - lo)
+
+
+Level = Literal["intra", "cross_image", "cross_domain"]
+LEVELS: tuple[Level, ...] = ("intra", "cross_image", "cross_domain")
+
+
+def level_pairs(domains: list[int], level: Level) -> list[tuple[int, int]]:
+    """:func:`unit_pairs` from the images' domains alone."""
     if level == "intra":
-        return [(i, i) for i in range(len(sets))]
+        return [(i, i) for i in range(len(domains))]
     by_domain: dict[int, list[int]] = {}
-    for i, s in enumerate(sets):
-        by_domain.setdefault(s.domain, []).append(i)
+    for i, d in enumerate(domains):
+        by_domain.setdefault(d, []).append(i)
     pairs: list[tuple[int, int]] = []
     if level == "cross_image":
         for idx in by_domain.values():
@@ -234,6 +309,17 @@ def unit_pairs(sets: list[PixelSet], level: Level) -> list[tuple[int, int]]:
         pairs += [(a, tgt[j % len(tgt)]) for j, a in enumerate(src)]
         pairs += [(a, src[j % len(src)]) for j, a in enumerate(tgt)]
     return pairs
+
+
+def unit_pairs(sets: list[PixelSet], level: Level) -> list[tuple[int, int]]:
+    """Deterministic (anchor set, sample set) pairs of one MCU level (III-C2).
+
+    intra: every set with itself. cross_image: within each domain, in list order, each
+    set with the next one (cyclically); none for a domain with a single set.
+    cross_domain: the j-th set of one domain with the (j mod n)-th set of the other,
+    in both directions. The batch is already a random draw, so no generator is needed.
+    """
+    return level_pairs([s.domain for s in sets], level)
 
 
 def _p2p_pair(
@@ -252,7 +338,7 @@ def _p2p_pair(
     return info_nce_terms(a.emb[anchors], a.label[anchors], b.emb[samples], b.label[samples], *nce)
 
 
-def mcu_loss(
+def mcu_loss_reference(
     sets: list[PixelSet],
     *,
     intra: bool,
@@ -268,16 +354,10 @@ def mcu_loss(
     max_samples_per_class: int,
     generator: torch.Generator | None = None,
 ) -> dict[str, Tensor]:
-    """Contrastive losses of the enabled MCU levels (III-C2, Eq. 9-11).
+    """The definition of :func:`mcu_loss`, one :func:`info_nce_terms` call per unit pair.
 
-    Anchors: up to ``max_anchors_per_class`` of each set's ``anchor`` pixels per class.
-    Samples: up to ``max_samples_per_class`` labelled pixels per class of the paired set
-    (:func:`unit_pairs`); in the intra level the chosen anchors are left out of the
-    samples. c2c uses per-image centres of the ``center`` pixels (:func:`class_centers`).
-    Each loss is the mean of ``-log H`` over all pairs of its level.
-
-    Returns ``{"p2p_intra", "c2c_intra", "p2p_cross_image", ...}``, enabled entries only:
-    scalars, 0 (attached to the embeddings) when a level has no pair.
+    Slow (python per pair, anchors and samples drawn again for every pair); kept as the
+    reference that the vectorised :func:`mcu_loss` is tested against.
     """
     nce = (temperature, weight, weight_mode)
     caps = (max_anchors_per_class, max_samples_per_class)
@@ -302,3 +382,157 @@ def _mean(terms: list[tuple[Tensor, int]], zero: Tensor) -> Tensor:
     count = sum(n for _, n in terms)
     total = sum((t for t, _ in terms), zero)
     return total / max(count, 1)
+
+
+def mcu_loss(
+    sets: list[PixelSet] | PixelBatch,
+    *,
+    intra: bool,
+    cross_image: bool,
+    cross_domain: bool,
+    p2p: bool,
+    c2c: bool,
+    temperature: float,
+    weight: Tensor | None,
+    weight_mode: WeightMode,
+    num_classes: int,
+    max_anchors_per_class: int,
+    max_samples_per_class: int,
+    generator: torch.Generator | None = None,
+) -> dict[str, Tensor]:
+    """Contrastive losses of the enabled MCU levels (III-C2, Eq. 9-11).
+
+    Anchors: up to ``max_anchors_per_class`` of each image's ``anchor`` pixels per class.
+    Samples: up to ``max_samples_per_class`` labelled pixels per class of the paired image
+    (:func:`unit_pairs`); in the intra level the chosen anchors are left out of the
+    samples. c2c uses per-image centres of the ``center`` pixels (:func:`class_centers`).
+    Each loss is the mean of ``-log H`` over all pairs of its level.
+
+    Same value as :func:`mcu_loss_reference` whenever the caps do not bind. Vectorised:
+    anchors and samples are drawn once per image for all levels (the intra samples and
+    the cross-image samples of an image are each a uniform draw, as in the reference),
+    embeddings are normalised once, and one similarity matrix between all anchors (pixels
+    and centres) and all samples serves every level and both kinds: each (anchor, positive)
+    term takes its negatives from the positive's own image (unit), as in the per-pair form.
+
+    Returns ``{"p2p_intra", "c2c_intra", "p2p_cross_image", ...}``, enabled entries only:
+    scalars, 0 (attached to the embeddings) when a level has no pair.
+    """
+    batch = sets if isinstance(sets, PixelBatch) else None
+    if batch is None:
+        if not sets:
+            return mcu_loss_reference(
+                [], intra=intra, cross_image=cross_image, cross_domain=cross_domain,
+                p2p=p2p, c2c=c2c, temperature=temperature, weight=weight,
+                weight_mode=weight_mode, num_classes=num_classes,
+                max_anchors_per_class=max_anchors_per_class,
+                max_samples_per_class=max_samples_per_class)
+        batch = PixelBatch.from_sets(sets)
+    n_img = len(batch.domains)
+    on = {"intra": intra, "cross_image": cross_image, "cross_domain": cross_domain}
+    keys: list[str] = []
+    links: list[tuple[int, int, int]] = []  # (loss, anchor unit, sample unit)
+    for level in (name for name in LEVELS if on[name]):
+        pairs = level_pairs(batch.domains, level)
+        # units: image i's pixels are unit i, its class centres unit n_img + i
+        for kind, off in (("p2p", 0), ("c2c", n_img)):
+            if p2p if kind == "p2p" else c2c:
+                links += [(len(keys), off + i, off + j) for i, j in pairs]
+                keys.append(f"{kind}_{level}")
+    zero = batch.emb.sum() * 0.0
+    if not links:
+        return {k: zero for k in keys}
+    emb = normalize(batch.emb)
+    label, image = batch.label, batch.image
+    anchors: list[tuple[Tensor, Tensor, Tensor]] = []  # (emb, label, unit)
+    samples: list[tuple[Tensor, Tensor, Tensor, Tensor, Tensor]] = []  # + same-unit ok, other ok
+    if p2p:
+        labeled = label != IGNORE_INDEX
+        group = image_class_groups(image, label)
+        chosen = cap_mask(group, batch.anchor & labeled, max_anchors_per_class, generator)
+        ranked = _ranked(group, generator)
+        intra_ok = _capped(ranked, labeled & ~chosen, max_samples_per_class)
+        cross_ok = _capped(ranked, labeled, max_samples_per_class)
+        a_idx = chosen.nonzero().squeeze(1)
+        s_idx = (intra_ok | cross_ok).nonzero().squeeze(1)
+        anchors.append((emb[a_idx], label[a_idx], image[a_idx]))
+        samples.append((emb[s_idx], label[s_idx], image[s_idx], intra_ok[s_idx], cross_ok[s_idx]))
+    if c2c:
+        ok = batch.center & (label >= 0) & (label < num_classes)
+        cell = (image * num_classes + label)[ok]
+        sums = emb.new_zeros(n_img * num_classes, emb.shape[1]).index_add(0, cell, emb[ok])
+        rows = (torch.bincount(cell, minlength=n_img * num_classes) > 0).nonzero().squeeze(1)
+        cen, c_lab, c_unit = normalize(sums[rows]), rows % num_classes, n_img + rows // num_classes
+        every = torch.ones_like(rows, dtype=torch.bool)
+        anchors.append((cen, c_lab, c_unit))
+        samples.append((cen, c_lab, c_unit, every, every))
+    a, a_lab, a_unit = (torch.cat(t) if len(t) > 1 else t[0] for t in zip(*anchors, strict=True))
+    s, s_lab, s_unit, same_ok, other_ok = (
+        torch.cat(t) if len(t) > 1 else t[0] for t in zip(*samples, strict=True)
+    )
+    n_units = 2 * n_img
+    link = torch.tensor(links, device=emb.device).T
+    counts = emb.new_zeros(len(keys), n_units, n_units).index_put_(
+        (link[0], link[1], link[2]), emb.new_ones(link.shape[1]), accumulate=True)
+    totals, n_pairs = _unit_nce(a, a_lab, a_unit, s, s_lab, s_unit, same_ok, other_ok, counts,
+                                temperature, weight, weight_mode)
+    losses = totals / n_pairs.clamp_min(1.0)
+    return {k: losses[i] for i, k in enumerate(keys)}
+
+
+def _unit_nce(
+    a: Tensor, a_lab: Tensor, a_unit: Tensor,
+    s: Tensor, s_lab: Tensor, s_unit: Tensor, same_ok: Tensor, other_ok: Tensor,
+    counts: Tensor, temperature: float, weight: Tensor | None, weight_mode: WeightMode,
+) -> tuple[Tensor, Tensor]:
+    """Sums of ``-log H`` and pair counts, (K,) each, of K losses in one pass.
+
+    Anchors (A, D) normalised with labels and units (A,); samples (S, D) likewise, with
+    ``same_ok`` / ``other_ok`` (S,) bool: whether a sample takes part when paired with its
+    own unit / another unit. ``counts`` (K, U, U): how often loss k pairs anchor unit u
+    with sample unit v. Every term's negatives are the other-class samples of its
+    positive's unit, so one (anchor, unit) log-sum-exp serves all losses.
+    """
+    n_units = counts.shape[-1]
+    sim = a @ s.T / temperature
+    if weight is None or weight_mode == "none":
+        pos_logit = neg_logit = sim
+        bound = 1.0 / temperature
+    else:
+        onehot = F.one_hot(s_lab, weight.shape[1]).to(sim.dtype)
+        w = weight.to(sim.dtype)[a_lab] @ onehot.T  # (A, S) = weight[a_lab][:, s_lab]
+        w_max = float(weight.abs().max()) if weight.numel() else 0.0
+        if weight_mode == "negatives":
+            pos_logit, neg_logit = sim, sim * (1.0 + w)
+            bound = (1.0 + w_max) / temperature
+        elif weight_mode == "paper":
+            pos_logit = neg_logit = sim * w
+            bound = w_max / temperature
+        else:
+            raise ValueError(f"unknown weight_mode {weight_mode!r}")
+    col_ok = torch.where(a_unit[:, None] == s_unit[None, :], same_ok, other_ok)
+    same_cls = a_lab[:, None] == s_lab[None, :]
+    neg = col_ok & ~same_cls
+    pos = col_ok & same_cls & (counts.sum(0) > 0)[a_unit][:, s_unit]
+    # log-sum-exp of the negatives per (anchor, sample unit); |logits| <= bound (unit
+    # vectors), so a fixed shift cannot overflow, nor underflow unless the range is huge
+    very_negative = torch.finfo(sim.dtype).min / 2
+    unit_onehot = F.one_hot(s_unit, n_units).to(sim.dtype)
+    if 2 * bound < -0.9 * math.log(torch.finfo(sim.dtype).tiny):
+        shift: Tensor | float = bound
+        block = ((neg_logit - bound).exp() * neg) @ unit_onehot
+    else:  # shift each (anchor, unit) block by its own max
+        unit_idx = s_unit.expand_as(sim)
+        shift = sim.new_full((sim.shape[0], n_units), -torch.inf).scatter_reduce(
+            1, unit_idx, neg_logit.detach().masked_fill(~neg, -torch.inf), "amax"
+        ).clamp_min(very_negative)
+        x = (neg_logit - shift.gather(1, unit_idx)).masked_fill(~neg, -torch.inf)
+        block = x.exp() @ unit_onehot
+    has = block > 0  # (A, U)
+    lse = torch.where(has, torch.where(has, block, 1.0).log() + shift, very_negative)
+    ai, si = pos.nonzero(as_tuple=True)
+    pl = pos_logit[ai, si]
+    # -log H = log(exp(l+) + sum exp(l-)) - l+   (Eq. 10 in log-space)
+    nll = torch.logaddexp(pl, lse[ai, s_unit[si]]) - pl
+    weights = counts[:, a_unit[ai], s_unit[si]]  # (K, pairs)
+    return weights @ nll, weights.sum(1)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from trainer.config import TrainConfig
-from trainer.contrast import PixelSet, cap_per_class, mcu_loss, select_anchors
+from trainer.contrast import PixelBatch, cap_mask, image_class_groups, mcu_loss
 from trainer.dccm import confusion_rates, update_dccm
 from trainer.labelbank import IGNORE, LabelBank
 from trainer.losses import grouped_loss, source_loss
@@ -172,49 +172,60 @@ def query_oracle(
 def gather_embeddings(emb: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor,
                       size: tuple[int, int]) -> torch.Tensor:
     """Bilinear embeddings (P,D) of one image's map emb (D,h,w) at full-res pixels (P,)."""
-    h, w = size
-    gx = (xs.float() + 0.5) / w * 2 - 1
-    gy = (ys.float() + 0.5) / h * 2 - 1
+    image = torch.zeros_like(ys)
+    return F.normalize(gather_batch_embeddings(emb[None], image, ys, xs, size), dim=1)
+
+
+def gather_batch_embeddings(emb: torch.Tensor, image: torch.Tensor, ys: torch.Tensor,
+                            xs: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear embeddings (P,D) of the maps emb (B,D,h,w) at full-res pixels (P,) of images
+    image (P,), not normalised (the MCU losses normalise).
+
+    One grid_sample call: the maps are stacked vertically with a zero row after each, so a
+    sample near an image's edge reads zeros there, as grid_sample's zero padding does.
+    """
+    n, d, h, w = emb.shape
+    stacked = F.pad(emb, (0, 0, 0, 1)).transpose(0, 1).reshape(1, d, n * (h + 1), w)
+    gx = (xs.float() + 0.5) / size[1] * 2 - 1
+    # y in the input's pixel units (align_corners=False), moved to its image's slot
+    py = (ys.float() + 0.5) / size[0] * h - 0.5 + image * (h + 1)
+    gy = (2 * py + 1) / (n * (h + 1)) - 1
     grid = torch.stack([gx, gy], dim=-1).view(1, 1, -1, 2).to(emb.dtype)
-    out = F.grid_sample(emb[None], grid, mode="bilinear", align_corners=False)
-    return F.normalize(out[0, :, 0].t().float(), dim=1)
-
-
-def _pixel_set(emb: torch.Tensor, label: torch.Tensor, pred: torch.Tensor, anchor_ok: torch.Tensor,
-               center: torch.Tensor, pick: torch.Tensor, domain: int, image: int,
-               size: tuple[int, int], num_classes: int, cfg: TrainConfig,
-               gen: torch.Generator) -> PixelSet:
-    """One image's contrastive pixels: pick (H,W) bool candidates, label (H,W) true/pseudo."""
-    flat = pick.flatten().nonzero(as_tuple=True)[0]
-    lab = label.flatten()[flat]
-    keep = flat[cap_per_class(lab, 2 * cfg.max_samples_per_class, gen)]
-    anchors = flat[select_anchors(pred.flatten()[flat], lab, anchor_ok.flatten()[flat],
-                                  num_classes, cfg.max_anchors_per_class, gen)]
-    idx = torch.unique(torch.cat([keep, anchors]))
-    ys, xs = idx // size[1], idx % size[1]
-    anchor = torch.isin(idx, anchors)
-    return PixelSet(emb=gather_embeddings(emb, ys, xs, size), label=label.flatten()[idx],
-                    anchor=anchor, center=center.flatten()[idx], domain=domain, image=image)
+    out = F.grid_sample(stacked, grid, mode="bilinear", align_corners=False)  # (1, D, 1, P)
+    return out[0, :, 0].t().float()
 
 
 def build_pixel_sets(out: SegOutput, n_src: int, src_y: torch.Tensor, tgt_y: torch.Tensor,
                      pseudo: torch.Tensor, low_mask: torch.Tensor, src_low: torch.Tensor,
                      pred: torch.Tensor, size: tuple[int, int], num_classes: int,
-                     cfg: TrainConfig, gen: torch.Generator) -> list[PixelSet]:
-    """Pixel sets of the MCUs (III-C): source anchors are misclassified source pixels, target
-    anchors misclassified labeled pixels; centres come from G_l (pseudo labels on target)."""
-    sets = []
-    for i in range(n_src):
-        valid = src_y[i] != IGNORE
-        sets.append(_pixel_set(out.embedding[i], src_y[i], pred[i], valid, src_low[i] & valid,
-                               valid, 0, i, size, num_classes, cfg, gen))
-    for j in range(tgt_y.shape[0]):
-        labeled = tgt_y[j] != IGNORE
-        low = low_mask[j] & ~labeled
-        label = torch.where(labeled, tgt_y[j], torch.where(low, pseudo[j], IGNORE))
-        sets.append(_pixel_set(out.embedding[n_src + j], label, pred[n_src + j], labeled, low,
-                               labeled | low, 1, n_src + j, size, num_classes, cfg, gen))
-    return sets
+                     cfg: TrainConfig, gen: torch.Generator) -> PixelBatch:
+    """Pixels of the MCUs (III-C), all images at once: source anchors are misclassified source
+    pixels, target anchors misclassified labeled pixels; centres come from G_l (pseudo labels
+    on target). Candidates are every labelled (or pseudo-labelled) pixel, capped at
+    ``2 * max_samples_per_class`` per image and class, plus the anchors: misclassified
+    candidates capped at ``max_anchors_per_class`` per image and true class."""
+    src_valid = src_y != IGNORE
+    labeled = tgt_y != IGNORE
+    low = low_mask & ~labeled
+    label = torch.cat([src_y, torch.where(labeled, tgt_y, torch.where(low, pseudo, IGNORE))])
+    pick = torch.cat([src_valid, labeled | low]).flatten()
+    anchor_ok = torch.cat([src_valid, labeled]).flatten()
+    center = torch.cat([src_low & src_valid, low]).flatten()
+    flat = pick.nonzero().squeeze(1)
+    lab = label.flatten()[flat]
+    image = torch.div(flat, size[0] * size[1], rounding_mode="floor")
+    group = image_class_groups(image, lab)
+    keep = cap_mask(group, torch.ones_like(lab, dtype=torch.bool),
+                    2 * cfg.max_samples_per_class, gen)
+    wrong = anchor_ok[flat] & (pred.flatten()[flat] != lab) & (lab >= 0) & (lab < num_classes)
+    anchor = cap_mask(group, wrong, cfg.max_anchors_per_class, gen)
+    sel = (keep | anchor).nonzero().squeeze(1)
+    idx, image = flat[sel], image[sel]
+    pix = idx - image * (size[0] * size[1])
+    ys, xs = torch.div(pix, size[1], rounding_mode="floor"), pix % size[1]
+    return PixelBatch(emb=gather_batch_embeddings(out.embedding, image, ys, xs, size),
+                      label=lab[sel], anchor=anchor[sel], center=center[idx], image=image,
+                      domains=[0] * n_src + [1] * tgt_y.shape[0])
 
 
 def target_masks(cfg: TrainConfig, groups: torch.Tensor, labels: torch.Tensor,

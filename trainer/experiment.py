@@ -22,9 +22,10 @@ from trainer.labelbank import LabelBank
 
 
 def run_strategy(cfg: TrainConfig, data: Data, cache_dir: Path | None,
-                 progress: bool = False) -> dict[str, Any]:
+                 progress: bool = False, checkpoint: Path | None = None) -> dict[str, Any]:
     """Pre-train on source, adapt with ``cfg.strategy``'s configuration, report target-test
-    mIoU of the state that scored best on target-val."""
+    mIoU of the state that scored best on target-val. ``checkpoint``: where to save that state
+    with its config and label bank."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
@@ -44,6 +45,11 @@ def run_strategy(cfg: TrainConfig, data: Data, cache_dir: Path | None,
     val = evaluate(model, data.val, data.num_classes, device)
     test = evaluate(model, data.test, data.num_classes, device)
     labeled = data.target_pixels if cfg.selection == "all" else bank.num_labeled
+    if checkpoint is not None:
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"config": cfg.to_dict(), "model": model.state_dict(),
+                    "label_bank": bank.state_dict(), "class_names": data.class_names},
+                   checkpoint)
     return {
         "strategy": cfg.strategy,
         "budget_rate": cfg.budget_rate,

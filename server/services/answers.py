@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row, bindparam, delete, insert, select, text, update
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
 from server.db import is_postgres
@@ -60,9 +61,11 @@ def _insert(db: Session, rows: list[dict[str, Any]]) -> list[Row[Any]]:
     return list(db.execute(stmt, rows).all())
 
 
-# PostgreSQL fast path: lease check, budget move and answer rows in ONE statement, so the run
-# row (locked by the budget move, before the answer ids are drawn) is held only until COMMIT.
-# No row back means a refusal: the caller rolls back and explains it with the slow checks.
+# PostgreSQL fast path: lease check, budget move and answer rows in ONE statement that commits
+# by itself, so the run row (locked by the budget move, before the answer ids are drawn) is
+# never held across a round trip to this process. All or nothing: no row back means nothing
+# matched; some but not all items matching divides by zero, which undoes the whole statement.
+# Either way the caller explains the refusal with the slow checks.
 _ANSWER_PG = (
     text("""
 WITH items AS (
@@ -88,7 +91,9 @@ WITH items AS (
   FROM q JOIN r ON r.id = q.run_id ORDER BY q.id
   RETURNING answers.id, answers.query_id, answers.created_at
 )
-SELECT a.id AS answer_id, a.created_at, q.* FROM a JOIN q ON q.id = a.query_id
+SELECT a.id AS answer_id, a.created_at, q.*,
+       1 / CASE WHEN (SELECT count(*) FROM q) = :n THEN 1 ELSE 0 END AS whole
+FROM a JOIN q ON q.id = a.query_id
 """)
     .bindparams(bindparam("now", type_=UTCDateTime))
     .columns(created_at=UTCDateTime)
@@ -105,22 +110,25 @@ def _answer_pg(
     me: Me,
     items: Sequence[Any],
     now: datetime,
-    autocommit: bool = False,
 ) -> list[AnswerOut] | None:
     """Answer leased queries in one statement (PostgreSQL); ``None``: some item is refused
-    (or a number does not fit the columns) and the caller's checks give the error.
-    ``autocommit`` (one item only, session not in a transaction): no BEGIN/COMMIT trips."""
+    (or a number does not fit the columns) and the caller's checks give the error."""
     if not all(_fits(it.query_id) and _fits(it.lead_time_ms or 0) for it in items):
         return None
     params = {
         "qids": [it.query_id for it in items], "cids": [it.class_id for it in items],
         "leads": [it.lead_time_ms for it in items], "me": me.id, "now": now, "run_id": run_id,
+        "n": len(items),
     }  # fmt: skip
+    autocommit = not db.in_transaction()  # else (a principal just loaded) commit at the end
     if autocommit:
-        assert len(items) == 1
         db.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
     try:
         rows = {r.id: r for r in db.execute(_ANSWER_PG, params)}
+    except DataError as exc:
+        if getattr(exc.orig, "sqlstate", None) != "22012":  # not the all-or-nothing guard
+            raise
+        rows = {}
     finally:
         if autocommit:
             db.close()  # the connection goes back (isolation reset); later work is transactional
@@ -152,9 +160,7 @@ def answer(
     if not data.correction and is_postgres(db):
         item = BatchAnswerItem(query_id=query_id, class_id=data.class_id,
                                lead_time_ms=data.lead_time_ms)  # fmt: skip
-        # One item: the statement changes all or nothing, so it may commit by itself (one round
-        # trip; the run row is never locked across a round trip to this process).
-        done = _answer_pg(db, None, me, [item], now, autocommit=not db.in_transaction())
+        done = _answer_pg(db, None, me, [item], now)
         if done is not None:
             queue.ack(done[0].run_id, [query_id])
             return done[0]
@@ -203,6 +209,7 @@ def answer_batch(
         if it.class_id not in classes:
             raise UnknownClass(f"Class {it.class_id} is not one of run {run_id}'s classes.")
     if is_postgres(db):
+        db.rollback()  # end the read transaction: the answer statement commits by itself
         done = _answer_pg(db, run_id, me, items, now)
         if done is not None:
             queue.ack(run_id, ids)

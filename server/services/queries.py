@@ -58,6 +58,12 @@ def query_outs(db: Session, ids: Sequence[int]) -> list[QueryOut]:
     ]
 
 
+def _is_pixel_conflict(exc: IntegrityError) -> bool:
+    """The unique (run, image, y, x) constraint, by name (PostgreSQL) or columns (SQLite)."""
+    text_ = str(exc.orig)
+    return "uq_queries_pixel" in text_ or "queries.run_id, queries.image_id" in text_
+
+
 def list_page(db: Session, run_id: int, after: int, limit: int) -> list[QueryOut]:
     """Queries of a run with id > ``after``, oldest first: every pixel ever asked, in any
     status, so a restarted trainer can rebuild what it asked."""
@@ -143,6 +149,8 @@ def create_batch(
         ids = store(db, run_id, items, now)
     except IntegrityError as exc:
         db.rollback()
+        if not _is_pixel_conflict(exc):
+            raise
         raise DuplicatePixel("A pixel of the batch was already asked in this run.") from exc
     try:
         budget.reserve(db, run_id, len(ids))

@@ -184,7 +184,7 @@ class Stack:
                             headers={"Authorization": f"Bearer {self.admin}"})
 
     # worker
-    def start_worker(self, *, iterations: int = 10, budget: float = 0.005,
+    def start_worker(self, *, iterations: int = 6, budget: float = 0.004,
                      checkpoint_every: int = 50, eval_every: int = 100) -> None:
         assert self.data is not None and self.weights is not None
         if not self.trainer_token:

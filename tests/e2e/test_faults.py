@@ -36,7 +36,7 @@ from trainer.client import ServiceClient
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
-ITERATIONS = 8
+ITERATIONS = 6
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def test_redis_flushed_and_restarted_mid_run(tmp_path: Path, shared: tuple[Path,
         stack.start_worker(iterations=ITERATIONS)
         run_id = stack.wait_run()
         for i in range(2):
-            stack.start_oracle(f"oracle-{i}", run_id, "--batch", "16", "--delay-ms", "10")
+            stack.start_oracle(f"oracle-{i}", run_id, "--batch", "16", "--delay-ms", "5")
         wait_until(lambda: in_flight(fresh_pg_url, run_id), 180, "answers and queries in flight",
                    0.05)
         before = record(fresh_pg_url, run_id)
@@ -103,13 +103,13 @@ def test_server_killed_and_restarted_mid_run(stack: Stack, fresh_pg_url: str) ->
     stack.start_worker(iterations=ITERATIONS)
     run_id = stack.wait_run()
     for i in range(2):
-        stack.start_oracle(f"oracle-{i}", run_id, "--batch", "16", "--delay-ms", "10")
+        stack.start_oracle(f"oracle-{i}", run_id, "--batch", "16", "--delay-ms", "5")
     wait_until(lambda: in_flight(fresh_pg_url, run_id), 180, "answers and queries in flight",
                0.05)
     before = record(fresh_pg_url, run_id)
     killed = time.monotonic()
     stack.kill_server()
-    time.sleep(3.0)  # a few seconds of downtime: clients meet refused connections
+    time.sleep(2.0)  # a few seconds of downtime: clients meet refused connections
     stack.start_server(migrate=False)
     downtime = time.monotonic() - killed
     summary = stack.wait_worker()
@@ -127,7 +127,7 @@ def test_server_killed_and_restarted_mid_run(stack: Stack, fresh_pg_url: str) ->
 
 def test_trainer_killed_and_resumed(stack: Stack, fresh_pg_url: str) -> None:
     stack.start_server()
-    stack.start_worker(iterations=ITERATIONS, checkpoint_every=2)
+    stack.start_worker(iterations=ITERATIONS, checkpoint_every=1)
     run_id = stack.wait_run()
     for i in range(2):
         stack.start_oracle(f"oracle-{i}", run_id, "--batch", "16", "--delay-ms", "20")
@@ -139,7 +139,7 @@ def test_trainer_killed_and_resumed(stack: Stack, fresh_pg_url: str) -> None:
     stack.worker.send_signal(signal.SIGKILL)
     stack.worker.wait(timeout=10)
     before = record(fresh_pg_url, run_id)
-    stack.start_worker(iterations=ITERATIONS, checkpoint_every=2)  # same dir: resumes
+    stack.start_worker(iterations=ITERATIONS, checkpoint_every=1)  # same dir: resumes
     summary = stack.wait_worker()
     stack.wait_oracles()
     assert summary["run_id"] == run_id

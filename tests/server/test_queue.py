@@ -128,3 +128,16 @@ def test_answer_acks_the_stream_entry(world):
     stream, entries, _, _ = queue._keys(world.run_id)
     assert queue.r.xlen(stream) == 0 and queue.r.hlen(entries) == 0
     assert queue.r.xpending(stream, GROUP)["pending"] == 0
+
+
+def test_claims_lease_from_the_database_while_redis_is_unreachable(world):
+    """The DB is the record: with Redis gone, claims still hand out every query once."""
+    from server.queue import RedisQueue
+
+    ids = world.ask([(0, x) for x in range(6)]).json()["ids"]
+    world.env.client.app.state.queue = RedisQueue.from_url("redis://127.0.0.1:1/0")
+    first = world.claim("alice", n=4)
+    second = world.claim("bob", n=4)
+    got = [q["id"] for q in first + second]
+    assert sorted(got) == ids and len(set(got)) == len(got)
+    assert world.answer(first[0]["id"], "alice").status_code == 200

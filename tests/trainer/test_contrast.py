@@ -10,11 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trainer.contrast import (
+    PixelBatch,
     PixelSet,
     c2c_loss,
+    cap_mask,
     cap_per_class,
     class_centers,
     mcu_loss,
+    mcu_loss_reference,
     normalize,
     p2p_loss,
     select_anchors,
@@ -259,3 +262,91 @@ def test_mcu_loss_without_anchors_is_zero_with_grad() -> None:
         max_samples_per_class=6,
     )
     assert all(v.item() == 0.0 and v.requires_grad for v in out.values())
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), cap=st.integers(-1, 6))
+def test_cap_mask_invariants(seed: int, cap: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    group = torch.randint(0, 5, (50,), generator=g) * 3 - 4  # negative ids are fine too
+    ok = torch.rand(50, generator=g) < 0.6
+    chosen = cap_mask(group, ok, cap, g)
+    assert not (chosen & ~ok).any()
+    for k in group.unique().tolist():
+        available = int((ok & (group == k)).sum())
+        assert int((chosen & (group == k)).sum()) == min(max(cap, 0), available)
+
+
+def test_cap_mask_is_uniform() -> None:
+    g = torch.Generator().manual_seed(0)
+    group = torch.zeros(6, dtype=torch.long)
+    hits = torch.zeros(6)
+    for _ in range(3000):
+        hits += cap_mask(group, torch.ones(6, dtype=torch.bool), 2, g).float()
+    assert torch.allclose(hits / 3000, torch.full((6,), 1 / 3), atol=0.04)
+
+
+def _random_sets(seed: int, domains: list[int], n: int = 40, classes: int = 4) -> list[PixelSet]:
+    g = torch.Generator().manual_seed(seed)
+    sets = []
+    for i, d in enumerate(domains):
+        label = torch.randint(0, classes, (n,), generator=g)
+        label[torch.rand(n, generator=g) < 0.15] = 255
+        emb = torch.randn(n, 6, generator=g).requires_grad_(True)
+        sets.append(PixelSet(emb, label, torch.rand(n, generator=g) < 0.3,
+                             torch.rand(n, generator=g) < 0.5, d, i))
+    return sets
+
+
+_LEVEL_CHOICES = [(True, False, False), (False, True, False), (False, False, True),
+                  (True, True, True)]
+
+
+@pytest.mark.parametrize("weight_mode", ["none", "negatives", "paper"])
+@pytest.mark.parametrize("kinds", [(True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("levels", _LEVEL_CHOICES)
+@pytest.mark.parametrize("domains", [[0, 0, 1, 1], [0, 1, 1], [0, 0, 0, 1], [0, 0], [1]])
+def test_mcu_loss_matches_the_per_pair_reference(
+    weight_mode: str, kinds: tuple[bool, bool], levels: tuple[bool, bool, bool],
+    domains: list[int],
+) -> None:
+    """Caps that never bind: the vectorised loss equals the per-pair definition, gradients
+    included, for every level, kind and weight mode."""
+    for seed in range(3):
+        kw = dict(intra=levels[0], cross_image=levels[1], cross_domain=levels[2], p2p=kinds[0],
+                  c2c=kinds[1], temperature=0.1, weight_mode=weight_mode, num_classes=4,
+                  weight=torch.rand(4, 4, generator=torch.Generator().manual_seed(seed)),
+                  max_anchors_per_class=1000, max_samples_per_class=1000)
+        ref_sets, sets = _random_sets(seed, domains), _random_sets(seed, domains)
+        ref = mcu_loss_reference(ref_sets, **kw)
+        got = mcu_loss(sets, generator=torch.Generator().manual_seed(seed), **kw)
+        assert list(got) == list(ref)
+        for k in ref:
+            assert torch.allclose(got[k], ref[k], rtol=1e-5, atol=1e-5), k
+            assert got[k].requires_grad
+        if ref:
+            sum(ref.values()).backward()
+            sum(got.values()).backward()
+            for r, v in zip(ref_sets, sets, strict=True):
+                assert torch.allclose(v.emb.grad, r.emb.grad, rtol=1e-5, atol=1e-5)
+
+
+def test_mcu_loss_takes_a_pixel_batch() -> None:
+    sets = _random_sets(1, [0, 0, 1, 1])
+    kw = dict(intra=True, cross_image=True, cross_domain=True, p2p=True, c2c=True,
+              temperature=0.1, weight=None, weight_mode="none", num_classes=4,
+              max_anchors_per_class=3, max_samples_per_class=4)
+    a = mcu_loss(sets, generator=torch.Generator().manual_seed(0), **kw)
+    b = mcu_loss(PixelBatch.from_sets(sets), generator=torch.Generator().manual_seed(0), **kw)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_mcu_loss_with_binding_caps_is_finite_and_positive() -> None:
+    sets = _random_sets(2, [0, 0, 1, 1], n=200)
+    kw = dict(intra=True, cross_image=True, cross_domain=True, p2p=True, c2c=False,
+              temperature=0.1, weight=torch.rand(4, 4), weight_mode="negatives",
+              num_classes=4, max_samples_per_class=5)
+    out = mcu_loss(sets, max_anchors_per_class=2, generator=torch.Generator(), **kw)
+    assert all(torch.isfinite(v) and v > 0 for v in out.values())
+    none = mcu_loss(sets, max_anchors_per_class=0, generator=torch.Generator(), **kw)
+    assert all(v.item() == 0.0 and v.requires_grad for v in none.values())
