@@ -445,7 +445,7 @@ def mcu_loss(
     emb = normalize(batch.emb)
     label, image = batch.label, batch.image
     anchors: list[tuple[Tensor, Tensor, Tensor]] = []  # (emb, label, unit)
-    samples: list[tuple[Tensor, Tensor, Tensor, Tensor, Tensor]] = []  # + same-unit ok, other ok
+    samples: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []  # + category (see _unit_nce)
     if p2p:
         labeled = label != IGNORE_INDEX
         group = image_class_groups(image, label)
@@ -456,25 +456,25 @@ def mcu_loss(
         a_idx = chosen.nonzero().squeeze(1)
         s_idx = (intra_ok | cross_ok).nonzero().squeeze(1)
         anchors.append((emb[a_idx], label[a_idx], image[a_idx]))
-        samples.append((emb[s_idx], label[s_idx], image[s_idx], intra_ok[s_idx], cross_ok[s_idx]))
+        cat = 1 - intra_ok[s_idx].long() + cross_ok[s_idx].long()
+        samples.append((emb[s_idx], label[s_idx], image[s_idx], cat))
     if c2c:
         ok = batch.center & (label >= 0) & (label < num_classes)
         cell = (image * num_classes + label)[ok]
         sums = emb.new_zeros(n_img * num_classes, emb.shape[1]).index_add(0, cell, emb[ok])
         rows = (torch.bincount(cell, minlength=n_img * num_classes) > 0).nonzero().squeeze(1)
         cen, c_lab, c_unit = normalize(sums[rows]), rows % num_classes, n_img + rows // num_classes
-        every = torch.ones_like(rows, dtype=torch.bool)
         anchors.append((cen, c_lab, c_unit))
-        samples.append((cen, c_lab, c_unit, every, every))
+        samples.append((cen, c_lab, c_unit, torch.ones_like(rows)))
     a, a_lab, a_unit = (torch.cat(t) if len(t) > 1 else t[0] for t in zip(*anchors, strict=True))
-    s, s_lab, s_unit, same_ok, other_ok = (
+    s, s_lab, s_unit, s_cat = (
         torch.cat(t) if len(t) > 1 else t[0] for t in zip(*samples, strict=True)
     )
     n_units = 2 * n_img
     link = torch.tensor(links, device=emb.device).T
     counts = emb.new_zeros(len(keys), n_units, n_units).index_put_(
         (link[0], link[1], link[2]), emb.new_ones(link.shape[1]), accumulate=True)
-    totals, n_pairs = _unit_nce(a, a_lab, a_unit, s, s_lab, s_unit, same_ok, other_ok, counts,
+    totals, n_pairs = _unit_nce(a, a_lab, a_unit, s, s_lab, s_unit, s_cat, counts,
                                 temperature, weight, weight_mode)
     losses = totals / n_pairs.clamp_min(1.0)
     return {k: losses[i] for i, k in enumerate(keys)}
@@ -482,57 +482,92 @@ def mcu_loss(
 
 def _unit_nce(
     a: Tensor, a_lab: Tensor, a_unit: Tensor,
-    s: Tensor, s_lab: Tensor, s_unit: Tensor, same_ok: Tensor, other_ok: Tensor,
+    s: Tensor, s_lab: Tensor, s_unit: Tensor, s_cat: Tensor,
     counts: Tensor, temperature: float, weight: Tensor | None, weight_mode: WeightMode,
 ) -> tuple[Tensor, Tensor]:
     """Sums of ``-log H`` and pair counts, (K,) each, of K losses in one pass.
 
-    Anchors (A, D) normalised with labels and units (A,); samples (S, D) likewise, with
-    ``same_ok`` / ``other_ok`` (S,) bool: whether a sample takes part when paired with its
-    own unit / another unit. ``counts`` (K, U, U): how often loss k pairs anchor unit u
-    with sample unit v. Every term's negatives are the other-class samples of its
-    positive's unit, so one (anchor, unit) log-sum-exp serves all losses.
+    Anchors (A, D) L2-normalised, with labels and units (A,); samples (S, D) likewise, and
+    a category (S,): 0 a sample only when paired with its own unit (intra), 2 only with
+    another unit, 1 both. ``counts`` (K, U, U): how often loss k pairs anchor unit u with
+    sample unit v. A term (anchor a, positive s) takes as negatives the other-class samples
+    of s's unit, as in :func:`info_nce_terms` per unit pair; so one log-sum-exp per (anchor,
+    linked unit) serves every loss. Samples are sorted by (unit, class, category): the
+    positives of (a, v) are one contiguous range, found without any (A, S) mask.
     """
-    n_units = counts.shape[-1]
-    sim = a @ s.T / temperature
+    n_units, dev = counts.shape[-1], a.device
+    lo, hi = _label_range(a_lab, s_lab)
+    n_cls = hi - lo + 1
+    s_gid = s_unit * n_cls + (s_lab - lo)
+    key = s_gid * 3 + s_cat
+    order = torch.argsort(key)
+    s, s_lab, s_unit, s_cat = s[order], s_lab[order], s_unit[order], s_cat[order]
+    n_groups = n_units * n_cls
+    per_cat = torch.bincount(key, minlength=3 * n_groups).view(n_groups, 3)
+    first = torch.cumsum(per_cat.sum(1), 0) - per_cat.sum(1)  # (G,) first column of a group
+    # logits; |a.s| <= 1, so |logit| <= bound and exp(logit - bound) cannot overflow
+    sim = (a / temperature) @ s.T
+    w_pos = None
     if weight is None or weight_mode == "none":
-        pos_logit = neg_logit = sim
-        bound = 1.0 / temperature
+        neg_logit, bound = sim, 1.0 / temperature
     else:
-        onehot = F.one_hot(s_lab, weight.shape[1]).to(sim.dtype)
-        w = weight.to(sim.dtype)[a_lab] @ onehot.T  # (A, S) = weight[a_lab][:, s_lab]
-        w_max = float(weight.abs().max()) if weight.numel() else 0.0
+        w = weight.to(sim.dtype)
+        w_max = float(w.abs().max()) if w.numel() else 0.0
+        onehot = F.one_hot(s_lab - lo, n_cls).to(sim.dtype).T  # (n_cls, S)
+        rows = _class_rows(w, a_lab, lo, n_cls)  # (A, n_cls) = w[a_lab, lo + j]
         if weight_mode == "negatives":
-            pos_logit, neg_logit = sim, sim * (1.0 + w)
-            bound = (1.0 + w_max) / temperature
+            neg_logit, bound = sim * ((rows + 1.0) @ onehot), (1.0 + w_max) / temperature
         elif weight_mode == "paper":
-            pos_logit = neg_logit = sim * w
-            bound = w_max / temperature
+            neg_logit, bound, w_pos = sim * (rows @ onehot), w_max / temperature, w
         else:
             raise ValueError(f"unknown weight_mode {weight_mode!r}")
-    col_ok = torch.where(a_unit[:, None] == s_unit[None, :], same_ok, other_ok)
-    same_cls = a_lab[:, None] == s_lab[None, :]
-    neg = col_ok & ~same_cls
-    pos = col_ok & same_cls & (counts.sum(0) > 0)[a_unit][:, s_unit]
-    # log-sum-exp of the negatives per (anchor, sample unit); |logits| <= bound (unit
-    # vectors), so a fixed shift cannot overflow, nor underflow unless the range is huge
+    dtype = sim.dtype
+    if 2 * bound >= -0.9 * math.log(torch.finfo(dtype).tiny):  # exp would underflow
+        dtype = torch.float64
+        if 2 * bound >= -0.9 * math.log(torch.finfo(dtype).tiny):
+            raise ValueError(f"logits up to {bound:.3g} in magnitude: temperature too small")
+    exp = (neg_logit.to(dtype) - bound).exp().masked_fill(a_lab[:, None] == s_lab[None, :], 0.0)
+    # sums of exp over a unit's samples that a same-unit / other-unit anchor may use
+    unit_hot = F.one_hot(s_unit, n_units).to(dtype)
+    block = exp @ torch.cat([unit_hot * (s_cat < 2)[:, None], unit_hot * (s_cat > 0)[:, None]], 1)
+    # (anchor, linked unit) pairs and their positives' column ranges
+    pa, pv = (counts.sum(0) > 0)[a_unit].nonzero(as_tuple=True)
+    same = pv == a_unit[pa]
+    gid = pv * n_cls + (a_lab[pa] - lo)
+    cnt = per_cat[gid]  # (pairs, 3)
+    start = first[gid] + torch.where(same, 0, cnt[:, 0])
+    length = torch.where(same, cnt[:, 0] + cnt[:, 1], cnt[:, 1] + cnt[:, 2])
+    neg_sum = block[pa, pv + n_units * (~same).long()]
     very_negative = torch.finfo(sim.dtype).min / 2
-    unit_onehot = F.one_hot(s_unit, n_units).to(sim.dtype)
-    if 2 * bound < -0.9 * math.log(torch.finfo(sim.dtype).tiny):
-        shift: Tensor | float = bound
-        block = ((neg_logit - bound).exp() * neg) @ unit_onehot
-    else:  # shift each (anchor, unit) block by its own max
-        unit_idx = s_unit.expand_as(sim)
-        shift = sim.new_full((sim.shape[0], n_units), -torch.inf).scatter_reduce(
-            1, unit_idx, neg_logit.detach().masked_fill(~neg, -torch.inf), "amax"
-        ).clamp_min(very_negative)
-        x = (neg_logit - shift.gather(1, unit_idx)).masked_fill(~neg, -torch.inf)
-        block = x.exp() @ unit_onehot
-    has = block > 0  # (A, U)
-    lse = torch.where(has, torch.where(has, block, 1.0).log() + shift, very_negative)
-    ai, si = pos.nonzero(as_tuple=True)
-    pl = pos_logit[ai, si]
+    has = neg_sum > 0  # an anchor without negatives gets lse ~ -inf (finite, clean gradients)
+    lse = torch.where(has, torch.where(has, neg_sum, 1.0).log().to(sim.dtype) + bound,
+                      very_negative)
+    # every positive: its pair and column
+    pair = torch.repeat_interleave(torch.arange(pa.numel(), device=dev), length)
+    offset = torch.cumsum(length, 0) - length
+    col = torch.arange(pair.numel(), device=dev) - offset[pair] + start[pair]
+    ai = pa[pair]
+    pl = sim.flatten()[ai * sim.shape[1] + col]
+    if w_pos is not None:
+        pl = pl * w_pos[a_lab[ai], s_lab[col]]
     # -log H = log(exp(l+) + sum exp(l-)) - l+   (Eq. 10 in log-space)
-    nll = torch.logaddexp(pl, lse[ai, s_unit[si]]) - pl
-    weights = counts[:, a_unit[ai], s_unit[si]]  # (K, pairs)
-    return weights @ nll, weights.sum(1)
+    nll = torch.logaddexp(pl, lse[pair]) - pl
+    per_pair = nll.new_zeros(pa.numel()).index_add(0, pair, nll)
+    weights = counts[:, a_unit[pa], pv]  # (K, pairs)
+    return weights @ per_pair, weights @ length.to(weights.dtype)
+
+
+def _label_range(a_lab: Tensor, s_lab: Tensor) -> tuple[int, int]:
+    """Smallest and largest label of anchors and samples (0, 0 when there is none)."""
+    both = torch.cat([a_lab, s_lab])
+    if both.numel() == 0:
+        return 0, 0
+    lo, hi = torch.aminmax(both)
+    return int(lo), int(hi)
+
+
+def _class_rows(w: Tensor, a_lab: Tensor, lo: int, n_cls: int) -> Tensor:
+    """(A, n_cls): ``w[a_lab, lo + j]``, zero where ``lo + j`` is no column of ``w``."""
+    cols = torch.arange(lo, lo + n_cls, device=w.device)
+    inside = (cols >= 0) & (cols < w.shape[1])
+    return w[a_lab][:, cols.clamp(0, max(w.shape[1] - 1, 0))] * inside

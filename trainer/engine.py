@@ -259,7 +259,7 @@ def adaptation_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, ba
         s = state.sampler.state
         groups = partition(score, s.pi_high, s.pi_low)
         prob = main[n_src:].softmax(1)
-        pred = main.detach().argmax(1)  # (B, H, W): pseudo labels, anchors, DCCM
+        pred = main.detach().max(1).indices  # (B,H,W) argmax (faster): pseudo labels, anchors, DCCM
     timer.lap("scoring")
     _, _, asked = bank.batch(batch.target_index)
     mask, group = select_queries(cfg, state, iteration, score[n_src:], groups[n_src:], prob,

@@ -85,3 +85,45 @@ def test_full_strategy_updates_dccm_and_reports_contrast_losses() -> None:
     assert state.dccm.abs().sum() > 0
     assert torch.all(state.dccm.diagonal() == 0)
     assert {"p2p_intra", "p2p_cross_image", "p2p_cross_domain", "c2c_intra"} <= set(stats.parts)
+
+
+def test_batched_gather_matches_per_image_grid_sample() -> None:
+    from trainer.engine import gather_batch_embeddings, gather_embeddings
+
+    g = torch.Generator().manual_seed(0)
+    emb = torch.nn.functional.normalize(torch.randn(3, 8, 8, 12, generator=g), dim=1)
+    image = torch.randint(0, 3, (400,), generator=g).sort().values
+    ys, xs = torch.randint(0, H, (400,), generator=g), torch.randint(0, W, (400,), generator=g)
+    got = torch.nn.functional.normalize(gather_batch_embeddings(emb, image, ys, xs, (H, W)), dim=1)
+    want = torch.cat([gather_embeddings(emb[i], ys[image == i], xs[image == i], (H, W))
+                      for i in range(3)])
+    assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_build_pixel_sets_respects_caps_and_anchor_rules() -> None:
+    from trainer.engine import build_pixel_sets
+    from trainer.model import SegOutput
+
+    g = torch.Generator().manual_seed(1)
+    cfg = TrainConfig(max_anchors_per_class=3, max_samples_per_class=5)
+    src_y = torch.randint(C, (2, H, W), generator=g)
+    src_y[:, :4] = IGNORE
+    tgt_y = torch.full((2, H, W), IGNORE)
+    tgt_y[:, ::4, ::4] = torch.randint(C, (2, H // 4, W // 4), generator=g)
+    pred = torch.randint(C, (4, H, W), generator=g)
+    low = torch.rand(2, H, W, generator=g) < 0.3
+    src_low = torch.rand(2, H, W, generator=g) < 0.3
+    out = SegOutput(torch.zeros(4, C, 8, 12), torch.zeros(4, C, 8, 12),
+                    torch.nn.functional.normalize(torch.randn(4, 16, 8, 12, generator=g), dim=1))
+    pix = build_pixel_sets(out, 2, src_y, tgt_y, pred[2:], low, src_low, pred, (H, W), C, cfg,
+                           torch.Generator().manual_seed(0))
+    assert pix.domains == [0, 0, 1, 1] and pix.emb.shape == (pix.label.numel(), 16)
+    assert (pix.label != IGNORE).all()
+    for i in range(4):
+        on = pix.image == i
+        for c in range(C):
+            cls = on & (pix.label == c)
+            assert int((cls & pix.anchor).sum()) <= cfg.max_anchors_per_class
+            assert int(cls.sum()) <= 2 * cfg.max_samples_per_class + cfg.max_anchors_per_class
+    assert int((pix.anchor & (pix.image >= 2)).sum()) > 0  # misclassified labeled pixels
+    assert int((pix.center & (pix.image >= 2)).sum()) > 0
