@@ -132,9 +132,10 @@ def pretrain_key(cfg: TrainConfig, data_root: Path) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def pretrain(cfg: TrainConfig, data: Data, device: torch.device,
-             cache_dir: Path | None, progress: bool = True) -> torch.nn.Module:
-    """Algorithm 1 line 2: train on (aligned) source, cached by config and data."""
+def cached_model(cfg: TrainConfig, data: Data, device: torch.device,
+                 cache_dir: Path | None) -> tuple[torch.nn.Module, Path | None, bool]:
+    """A fresh network, loaded from the pre-training cache when it holds this config's
+    weights. Returns (model, cache path or None, whether it was loaded)."""
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, data.num_classes, embed_dim=cfg.embed_dim,
                         pretrained=cfg.pretrained, frozen_bn=cfg.frozen_bn).to(device)
@@ -142,6 +143,15 @@ def pretrain(cfg: TrainConfig, data: Data, device: torch.device,
     path = cache_dir / f"pretrain-{key}.pt" if cache_dir else None
     if path is not None and path.is_file():
         model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+        return model, path, True
+    return model, path, False
+
+
+def pretrain(cfg: TrainConfig, data: Data, device: torch.device,
+             cache_dir: Path | None, progress: bool = True) -> torch.nn.Module:
+    """Algorithm 1 line 2: train on (aligned) source, cached by config and data."""
+    model, path, loaded = cached_model(cfg, data, device, cache_dir)
+    if loaded:
         return model
     opt = torch.optim.SGD(param_groups(model, cfg.pretrain_lr, cfg.head_lr_mult, cfg.weight_decay),
                           lr=cfg.pretrain_lr, momentum=cfg.momentum)

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from trainer.sampling import device_generator
+
 IGNORE_INDEX = 255
 WeightMode = Literal["negatives", "paper", "none"]
 
@@ -24,8 +26,8 @@ def normalize(emb: Tensor, dim: int = -1) -> Tensor:
 
 
 def _randperm(n: int, generator: torch.Generator | None, device: torch.device) -> Tensor:
-    gen_device = generator.device if generator is not None else torch.device("cpu")
-    return torch.randperm(n, generator=generator, device=gen_device).to(device)
+    """A random permutation made on ``device`` (no host-side draw and copy on a GPU)."""
+    return torch.randperm(n, generator=device_generator(generator, device), device=device)
 
 
 def _ranked(group: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:

@@ -32,11 +32,16 @@ def confusion_rates(
     pred, target = pred.reshape(-1).long(), target.reshape(-1).long()
     ok = (target != ignore_index) & (target >= 0) & (target < num_classes)
     ok &= (pred >= 0) & (pred < num_classes)
-    t, p = target[ok], pred[ok]
-    counts = torch.bincount(t * num_classes + p, minlength=num_classes * num_classes)
-    counts = counts.view(num_classes, num_classes).float()
+    cells = num_classes * num_classes
+    cell = torch.where(ok, target * num_classes + pred, cells)  # cells: not counted
+    if cell.device.type == "cpu":
+        counts = torch.bincount(cell, minlength=cells + 1)
+    else:  # bincount and boolean indexing sync with the host on a GPU; scatter_add does not
+        counts = torch.zeros(cells + 1, dtype=torch.long, device=cell.device)
+        counts.scatter_add_(0, cell, torch.ones_like(cell))
+    counts = counts[:cells].view(num_classes, num_classes).float()
+    totals = counts.sum(1)
     counts.fill_diagonal_(0.0)
-    totals = torch.bincount(t, minlength=num_classes).float()
     observed = totals > 0
     rates = counts / totals.clamp_min(1.0)[:, None]
     return rates, observed

@@ -50,16 +50,16 @@ from trainer.adapt import (
     GroundTruthOracle,
     _source_batch,
     adapt,
+    cached_model,
     evaluate,
     load_data,
     local_spent,
-    pretrain_key,
 )
 from trainer.config import TrainConfig, load_config
 from trainer.engine import Ask, Spent, upsample
 from trainer.labelbank import GROUP_CODES, LabelBank
 from trainer.losses import source_loss
-from trainer.model import SegOutput, build_model, param_groups, poly_lr, set_lr
+from trainer.model import SegOutput, param_groups, poly_lr, set_lr
 from trainer.strategies import configure
 
 log = logging.getLogger("adamcu.distributed")
@@ -174,13 +174,8 @@ class RankZeroSpent:
 def pretrain_sharded(cfg: TrainConfig, data: Data, device: torch.device,
                      cache_dir: Path | None, progress: bool = True) -> nn.Module:
     """``adapt.pretrain`` with the global batch sharded over the ranks; same cache file."""
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, data.num_classes, embed_dim=cfg.embed_dim,
-                        pretrained=cfg.pretrained, frozen_bn=cfg.frozen_bn).to(device)
-    key = pretrain_key(cfg, Path(cfg.data_root))
-    path = cache_dir / f"pretrain-{key}.pt" if cache_dir else None
-    if path is not None and path.is_file():
-        model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+    model, path, loaded = cached_model(cfg, data, device, cache_dir)
+    if loaded:
         return model
     wrapped = wrap(model, device)
     opt = torch.optim.SGD(param_groups(wrapped, cfg.pretrain_lr, cfg.head_lr_mult,

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from trainer.config import TrainConfig
-from trainer.contrast import PixelBatch, cap_mask, image_class_groups, mcu_loss
+from trainer.contrast import PixelBatch, mcu_loss
 from trainer.dccm import confusion_rates, update_dccm
 from trainer.labelbank import IGNORE, LabelBank
 from trainer.losses import grouped_loss, source_loss
@@ -26,6 +26,7 @@ from trainer.sampling import (
     adaptive_sample,
     per_iteration_quota,
     ripu_score,
+    sample_per_group,
     top_k_select,
     uniform_select,
 )
@@ -203,28 +204,30 @@ def build_pixel_sets(out: SegOutput, n_src: int, src_y: torch.Tensor, tgt_y: tor
     pixels, target anchors misclassified labeled pixels; centres come from G_l (pseudo labels
     on target). Candidates are every labelled (or pseudo-labelled) pixel, capped at
     ``2 * max_samples_per_class`` per image and class, plus the anchors: misclassified
-    candidates capped at ``max_anchors_per_class`` per image and true class."""
-    src_valid = src_y != IGNORE
-    labeled = tgt_y != IGNORE
-    low = low_mask & ~labeled
-    label = torch.cat([src_y, torch.where(labeled, tgt_y, torch.where(low, pseudo, IGNORE))])
-    pick = torch.cat([src_valid, labeled | low]).flatten()
-    anchor_ok = torch.cat([src_valid, labeled]).flatten()
-    center = torch.cat([src_low & src_valid, low]).flatten()
-    flat = pick.nonzero().squeeze(1)
-    lab = label.flatten()[flat]
-    image = torch.div(flat, size[0] * size[1], rounding_mode="floor")
-    group = image_class_groups(image, lab)
-    keep = cap_mask(group, torch.ones_like(lab, dtype=torch.bool),
-                    2 * cfg.max_samples_per_class, gen)
-    wrong = anchor_ok[flat] & (pred.flatten()[flat] != lab) & (lab >= 0) & (lab < num_classes)
-    anchor = cap_mask(group, wrong, cfg.max_anchors_per_class, gen)
-    sel = (keep | anchor).nonzero().squeeze(1)
-    idx, image = flat[sel], image[sel]
-    pix = idx - image * (size[0] * size[1])
+    candidates capped at ``max_anchors_per_class`` per image and true class. Both caps are
+    independent uniform draws without replacement within each (image, class).
+
+    Labels are expected in ``[0, 255)`` (255: none). At full resolution (millions of labelled
+    pixels) only element-wise passes touch every pixel: :func:`sample_per_group` thins the
+    candidates before it sorts, so the sort sees O(images * classes * cap) pixels."""
+    valid = torch.cat([src_y != IGNORE, tgt_y != IGNORE])  # true labels
+    low = low_mask & (tgt_y == IGNORE)
+    label = torch.cat([src_y, torch.where(low, pseudo, tgt_y)])
+    lab = label.reshape(-1)
+    per_image = size[0] * size[1]
+    image_id = torch.arange(label.shape[0], device=label.device).view(-1, 1, 1)
+    group = (image_id * 256 + label.clamp(0, 255)).reshape(-1)
+    pick = (lab >= 0) & (lab < IGNORE)
+    wrong = (valid.reshape(-1) & (pred.reshape(-1) != lab) & (lab >= 0) & (lab < num_classes))
+    idx, (_, anchor) = sample_per_group(
+        group, [pick, wrong], [2 * cfg.max_samples_per_class, cfg.max_anchors_per_class],
+        label.shape[0] * 256, gen)
+    center = torch.cat([src_low & (src_y != IGNORE), low]).reshape(-1)[idx]
+    image = torch.div(idx, per_image, rounding_mode="floor")
+    pix = idx - image * per_image
     ys, xs = torch.div(pix, size[1], rounding_mode="floor"), pix % size[1]
     return PixelBatch(emb=gather_batch_embeddings(out.embedding, image, ys, xs, size),
-                      label=lab[sel], anchor=anchor[sel], center=center[idx], image=image,
+                      label=lab[idx], anchor=anchor, center=center, image=image,
                       domains=[0] * n_src + [1] * tgt_y.shape[0])
 
 
@@ -268,19 +271,34 @@ def adaptation_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, ba
     stats.queried, stats.answered = query_oracle(mask, group, score[n_src:], batch, bank, ask)
     stats.phase = group
     timer.lap("oracle")
+    target = None
+    if batch.target_y is None:  # the bank after this step's answers, copied once
+        labels, label_group, _ = bank.batch(batch.target_index)
+        target = (labels.to(device), label_group.to(device))
     loss = _segmentation_loss(cfg, out, main, pred, batch, bank, groups[n_src:], n_src,
-                              generator, stats)
+                              generator, stats, target)
     timer.lap("seg_loss")
     if cfg.contrast or cfg.dccm:
         loss = loss + _contrast(cfg, out, main, pred, batch, bank, groups, state, generator,
-                                stats)
+                                stats, None if target is None else target[0])
     timer.lap("contrast")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
     timer.lap("backward")
-    stats.loss, stats.seconds = float(loss.detach()), timer.seconds
+    _parts_to_floats(stats, loss)
+    stats.seconds = timer.seconds
     return stats
+
+
+def _parts_to_floats(stats: StepStats, loss: torch.Tensor) -> None:
+    """The helpers leave detached tensors in ``stats.parts``: one host copy for all of them."""
+    keys = list(stats.parts)
+    values = torch.stack([torch.as_tensor(stats.parts[k], dtype=torch.float32,
+                                          device=loss.device).reshape(()) for k in keys]
+                         + [loss.detach().float()]).tolist()
+    stats.parts = dict(zip(keys, values[:-1], strict=True))
+    stats.loss = values[-1]
 
 
 def _amp(cfg: TrainConfig, device: torch.device) -> bool:
@@ -290,41 +308,54 @@ def _amp(cfg: TrainConfig, device: torch.device) -> bool:
 def _segmentation_loss(cfg: TrainConfig, out: SegOutput, main: torch.Tensor,
                        pred: torch.Tensor, batch: Batch,
                        bank: LabelBank, tgroups: torch.Tensor, n_src: int,
-                       gen: torch.Generator, stats: StepStats) -> torch.Tensor:
-    """Eq. 6: CE on source (+0.5 aux), Eq. 4 on labeled target pixels, Eq. 5 on G_l."""
+                       gen: torch.Generator, stats: StepStats,
+                       target: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Eq. 6: CE on source (+0.5 aux), Eq. 4 on labeled target pixels, Eq. 5 on G_l.
+
+    ``target``: the batch's (labels, label groups) from the bank, on ``main``'s device, when the
+    caller already has them. ``stats.parts`` gets detached 0-dim tensors (no host sync here).
+    """
     size = main.shape[-2:]
     loss = source_loss(main[:n_src], upsample(out.aux[:n_src].float(), size), batch.source_y)
-    stats.parts["source"] = float(loss.detach())
+    stats.parts["source"] = loss.detach()
     if batch.target_y is not None:  # the supervised ceiling: every target label
         labels = batch.target_y
         masks = {"medium": labels != IGNORE}
         label_group = torch.full_like(labels, IGNORE)
     else:
-        labels, label_group, _ = bank.batch(batch.target_index)
-        labels, label_group = labels.to(main.device), label_group.to(main.device)
+        if target is None:
+            labels, label_group, _ = bank.batch(batch.target_index)
+            target = (labels.to(main.device), label_group.to(main.device))
+        labels, label_group = target
         masks = target_masks(cfg, tgroups, labels, label_group, gen)
     pseudo = pred[n_src:]
     tloss, parts = grouped_loss(main[n_src:], labels, pseudo, masks,
                                 equal_weight=cfg.adaptive_sampling)
-    stats.parts.update({f"target_{k}": float(v) for k, v in parts.items()})
+    stats.parts.update({f"target_{k}": v for k, v in parts.items()})
     return loss + cfg.target_weight * tloss
 
 
 def _contrast(cfg: TrainConfig, out: SegOutput, main: torch.Tensor, pred: torch.Tensor,
               batch: Batch,
               bank: LabelBank, groups: torch.Tensor, state: LoopState,
-              gen: torch.Generator, stats: StepStats) -> torch.Tensor:
-    """MCU losses (Eq. 9-11) weighted by the DCCM, which is updated first (Eq. 7-8)."""
+              gen: torch.Generator, stats: StepStats,
+              tgt_y: torch.Tensor | None = None) -> torch.Tensor:
+    """MCU losses (Eq. 9-11) weighted by the DCCM, which is updated first (Eq. 7-8).
+
+    ``tgt_y``: the batch's target labels from the bank on ``main``'s device, if already loaded.
+    ``stats.parts`` gets detached 0-dim tensors. The returned zero (contrast off) is not
+    attached to ``main``, so it adds no full-resolution zero gradient.
+    """
     n_src, size = batch.source_x.shape[0], tuple(main.shape[-2:])
     num_classes = main.shape[1]
-    tgt_y, _, _ = bank.batch(batch.target_index)
-    tgt_y = tgt_y.to(main.device)
+    if tgt_y is None:
+        tgt_y = bank.batch(batch.target_index)[0].to(main.device)
     if cfg.dccm:
         labels = torch.cat([batch.source_y, tgt_y])
         rates, observed = confusion_rates(pred, labels, num_classes)
-        state.dccm = update_dccm(state.dccm, rates, cfg.dccm_beta, observed)
+        state.dccm = update_dccm(state.dccm.to(rates.device), rates, cfg.dccm_beta, observed)
     if not cfg.contrast:
-        return main.sum() * 0.0
+        return main.new_zeros(())
     sets = build_pixel_sets(out, n_src, batch.source_y, tgt_y, pred[n_src:],
                             groups[n_src:] == GROUP_LOW, groups[:n_src] == GROUP_LOW, pred,
                             size, num_classes, cfg, gen)
@@ -335,7 +366,7 @@ def _contrast(cfg: TrainConfig, out: SegOutput, main: torch.Tensor, pred: torch.
         weight_mode=cfg.weight_mode if cfg.dccm else "none", num_classes=num_classes,
         max_anchors_per_class=cfg.max_anchors_per_class,
         max_samples_per_class=cfg.max_samples_per_class, generator=gen)
-    stats.parts.update({k: float(v.detach()) for k, v in losses.items()})
-    return cfg.contrast_weight * sum(losses.values(), main.sum() * 0.0)
+    stats.parts.update({k: v.detach() for k, v in losses.items()})
+    return cfg.contrast_weight * sum(losses.values(), main.new_zeros(()))
 
 

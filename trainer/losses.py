@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -77,21 +78,43 @@ def grouped_loss(
     Returns:
         ``(loss, per_group)``: scalar loss (0 attached to ``logits`` when every group is
         empty) and the detached mean CE of each group in ``masks`` (0 when empty).
+
+    Only the selected pixels (a few percent at full resolution) are gathered, as (K, C), for
+    the log-softmax: one host sync (their ``nonzero``), the per-group sums and counts stay
+    tensors, and the backward writes K rows instead of a full (N, C, H, W) softmax gradient.
     """
-    ce_true = _pixel_ce(logits, labels)
-    ce_pseudo = _pixel_ce(logits, pseudo)
-    zero = logits.sum() * 0.0
-    sums: dict[str, Tensor] = {}
-    counts: dict[str, int] = {}
-    pseudo_ok = pseudo != IGNORE_INDEX if pseudo.dim() == labels.dim() else True
+    n, c = logits.shape[:2]
+    soft = pseudo.dim() == logits.dim()
+    true_ok = labels != IGNORE_INDEX
+    sels = {}
     for key, mask in masks.items():
-        ce = ce_pseudo if key == "low" else ce_true
-        sel = mask & (pseudo_ok if key == "low" else labels != IGNORE_INDEX)
-        sums[key], counts[key] = ce[sel].sum(), int(sel.sum())
-    means = {k: sums[k] / counts[k] for k in masks if counts[k] > 0}
-    if equal_weight:
-        loss = sum(means.values(), zero) / max(len(means), 1)
+        if key == "low":
+            sels[key] = mask if soft else mask & (pseudo != IGNORE_INDEX)
+        else:
+            sels[key] = mask & true_ok
+    if not sels:
+        return logits.sum() * 0.0, {}
+    union = torch.stack(list(sels.values())).any(0).reshape(n, -1)
+    b, p = union.nonzero(as_tuple=True)
+    logp = F.log_softmax(logits.flatten(2)[b, :, p], dim=1)  # (K, C)
+    zero = logp.sum() * 0.0
+    ce_true = -logp.gather(1, labels.reshape(n, -1)[b, p].long().clamp(0, c - 1)[:, None])[:, 0]
+    if soft:
+        ce_pseudo = -(pseudo.flatten(2)[b, :, p].detach().to(logp.dtype) * logp).sum(1)
     else:
-        loss = sum(sums.values(), zero) / max(sum(counts.values()), 1)
-    per_group = {k: means[k].detach() if k in means else zero.detach() for k in masks}
-    return loss, per_group
+        ce_pseudo = -logp.gather(1, pseudo.reshape(n, -1)[b, p].long().clamp(0, c - 1)[:, None])[:, 0]
+    keys = list(sels)
+    sums, counts = [], []
+    for key in keys:
+        w = sels[key].reshape(n, -1)[b, p]
+        sums.append(torch.where(w, ce_pseudo if key == "low" else ce_true, 0.0).sum())
+        counts.append(w.sum())
+    sum_t, count_t = torch.stack(sums), torch.stack(counts).to(logp.dtype)
+    means = sum_t / count_t.clamp_min(1.0)  # 0 for an empty group
+    if equal_weight:
+        present = (count_t > 0).to(logp.dtype)
+        loss = zero + (means * present).sum() / present.sum().clamp_min(1.0)
+    else:
+        loss = zero + sum_t.sum() / count_t.sum().clamp_min(1.0)
+    detached = means.detach()
+    return loss, {k: detached[i] for i, k in enumerate(keys)}

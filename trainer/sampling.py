@@ -18,15 +18,57 @@ from trainer.uncertainty import GROUP_HIGH, GROUP_LOW, GROUP_MEDIUM, entropy
 Phase = Literal["high", "medium", "done"]
 
 
-def _randperm(n: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    gen_device = generator.device if generator is not None else torch.device("cpu")
-    return torch.randperm(n, generator=generator, device=gen_device).to(device)
+def device_generator(
+    generator: torch.Generator | None, device: torch.device | str
+) -> torch.Generator | None:
+    """A generator on ``device`` driven by ``generator`` (the trainer's generator is on the CPU).
+
+    The same generator when it already lives on ``device`` (so CPU runs draw exactly from it);
+    otherwise one cached generator per device, reseeded from a single 64-bit draw of
+    ``generator``: random numbers for large device tensors are made on the device (no
+    host-side ``randperm`` of millions of items, no host-to-device copy), and the stream stays
+    a deterministic function of ``generator``'s state. ``None`` stays ``None``.
+    """
+    if generator is None:
+        return None
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    if generator.device == device:
+        return generator
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))  # host-side, no device sync
+    gen = _DEVICE_GENERATORS.get(str(device))
+    if gen is None:
+        gen = _DEVICE_GENERATORS[str(device)] = torch.Generator(device=device)
+    return gen.manual_seed(seed)
+
+
+_DEVICE_GENERATORS: dict[str, torch.Generator] = {}
+
+
+def thinning_target(k: int) -> float:
+    """Expected survivors per group of the Bernoulli pre-thinning in :func:`uniform_select` and
+    :func:`sample_per_group`: ``k + 8 sqrt(k) + 64``.
+
+    Keeping each of ``n`` candidates with probability ``min(1, mu / n)`` leaves fewer than
+    ``k`` of them with probability at most ``exp(-(mu - k)^2 / (2 mu)) < 1e-15`` (Chernoff),
+    and the callers then fall back to keeping every candidate, so results stay exact.
+    """
+    return k + 8.0 * math.sqrt(max(k, 0)) + 64.0
 
 
 def uniform_select(
     candidates: torch.Tensor, k: int, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """Choose ``min(k, candidates.sum())`` candidate pixels uniformly without replacement.
+
+    Exactly uniform over the ``k``-subsets of the candidates: every pixel gets an i.i.d.
+    uniform key (drawn on the candidates' device, :func:`device_generator`) and the ``k``
+    candidates with the smallest keys are chosen. To keep the cost O(pixels) and the sort
+    small, candidates are first thinned to those with ``key < mu / n`` (``n`` candidates,
+    ``mu`` = :func:`thinning_target`), which holds the ``k`` smallest keys whenever at least
+    ``k`` survive; otherwise (``n < k``, or a < 1e-15 event) every candidate is used. One
+    host sync (the ``nonzero`` of the survivors) in the usual case.
 
     Args:
         candidates: (N, H, W) bool, pixels that may be chosen.
@@ -37,12 +79,94 @@ def uniform_select(
         (N, H, W) bool mask, a subset of ``candidates``.
     """
     flat = candidates.reshape(-1)
-    idx = flat.nonzero().squeeze(1)
-    k = max(0, min(int(k), idx.numel()))
-    chosen = idx[_randperm(idx.numel(), generator, idx.device)[:k]]
     mask = torch.zeros_like(flat, dtype=torch.bool)
-    mask[chosen] = True
+    k = max(0, min(int(k), flat.numel()))
+    if k == 0:
+        return mask.view(candidates.shape)
+    gen = device_generator(generator, flat.device)
+    key = torch.rand(flat.numel(), generator=gen, device=flat.device)
+    count = flat.sum()
+    rate = (thinning_target(k) / count.clamp_min(1)).clamp(max=2.0)  # 2: keep all (key < 1)
+    idx = (flat & (key < rate)).nonzero().squeeze(1)
+    if idx.numel() < k:  # fewer than k candidates, or the thinning was unlucky (< 1e-15)
+        idx = flat.nonzero().squeeze(1)
+    if idx.numel() > k:
+        idx = idx[torch.topk(key[idx], k, largest=False, sorted=False).indices]
+    mask[idx] = True
     return mask.view(candidates.shape)
+
+
+def sample_per_group(
+    group: torch.Tensor,
+    oks: list[torch.Tensor],
+    caps: list[int],
+    num_groups: int,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Independent uniform per-group capped draws over a large flat set, without a full sort.
+
+    Draw ``j`` chooses, in every group ``g``, ``min(caps[j], n_jg)`` of the ``n_jg`` items
+    with ``oks[j]`` of that group, uniformly without replacement (the items with the
+    ``caps[j]`` smallest of i.i.d. uniform keys), independently of the other draws: the same
+    distribution as :func:`trainer.contrast.cap_mask` per draw. Cost: O(P) element-wise work
+    on the device (keys, per-group counts by ``scatter_add``, no ``bincount``), then a sort of
+    only the items that survive a Bernoulli pre-thinning with rate ``mu / n_jg``
+    (``mu`` = :func:`thinning_target` of the cap), i.e. O(groups * cap) items. A group left
+    with fewer than ``min(cap, n)`` survivors (probability < 1e-15) is redone with all of its
+    items, so the draw is exact. Two host syncs (the survivors' ``nonzero`` and that check).
+
+    Args:
+        group: (P,) long group ids, in ``[0, num_groups)`` wherever some ``oks[j]`` is true.
+        oks: per draw, (P,) bool items that may be chosen.
+        caps: per draw, the most items per group (``<= 0``: none).
+        num_groups: number of group ids.
+        generator: source of randomness (keys are made on ``group``'s device).
+
+    Returns:
+        ``(idx, chosen)``: idx (K,) long ascending, the items chosen by at least one draw;
+        chosen[j] (K,) bool, whether draw ``j`` chose ``idx[i]``.
+    """
+    dev = group.device
+    gen = device_generator(generator, dev)
+    g_all = [torch.where(ok, group, num_groups) for ok in oks]  # num_groups: not eligible
+    keys, counts, rates = [], [], []
+    for ok, gj, cap in zip(oks, g_all, caps, strict=True):
+        keys.append(torch.rand(group.numel(), generator=gen, device=dev))
+        n = torch.zeros(num_groups + 1, dtype=torch.long, device=dev).scatter_add_(
+            0, gj, torch.ones_like(gj))
+        n[num_groups] = 0
+        counts.append(n)
+        rate = (thinning_target(cap) / n.clamp_min(1)).clamp(max=2.0)
+        rate[num_groups] = 0.0
+        rates.append(rate if cap > 0 else torch.zeros_like(rate))
+    while True:
+        survive = [key < rate[gj] for key, rate, gj in zip(keys, rates, g_all, strict=True)]
+        keep = survive[0]
+        for s in survive[1:]:
+            keep = keep | s
+        idx = keep.nonzero().squeeze(1)
+        g = group[idx]
+        chosen, short = [], []
+        for j, cap in enumerate(caps):
+            cand = survive[j][idx]
+            comp = torch.where(cand, g.double() + keys[j][idx].double(), math.inf)
+            order = torch.argsort(comp)
+            g_s, cand_s = g[order], cand[order]
+            start = torch.ones_like(cand_s)
+            start[1:] = g_s[1:] != g_s[:-1]
+            pos = torch.arange(order.numel(), device=dev)
+            rank = pos - torch.cummax(torch.where(start, pos, 0), 0).values
+            pick = torch.empty_like(cand)
+            pick[order] = cand_s & (rank < cap)
+            chosen.append(pick)
+            kept = torch.zeros(num_groups + 1, dtype=torch.long, device=dev).scatter_add_(
+                0, torch.where(cand, g, num_groups), torch.ones_like(g))
+            short.append(kept < counts[j].clamp(max=max(cap, 0)))
+        short_any = torch.stack(short)
+        if not bool(short_any.any()):  # < 1e-15 per group and draw
+            return idx, chosen
+        for j in range(len(caps)):
+            rates[j] = torch.where(short_any[j], 2.0, rates[j])
 
 
 def top_k_select(score: torch.Tensor, candidates: torch.Tensor, k: int) -> torch.Tensor:
@@ -228,6 +352,6 @@ def adaptive_sample(
     high = labeled & (label_group == GROUP_HIGH)
     medium = labeled & ~high
     if k is None:
-        k = max(int(high.sum()), int(medium.sum())) or min_low
+        k = int(torch.maximum(high.sum(), medium.sum())) or min_low  # one host sync
     low = uniform_select((groups == GROUP_LOW) & ~labeled, k, generator)
     return {"high": high, "medium": medium, "low": low}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +11,7 @@ from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as cs_ev
 from cityscapesscripts.helpers.labels import trainId2label
 from PIL import Image
 
+from tests.trainer import fabricate
 from trainer.data import write_mask_png
 from trainer.datasets import (
     class_subset_lut,
@@ -25,27 +24,10 @@ from trainer.datasets import evaluate as evaluate_split
 
 
 def _rgb(path: Path, h: int, w: int, value: int = 90) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.full((h, w, 3), value, np.uint8)).save(path)
+    fabricate.rgb(path, h, w, value)
 
 
-def _png16_rgb(path: Path, arr: np.ndarray) -> None:
-    """Write a 16-bit RGB PNG (H, W, 3) as SYNTHIA does (Pillow cannot write these)."""
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        crc = zlib.crc32(tag + data) & 0xFFFFFFFF
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", crc)
-
-    h, w, _ = arr.shape
-    raw = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in arr)
-    ihdr = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(raw))
-        + chunk(b"IEND", b"")
-    )
+_png16_rgb = fabricate.png16_rgb
 
 
 def test_cityscapes_lut_uses_official_table() -> None:

@@ -1,0 +1,101 @@
+"""Micro-benchmark of the contrast (+DCCM) and seg-loss parts of one ADA-MCU step at 512x1024.
+
+    nice .venv/bin/python scripts/contrast_microbench.py [--old PATH] [--reps N]
+
+Builds what ``engine._contrast`` / ``engine._segmentation_loss`` see for 2 source + 2 target
+images of 512x1024 (random logits (4,19,64,128) upsampled, embeddings (4,64,64,128), blocky
+labels, ~2% of the target pixels labeled) and times forward+backward of each part alone,
+1 thread. ``--old`` points at a folder holding a copy of the package renamed ``trainer_old``
+(imports rewritten), so old and new run interleaved in one process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+
+def _inputs(eng, H=512, W=1024, C=19, D=64, seed=0):
+    cfgmod = importlib.import_module(eng.__name__.replace("engine", "config"))
+    strat = importlib.import_module(eng.__name__.replace("engine", "strategies"))
+    adapt = importlib.import_module(eng.__name__.replace("engine", "adapt"))
+    lb = importlib.import_module(eng.__name__.replace("engine", "labelbank"))
+    model = importlib.import_module(eng.__name__.replace("engine", "model"))
+    unc = importlib.import_module(eng.__name__.replace("engine", "uncertainty"))
+    g = torch.Generator().manual_seed(seed)
+    cfg = strat.configure(cfgmod.TrainConfig(embed_dim=D), "full", budget_rate=0.05)
+    logits = torch.randn(4, C, H // 8, W // 8, generator=g) * 3
+    aux = logits + torch.randn(4, C, H // 8, W // 8, generator=g)
+    emb = torch.randn(4, D, H // 8, W // 8, generator=g)
+    coarse = torch.randint(C, (4, 1, H // 8, W // 8), generator=g)
+    blocky = F.interpolate(coarse.float(), size=(H, W)).long()[:, 0]
+    sy = blocky[:2].clone()
+    sy[:, :16] = 255
+    ty = blocky[2:].to(torch.uint8)
+    bank = lb.LabelBank(2, H, W)
+    q = torch.rand(2, H, W, generator=g) < 0.02
+    idx, ys, xs = q.nonzero(as_tuple=True)
+    half = idx.numel() // 2
+    bank.merge(idx[:half], ys[:half], xs[:half], ty[idx[:half], ys[:half], xs[:half]].long(), "high")
+    bank.merge(idx[half:], ys[half:], xs[half:], ty[idx[half:], ys[half:], xs[half:]].long(), "medium")
+    batch = eng.Batch(torch.zeros(2, 3, 1, 1), sy, torch.zeros(2, 3, 1, 1), torch.arange(2))
+    batch.source_x = torch.zeros(2, 3, H, W)  # shape only (size, n_src)
+    main = F.interpolate(logits, size=(H, W), mode="bilinear", align_corners=False)
+    score = unc.uncertainty_score(main, F.interpolate(aux, size=(H, W), mode="bilinear",
+                                                     align_corners=False))
+    state = adapt.new_loop_state(cfg, int(0.05 * H * W * 2), C)
+    eng.calibrate_thresholds(state, score[2:], cfg)
+    groups = unc.partition(score, state.sampler.state.pi_high, state.sampler.state.pi_low)
+    pred = main.max(1).indices
+    return cfg, logits, aux, emb, model.SegOutput, batch, bank, state, groups, pred
+
+
+def _one(eng, inp, part, seed):
+    cfg, logits, aux, emb, SegOutput, batch, bank, state, groups, pred = inp
+    H, W = batch.source_x.shape[-2:]
+    lg = logits.clone().requires_grad_()
+    e = emb.clone().requires_grad_()
+    main = F.interpolate(lg, size=(H, W), mode="bilinear", align_corners=False)
+    out = SegOutput(lg, aux.clone().requires_grad_(), e)
+    gen = torch.Generator().manual_seed(seed)
+    stats = eng.StepStats()
+    t = time.perf_counter()
+    if part == "seg_loss":
+        loss = eng._segmentation_loss(cfg, out, main, pred, batch, bank, groups[2:], 2, gen, stats)
+    else:
+        loss = eng._contrast(cfg, out, main, pred, batch, bank, groups, state, gen, stats)
+    loss.backward()
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--old", default="")
+    ap.add_argument("--reps", type=int, default=5)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    engines = {"new": importlib.import_module("trainer.engine")}
+    if args.old:
+        sys.path.insert(0, args.old)
+        engines["old"] = importlib.import_module("trainer_old.engine")
+    inputs = {k: _inputs(e) for k, e in engines.items()}
+    times = {(k, p): [] for k in engines for p in ("seg_loss", "contrast")}
+    for rep in range(args.reps + 1):  # first round is warm-up
+        for part in ("seg_loss", "contrast"):
+            for k in (list(engines) if rep % 2 else list(engines)[::-1]):
+                dt = _one(engines[k], inputs[k], part, rep)
+                if rep:
+                    times[(k, part)].append(dt)
+    for (k, p), v in sorted(times.items()):
+        print(f"{k:4s} {p:9s} median {statistics.median(v) * 1e3:8.1f} ms  "
+              f"min {min(v) * 1e3:8.1f} ms  (n={len(v)})")
+
+
+if __name__ == "__main__":
+    main()
