@@ -69,6 +69,10 @@ def _run(cfg_dict: dict[str, Any], cache_dir: str) -> dict[str, Any]:
 
 def _pretrain(cfg_dict: dict[str, Any], cache_dir: str) -> float:
     cfg = TrainConfig(**cfg_dict)
+    if cfg.threads:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
     started = time.perf_counter()
     pretrain(cfg, load_data(cfg), pick_device(cfg.device), Path(cache_dir), progress=False)
     return time.perf_counter() - started
@@ -98,10 +102,18 @@ def run_bench(preset_name: str, out_dir: Path, data_dir: Path, *, workers: int =
             log(f"  {res['strategy']:<12} budget {100 * res['budget_rate']:5.2f}% seed "
                 f"{res['seed']}: val {res['val_miou']:5.1f} test {res['test_miou']:5.1f} "
                 f"({res['seconds']:.0f} s)")
-    report = {"preset": preset_name, "data": str(data_dir), "base_config": base.to_dict(),
-              "results": results, "seconds": time.perf_counter() - started}
+            report = _report(preset_name, data_dir, base, results, started, len(runs))
+            (out_dir / "results.json").write_text(json.dumps(report, indent=1))  # partial
+    report = _report(preset_name, data_dir, base, results, started, len(runs))
     write_reports(report, out_dir, data_dir)
     return report
+
+
+def _report(preset: str, data_dir: Path, base: TrainConfig, results: list[dict[str, Any]],
+            started: float, planned: int) -> dict[str, Any]:
+    return {"preset": preset, "data": str(data_dir), "base_config": base.to_dict(),
+            "planned_runs": planned, "results": results,
+            "seconds": time.perf_counter() - started}
 
 
 def summarize(results: list[dict[str, Any]]) -> dict[tuple[str, float], tuple[float, float, int]]:
