@@ -42,8 +42,9 @@ def _inputs(eng, H=512, W=1024, C=19, D=64, seed=0):
     q = torch.rand(2, H, W, generator=g) < 0.02
     idx, ys, xs = q.nonzero(as_tuple=True)
     half = idx.numel() // 2
-    bank.merge(idx[:half], ys[:half], xs[:half], ty[idx[:half], ys[:half], xs[:half]].long(), "high")
-    bank.merge(idx[half:], ys[half:], xs[half:], ty[idx[half:], ys[half:], xs[half:]].long(), "medium")
+    for part, grp in ((slice(None, half), "high"), (slice(half, None), "medium")):
+        i, y, x = idx[part], ys[part], xs[part]
+        bank.merge(i, y, x, ty[i, y, x].long(), grp)
     batch = eng.Batch(torch.zeros(2, 3, 1, 1), sy, torch.zeros(2, 3, 1, 1), torch.arange(2))
     batch.source_x = torch.zeros(2, 3, H, W)  # shape only (size, n_src)
     main = F.interpolate(logits, size=(H, W), mode="bilinear", align_corners=False)
@@ -61,17 +62,26 @@ def _one(eng, inp, part, seed):
     H, W = batch.source_x.shape[-2:]
     lg = logits.clone().requires_grad_()
     e = emb.clone().requires_grad_()
+    # a leaf: the upsample's backward is shared by the whole step, not part of these pieces
     main = F.interpolate(lg, size=(H, W), mode="bilinear", align_corners=False)
+    main = main.detach().requires_grad_()
     out = SegOutput(lg, aux.clone().requires_grad_(), e)
     gen = torch.Generator().manual_seed(seed)
     stats = eng.StepStats()
     t = time.perf_counter()
-    if part == "seg_loss":
+    if part == "target_loss":  # the target part of seg_loss alone: AS draw + Eq. 4-5
+        labels, label_group, _ = bank.batch(batch.target_index)
+        masks = eng.target_masks(cfg, groups[2:], labels, label_group, gen)
+        loss = eng.grouped_loss(main[2:], labels, pred[2:], masks)[0]
+    elif part == "seg_loss":
         loss = eng._segmentation_loss(cfg, out, main, pred, batch, bank, groups[2:], 2, gen, stats)
     else:
         loss = eng._contrast(cfg, out, main, pred, batch, bank, groups, state, gen, stats)
     loss.backward()
     return time.perf_counter() - t
+
+
+PARTS = ("seg_loss", "target_loss", "contrast")
 
 
 def main() -> None:
@@ -85,9 +95,9 @@ def main() -> None:
         sys.path.insert(0, args.old)
         engines["old"] = importlib.import_module("trainer_old.engine")
     inputs = {k: _inputs(e) for k, e in engines.items()}
-    times = {(k, p): [] for k in engines for p in ("seg_loss", "contrast")}
+    times = {(k, p): [] for k in engines for p in PARTS}
     for rep in range(args.reps + 1):  # first round is warm-up
-        for part in ("seg_loss", "contrast"):
+        for part in PARTS:
             for k in (list(engines) if rep % 2 else list(engines)[::-1]):
                 dt = _one(engines[k], inputs[k], part, rep)
                 if rep:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from trainer.sampling import count_ids
+
 
 def confusion_rates(
     pred: Tensor, target: Tensor, num_classes: int, ignore_index: int = 255
@@ -34,12 +36,8 @@ def confusion_rates(
     ok &= (pred >= 0) & (pred < num_classes)
     cells = num_classes * num_classes
     cell = torch.where(ok, target * num_classes + pred, cells)  # cells: not counted
-    if cell.device.type == "cpu":
-        counts = torch.bincount(cell, minlength=cells + 1)
-    else:  # bincount and boolean indexing sync with the host on a GPU; scatter_add does not
-        counts = torch.zeros(cells + 1, dtype=torch.long, device=cell.device)
-        counts.scatter_add_(0, cell, torch.ones_like(cell))
-    counts = counts[:cells].view(num_classes, num_classes).float()
+    counts = count_ids(cell, cells + 1)[:cells]  # no boolean indexing: no host sync on a GPU
+    counts = counts.view(num_classes, num_classes).float()
     totals = counts.sum(1)
     counts.fill_diagonal_(0.0)
     observed = totals > 0

@@ -273,8 +273,9 @@ def adaptation_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, ba
     timer.lap("oracle")
     target = None
     if batch.target_y is None:  # the bank after this step's answers, copied once
-        labels, label_group, _ = bank.batch(batch.target_index)
-        target = (labels.to(device), label_group.to(device))
+        # uint8 across the bus, widened on the device (bank.batch's dtype)
+        target = (bank.labels[batch.target_index].to(device).long(),
+                  bank.groups[batch.target_index].to(device).long())
     loss = _segmentation_loss(cfg, out, main, pred, batch, bank, groups[n_src:], n_src,
                               generator, stats, target)
     timer.lap("seg_loss")

@@ -98,11 +98,14 @@ def grouped_loss(
     b, p = union.nonzero(as_tuple=True)
     logp = F.log_softmax(logits.flatten(2)[b, :, p], dim=1)  # (K, C)
     zero = logp.sum() * 0.0
-    ce_true = -logp.gather(1, labels.reshape(n, -1)[b, p].long().clamp(0, c - 1)[:, None])[:, 0]
+    def hard_ce(target: Tensor) -> Tensor:  # (K,) CE against hard labels at the gathered pixels
+        return -logp.gather(1, target.reshape(n, -1)[b, p].long().clamp(0, c - 1)[:, None])[:, 0]
+
+    ce_true = hard_ce(labels)
     if soft:
         ce_pseudo = -(pseudo.flatten(2)[b, :, p].detach().to(logp.dtype) * logp).sum(1)
     else:
-        ce_pseudo = -logp.gather(1, pseudo.reshape(n, -1)[b, p].long().clamp(0, c - 1)[:, None])[:, 0]
+        ce_pseudo = hard_ce(pseudo)
     keys = list(sels)
     sums, counts = [], []
     for key in keys:

@@ -24,7 +24,7 @@ def device_generator(
     """A generator on ``device`` driven by ``generator`` (the trainer's generator is on the CPU).
 
     The same generator when it already lives on ``device`` (so CPU runs draw exactly from it);
-    otherwise one cached generator per device, reseeded from a single 64-bit draw of
+    otherwise a new generator on ``device``, seeded from a single 64-bit draw of
     ``generator``: random numbers for large device tensors are made on the device (no
     host-side ``randperm`` of millions of items, no host-to-device copy), and the stream stays
     a deterministic function of ``generator``'s state. ``None`` stays ``None``.
@@ -37,13 +37,7 @@ def device_generator(
     if generator.device == device:
         return generator
     seed = int(torch.randint(0, 2**62, (1,), generator=generator))  # host-side, no device sync
-    gen = _DEVICE_GENERATORS.get(str(device))
-    if gen is None:
-        gen = _DEVICE_GENERATORS[str(device)] = torch.Generator(device=device)
-    return gen.manual_seed(seed)
-
-
-_DEVICE_GENERATORS: dict[str, torch.Generator] = {}
+    return torch.Generator(device=device).manual_seed(seed)
 
 
 def thinning_target(k: int) -> float:
@@ -96,6 +90,15 @@ def uniform_select(
     return mask.view(candidates.shape)
 
 
+def count_ids(ids: torch.Tensor, n: int) -> torch.Tensor:
+    """(n,) long occurrences of each id in ``ids`` (values in ``[0, n)``), without a host sync:
+    ``bincount`` on the CPU, ``scatter_add`` on a GPU (where ``bincount`` reads the maximum)."""
+    if ids.device.type == "cpu":
+        return torch.bincount(ids, minlength=n)
+    return torch.zeros(n, dtype=torch.long, device=ids.device).scatter_add_(
+        0, ids, torch.ones_like(ids))
+
+
 def sample_per_group(
     group: torch.Tensor,
     oks: list[torch.Tensor],
@@ -130,10 +133,9 @@ def sample_per_group(
     gen = device_generator(generator, dev)
     g_all = [torch.where(ok, group, num_groups) for ok in oks]  # num_groups: not eligible
     keys, counts, rates = [], [], []
-    for ok, gj, cap in zip(oks, g_all, caps, strict=True):
+    for gj, cap in zip(g_all, caps, strict=True):
         keys.append(torch.rand(group.numel(), generator=gen, device=dev))
-        n = torch.zeros(num_groups + 1, dtype=torch.long, device=dev).scatter_add_(
-            0, gj, torch.ones_like(gj))
+        n = count_ids(gj, num_groups + 1)
         n[num_groups] = 0
         counts.append(n)
         rate = (thinning_target(cap) / n.clamp_min(1)).clamp(max=2.0)
@@ -159,12 +161,12 @@ def sample_per_group(
             pick = torch.empty_like(cand)
             pick[order] = cand_s & (rank < cap)
             chosen.append(pick)
-            kept = torch.zeros(num_groups + 1, dtype=torch.long, device=dev).scatter_add_(
-                0, torch.where(cand, g, num_groups), torch.ones_like(g))
+            kept = count_ids(torch.where(cand, g, num_groups), num_groups + 1)
             short.append(kept < counts[j].clamp(max=max(cap, 0)))
         short_any = torch.stack(short)
         if not bool(short_any.any()):  # < 1e-15 per group and draw
-            return idx, chosen
+            sel = torch.stack(chosen).any(0)
+            return idx[sel], [c[sel] for c in chosen]
         for j in range(len(caps)):
             rates[j] = torch.where(short_any[j], 2.0, rates[j])
 

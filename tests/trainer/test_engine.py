@@ -127,3 +127,31 @@ def test_build_pixel_sets_respects_caps_and_anchor_rules() -> None:
             assert int(cls.sum()) <= 2 * cfg.max_samples_per_class + cfg.max_anchors_per_class
     assert int((pix.anchor & (pix.image >= 2)).sum()) > 0  # misclassified labeled pixels
     assert int((pix.center & (pix.image >= 2)).sum()) > 0
+
+
+def test_build_pixel_sets_takes_every_candidate_when_caps_do_not_bind() -> None:
+    from trainer.engine import build_pixel_sets
+    from trainer.model import SegOutput
+
+    g = torch.Generator().manual_seed(2)
+    cfg = TrainConfig(max_anchors_per_class=10_000, max_samples_per_class=10_000)
+    src_y = torch.randint(C, (2, H, W), generator=g)
+    src_y[:, :3] = IGNORE
+    tgt_y = torch.full((2, H, W), IGNORE)
+    tgt_y[:, ::3, ::5] = torch.randint(C, tgt_y[:, ::3, ::5].shape, generator=g)
+    pred = torch.randint(C, (4, H, W), generator=g)
+    low = torch.rand(2, H, W, generator=g) < 0.3
+    src_low = torch.rand(2, H, W, generator=g) < 0.3
+    out = SegOutput(torch.zeros(4, C, 8, 12), torch.zeros(4, C, 8, 12),
+                    torch.randn(4, 16, 8, 12, generator=g))
+    pix = build_pixel_sets(out, 2, src_y, tgt_y, pred[2:], low, src_low, pred, (H, W), C, cfg,
+                           torch.Generator().manual_seed(0))
+    labeled = tgt_y != IGNORE
+    label = torch.cat([src_y, torch.where(labeled, tgt_y, torch.where(low, pred[2:], IGNORE))])
+    valid = torch.cat([src_y != IGNORE, labeled])
+    assert pix.label.numel() == int((label != IGNORE).sum())
+    assert torch.equal(pix.label, label.flatten()[label.flatten() != IGNORE])
+    wrong = (valid & (pred != label)).flatten()[label.flatten() != IGNORE]
+    assert torch.equal(pix.anchor, wrong)
+    center = torch.cat([src_low & (src_y != IGNORE), low & ~labeled]).flatten()
+    assert torch.equal(pix.center, center[label.flatten() != IGNORE])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from trainer.losses import cross_entropy, grouped_loss, pseudo_labels, source_loss
@@ -72,3 +73,47 @@ def test_grouped_loss_soft_pseudo_and_empty() -> None:
     loss, groups = grouped_loss(logits, labels, pseudo_labels(logits), empty)
     assert loss.item() == 0.0 and loss.requires_grad
     assert all(v.item() == 0.0 for v in groups.values())
+
+
+def _dense_grouped_loss(logits, labels, pseudo, masks, equal_weight=True):
+    """The definition, dense over every pixel (the former implementation)."""
+    import torch.nn.functional as F
+
+    def pixel_ce(target):
+        if target.dim() == logits.dim():
+            return -(target.detach() * F.log_softmax(logits, dim=1)).sum(dim=1)
+        return F.cross_entropy(logits, target.long(), ignore_index=255, reduction="none")
+
+    ce_true, ce_pseudo = pixel_ce(labels), pixel_ce(pseudo)
+    pseudo_ok = pseudo != 255 if pseudo.dim() == labels.dim() else True
+    sums, counts = {}, {}
+    for key, mask in masks.items():
+        ce = ce_pseudo if key == "low" else ce_true
+        sel = mask & (pseudo_ok if key == "low" else labels != 255)
+        sums[key], counts[key] = ce[sel].sum(), int(sel.sum())
+    means = {k: sums[k] / counts[k] for k in masks if counts[k] > 0}
+    if equal_weight:
+        return sum(means.values(), logits.sum() * 0.0) / max(len(means), 1)
+    return sum(sums.values(), logits.sum() * 0.0) / max(sum(counts.values()), 1)
+
+
+@pytest.mark.parametrize("equal_weight", [True, False])
+@pytest.mark.parametrize("soft", [False, True])
+@pytest.mark.parametrize("empty_low", [False, True])
+def test_grouped_loss_matches_dense_definition(equal_weight, soft, empty_low) -> None:
+    """The sparse (gathered pixels) loss equals the dense definition, value and gradient."""
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 5, 6, 7, generator=g).requires_grad_()
+    labels = torch.randint(5, (2, 6, 7), generator=g)
+    labels[torch.rand(2, 6, 7, generator=g) < 0.6] = 255
+    pseudo = (torch.softmax(torch.randn(2, 5, 6, 7, generator=g), 1) if soft
+              else torch.randint(5, (2, 6, 7), generator=g))
+    masks = {"high": torch.rand(2, 6, 7, generator=g) < 0.3,
+             "medium": torch.rand(2, 6, 7, generator=g) < 0.3,
+             "low": torch.rand(2, 6, 7, generator=g) < (0.0 if empty_low else 0.4)}
+    loss, parts = grouped_loss(logits, labels, pseudo, masks, equal_weight=equal_weight)
+    (grad,) = torch.autograd.grad(loss, logits)
+    want = _dense_grouped_loss(logits, labels, pseudo, masks, equal_weight)
+    (want_grad,) = torch.autograd.grad(want, logits)
+    assert torch.allclose(loss, want, atol=1e-6) and torch.allclose(grad, want_grad, atol=1e-6)
+    assert set(parts) == set(masks) and (float(parts["low"]) == 0.0) == empty_low

@@ -196,3 +196,106 @@ def test_adaptive_sample_invariants(seed: int, k: int | None) -> None:
         nh, nm = int(masks["high"].sum()), int(masks["medium"].sum())
         k = max(nh, nm) or 8
     assert int(masks["low"].sum()) == min(k, n_low)
+
+
+# --- bounded samplers: sample_per_group, uniform_select's thinning, device_generator ---------
+
+import trainer.sampling as sampling_mod  # noqa: E402
+from trainer.sampling import count_ids, device_generator, sample_per_group  # noqa: E402
+
+
+def test_device_generator_is_the_generator_on_its_own_device() -> None:
+    g = _gen(3)
+    assert device_generator(g, "cpu") is g and device_generator(None, "cpu") is None
+
+
+def test_count_ids_matches_bincount() -> None:
+    ids = torch.randint(0, 7, (500,), generator=_gen(0))
+    assert torch.equal(count_ids(ids, 9), torch.bincount(ids, minlength=9))
+
+
+def _check_per_group(group, oks, caps, n_groups, idx, chosen) -> None:
+    assert idx.dtype == torch.long and torch.equal(idx, torch.unique(idx))  # ascending, no dups
+    assert idx.numel() == 0 or (0 <= int(idx.min()) and int(idx.max()) < group.numel())
+    assert torch.stack(chosen).any(0).all()  # idx is the union of the draws
+    for ok, cap, pick in zip(oks, caps, chosen, strict=True):
+        assert ok[idx[pick]].all()
+        got = torch.bincount(group[idx[pick]], minlength=n_groups)
+        avail = torch.bincount(group[ok], minlength=n_groups)
+        assert torch.equal(got, avail.clamp(max=max(cap, 0)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(0, 3000), n_groups=st.integers(1, 6),
+       caps=st.lists(st.integers(-1, 120), min_size=1, max_size=3),
+       thin=st.booleans())
+def test_sample_per_group_exact_counts(seed, n, n_groups, caps, thin) -> None:
+    """min(cap, available) per group and draw, subsets of ok, no duplicates; also with a
+    thinning target so small that the exact fallback must kick in."""
+    with pytest.MonkeyPatch.context() as mp:
+        if thin:
+            mp.setattr(sampling_mod, "thinning_target", lambda k: 0.5 * k + 1.0)
+        g = _gen(seed)
+        group = torch.randint(0, n_groups, (n,), generator=g)
+        oks = [torch.rand(n, generator=g) < 0.7 for _ in caps]
+        idx, chosen = sample_per_group(group, oks, caps, n_groups, g)
+    _check_per_group(group, oks, caps, n_groups, idx, chosen)
+
+
+@pytest.mark.parametrize("thin", [False, True])
+def test_sample_per_group_is_uniform_within_each_group(thin: bool, monkeypatch) -> None:
+    """Every ok item of a group is chosen with probability cap / n (also when the thinning
+    is active: n > mu), and draws are independent of each other."""
+    if thin:
+        monkeypatch.setattr(sampling_mod, "thinning_target", lambda k: k + 2.0)
+    group = torch.tensor([0] * 12 + [1] * 4)
+    ok = torch.ones(16, dtype=torch.bool)
+    ok[0] = False
+    hits = torch.zeros(2, 16)
+    both = 0
+    g = _gen(0)
+    trials = 3000
+    for _ in range(trials):
+        idx, (a, b) = sample_per_group(group, [ok, ok], [3, 3], 2, g)
+        hits[0, idx[a]] += 1
+        hits[1, idx[b]] += 1
+        both += int((a & b & (idx == 5)).sum())
+    freq = hits / trials
+    assert freq[:, 0].eq(0).all()
+    assert torch.allclose(freq[:, 1:12], torch.full((2, 11), 3 / 11), atol=0.04)
+    assert torch.allclose(freq[:, 12:], torch.full((2, 4), 3 / 4), atol=0.04)
+    assert abs(both / trials - (3 / 11) ** 2) < 0.03  # independent draws
+
+
+def test_sample_per_group_large_group_touches_few() -> None:
+    """A 200k-item group with cap 5: exactly 5 chosen, survivors far fewer than the group."""
+    n = 200_000
+    group = torch.zeros(n, dtype=torch.long)
+    ok = torch.ones(n, dtype=torch.bool)
+    idx, (pick,) = sample_per_group(group, [ok], [5], 1, _gen(1))
+    assert idx.numel() == 5 and pick.all()
+
+
+@pytest.mark.parametrize("rate", [None, 1.0])
+def test_uniform_select_is_uniform(rate, monkeypatch) -> None:
+    """Each of 10 candidates is chosen with probability k / 10, with the default thinning,
+    with a thinning that is active (mu < n) and one that forces the exact fallback."""
+    if rate is not None:
+        monkeypatch.setattr(sampling_mod, "thinning_target", lambda k: k * rate)
+    candidates = torch.zeros(1, 4, 5, dtype=torch.bool)
+    candidates.view(-1)[::2] = True
+    hits = torch.zeros(1, 4, 5)
+    g = _gen(5)
+    for _ in range(3000):
+        m = uniform_select(candidates, 4, g)
+        assert int(m.sum()) == 4 and not (m & ~candidates).any()
+        hits += m.float()
+    freq = hits.view(-1)[::2] / 3000
+    assert torch.allclose(freq, torch.full_like(freq, 0.4), atol=0.04)
+    assert hits.view(-1)[1::2].eq(0).all()
+
+
+def test_uniform_select_large_mask() -> None:
+    candidates = torch.rand(2, 256, 512, generator=_gen(0)) < 0.5
+    m = uniform_select(candidates, 1000, _gen(1))
+    assert int(m.sum()) == 1000 and not (m & ~candidates).any()
