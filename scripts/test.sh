@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/services.sh
-exec .venv/bin/pytest -q "$@"
+exec .venv/bin/pytest -q --durations=15 "$@"
