@@ -42,6 +42,7 @@ class LoopOptions:
     eval_every: int = 50
     oracles: int = 2
     seed: int = 0
+    mode: str = "benchmark"  # the worker's: wait for answers, or train on them as they come
     database_url: str | None = None
     redis_url: str | None = None
     timeout: float = 900.0
@@ -161,7 +162,8 @@ def _start_worker(opts: LoopOptions, env: dict[str, str], url: str, token: str) 
             "--data", str(opts.data), "--strategy", opts.strategy, "--budget", str(opts.budget),
             "--iterations", str(opts.iterations), "--pretrain-iterations",
             str(opts.pretrain_iterations), "--seed", str(opts.seed),
-            "--checkpoint-dir", str(opts.out / "worker"), "--eval-every", str(opts.eval_every)]
+            "--checkpoint-dir", str(opts.out / "worker"), "--eval-every", str(opts.eval_every),
+            "--mode", opts.mode]
     log = open(opts.out / "worker.log", "w")  # noqa: SIM115 - closed with the process
     return subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
 
@@ -194,12 +196,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--pretrain-iterations", type=int, default=800)
     p.add_argument("--oracles", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mode", choices=("benchmark", "human"), default="benchmark",
+                   help="the worker waits for each batch's answers, or trains on as they come")
     p.add_argument("--database-url", default=None)
     p.add_argument("--redis-url", default=None)
     a = p.parse_args(argv)
     opts = LoopOptions(out=Path(a.out), strategy=a.strategy, budget=a.budget,
                        iterations=a.iterations, pretrain_iterations=a.pretrain_iterations,
-                       oracles=a.oracles, seed=a.seed, database_url=a.database_url,
+                       oracles=a.oracles, seed=a.seed, mode=a.mode, database_url=a.database_url,
                        redis_url=a.redis_url)
     summary = run_loop(opts)
     print_summary(summary, opts.out)

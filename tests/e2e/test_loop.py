@@ -66,3 +66,22 @@ def test_loop_postgres_redis(tmp_path: Path, fresh_pg_url: str, redis_url: str) 
     opts = _options(tmp_path, database_url=fresh_pg_url, redis_url=redis_url)
     summary = run_loop(opts, log=lambda *_: None)
     _check_record(fresh_pg_url, summary)
+
+
+@pytest.mark.slow
+def test_loop_human_mode_trains_on_answers_as_they_come(tmp_path: Path) -> None:
+    """The worker does not wait for answers: it posts, trains on, and merges what has come."""
+    opts = _options(tmp_path, mode="human")
+    summary = run_loop(opts, log=lambda *_: None)
+    engine = create_engine(f"sqlite:///{opts.out / 'adamcu.db'}")
+    with engine.connect() as conn:
+        one = lambda sql: conn.execute(text(sql)).scalar_one()  # noqa: E731
+        answers = one("SELECT count(*) FROM answers")
+        queries = one("SELECT count(*) FROM queries")
+        distinct = one("SELECT count(*) FROM (SELECT DISTINCT image_id, y, x FROM queries) d")
+        skipped = one("SELECT count(*) FROM queries WHERE status = 'skipped'")
+        status = one("SELECT status FROM runs")
+    engine.dispose()
+    assert status == "finished" and queries == distinct  # no pixel asked twice
+    assert answers <= queries - skipped <= summary["budget"]["expected"]  # a skip frees budget
+    assert 0 < summary["labeled_pixels"] <= answers  # merged what had come by the end
