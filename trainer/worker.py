@@ -54,6 +54,7 @@ class ServiceLink:
         self.row = {key: i for i, key in enumerate(self.keys)}
         self.oracle = HttpOracle(client, run_id, timeout=timeout)
         self.cursor = 0
+        self._rows_by_id: dict[int, int] | None = None
 
     def ask(self, index: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, group: str,
             scores: torch.Tensor) -> torch.Tensor:
@@ -84,22 +85,22 @@ class ServiceLink:
 
     def sync(self, bank: LabelBank) -> int:
         """Merge every answer after the cursor (late answers, corrections) into the bank."""
-        merged = 0
-        for a in self.client.iter_answers_since(self.run_id, self.cursor):
-            self.cursor = max(self.cursor, int(a["id"]))
-            row = self.row.get(a["image_key"]) if "image_key" in a else None
-            if row is None:
-                row = self._row_of_image(a["image_id"])
-            group = a["group"] if a["group"] in GROUP_CODES else "other"
-            merged += bank.merge(torch.tensor([row]), torch.tensor([a["y"]]),
-                                 torch.tensor([a["x"]]), torch.tensor([a["class_id"]]), group)
-        return merged
+        answers = list(self.client.iter_answers_since(self.run_id, self.cursor))
+        if not answers:
+            return 0
+        self.cursor = max(self.cursor, max(int(a["id"]) for a in answers))
+        latest = {(a["image_id"], a["y"], a["x"]): a for a in answers}  # a correction wins
+        answers = list(latest.values())
+        rows, ys, xs = self._pixels(answers)
+        groups = [a["group"] if a["group"] in GROUP_CODES else "other" for a in answers]
+        classes = torch.tensor([a["class_id"] for a in answers])
+        return bank.merge(rows, ys, xs, classes, groups)
 
     def rebuild(self, bank: LabelBank) -> None:
         """After a restart: every pixel ever asked is marked asked, every answer merged."""
-        for q in self.client.iter_queries(self.run_id):
-            row = self._row_of_image(q["image_id"])
-            bank.mark_asked(torch.tensor([row]), torch.tensor([q["y"]]), torch.tensor([q["x"]]))
+        queries = list(self.client.iter_queries(self.run_id))
+        if queries:
+            bank.mark_asked(*self._pixels(queries))
         self.cursor = 0
         self.sync(bank)
 
@@ -112,11 +113,13 @@ class ServiceLink:
                 return
             time.sleep(poll)
 
-    def _row_of_image(self, image_id: int) -> int:
-        if not hasattr(self, "_rows_by_id"):
+    def _pixels(self, items: list[dict]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Bank rows, ys, xs (K,) of queries or answers (which carry image_id, y, x)."""
+        if self._rows_by_id is None:
             self._rows_by_id = {row["id"]: self.row[row["key"]]
                                 for row in self.client.list_images(self.run_id)}
-        return self._rows_by_id[image_id]
+        rows = torch.tensor([self._rows_by_id[i["image_id"]] for i in items])
+        return rows, torch.tensor([i["y"] for i in items]), torch.tensor([i["x"] for i in items])
 
 
 def create_run(client: ServiceClient, cfg: TrainConfig, data: Data, name: str) -> int:
