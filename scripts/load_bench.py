@@ -23,7 +23,6 @@ import io
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,8 @@ import httpx
 import psycopg
 import redis
 from PIL import Image as PILImage
+
+from trainer.processes import free_port, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -305,26 +306,6 @@ def verify(db_url: str, sh: Shared) -> dict:
     }  # fmt: skip
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_ready(base: str, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"the server did not get ready:\n{log.read_text()[-3000:]}")
-
-
 async def drive(args: argparse.Namespace, base: str, db_url: str, pid: int) -> dict:
     sh, tokens = setup_run(base, args.admin, args.annotators, args.images)
     phases = []
@@ -347,7 +328,7 @@ def bench(args: argparse.Namespace) -> dict:
     """Fresh database and Redis db, live server, both phases, checks; cleans up after."""
     name = f"adamcu_bench_{secrets.token_hex(4)}"
     db_url = f"postgresql://postgres@127.0.0.1:5432/{name}"
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "ADAMCU_DATABASE_URL": db_url.replace("://", "+psycopg://", 1),
            "ADAMCU_REDIS_URL": REDIS_URL, "ADAMCU_ADMIN_TOKEN": args.admin,
@@ -363,7 +344,7 @@ def bench(args: argparse.Namespace) -> dict:
                "--workers", str(args.workers)]  # fmt: skip
         with log.open("w") as fh:
             proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
-        _wait_ready(base, proc, log)
+        wait_ready(base, proc, log=log)
         result = _run_async(drive(args, base, db_url, proc.pid))
     finally:
         if proc is not None:

@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from typing import Any
 import httpx
 
 from trainer.bench import PRESETS
+from trainer.processes import free_port, make_token, wait_ready
 from trainer.synth import generate_benchmark
 
 QUICK = PRESETS["quick"]
@@ -48,35 +48,8 @@ class LoopOptions:
     timeout: float = 900.0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _python() -> str:
     return sys.executable
-
-
-def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited with code {proc.returncode}; see its log")
-        try:
-            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"the server at {url} was not ready within {timeout:.0f} s")
-
-
-def make_token(url: str, admin: str, role: str, name: str) -> str:
-    r = httpx.post(f"{url}/api/v1/tokens", json={"role": role, "name": name},
-                   headers={"Authorization": f"Bearer {admin}"}, timeout=10)
-    r.raise_for_status()
-    return str(r.json()["token"])
 
 
 def start_server(opts: LoopOptions, env: dict[str, str],
@@ -89,7 +62,7 @@ def start_server(opts: LoopOptions, env: dict[str, str],
     proc = subprocess.Popen([_python(), "-m", "server.main", "--port", str(port)], env=env,
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    wait_ready(url, proc)
+    wait_ready(url, proc, log=log_dir / "server.log")
     return proc, url
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 from sqlalchemy import create_engine, text
 
-from trainer.loop import free_port, make_token
+from trainer.processes import free_port, make_token, wait_ready
 
 TINY = {"source-train": 40, "target-train": 16, "target-val": 8, "target-test": 8}
 PRETRAIN_ITERATIONS = 20
@@ -158,17 +158,7 @@ class Stack:
             [sys.executable, "-m", "server.main", "--port", str(self.port),
              "--workers", str(self.server_workers)],
             env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.server.poll() is not None:
-                raise RuntimeError(f"the server exited with {self.server.returncode}")
-            try:
-                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError("the server was not ready in 60 s")
+        wait_ready(self.url, self.server, log=self.out / "server.log")
 
     def kill_server(self) -> None:
         """SIGKILL the uvicorn process (and any workers of it)."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,17 +24,12 @@ pytest.importorskip("server.main")
 from server.main import create_app  # noqa: E402
 from server.migrate import upgrade  # noqa: E402
 from server.settings import Settings  # noqa: E402
+from trainer.processes import free_port
 
 ADMIN = "it-admin-token"
 CLASSES = [{"id": i, "name": f"c{i}", "color": [i, i, i]} for i in range(5)]
 H, W, N_IMAGES = 16, 24, 3
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ with the admin token, as a deployment would.
 
 from __future__ import annotations
 
-import socket
 import sys
 import threading
 import time
@@ -21,6 +20,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from web_support import classes, image_payload, post_queries  # noqa: E402
 
+from trainer.processes import free_port
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -31,12 +32,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ADMIN = "web-test-admin-token"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -62,7 +57,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'web.db'}"
     migrate.upgrade(url)
     settings = Settings(database_url=url, redis_url=None, admin_token=ADMIN, environment="test")
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(
         main.create_app(settings), host="127.0.0.1", port=port, log_level="warning"
     )
