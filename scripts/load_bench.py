@@ -387,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--images", type=int, default=8, help=f"{SIDE}x{SIDE} images to ask from")
     p.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
     args = p.parse_args(argv)
-    args.admin = secrets.token_urlsafe(16)
+    args.admin = "adamcu_" + secrets.token_urlsafe(16)
     result = bench(args)
     print(_table(result))
     if args.out:

@@ -84,7 +84,7 @@ def run_loop(opts: LoopOptions, log=print) -> dict[str, Any]:
     started = time.perf_counter()
     opts.out.mkdir(parents=True, exist_ok=True)
     generate_benchmark(opts.data, counts=opts.counts, seed=1234)
-    admin = secrets.token_urlsafe(24)
+    admin = "adamcu_" + secrets.token_urlsafe(24)
     env = {**os.environ, "ADAMCU_ADMIN_TOKEN": admin, "ADAMCU_ENVIRONMENT": "development",
            "ADAMCU_DATABASE_URL": opts.database_url or f"sqlite:///{opts.out / 'adamcu.db'}",
            "PYTHONUNBUFFERED": "1"}
@@ -131,7 +131,7 @@ def run_loop(opts: LoopOptions, log=print) -> dict[str, Any]:
 
 
 def _start_worker(opts: LoopOptions, env: dict[str, str], url: str, token: str) -> subprocess.Popen:
-    args = [_python(), "-m", "trainer.worker", "--server", url, "--token", token,
+    args = [_python(), "-m", "trainer.worker", "--server", url, f"--token={token}",
             "--data", str(opts.data), "--strategy", opts.strategy, "--budget", str(opts.budget),
             "--iterations", str(opts.iterations), "--pretrain-iterations",
             str(opts.pretrain_iterations), "--seed", str(opts.seed),
@@ -143,7 +143,7 @@ def _start_worker(opts: LoopOptions, env: dict[str, str], url: str, token: str) 
 
 def _start_oracle(opts: LoopOptions, env: dict[str, str], url: str, token: str, run_id: int,
                   i: int) -> subprocess.Popen:
-    args = [_python(), "-m", "oracle", "--server", url, "--token", token, "--run", str(run_id),
+    args = [_python(), "-m", "oracle", "--server", url, f"--token={token}", "--run", str(run_id),
             "--data", str(opts.data), "--seed", str(opts.seed + i), "--idle-exit", "3"]
     log = open(opts.out / f"oracle-{i}.log", "w")  # noqa: SIM115 - closed with the process
     return subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -18,6 +18,7 @@ from server.models import Token
 from server.schemas import Me, TokenCreated
 
 BOOTSTRAP_ADMIN = "bootstrap-admin"
+TOKEN_PREFIX = "adamcu_"
 
 
 def hash_token(raw: str) -> str:
@@ -25,7 +26,9 @@ def hash_token(raw: str) -> str:
 
 
 def create_token(db: Session, role: str, name: str) -> TokenCreated:
-    raw = secrets.token_urlsafe(32)
+    # A fixed prefix: a bare urlsafe token starts with "-" one time in 64, and
+    # ``--token -abc`` then reads as an option on every command line.
+    raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
     row = Token(role=role, name=name, token_hash=hash_token(raw))
     db.add(row)
     db.commit()

@@ -123,7 +123,7 @@ class Stack:
     data: Path | None = None
     weights: Path | None = None
     server_workers: int = 1
-    admin: str = field(default_factory=lambda: secrets.token_urlsafe(18))
+    admin: str = field(default_factory=lambda: "adamcu_" + secrets.token_urlsafe(18))
     port: int = field(default_factory=free_port)
     server: subprocess.Popen | None = None
     worker: subprocess.Popen | None = None
@@ -187,7 +187,7 @@ class Stack:
         log = open(self.out / "worker.log", "a")  # noqa: SIM115 - closed with the process
         self.worker = subprocess.Popen(
             [sys.executable, "-m", "trainer.worker", "--server", self.url,
-             "--token", self.trainer_token, "--data", str(self.data), "--strategy", "full",
+             f"--token={self.trainer_token}", "--data", str(self.data), "--strategy", "full",
              "--budget", str(budget), "--iterations", str(iterations),
              "--pretrain-iterations", str(PRETRAIN_ITERATIONS), "--seed", str(SEED),
              "--eval-every", str(eval_every), "--checkpoint-every", str(checkpoint_every),
@@ -217,7 +217,7 @@ class Stack:
         log = open(self.out / f"{name}.log", "a")  # noqa: SIM115 - closed with the process
         p = subprocess.Popen(
             [sys.executable, "-m", "oracle", "--server", self.url,
-             "--token", self.token("annotator", name), "--run", str(run_id),
+             f"--token={self.token('annotator', name)}", "--run", str(run_id),
              "--data", str(self.data), "--seed", str(len(self.oracles)), "--idle-exit", "2",
              *extra],
             env=self.env, stdout=log, stderr=subprocess.STDOUT)

@@ -50,3 +50,15 @@ def test_only_hashes_are_stored(world):
     for raw in world.tokens.values():
         assert raw not in stored
         assert hashlib.sha256(raw.encode()).hexdigest() in stored
+
+
+def test_created_tokens_pass_as_command_line_arguments(world, tmp_path):
+    """Tokens go on worker and oracle command lines; a token starting with "-" reads as an
+    option there (argparse exits with 2), so the server never makes one."""
+    from oracle.cli import parse_args
+
+    for i in range(200):  # a bare urlsafe token starts with "-" one time in 64
+        r = world.post("/api/v1/tokens", "admin", {"role": "annotator", "name": f"a{i}"})
+        token = r.json()["token"]
+        assert r.status_code == 201 and not token.startswith("-")
+        assert parse_args(["--token", token, "--data", str(tmp_path)]).token == token
