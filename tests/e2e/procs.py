@@ -21,6 +21,8 @@ from sqlalchemy import create_engine, text
 
 from trainer.processes import free_port, make_token, wait_ready
 
+ROOT = Path(__file__).resolve().parents[2]
+
 TINY = {"source-train": 40, "target-train": 16, "target-val": 8, "target-test": 8}
 PRETRAIN_ITERATIONS = 20
 SEED = 0
@@ -39,24 +41,30 @@ def wait_until(cond: Callable[[], Any], timeout: float, what: str, poll: float =
 
 # -- data and the pre-trained model, shared by every test of a session --------------------------
 def prepare_data(root: Path) -> tuple[Path, Path]:
-    """Generate the tiny benchmark and pre-train once; returns (data dir, cached weights)."""
-    import torch
+    """Generate the tiny benchmark and pre-train once; returns (data dir, cached weights).
 
-    from trainer.adapt import load_data, pick_device, pretrain
-    from trainer.config import TrainConfig
-    from trainer.strategies import configure
-    from trainer.synth import generate_benchmark
-
+    Done in a child process: ``torch.set_num_threads`` here would change this process's
+    arithmetic for later tests (test_loop compares an in-process run with the service's to
+    the pixel, and a pytest process that had changed its thread count once differed).
+    """
     data = root / "data"
-    generate_benchmark(data, counts=dict(TINY), seed=1234)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        cfg = configure(TrainConfig(), "full", data_root=str(data), seed=SEED,
-                        pretrain_iterations=PRETRAIN_ITERATIONS)
-        pretrain(cfg, load_data(cfg), pick_device("cpu"), root / "cache", progress=False)
-    finally:
-        torch.set_num_threads(threads)
+    code = (
+        "import sys, torch\n"
+        "from pathlib import Path\n"
+        "from trainer.adapt import load_data, pick_device, pretrain\n"
+        "from trainer.config import TrainConfig\n"
+        "from trainer.strategies import configure\n"
+        "from trainer.synth import generate_benchmark\n"
+        "root, tiny, seed, its = Path(sys.argv[1]), eval(sys.argv[2]), int(sys.argv[3]), "
+        "int(sys.argv[4])\n"
+        "generate_benchmark(root / 'data', counts=tiny, seed=1234)\n"
+        "torch.set_num_threads(1)\n"
+        "cfg = configure(TrainConfig(), 'full', data_root=str(root / 'data'), seed=seed,\n"
+        "                pretrain_iterations=its)\n"
+        "pretrain(cfg, load_data(cfg), pick_device('cpu'), root / 'cache', progress=False)\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(root), repr(dict(TINY)), str(SEED),
+                    str(PRETRAIN_ITERATIONS)], check=True, cwd=ROOT)
     (weights,) = (root / "cache").glob("pretrain-*.pt")
     return data, weights
 
