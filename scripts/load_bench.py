@@ -7,12 +7,20 @@ PostgreSQL database (created, then dropped) and Redis db 10 (flushed), then runs
 * ``single``: each annotator claims ``--claim-n`` queries and answers them one request each;
 * ``batch``: each annotator claims ``--batch-n`` queries and answers them in one request.
 
+By default each annotator sends its next request as soon as the last one came back (closed
+loop): that measures the most the server can take, and the latency it gives then is set by the
+queue of 32 requests in flight. ``--rate`` / ``--batch-rate`` pace the annotators instead to
+an aggregate rate (each one on its own schedule, slots spread at random), which is how people
+label; latency is then counted from each request's planned time, so a server that falls behind
+is charged for it.
+
 Reports answers/s, labels/s, p50/p99 latency of claims and answers, errors, client and machine
 CPU, and checks the database afterwards: every query the client saw answered has exactly one
 answer row, none is doubled, and the run's budget counters match the rows. Loopback only; the
 client is one asyncio process with a minimal keep-alive HTTP/1.1 client (low per-request cost).
 
     .venv/bin/python scripts/load_bench.py --annotators 32 --duration 20 --out bench.json
+    .venv/bin/python scripts/load_bench.py --annotators 32 --rate 300 --batch-rate 5000
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import asyncio
 import io
 import json
 import os
+import random
 import secrets
 import subprocess
 import sys
@@ -109,8 +118,11 @@ def _pct(xs: list[float], p: float) -> float | None:
     return round(s[min(len(s) - 1, int(p / 100 * len(s)))], 2)
 
 
-async def _timed(sh: Shared, ph: Phase, conn: Conn, path: str, body: object, sink: list[float]):
-    t0 = time.perf_counter()
+async def _timed(sh: Shared, ph: Phase, conn: Conn, path: str, body: object, sink: list[float],
+                 since: float | None = None):  # fmt: skip
+    """One request; its latency (from ``since``, the intended send time, when given) goes to
+    ``sink`` while measuring; a refusal is counted by status and code."""
+    t0 = time.perf_counter() if since is None else since
     status, out = await conn.post(path, body)
     if sh.measuring:
         sink.append((time.perf_counter() - t0) * 1000)
@@ -122,34 +134,60 @@ async def _timed(sh: Shared, ph: Phase, conn: Conn, path: str, body: object, sin
     return status, out
 
 
-async def annotator(sh: Shared, ph: Phase, token: str, n: int, batch: bool) -> None:
-    """Claim ``n``, answer them (one request each, or one batch request); until stopped."""
+async def annotator(sh: Shared, ph: Phase, token: str, n: int, batch: bool,
+                    interval: float | None = None, offset: float = 0.0) -> None:
+    """Claim ``n``, answer them (one request each, or one batch request); until stopped.
+
+    ``interval``: paced mode. The annotator means to send one answer request every
+    ``interval`` seconds (slots from ``offset``); a claim, when its queue is empty, goes in
+    the answer's slot. Latency is counted from the slot's time, not the send time, so a
+    server that falls behind is charged for the wait (no coordinated omission). ``None``:
+    closed loop, the next request as soon as the last one came back.
+    """
     conn = Conn(sh.port, token)
     claims, answers = f"/api/v1/runs/{sh.run_id}/claims", f"/api/v1/runs/{sh.run_id}/answers"
+    slot = time.perf_counter() + offset
+    todo: list[dict] = []
+
+    async def wait_slot() -> float | None:
+        nonlocal slot
+        if interval is None:
+            return None
+        slot += interval
+        delay = slot - interval - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        return slot - interval
+
     try:
         while not sh.stop:
-            st, out = await _timed(sh, ph, conn, claims, {"n": n, "lease_seconds": 300},
-                                   ph.claim_ms)  # fmt: skip
-            qs = out["queries"] if st == 200 else []
-            if not qs:
-                ph.empty_claims += sh.measuring
-                await asyncio.sleep(0.01)
-                continue
+            t_slot = await wait_slot()
+            if not todo:
+                st, out = await _timed(sh, ph, conn, claims, {"n": n, "lease_seconds": 300},
+                                       ph.claim_ms, t_slot)  # fmt: skip
+                todo = list(out["queries"]) if st == 200 else []
+                if not todo:
+                    ph.empty_claims += sh.measuring
+                    await asyncio.sleep(0.01)
+                    continue
+                t_slot = None  # the answer goes right after the claim that fed it
             if batch:
+                qs, todo = todo, []
                 items = [{"query_id": q["id"], "class_id": q["id"] % 4, "lead_time_ms": 500}
                          for q in qs]  # fmt: skip
-                st, _ = await _timed(sh, ph, conn, answers, {"answers": items}, ph.answer_ms)
+                st, _ = await _timed(sh, ph, conn, answers, {"answers": items}, ph.answer_ms,
+                                     t_slot)  # fmt: skip
                 if st == 200:
                     sh.answered.update(q["id"] for q in qs)
                     ph.answers += len(qs) * sh.measuring
                 continue
-            for q in qs:
-                body = {"class_id": q["id"] % 4, "lead_time_ms": 500}
-                path = f"/api/v1/queries/{q['id']}/answer"
-                st, _ = await _timed(sh, ph, conn, path, body, ph.answer_ms)
-                if st == 200:
-                    sh.answered.add(q["id"])
-                    ph.answers += sh.measuring
+            q = todo.pop(0)
+            body = {"class_id": q["id"] % 4, "lead_time_ms": 500}
+            path = f"/api/v1/queries/{q['id']}/answer"
+            st, _ = await _timed(sh, ph, conn, path, body, ph.answer_ms, t_slot)
+            if st == 200:
+                sh.answered.add(q["id"])
+                ph.answers += sh.measuring
     finally:
         conn.close()
 
@@ -210,6 +248,9 @@ async def run_phase(sh: Shared, args: argparse.Namespace, tokens: list[str], bat
                     server_pid: int) -> dict:  # fmt: skip
     ph = Phase("batch" if batch else "single")
     n = args.batch_n if batch else args.claim_n
+    rate = args.batch_rate if batch else args.rate  # answers (labels) per second, all together
+    per_request = n if batch else 1
+    interval = len(tokens) * per_request / rate if rate else None
     low = max(len(tokens) * n * 3, 2000)  # claimed-but-unanswered ones count as posted
     chunk = min(10_000, max(low // 2, 1000))
     sh.stop, sh.measuring = False, False
@@ -218,7 +259,10 @@ async def run_phase(sh: Shared, args: argparse.Namespace, tokens: list[str], bat
         if tasks[0].done():
             tasks[0].result()  # raises the trainer's error
         await asyncio.sleep(0.05)
-    tasks += [asyncio.create_task(annotator(sh, ph, t, n, batch)) for t in tokens]
+    gen = random.Random(len(tokens))  # the annotators' slots spread over one interval
+    tasks += [asyncio.create_task(annotator(sh, ph, t, n, batch, interval,
+                                            gen.random() * (interval or 0)))
+              for t in tokens]  # fmt: skip
     await asyncio.sleep(args.warmup)
     load0, a = os.getloadavg()[0], _snapshot(server_pid)
     sh.measuring = True
@@ -230,6 +274,7 @@ async def run_phase(sh: Shared, args: argparse.Namespace, tokens: list[str], bat
     wall = b[0] - a[0]
     return {
         "phase": ph.name, "annotators": len(tokens), "claim_n": n, "seconds": round(wall, 2),
+        "paced_rate": rate or None,
         "answers": ph.answers,
         "answers_per_s" if not batch else "labels_per_s": round(ph.answers / wall, 1),
         "requests_per_s": round(ph.requests / wall, 1),
@@ -364,7 +409,8 @@ def bench(args: argparse.Namespace) -> dict:
 
 
 def _table(result: dict) -> str:
-    cols = ["phase", "annotators", "claim_n", "answers_per_s", "labels_per_s", "requests_per_s",
+    cols = ["phase", "annotators", "claim_n", "paced_rate", "answers_per_s", "labels_per_s",
+            "requests_per_s",
             "claim_p50_ms", "claim_p99_ms", "answer_p50_ms", "answer_p99_ms", "errors",
             "client_cpu_pct", "server_cpu_pct", "server_cpu_ms_per_answer", "machine_busy_pct",
             "loadavg_1m"]  # fmt: skip
@@ -383,6 +429,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2, help="server worker processes")
     p.add_argument("--claim-n", type=int, default=10, help="claim size in the single phase")
     p.add_argument("--batch-n", type=int, default=500, help="claim size in the batch phase")
+    p.add_argument("--rate", type=float, default=None,
+                   help="paced single phase: answers/s from all annotators together, latency "
+                        "counted from each request's planned time (default: closed loop)")
+    p.add_argument("--batch-rate", type=float, default=None,
+                   help="paced batch phase: labels/s from all annotators together")
     p.add_argument("--phases", choices=["both", "single", "batch"], default="both")
     p.add_argument("--images", type=int, default=8, help=f"{SIDE}x{SIDE} images to ask from")
     p.add_argument("--out", type=Path, default=None, help="write the result as JSON here")

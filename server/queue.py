@@ -20,19 +20,25 @@ import logging
 import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis
-from sqlalchemy import select, update
+from sqlalchemy import Row, select, update
 from sqlalchemy.orm import Session
 
 from server.db import is_postgres
-from server.models import Query
+from server.models import Image, Query
 
 log = logging.getLogger(__name__)
 MAX_IDLE_MS = 3_700_000  # above the longest lease (3600 s)
 GROUP = "annotators"
 ENQUEUE_GRACE_S = 10.0
+# XAUTOCLAIM scans up to 10 x COUNT entries of the pending list (~0.8 ms of Redis at 32
+# annotators) and nearly always finds nothing; a claim runs it at most once in this many ms
+# per run, or again at once after it found a full batch. Expired leases are not late for it:
+# a claim that gets fewer than asked from the stream also leases expired rows straight from
+# the database (the record).
+AUTOCLAIM_EVERY_MS = 1000
 
 
 class Dispatcher(Protocol):
@@ -42,13 +48,20 @@ class Dispatcher(Protocol):
 
     def claim(
         self, db: Session, run_id: int, annotator_id: int, n: int, lease_s: float, now: datetime
-    ) -> list[int]: ...
+    ) -> list[Row[Any]]: ...
 
     def ack(self, run_id: int, query_ids: Sequence[int]) -> None: ...
 
     def rebuild(self, db: Session, run_id: int) -> None: ...
 
     def ping(self) -> bool: ...
+
+
+# What a claim returns per query: the row's columns and its image's size.
+LEASED_COLS = (
+    Query.id, Query.run_id, Query.image_id, Query.y, Query.x, Query.group, Query.score,
+    Query.status, Query.lease_expires_at, Image.width, Image.height,
+)  # fmt: skip
 
 
 def lease_rows(
@@ -60,9 +73,15 @@ def lease_rows(
     n: int,
     ids: Sequence[int] | None = None,
     expired_only: bool = False,
-) -> list[int]:
-    """Atomically lease up to ``n`` claimable rows (expired leases first, then pending by id)."""
-    leased: list[int] = []
+) -> list[Row[Any]]:
+    """Atomically lease up to ``n`` claimable rows (expired leases first, then pending by id).
+
+    Returns the leased rows (``LEASED_COLS``) by id. On PostgreSQL each UPDATE returns them
+    itself (``UPDATE ... FROM images ... RETURNING``); SQLite's RETURNING cannot name another
+    table, so it reads them after the update, in the same transaction.
+    """
+    leased: list[Row[Any]] = []
+    pg = is_postgres(db)
     expired = (Query.status == "leased") & (Query.lease_expires_at < now)
     conds = [expired] if expired_only else [expired, Query.status == "pending"]
     if ids is not None and len(ids) <= n and not expired_only:
@@ -75,17 +94,25 @@ def lease_rows(
         if ids is not None:
             sub = sub.where(Query.id.in_(ids))
         sub = sub.order_by(Query.id).limit(want)
-        if is_postgres(db):
+        if pg:
             sub = sub.with_for_update(skip_locked=True)
         stmt = (
             update(Query)
             .where(Query.id.in_(sub.scalar_subquery()), cond)
             .values(status="leased", annotator_id=annotator_id, lease_expires_at=until)
-            .returning(Query.id)
             .execution_options(synchronize_session=False)
         )
-        leased.extend(db.execute(stmt).scalars())
-    return sorted(leased)
+        if pg:
+            stmt = stmt.where(Image.id == Query.image_id).returning(*LEASED_COLS)
+            leased.extend(db.execute(stmt).all())
+            continue
+        got = list(db.execute(stmt.returning(Query.id)).scalars())
+        if got:
+            leased.extend(db.execute(
+                select(*LEASED_COLS).join(Image, Image.id == Query.image_id)
+                .where(Query.id.in_(got))
+            ).all())  # fmt: skip
+    return sorted(leased, key=lambda r: r.id)
 
 
 class EmbeddedQueue:
@@ -96,10 +123,10 @@ class EmbeddedQueue:
 
     def claim(
         self, db: Session, run_id: int, annotator_id: int, n: int, lease_s: float, now: datetime
-    ) -> list[int]:
-        ids = lease_rows(db, run_id, annotator_id, now + timedelta(seconds=lease_s), now, n)
+    ) -> list[Row[Any]]:
+        rows = lease_rows(db, run_id, annotator_id, now + timedelta(seconds=lease_s), now, n)
         db.commit()
-        return ids
+        return rows
 
     def ack(self, run_id: int, query_ids: Sequence[int]) -> None:
         return None
@@ -119,14 +146,17 @@ return #ARGV
 """
 
 _CANDIDATES = """
-local stream, cursor_key = KEYS[1], KEYS[2]
+local stream, cursor_key, gate = KEYS[1], KEYS[2], KEYS[3]
 local group, consumer, min_idle, n = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-local cur = redis.call('GET', cursor_key) or '0-0'
-local r = redis.call('XAUTOCLAIM', stream, group, consumer, min_idle, cur, 'COUNT', n)
-redis.call('SET', cursor_key, r[1])
 local out = {}
-for _, e in ipairs(r[2]) do
-  if e[2] then out[#out + 1] = e[1]; out[#out + 1] = e[2][2] end
+if redis.call('SET', gate, '1', 'PX', ARGV[5], 'NX') then
+  local cur = redis.call('GET', cursor_key) or '0-0'
+  local r = redis.call('XAUTOCLAIM', stream, group, consumer, min_idle, cur, 'COUNT', n)
+  redis.call('SET', cursor_key, r[1])
+  for _, e in ipairs(r[2]) do
+    if e[2] then out[#out + 1] = e[1]; out[#out + 1] = e[2][2] end
+  end
+  if #out / 2 >= n then redis.call('DEL', gate) end
 end
 local got = #out / 2
 if got < n then
@@ -170,6 +200,9 @@ class RedisQueue:
         base = f"{self.prefix}:run:{run_id}"
         return f"{base}:stream", f"{base}:entries", f"{base}:cursor", f"{base}:rebuild"
 
+    def _gate(self, run_id: int) -> str:
+        return f"{self.prefix}:run:{run_id}:autoclaim-gate"
+
     def enqueue(self, run_id: int, query_ids: Sequence[int]) -> None:
         stream, entries, _, _ = self._keys(run_id)
         try:
@@ -209,7 +242,7 @@ class RedisQueue:
             return
         try:
             pipe = self.r.pipeline(transaction=True)  # no window without a group
-            pipe.delete(stream, entries, cursor)
+            pipe.delete(stream, entries, cursor, self._gate(run_id))
             pipe.xgroup_create(stream, GROUP, id="0", mkstream=True)
             pipe.execute()
             live = select(Query.id).where(
@@ -224,19 +257,20 @@ class RedisQueue:
 
     def _fetch(self, db: Session, run_id: int, consumer: str, n: int) -> list[tuple[str, int]]:
         stream, _, cursor, _ = self._keys(run_id)
-        args = [GROUP, consumer, MAX_IDLE_MS, n]
+        keys = [stream, cursor, self._gate(run_id)]
+        args = [GROUP, consumer, MAX_IDLE_MS, n, AUTOCLAIM_EVERY_MS]
         try:
-            flat = self._candidates(keys=[stream, cursor], args=args)
+            flat = self._candidates(keys=keys, args=args)
         except redis.ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
             self.rebuild(db, run_id)
-            flat = self._candidates(keys=[stream, cursor], args=args)
+            flat = self._candidates(keys=keys, args=args)
         return [(flat[i], int(flat[i + 1])) for i in range(0, len(flat), 2)]
 
     def claim(
         self, db: Session, run_id: int, annotator_id: int, n: int, lease_s: float, now: datetime
-    ) -> list[int]:
+    ) -> list[Row[Any]]:
         """Lease through the stream; when Redis cannot be reached, lease straight from the
         database (the record), as the embedded queue does. The stream is rebuilt later."""
         try:
@@ -244,16 +278,16 @@ class RedisQueue:
         except redis.ConnectionError:
             log.warning("redis unreachable: claim for run %s leases from the database", run_id)
             db.rollback()
-            ids = lease_rows(db, run_id, annotator_id, now + timedelta(seconds=lease_s), now, n)
+            rows = lease_rows(db, run_id, annotator_id, now + timedelta(seconds=lease_s), now, n)
             db.commit()
-            return ids
+            return rows
 
     def _claim(
         self, db: Session, run_id: int, annotator_id: int, n: int, lease_s: float, now: datetime
-    ) -> list[int]:
+    ) -> list[Row[Any]]:
         consumer = f"a{annotator_id}"
         until = now + timedelta(seconds=lease_s)
-        leased: list[int] = []
+        leased: list[Row[Any]] = []
         for _attempt in range(4):
             cands = self._fetch(db, run_id, consumer, n - len(leased))
             if not cands:
@@ -264,7 +298,7 @@ class RedisQueue:
             got = lease_rows(db, run_id, annotator_id, until, now, n, [q for _, q in cands])
             db.commit()
             try:  # bookkeeping only: the committed leases stand whatever Redis says
-                self._settle(db, run_id, consumer, cands, set(got), now, lease_s)
+                self._settle(db, run_id, consumer, cands, {r.id for r in got}, now, lease_s)
             except redis.RedisError:
                 log.exception("redis bookkeeping after a claim failed for run %s", run_id)
             leased.extend(got)
@@ -275,11 +309,11 @@ class RedisQueue:
             db.commit()
             if late:
                 try:
-                    self._retime(run_id, consumer, late, lease_s)
+                    self._retime(run_id, consumer, [r.id for r in late], lease_s)
                 except redis.RedisError:
                     log.exception("redis bookkeeping after a claim failed for run %s", run_id)
             leased.extend(late)
-        return sorted(leased)
+        return sorted(leased, key=lambda r: r.id)
 
     def _retime(self, run_id: int, consumer: str, qids: list[int], lease_s: float) -> None:
         stream, entries, _, _ = self._keys(run_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_ADMIN_TOKEN = "dev-admin-token"
@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     cors_origins: list[str] = []
     max_body_bytes: int = 2 * 1024 * 1024
     default_lease_seconds: int = 120
+    # Requests that run at once in a worker process's thread pool (the rest wait in line, in
+    # order). Many threads only fight over the GIL and the CPU: the tail latency grows.
+    threads: int = Field(default=8, ge=1, le=256)
     web_dir: Path | None = Path(__file__).resolve().parent.parent / "web"
 
     @model_validator(mode="after")

@@ -6,28 +6,30 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import Depends, Path, Query, Request
+from fastapi import Depends, Path, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from server.db import get_db
 from server.queue import Dispatcher
 from server.schemas import INT32_MAX, Me
 from server.services.auth import authorize
-from server.services.tokens import authenticate
+from server.services.tokens import PrincipalCache, authenticate, hash_token
 from server.settings import Settings
 
 DB = Annotated[Session, Depends(get_db)]
 
 
-def get_queue(request: Request) -> Dispatcher:
+async def get_queue(request: Request) -> Dispatcher:
     return request.app.state.queue
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_now(request: Request) -> datetime:
+async def get_now(request: Request) -> datetime:
     return request.app.state.clock()
 
 
@@ -39,6 +41,11 @@ Config = Annotated[Settings, Depends(get_settings)]
 Now = Annotated[datetime, Depends(get_now)]
 
 
+def json_response(model: BaseModel, status_code: int = 200) -> Response:
+    """``model`` as a JSON response, serialised here (see the hot routes in queries.py)."""
+    return Response(model.model_dump_json(), status_code, media_type="application/json")
+
+
 def _bearer(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
@@ -47,15 +54,23 @@ def _bearer(request: Request) -> str | None:
     return request.query_params.get("token")
 
 
-def get_principal(request: Request, db: DB, settings: Config) -> Me:
-    cache = request.app.state.principals  # a per-process TTL cache of token -> principal
-    return authenticate(db, _bearer(request), settings.admin_token, cache)
+async def get_principal(request: Request, db: DB, settings: Config) -> Me:
+    """The caller's principal: from the per-process TTL cache on the event loop, else looked
+    up in the database in a worker thread (the cheap dependencies of this module are
+    ``async def`` so that only the endpoint itself runs in the thread pool)."""
+    cache: PrincipalCache = request.app.state.principals
+    raw = _bearer(request)
+    if raw:
+        me = cache.get(hash_token(raw))
+        if me is not None:
+            return me
+    return await run_in_threadpool(authenticate, db, raw, settings.admin_token, cache)
 
 
 def require(*roles: str) -> Callable[..., Me]:
     """Dependency: the caller's principal, if its role is one of ``roles`` (or admin)."""
 
-    def check(principal: Annotated[Me, Depends(get_principal)]) -> Me:
+    async def check(principal: Annotated[Me, Depends(get_principal)]) -> Me:
         return authorize(principal, roles)
 
     return check

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy import Row, bindparam, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -20,42 +21,30 @@ from server.errors import (
     UnknownImage,
 )
 from server.models import Image, Query, UTCDateTime
-from server.queue import Dispatcher
+from server.queue import LEASED_COLS, Dispatcher
 from server.schemas import QueryIn, QueryOut
 from server.services import budget
 from server.services.runs import get_run
 
-_OUT_COLS = (
-    Query.id, Query.run_id, Query.image_id, Query.y, Query.x, Query.group, Query.score,
-    Query.status, Query.lease_expires_at,
-)  # fmt: skip
+
+def _query_out(q: Row[Any]) -> QueryOut:
+    return QueryOut(
+        id=q.id, run_id=q.run_id, image_id=q.image_id, y=q.y, x=q.x, group=q.group,
+        score=q.score, status=q.status, lease_expires_at=q.lease_expires_at,
+        image_width=q.width, image_height=q.height,
+    )  # fmt: skip
 
 
 def query_outs(db: Session, ids: Sequence[int]) -> list[QueryOut]:
     if not ids:
         return []
     rows = db.execute(
-        select(*_OUT_COLS, Image.width, Image.height)  # columns, not ORM objects: cheaper
+        select(*LEASED_COLS)  # columns, not ORM objects: cheaper
         .join(Image, Image.id == Query.image_id)
         .where(Query.id.in_(list(ids)))
         .order_by(Query.id)
     ).all()
-    return [
-        QueryOut(
-            id=q.id,
-            run_id=q.run_id,
-            image_id=q.image_id,
-            y=q.y,
-            x=q.x,
-            group=q.group,
-            score=q.score,
-            status=q.status,
-            lease_expires_at=q.lease_expires_at,
-            image_width=q.width,
-            image_height=q.height,
-        )  # fmt: skip
-        for q in rows
-    ]
+    return [_query_out(q) for q in rows]
 
 
 def _is_pixel_conflict(exc: IntegrityError) -> bool:
@@ -171,9 +160,17 @@ def claim(
     lease_s: float,
     now: datetime,
 ) -> list[QueryOut]:
-    get_run(db, run_id)
-    ids = queue.claim(db, run_id, annotator_id, n, lease_s, now)
-    return query_outs(db, ids)
+    # On PostgreSQL every statement of a claim stands alone (the lease is one atomic UPDATE
+    # that returns what the annotator needs): no BEGIN and COMMIT round trips.
+    autocommit = is_postgres(db) and not db.in_transaction()
+    if autocommit:
+        db.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    try:
+        get_run(db, run_id)
+        return [_query_out(q) for q in queue.claim(db, run_id, annotator_id, n, lease_s, now)]
+    finally:
+        if autocommit:
+            db.close()  # the connection goes back with its isolation level reset
 
 
 def skip(
