@@ -43,6 +43,7 @@ AUTOCLAIM_EVERY_MS = 1000
 
 class Dispatcher(Protocol):
     name: str
+    known_runs: set[int]  # runs seen to exist (runs are never deleted): no lookup per claim
 
     def enqueue(self, run_id: int, query_ids: Sequence[int]) -> None: ...
 
@@ -118,6 +119,9 @@ def lease_rows(
 class EmbeddedQueue:
     name = "embedded"
 
+    def __init__(self) -> None:
+        self.known_runs: set[int] = set()
+
     def enqueue(self, run_id: int, query_ids: Sequence[int]) -> None:
         return None
 
@@ -188,6 +192,7 @@ class RedisQueue:
     def __init__(self, client: redis.Redis, prefix: str = "adamcu") -> None:
         self.r = client
         self.prefix = prefix
+        self.known_runs: set[int] = set()
         self._enqueue = client.register_script(_ENQUEUE)
         self._candidates = client.register_script(_CANDIDATES)
         self._ack = client.register_script(_ACK)

@@ -166,7 +166,9 @@ def claim(
     if autocommit:
         db.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
     try:
-        get_run(db, run_id)
+        if run_id not in queue.known_runs:  # runs are never deleted: one lookup per process
+            get_run(db, run_id)
+            queue.known_runs.add(run_id)
         return [_query_out(q) for q in queue.claim(db, run_id, annotator_id, n, lease_s, now)]
     finally:
         if autocommit:
