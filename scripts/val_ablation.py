@@ -1,0 +1,98 @@
+"""Target-val ablations on the bundled benchmark (the `standard` preset's data and schedule).
+
+Model selection and every reading here use target-val only; target-test is not printed or
+written. Three studies:
+
+* ``pseudo``: does the G_l pseudo-label loss (Eq. 5) help? al-as as is, without pseudo
+  labels, with a smaller G_l (pi_low_quantile 0.2), ADA-MCU without pseudo labels, random.
+* ``fda``: Algorithm 1 step 1 (source images aligned to the target before pre-training) with
+  the built-in FDA at several band sizes: source-only target-val mIoU.
+* ``fda-strategies``: al-as, ADA-MCU and random on a source model pre-trained with FDA.
+
+    .venv/bin/python scripts/val_ablation.py pseudo --out pseudo.json
+    .venv/bin/python scripts/val_ablation.py fda --betas 0.03 0.06 0.1 0.2
+    .venv/bin/python scripts/val_ablation.py fda-strategies --fda-beta 0.06
+
+Seeds 0 and 1, budgets 0.1 % and 1.7 % (one seed for ``fda``), two worker processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from trainer.bench import PRESETS, _pretrain, _run  # noqa: E402
+from trainer.config import TrainConfig  # noqa: E402
+from trainer.strategies import configure  # noqa: E402
+from trainer.synth import generate_benchmark  # noqa: E402
+
+STUDIES: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
+    "pseudo": {
+        "al-as": ("al-as", {}),
+        "al-as/no-pseudo": ("al-as", {"pseudo_labels": False}),
+        "al-as/low0.2": ("al-as", {"pi_low_quantile": 0.2}),
+        "full/no-pseudo": ("full", {"pseudo_labels": False}),
+        "random": ("random", {}),
+    },
+    "fda-strategies": {
+        "al-as": ("al-as", {}),
+        "full": ("full", {}),
+        "random": ("random", {}),
+    },
+}
+
+
+def plan(study: str, base: TrainConfig, betas: list[float]) -> list[tuple[str, TrainConfig]]:
+    if study == "fda":
+        return [(f"source-only/fda{b:g}", configure(base, "source-only", fda_beta=b, seed=0))
+                for b in betas]  # fmt: skip
+    runs = []
+    for seed in (0, 1):
+        for budget in (0.001, 0.017):
+            for name, (strategy, changes) in STUDIES[study].items():
+                cfg = configure(base, strategy, budget_rate=budget, seed=seed, **changes)
+                runs.append((name, cfg))
+    return runs
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("study", choices=["pseudo", "fda", "fda-strategies"])
+    p.add_argument("--betas", type=float, nargs="+", default=[0.03, 0.06, 0.1, 0.2])
+    p.add_argument("--fda-beta", type=float, default=0.06, help="for fda-strategies")
+    p.add_argument("--work", type=Path, default=ROOT / "outputs" / "val_ablation")
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args(argv)
+    preset = PRESETS["standard"]
+    data, cache = args.work / "data", args.work / "cache"
+    generate_benchmark(data, counts=preset.counts, seed=1234)
+    fda = args.fda_beta if args.study == "fda-strategies" else 0.0
+    base = TrainConfig().replace(data_root=str(data), threads=1, fda_beta=fda, **preset.config)
+    runs = plan(args.study, base, args.betas)
+    rows = []
+    with ProcessPoolExecutor(max_workers=2, mp_context=get_context("spawn")) as pool:
+        seeds = {c.seed: c for _, c in runs if c.strategy != "source-only"}
+        list(pool.map(_pretrain, [c.to_dict() for c in seeds.values()],
+                      [str(cache)] * len(seeds)))  # fmt: skip
+        futures = [(name, pool.submit(_run, c.to_dict(), str(cache))) for name, c in runs]
+        for name, fut in futures:
+            r = fut.result()
+            rows.append({"variant": name, "budget_rate": r["budget_rate"], "seed": r["seed"],
+                         "val_miou": round(r["val_miou"], 2)})  # fmt: skip
+            print(f"{name:<20} budget {100 * r['budget_rate']:4.1f}% seed {r['seed']}: "
+                  f"target-val mIoU {r['val_miou']:.1f}", flush=True)
+    if args.out:
+        args.out.write_text(json.dumps({"study": args.study, "runs": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
