@@ -116,6 +116,12 @@ def lease_rows(
     return sorted(leased, key=lambda r: r.id)
 
 
+def _lease_idle(lease_s: float) -> int:
+    """The PEL idle time that makes ``XAUTOCLAIM`` (min idle ``MAX_IDLE_MS``) return an entry
+    exactly when a lease of ``lease_s`` seconds taken now expires."""
+    return max(MAX_IDLE_MS - int(lease_s * 1000), 0)
+
+
 class EmbeddedQueue:
     name = "embedded"
 
@@ -169,6 +175,14 @@ if got < n then
   if rd then
     for _, e in ipairs(rd[1][2]) do out[#out + 1] = e[1]; out[#out + 1] = e[2][2] end
   end
+end
+if #out > 0 then
+  -- time every candidate to the lease it is about to get (the usual outcome); the claim
+  -- re-times or acks the few that the database does not lease
+  local args = {stream, group, consumer, '0'}
+  for i = 1, #out, 2 do args[#args + 1] = out[i] end
+  args[#args + 1] = 'IDLE'; args[#args + 1] = ARGV[6]; args[#args + 1] = 'JUSTID'
+  redis.call('XCLAIM', unpack(args))
 end
 return out
 """
@@ -260,10 +274,14 @@ class RedisQueue:
         finally:
             self.r.delete(lock)
 
-    def _fetch(self, db: Session, run_id: int, consumer: str, n: int) -> list[tuple[str, int]]:
+    def _fetch(
+        self, db: Session, run_id: int, consumer: str, n: int, lease_s: float
+    ) -> list[tuple[str, int]]:
+        """Up to ``n`` (entry id, query id) candidates: expired PEL entries (at most once a
+        second), then new ones; all already timed to a lease of ``lease_s``."""
         stream, _, cursor, _ = self._keys(run_id)
         keys = [stream, cursor, self._gate(run_id)]
-        args = [GROUP, consumer, MAX_IDLE_MS, n, AUTOCLAIM_EVERY_MS]
+        args = [GROUP, consumer, MAX_IDLE_MS, n, AUTOCLAIM_EVERY_MS, _lease_idle(lease_s)]
         try:
             flat = self._candidates(keys=keys, args=args)
         except redis.ResponseError as exc:
@@ -294,18 +312,24 @@ class RedisQueue:
         until = now + timedelta(seconds=lease_s)
         leased: list[Row[Any]] = []
         for _attempt in range(4):
-            cands = self._fetch(db, run_id, consumer, n - len(leased))
+            cands = self._fetch(db, run_id, consumer, n - len(leased), lease_s)
             if not cands:
                 if not leased and self._db_has_unqueued(db, run_id, now):
                     self.rebuild(db, run_id)
                     continue
                 break
-            got = lease_rows(db, run_id, annotator_id, until, now, n, [q for _, q in cands])
+            qids = [q for _, q in cands]
+            got = lease_rows(db, run_id, annotator_id, until, now, n, qids)
             db.commit()
-            try:  # bookkeeping only: the committed leases stand whatever Redis says
-                self._settle(db, run_id, consumer, cands, {r.id for r in got}, now, lease_s)
-            except redis.RedisError:
-                log.exception("redis bookkeeping after a claim failed for run %s", run_id)
+            mine = {r.id for r in got}
+            # Usually every candidate was leased once and the fetch timed it already; else
+            # re-time, release or ack the rest (bookkeeping only: the committed leases stand
+            # whatever Redis says).
+            if len(mine) != len(cands) or len(set(qids)) != len(qids):
+                try:
+                    self._settle(db, run_id, consumer, cands, mine, now, lease_s)
+                except redis.RedisError:
+                    log.exception("redis bookkeeping after a claim failed for run %s", run_id)
             leased.extend(got)
             if len(leased) >= n:
                 break
@@ -324,8 +348,7 @@ class RedisQueue:
         stream, entries, _, _ = self._keys(run_id)
         eids = [e for e in self.r.hmget(entries, qids) if e]
         if eids:
-            idle = max(MAX_IDLE_MS - int(lease_s * 1000), 0)
-            self.r.xclaim(stream, GROUP, consumer, 0, eids, idle=idle, justid=True)
+            self.r.xclaim(stream, GROUP, consumer, 0, eids, idle=_lease_idle(lease_s), justid=True)
 
     def _db_has_unqueued(self, db: Session, run_id: int, now: datetime) -> bool:
         """A pending row older than ``ENQUEUE_GRACE_S`` while the stream gave nothing: its
@@ -366,8 +389,7 @@ class RedisQueue:
         pipe = self.r.pipeline(transaction=False)
         mine = [primary[q] for q in got]
         if mine:
-            idle = MAX_IDLE_MS - int(lease_s * 1000)
-            pipe.xclaim(stream, GROUP, consumer, 0, mine, idle=max(idle, 0), justid=True)
+            pipe.xclaim(stream, GROUP, consumer, 0, mine, idle=_lease_idle(lease_s), justid=True)
             pipe.hset(entries, mapping={q: primary[q] for q in got})
         for q in others:
             status, expires = states.get(q, ("gone", None))

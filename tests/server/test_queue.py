@@ -141,3 +141,26 @@ def test_claims_lease_from_the_database_while_redis_is_unreachable(world):
     got = [q["id"] for q in first + second]
     assert sorted(got) == ids and len(set(got)) == len(got)
     assert world.answer(first[0]["id"], "alice").status_code == 200
+
+
+def test_claimed_entries_are_timed_to_their_lease(world):
+    """A claimed query's stream entry comes back to XAUTOCLAIM exactly when its lease ends:
+    its pending-list idle time is MAX_IDLE_MS minus the lease. An entry the database did not
+    lease (here: a stale duplicate of an answered query) is acked and deleted."""
+    from server.queue import MAX_IDLE_MS
+
+    queue = _redis_only(world)
+    ids = world.ask([(0, 0), (0, 1)]).json()["ids"]
+    stream, entries, _, _ = queue._keys(world.run_id)
+    (first,) = world.claim("alice", n=1, lease=600)  # a clean claim: every candidate leased
+    (entry,) = queue.r.xpending_range(stream, GROUP, "-", "+", 10)
+    assert MAX_IDLE_MS - 600_000 <= entry["time_since_delivered"] <= MAX_IDLE_MS - 595_000
+    assert world.answer(first["id"], "alice").status_code == 200
+    queue.r.xadd(stream, {"q": first["id"]})  # stale: its query is answered
+    got = world.claim("bob", n=5, lease=60)
+    assert [q["id"] for q in got] == [ids[1]]
+    pending = queue.r.xpending_range(stream, GROUP, "-", "+", 10)
+    assert len(pending) == 1  # the stale entry is gone from the pending list
+    idle = pending[0]["time_since_delivered"]
+    assert MAX_IDLE_MS - 60_000 <= idle <= MAX_IDLE_MS - 60_000 + 5_000
+    assert queue.r.hget(entries, ids[1]) == pending[0]["message_id"]
