@@ -4,6 +4,7 @@ the record checks ("nothing lost or doubled") and a compact asyncio annotator lo
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import shutil
@@ -49,21 +50,21 @@ def prepare_data(root: Path) -> tuple[Path, Path]:
     """
     data = root / "data"
     code = (
-        "import sys, torch\n"
+        "import json, sys, torch\n"
         "from pathlib import Path\n"
         "from trainer.adapt import load_data, pick_device, pretrain\n"
         "from trainer.config import TrainConfig\n"
         "from trainer.strategies import configure\n"
         "from trainer.synth import generate_benchmark\n"
-        "root, tiny, seed, its = Path(sys.argv[1]), eval(sys.argv[2]), int(sys.argv[3]), "
-        "int(sys.argv[4])\n"
+        "root, tiny = Path(sys.argv[1]), json.loads(sys.argv[2])\n"
+        "seed, its = int(sys.argv[3]), int(sys.argv[4])\n"
         "generate_benchmark(root / 'data', counts=tiny, seed=1234)\n"
         "torch.set_num_threads(1)\n"
         "cfg = configure(TrainConfig(), 'full', data_root=str(root / 'data'), seed=seed,\n"
         "                pretrain_iterations=its)\n"
         "pretrain(cfg, load_data(cfg), pick_device('cpu'), root / 'cache', progress=False)\n"
     )
-    subprocess.run([sys.executable, "-c", code, str(root), repr(dict(TINY)), str(SEED),
+    subprocess.run([sys.executable, "-c", code, str(root), json.dumps(dict(TINY)), str(SEED),
                     str(PRETRAIN_ITERATIONS)], check=True, cwd=ROOT)
     (weights,) = (root / "cache").glob("pretrain-*.pt")
     return data, weights
@@ -215,7 +216,6 @@ class Stack:
         assert self.worker is not None
         code = self.worker.wait(timeout=timeout)
         assert code == 0, f"worker exited with {code}; see {self.out / 'worker.log'}"
-        import json
 
         return json.loads((self.worker_dir / "summary.json").read_text())
 
