@@ -15,7 +15,7 @@ from server.db import get_db
 from server.queue import Dispatcher
 from server.schemas import INT32_MAX, Me
 from server.services.auth import authorize
-from server.services.tokens import PrincipalCache, authenticate, hash_token
+from server.services.tokens import PrincipalCache, authenticate, cached_principal
 from server.settings import Settings
 
 DB = Annotated[Session, Depends(get_db)]
@@ -60,11 +60,10 @@ async def get_principal(request: Request, db: DB, settings: Config) -> Me:
     ``async def`` so that only the endpoint itself runs in the thread pool)."""
     cache: PrincipalCache = request.app.state.principals
     raw = _bearer(request)
-    if raw:
-        me = cache.get(hash_token(raw))
-        if me is not None:
-            return me
-    return await run_in_threadpool(authenticate, db, raw, settings.admin_token, cache)
+    digest, me = cached_principal(raw, cache)
+    if me is not None:
+        return me
+    return await run_in_threadpool(authenticate, db, raw, digest, settings.admin_token, cache)
 
 
 def require(*roles: str) -> Callable[..., Me]:

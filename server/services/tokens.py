@@ -61,24 +61,25 @@ class PrincipalCache:
             self._items.popitem(last=False)
 
 
-def authenticate(
-    db: Session, raw: str | None, admin_token: str, cache: PrincipalCache | None = None
-) -> Me:
-    """Resolve a bearer token to its principal; the configured admin token is bootstrapped."""
+def cached_principal(raw: str | None, cache: PrincipalCache) -> tuple[str, Me | None]:
+    """The token's digest and its principal if ``cache`` holds it (no I/O: callers on the
+    event loop use this first). No token: 401."""
     if not raw:
         raise Unauthorized()
     digest = hash_token(raw)
-    me = cache.get(digest) if cache is not None else None
-    if me is not None:
-        return me
+    return digest, cache.get(digest)
+
+
+def authenticate(db: Session, raw: str, digest: str, admin_token: str, cache: PrincipalCache) -> Me:
+    """Resolve a token that ``cached_principal`` did not know to its principal, from the
+    database (the configured admin token is bootstrapped), and remember it in ``cache``."""
     row = db.execute(select(Token).where(Token.token_hash == digest)).scalar_one_or_none()
     if row is None and hmac.compare_digest(raw.encode(), admin_token.encode()):
         row = _bootstrap_admin(db, digest)
     if row is None:
         raise Unauthorized("The token is unknown.")
     me = Me(id=row.id, role=row.role, name=row.name)  # type: ignore[arg-type]
-    if cache is not None:
-        cache.put(digest, me)
+    cache.put(digest, me)
     return me
 
 
