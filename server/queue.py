@@ -107,13 +107,16 @@ def lease_rows(
             stmt = stmt.where(Image.id == Query.image_id).returning(*LEASED_COLS)
             leased.extend(db.execute(stmt).all())
             continue
-        got = list(db.execute(stmt.returning(Query.id)).scalars())
-        if got:
-            leased.extend(db.execute(
-                select(*LEASED_COLS).join(Image, Image.id == Query.image_id)
-                .where(Query.id.in_(got))
-            ).all())  # fmt: skip
+        leased.extend(query_rows(db, list(db.execute(stmt.returning(Query.id)).scalars())))
     return sorted(leased, key=lambda r: r.id)
+
+
+def query_rows(db: Session, ids: Sequence[int]) -> list[Row[Any]]:
+    """``LEASED_COLS`` of queries ``ids``, by id (columns, not ORM objects: cheaper)."""
+    if not ids:
+        return []
+    stmt = select(*LEASED_COLS).join(Image, Image.id == Query.image_id)
+    return list(db.execute(stmt.where(Query.id.in_(list(ids))).order_by(Query.id)).all())
 
 
 def _lease_idle(lease_s: float) -> int:
@@ -327,7 +330,7 @@ class RedisQueue:
             # whatever Redis says).
             if len(mine) != len(cands) or len(set(qids)) != len(qids):
                 try:
-                    self._settle(db, run_id, consumer, cands, mine, now, lease_s)
+                    self._settle(db, run_id, consumer, cands, mine, now)
                 except redis.RedisError:
                     log.exception("redis bookkeeping after a claim failed for run %s", run_id)
             leased.extend(got)
@@ -367,9 +370,10 @@ class RedisQueue:
         cands: list[tuple[str, int]],
         got: set[int],
         now: datetime,
-        lease_s: float,
     ) -> None:
-        """Time the PEL entries of claimed queries to their lease; ack dead or duplicate ones."""
+        """Settle candidates the database did not lease once: re-time the entries of queries
+        leased to others, release pending ones, ack dead or duplicate ones, and point the
+        entries hash at each leased query's entry (the fetch already timed those)."""
         stream, entries, _, _ = self._keys(run_id)
         primary: dict[int, str] = {}
         dead: list[str] = []
@@ -387,9 +391,7 @@ class RedisQueue:
             states = {r.id: (r.status, r.lease_expires_at) for r in rows}
             db.rollback()
         pipe = self.r.pipeline(transaction=False)
-        mine = [primary[q] for q in got]
-        if mine:
-            pipe.xclaim(stream, GROUP, consumer, 0, mine, idle=_lease_idle(lease_s), justid=True)
+        if got:
             pipe.hset(entries, mapping={q: primary[q] for q in got})
         for q in others:
             status, expires = states.get(q, ("gone", None))

@@ -21,7 +21,7 @@ from server.errors import (
     UnknownImage,
 )
 from server.models import Image, Query, UTCDateTime
-from server.queue import LEASED_COLS, Dispatcher
+from server.queue import Dispatcher, query_rows
 from server.schemas import QueryIn, QueryOut
 from server.services import budget
 from server.services.runs import get_run
@@ -36,15 +36,7 @@ def _query_out(q: Row[Any]) -> QueryOut:
 
 
 def query_outs(db: Session, ids: Sequence[int]) -> list[QueryOut]:
-    if not ids:
-        return []
-    rows = db.execute(
-        select(*LEASED_COLS)  # columns, not ORM objects: cheaper
-        .join(Image, Image.id == Query.image_id)
-        .where(Query.id.in_(list(ids)))
-        .order_by(Query.id)
-    ).all()
-    return [_query_out(q) for q in rows]
+    return [_query_out(q) for q in query_rows(db, ids)]
 
 
 def _is_pixel_conflict(exc: IntegrityError) -> bool:
