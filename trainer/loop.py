@@ -84,7 +84,7 @@ def run_loop(opts: LoopOptions, log=print) -> dict[str, Any]:
     started = time.perf_counter()
     opts.out.mkdir(parents=True, exist_ok=True)
     generate_benchmark(opts.data, counts=opts.counts, seed=1234)
-    admin = "adamcu_" + secrets.token_urlsafe(24)
+    admin = secrets.token_urlsafe(24)
     env = {**os.environ, "ADAMCU_ADMIN_TOKEN": admin, "ADAMCU_ENVIRONMENT": "development",
            "ADAMCU_DATABASE_URL": opts.database_url or f"sqlite:///{opts.out / 'adamcu.db'}",
            "PYTHONUNBUFFERED": "1"}

@@ -132,7 +132,7 @@ class Stack:
     data: Path | None = None
     weights: Path | None = None
     server_workers: int = 1
-    admin: str = field(default_factory=lambda: "adamcu_" + secrets.token_urlsafe(18))
+    admin: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     port: int = field(default_factory=free_port)
     server: subprocess.Popen | None = None
     worker: subprocess.Popen | None = None
