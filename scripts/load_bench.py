@@ -150,14 +150,13 @@ async def annotator(sh: Shared, ph: Phase, token: str, n: int, batch: bool,
     todo: list[dict] = []
 
     async def wait_slot() -> float | None:
+        """Sleep until the next slot; its planned time (``None`` in the closed loop)."""
         nonlocal slot
         if interval is None:
             return None
-        slot += interval
-        delay = slot - interval - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        return slot - interval
+        planned, slot = slot, slot + interval
+        await asyncio.sleep(max(planned - time.perf_counter(), 0.0))
+        return planned
 
     try:
         while not sh.stop:
@@ -438,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--images", type=int, default=8, help=f"{SIDE}x{SIDE} images to ask from")
     p.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
     args = p.parse_args(argv)
-    args.admin = "adamcu_" + secrets.token_urlsafe(16)
+    args.admin = secrets.token_urlsafe(16)
     result = bench(args)
     print(_table(result))
     if args.out:
