@@ -23,6 +23,8 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from sqlalchemy import Row, select, update
 from sqlalchemy.orm import Session
 
@@ -39,6 +41,9 @@ ENQUEUE_GRACE_S = 10.0
 # a claim that gets fewer than asked from the stream also leases expired rows straight from
 # the database (the record).
 AUTOCLAIM_EVERY_MS = 1000
+REDIS_RETRIES = 1
+REDIS_CONNECT_TIMEOUT_S = 2.0
+REDIS_TIMEOUT_S = 10.0
 
 
 class Dispatcher(Protocol):
@@ -216,7 +221,17 @@ class RedisQueue:
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "adamcu") -> RedisQueue:
-        return cls(redis.Redis.from_url(url, decode_responses=True), prefix)
+        """A client for the request path: one immediate retry on a new connection (a pooled
+        connection goes stale when Redis restarts), no backoff and a bounded connect time, so
+        a Redis that is down costs a claim milliseconds before it leases from the database."""
+        client = redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            retry=Retry(NoBackoff(), REDIS_RETRIES),
+            socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
+            socket_timeout=REDIS_TIMEOUT_S,
+        )
+        return cls(client, prefix)
 
     def _keys(self, run_id: int) -> tuple[str, str, str, str]:
         base = f"{self.prefix}:run:{run_id}"

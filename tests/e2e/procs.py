@@ -92,11 +92,21 @@ class RedisProc:
             stdout=log, stderr=subprocess.STDOUT)
         wait_until(self._pong, 10, "redis to answer PING")
 
+    def client(self) -> Any:
+        """A client that fails at once while the server is down (redis-py's default client
+        retries a refused connection ten times with backoff: seconds of extra downtime)."""
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2,
+                           retry=Retry(NoBackoff(), 0))
+
     def _pong(self) -> bool:
         import redis
 
         try:
-            return bool(redis.Redis(port=self.port, socket_timeout=1).ping())
+            return bool(self.client().ping())
         except redis.RedisError:
             return False
 
@@ -104,7 +114,7 @@ class RedisProc:
         """FLUSHALL, SHUTDOWN NOSAVE, stay down ``down_s``, start again on the same port."""
         import redis
 
-        r = redis.Redis(port=self.port, socket_timeout=2)
+        r = self.client()
         r.flushall()
         try:
             r.shutdown(nosave=True)

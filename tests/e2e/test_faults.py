@@ -74,7 +74,7 @@ def test_redis_flushed_and_restarted_mid_run(tmp_path: Path, shared: tuple[Path,
     stack = Stack(tmp_path / "out", fresh_pg_url, redis.url, *shared)
     try:
         stack.start_server()
-        stack.start_worker(iterations=ITERATIONS)
+        stack.start_worker(iterations=2 * ITERATIONS)  # queries to post after the restart
         run_id = stack.wait_run()
         for i in range(2):
             stack.start_oracle(f"oracle-{i}", run_id, "--batch", "16", "--delay-ms", "5")
@@ -82,14 +82,20 @@ def test_redis_flushed_and_restarted_mid_run(tmp_path: Path, shared: tuple[Path,
                    0.05)
         before = record(fresh_pg_url, run_id)
         redis.flush_and_restart(down_s=1.0)
+        restarted = record(fresh_pg_url, run_id)
         summary = stack.wait_worker()
         stack.wait_oracles()
         r = assert_nothing_lost_or_doubled(fresh_pg_url, run_id, summary["labeled_pixels"])
-        assert r["answers"] > before["answers"]  # work went on after the flush
-        import redis as redis_py
-
-        # the dispatcher recreated the run's stream and group in the empty Redis
-        assert redis_py.Redis.from_url(redis.url).keys("*:stream")
+        # the trainer asked, and the oracles answered, after Redis came back
+        assert r["queries"] > restarted["queries"], (restarted, r)
+        assert r["answers"] > restarted["answers"], (restarted, r)
+        # and that work went through a stream and group the dispatcher recreated in the empty
+        # Redis (a stream made by a bare XADD would have no group)
+        client = redis.client()
+        streams = [k.decode() for k in client.keys("*:stream")]
+        assert streams, "no stream after the restart"
+        groups = [g for k in streams for g in client.xinfo_groups(k)]
+        assert any(g["name"] == b"annotators" and g["entries-read"] for g in groups), groups
         assert_clean_logs(stack)
         print(f"\n(a) redis flushed with {before['status_pending']} pending + "
               f"{before['status_leased']} leased; final {r}")

@@ -164,3 +164,29 @@ def test_claimed_entries_are_timed_to_their_lease(world):
     idle = pending[0]["time_since_delivered"]
     assert MAX_IDLE_MS - 60_000 <= idle <= MAX_IDLE_MS - 60_000 + 5_000
     assert queue.r.hget(entries, ids[1]) == pending[0]["message_id"]
+
+
+def test_redis_client_rides_a_restart_and_fails_fast_while_down(tmp_path, monkeypatch):
+    """After Redis restarts, the first call on the pooled (now stale) connection goes through;
+    while Redis is down a call fails at once, without the backoff sleeps of redis-py's default
+    client (ten retries, seconds per call), so a claim leases from the database without a
+    stall."""
+    import redis.retry
+
+    from tests.e2e.procs import RedisProc
+
+    slept: list[float] = []
+    real_sleep = redis.retry.sleep
+    monkeypatch.setattr(redis.retry, "sleep", lambda s: (slept.append(s), real_sleep(s)))
+    proc = RedisProc(tmp_path / "redis")
+    proc.start()
+    try:
+        queue = RedisQueue.from_url(proc.url)
+        assert queue.ping()
+        proc.flush_and_restart(down_s=0.0)
+        assert queue.ping()  # the pooled connection was stale: one immediate reconnect
+        proc.stop()
+        assert not queue.ping()
+        assert sum(slept) == 0
+    finally:
+        proc.stop()
