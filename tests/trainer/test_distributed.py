@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +31,7 @@ from trainer.distributed import RankZeroOracle, RankZeroSpent, unwrap, wrap
 from trainer.engine import Batch, adaptation_step
 from trainer.labelbank import LabelBank
 from trainer.model import build_model, param_groups
+from trainer.processes import free_port
 from trainer.strategies import configure
 
 CLASSES, H, W, TARGETS, STEPS = 5, 24, 40, 4, 3
@@ -116,16 +116,10 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_gloo_processes_equal_one_process(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(Path(__file__).parents[2]))  # the children import this file
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     single = _run(_model(), distributed=False)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
     assert single["pixels"] > 0 and single["labels"].ne(255).any()
@@ -155,7 +149,7 @@ def test_torchrun_entry_point(tmp_path: Path) -> None:
         "iterations": 2, "eval_every": 1, "budget_rate": 0.05, "threads": 1, "amp": False}))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-           f"--master_port={_free_port()}", "-m", "trainer.distributed", "--config",
+           f"--master_port={free_port()}", "-m", "trainer.distributed", "--config",
            str(config), "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache")]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
