@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 
-from oracle.loop import OracleConfig, run_oracle
-from trainer.client import ServiceClient, ServiceError
+from client.api import ServiceClient, ServiceError
+from oracle.annotate import OracleConfig, run_oracle
 
 
 def parse_args(argv: Sequence[str] | None = None) -> OracleConfig:

@@ -48,8 +48,9 @@ def _inputs(eng, H=512, W=1024, C=19, D=64, seed=0):
     batch = eng.Batch(torch.zeros(2, 3, 1, 1), sy, torch.zeros(2, 3, 1, 1), torch.arange(2))
     batch.source_x = torch.zeros(2, 3, H, W)  # shape only (size, n_src)
     main = F.interpolate(logits, size=(H, W), mode="bilinear", align_corners=False)
-    score = unc.uncertainty_score(main, F.interpolate(aux, size=(H, W), mode="bilinear",
-                                                     align_corners=False))
+    score = unc.uncertainty_score(
+        main, F.interpolate(aux, size=(H, W), mode="bilinear", align_corners=False)
+    )
     state = adapt.new_loop_state(cfg, int(0.05 * H * W * 2), C)
     eng.calibrate_thresholds(state, score[2:], cfg)
     groups = unc.partition(score, state.sampler.state.pi_high, state.sampler.state.pi_low)
@@ -90,7 +91,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=5)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    engines = {"new": importlib.import_module("trainer.engine")}
+    engines = {"new": importlib.import_module("trainer.step")}
     if args.old:
         sys.path.insert(0, args.old)
         engines["old"] = importlib.import_module("trainer_old.engine")
@@ -98,13 +99,15 @@ def main() -> None:
     times = {(k, p): [] for k in engines for p in PARTS}
     for rep in range(args.reps + 1):  # first round is warm-up
         for part in PARTS:
-            for k in (list(engines) if rep % 2 else list(engines)[::-1]):
+            for k in list(engines) if rep % 2 else list(engines)[::-1]:
                 dt = _one(engines[k], inputs[k], part, rep)
                 if rep:
                     times[(k, part)].append(dt)
     for (k, p), v in sorted(times.items()):
-        print(f"{k:4s} {p:9s} median {statistics.median(v) * 1e3:8.1f} ms  "
-              f"min {min(v) * 1e3:8.1f} ms  (n={len(v)})")
+        print(
+            f"{k:4s} {p:9s} median {statistics.median(v) * 1e3:8.1f} ms  "
+            f"min {min(v) * 1e3:8.1f} ms  (n={len(v)})"
+        )
 
 
 if __name__ == "__main__":

@@ -8,9 +8,9 @@ mkdir -p "$OUT"
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.cuda.get_device_name())" | tee -a "$OUT/gpu.txt"
-timeout 300 python3 -m trainer.gpu_bench --out "$OUT/gpu_bench.json" --max-seconds 170 2>&1 | tee "$OUT/gpu_bench.log"
-timeout 90 python3 -m trainer.cli speed --device cuda --iterations 30 --out "$OUT/speed_small_cuda.json" 2>&1 | grep -v INFO | tee "$OUT/speed_small.log"
-python3 -m trainer.cli generate --out /tmp/tiny --count source-train=40 --count target-train=16 \
+timeout 300 python3 -m trainer.bench.gpu --out "$OUT/gpu_bench.json" --max-seconds 170 2>&1 | tee "$OUT/gpu_bench.log"
+timeout 90 python3 -m stack.cli speed --device cuda --iterations 30 --out "$OUT/speed_small_cuda.json" 2>&1 | grep -v INFO | tee "$OUT/speed_small.log"
+python3 -m stack.cli generate --out /tmp/tiny --count source-train=40 --count target-train=16 \
   --count target-val=8 --count target-test=8 >/dev/null 2>&1
 printf 'data_root = "/tmp/tiny"\npretrain_iterations = 30\niterations = 20\neval_every = 10\nstrategy = "full"\n' > /tmp/tiny.toml
 timeout 120 torchrun --nproc_per_node=1 -m trainer.distributed --config /tmp/tiny.toml \

@@ -44,7 +44,7 @@ import psycopg
 import redis
 from PIL import Image as PILImage
 
-from trainer.processes import free_port, wait_ready
+from stack.processes import free_port, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -69,8 +69,10 @@ class Conn:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
         data = json.dumps(body).encode()
-        head = (f"POST {path} HTTP/1.1\r\n{self.auth}Content-Type: application/json\r\n"
-                f"Content-Length: {len(data)}\r\n\r\n")  # fmt: skip
+        head = (
+            f"POST {path} HTTP/1.1\r\n{self.auth}Content-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\n\r\n"
+        )
         self.writer.write(head.encode() + data)
         raw = await self.reader.readuntil(b"\r\n\r\n")
         status = int(raw[9:12])
@@ -118,8 +120,15 @@ def _pct(xs: list[float], p: float) -> float | None:
     return round(s[min(len(s) - 1, int(p / 100 * len(s)))], 2)
 
 
-async def _timed(sh: Shared, ph: Phase, conn: Conn, path: str, body: object, sink: list[float],
-                 since: float | None = None):  # fmt: skip
+async def _timed(
+    sh: Shared,
+    ph: Phase,
+    conn: Conn,
+    path: str,
+    body: object,
+    sink: list[float],
+    since: float | None = None,
+):
     """One request; its latency (from ``since``, the intended send time, when given) goes to
     ``sink`` while measuring; a refusal is counted by status and code."""
     t0 = time.perf_counter() if since is None else since
@@ -134,8 +143,15 @@ async def _timed(sh: Shared, ph: Phase, conn: Conn, path: str, body: object, sin
     return status, out
 
 
-async def annotator(sh: Shared, ph: Phase, token: str, n: int, batch: bool,
-                    interval: float | None = None, offset: float = 0.0) -> None:
+async def annotator(
+    sh: Shared,
+    ph: Phase,
+    token: str,
+    n: int,
+    batch: bool,
+    interval: float | None = None,
+    offset: float = 0.0,
+) -> None:
     """Claim ``n``, answer them (one request each, or one batch request); until stopped.
 
     ``interval``: paced mode. The annotator means to send one answer request every
@@ -162,8 +178,9 @@ async def annotator(sh: Shared, ph: Phase, token: str, n: int, batch: bool,
         while not sh.stop:
             t_slot = await wait_slot()
             if not todo:
-                st, out = await _timed(sh, ph, conn, claims, {"n": n, "lease_seconds": 300},
-                                       ph.claim_ms, t_slot)  # fmt: skip
+                st, out = await _timed(
+                    sh, ph, conn, claims, {"n": n, "lease_seconds": 300}, ph.claim_ms, t_slot
+                )
                 todo = list(out["queries"]) if st == 200 else []
                 if not todo:
                     ph.empty_claims += sh.measuring
@@ -172,10 +189,12 @@ async def annotator(sh: Shared, ph: Phase, token: str, n: int, batch: bool,
                 t_slot = None  # the answer goes right after the claim that fed it
             if batch:
                 qs, todo = todo, []
-                items = [{"query_id": q["id"], "class_id": q["id"] % 4, "lead_time_ms": 500}
-                         for q in qs]  # fmt: skip
-                st, _ = await _timed(sh, ph, conn, answers, {"answers": items}, ph.answer_ms,
-                                     t_slot)  # fmt: skip
+                items = [
+                    {"query_id": q["id"], "class_id": q["id"] % 4, "lead_time_ms": 500} for q in qs
+                ]
+                st, _ = await _timed(
+                    sh, ph, conn, answers, {"answers": items}, ph.answer_ms, t_slot
+                )
                 if st == 200:
                     sh.answered.update(q["id"] for q in qs)
                     ph.answers += len(qs) * sh.measuring
@@ -195,8 +214,15 @@ async def post_queries(sh: Shared, conn: Conn, chunk: int) -> None:
     qs = []
     for i in range(sh.posted, sh.posted + chunk):
         img, pix = divmod(i, SIDE * SIDE)
-        qs.append({"image_id": sh.image_ids[img], "y": pix // SIDE, "x": pix % SIDE,
-                   "group": "high", "score": 0.5})  # fmt: skip
+        qs.append(
+            {
+                "image_id": sh.image_ids[img],
+                "y": pix // SIDE,
+                "x": pix % SIDE,
+                "group": "high",
+                "score": 0.5,
+            }
+        )
     status, out = await conn.post(f"/api/v1/runs/{sh.run_id}/queries", {"queries": qs})
     if status != 201:
         raise RuntimeError(f"the trainer's query batch was refused: {status} {out}")
@@ -243,8 +269,9 @@ def _snapshot(server_pid: int) -> tuple[float, ...]:
     return time.perf_counter(), time.process_time(), _tree_cpu(server_pid), busy, total
 
 
-async def run_phase(sh: Shared, args: argparse.Namespace, tokens: list[str], batch: bool,
-                    server_pid: int) -> dict:  # fmt: skip
+async def run_phase(
+    sh: Shared, args: argparse.Namespace, tokens: list[str], batch: bool, server_pid: int
+) -> dict:
     ph = Phase("batch" if batch else "single")
     n = args.batch_n if batch else args.claim_n
     rate = args.batch_rate if batch else args.rate  # answers (labels) per second, all together
@@ -259,9 +286,12 @@ async def run_phase(sh: Shared, args: argparse.Namespace, tokens: list[str], bat
             tasks[0].result()  # raises the trainer's error
         await asyncio.sleep(0.05)
     gen = random.Random(len(tokens))  # the annotators' slots spread over one interval
-    tasks += [asyncio.create_task(annotator(sh, ph, t, n, batch, interval,
-                                            gen.random() * (interval or 0)))
-              for t in tokens]  # fmt: skip
+    tasks += [
+        asyncio.create_task(
+            annotator(sh, ph, t, n, batch, interval, gen.random() * (interval or 0))
+        )
+        for t in tokens
+    ]
     await asyncio.sleep(args.warmup)
     load0, a = os.getloadavg()[0], _snapshot(server_pid)
     sh.measuring = True
@@ -272,20 +302,26 @@ async def run_phase(sh: Shared, args: argparse.Namespace, tokens: list[str], bat
     await asyncio.gather(*tasks)
     wall = b[0] - a[0]
     return {
-        "phase": ph.name, "annotators": len(tokens), "claim_n": n, "seconds": round(wall, 2),
+        "phase": ph.name,
+        "annotators": len(tokens),
+        "claim_n": n,
+        "seconds": round(wall, 2),
         "paced_rate": rate or None,
         "answers": ph.answers,
         "answers_per_s" if not batch else "labels_per_s": round(ph.answers / wall, 1),
         "requests_per_s": round(ph.requests / wall, 1),
-        "claim_p50_ms": _pct(ph.claim_ms, 50), "claim_p99_ms": _pct(ph.claim_ms, 99),
-        "answer_p50_ms": _pct(ph.answer_ms, 50), "answer_p99_ms": _pct(ph.answer_ms, 99),
-        "errors": ph.errors, "empty_claims": ph.empty_claims,
+        "claim_p50_ms": _pct(ph.claim_ms, 50),
+        "claim_p99_ms": _pct(ph.claim_ms, 99),
+        "answer_p50_ms": _pct(ph.answer_ms, 50),
+        "answer_p99_ms": _pct(ph.answer_ms, 99),
+        "errors": ph.errors,
+        "empty_claims": ph.empty_claims,
         "client_cpu_pct": round(100 * (b[1] - a[1]) / wall, 1),
         "server_cpu_pct": round(100 * (b[2] - a[2]) / wall, 1),
         "server_cpu_ms_per_answer": round(1000 * (b[2] - a[2]) / max(ph.answers, 1), 3),
         "machine_busy_pct": round(100 * (b[3] - a[3]) / max(b[4] - a[4], 1), 1),
         "loadavg_1m": [round(load0, 2), round(load1, 2)],
-    }  # fmt: skip
+    }
 
 
 def _png(side: int) -> str:
@@ -302,22 +338,36 @@ def setup_run(base: str, admin: str, annotators: int, images: int) -> tuple[Shar
     with httpx.Client(base_url=base, timeout=60) as c:
 
         def token(role: str, name: str) -> str:
-            r = c.post("/api/v1/tokens", json={"role": role, "name": name},
-                       headers={"Authorization": f"Bearer {admin}"})  # fmt: skip
+            r = c.post(
+                "/api/v1/tokens",
+                json={"role": role, "name": name},
+                headers={"Authorization": f"Bearer {admin}"},
+            )
             r.raise_for_status()
             return r.json()["token"]
 
         trainer_tok = token("trainer", "bench-trainer")
         ann = [token("annotator", f"bench-{i:03d}") for i in range(annotators)]
         h = {"Authorization": f"Bearer {trainer_tok}"}
-        run = c.post("/api/v1/runs", headers=h, json={
-            "name": "load-bench", "classes": CLASSES, "target_pixels": 10**9,
-            "budget_rate": 0.01, "strategy": "full", "config": {}})  # fmt: skip
+        run = c.post(
+            "/api/v1/runs",
+            headers=h,
+            json={
+                "name": "load-bench",
+                "classes": CLASSES,
+                "target_pixels": 10**9,
+                "budget_rate": 0.01,
+                "strategy": "full",
+                "config": {},
+            },
+        )
         run.raise_for_status()
         run_id = run.json()["id"]
         png = _png(SIDE)
-        imgs = [{"key": f"bench/{i:04d}", "width": SIDE, "height": SIDE, "png_base64": png}
-                for i in range(images)]  # fmt: skip
+        imgs = [
+            {"key": f"bench/{i:04d}", "width": SIDE, "height": SIDE, "png_base64": png}
+            for i in range(images)
+        ]
         r = c.post(f"/api/v1/runs/{run_id}/images", headers=h, json={"images": imgs})
         r.raise_for_status()
         ids = [im["id"] for im in r.json()["images"]]
@@ -331,9 +381,12 @@ def verify(db_url: str, sh: Shared) -> dict:
             "SELECT query_id, count(*) FROM answers WHERE run_id = %s GROUP BY query_id",
             (sh.run_id,),
         ).fetchall()
-        status = dict(conn.execute(
-            "SELECT status, count(*) FROM queries WHERE run_id = %s GROUP BY status",
-            (sh.run_id,)).fetchall())  # fmt: skip
+        status = dict(
+            conn.execute(
+                "SELECT status, count(*) FROM queries WHERE run_id = %s GROUP BY status",
+                (sh.run_id,),
+            ).fetchall()
+        )
         reserved, answered = conn.execute(
             "SELECT reserved, answered FROM runs WHERE id = %s", (sh.run_id,)
         ).fetchone()
@@ -341,13 +394,17 @@ def verify(db_url: str, sh: Shared) -> dict:
     answer_rows = sum(per_query.values())
     lost = len(sh.answered - per_query.keys()) + max(status.get("answered", 0) - len(per_query), 0)
     return {
-        "client_answered": len(sh.answered), "answer_rows": answer_rows,
-        "lost": lost, "doubled": sum(1 for c in per_query.values() if c > 1),
+        "client_answered": len(sh.answered),
+        "answer_rows": answer_rows,
+        "lost": lost,
+        "doubled": sum(1 for c in per_query.values() if c > 1),
         "unacknowledged": len(per_query.keys() - sh.answered),
-        "budget_answered": answered, "budget_reserved": reserved, "query_status": status,
+        "budget_answered": answered,
+        "budget_reserved": reserved,
+        "query_status": status,
         "consistent": answered == answer_rows == status.get("answered", 0) == len(sh.answered)
         and reserved == status.get("pending", 0) + status.get("leased", 0),
-    }  # fmt: skip
+    }
 
 
 async def drive(args: argparse.Namespace, base: str, db_url: str, pid: int) -> dict:
@@ -374,9 +431,13 @@ def bench(args: argparse.Namespace) -> dict:
     db_url = f"postgresql://postgres@127.0.0.1:5432/{name}"
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "ADAMCU_DATABASE_URL": db_url.replace("://", "+psycopg://", 1),
-           "ADAMCU_REDIS_URL": REDIS_URL, "ADAMCU_ADMIN_TOKEN": args.admin,
-           "ADAMCU_ENVIRONMENT": "test"}  # fmt: skip
+    env = {
+        **os.environ,
+        "ADAMCU_DATABASE_URL": db_url.replace("://", "+psycopg://", 1),
+        "ADAMCU_REDIS_URL": REDIS_URL,
+        "ADAMCU_ADMIN_TOKEN": args.admin,
+        "ADAMCU_ENVIRONMENT": "test",
+    }
     with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     redis.Redis.from_url(REDIS_URL).flushdb()
@@ -384,8 +445,15 @@ def bench(args: argparse.Namespace) -> dict:
     proc = None
     try:
         subprocess.run([sys.executable, "-m", "server.migrate"], cwd=ROOT, env=env, check=True)
-        cmd = [sys.executable, "-m", "server.main", "--port", str(port),
-               "--workers", str(args.workers)]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "server.main",
+            "--port",
+            str(port),
+            "--workers",
+            str(args.workers),
+        ]
         with log.open("w") as fh:
             proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
         wait_ready(base, proc, log=log)
@@ -408,11 +476,25 @@ def bench(args: argparse.Namespace) -> dict:
 
 
 def _table(result: dict) -> str:
-    cols = ["phase", "annotators", "claim_n", "paced_rate", "answers_per_s", "labels_per_s",
-            "requests_per_s",
-            "claim_p50_ms", "claim_p99_ms", "answer_p50_ms", "answer_p99_ms", "errors",
-            "client_cpu_pct", "server_cpu_pct", "server_cpu_ms_per_answer", "machine_busy_pct",
-            "loadavg_1m"]  # fmt: skip
+    cols = [
+        "phase",
+        "annotators",
+        "claim_n",
+        "paced_rate",
+        "answers_per_s",
+        "labels_per_s",
+        "requests_per_s",
+        "claim_p50_ms",
+        "claim_p99_ms",
+        "answer_p50_ms",
+        "answer_p99_ms",
+        "errors",
+        "client_cpu_pct",
+        "server_cpu_pct",
+        "server_cpu_ms_per_answer",
+        "machine_busy_pct",
+        "loadavg_1m",
+    ]
     lines = []
     for ph in result["phases"]:
         lines += [f"{c:>16}: {ph[c]}" for c in cols if c in ph] + [""]
@@ -428,11 +510,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2, help="server worker processes")
     p.add_argument("--claim-n", type=int, default=10, help="claim size in the single phase")
     p.add_argument("--batch-n", type=int, default=500, help="claim size in the batch phase")
-    p.add_argument("--rate", type=float, default=None,
-                   help="paced single phase: answers/s from all annotators together, latency "
-                        "counted from each request's planned time (default: closed loop)")
-    p.add_argument("--batch-rate", type=float, default=None,
-                   help="paced batch phase: labels/s from all annotators together")
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="paced single phase: answers/s from all annotators together, latency "
+        "counted from each request's planned time (default: closed loop)",
+    )
+    p.add_argument(
+        "--batch-rate",
+        type=float,
+        default=None,
+        help="paced batch phase: labels/s from all annotators together",
+    )
     p.add_argument("--phases", choices=["both", "single", "batch"], default="both")
     p.add_argument("--images", type=int, default=8, help=f"{SIDE}x{SIDE} images to ask from")
     p.add_argument("--out", type=Path, default=None, help="write the result as JSON here")

@@ -4,11 +4,11 @@
 #   bash scripts/stack.sh                                   # quick size, ~5 min on a CPU
 #   bash scripts/stack.sh --size tiny --iterations 12 --pretrain-iterations 20
 #   bash scripts/stack.sh --database-url postgresql+psycopg://u:p@host/db --redis-url redis://host/0
-# Options: python -m trainer.stack --help. $PYTHON overrides the interpreter (default .venv).
+# Options: python -m stack.local --help. $PYTHON overrides the interpreter (default .venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-.venv/bin/python}"
 if [ ! -x "$PYTHON" ]; then
   bash scripts/setup.sh
 fi
-exec "$PYTHON" -m trainer.stack "$@"
+exec "$PYTHON" -m stack.local "$@"

@@ -29,10 +29,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from trainer.bench import PRESETS, _pretrain, _run  # noqa: E402
+from trainer.bench.grid import PRESETS, _pretrain, _run  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
+from trainer.data.synth import generate_benchmark  # noqa: E402
 from trainer.strategies import configure  # noqa: E402
-from trainer.synth import generate_benchmark  # noqa: E402
 
 STUDIES: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
     "pseudo": {
@@ -52,8 +52,10 @@ STUDIES: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
 
 def plan(study: str, base: TrainConfig, betas: list[float]) -> list[tuple[str, TrainConfig]]:
     if study == "fda":
-        return [(f"source-only/fda{b:g}", configure(base, "source-only", fda_beta=b, seed=0))
-                for b in betas]  # fmt: skip
+        return [
+            (f"source-only/fda{b:g}", configure(base, "source-only", fda_beta=b, seed=0))
+            for b in betas
+        ]
     runs = []
     for seed in (0, 1):
         for budget in (0.001, 0.017):
@@ -80,15 +82,23 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with ProcessPoolExecutor(max_workers=2, mp_context=get_context("spawn")) as pool:
         seeds = {c.seed: c for _, c in runs if c.strategy != "source-only"}
-        list(pool.map(_pretrain, [c.to_dict() for c in seeds.values()],
-                      [str(cache)] * len(seeds)))  # fmt: skip
+        list(pool.map(_pretrain, [c.to_dict() for c in seeds.values()], [str(cache)] * len(seeds)))
         futures = [(name, pool.submit(_run, c.to_dict(), str(cache))) for name, c in runs]
         for name, fut in futures:
             r = fut.result()
-            rows.append({"variant": name, "budget_rate": r["budget_rate"], "seed": r["seed"],
-                         "val_miou": round(r["val_miou"], 2)})  # fmt: skip
-            print(f"{name:<20} budget {100 * r['budget_rate']:4.1f}% seed {r['seed']}: "
-                  f"target-val mIoU {r['val_miou']:.1f}", flush=True)
+            rows.append(
+                {
+                    "variant": name,
+                    "budget_rate": r["budget_rate"],
+                    "seed": r["seed"],
+                    "val_miou": round(r["val_miou"], 2),
+                }
+            )
+            print(
+                f"{name:<20} budget {100 * r['budget_rate']:4.1f}% seed {r['seed']}: "
+                f"target-val mIoU {r['val_miou']:.1f}",
+                flush=True,
+            )
     if args.out:
         args.out.write_text(json.dumps({"study": args.study, "runs": rows}, indent=1))
     return 0

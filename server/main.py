@@ -51,9 +51,11 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
             allow_headers=["Authorization", "Content-Type"],
-        )  # fmt: skip
+        )
     if settings.web_dir is not None and settings.web_dir.is_dir():
         app.mount("/", StaticFiles(directory=settings.web_dir, html=True), name="web")
     return app
@@ -75,10 +77,12 @@ def main(argv: list[str] | None = None) -> None:
     common = {"host": args.host, "port": args.port, "access_log": args.access_log}
     if args.workers > 1:  # each worker builds its app from the same environment
         uvicorn.run(
-            "server.main:create_app", factory=True, workers=args.workers,
+            "server.main:create_app",
+            factory=True,
+            workers=args.workers,
             timeout_worker_healthcheck=30,  # 5 s kills busy workers on a loaded machine
             **common,
-        )  # fmt: skip
+        )
     else:
         uvicorn.run(create_app(settings), **common)
 

@@ -65,9 +65,18 @@ class Dispatcher(Protocol):
 
 # What a claim returns per query: the row's columns and its image's size.
 LEASED_COLS = (
-    Query.id, Query.run_id, Query.image_id, Query.y, Query.x, Query.group, Query.score,
-    Query.status, Query.lease_expires_at, Image.width, Image.height,
-)  # fmt: skip
+    Query.id,
+    Query.run_id,
+    Query.image_id,
+    Query.y,
+    Query.x,
+    Query.group,
+    Query.score,
+    Query.status,
+    Query.lease_expires_at,
+    Image.width,
+    Image.height,
+)
 
 
 def lease_rows(

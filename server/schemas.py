@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -24,6 +25,17 @@ INT53_MAX = 2**53 - 1  # a run's pixel counts are 64-bit (a full-size Cityscapes
 
 DbInt = Annotated[int, Field(ge=0, le=INT32_MAX)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+def budget_total(budget_rate: float, target_pixels: int) -> int:
+    """The budget M_e = floor(budget_rate x target_pixels) in pixels: the one rounding rule.
+
+    The rate is read as the decimal the user wrote (``str(rate)``), so 0.57 of 100 pixels is 57,
+    not the 56 that ``int(0.57 * 100)`` gives in binary floating point. The server stores this
+    number with the run; the trainer reads it back (``budget_total``) or, with no server, calls
+    this function.
+    """
+    return math.floor(Decimal(str(budget_rate)) * target_pixels)
 
 
 def _finite_json(value: Any) -> Any:

@@ -269,8 +269,10 @@ class PixelBatch:
     def from_sets(sets: list[PixelSet]) -> PixelBatch:
         """Concatenate per-image sets; image ``i`` is ``sets[i]`` (not ``sets[i].image``)."""
         device = sets[0].emb.device
-        image = [torch.full((len(s.label),), i, dtype=torch.long, device=device)
-                 for i, s in enumerate(sets)]
+        image = [
+            torch.full((len(s.label),), i, dtype=torch.long, device=device)
+            for i, s in enumerate(sets)
+        ]
         return PixelBatch(
             emb=torch.cat([s.emb for s in sets]),
             label=torch.cat([s.label for s in sets]),
@@ -424,11 +426,19 @@ def mcu_loss(
     if batch is None:
         if not sets:
             return mcu_loss_reference(
-                [], intra=intra, cross_image=cross_image, cross_domain=cross_domain,
-                p2p=p2p, c2c=c2c, temperature=temperature, weight=weight,
-                weight_mode=weight_mode, num_classes=num_classes,
+                [],
+                intra=intra,
+                cross_image=cross_image,
+                cross_domain=cross_domain,
+                p2p=p2p,
+                c2c=c2c,
+                temperature=temperature,
+                weight=weight,
+                weight_mode=weight_mode,
+                num_classes=num_classes,
                 max_anchors_per_class=max_anchors_per_class,
-                max_samples_per_class=max_samples_per_class)
+                max_samples_per_class=max_samples_per_class,
+            )
         batch = PixelBatch.from_sets(sets)
     n_img = len(batch.domains)
     on = {"intra": intra, "cross_image": cross_image, "cross_domain": cross_domain}
@@ -475,17 +485,27 @@ def mcu_loss(
     n_units = 2 * n_img
     link = torch.tensor(links, device=emb.device).T
     counts = emb.new_zeros(len(keys), n_units, n_units).index_put_(
-        (link[0], link[1], link[2]), emb.new_ones(link.shape[1]), accumulate=True)
-    totals, n_pairs = _unit_nce(a, a_lab, a_unit, s, s_lab, s_unit, s_cat, counts,
-                                temperature, weight, weight_mode)
+        (link[0], link[1], link[2]), emb.new_ones(link.shape[1]), accumulate=True
+    )
+    totals, n_pairs = _unit_nce(
+        a, a_lab, a_unit, s, s_lab, s_unit, s_cat, counts, temperature, weight, weight_mode
+    )
     losses = totals / n_pairs.clamp_min(1.0)
     return {k: losses[i] for i, k in enumerate(keys)}
 
 
 def _unit_nce(
-    a: Tensor, a_lab: Tensor, a_unit: Tensor,
-    s: Tensor, s_lab: Tensor, s_unit: Tensor, s_cat: Tensor,
-    counts: Tensor, temperature: float, weight: Tensor | None, weight_mode: WeightMode,
+    a: Tensor,
+    a_lab: Tensor,
+    a_unit: Tensor,
+    s: Tensor,
+    s_lab: Tensor,
+    s_unit: Tensor,
+    s_cat: Tensor,
+    counts: Tensor,
+    temperature: float,
+    weight: Tensor | None,
+    weight_mode: WeightMode,
 ) -> tuple[Tensor, Tensor]:
     """Sums of ``-log H`` and pair counts, (K,) each, of K losses in one pass.
 
@@ -542,8 +562,9 @@ def _unit_nce(
     neg_sum = block[pa, pv + n_units * (~same).long()]
     very_negative = torch.finfo(sim.dtype).min / 2
     has = neg_sum > 0  # an anchor without negatives gets lse ~ -inf (finite, clean gradients)
-    lse = torch.where(has, torch.where(has, neg_sum, 1.0).log().to(sim.dtype) + bound,
-                      very_negative)
+    lse = torch.where(
+        has, torch.where(has, neg_sum, 1.0).log().to(sim.dtype) + bound, very_negative
+    )
     # every positive: its pair and column
     pair = torch.repeat_interleave(torch.arange(pa.numel(), device=dev), length)
     offset = torch.cumsum(length, 0) - length

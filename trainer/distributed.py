@@ -45,7 +45,13 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from trainer.adapt import (
+from trainer.config import TrainConfig, load_config
+from trainer.labelbank import GROUP_CODES, LabelBank
+from trainer.losses import source_loss
+from trainer.model import SegOutput, param_groups, poly_lr, set_lr
+from trainer.step import Ask, Spent, upsample
+from trainer.strategies import configure
+from trainer.train import (
     Data,
     GroundTruthOracle,
     _source_batch,
@@ -55,12 +61,6 @@ from trainer.adapt import (
     load_data,
     local_spent,
 )
-from trainer.config import TrainConfig, load_config
-from trainer.engine import Ask, Spent, upsample
-from trainer.labelbank import GROUP_CODES, LabelBank
-from trainer.losses import source_loss
-from trainer.model import SegOutput, param_groups, poly_lr, set_lr
-from trainer.strategies import configure
 
 log = logging.getLogger("adamcu.distributed")
 
@@ -96,8 +96,10 @@ class GatheredModel(nn.Module):
         world, rank, n = dist.get_world_size(), dist.get_rank(), x.shape[0]
         pad = -n % world
         if pad and self.training and torch.is_grad_enabled():
-            raise ValueError(f"a global batch of {n} images does not split over {world} "
-                             "ranks: make batch_source + batch_target a multiple of it")
+            raise ValueError(
+                f"a global batch of {n} images does not split over {world} "
+                "ranks: make batch_source + batch_target a multiple of it"
+            )
         if pad:
             x = torch.cat([x, x[-1:].expand(pad, *x.shape[1:])])
         rows = torch.arange(n + pad, device=x.device).view(-1, world).t()
@@ -136,18 +138,27 @@ class RankZeroOracle:
             raise ValueError("rank 0 needs an oracle")
         self.ask, self.comm = ask, comm
 
-    def __call__(self, index: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, group: str,
-                 scores: torch.Tensor) -> torch.Tensor:
+    def __call__(
+        self,
+        index: torch.Tensor,
+        ys: torch.Tensor,
+        xs: torch.Tensor,
+        group: str,
+        scores: torch.Tensor,
+    ) -> torch.Tensor:
         rank = dist.get_rank()
         mine = torch.stack([index, ys, xs]).long().to(self.comm)
         count = torch.tensor([mine.shape[1]], device=self.comm)
         dist.broadcast(count, 0)
-        coords = mine if rank == 0 else torch.empty(3, int(count), dtype=torch.long,
-                                                    device=self.comm)
+        coords = (
+            mine if rank == 0 else torch.empty(3, int(count), dtype=torch.long, device=self.comm)
+        )
         dist.broadcast(coords, 0)
         if not torch.equal(coords, mine):
-            raise RuntimeError(f"rank {rank} selected other pixels than rank 0: the ranks' "
-                               "inputs or random generators diverged")
+            raise RuntimeError(
+                f"rank {rank} selected other pixels than rank 0: the ranks' "
+                "inputs or random generators diverged"
+            )
         if rank == 0:
             classes = torch.as_tensor(self.ask(index, ys, xs, group, scores), dtype=torch.long)
             classes = classes.to(self.comm)
@@ -171,23 +182,32 @@ class RankZeroSpent:
         return dict(zip(names, counts.tolist(), strict=True))
 
 
-def pretrain_sharded(cfg: TrainConfig, data: Data, device: torch.device,
-                     cache_dir: Path | None, progress: bool = True) -> nn.Module:
+def pretrain_sharded(
+    cfg: TrainConfig,
+    data: Data,
+    device: torch.device,
+    cache_dir: Path | None,
+    progress: bool = True,
+) -> nn.Module:
     """``adapt.pretrain`` with the global batch sharded over the ranks; same cache file."""
     model, path, loaded = cached_model(cfg, data, device, cache_dir)
     if loaded:
         return model
     wrapped = wrap(model, device)
-    opt = torch.optim.SGD(param_groups(wrapped, cfg.pretrain_lr, cfg.head_lr_mult,
-                                       cfg.weight_decay), lr=cfg.pretrain_lr, momentum=cfg.momentum)
+    opt = torch.optim.SGD(
+        param_groups(wrapped, cfg.pretrain_lr, cfg.head_lr_mult, cfg.weight_decay),
+        lr=cfg.pretrain_lr,
+        momentum=cfg.momentum,
+    )
     gen = torch.Generator().manual_seed(cfg.seed)
     n = cfg.batch_source + cfg.batch_target
     for it in tqdm(range(cfg.pretrain_iterations), desc="pretrain", disable=not progress):
         set_lr(opt, poly_lr(cfg.pretrain_lr, it, cfg.pretrain_iterations, cfg.poly_power))
         x, y = _source_batch(data, n, gen, cfg, device)
         wrapped.train()
-        with torch.autocast(device.type, dtype=torch.bfloat16,
-                            enabled=cfg.amp and device.type == "cuda"):
+        with torch.autocast(
+            device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"
+        ):
             out = wrapped(x)
         size = tuple(x.shape[-2:])
         loss = source_loss(upsample(out.main.float(), size), upsample(out.aux.float(), size), y)
@@ -201,21 +221,32 @@ def pretrain_sharded(cfg: TrainConfig, data: Data, device: torch.device,
     return model
 
 
-def save_checkpoint(path: Path, cfg: TrainConfig, model: nn.Module, bank: LabelBank,
-                    point: dict[str, Any]) -> None:
+def save_checkpoint(
+    path: Path, cfg: TrainConfig, model: nn.Module, bank: LabelBank, point: dict[str, Any]
+) -> None:
     """Rank 0 only: config, network, label bank and the evaluation point."""
     if dist.get_rank() != 0:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {"config": cfg.to_dict(), "model": unwrap(model).state_dict(),
-             "bank": bank.state_dict(), "point": point}
+    state = {
+        "config": cfg.to_dict(),
+        "model": unwrap(model).state_dict(),
+        "bank": bank.state_dict(),
+        "point": point,
+    }
     torch.save(state, path.with_suffix(".tmp"))
     os.replace(path.with_suffix(".tmp"), path)
 
 
-def run_distributed(cfg: TrainConfig, data: Data, device: torch.device, out_dir: Path,
-                    cache_dir: Path | None, ask: Ask | None = None,
-                    spent: Spent | None = None) -> dict[str, Any]:
+def run_distributed(
+    cfg: TrainConfig,
+    data: Data,
+    device: torch.device,
+    out_dir: Path,
+    cache_dir: Path | None,
+    ask: Ask | None = None,
+    spent: Spent | None = None,
+) -> dict[str, Any]:
     """Pretrain (sharded, cached), adapt (Algorithm 1) and test, on every rank together.
 
     ``ask`` / ``spent`` are used on rank 0 only (default: the ground-truth oracle and rank 0's
@@ -229,27 +260,38 @@ def run_distributed(cfg: TrainConfig, data: Data, device: torch.device, out_dir:
     wrapped = wrap(model, device)
     n, _, h, w = data.target.images.shape
     bank = LabelBank(n, h, w)
-    oracle = RankZeroOracle((ask or GroundTruthOracle(data.target.labels)) if rank == 0 else None,
-                            comm)
+    oracle = RankZeroOracle(
+        (ask or GroundTruthOracle(data.target.labels)) if rank == 0 else None, comm
+    )
     budget = RankZeroSpent(spent or local_spent(bank), comm)
 
     def on_eval(point: dict[str, Any]) -> None:
         save_checkpoint(out_dir / "checkpoint.pt", cfg, wrapped, bank, point)
         if rank == 0:
-            log.info("iteration %d: target-val mIoU %.2f, %d labeled pixels",
-                     point["iteration"], point["miou"], point["labeled_pixels"])
+            log.info(
+                "iteration %d: target-val mIoU %.2f, %d labeled pixels",
+                point["iteration"],
+                point["miou"],
+                point["labeled_pixels"],
+            )
 
-    result = adapt(wrapped, cfg, data, oracle, budget, bank, device, on_eval=on_eval,
-                   progress=rank == 0)
+    result = adapt(
+        wrapped, cfg, data, oracle, budget, bank, device, on_eval=on_eval, progress=rank == 0
+    )
     test = evaluate(wrapped, data.test, data.num_classes, device)
-    report = {"strategy": cfg.strategy, "budget_rate": cfg.budget_rate,
-              "world_size": dist.get_world_size(), "labeled_pixels": bank.num_labeled,
-              "labeled_rate": bank.num_labeled / data.target_pixels,
-              "val_miou": result.best_val, "best_iteration": result.best_iteration,
-              "test_miou": test.miou(), "test_split": cfg.test_split,
-              "test_per_class_iou": [None if v != v else round(100 * v, 2)
-                                     for v in test.iou().tolist()],
-              "curve": result.curve}
+    report = {
+        "strategy": cfg.strategy,
+        "budget_rate": cfg.budget_rate,
+        "world_size": dist.get_world_size(),
+        "labeled_pixels": bank.num_labeled,
+        "labeled_rate": bank.num_labeled / data.target_pixels,
+        "val_miou": result.best_val,
+        "best_iteration": result.best_iteration,
+        "test_miou": test.miou(),
+        "test_split": cfg.test_split,
+        "test_per_class_iou": [None if v != v else round(100 * v, 2) for v in test.iou().tolist()],
+        "curve": result.curve,
+    }
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "result.json").write_text(json.dumps(report, indent=1))
@@ -257,8 +299,10 @@ def run_distributed(cfg: TrainConfig, data: Data, device: torch.device, out_dir:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="torchrun --nproc_per_node=N -m trainer.distributed",
-                                description="one ADA-MCU run on several GPUs (DDP)")
+    p = argparse.ArgumentParser(
+        prog="torchrun --nproc_per_node=N -m trainer.distributed",
+        description="one ADA-MCU run on several GPUs (DDP)",
+    )
     p.add_argument("--config", required=True, help="a TOML/JSON file of TrainConfig fields")
     p.add_argument("--strategy", help="override the config's strategy")
     p.add_argument("--budget", type=float, help="share of target pixels, e.g. 0.017")
@@ -271,8 +315,13 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``torchrun ... -m trainer.distributed`` (also runs as one process)."""
     args = _parser().parse_args(argv)
-    for key, value in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0"),
-                       ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29500")):
+    for key, value in (
+        ("RANK", "0"),
+        ("WORLD_SIZE", "1"),
+        ("LOCAL_RANK", "0"),
+        ("MASTER_ADDR", "127.0.0.1"),
+        ("MASTER_PORT", "29500"),
+    ):
         os.environ.setdefault(key, value)
     cuda = torch.cuda.is_available()
     device = torch.device("cuda", int(os.environ["LOCAL_RANK"])) if cuda else torch.device("cpu")
@@ -280,8 +329,10 @@ def main(argv: list[str] | None = None) -> int:
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if cuda else "gloo")
     rank = dist.get_rank()
-    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
-                        format=f"%(asctime)s rank {rank} %(name)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if rank == 0 else logging.WARNING,
+        format=f"%(asctime)s rank {rank} %(name)s %(message)s",
+    )
     try:
         base = load_config(args.config)
         changes: dict[str, Any] = {"device": str(device)}
@@ -300,9 +351,12 @@ def main(argv: list[str] | None = None) -> int:
             dist.barrier()
         report = run_distributed(cfg, data, device, Path(args.out), Path(args.cache))
         if rank == 0:
-            print(f"{cfg.strategy} on {dist.get_world_size()} processes: {cfg.test_split} mIoU "
-                  f"{report['test_miou']:.1f}, labeled {report['labeled_pixels']} pixels "
-                  f"-> {Path(args.out) / 'result.json'}", flush=True)
+            print(
+                f"{cfg.strategy} on {dist.get_world_size()} processes: {cfg.test_split} mIoU "
+                f"{report['test_miou']:.1f}, labeled {report['labeled_pixels']} pixels "
+                f"-> {Path(args.out) / 'result.json'}",
+                flush=True,
+            )
         return 0
     finally:
         dist.destroy_process_group()

@@ -98,6 +98,7 @@ def grouped_loss(
     b, p = union.nonzero(as_tuple=True)
     logp = F.log_softmax(logits.flatten(2)[b, :, p], dim=1)  # (K, C)
     zero = logp.sum() * 0.0
+
     def hard_ce(target: Tensor) -> Tensor:  # (K,) CE against hard labels at the gathered pixels
         return -logp.gather(1, target.reshape(n, -1)[b, p].long().clamp(0, c - 1)[:, None])[:, 0]
 

@@ -96,7 +96,8 @@ def count_ids(ids: torch.Tensor, n: int) -> torch.Tensor:
     if ids.device.type == "cpu":
         return torch.bincount(ids, minlength=n)
     return torch.zeros(n, dtype=torch.long, device=ids.device).scatter_add_(
-        0, ids, torch.ones_like(ids))
+        0, ids, torch.ones_like(ids)
+    )
 
 
 def sample_per_group(

@@ -1,6 +1,6 @@
 """The strategies compared under one budget and one oracle: each is a set of config overrides.
 
-Rows of the paper's Table V/VI are configurations of the same loop (``trainer/engine.py``):
+Rows of the paper's Table V/VI are configurations of the same loop (``trainer/step.py``):
 
 | strategy      | selection            | target loss                      | MCU             | DCCM |
 |---------------|----------------------|----------------------------------|-----------------|------|
@@ -25,16 +25,26 @@ from typing import Any
 
 from trainer.config import TrainConfig
 
-_NO_CONTRAST = {"contrast_intra": False, "contrast_cross_image": False,
-                "contrast_cross_domain": False, "p2p": False, "c2c": False, "dccm": False}
+_NO_CONTRAST = {
+    "contrast_intra": False,
+    "contrast_cross_image": False,
+    "contrast_cross_domain": False,
+    "p2p": False,
+    "c2c": False,
+    "dccm": False,
+}
 _LEVELS_I = {"contrast_intra": True, "contrast_cross_image": True}
 _LEVELS_D = {**_LEVELS_I, "contrast_cross_domain": True}
 
 STRATEGIES: dict[str, dict[str, Any]] = {
     "source-only": {**_NO_CONTRAST, "selection": "none", "iterations": 0},
     "random": {**_NO_CONTRAST, "selection": "random", "pseudo_labels": False},
-    "entropy": {**_NO_CONTRAST, "selection": "entropy", "pseudo_labels": True,
-                "adaptive_sampling": False},
+    "entropy": {
+        **_NO_CONTRAST,
+        "selection": "entropy",
+        "pseudo_labels": True,
+        "adaptive_sampling": False,
+    },
     "ripu": {**_NO_CONTRAST, "selection": "ripu", "pseudo_labels": False},
     "al-as": {**_NO_CONTRAST, "selection": "algorithm1", "adaptive_sampling": True},
     "mcu-i": {**_NO_CONTRAST, **_LEVELS_I, "selection": "algorithm1", "p2p": True, "c2c": True},

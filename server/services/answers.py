@@ -33,9 +33,16 @@ from server.services.queries import query_outs
 from server.services.runs import class_ids, get_run
 
 _QCOLS = (
-    Query.id, Query.run_id, Query.image_id, Query.y, Query.x, Query.group, Query.status,
-    Query.annotator_id, Query.lease_expires_at,
-)  # fmt: skip
+    Query.id,
+    Query.run_id,
+    Query.image_id,
+    Query.y,
+    Query.x,
+    Query.group,
+    Query.status,
+    Query.annotator_id,
+    Query.lease_expires_at,
+)
 
 
 def _refusal(q: Row[Any], me: Me, now: datetime) -> DomainError:
@@ -50,10 +57,19 @@ def _out(
     q: Row[Any], a: Row[Any], class_id: int, lead: int | None, corr: bool, me: Me
 ) -> AnswerOut:
     return AnswerOut(
-        id=a.id, query_id=q.id, run_id=q.run_id, image_id=q.image_id, y=q.y, x=q.x,
-        class_id=class_id, group=q.group, annotator=me.name, lead_time_ms=lead,
-        correction=corr, created_at=a.created_at,
-    )  # fmt: skip
+        id=a.id,
+        query_id=q.id,
+        run_id=q.run_id,
+        image_id=q.image_id,
+        y=q.y,
+        x=q.x,
+        class_id=class_id,
+        group=q.group,
+        annotator=me.name,
+        lead_time_ms=lead,
+        correction=corr,
+        created_at=a.created_at,
+    )
 
 
 def _insert(db: Session, rows: list[dict[str, Any]]) -> list[Row[Any]]:
@@ -116,10 +132,14 @@ def _answer_pg(
     if not all(_fits(it.query_id) and _fits(it.lead_time_ms or 0) for it in items):
         return None
     params = {
-        "qids": [it.query_id for it in items], "cids": [it.class_id for it in items],
-        "leads": [it.lead_time_ms for it in items], "me": me.id, "now": now, "run_id": run_id,
+        "qids": [it.query_id for it in items],
+        "cids": [it.class_id for it in items],
+        "leads": [it.lead_time_ms for it in items],
+        "me": me.id,
+        "now": now,
+        "run_id": run_id,
         "n": len(items),
-    }  # fmt: skip
+    }
     autocommit = not db.in_transaction()  # else (a principal just loaded) commit at the end
     if autocommit:
         db.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
@@ -139,27 +159,41 @@ def _answer_pg(
     outs = []
     for it in items:
         r = rows[it.query_id]
-        outs.append(AnswerOut(
-            id=r.answer_id, query_id=r.id, run_id=r.run_id, image_id=r.image_id, y=r.y, x=r.x,
-            class_id=r.class_id, group=r.group, annotator=me.name,
-            lead_time_ms=r.lead_time_ms, correction=False, created_at=r.created_at,
-        ))  # fmt: skip
+        outs.append(
+            AnswerOut(
+                id=r.answer_id,
+                query_id=r.id,
+                run_id=r.run_id,
+                image_id=r.image_id,
+                y=r.y,
+                x=r.x,
+                class_id=r.class_id,
+                group=r.group,
+                annotator=me.name,
+                lead_time_ms=r.lead_time_ms,
+                correction=False,
+                created_at=r.created_at,
+            )
+        )
     return outs
 
 
 def _lease_filter(ids: Sequence[int], me: Me, now: datetime) -> list[Any]:
     return [
-        Query.id.in_(list(ids)), Query.status == "leased", Query.annotator_id == me.id,
+        Query.id.in_(list(ids)),
+        Query.status == "leased",
+        Query.annotator_id == me.id,
         Query.lease_expires_at >= now,
-    ]  # fmt: skip
+    ]
 
 
 def answer(
     db: Session, queue: Dispatcher, query_id: int, me: Me, data: AnswerIn, now: datetime
 ) -> AnswerOut:
     if not data.correction and is_postgres(db):
-        item = BatchAnswerItem(query_id=query_id, class_id=data.class_id,
-                               lead_time_ms=data.lead_time_ms)  # fmt: skip
+        item = BatchAnswerItem(
+            query_id=query_id, class_id=data.class_id, lead_time_ms=data.lead_time_ms
+        )
         done = _answer_pg(db, None, me, [item], now)
         if done is not None:
             queue.ack(done[0].run_id, [query_id])
@@ -182,9 +216,15 @@ def answer(
             db.rollback()
             raise _refusal(found, me, now)
         budget.settle(db, found.run_id, reserved=-1, answered=1)
-    row = {"run_id": found.run_id, "query_id": query_id, "class_id": data.class_id,
-           "annotator_id": me.id, "lead_time_ms": data.lead_time_ms,
-           "correction": data.correction, "created_at": now}  # fmt: skip
+    row = {
+        "run_id": found.run_id,
+        "query_id": query_id,
+        "class_id": data.class_id,
+        "annotator_id": me.id,
+        "lead_time_ms": data.lead_time_ms,
+        "correction": data.correction,
+        "created_at": now,
+    }
     (a,) = _insert(db, [row])
     db.commit()
     if not data.correction:
@@ -228,12 +268,21 @@ def answer_batch(
         db.rollback()
         raise _refusal(rows[next(q for q in ids if q not in got)], me, now)
     budget.settle(db, run_id, reserved=-len(ids), answered=len(ids))
-    inserted = _insert(db, [
-        {"run_id": run_id, "query_id": it.query_id, "class_id": it.class_id,
-         "annotator_id": me.id, "lead_time_ms": it.lead_time_ms, "correction": False,
-         "created_at": now}
-        for it in items
-    ])  # fmt: skip
+    inserted = _insert(
+        db,
+        [
+            {
+                "run_id": run_id,
+                "query_id": it.query_id,
+                "class_id": it.class_id,
+                "annotator_id": me.id,
+                "lead_time_ms": it.lead_time_ms,
+                "correction": False,
+                "created_at": now,
+            }
+            for it in items
+        ],
+    )
     db.commit()
     queue.ack(run_id, ids)
     return [
@@ -267,10 +316,13 @@ def undo(
         db.execute(
             update(Query)
             .where(Query.id == query_id)
-            .values(status="leased", annotator_id=me.id,
-                    lease_expires_at=now + timedelta(seconds=lease_s))
+            .values(
+                status="leased",
+                annotator_id=me.id,
+                lease_expires_at=now + timedelta(seconds=lease_s),
+            )
             .execution_options(synchronize_session=False)
-        )  # fmt: skip
+        )
         budget.settle(db, run_id, reserved=1, answered=-1)
     db.commit()
     if reopened:
@@ -297,7 +349,7 @@ def answers_since(db: Session, run_id: int, after: int, limit: int, advance: boo
             Answer.lead_time_ms,
             Answer.correction,
             Answer.created_at,
-        )  # fmt: skip
+        )
         .join(Query, Query.id == Answer.query_id)
         .join(Token, Token.id == Answer.annotator_id)
         .where(Answer.run_id == run_id, Answer.id > after)

@@ -18,9 +18,19 @@ from server.schemas import IGNORE_INDEX
 from server.services.runs import get_run
 
 FIELDS = (
-    "answer_id", "query_id", "image_id", "image_key", "y", "x", "class_id", "group",
-    "annotator", "lead_time_ms", "correction", "created_at",
-)  # fmt: skip
+    "answer_id",
+    "query_id",
+    "image_id",
+    "image_key",
+    "y",
+    "x",
+    "class_id",
+    "group",
+    "annotator",
+    "lead_time_ms",
+    "correction",
+    "created_at",
+)
 
 
 def answer_rows(db: Session, run_id: int) -> list[dict[str, Any]]:
@@ -39,7 +49,7 @@ def answer_rows(db: Session, run_id: int) -> list[dict[str, Any]]:
             Answer.lead_time_ms,
             Answer.correction,
             Answer.created_at,
-        )  # fmt: skip
+        )
         .join(Query, Query.id == Answer.query_id)
         .join(Image, Image.id == Query.image_id)
         .join(Token, Token.id == Answer.annotator_id)

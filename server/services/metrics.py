@@ -14,9 +14,14 @@ from server.services.runs import get_run
 
 def _out(m: Metric) -> MetricOut:
     return MetricOut(
-        id=m.id, iteration=m.iteration, labeled_pixels=m.labeled_pixels, miou=m.miou,
-        per_class_iou=m.per_class_iou, split=m.split, created_at=m.created_at,
-    )  # fmt: skip
+        id=m.id,
+        iteration=m.iteration,
+        labeled_pixels=m.labeled_pixels,
+        miou=m.miou,
+        per_class_iou=m.per_class_iou,
+        split=m.split,
+        created_at=m.created_at,
+    )
 
 
 def add_metric(db: Session, run_id: int, data: MetricIn, now: datetime) -> MetricOut:

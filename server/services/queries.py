@@ -29,10 +29,18 @@ from server.services.runs import get_run
 
 def _query_out(q: Row[Any]) -> QueryOut:
     return QueryOut(
-        id=q.id, run_id=q.run_id, image_id=q.image_id, y=q.y, x=q.x, group=q.group,
-        score=q.score, status=q.status, lease_expires_at=q.lease_expires_at,
-        image_width=q.width, image_height=q.height,
-    )  # fmt: skip
+        id=q.id,
+        run_id=q.run_id,
+        image_id=q.image_id,
+        y=q.y,
+        x=q.x,
+        group=q.group,
+        score=q.score,
+        status=q.status,
+        lease_expires_at=q.lease_expires_at,
+        image_width=q.width,
+        image_height=q.height,
+    )
 
 
 def query_outs(db: Session, ids: Sequence[int]) -> list[QueryOut]:
@@ -88,10 +96,18 @@ def _check_pixels(db: Session, run_id: int, items: Sequence[QueryIn]) -> None:
 
 def _insert(db: Session, run_id: int, items: Sequence[QueryIn], now: datetime) -> list[int]:
     rows = [
-        {"run_id": run_id, "image_id": it.image_id, "y": it.y, "x": it.x, "group": it.group,
-         "score": it.score, "status": "pending", "created_at": now}
+        {
+            "run_id": run_id,
+            "image_id": it.image_id,
+            "y": it.y,
+            "x": it.x,
+            "group": it.group,
+            "score": it.score,
+            "status": "pending",
+            "created_at": now,
+        }
         for it in items
-    ]  # fmt: skip
+    ]
     stmt = insert(Query).returning(Query.id, sort_by_parameter_order=True)
     return list(db.scalars(stmt, rows))
 
@@ -110,10 +126,14 @@ RETURNING id, image_id, y, x
 def _insert_pg(db: Session, run_id: int, items: Sequence[QueryIn], now: datetime) -> list[int]:
     """One statement with array parameters (PostgreSQL): far less work than a VALUES list."""
     params = {
-        "run_id": run_id, "now": now, "image_ids": [it.image_id for it in items],
-        "ys": [it.y for it in items], "xs": [it.x for it in items],
-        "groups": [it.group for it in items], "scores": [float(it.score) for it in items],
-    }  # fmt: skip
+        "run_id": run_id,
+        "now": now,
+        "image_ids": [it.image_id for it in items],
+        "ys": [it.y for it in items],
+        "xs": [it.x for it in items],
+        "groups": [it.group for it in items],
+        "scores": [float(it.score) for it in items],
+    }
     ids = {(r.image_id, r.y, r.x): r.id for r in db.execute(_INSERT_PG, params)}
     return [ids[(it.image_id, it.y, it.x)] for it in items]  # pixels are unique in a batch
 

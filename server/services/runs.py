@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import math
-from decimal import Decimal
-
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from server.errors import RunNotFound
 from server.models import Run
-from server.schemas import RunIn, RunOut
-
-
-def budget_total(budget_rate: float, target_pixels: int) -> int:
-    return math.floor(Decimal(str(budget_rate)) * target_pixels)
+from server.schemas import RunIn, RunOut, budget_total
 
 
 def to_out(run: Run) -> RunOut:

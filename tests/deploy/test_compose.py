@@ -26,8 +26,9 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 SCRIPTS: dict[str, str] = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-CODE = "\n".join(p.read_text() for d in ("server", "trainer", "oracle")
-                 for p in (ROOT / d).rglob("*.py"))  # fmt: skip
+CODE = "\n".join(
+    p.read_text() for d in ("server", "trainer", "oracle") for p in (ROOT / d).rglob("*.py")
+)
 OURS = [name for name, s in SERVICES.items() if str(s.get("image", "")).startswith("adamcu")]
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])((?:[^{}]|\{[^{}]*\})*))?\}")
 
@@ -112,7 +113,7 @@ def test_command_starts_something_that_exists(name: str):
 
 def test_worker_and_oracle_parse_their_compose_commands(monkeypatch: pytest.MonkeyPatch):
     from oracle.cli import parse_args as oracle_args
-    from trainer.worker import parse_args as worker_args
+    from trainer.worker.main import parse_args as worker_args
 
     for name, parse in (("worker-cpu", worker_args), ("oracle", oracle_args)):
         for key, value in environment(name).items():
@@ -264,5 +265,16 @@ def _has_compose() -> bool:
 def test_docker_compose_config_accepts_the_file(tmp_path: Path):  # pragma: no cover
     env = tmp_path / ".env"
     env.write_text("\n".join(f"{k}={v}" for k, v in SECRETS.items()))
-    subprocess.run(["docker", "compose", "--env-file", str(env), "-f",
-                    str(ROOT / "docker-compose.yml"), "config", "-q"], check=True)  # fmt: skip
+    subprocess.run(
+        [
+            "docker",
+            "compose",
+            "--env-file",
+            str(env),
+            "-f",
+            str(ROOT / "docker-compose.yml"),
+            "config",
+            "-q",
+        ],
+        check=True,
+    )

@@ -96,7 +96,7 @@ def test_stack_script_end_to_end(tmp_path: Path, database_url: str, redis_url: s
 
 
 def test_stack_refuses_a_non_postgres_url(tmp_path: Path) -> None:
-    from trainer.stack import main
+    from stack.local import main
 
     with pytest.raises(SystemExit, match="PostgreSQL URL"):
         main(["--database-url", f"sqlite:///{tmp_path / 'x.db'}", "--out", str(tmp_path)])

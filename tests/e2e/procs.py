@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 from sqlalchemy import create_engine, text
 
-from trainer.processes import free_port, make_token, wait_ready
+from stack.processes import free_port, make_token, wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,10 +52,10 @@ def prepare_data(root: Path) -> tuple[Path, Path]:
     code = (
         "import json, sys, torch\n"
         "from pathlib import Path\n"
-        "from trainer.adapt import load_data, pick_device, pretrain\n"
+        "from trainer.train import load_data, pick_device, pretrain\n"
         "from trainer.config import TrainConfig\n"
         "from trainer.strategies import configure\n"
-        "from trainer.synth import generate_benchmark\n"
+        "from trainer.data.synth import generate_benchmark\n"
         "root, tiny = Path(sys.argv[1]), json.loads(sys.argv[2])\n"
         "seed, its = int(sys.argv[3]), int(sys.argv[4])\n"
         "generate_benchmark(root / 'data', counts=tiny, seed=1234)\n"
@@ -64,8 +64,19 @@ def prepare_data(root: Path) -> tuple[Path, Path]:
         "                pretrain_iterations=its)\n"
         "pretrain(cfg, load_data(cfg), pick_device('cpu'), root / 'cache', progress=False)\n"
     )
-    subprocess.run([sys.executable, "-c", code, str(root), json.dumps(dict(TINY)), str(SEED),
-                    str(PRETRAIN_ITERATIONS)], check=True, cwd=ROOT)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            str(root),
+            json.dumps(dict(TINY)),
+            str(SEED),
+            str(PRETRAIN_ITERATIONS),
+        ],
+        check=True,
+        cwd=ROOT,
+    )
     (weights,) = (root / "cache").glob("pretrain-*.pt")
     return data, weights
 
@@ -87,9 +98,22 @@ class RedisProc:
     def start(self) -> None:
         log = open(self.dir / "redis.log", "a")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(
-            [REDIS_SERVER, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-             "--appendonly", "no", "--dir", str(self.dir)],
-            stdout=log, stderr=subprocess.STDOUT)
+            [
+                REDIS_SERVER,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.dir),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         wait_until(self._pong, 10, "redis to answer PING")
 
     def client(self) -> Any:
@@ -99,8 +123,9 @@ class RedisProc:
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2,
-                           retry=Retry(NoBackoff(), 0))
+        return redis.Redis(
+            host="127.0.0.1", port=self.port, socket_timeout=2, retry=Retry(NoBackoff(), 0)
+        )
 
     def _pong(self) -> bool:
         import redis
@@ -153,10 +178,15 @@ class Stack:
     def __post_init__(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
         self.env = {
-            **os.environ, "ADAMCU_ADMIN_TOKEN": self.admin, "ADAMCU_ENVIRONMENT": "development",
-            "ADAMCU_DATABASE_URL": self.database_url, "ADAMCU_REDIS_URL": self.redis_url,
-            "ADAMCU_REDIS_PREFIX": f"faults-{secrets.token_hex(4)}", "PYTHONUNBUFFERED": "1",
-            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",  # 2 shared cores: no oversubscribing
+            **os.environ,
+            "ADAMCU_ADMIN_TOKEN": self.admin,
+            "ADAMCU_ENVIRONMENT": "development",
+            "ADAMCU_DATABASE_URL": self.database_url,
+            "ADAMCU_REDIS_URL": self.redis_url,
+            "ADAMCU_REDIS_PREFIX": f"faults-{secrets.token_hex(4)}",
+            "PYTHONUNBUFFERED": "1",
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",  # 2 shared cores: no oversubscribing
         }
 
     @property
@@ -170,13 +200,28 @@ class Stack:
     # server
     def start_server(self, migrate: bool = True) -> None:
         if migrate:
-            subprocess.run([sys.executable, "-m", "server.migrate"], env=self.env, check=True,
-                           stdout=subprocess.DEVNULL)
+            subprocess.run(
+                [sys.executable, "-m", "server.migrate"],
+                env=self.env,
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
         log = open(self.out / "server.log", "a")  # noqa: SIM115 - closed with the process
         self.server = subprocess.Popen(
-            [sys.executable, "-m", "server.main", "--port", str(self.port),
-             "--workers", str(self.server_workers)],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "server.main",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(self.server_workers),
+            ],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         wait_ready(self.url, self.server, log=self.out / "server.log")
 
     def kill_server(self) -> None:
@@ -189,12 +234,21 @@ class Stack:
         return make_token(self.url, self.admin, role, name)
 
     def admin_client(self) -> httpx.Client:
-        return httpx.Client(base_url=f"{self.url}/api/v1", timeout=30,
-                            headers={"Authorization": f"Bearer {self.admin}"})
+        return httpx.Client(
+            base_url=f"{self.url}/api/v1",
+            timeout=30,
+            headers={"Authorization": f"Bearer {self.admin}"},
+        )
 
     # worker
-    def start_worker(self, *, iterations: int = 6, budget: float = 0.004,
-                     checkpoint_every: int = 50, eval_every: int = 100) -> None:
+    def start_worker(
+        self,
+        *,
+        iterations: int = 6,
+        budget: float = 0.004,
+        checkpoint_every: int = 50,
+        eval_every: int = 100,
+    ) -> None:
         assert self.data is not None and self.weights is not None
         if not self.trainer_token:
             self.trainer_token = self.token("trainer", "worker")
@@ -205,21 +259,48 @@ class Stack:
         self.worker_starts += 1
         log = open(self.out / "worker.log", "a")  # noqa: SIM115 - closed with the process
         self.worker = subprocess.Popen(
-            [sys.executable, "-m", "trainer.worker", "--server", self.url,
-             f"--token={self.trainer_token}", "--data", str(self.data), "--strategy", "full",
-             "--budget", str(budget), "--iterations", str(iterations),
-             "--pretrain-iterations", str(PRETRAIN_ITERATIONS), "--seed", str(SEED),
-             "--eval-every", str(eval_every), "--checkpoint-every", str(checkpoint_every),
-             "--checkpoint-dir", str(self.worker_dir), "--answer-timeout", "120"],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "trainer.worker",
+                "--server",
+                self.url,
+                f"--token={self.trainer_token}",
+                "--data",
+                str(self.data),
+                "--strategy",
+                "full",
+                "--budget",
+                str(budget),
+                "--iterations",
+                str(iterations),
+                "--pretrain-iterations",
+                str(PRETRAIN_ITERATIONS),
+                "--seed",
+                str(SEED),
+                "--eval-every",
+                str(eval_every),
+                "--checkpoint-every",
+                str(checkpoint_every),
+                "--checkpoint-dir",
+                str(self.worker_dir),
+                "--answer-timeout",
+                "120",
+            ],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
     def wait_run(self, timeout: float = 120) -> int:
         with self.admin_client() as c:
+
             def run_id() -> int | None:
                 if self.worker is not None and self.worker.poll() is not None:
                     raise RuntimeError(f"the worker exited with {self.worker.returncode}")
                 runs = c.get("/runs").json()
                 return int(runs[0]["id"]) if runs else None
+
             return wait_until(run_id, timeout, "the worker to register its run", 0.3)
 
     def wait_worker(self, timeout: float = 240) -> dict:
@@ -234,11 +315,27 @@ class Stack:
         assert self.data is not None
         log = open(self.out / f"{name}.log", "a")  # noqa: SIM115 - closed with the process
         p = subprocess.Popen(
-            [sys.executable, "-m", "oracle", "--server", self.url,
-             f"--token={self.token('annotator', name)}", "--run", str(run_id),
-             "--data", str(self.data), "--seed", str(len(self.oracles)), "--idle-exit", "2",
-             *extra],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "oracle",
+                "--server",
+                self.url,
+                f"--token={self.token('annotator', name)}",
+                "--run",
+                str(run_id),
+                "--data",
+                str(self.data),
+                "--seed",
+                str(len(self.oracles)),
+                "--idle-exit",
+                "2",
+                *extra,
+            ],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         self.oracles[name] = p
         return p
 
@@ -270,31 +367,40 @@ def record(database_url: str, run_id: int) -> dict[str, int]:
     engine = create_engine(database_url)
     try:
         with engine.connect() as conn:
+
             def one(sql: str) -> int:
                 return int(conn.execute(text(sql), {"r": run_id}).scalar_one())
 
             return {
                 "answers": one("SELECT count(*) FROM answers WHERE run_id = :r"),
                 "answered_queries_in_answers": one(
-                    "SELECT count(DISTINCT query_id) FROM answers WHERE run_id = :r"),
+                    "SELECT count(DISTINCT query_id) FROM answers WHERE run_id = :r"
+                ),
                 "answered_pixels": one(
                     "SELECT count(*) FROM (SELECT DISTINCT q.image_id, q.y, q.x FROM answers a "
-                    "JOIN queries q ON q.id = a.query_id WHERE a.run_id = :r) AS d"),
+                    "JOIN queries q ON q.id = a.query_id WHERE a.run_id = :r) AS d"
+                ),
                 "queries": one("SELECT count(*) FROM queries WHERE run_id = :r"),
                 "distinct_pixels": one(
                     "SELECT count(*) FROM (SELECT DISTINCT image_id, y, x FROM queries "
-                    "WHERE run_id = :r) AS d"),
+                    "WHERE run_id = :r) AS d"
+                ),
                 "status_answered": one(
-                    "SELECT count(*) FROM queries WHERE run_id = :r AND status = 'answered'"),
+                    "SELECT count(*) FROM queries WHERE run_id = :r AND status = 'answered'"
+                ),
                 "status_pending": one(
-                    "SELECT count(*) FROM queries WHERE run_id = :r AND status = 'pending'"),
+                    "SELECT count(*) FROM queries WHERE run_id = :r AND status = 'pending'"
+                ),
                 "status_leased": one(
-                    "SELECT count(*) FROM queries WHERE run_id = :r AND status = 'leased'"),
+                    "SELECT count(*) FROM queries WHERE run_id = :r AND status = 'leased'"
+                ),
                 "status_skipped": one(
-                    "SELECT count(*) FROM queries WHERE run_id = :r AND status = 'skipped'"),
+                    "SELECT count(*) FROM queries WHERE run_id = :r AND status = 'skipped'"
+                ),
                 "answered_without_answer": one(
                     "SELECT count(*) FROM queries q WHERE q.run_id = :r AND q.status = 'answered'"
-                    " AND NOT EXISTS (SELECT 1 FROM answers a WHERE a.query_id = q.id)"),
+                    " AND NOT EXISTS (SELECT 1 FROM answers a WHERE a.query_id = q.id)"
+                ),
                 "run_answered": one("SELECT answered FROM runs WHERE id = :r"),
                 "run_reserved": one("SELECT reserved FROM runs WHERE id = :r"),
                 "budget_total": one("SELECT budget_total FROM runs WHERE id = :r"),
@@ -303,8 +409,9 @@ def record(database_url: str, run_id: int) -> dict[str, int]:
         engine.dispose()
 
 
-def assert_nothing_lost_or_doubled(database_url: str, run_id: int,
-                                   labeled: int | None = None, finished: bool = True) -> dict:
+def assert_nothing_lost_or_doubled(
+    database_url: str, run_id: int, labeled: int | None = None, finished: bool = True
+) -> dict:
     """Every answer's query is unique per pixel; answers == budget answered == answered
     queries; no query left in flight once the run is finished; the worker's bank (``labeled``)
     equals the answers."""
@@ -333,14 +440,21 @@ class LoadFigures:
     requests: int = 0
 
 
-async def annotator(client: httpx.AsyncClient, run_id: int, stop: asyncio.Event,
-                    figs: LoadFigures, batch: int = 8, lease: int = 30) -> None:
+async def annotator(
+    client: httpx.AsyncClient,
+    run_id: int,
+    stop: asyncio.Event,
+    figs: LoadFigures,
+    batch: int = 8,
+    lease: int = 30,
+) -> None:
     """Claim a batch, answer it in one request; repeat until ``stop`` (the in-flight batch is
     always finished)."""
     while not stop.is_set():
         try:
-            r = await client.post(f"/runs/{run_id}/claims", json={"n": batch,
-                                                                 "lease_seconds": lease})
+            r = await client.post(
+                f"/runs/{run_id}/claims", json={"n": batch, "lease_seconds": lease}
+            )
             figs.requests += 1
             if r.status_code != 200:
                 figs.errors += 1
@@ -351,8 +465,12 @@ async def annotator(client: httpx.AsyncClient, run_id: int, stop: asyncio.Event,
                 await asyncio.sleep(0.1)
                 continue
             figs.claimed += len(claimed)
-            body = {"answers": [{"query_id": q["id"], "class_id": (q["y"] + q["x"]) % 3,
-                                 "lead_time_ms": 10} for q in claimed]}
+            body = {
+                "answers": [
+                    {"query_id": q["id"], "class_id": (q["y"] + q["x"]) % 3, "lead_time_ms": 10}
+                    for q in claimed
+                ]
+            }
             r = await client.post(f"/runs/{run_id}/answers", json=body)
             figs.requests += 1
             if r.status_code == 200:
@@ -366,11 +484,16 @@ async def annotator(client: httpx.AsyncClient, run_id: int, stop: asyncio.Event,
             await asyncio.sleep(0.2)
 
 
-async def drive_annotators(url: str, tokens: list[str], run_id: int, seconds: float,
-                           figs: LoadFigures) -> None:
+async def drive_annotators(
+    url: str, tokens: list[str], run_id: int, seconds: float, figs: LoadFigures
+) -> None:
     stop = asyncio.Event()
-    clients = [httpx.AsyncClient(base_url=f"{url}/api/v1", timeout=60,
-                                 headers={"Authorization": f"Bearer {t}"}) for t in tokens]
+    clients = [
+        httpx.AsyncClient(
+            base_url=f"{url}/api/v1", timeout=60, headers={"Authorization": f"Bearer {t}"}
+        )
+        for t in tokens
+    ]
     try:
         tasks = [asyncio.create_task(annotator(c, run_id, stop, figs)) for c in clients]
         await asyncio.sleep(seconds)

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 from sqlalchemy import create_engine, text
 
+from client.api import ServiceClient
 from tests.e2e.procs import (
     LoadFigures,
     RedisProc,
@@ -32,7 +33,6 @@ from tests.e2e.procs import (
     record,
     wait_until,
 )
-from trainer.client import ServiceClient
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,8 +46,9 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @pytest.fixture
-def stack(tmp_path: Path, shared: tuple[Path, Path], fresh_pg_url: str,
-          redis_url: str) -> Iterator[Stack]:
+def stack(
+    tmp_path: Path, shared: tuple[Path, Path], fresh_pg_url: str, redis_url: str
+) -> Iterator[Stack]:
     s = Stack(tmp_path / "out", fresh_pg_url, redis_url, *shared)
     try:
         yield s
@@ -67,8 +68,9 @@ def assert_clean_logs(stack: Stack) -> None:
         assert "Traceback" not in stack.log(name), stack.log(name)[-3000:]
 
 
-def test_redis_flushed_and_restarted_mid_run(tmp_path: Path, shared: tuple[Path, Path],
-                                             fresh_pg_url: str) -> None:
+def test_redis_flushed_and_restarted_mid_run(
+    tmp_path: Path, shared: tuple[Path, Path], fresh_pg_url: str
+) -> None:
     redis = RedisProc(tmp_path / "redis")
     redis.start()
     stack = Stack(tmp_path / "out", fresh_pg_url, redis.url, *shared)
@@ -78,8 +80,9 @@ def test_redis_flushed_and_restarted_mid_run(tmp_path: Path, shared: tuple[Path,
         run_id = stack.wait_run()
         for i in range(2):
             stack.start_oracle(f"oracle-{i}", run_id, "--batch", "16", "--delay-ms", "5")
-        wait_until(lambda: in_flight(fresh_pg_url, run_id), 180, "answers and queries in flight",
-                   0.05)
+        wait_until(
+            lambda: in_flight(fresh_pg_url, run_id), 180, "answers and queries in flight", 0.05
+        )
         before = record(fresh_pg_url, run_id)
         redis.flush_and_restart(down_s=1.0)
         restarted = record(fresh_pg_url, run_id)
@@ -97,8 +100,10 @@ def test_redis_flushed_and_restarted_mid_run(tmp_path: Path, shared: tuple[Path,
         groups = [g for k in streams for g in client.xinfo_groups(k)]
         assert any(g["name"] == b"annotators" and g["entries-read"] for g in groups), groups
         assert_clean_logs(stack)
-        print(f"\n(a) redis flushed with {before['status_pending']} pending + "
-              f"{before['status_leased']} leased; final {r}")
+        print(
+            f"\n(a) redis flushed with {before['status_pending']} pending + "
+            f"{before['status_leased']} leased; final {r}"
+        )
     finally:
         stack.close()
         redis.stop()
@@ -110,8 +115,7 @@ def test_server_killed_and_restarted_mid_run(stack: Stack, fresh_pg_url: str) ->
     run_id = stack.wait_run()
     for i in range(2):
         stack.start_oracle(f"oracle-{i}", run_id, "--batch", "16", "--delay-ms", "5")
-    wait_until(lambda: in_flight(fresh_pg_url, run_id), 180, "answers and queries in flight",
-               0.05)
+    wait_until(lambda: in_flight(fresh_pg_url, run_id), 180, "answers and queries in flight", 0.05)
     before = record(fresh_pg_url, run_id)
     killed = time.monotonic()
     stack.kill_server()
@@ -126,9 +130,11 @@ def test_server_killed_and_restarted_mid_run(stack: Stack, fresh_pg_url: str) ->
     logs = [(stack.out / "worker.log").read_text()] + [stack.log(n) for n in stack.oracles]
     retried = sum(text_.count("ConnectError") for text_ in logs)
     assert retried > 0  # the clients did meet the outage and rode it out
-    print(f"\n(b) server killed with {before['status_pending']} pending + "
-          f"{before['status_leased']} leased, down {downtime:.1f} s, {retried} client retries "
-          f"on refused connections; final {r}")
+    print(
+        f"\n(b) server killed with {before['status_pending']} pending + "
+        f"{before['status_leased']} leased, down {downtime:.1f} s, {retried} client retries "
+        f"on refused connections; final {r}"
+    )
 
 
 def test_trainer_killed_and_resumed(stack: Stack, fresh_pg_url: str) -> None:
@@ -139,8 +145,9 @@ def test_trainer_killed_and_resumed(stack: Stack, fresh_pg_url: str) -> None:
         stack.start_oracle(f"oracle-{i}", run_id, "--batch", "16", "--delay-ms", "20")
     ckpt = stack.worker_dir / "checkpoint.pt"
     wait_until(ckpt.is_file, 180, "the first checkpoint", 0.05)
-    wait_until(lambda: record(fresh_pg_url, run_id)["status_pending"] > 0, 60,
-               "queries in flight", 0.05)
+    wait_until(
+        lambda: record(fresh_pg_url, run_id)["status_pending"] > 0, 60, "queries in flight", 0.05
+    )
     assert stack.worker is not None
     stack.worker.send_signal(signal.SIGKILL)
     stack.worker.wait(timeout=10)
@@ -154,21 +161,27 @@ def test_trainer_killed_and_resumed(stack: Stack, fresh_pg_url: str) -> None:
     r = assert_nothing_lost_or_doubled(fresh_pg_url, run_id, summary["labeled_pixels"])
     assert r["queries"] > before["queries"]  # the resumed trainer asked more
     assert_clean_logs(stack)
-    print(f"\n(c) trainer killed with {before['queries']} queries "
-          f"({before['status_pending'] + before['status_leased']} in flight); final {r}")
+    print(
+        f"\n(c) trainer killed with {before['queries']} queries "
+        f"({before['status_pending'] + before['status_leased']} in flight); final {r}"
+    )
 
 
 def test_oracle_killed_holding_leases(stack: Stack, fresh_pg_url: str) -> None:
     stack.start_server()
     stack.start_worker(iterations=ITERATIONS)
     run_id = stack.wait_run()
-    victim = stack.start_oracle("victim", run_id, "--lease", "5", "--batch", "16",
-                                "--delay-ms", "150")
+    victim = stack.start_oracle(
+        "victim", run_id, "--lease", "5", "--batch", "16", "--delay-ms", "150"
+    )
     survivor = stack.start_oracle("survivor", run_id, "--lease", "5", "--batch", "16")
     engine = create_engine(fresh_pg_url)
-    held_sql = text("SELECT q.id FROM queries q JOIN tokens t ON t.id = q.annotator_id "
-                    "WHERE t.name = 'victim' AND q.status = 'leased' AND q.run_id = :r")
+    held_sql = text(
+        "SELECT q.id FROM queries q JOIN tokens t ON t.id = q.annotator_id "
+        "WHERE t.name = 'victim' AND q.status = 'leased' AND q.run_id = :r"
+    )
     try:
+
         def held() -> list[int]:
             with engine.connect() as c:
                 return list(c.execute(held_sql, {"r": run_id}).scalars())
@@ -183,11 +196,15 @@ def test_oracle_killed_holding_leases(stack: Stack, fresh_pg_url: str) -> None:
         assert survivor.returncode == 0
         r = assert_nothing_lost_or_doubled(fresh_pg_url, run_id, summary["labeled_pixels"])
         with engine.connect() as c:
-            rows = c.execute(text(
-                "SELECT q.id, q.status, count(a.id) AS n, min(t.name) AS who FROM queries q "
-                "LEFT JOIN answers a ON a.query_id = q.id "
-                "LEFT JOIN tokens t ON t.id = a.annotator_id "
-                "WHERE q.id = ANY(:ids) GROUP BY q.id, q.status"), {"ids": orphans}).all()
+            rows = c.execute(
+                text(
+                    "SELECT q.id, q.status, count(a.id) AS n, min(t.name) AS who FROM queries q "
+                    "LEFT JOIN answers a ON a.query_id = q.id "
+                    "LEFT JOIN tokens t ON t.id = a.annotator_id "
+                    "WHERE q.id = ANY(:ids) GROUP BY q.id, q.status"
+                ),
+                {"ids": orphans},
+            ).all()
     finally:
         engine.dispose()
     for row in rows:  # each orphaned lease expired and was settled once by the survivor
@@ -196,16 +213,19 @@ def test_oracle_killed_holding_leases(stack: Stack, fresh_pg_url: str) -> None:
         if row.n:
             assert row.who == "survivor", row
     assert "Traceback" not in stack.log("survivor")
-    print(f"\n(d) oracle killed holding {len(orphans)} leases; all settled by the survivor; "
-          f"final {r}")
+    print(
+        f"\n(d) oracle killed holding {len(orphans)} leases; all settled by the survivor; final {r}"
+    )
 
 
 def _make_run(client: ServiceClient, images: int, budget_rate: float) -> tuple[int, list[int]]:
     classes = [{"id": i, "name": f"c{i}", "color": [i, i, i]} for i in range(3)]
-    run = client.create_run("faults", classes, target_pixels=images * 64 * 128,
-                            budget_rate=budget_rate)
-    ids = client.register_images(run["id"], [(f"t/{i:03d}", np.zeros((64, 128, 3), np.uint8))
-                                              for i in range(images)])
+    run = client.create_run(
+        "faults", classes, target_pixels=images * 64 * 128, budget_rate=budget_rate
+    )
+    ids = client.register_images(
+        run["id"], [(f"t/{i:03d}", np.zeros((64, 128, 3), np.uint8)) for i in range(images)]
+    )
     return int(run["id"]), sorted(ids.values())
 
 
@@ -231,13 +251,18 @@ def test_32_annotators_for_60_seconds(stack: Stack, fresh_pg_url: str) -> None:
 
     async def feed(stop: asyncio.Event) -> None:
         """The trainer: keeps ~1000 pixels pending, posting batches of 200."""
-        async with httpx.AsyncClient(base_url=f"{stack.url}/api/v1", timeout=60,
-                                     headers={"Authorization": f"Bearer {feeder_token}"}) as c:
+        async with httpx.AsyncClient(
+            base_url=f"{stack.url}/api/v1",
+            timeout=60,
+            headers={"Authorization": f"Bearer {feeder_token}"},
+        ) as c:
             while not stop.is_set():
                 b = (await c.get(f"/runs/{run_id}/budget")).json()
                 if b["reserved"] < 1000:
-                    r = await c.post(f"/runs/{run_id}/queries",
-                                     json={"queries": _pixels(image_ids, fed["queries"], 200)})
+                    r = await c.post(
+                        f"/runs/{run_id}/queries",
+                        json={"queries": _pixels(image_ids, fed["queries"], 200)},
+                    )
                     assert r.status_code == 201, r.text
                     fed["queries"] += 200
                     fed["batches"] += 1
@@ -259,21 +284,38 @@ def test_32_annotators_for_60_seconds(stack: Stack, fresh_pg_url: str) -> None:
     r = assert_nothing_lost_or_doubled(fresh_pg_url, run_id, finished=False)
     engine = create_engine(fresh_pg_url)
     with engine.connect() as c:
-        stored = set(c.execute(text("SELECT query_id FROM answers WHERE run_id = :r"),
-                               {"r": run_id}).scalars())
-        live_leases = c.execute(text(
-            "SELECT count(*) FROM queries WHERE run_id = :r AND status = 'leased' "
-            "AND lease_expires_at > now() AT TIME ZONE 'utc'"), {"r": run_id}).scalar_one()
+        stored = set(
+            c.execute(
+                text("SELECT query_id FROM answers WHERE run_id = :r"), {"r": run_id}
+            ).scalars()
+        )
+        live_leases = c.execute(
+            text(
+                "SELECT count(*) FROM queries WHERE run_id = :r AND status = 'leased' "
+                "AND lease_expires_at > now() AT TIME ZONE 'utc'"
+            ),
+            {"r": run_id},
+        ).scalar_one()
     engine.dispose()
     lost = len(figs.acked - stored)  # acknowledged but not stored
     unacked = len(stored - figs.acked)  # stored but never acknowledged (a lost response)
     doubled = r["answers"] - r["answered_queries_in_answers"]
-    out = {"annotators": 32, "seconds": round(took, 1), "answers": r["answers"],
-           "answers_per_s": round(r["answers"] / took, 1), "acknowledged": len(figs.acked),
-           "lost": lost, "doubled": doubled, "stored_unacknowledged": unacked,
-           "refused": figs.refused, "errors": figs.errors, "requests": figs.requests,
-           "queries_fed": fed["queries"], "still_pending": r["status_pending"],
-           "still_leased": r["status_leased"]}
+    out = {
+        "annotators": 32,
+        "seconds": round(took, 1),
+        "answers": r["answers"],
+        "answers_per_s": round(r["answers"] / took, 1),
+        "acknowledged": len(figs.acked),
+        "lost": lost,
+        "doubled": doubled,
+        "stored_unacknowledged": unacked,
+        "refused": figs.refused,
+        "errors": figs.errors,
+        "requests": figs.requests,
+        "queries_fed": fed["queries"],
+        "still_pending": r["status_pending"],
+        "still_leased": r["status_leased"],
+    }
     (ROOT / "outputs" / "faults").mkdir(parents=True, exist_ok=True)
     (ROOT / "outputs" / "faults" / "load60.json").write_text(json.dumps(out, indent=1))
     print(f"\n(e) {json.dumps(out)}")
@@ -300,10 +342,17 @@ def test_query_batches_race_for_the_last_of_the_budget(stack: Stack, fresh_pg_ur
         barrier = threading.Barrier(racers)
         results: list[int] = [0] * racers
 
-        def race(k: int, batches: list[list[dict]] = batches, barrier: threading.Barrier = barrier,
-                 results: list[int] = results) -> None:
-            with httpx.Client(base_url=f"{stack.url}/api/v1", timeout=60,
-                              headers={"Authorization": f"Bearer {token}"}) as c:
+        def race(
+            k: int,
+            batches: list[list[dict]] = batches,
+            barrier: threading.Barrier = barrier,
+            results: list[int] = results,
+        ) -> None:
+            with httpx.Client(
+                base_url=f"{stack.url}/api/v1",
+                timeout=60,
+                headers={"Authorization": f"Bearer {token}"},
+            ) as c:
                 c.get("/me")  # connect before the start line
                 barrier.wait()
                 r = c.post(f"/runs/{run_id}/queries", json={"queries": batches[k]})
@@ -321,13 +370,23 @@ def test_query_batches_race_for_the_last_of_the_budget(stack: Stack, fresh_pg_ur
         assert all(code in (201, 409) for code in results), results
         assert len(accepted) == min(racers, left // size), (size, left, results)
         used += len(accepted) * size
-        rounds.append({"size": size, "left_before": left, "accepted": len(accepted),
-                       "refused": racers - len(accepted)})
+        rounds.append(
+            {
+                "size": size,
+                "left_before": left,
+                "accepted": len(accepted),
+                "refused": racers - len(accepted),
+            }
+        )
         # refused batches stored nothing; accepted ones stored all
         engine = create_engine(fresh_pg_url)
         with engine.connect() as c:
-            stored = {(row.image_id, row.y, row.x) for row in c.execute(text(
-                "SELECT image_id, y, x FROM queries WHERE run_id = :r"), {"r": run_id})}
+            stored = {
+                (row.image_id, row.y, row.x)
+                for row in c.execute(
+                    text("SELECT image_id, y, x FROM queries WHERE run_id = :r"), {"r": run_id}
+                )
+            }
         engine.dispose()
         for k in range(racers):
             inside = sum((p["image_id"], p["y"], p["x"]) in stored for p in batches[k])

@@ -8,19 +8,28 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from trainer.adapt import load_data
+from stack.loop import LoopOptions, run_loop
+from trainer.bench.experiment import run_strategy
 from trainer.config import TrainConfig
-from trainer.experiment import run_strategy
-from trainer.loop import LoopOptions, run_loop
 from trainer.strategies import configure
+from trainer.train import load_data
 
 TINY = {"source-train": 40, "target-train": 16, "target-val": 8, "target-test": 8}
 
 
 def _options(tmp_path: Path, **kw) -> LoopOptions:
-    return LoopOptions(out=tmp_path / "out", data=tmp_path / "data", counts=dict(TINY),
-                       budget=0.01, iterations=12, pretrain_iterations=20, eval_every=6,
-                       oracles=2, timeout=600, **kw)
+    return LoopOptions(
+        out=tmp_path / "out",
+        data=tmp_path / "data",
+        counts=dict(TINY),
+        budget=0.01,
+        iterations=12,
+        pretrain_iterations=20,
+        eval_every=6,
+        oracles=2,
+        timeout=600,
+        **kw,
+    )
 
 
 def _check_record(database_url: str, summary: dict) -> None:
@@ -30,8 +39,9 @@ def _check_record(database_url: str, summary: dict) -> None:
         answers = one("SELECT count(*) FROM answers")
         answered_queries = one("SELECT count(DISTINCT query_id) FROM answers")
         queries = one("SELECT count(*) FROM queries")
-        distinct_pixels = one("SELECT count(*) FROM (SELECT DISTINCT run_id, image_id, y, x "
-                              "FROM queries) AS d")
+        distinct_pixels = one(
+            "SELECT count(*) FROM (SELECT DISTINCT run_id, image_id, y, x FROM queries) AS d"
+        )
         metrics = one("SELECT count(*) FROM metrics")
         status = one("SELECT status FROM runs")
         open_queries = one("SELECT count(*) FROM queries WHERE status IN ('pending', 'leased')")
@@ -52,10 +62,16 @@ def test_loop_sqlite_embedded_queue(tmp_path: Path) -> None:
     _check_record(f"sqlite:///{opts.out / 'adamcu.db'}", summary)
     assert json.loads((opts.out / "report.json").read_text())["run_id"] == summary["run_id"]
     # the same seed in process, with the ground-truth oracle, gives the same mIoU
-    cfg = configure(TrainConfig(), opts.strategy, data_root=str(opts.data),
-                    budget_rate=opts.budget, iterations=opts.iterations,
-                    pretrain_iterations=opts.pretrain_iterations, seed=opts.seed,
-                    eval_every=opts.eval_every)
+    cfg = configure(
+        TrainConfig(),
+        opts.strategy,
+        data_root=str(opts.data),
+        budget_rate=opts.budget,
+        iterations=opts.iterations,
+        pretrain_iterations=opts.pretrain_iterations,
+        seed=opts.seed,
+        eval_every=opts.eval_every,
+    )
     local = run_strategy(cfg, load_data(cfg), tmp_path / "cache")
     assert local["labeled_pixels"] == summary["labeled_pixels"]
     assert abs(local["test_miou"] - summary["test_miou_after"]) <= 0.5

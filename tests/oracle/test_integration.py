@@ -16,15 +16,16 @@ import pytest
 import uvicorn
 from PIL import Image
 
+from client.api import BudgetExceeded, DuplicatePixel, ServiceClient
+from oracle.annotate import OracleConfig, run_oracle
 from oracle.cli import main
-from oracle.loop import OracleConfig, run_oracle
-from trainer.client import BudgetExceeded, DuplicatePixel, HttpOracle, ServiceClient
+from trainer.worker.link import HttpOracle
 
 pytest.importorskip("server.main")
 from server.main import create_app  # noqa: E402
 from server.migrate import upgrade  # noqa: E402
 from server.settings import Settings  # noqa: E402
-from trainer.processes import free_port
+from stack.processes import free_port
 
 ADMIN = "it-admin-token"
 CLASSES = [{"id": i, "name": f"c{i}", "color": [i, i, i]} for i in range(5)]

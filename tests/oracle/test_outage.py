@@ -8,8 +8,8 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from oracle.loop import OracleConfig, run_oracle
-from trainer.client import ServiceClient
+from client.api import ServiceClient
+from oracle.annotate import OracleConfig, run_oracle
 
 
 def test_default_retry_policy_outlasts_a_server_restart() -> None:
@@ -21,7 +21,8 @@ def test_default_retry_policy_outlasts_a_server_restart() -> None:
 def test_oracle_retries_claims_through_500s_and_refused_connections(tmp_path: Path) -> None:
     (tmp_path / "tgt" / "labels").mkdir(parents=True)
     Image.fromarray(np.array([[0, 1], [2, 3]], dtype=np.uint8)).save(
-        tmp_path / "tgt" / "labels" / "a.png")
+        tmp_path / "tgt" / "labels" / "a.png"
+    )
     failures = [httpx.Response(500, text="Internal Server Error"), "refused"]
     queue = [{"id": 1, "image_id": 7, "y": 0, "x": 1}]
     answers: dict[int, int] = {}
@@ -29,8 +30,9 @@ def test_oracle_retries_claims_through_500s_and_refused_connections(tmp_path: Pa
     def api(request: httpx.Request) -> httpx.Response:
         path = request.url.path.removeprefix("/api/v1")
         if path == "/runs/1":
-            return httpx.Response(200, json={"id": 1, "status": "finished",
-                                             "classes": [{"id": c} for c in range(4)]})
+            return httpx.Response(
+                200, json={"id": 1, "status": "finished", "classes": [{"id": c} for c in range(4)]}
+            )
         if path == "/runs/1/images":
             return httpx.Response(200, json={"images": [{"id": 7, "key": "tgt/a"}]})
         if path == "/runs/1/claims":
@@ -47,8 +49,16 @@ def test_oracle_retries_claims_through_500s_and_refused_connections(tmp_path: Pa
             return httpx.Response(200, json={"answers": []})
         return httpx.Response(404)
 
-    cfg = OracleConfig(server="http://svc", token="t", data=tmp_path, run=1, idle_exit=0.0,
-                       poll=0.0, seed=0, outage=10.0)
+    cfg = OracleConfig(
+        server="http://svc",
+        token="t",
+        data=tmp_path,
+        run=1,
+        idle_exit=0.0,
+        poll=0.0,
+        seed=0,
+        outage=10.0,
+    )
     client = ServiceClient("http://svc", "t", transport=httpx.MockTransport(api), backoff=0)
     summary = run_oracle(client, cfg, threading.Event())
     assert answers == {1: 1} and summary.answered == 1 and not failures

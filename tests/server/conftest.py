@@ -200,25 +200,36 @@ class World:
 def make_world(env: Env, budget_total: int = 20) -> World:
     c = env.client
     tokens = {"admin": ADMIN}
-    for role, name in [("trainer", "trainer"), ("annotator", "alice"), ("annotator", "bob"),
-                       ("viewer", "viewer")]:  # fmt: skip
+    for role, name in [
+        ("trainer", "trainer"),
+        ("annotator", "alice"),
+        ("annotator", "bob"),
+        ("viewer", "viewer"),
+    ]:
         r = c.post("/api/v1/tokens", json={"role": role, "name": name}, headers=env.headers())
         assert r.status_code == 201, r.text
         tokens[name] = r.json()["token"]
     run = c.post(
         "/api/v1/runs",
-        json={"name": "t", "classes": CLASSES, "target_pixels": budget_total * 100,
-              "budget_rate": 0.01, "strategy": "full", "config": {}},
+        json={
+            "name": "t",
+            "classes": CLASSES,
+            "target_pixels": budget_total * 100,
+            "budget_rate": 0.01,
+            "strategy": "full",
+            "config": {},
+        },
         headers=env.headers(tokens["trainer"]),
-    )  # fmt: skip
+    )
     assert run.status_code == 201, run.text
     assert run.json()["budget_total"] == budget_total
     img = c.post(
         f"/api/v1/runs/{run.json()['id']}/images",
-        json={"images": [{"key": "tgt/000001", "width": 8, "height": 4,
-                          "png_base64": png_b64(8, 4)}]},
+        json={
+            "images": [{"key": "tgt/000001", "width": 8, "height": 4, "png_base64": png_b64(8, 4)}]
+        },
         headers=env.headers(tokens["trainer"]),
-    )  # fmt: skip
+    )
     assert img.status_code == 201, img.text
     return World(env, run.json()["id"], img.json()["images"][0]["id"], tokens)
 

@@ -59,8 +59,13 @@ def _finish(w: World, c: Ctx) -> None:
 
 
 def _run_body(**fields: Any) -> dict[str, Any]:
-    return {"name": "bad", "classes": [{"id": 0, "name": "road"}], "target_pixels": 100,
-            "budget_rate": 0.5, **fields}  # fmt: skip
+    return {
+        "name": "bad",
+        "classes": [{"id": 0, "name": "road"}],
+        "target_pixels": 100,
+        "budget_rate": 0.5,
+        **fields,
+    }
 
 
 RUNS = "/api/v1/runs"
@@ -84,7 +89,7 @@ CASES = [
         ),
         422,
         "validation_error",
-    ),  # fmt: skip
+    ),
     Case(
         "unknown-image",
         lambda w, c: _ask(w, {"image_id": 999_999, "y": 0, "x": 5}),
@@ -123,7 +128,7 @@ CASES = [
         lambda w, c: _ask(w, *[{"y": i // 8, "x": i % 8} for i in range(8, 26)]),
         409,
         "budget_exceeded",
-    ),  # fmt: skip
+    ),
     Case("run-finished", lambda w, c: _ask(w, {"y": 3, "x": 3}), 409, "run_finished", _finish),
     Case(
         "wrong-group",
@@ -155,7 +160,7 @@ CASES = [
         lambda w, c: w.post(f"{RUNS}/{w.run_id}/claims", "alice", {"n": 1, "lease_seconds": 1}),
         422,
         "validation_error",
-    ),  # fmt: skip
+    ),
     Case(
         "claim-unknown-run",
         lambda w, c: w.post(f"{RUNS}/999999/claims", "alice", {"n": 1}),
@@ -262,7 +267,7 @@ CASES = [
         lambda w, c: _raw(w, f"{RUNS}/{w.run_id}/queries", b" " * (300 * 1024) + b"{}"),
         413,
         "payload_too_large",
-    ),  # fmt: skip
+    ),
     Case(
         "wrong-content-type",
         lambda w, c: _raw(
@@ -270,7 +275,7 @@ CASES = [
         ),
         415,
         "unsupported_media_type",
-    ),  # fmt: skip
+    ),
     # --- runs, metrics, tokens
     Case(
         "budget-rate-over-1",
@@ -283,7 +288,7 @@ CASES = [
         lambda w, c: w.post(RUNS, "trainer", _run_body(target_pixels=-1)),
         422,
         "validation_error",
-    ),  # fmt: skip
+    ),
     Case(
         "run-without-classes",
         lambda w, c: w.post(RUNS, "trainer", _run_body(classes=[])),
@@ -305,13 +310,13 @@ CASES = [
         ),
         422,
         "validation_error",
-    ),  # fmt: skip
+    ),
     Case(
         "metric-nan-miou",
         lambda w, c: _raw(w, f"{RUNS}/{w.run_id}/metrics", b'{"iteration": 1, "miou": NaN}'),
         422,
         "validation_error",
-    ),  # fmt: skip
+    ),
     Case(
         "metric-negative-iteration",
         lambda w, c: w.post(
@@ -319,13 +324,13 @@ CASES = [
         ),
         422,
         "validation_error",
-    ),  # fmt: skip
+    ),
     Case(
         "token-unknown-role",
         lambda w, c: w.post("/api/v1/tokens", "admin", {"role": "root", "name": "x"}),
         422,
         "validation_error",
-    ),  # fmt: skip
+    ),
     # --- auth
     Case("wrong-role", lambda w, c: _ask(w, {"y": 3, "x": 3}, who="alice"), 403, "forbidden"),
     Case(
@@ -333,7 +338,7 @@ CASES = [
         lambda w, c: w.post("/api/v1/tokens", "viewer", {"role": "admin", "name": "x"}),
         403,
         "forbidden",
-    ),  # fmt: skip
+    ),
     Case(
         "missing-token",
         lambda w, c: w.env.client.post(
@@ -342,7 +347,7 @@ CASES = [
         ),
         401,
         "unauthorized",
-    ),  # fmt: skip
+    ),
     Case(
         "unknown-token",
         lambda w, c: w.env.client.post(
@@ -350,7 +355,7 @@ CASES = [
         ),
         401,
         "unauthorized",
-    ),  # fmt: skip
+    ),
     # --- reads with bad parameters (and the trainer's cursor must not move)
     Case(
         "after-negative",
@@ -409,7 +414,7 @@ CASES = [
         lambda w, c: w.get(f"/api/v1/images/{w.image_id}.png?cx=1&cy=1&scale=0", "viewer"),
         422,
         "validation_error",
-    ),  # fmt: skip
+    ),
     Case(
         "png-unknown-image",
         lambda w, c: w.get("/api/v1/images/999999.png", "viewer"),
@@ -435,9 +440,12 @@ def snapshot(url: str) -> dict[str, Any]:
         state: dict[str, Any] = {
             t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in TABLES
         }
-        state["runs_state"] = conn.execute(text(
-            "SELECT id, status, budget_total, reserved, answered, consumed_cursor "
-            "FROM runs ORDER BY id")).all()  # fmt: skip
+        state["runs_state"] = conn.execute(
+            text(
+                "SELECT id, status, budget_total, reserved, answered, consumed_cursor "
+                "FROM runs ORDER BY id"
+            )
+        ).all()
         state["queries_state"] = conn.execute(
             text("SELECT id, status, annotator_id, lease_expires_at FROM queries ORDER BY id")
         ).all()

@@ -13,18 +13,20 @@ def _assert_error(r, status: int, code: str | None = None) -> None:
 
 def test_malformed_json(world):
     r = world.env.client.post(
-        f"/api/v1/runs/{world.run_id}/queries", content=b'{"queries": [',
+        f"/api/v1/runs/{world.run_id}/queries",
+        content=b'{"queries": [',
         headers={**world.h("trainer"), "Content-Type": "application/json"},
-    )  # fmt: skip
+    )
     _assert_error(r, 400, "malformed_json")
     assert world.budget()["reserved"] == 0
 
 
 def test_wrong_content_type(world):
     r = world.env.client.post(
-        f"/api/v1/runs/{world.run_id}/queries", content=b"queries=1",
+        f"/api/v1/runs/{world.run_id}/queries",
+        content=b"queries=1",
         headers={**world.h("trainer"), "Content-Type": "application/x-www-form-urlencoded"},
-    )  # fmt: skip
+    )
     _assert_error(r, 415, "unsupported_media_type")
 
 
@@ -43,9 +45,10 @@ def test_streamed_oversized_body(world):
         yield b"]}"
 
     r = world.env.client.post(
-        f"/api/v1/runs/{world.run_id}/queries", content=chunks(),
+        f"/api/v1/runs/{world.run_id}/queries",
+        content=chunks(),
         headers={**world.h("trainer"), "Content-Type": "application/json"},
-    )  # fmt: skip
+    )
     _assert_error(r, 413, "payload_too_large")
 
 

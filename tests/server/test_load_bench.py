@@ -16,10 +16,23 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_load_bench_loses_and_doubles_nothing(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     cmd = [
-        sys.executable, str(ROOT / "scripts" / "load_bench.py"), "--annotators", "4",
-        "--duration", "2.5", "--warmup", "0.5", "--workers", "1", "--batch-n", "50",
-        "--images", "1", "--out", str(out),
-    ]  # fmt: skip
+        sys.executable,
+        str(ROOT / "scripts" / "load_bench.py"),
+        "--annotators",
+        "4",
+        "--duration",
+        "2.5",
+        "--warmup",
+        "0.5",
+        "--workers",
+        "1",
+        "--batch-n",
+        "50",
+        "--images",
+        "1",
+        "--out",
+        str(out),
+    ]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads(out.read_text())
@@ -37,10 +50,25 @@ def test_paced_mode_holds_the_annotators_to_the_rate(tmp_path: Path) -> None:
     out = tmp_path / "paced.json"
     rate, duration, annotators = 40.0, 2.5, 4
     cmd = [
-        sys.executable, str(ROOT / "scripts" / "load_bench.py"), "--annotators", str(annotators),
-        "--duration", str(duration), "--warmup", "0.5", "--workers", "1", "--phases", "single",
-        "--rate", str(rate), "--images", "1", "--out", str(out),
-    ]  # fmt: skip
+        sys.executable,
+        str(ROOT / "scripts" / "load_bench.py"),
+        "--annotators",
+        str(annotators),
+        "--duration",
+        str(duration),
+        "--warmup",
+        "0.5",
+        "--workers",
+        "1",
+        "--phases",
+        "single",
+        "--rate",
+        str(rate),
+        "--images",
+        "1",
+        "--out",
+        str(out),
+    ]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads(out.read_text())

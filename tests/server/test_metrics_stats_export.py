@@ -13,8 +13,13 @@ from PIL import Image as PILImage
 def test_metrics_ordered_by_iteration(world):
     url = f"/api/v1/runs/{world.run_id}/metrics"
     for it in (200, 100):
-        body = {"iteration": it, "labeled_pixels": it * 2, "miou": it / 10,
-                "per_class_iou": [0.5, None], "split": "target-val"}  # fmt: skip
+        body = {
+            "iteration": it,
+            "labeled_pixels": it * 2,
+            "miou": it / 10,
+            "per_class_iou": [0.5, None],
+            "split": "target-val",
+        }
         r = world.post(url, "trainer", body)
         assert r.status_code == 201 and r.json()["id"] > 0
     assert world.post(url, "alice", {"iteration": 1, "miou": 1.0}).status_code == 403
@@ -29,8 +34,14 @@ def test_stats(world):
     world.answer(qs[0]["id"])
     world.post(f"/api/v1/queries/{qs[1]['id']}/skip", "alice")
     s = world.get(f"/api/v1/runs/{world.run_id}/stats", "viewer").json()
-    assert s == {"pending": 1, "leased": 1, "answered": 1, "skipped": 1,
-                 "annotators_active": 1, "answers_last_minute": 1}  # fmt: skip
+    assert s == {
+        "pending": 1,
+        "leased": 1,
+        "answered": 1,
+        "skipped": 1,
+        "annotators_active": 1,
+        "answers_last_minute": 1,
+    }
     world.env.clock.advance(120)
     s = world.get(f"/api/v1/runs/{world.run_id}/stats", "viewer").json()
     assert (s["annotators_active"], s["answers_last_minute"]) == (1, 0)
@@ -50,8 +61,10 @@ def test_export_listing_json_and_csv(world):
     url = f"/api/v1/runs/{world.run_id}/export"
     rows = world.get(url, "viewer").json()["answers"]
     assert [(r["y"], r["x"], r["class_id"], r["correction"]) for r in rows] == [
-        (0, 0, 1, False), (3, 7, 3, False), (3, 7, 0, True)
-    ]  # fmt: skip
+        (0, 0, 1, False),
+        (3, 7, 3, False),
+        (3, 7, 0, True),
+    ]
     assert rows[0]["annotator"] == "alice" and rows[0]["lead_time_ms"] == 500
     csv = world.get(url + "?format=csv", "viewer")
     assert csv.headers["content-type"].startswith("text/csv")

@@ -48,9 +48,10 @@ def test_out_of_range_and_unknown_image(world):
         r = world.ask([(0, 0), pixel])
         assert r.status_code == 422 and r.json()["error"]["code"] == "pixel_out_of_range"
     r = world.post(
-        f"/api/v1/runs/{world.run_id}/queries", "trainer",
+        f"/api/v1/runs/{world.run_id}/queries",
+        "trainer",
         {"queries": [{"image_id": 999, "y": 0, "x": 0}]},
-    )  # fmt: skip
+    )
     assert r.status_code == 422 and r.json()["error"]["code"] == "unknown_image"
     r = world.post(
         "/api/v1/runs/999/queries", "trainer", {"queries": [{"image_id": 1, "y": 0, "x": 0}]}

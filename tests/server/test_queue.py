@@ -122,9 +122,10 @@ def test_answer_acks_the_stream_entry(world):
     world.ask([(0, 0), (0, 1)])
     qs = world.claim("alice", n=2)
     world.post(
-        f"/api/v1/runs/{world.run_id}/answers", "alice",
+        f"/api/v1/runs/{world.run_id}/answers",
+        "alice",
         {"answers": [{"query_id": q["id"], "class_id": 1} for q in qs]},
-    )  # fmt: skip
+    )
     stream, entries, _, _ = queue._keys(world.run_id)
     assert queue.r.xlen(stream) == 0 and queue.r.hlen(entries) == 0
     assert queue.r.xpending(stream, GROUP)["pending"] == 0

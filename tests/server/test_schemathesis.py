@@ -33,8 +33,13 @@ HEADERS = {"Authorization": f"Bearer {ADMIN}"}
 def app(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path):
     path = tmp_path_factory.mktemp("fuzz") / "adamcu.db"
     shutil.copy(sqlite_template, path)
-    cfg = Settings(database_url=f"sqlite:///{path}", admin_token=ADMIN, environment="test",
-                   max_body_bytes=256 * 1024, web_dir=None)  # fmt: skip
+    cfg = Settings(
+        database_url=f"sqlite:///{path}",
+        admin_token=ADMIN,
+        environment="test",
+        max_body_bytes=256 * 1024,
+        web_dir=None,
+    )
     application = create_app(cfg, clock=Clock())
     with TestClient(application) as client:
         world = make_world(Env(cfg, client, Clock(), "sqlite"))
@@ -63,8 +68,13 @@ def test_no_server_errors_over_the_schema(app) -> None:
             strategy = operation.as_strategy(mode, headers=dict(HEADERS))
 
             @given(case=strategy)
-            @settings(max_examples=n, deadline=None, derandomize=True, database=None,
-                      suppress_health_check=list(HealthCheck))  # fmt: skip
+            @settings(
+                max_examples=n,
+                deadline=None,
+                derandomize=True,
+                database=None,
+                suppress_health_check=list(HealthCheck),
+            )
             def fuzz(case: schemathesis.Case) -> None:
                 _check(case, case.call(), seen)
 

@@ -104,8 +104,14 @@ def test_production_refuses_a_weak_admin_token(monkeypatch, token: str) -> None:
 def test_production_server_process_exits_with_a_clear_message() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ADAMCU_")}
     env["ADAMCU_ENVIRONMENT"] = "production"
-    proc = subprocess.run([sys.executable, "-m", "server.main", "--port", "0"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "server.main", "--port", "0"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode != 0
     assert "ADAMCU_ADMIN_TOKEN" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -113,8 +119,9 @@ def test_production_server_process_exits_with_a_clear_message() -> None:
 def _client(tmp_path: Path, sqlite_template: Path, **kw) -> TestClient:
     db = tmp_path / "a.db"
     db.write_bytes(sqlite_template.read_bytes())
-    cfg = Settings(database_url=f"sqlite:///{db}", admin_token=ADMIN, environment="test",
-                   web_dir=None, **kw)  # fmt: skip
+    cfg = Settings(
+        database_url=f"sqlite:///{db}", admin_token=ADMIN, environment="test", web_dir=None, **kw
+    )
     return TestClient(create_app(cfg))
 
 
@@ -125,8 +132,10 @@ def test_cors_is_explicit(tmp_path: Path, sqlite_template: Path) -> None:
         assert r.headers["access-control-allow-origin"] == good
         other = c.get("/health", headers={"Origin": bad})
         assert "access-control-allow-origin" not in other.headers
-        pre = {"Access-Control-Request-Method": "POST",
-               "Access-Control-Request-Headers": "authorization,content-type"}  # fmt: skip
+        pre = {
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+        }
         ok = c.options("/api/v1/runs", headers={"Origin": good, **pre})
         assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == good
         refused = c.options("/api/v1/runs", headers={"Origin": bad, **pre})

@@ -293,13 +293,20 @@ def _random_sets(seed: int, domains: list[int], n: int = 40, classes: int = 4) -
         label = torch.randint(0, classes, (n,), generator=g)
         label[torch.rand(n, generator=g) < 0.15] = 255
         emb = torch.randn(n, 6, generator=g).requires_grad_(True)
-        sets.append(PixelSet(emb, label, torch.rand(n, generator=g) < 0.3,
-                             torch.rand(n, generator=g) < 0.5, d, i))
+        sets.append(
+            PixelSet(
+                emb, label, torch.rand(n, generator=g) < 0.3, torch.rand(n, generator=g) < 0.5, d, i
+            )
+        )
     return sets
 
 
-_LEVEL_CHOICES = [(True, False, False), (False, True, False), (False, False, True),
-                  (True, True, True)]
+_LEVEL_CHOICES = [
+    (True, False, False),
+    (False, True, False),
+    (False, False, True),
+    (True, True, True),
+]
 _DOMAIN_CHOICES = [[0, 0, 1, 1], [0, 1, 1], [0, 0, 0, 1], [0, 0], [1]]
 
 
@@ -312,11 +319,19 @@ def test_mcu_loss_matches_the_per_pair_reference(
     included, for every level, kind and weight mode (T = 0.01 takes the float64 path)."""
     cases = [(lv, d, t) for lv in _LEVEL_CHOICES for d in _DOMAIN_CHOICES for t in (0.1, 0.01)]
     for seed, (levels, domains, temperature) in enumerate(cases):
-        kw = dict(intra=levels[0], cross_image=levels[1], cross_domain=levels[2], p2p=kinds[0],
-                  c2c=kinds[1], temperature=temperature, weight_mode=weight_mode,
-                  num_classes=4,
-                  weight=torch.rand(4, 4, generator=torch.Generator().manual_seed(seed)),
-                  max_anchors_per_class=1000, max_samples_per_class=1000)
+        kw = dict(
+            intra=levels[0],
+            cross_image=levels[1],
+            cross_domain=levels[2],
+            p2p=kinds[0],
+            c2c=kinds[1],
+            temperature=temperature,
+            weight_mode=weight_mode,
+            num_classes=4,
+            weight=torch.rand(4, 4, generator=torch.Generator().manual_seed(seed)),
+            max_anchors_per_class=1000,
+            max_samples_per_class=1000,
+        )
         ref_sets, sets = _random_sets(seed, domains), _random_sets(seed, domains)
         ref = mcu_loss_reference(ref_sets, **kw)
         got = mcu_loss(sets, generator=torch.Generator().manual_seed(seed), **kw)
@@ -334,9 +349,19 @@ def test_mcu_loss_matches_the_per_pair_reference(
 
 def test_mcu_loss_takes_a_pixel_batch() -> None:
     sets = _random_sets(1, [0, 0, 1, 1])
-    kw = dict(intra=True, cross_image=True, cross_domain=True, p2p=True, c2c=True,
-              temperature=0.1, weight=None, weight_mode="none", num_classes=4,
-              max_anchors_per_class=3, max_samples_per_class=4)
+    kw = dict(
+        intra=True,
+        cross_image=True,
+        cross_domain=True,
+        p2p=True,
+        c2c=True,
+        temperature=0.1,
+        weight=None,
+        weight_mode="none",
+        num_classes=4,
+        max_anchors_per_class=3,
+        max_samples_per_class=4,
+    )
     a = mcu_loss(sets, generator=torch.Generator().manual_seed(0), **kw)
     b = mcu_loss(PixelBatch.from_sets(sets), generator=torch.Generator().manual_seed(0), **kw)
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -344,9 +369,18 @@ def test_mcu_loss_takes_a_pixel_batch() -> None:
 
 def test_mcu_loss_with_binding_caps_is_finite_and_positive() -> None:
     sets = _random_sets(2, [0, 0, 1, 1], n=200)
-    kw = dict(intra=True, cross_image=True, cross_domain=True, p2p=True, c2c=False,
-              temperature=0.1, weight=torch.rand(4, 4), weight_mode="negatives",
-              num_classes=4, max_samples_per_class=5)
+    kw = dict(
+        intra=True,
+        cross_image=True,
+        cross_domain=True,
+        p2p=True,
+        c2c=False,
+        temperature=0.1,
+        weight=torch.rand(4, 4),
+        weight_mode="negatives",
+        num_classes=4,
+        max_samples_per_class=5,
+    )
     out = mcu_loss(sets, max_anchors_per_class=2, generator=torch.Generator(), **kw)
     assert all(torch.isfinite(v) and v > 0 for v in out.values())
     none = mcu_loss(sets, max_anchors_per_class=0, generator=torch.Generator(), **kw)

@@ -24,23 +24,34 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from trainer.adapt import GroundTruthOracle, local_spent, new_loop_state
+from stack.processes import free_port
 from trainer.backbones import freeze_batchnorm
 from trainer.config import TrainConfig
 from trainer.distributed import RankZeroOracle, RankZeroSpent, unwrap, wrap
-from trainer.engine import Batch, adaptation_step
 from trainer.labelbank import LabelBank
 from trainer.model import build_model, param_groups
-from trainer.processes import free_port
+from trainer.step import Batch, adaptation_step
 from trainer.strategies import configure
+from trainer.train import GroundTruthOracle, local_spent, new_loop_state
 
 CLASSES, H, W, TARGETS, STEPS = 5, 24, 40, 4, 3
 
 
 def _config() -> TrainConfig:
-    return configure(TrainConfig(model="small", embed_dim=8, device="cpu", amp=False,
-                                 iterations=4, budget_rate=0.05, min_low_samples=16,
-                                 max_anchors_per_class=4, max_samples_per_class=8), "full")
+    return configure(
+        TrainConfig(
+            model="small",
+            embed_dim=8,
+            device="cpu",
+            amp=False,
+            iterations=4,
+            budget_rate=0.05,
+            min_low_samples=16,
+            max_anchors_per_class=4,
+            max_samples_per_class=8,
+        ),
+        "full",
+    )
 
 
 def _model() -> nn.Module:
@@ -65,8 +76,14 @@ def _batches() -> tuple[list[Batch], torch.Tensor]:
     batches = []
     for step in range(STEPS):
         index = torch.tensor([(2 * step) % TARGETS, (2 * step + 1) % TARGETS])
-        batches.append(Batch(torch.randn(2, 3, H, W, generator=gen), _blocks(2, gen),
-                             torch.randn(2, 3, H, W, generator=gen) + 0.3 * step, index))
+        batches.append(
+            Batch(
+                torch.randn(2, 3, H, W, generator=gen),
+                _blocks(2, gen),
+                torch.randn(2, 3, H, W, generator=gen) + 0.3 * step,
+                index,
+            )
+        )
     return batches, target_labels
 
 
@@ -102,30 +119,39 @@ def _run(model: nn.Module, distributed: bool) -> dict:
     for it, batch in enumerate(batches):
         stats = adaptation_step(model, opt, batch, bank, state, cfg, it, ask, spent, gen)
         losses.append(stats.loss)
-    return {"losses": losses, "labels": bank.labels, "asked": bank.asked, "dccm": state.dccm,
-            "params": {k: v.detach().clone() for k, v in unwrap(model).state_dict().items()},
-            "calls": oracle.calls if oracle else 0, "pixels": oracle.pixels if oracle else 0}
+    return {
+        "losses": losses,
+        "labels": bank.labels,
+        "asked": bank.asked,
+        "dccm": state.dccm,
+        "params": {k: v.detach().clone() for k, v in unwrap(model).state_dict().items()},
+        "calls": oracle.calls if oracle else 0,
+        "pixels": oracle.pixels if oracle else 0,
+    }
 
 
 def _worker(rank: int, world: int, port: int, out: str) -> None:
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=world)
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
+    )
     try:
         torch.save(_run(_model(), distributed=True), Path(out) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
 
 
-def test_two_gloo_processes_equal_one_process(tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_two_gloo_processes_equal_one_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.syspath_prepend(str(Path(__file__).parents[2]))  # the children import this file
     mp.spawn(_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     single = _run(_model(), distributed=False)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
     assert single["pixels"] > 0 and single["labels"].ne(255).any()
     for got in ranks:
-        torch.testing.assert_close(torch.tensor(got["losses"]), torch.tensor(single["losses"]),
-                                   rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            torch.tensor(got["losses"]), torch.tensor(single["losses"]), rtol=1e-5, atol=1e-6
+        )
         assert torch.equal(got["asked"], single["asked"])  # the same pixels selected
         assert torch.equal(got["labels"], single["labels"])  # and the same answers merged
         torch.testing.assert_close(got["dccm"], single["dccm"], rtol=1e-5, atol=1e-6)
@@ -139,18 +165,47 @@ def test_two_gloo_processes_equal_one_process(tmp_path: Path,
 @pytest.mark.slow
 def test_torchrun_entry_point(tmp_path: Path) -> None:
     """``torchrun --nproc_per_node=2 -m trainer.distributed`` on the bundled format."""
-    from trainer.synth import generate_benchmark
+    from trainer.data.synth import generate_benchmark
 
-    data = generate_benchmark(tmp_path / "data", height=16, width=32, counts={
-        "source-train": 4, "target-train": 4, "target-val": 2, "target-test": 2}, seed=0)
+    data = generate_benchmark(
+        tmp_path / "data",
+        height=16,
+        width=32,
+        counts={"source-train": 4, "target-train": 4, "target-val": 2, "target-test": 2},
+        seed=0,
+    )
     config = tmp_path / "run.json"
-    config.write_text(json.dumps({
-        "model": "small", "embed_dim": 8, "data_root": str(data), "pretrain_iterations": 2,
-        "iterations": 2, "eval_every": 1, "budget_rate": 0.05, "threads": 1, "amp": False}))
+    config.write_text(
+        json.dumps(
+            {
+                "model": "small",
+                "embed_dim": 8,
+                "data_root": str(data),
+                "pretrain_iterations": 2,
+                "iterations": 2,
+                "eval_every": 1,
+                "budget_rate": 0.05,
+                "threads": 1,
+                "amp": False,
+            }
+        )
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-           f"--master_port={free_port()}", "-m", "trainer.distributed", "--config",
-           str(config), "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        f"--master_port={free_port()}",
+        "-m",
+        "trainer.distributed",
+        "--config",
+        str(config),
+        "--out",
+        str(tmp_path / "out"),
+        "--cache",
+        str(tmp_path / "cache"),
+    ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((tmp_path / "out" / "result.json").read_text())

@@ -26,8 +26,13 @@ def test_correction_replaces_without_double_counting() -> None:
 
 def test_state_dict_round_trip_restores_counts() -> None:
     bank = LabelBank(2, 3, 3)
-    bank.merge(torch.tensor([1, 1]), torch.tensor([0, 2]), torch.tensor([1, 2]),
-               torch.tensor([4, 0]), "medium")
+    bank.merge(
+        torch.tensor([1, 1]),
+        torch.tensor([0, 2]),
+        torch.tensor([1, 2]),
+        torch.tensor([4, 0]),
+        "medium",
+    )
     other = LabelBank(2, 3, 3)
     other.load_state_dict({k: v.clone() for k, v in bank.state_dict().items()})
     assert other.counts() == bank.counts()

@@ -106,11 +106,16 @@ def test_grouped_loss_matches_dense_definition(equal_weight, soft, empty_low) ->
     logits = torch.randn(2, 5, 6, 7, generator=g).requires_grad_()
     labels = torch.randint(5, (2, 6, 7), generator=g)
     labels[torch.rand(2, 6, 7, generator=g) < 0.6] = 255
-    pseudo = (torch.softmax(torch.randn(2, 5, 6, 7, generator=g), 1) if soft
-              else torch.randint(5, (2, 6, 7), generator=g))
-    masks = {"high": torch.rand(2, 6, 7, generator=g) < 0.3,
-             "medium": torch.rand(2, 6, 7, generator=g) < 0.3,
-             "low": torch.rand(2, 6, 7, generator=g) < (0.0 if empty_low else 0.4)}
+    pseudo = (
+        torch.softmax(torch.randn(2, 5, 6, 7, generator=g), 1)
+        if soft
+        else torch.randint(5, (2, 6, 7), generator=g)
+    )
+    masks = {
+        "high": torch.rand(2, 6, 7, generator=g) < 0.3,
+        "medium": torch.rand(2, 6, 7, generator=g) < 0.3,
+        "low": torch.rand(2, 6, 7, generator=g) < (0.0 if empty_low else 0.4),
+    }
     loss, parts = grouped_loss(logits, labels, pseudo, masks, equal_weight=equal_weight)
     (grad,) = torch.autograd.grad(loss, logits)
     want = _dense_grouped_loss(logits, labels, pseudo, masks, equal_weight)

@@ -226,9 +226,13 @@ def _check_per_group(group, oks, caps, n_groups, idx, chosen) -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 2**31 - 1), n=st.integers(0, 3000), n_groups=st.integers(1, 6),
-       caps=st.lists(st.integers(-1, 120), min_size=1, max_size=3),
-       thin=st.booleans())
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    n=st.integers(0, 3000),
+    n_groups=st.integers(1, 6),
+    caps=st.lists(st.integers(-1, 120), min_size=1, max_size=3),
+    thin=st.booleans(),
+)
 def test_sample_per_group_exact_counts(seed, n, n_groups, caps, thin) -> None:
     """min(cap, available) per group and draw, subsets of ok, no duplicates; also with a
     thinning target so small that the exact fallback must kick in."""

@@ -20,7 +20,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from web_support import classes, image_payload, post_queries  # noqa: E402
 
-from trainer.processes import free_port
+from stack.processes import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

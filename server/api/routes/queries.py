@@ -60,9 +60,7 @@ def claim(
 
 
 @router.post("/queries/{query_id}/answer", response_model=AnswerOut)
-def answer(
-    query_id: Id, data: AnswerIn, db: DB, queue: Queue, now: Now, me: Annotator
-) -> Response:
+def answer(query_id: Id, data: AnswerIn, db: DB, queue: Queue, now: Now, me: Annotator) -> Response:
     return json_response(answers.answer(db, queue, query_id, me, data, now))
 
 

@@ -1,0 +1,211 @@
+"""The simulated oracle's work loop: claim a batch, look up GT, answer or skip, repeat.
+
+It talks to the service as an annotator would. Several loops (threads or processes) may run
+against one run: each answers only the queries it leased.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+import numpy as np
+
+from client.api import ServiceClient, ServiceError
+from oracle.ground_truth import GroundTruth
+from oracle.simulated import SKIP, SimulatedAnnotator
+
+# answers the server refuses for one query (lease gone, answered elsewhere, bad class)
+REFUSALS = frozenset({404, 409, 410, 422})
+T = TypeVar("T")
+log = logging.getLogger("adamcu.oracle")
+
+
+@dataclass(frozen=True)
+class OracleConfig:
+    server: str
+    token: str
+    data: Path
+    run: int | None = None
+    batch: int = 64
+    noise: float = 0.0
+    skip_ignore: float = 1.0
+    delay_ms: float = 0.0  # simulated think time per answered pixel
+    lease: int = 60
+    seed: int | None = None
+    idle_exit: float = 10.0
+    max_answers: int | None = None
+    poll: float = 0.5
+    outage: float = 90.0  # seconds to keep retrying through a server or queue outage
+
+
+@dataclass
+class Summary:
+    answered: int = 0
+    skipped: int = 0
+    refused: int = 0  # lease expired, answered elsewhere, ...
+    lead_ms_total: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def line(self) -> str:
+        seconds = time.monotonic() - self.started
+        rate = self.answered / seconds if seconds > 0 else 0.0
+        lead = self.lead_ms_total / self.answered if self.answered else 0.0
+        return (
+            f"adamcu-oracle: answered={self.answered} skipped={self.skipped} "
+            f"refused={self.refused} seconds={seconds:.1f} answers/s={rate:.1f} "
+            f"mean_lead_ms={lead:.0f}"
+        )
+
+
+def outlast(cfg: OracleConfig, stop: threading.Event, call: Callable[[], T]) -> T:
+    """``call()``, retried through an outage for up to ``cfg.outage`` seconds.
+
+    The client already retries connection errors and 502/503/504 for ~30 s; on top of that a
+    5xx (e.g. the server's 500 while its Redis restarts) or a transport error that outlasts the
+    client's retries is retried here. Only calls that are safe to repeat go through this:
+    claims (an orphaned claim's lease expires), run reads, answers (a repeat that meets
+    ``already_answered`` is a refusal the caller resolves per query).
+    """
+    deadline = time.monotonic() + cfg.outage
+    delay = 0.2
+    while True:
+        try:
+            return call()
+        except ServiceError as error:
+            if error.status < 500 or time.monotonic() >= deadline:
+                raise
+            reason = str(error)
+        except httpx.TransportError as error:
+            if time.monotonic() >= deadline:
+                raise
+            reason = f"{type(error).__name__}: {error}"
+        log.warning("service outage (%s); trying again in %.1f s", reason, delay)
+        if stop.wait(delay):
+            return call()  # stopping: one last try, its error propagates
+        delay = min(delay * 2, 2.0)
+
+
+def resolve_run(client: ServiceClient, cfg: OracleConfig, stop: threading.Event) -> dict | None:
+    """The run to work on: ``cfg.run``, else the newest active run (waits for one)."""
+    if cfg.run is not None:
+        return client.get_run(cfg.run)
+    while not stop.is_set():
+        active = [r for r in client.list_runs() if r["status"] == "active"]
+        if active:
+            return active[0]
+        stop.wait(cfg.poll)
+    return None
+
+
+def run_oracle(client: ServiceClient, cfg: OracleConfig, stop: threading.Event) -> Summary:
+    """Work until ``stop`` is set, ``max_answers`` are given, or the run is finished and
+    nothing was claimable for ``idle_exit`` seconds. The in-flight batch is always finished."""
+    summary = Summary()
+    run = resolve_run(client, cfg, stop)
+    if run is None:
+        return summary
+    run_id = run["id"]
+    annotator = SimulatedAnnotator(
+        [c["id"] for c in run["classes"]],
+        noise=cfg.noise,
+        skip_ignore=cfg.skip_ignore,
+        rng=np.random.default_rng(cfg.seed),
+    )
+    truth = GroundTruth(
+        cfg.data, lambda: {row["id"]: row["key"] for row in client.list_images(run_id)}
+    )
+    idle_since: float | None = None
+    while not stop.is_set():
+        want = cfg.batch
+        if cfg.max_answers is not None:
+            want = min(want, cfg.max_answers - summary.answered)
+            if want <= 0:
+                break
+        claimed_at = time.monotonic()
+        body = {"n": want, "lease_seconds": cfg.lease}
+        claim = partial(client.request, "POST", f"/runs/{run_id}/claims", json=body)
+        claimed = outlast(cfg, stop, claim)["queries"]
+        if claimed:
+            idle_since = None
+            classes = annotator.decide(truth.values(claimed))
+            answer_batch(client, run_id, claimed, classes, claimed_at, cfg, summary, stop)
+            continue
+        if outlast(cfg, stop, lambda: client.get_run(run_id))["status"] == "finished":
+            idle_since = idle_since if idle_since is not None else time.monotonic()
+            if time.monotonic() - idle_since >= cfg.idle_exit:
+                break
+        stop.wait(cfg.poll)
+    return summary
+
+
+def answer_batch(
+    client: ServiceClient,
+    run_id: int,
+    claimed: list[dict],
+    classes: np.ndarray,
+    claimed_at: float,
+    cfg: OracleConfig,
+    summary: Summary,
+    stop: threading.Event | None = None,
+) -> None:
+    """Skip the SKIP decisions, answer the rest in one batch; per query if it is refused."""
+    todo = [(q["id"], int(c)) for q, c in zip(claimed, classes, strict=True) if c != SKIP]
+    for q, c in zip(claimed, classes, strict=True):
+        if c == SKIP:
+            skip_one(client, q["id"], summary)
+    if not todo:
+        return
+    if cfg.delay_ms > 0:
+        time.sleep(cfg.delay_ms * len(todo) / 1000)
+    lead = int((time.monotonic() - claimed_at) * 1000)
+    body = {"answers": [{"query_id": qid, "class_id": c, "lead_time_ms": lead} for qid, c in todo]}
+    try:
+        outlast(
+            cfg,
+            stop or threading.Event(),
+            lambda: client.request("POST", f"/runs/{run_id}/answers", json=body),
+        )
+    except ServiceError as error:
+        if error.status not in REFUSALS:
+            raise
+        for qid, c in todo:
+            answer_one(client, qid, c, lead, summary)
+        return
+    summary.answered += len(todo)
+    summary.lead_ms_total += lead * len(todo)
+
+
+def answer_one(client: ServiceClient, qid: int, class_id: int, lead: int, summary: Summary) -> None:
+    try:
+        client.request(
+            "POST", f"/queries/{qid}/answer", json={"class_id": class_id, "lead_time_ms": lead}
+        )
+    except ServiceError as error:
+        if error.status not in REFUSALS:
+            raise
+        if error.status == 422:  # the server does not accept this class: a person would skip
+            skip_one(client, qid, summary)
+        else:
+            summary.refused += 1
+        return
+    summary.answered += 1
+    summary.lead_ms_total += lead
+
+
+def skip_one(client: ServiceClient, qid: int, summary: Summary) -> None:
+    try:
+        client.request("POST", f"/queries/{qid}/skip")
+    except ServiceError as error:
+        if error.status not in REFUSALS:
+            raise
+        summary.refused += 1
+        return
+    summary.skipped += 1

@@ -1,0 +1,171 @@
+"""``adamcu``: the command line. Each subcommand builds its config at the edge and logs it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from trainer.config import TrainConfig, load_config
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from trainer.data.synth import DEFAULT_COUNTS, generate_benchmark
+
+    counts = dict(DEFAULT_COUNTS)
+    for item in args.count or []:
+        split, _, n = item.partition("=")
+        if split not in counts or not n.isdigit():
+            sys.exit(f"--count wants SPLIT=N with SPLIT in {sorted(counts)}, got {item!r}")
+        counts[split] = int(n)
+    root = generate_benchmark(
+        Path(args.out), height=args.height, width=args.width, counts=counts, seed=args.seed
+    )
+    print(f"benchmark ready in {root}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from trainer.bench.grid import PRESETS, run_bench
+
+    if args.preset not in PRESETS:
+        sys.exit(f"unknown preset {args.preset!r}; choose from {sorted(PRESETS)}")
+    out = Path(args.out or f"outputs/bench-{args.preset}")
+    data = Path(args.data or f"data/bench-{args.preset}")
+    report = run_bench(args.preset, out, data, workers=args.workers)
+    print((out / "tables.md").read_text())
+    print(
+        f"results: {out / 'results.json'}\nplot: {out / 'miou_vs_budget.png'}\n"
+        f"took {report['seconds'] / 60:.1f} min"
+    )
+    return 0
+
+
+def _speed(args: argparse.Namespace) -> int:
+    from trainer.bench.speed import run_speed
+
+    run_speed(
+        Path(args.out),
+        model=args.model,
+        height=args.height,
+        width=args.width,
+        classes=args.classes,
+        iterations=args.iterations,
+        device=args.device,
+        amp=not args.no_amp,
+    )
+    print(f"written to {args.out}")
+    return 0
+
+
+def _gpu_bench(args: argparse.Namespace) -> int:
+    from trainer.bench.gpu import run_from_args
+
+    return run_from_args(args)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from trainer.bench.experiment import run_strategy
+    from trainer.strategies import configure
+    from trainer.train import load_data
+
+    base = load_config(args.config) if args.config else TrainConfig()
+    changes = {"budget_rate": args.budget} if args.budget is not None else {}
+    if args.data:
+        changes["data_root"] = args.data
+    cfg = configure(base, args.strategy or base.strategy, **changes)
+    logging.getLogger("adamcu").info("config %s", json.dumps(cfg.to_dict()))
+    out = Path(args.out)
+    result = run_strategy(
+        cfg, load_data(cfg), Path(args.cache), progress=True, checkpoint=out.with_suffix(".pt")
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    print(
+        f"{cfg.strategy}: target-val mIoU {result['val_miou']:.1f}, target-test mIoU "
+        f"{result['test_miou']:.1f}, labeled {result['labeled_pixels']} pixels -> {out}, "
+        f"checkpoint {out.with_suffix('.pt')}"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="adamcu", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser(
+        "loop",
+        help="server + worker + simulated oracles on this machine (adamcu loop --help)",
+        add_help=False,
+    )
+    g = sub.add_parser("generate", help="write the bundled synthetic-to-real benchmark")
+    g.add_argument("--out", default="data/bundled")
+    g.add_argument("--height", type=int, default=64)
+    g.add_argument("--width", type=int, default=128)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--count", action="append", help="SPLIT=N, e.g. target-train=200")
+    g.set_defaults(fn=_generate)
+    b = sub.add_parser("bench", help="strategies x budgets x seeds, tables and a plot")
+    b.add_argument("--preset", default="quick", help="smoke | quick | standard")
+    b.add_argument("--out")
+    b.add_argument("--data")
+    b.add_argument("--workers", type=int, default=2)
+    b.set_defaults(fn=_bench)
+    s = sub.add_parser("speed", help="seconds per ADA-MCU step against a plain CE step")
+    s.add_argument("--out", default="outputs/speed.json")
+    s.add_argument("--model", default="small")
+    s.add_argument("--height", type=int, default=64)
+    s.add_argument("--width", type=int, default=128)
+    s.add_argument("--classes", type=int, default=9)
+    s.add_argument("--iterations", type=int, default=30)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--no-amp", action="store_true")
+    s.set_defaults(fn=_speed)
+    gb = sub.add_parser(
+        "gpu-bench",
+        help="paper-scale GPU benchmark: s/iteration and peak "
+        "memory of the CE and ADA-MCU steps, fp32/bf16, channels_last",
+    )
+    gb.add_argument("--out", default="outputs/gpu_bench.json")
+    gb.add_argument("--model", default="deeplabv2_r101")
+    gb.add_argument("--height", type=int, default=512)
+    gb.add_argument("--width", type=int, default=1024)
+    gb.add_argument("--classes", type=int, default=19)
+    gb.add_argument("--iterations", type=int, default=10)
+    gb.add_argument("--warmup", type=int, default=3)
+    gb.add_argument("--settings", default="fp32,fp32-channels-last,bf16,bf16-channels-last")
+    gb.add_argument("--device", default="auto")
+    gb.add_argument(
+        "--max-seconds", type=float, default=270.0, help="start no setting after this many seconds"
+    )
+    gb.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    gb.set_defaults(fn=_gpu_bench)
+    t = sub.add_parser("train", help="one strategy in process, with the ground-truth oracle")
+    t.add_argument("--config", help="a TOML/JSON file of TrainConfig fields")
+    t.add_argument("--strategy")
+    t.add_argument("--budget", type=float, help="share of target pixels, e.g. 0.017")
+    t.add_argument("--data")
+    t.add_argument("--cache", default="outputs/cache")
+    t.add_argument("--out", default="outputs/train.json")
+    t.set_defaults(fn=_train)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["loop"]:
+        from stack.loop import main as loop_main
+
+        return loop_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"adamcu {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

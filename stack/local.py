@@ -1,0 +1,110 @@
+"""``python -m stack.local`` (``scripts/stack.sh``): the compose stack without Docker.
+
+The same processes as ``docker-compose.yml``, as local processes on PostgreSQL and Redis:
+``python -m server.migrate``, ``python -m server.main`` (Redis Streams queue), the trainer
+worker (``python -m trainer.worker``) and simulated oracles (``python -m oracle``), on the
+bundled benchmark. It checks that PostgreSQL and Redis answer (and creates the database when
+it is missing), then runs :func:`trainer.loop.run_loop` and prints the budget and mIoU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import redis
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
+from stack.loop import LoopOptions, print_summary, run_loop
+from trainer.bench.grid import PRESETS
+
+DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/adamcu"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+SIZES: dict[str, dict[str, int]] = {
+    "tiny": {"source-train": 40, "target-train": 16, "target-val": 8, "target-test": 8},
+    "quick": dict(PRESETS["quick"].counts),
+}
+
+
+def ensure_database(database_url: str) -> None:
+    """Create the PostgreSQL database named in ``database_url`` if it does not exist."""
+    url = make_url(database_url)
+    if not url.drivername.startswith("postgresql"):
+        raise SystemExit(f"adamcu stack: a PostgreSQL URL is needed, got {url.drivername}")
+    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            exists = conn.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": url.database}
+            ).scalar()
+            if not exists:
+                conn.execute(text(f'CREATE DATABASE "{url.database}"'))
+    except OperationalError as exc:
+        raise SystemExit(
+            f"adamcu stack: PostgreSQL does not answer at "
+            f"{url.render_as_string(hide_password=True)}: {exc.orig}"
+        ) from None
+    finally:
+        admin.dispose()
+
+
+def check_redis(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url, socket_connect_timeout=3)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise SystemExit(f"adamcu stack: Redis does not answer at {redis_url}: {exc}") from None
+    finally:
+        client.close()
+
+
+def parse_args(argv: Sequence[str] | None = None) -> LoopOptions:
+    p = argparse.ArgumentParser(prog="scripts/stack.sh", description=__doc__)
+    p.add_argument("--database-url", default=DATABASE_URL, help="PostgreSQL (created if missing)")
+    p.add_argument("--redis-url", default=REDIS_URL)
+    p.add_argument("--out", default="outputs/stack")
+    p.add_argument("--data", default=None, help="benchmark folder (default: <out>/data)")
+    p.add_argument("--size", choices=sorted(SIZES), default="quick")
+    p.add_argument("--strategy", default="full")
+    p.add_argument("--budget", type=float, default=0.017)
+    p.add_argument("--iterations", type=int, default=250)
+    p.add_argument("--pretrain-iterations", type=int, default=800)
+    p.add_argument("--eval-every", type=int, default=50)
+    p.add_argument("--oracles", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--timeout", type=float, default=900.0)
+    a = p.parse_args(argv)
+    out = Path(a.out)
+    return LoopOptions(
+        out=out,
+        data=Path(a.data) if a.data else out / "data",
+        counts=dict(SIZES[a.size]),
+        strategy=a.strategy,
+        budget=a.budget,
+        iterations=a.iterations,
+        pretrain_iterations=a.pretrain_iterations,
+        eval_every=a.eval_every,
+        oracles=a.oracles,
+        seed=a.seed,
+        database_url=a.database_url,
+        redis_url=a.redis_url,
+        timeout=a.timeout,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    opts = parse_args(argv)
+    assert opts.database_url and opts.redis_url
+    ensure_database(opts.database_url)
+    check_redis(opts.redis_url)
+    summary = run_loop(opts)
+    print_summary(summary, opts.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

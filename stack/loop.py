@@ -1,0 +1,251 @@
+"""``adamcu loop``: the whole labeling loop on one machine, as real processes.
+
+It migrates a database (SQLite by default; PostgreSQL when ``--database-url`` says so), starts
+the server (embedded queue, or Redis Streams with ``--redis-url``), creates tokens, starts the
+trainer worker and simulated oracles, waits for the run to finish, and prints budget spent and
+mIoU before and after. Every process is an ordinary console entry that a deployment starts on
+its own: ``adamcu-server``, ``adamcu-worker``, ``adamcu-oracle``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from stack.processes import free_port, make_token, wait_ready
+from trainer.bench.grid import PRESETS
+from trainer.data.synth import generate_benchmark
+
+QUICK = PRESETS["quick"]
+
+
+@dataclass
+class LoopOptions:
+    out: Path = Path("outputs/loop")
+    data: Path = Path("data/bench-quick")
+    counts: dict[str, int] = field(default_factory=lambda: dict(QUICK.counts))
+    strategy: str = "full"
+    budget: float = 0.017
+    iterations: int = 250
+    pretrain_iterations: int = 800
+    eval_every: int = 50
+    oracles: int = 2
+    seed: int = 0
+    mode: str = "benchmark"  # the worker's: wait for answers, or train on them as they come
+    database_url: str | None = None
+    redis_url: str | None = None
+    timeout: float = 900.0
+
+
+def _python() -> str:
+    return sys.executable
+
+
+def start_server(
+    opts: LoopOptions, env: dict[str, str], log_dir: Path
+) -> tuple[subprocess.Popen, str]:
+    """Migrate the database, then start ``adamcu-server`` on a free port."""
+    subprocess.run(
+        [_python(), "-m", "server.migrate"], env=env, check=True, stdout=subprocess.DEVNULL
+    )
+    port = free_port()
+    log = open(log_dir / "server.log", "w")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen(
+        [_python(), "-m", "server.main", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(url, proc, log=log_dir / "server.log")
+    return proc, url
+
+
+def wait_for_run(url: str, token: str, worker: subprocess.Popen, timeout: float) -> int:
+    """The run id once the worker has registered it (it pre-trains first)."""
+    deadline = time.monotonic() + timeout
+    headers = {"Authorization": f"Bearer {token}"}
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            raise RuntimeError(f"the worker exited with code {worker.returncode}; see its log")
+        runs = httpx.get(f"{url}/api/v1/runs", headers=headers, timeout=10).json()
+        if runs:
+            return int(runs[0]["id"])
+        time.sleep(0.5)
+    raise TimeoutError("the worker registered no run in time")
+
+
+def run_loop(opts: LoopOptions, log=print) -> dict[str, Any]:
+    started = time.perf_counter()
+    opts.out.mkdir(parents=True, exist_ok=True)
+    generate_benchmark(opts.data, counts=opts.counts, seed=1234)
+    admin = secrets.token_urlsafe(24)
+    env = {
+        **os.environ,
+        "ADAMCU_ADMIN_TOKEN": admin,
+        "ADAMCU_ENVIRONMENT": "development",
+        "ADAMCU_DATABASE_URL": opts.database_url or f"sqlite:///{opts.out / 'adamcu.db'}",
+        "PYTHONUNBUFFERED": "1",
+    }
+    if opts.redis_url:
+        env["ADAMCU_REDIS_URL"] = opts.redis_url
+    db = opts.out / "adamcu.db"
+    if not opts.database_url and db.exists():
+        db.unlink()
+    for stale in ("checkpoint.pt", "run.json", "summary.json"):  # a new run, not a resume
+        (opts.out / "worker" / stale).unlink(missing_ok=True)
+    procs: list[subprocess.Popen] = []
+    try:
+        server, url = start_server(opts, env, opts.out)
+        procs.append(server)
+        log(f"server ready at {url} (database {env['ADAMCU_DATABASE_URL']})")
+        trainer = make_token(url, admin, "trainer", "worker")
+        viewer = make_token(url, admin, "viewer", "loop")
+        worker = _start_worker(opts, env, url, trainer)
+        procs.append(worker)
+        run_id = wait_for_run(url, viewer, worker, opts.timeout)
+        log(f"run {run_id} registered; starting {opts.oracles} simulated oracle(s)")
+        oracles = [
+            _start_oracle(
+                opts, env, url, make_token(url, admin, "annotator", f"oracle-{i}"), run_id, i
+            )
+            for i in range(opts.oracles)
+        ]
+        procs += oracles
+        code = worker.wait(timeout=max(1.0, opts.timeout - (time.perf_counter() - started)))
+        if code != 0:
+            raise RuntimeError(f"the worker failed with code {code}; see {opts.out}/worker.log")
+        for o in oracles:
+            o.wait(timeout=60)
+        summary = json.loads((opts.out / "worker" / "summary.json").read_text())
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+    summary["seconds"] = time.perf_counter() - started
+    summary["oracle_logs"] = [str(opts.out / f"oracle-{i}.log") for i in range(opts.oracles)]
+    (opts.out / "report.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def _start_worker(opts: LoopOptions, env: dict[str, str], url: str, token: str) -> subprocess.Popen:
+    args = [
+        _python(),
+        "-m",
+        "trainer.worker",
+        "--server",
+        url,
+        f"--token={token}",
+        "--data",
+        str(opts.data),
+        "--strategy",
+        opts.strategy,
+        "--budget",
+        str(opts.budget),
+        "--iterations",
+        str(opts.iterations),
+        "--pretrain-iterations",
+        str(opts.pretrain_iterations),
+        "--seed",
+        str(opts.seed),
+        "--checkpoint-dir",
+        str(opts.out / "worker"),
+        "--eval-every",
+        str(opts.eval_every),
+        "--mode",
+        opts.mode,
+    ]
+    log = open(opts.out / "worker.log", "w")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _start_oracle(
+    opts: LoopOptions, env: dict[str, str], url: str, token: str, run_id: int, i: int
+) -> subprocess.Popen:
+    args = [
+        _python(),
+        "-m",
+        "oracle",
+        "--server",
+        url,
+        f"--token={token}",
+        "--run",
+        str(run_id),
+        "--data",
+        str(opts.data),
+        "--seed",
+        str(opts.seed + i),
+        "--idle-exit",
+        "3",
+    ]
+    log = open(opts.out / f"oracle-{i}.log", "w")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def print_summary(s: dict[str, Any], out: Path, log=print) -> None:
+    b = s["budget"]
+    log(
+        f"budget: {b['answered']} of {b['expected']} pixels answered "
+        f"({100 * b['answered'] / max(1, b['expected']):.0f}%), {b['reserved']} still reserved, "
+        f"{b.get('skipped', 0)} skipped"
+    )
+    log(
+        f"target-test mIoU: {s['test_miou_before']:.1f} before adaptation (source only) -> "
+        f"{s['test_miou_after']:.1f} after ({s['strategy']}, {s['labeled_pixels']} labeled "
+        f"pixels)"
+    )
+    log(f"took {s['seconds'] / 60:.1f} min; full report: {out / 'report.json'}, logs in {out}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="adamcu loop", description=__doc__)
+    p.add_argument("--out", default="outputs/loop")
+    p.add_argument("--strategy", default="full")
+    p.add_argument("--budget", type=float, default=0.017)
+    p.add_argument("--iterations", type=int, default=250)
+    p.add_argument("--pretrain-iterations", type=int, default=800)
+    p.add_argument("--oracles", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--mode",
+        choices=("benchmark", "human"),
+        default="benchmark",
+        help="the worker waits for each batch's answers, or trains on as they come",
+    )
+    p.add_argument("--database-url", default=None)
+    p.add_argument("--redis-url", default=None)
+    a = p.parse_args(argv)
+    opts = LoopOptions(
+        out=Path(a.out),
+        strategy=a.strategy,
+        budget=a.budget,
+        iterations=a.iterations,
+        pretrain_iterations=a.pretrain_iterations,
+        oracles=a.oracles,
+        seed=a.seed,
+        mode=a.mode,
+        database_url=a.database_url,
+        redis_url=a.redis_url,
+    )
+    summary = run_loop(opts)
+    print_summary(summary, opts.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

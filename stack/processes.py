@@ -1,0 +1,49 @@
+"""Small helpers for starting the service's processes on this machine and waiting for them.
+
+Kept free of torch so that the load benchmark and the tests import them cheaply.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(
+    url: str, proc: subprocess.Popen, timeout: float = 60.0, log: Path | None = None
+) -> None:
+    """Poll ``GET /ready`` until 200; fail at once if the server process exits (with the tail
+    of ``log`` in the message when given)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = f":\n{log.read_text()[-3000:]}" if log else "; see its log"
+            raise RuntimeError(f"the server exited with code {proc.returncode}{tail}")
+        try:
+            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"the server at {url} was not ready within {timeout:.0f} s")
+
+
+def make_token(url: str, admin: str, role: str, name: str) -> str:
+    r = httpx.post(
+        f"{url}/api/v1/tokens",
+        json={"role": role, "name": name},
+        headers={"Authorization": f"Bearer {admin}"},
+        timeout=10,
+    )
+    r.raise_for_status()
+    return str(r.json()["token"])

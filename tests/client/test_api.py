@@ -1,0 +1,333 @@
+import base64
+import io
+import json
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from client.api import (
+    BudgetExceeded,
+    DuplicatePixel,
+    ServiceClient,
+    ServiceError,
+    encode_png,
+)
+from trainer.worker.link import HttpOracle
+
+
+def make_client(handler, **kw) -> ServiceClient:
+    kw.setdefault("backoff", 0.0)
+    return ServiceClient("http://svc/", "tok", transport=httpx.MockTransport(handler), **kw)
+
+
+def error(status: int, code: str, message: str = "no") -> httpx.Response:
+    return httpx.Response(status, json={"error": {"code": code, "message": message}})
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "kind"),
+    [
+        (409, "budget_exceeded", BudgetExceeded),
+        (409, "duplicate_pixel", DuplicatePixel),
+        (404, "run_not_found", ServiceError),
+        (410, "lease_expired", ServiceError),
+    ],
+)
+def test_error_body_maps_to_typed_exception(status, code, kind) -> None:
+    client = make_client(lambda r: error(status, code, "a human sentence"))
+    with pytest.raises(kind) as info:
+        client.post_queries(1, [{"image_id": 1, "y": 0, "x": 0}])
+    assert type(info.value) is kind
+    assert (info.value.code, info.value.message, info.value.status) == (
+        code,
+        "a human sentence",
+        status,
+    )
+
+
+def test_non_json_error_still_gives_service_error() -> None:
+    client = make_client(lambda r: httpx.Response(500, text="boom"))
+    with pytest.raises(ServiceError) as info:
+        client.me()
+    assert (info.value.status, info.value.code, info.value.message) == (500, "http_500", "boom")
+
+
+def test_sends_token_and_api_prefix() -> None:
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.url.path, request.headers["authorization"]))
+        return httpx.Response(200, json={"id": 1, "role": "trainer", "name": "t"})
+
+    assert make_client(handler).me()["role"] == "trainer"
+    assert seen == [("/api/v1/me", "Bearer tok")]
+
+
+def flaky(failures: list, final: httpx.Response):
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        if len(calls) <= len(failures):
+            failure = failures[len(calls) - 1]
+            if isinstance(failure, Exception):
+                raise failure
+            return failure
+        return final
+
+    return handler, calls
+
+
+BUDGET = {"expected": 10, "reserved": 0, "answered": 0, "skipped": 0, "remaining": 10, "groups": {}}
+
+
+def test_connection_error_then_success_is_retried() -> None:
+    handler, calls = flaky([httpx.ConnectError("refused")], httpx.Response(200, json=BUDGET))
+    assert make_client(handler).budget(1) == BUDGET
+    assert len(calls) == 2
+
+
+def test_503_and_read_errors_on_reads_are_retried_until_retries_run_out() -> None:
+    handler, calls = flaky(
+        [httpx.Response(503), httpx.ReadTimeout("slow")], httpx.Response(200, json=BUDGET)
+    )
+    assert make_client(handler).budget(1) == BUDGET
+    handler, calls = flaky([httpx.Response(502)] * 10, httpx.Response(200, json=BUDGET))
+    with pytest.raises(ServiceError) as info:
+        make_client(handler, retries=2).budget(1)
+    assert info.value.status == 502 and len(calls) == 3
+
+
+def test_non_idempotent_post_retried_only_when_never_sent() -> None:
+    metric = {"id": 1, "iteration": 5, "miou": 40.0}
+    handler, calls = flaky([httpx.ConnectError("refused")], httpx.Response(201, json=metric))
+    assert make_client(handler).post_metrics(1, 5, 40.0)["id"] == 1
+    assert len(calls) == 2
+    handler, calls = flaky([httpx.ReadTimeout("lost")], httpx.Response(201, json=metric))
+    with pytest.raises(httpx.ReadTimeout):
+        make_client(handler).post_metrics(1, 5, 40.0)
+    assert len(calls) == 1
+
+
+def test_post_queries_lost_response_then_duplicate_is_flagged_maybe_stored() -> None:
+    handler, calls = flaky(
+        [httpx.ReadTimeout("stored, but the response was lost")], error(409, "duplicate_pixel")
+    )
+    with pytest.raises(DuplicatePixel) as info:
+        make_client(handler).post_queries(1, [{"image_id": 3, "y": 1, "x": 2}])
+    assert info.value.maybe_stored and len(calls) == 2
+
+
+def test_post_queries_503_then_success_is_retried() -> None:
+    handler, calls = flaky([httpx.Response(503)], httpx.Response(201, json={"ids": [4]}))
+    assert make_client(handler).post_queries(1, [{"image_id": 3, "y": 1, "x": 2}]) == [4]
+    assert len(calls) == 2
+
+
+def test_post_queries_genuine_duplicate_is_not_retried() -> None:
+    handler, calls = flaky([], error(409, "duplicate_pixel"))
+    with pytest.raises(DuplicatePixel) as info:
+        make_client(handler).post_queries(1, [{"image_id": 3, "y": 1, "x": 2}])
+    assert len(calls) == 1 and not info.value.maybe_stored
+
+
+def test_post_queries_chunks_at_ten_thousand() -> None:
+    sizes = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        n = len(json.loads(request.content)["queries"])
+        start = sum(sizes)
+        sizes.append(n)
+        return httpx.Response(201, json={"ids": list(range(start, start + n))})
+
+    queries = [{"image_id": 1, "y": i // 100, "x": i % 100} for i in range(12_345)]
+    assert make_client(handler).post_queries(1, queries) == list(range(12_345))
+    assert sizes == [10_000, 2_345]
+
+
+def test_register_images_in_chunks_sends_pngs() -> None:
+    sent = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        images = json.loads(request.content)["images"]
+        sent.append(images)
+        return httpx.Response(
+            201,
+            json={
+                "images": [
+                    {
+                        "id": 100 + int(im["key"].split("/")[1]),
+                        "key": im["key"],
+                        "width": im["width"],
+                        "height": im["height"],
+                    }
+                    for im in images
+                ]
+            },
+        )
+
+    arr = np.zeros((4, 6, 3), dtype=np.uint8)
+    arr[1, 2] = (10, 20, 30)
+    items = [(f"target-train/{i}", arr) for i in range(5)]
+    png_chars = len(encode_png(arr))
+    ids = make_client(handler).register_images(7, items, max_bytes=2 * png_chars)
+    assert ids == {f"target-train/{i}": 100 + i for i in range(5)}
+    assert [len(c) for c in sent] == [2, 2, 1]
+    first = sent[0][0]
+    assert (first["width"], first["height"]) == (6, 4)
+    decoded = np.asarray(Image.open(io.BytesIO(base64.b64decode(first["png_base64"]))))
+    np.testing.assert_array_equal(decoded, arr)
+
+
+def answer(aid: int, qid: int, cls: int = 1, pixel=(1, 0, 0)) -> dict:
+    return {
+        "id": aid,
+        "query_id": qid,
+        "image_id": pixel[0],
+        "y": pixel[1],
+        "x": pixel[2],
+        "class_id": cls,
+    }
+
+
+def test_iter_answers_pages_until_empty() -> None:
+    pages = {0: [answer(1, 1), answer(2, 2)], 2: [answer(3, 3)], 3: []}
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        after = int(request.url.params["after"])
+        seen.append((after, int(request.url.params["limit"])))
+        page = pages[after]
+        return httpx.Response(
+            200, json={"answers": page, "cursor": page[-1]["id"] if page else after}
+        )
+
+    client = make_client(handler)
+    assert [a["id"] for a in client.iter_answers_since(5, 0, limit=2)] == [1, 2, 3]
+    assert seen == [(0, 2), (2, 2), (3, 2)]
+    assert client.answers_since(5, 3) == ([], 3)
+
+
+def test_wait_for_answers_stops_when_all_arrive_and_keeps_latest() -> None:
+    arrivals = [[answer(1, 10, 1)], [], [answer(2, 99), answer(3, 11, 2), answer(4, 10, 3)]]
+    state = {"polls": 0}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/budget"):
+            state["polls"] += 1
+            return httpx.Response(200, json={**BUDGET, "reserved": 2})
+        after = int(request.url.params["after"])
+        page = [a for batch in arrivals[: state["polls"] + 1] for a in batch if a["id"] > after]
+        return httpx.Response(
+            200, json={"answers": page, "cursor": page[-1]["id"] if page else after}
+        )
+
+    got = make_client(handler).wait_for_answers(1, {10, 11}, timeout=5, poll=0)
+    assert sorted((a["query_id"], a["class_id"]) for a in got) == [(10, 3), (11, 2)]
+
+
+def test_wait_for_answers_returns_partial_when_nothing_is_in_flight_or_on_timeout() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/budget"):
+            return httpx.Response(200, json={**BUDGET, "reserved": reserved})
+        after = int(request.url.params["after"])
+        page = [answer(1, 10)] if after < 1 else []
+        return httpx.Response(200, json={"answers": page, "cursor": max(after, 1)})
+
+    reserved = 0  # the other query was skipped
+    got = make_client(handler).wait_for_answers(1, {10, 11}, timeout=5, poll=0)
+    assert [a["query_id"] for a in got] == [10]
+    reserved = 1  # still leased somewhere: wait out the timeout
+    got = make_client(handler).wait_for_answers(1, {10, 11}, timeout=0.05, poll=0.01)
+    assert [a["query_id"] for a in got] == [10]
+
+
+class FakeService:
+    """Just enough of the server for HttpOracle: images, queries, answers, budget."""
+
+    def __init__(self, gt: dict[tuple[int, int, int], int], lose_first_response=False) -> None:
+        self.gt, self.queries, self.answers, self.posted = gt, {}, [], []
+        self.lose = lose_first_response
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path.removeprefix("/api/v1/runs/1")
+        if path == "/images":
+            return httpx.Response(
+                200,
+                json={
+                    "images": [
+                        {"id": 1, "key": "t/a", "width": 8, "height": 8},
+                        {"id": 2, "key": "t/b", "width": 8, "height": 8},
+                    ]
+                },
+            )
+        if path == "/queries":
+            batch = json.loads(request.content)["queries"]
+            if self.posted and batch == self.posted[-1]:
+                return error(409, "duplicate_pixel")
+            self.posted.append(batch)
+            ids = []
+            for q in batch:
+                qid = len(self.queries) + 1
+                self.queries[qid] = q
+                ids.append(qid)
+                pixel = (q["image_id"], q["y"], q["x"])
+                if self.gt.get(pixel, 255) != 255:  # the annotator skips void
+                    self.answers.append(
+                        {**answer(len(self.answers) + 1, qid, self.gt[pixel], pixel)}
+                    )
+            if self.lose:
+                self.lose = False
+                raise httpx.ReadError("stored, but the response was lost")
+            return httpx.Response(201, json={"ids": ids})
+        if path == "/budget":
+            return httpx.Response(200, json=BUDGET)
+        after = int(request.url.params["after"])
+        page = [a for a in self.answers if a["id"] > after]
+        return httpx.Response(
+            200, json={"answers": page, "cursor": page[-1]["id"] if page else after}
+        )
+
+
+def test_http_oracle_answers_skips_and_never_asks_twice() -> None:
+    gt = {(1, 0, 0): 3, (1, 2, 5): 0, (2, 7, 7): 255}
+    service = FakeService(gt)
+    oracle = HttpOracle(make_client(service), 1, timeout=5, poll=0)
+    keys = ["t/a", "t/a", "t/b", "t/a"]
+    out = oracle.answer(
+        keys,
+        torch.tensor([0, 2, 7, 0]),
+        np.array([0, 5, 7, 0]),
+        ["high", "low", "medium", "high"],
+        torch.tensor([0.9, 0.1, 0.5, 0.9]),
+    )
+    np.testing.assert_array_equal(out, [3, 0, 255, 3])
+    assert out.dtype == np.int64
+    [batch] = service.posted
+    assert [(q["image_id"], q["y"], q["x"], q["group"]) for q in batch] == [
+        (1, 0, 0, "high"),
+        (1, 2, 5, "other"),
+        (2, 7, 7, "medium"),
+    ]
+    np.testing.assert_array_equal(oracle.answer(["t/a"], [2], [5], "medium"), [0])
+    assert len(service.posted) == 1  # known pixel: answered from memory
+    with pytest.raises(KeyError):
+        oracle.answer(["t/zzz"], [0], [0])
+
+
+def test_http_oracle_reads_answers_back_by_pixel_after_a_lost_response() -> None:
+    service = FakeService({(1, 0, 0): 3, (2, 1, 1): 4}, lose_first_response=True)
+    oracle = HttpOracle(make_client(service), 1, timeout=5, poll=0)
+    np.testing.assert_array_equal(oracle.answer(["t/a", "t/b"], [0, 1], [0, 1]), [3, 4])
+    assert len(service.posted) == 1
+
+
+def test_http_oracle_learns_earlier_answers_before_asking() -> None:
+    service = FakeService({(1, 0, 0): 3})
+    make_client(service).post_queries(1, [{"image_id": 1, "y": 0, "x": 0}])  # a past process
+    oracle = HttpOracle(make_client(service), 1, timeout=5, poll=0)
+    np.testing.assert_array_equal(oracle.answer(["t/a"], [0], [0]), [3])
+    assert len(service.posted) == 1

@@ -1,0 +1,150 @@
+"""The paper's experiment configs (trainer/configs/*.toml) and real-format loading
+(trainer/data/paper.py): every config loads with section IV-B's settings, and runs one pretrain
+and one adaptation iteration of its real model on tiny trees in each dataset's exact format."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.trainer.data import fabricate
+from trainer.bench.experiment import run_strategy
+from trainer.config import TrainConfig, load_config
+from trainer.strategies import configure
+from trainer.train import load_data
+
+CONFIGS = sorted(
+    p.name for p in (resources.files("trainer") / "configs").iterdir() if p.name.endswith(".toml")
+)
+TINY = (33, 65)
+
+
+def _config(name: str) -> TrainConfig:
+    with resources.as_file(resources.files("trainer") / "configs" / name) as path:
+        return load_config(path)
+
+
+@pytest.fixture(scope="module")
+def trees(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("paper")
+    return {
+        "cityscapes": fabricate.cityscapes(root / "cityscapes", {"train": 3, "val": 2}),
+        "gta5": fabricate.gta5(root / "gta5", 3),
+        "synthia": fabricate.synthia(root / "synthia", 3),
+        "synscapes": fabricate.synscapes(root / "synscapes", 3),
+        "cache": root / "cache",
+    }
+
+
+def _tiny(cfg: TrainConfig, trees: dict[str, Path], **changes: object) -> TrainConfig:
+    return configure(
+        cfg,
+        cfg.strategy,
+        data_root=str(trees["cityscapes"]),
+        source_root=str(trees[cfg.source_dataset]),
+        crop=TINY,
+        data_cache=str(trees["cache"]),
+        pretrain_iterations=1,
+        iterations=1,
+        eval_every=1,
+        device="cpu",
+        amp=False,
+        threads=1,
+        **changes,
+    )
+
+
+def test_the_papers_experiments_are_all_there() -> None:
+    runs = {
+        (c.source_dataset, c.model, c.num_classes, c.budget_rate) for c in map(_config, CONFIGS)
+    }
+    rates = (0.017, 0.034, 0.068, 0.168)
+    assert runs == (
+        {("gta5", "deeplabv2_r101", 19, r) for r in rates}
+        | {("synthia", "deeplabv2_r101", 16, r) for r in rates}
+        | {("synscapes", "deeplabv2_r101", 19, 0.05), ("gta5", "deeplabv3plus_r101", 19, 0.05)}
+    )
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_config_has_section_iv_b_settings(name: str) -> None:
+    cfg = _config(name)
+    assert (cfg.lr, cfg.pretrain_lr, cfg.momentum, cfg.weight_decay) == (2.5e-4, 2.5e-4, 0.9, 1e-4)
+    assert (cfg.poly_power, cfg.head_lr_mult, cfg.batch_source, cfg.batch_target) == (
+        0.9,
+        10.0,
+        2,
+        2,
+    )
+    assert cfg.strategy == "full" and configure(cfg, "full") == cfg  # the full model, spelled out
+    assert cfg.pretrained is None and cfg.translated_dir is None  # "" in TOML means none
+    assert cfg.dataset == "cityscapes" and cfg.crop == (512, 1024) and cfg.frozen_bn
+    assert (cfg.target_split, cfg.val_split, cfg.test_split) == ("train", "val", "val")
+
+
+def test_configs_of_one_table_differ_only_in_budget() -> None:
+    gta = [_config(n).to_dict() for n in CONFIGS if n.startswith("gta5-cityscapes-dlv2")]
+    for other in gta[1:]:
+        assert {k for k in other if other[k] != gta[0][k]} == {"budget_rate"}
+
+
+# One config per (source, model): the others of its table differ only in budget_rate (above).
+RUNS = [
+    "gta5-cityscapes-dlv2-1.7.toml",
+    "synthia-cityscapes-dlv2-1.7.toml",
+    "synscapes-cityscapes-dlv2-5.toml",
+    "gta5-cityscapes-dlv3plus-5.toml",
+]
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """ResNet-101 at 33x65 takes ~3 s per step on one thread, and many times that on two
+    threads of a busy machine (the threads wait on each other)."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("name", RUNS)
+@pytest.mark.usefixtures("one_thread")
+def test_config_runs_one_pretrain_and_one_adaptation_iteration(
+    name: str, trees: dict[str, Path]
+) -> None:
+    cfg = _tiny(_config(name), trees)
+    data = load_data(cfg)
+    n_classes = cfg.num_classes
+    assert data.num_classes == n_classes == len(data.class_colors)
+    assert data.source.images.shape[1:] == (3, *TINY) and data.target.images.shape == (3, 3, *TINY)
+    assert data.val is data.test and data.val.ids[0].startswith("val/")
+    for split in (data.source, data.target, data.val):
+        valid = split.labels[split.labels != 255]
+        assert valid.numel() > 0 and int(valid.max()) < n_classes
+    result = run_strategy(cfg, data, None)
+    assert math.isfinite(result["test_miou"]) and [p["iteration"] for p in result["curve"]] == [1]
+    assert 0 < result["expected_pixels"] and result["labeled_pixels"] <= result["expected_pixels"]
+    assert len(result["test_per_class_iou"]) == n_classes
+
+
+def test_cache_is_memory_mapped_and_equal(trees: dict[str, Path]) -> None:
+    cfg = _tiny(_config("synthia-cityscapes-dlv2-3.4.toml"), trees)
+    cached = load_data(cfg)
+    fresh = load_data(cfg.replace(data_cache=""))
+    assert torch.equal(cached.source.images, fresh.source.images)
+    assert torch.equal(cached.target.labels, fresh.target.labels)
+    assert cached.target.ids == fresh.target.ids
+    assert any(p.name.startswith("synthia-all-") for p in trees["cache"].iterdir())
+
+
+def test_missing_dataset_names_the_fix(tmp_path: Path, trees: dict[str, Path]) -> None:
+    cfg = _tiny(_config("gta5-cityscapes-dlv2-1.7.toml"), trees)
+    with pytest.raises(FileNotFoundError, match="gtFine/train/<city>.*data_root"):
+        load_data(cfg.replace(data_root=str(tmp_path / "nowhere"), data_cache=""))
+    (tmp_path / "gta5").mkdir()
+    with pytest.raises(FileNotFoundError, match="images/\\*.png"):
+        load_data(cfg.replace(source_root=str(tmp_path / "gta5"), data_cache=""))

@@ -1,0 +1,63 @@
+"""The worker's label sync: answers since a cursor merged into the bank, corrections win."""
+
+from types import SimpleNamespace
+
+import torch
+
+from trainer.data.folder import SplitTensors
+from trainer.labelbank import IGNORE, LabelBank
+from trainer.worker.main import ServiceLink
+
+
+class FakeClient:
+    """Just the reads ServiceLink.sync and rebuild make."""
+
+    def __init__(self, answers: list[dict], queries: list[dict]) -> None:
+        self.answers, self.queries = answers, queries
+
+    def list_images(self, run_id: int) -> list[dict]:
+        return [{"id": 10, "key": "t/0"}, {"id": 11, "key": "t/1"}]
+
+    def iter_answers_since(self, run_id: int, after: int = 0):
+        return (a for a in self.answers if a["id"] > after)
+
+    def iter_queries(self, run_id: int, after: int = 0):
+        return iter(self.queries)
+
+
+def _link(client: FakeClient) -> ServiceLink:
+    target = SplitTensors(
+        torch.zeros(2, 3, 4, 5, dtype=torch.uint8),
+        torch.zeros(2, 4, 5, dtype=torch.uint8),
+        ["t/0", "t/1"],
+    )
+    return ServiceLink(client, 1, SimpleNamespace(target=target), "human", timeout=1.0)
+
+
+def _answer(i: int, image: int, y: int, x: int, cls: int, group: str = "high") -> dict:
+    return {"id": i, "image_id": image, "y": y, "x": x, "class_id": cls, "group": group}
+
+
+def test_sync_merges_new_answers_and_the_latest_correction_wins() -> None:
+    client = FakeClient(
+        [_answer(1, 10, 0, 0, 3), _answer(2, 11, 2, 4, 1, "medium"), _answer(3, 10, 0, 0, 5)], []
+    )  # 3 corrects 1
+    bank, link = LabelBank(2, 4, 5), _link(client)
+    assert link.sync(bank) == 2
+    assert bank.labels[0, 0, 0] == 5 and bank.labels[1, 2, 4] == 1
+    assert bank.counts()["high"] == 1 and bank.counts()["medium"] == 1
+    assert link.cursor == 3
+    client.answers.append(_answer(4, 11, 3, 3, 2, "entropy"))
+    assert link.sync(bank) == 1 and link.cursor == 4 and bank.num_labeled == 3
+
+
+def test_rebuild_marks_every_asked_pixel_even_unanswered() -> None:
+    client = FakeClient(
+        [_answer(7, 11, 1, 1, 4)],
+        [{"image_id": 11, "y": 1, "x": 1}, {"image_id": 10, "y": 3, "x": 2}],
+    )
+    bank, link = LabelBank(2, 4, 5), _link(client)
+    link.rebuild(bank)
+    assert bank.asked[1, 1, 1] and bank.asked[0, 3, 2]
+    assert bank.labels[0, 3, 2] == IGNORE and bank.labels[1, 1, 1] == 4
+    assert int(bank.asked.sum()) == 2

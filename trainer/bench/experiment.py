@@ -1,0 +1,87 @@
+"""One strategy, end to end and in process: pre-train (cached), adapt, select on val, test."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trainer.config import TrainConfig
+from trainer.labelbank import LabelBank
+from trainer.train import (
+    Data,
+    GroundTruthOracle,
+    adapt,
+    evaluate,
+    local_spent,
+    pick_device,
+    pretrain,
+)
+
+
+def run_strategy(
+    cfg: TrainConfig,
+    data: Data,
+    cache_dir: Path | None,
+    progress: bool = False,
+    checkpoint: Path | None = None,
+) -> dict[str, Any]:
+    """Pre-train on source, adapt with ``cfg.strategy``'s configuration, report target-test
+    mIoU of the state that scored best on target-val. ``checkpoint``: where to save that state
+    with its config and label bank."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    started = time.perf_counter()
+    model = pretrain(cfg, data, device, cache_dir, progress)
+    pretrain_seconds = time.perf_counter() - started
+    n, _, h, w = data.target.images.shape
+    bank = LabelBank(n, h, w)
+    expected = int(cfg.budget_rate * data.target_pixels)
+    curve: list[dict[str, Any]] = []
+    timings: dict[str, float] = {}
+    best_iteration = 0
+    if cfg.iterations > 0:
+        result = adapt(
+            model,
+            cfg,
+            data,
+            GroundTruthOracle(data.target.labels),
+            local_spent(bank),
+            bank,
+            device,
+            progress=progress,
+        )
+        curve, timings, best_iteration = result.curve, result.timings, result.best_iteration
+    val = evaluate(model, data.val, data.num_classes, device)
+    test = evaluate(model, data.test, data.num_classes, device)
+    labeled = data.target_pixels if cfg.selection == "all" else bank.num_labeled
+    if checkpoint is not None:
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(
+            {
+                "config": cfg.to_dict(),
+                "model": model.state_dict(),
+                "label_bank": bank.state_dict(),
+                "class_names": data.class_names,
+            },
+            checkpoint,
+        )
+    return {
+        "strategy": cfg.strategy,
+        "budget_rate": cfg.budget_rate,
+        "seed": cfg.seed,
+        "expected_pixels": expected,
+        "labeled_pixels": labeled,
+        "labeled_rate": labeled / data.target_pixels,
+        "val_miou": val.miou(),
+        "test_miou": test.miou(),
+        "test_per_class_iou": [round(100 * v, 2) if v == v else None for v in test.iou().tolist()],
+        "best_iteration": best_iteration,
+        "curve": curve,
+        "timings": timings,
+        "pretrain_seconds": pretrain_seconds,
+        "seconds": time.perf_counter() - started,
+    }

@@ -1,0 +1,237 @@
+"""GPU benchmark at the paper's scale, without a dataset.
+
+    python -m trainer.bench.gpu --out outputs/gpu_bench.json        (adamcu gpu-bench)
+
+Random images and blocky random labels, 2 source + 2 target crops of 512x1024, DeepLab v2
+(ResNet-101, 19 classes): seconds per iteration (median) and peak GPU memory of a plain CE
+step and of the full ADA-MCU step (``trainer.speed.measure``), for each setting: fp32, bf16
+autocast, each with and without channels_last. An out-of-memory or other CUDA error is
+recorded for its setting and the next one runs; the JSON is rewritten after every setting and
+every line is flushed, so a run cut short still leaves its numbers. ``--max-seconds`` skips
+the settings that would start after that time (the first always runs). On the CPU it runs
+at a tiny size, e.g. ``--device cpu --height 32 --width 64 --model small --iterations 2``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trainer.bench.speed import measure
+from trainer.config import TrainConfig
+from trainer.strategies import configure
+from trainer.train import pick_device
+
+SETTINGS = {  # name -> (bf16 autocast, channels_last)
+    "fp32": (False, False),
+    "fp32-channels-last": (False, True),
+    "bf16": (True, False),
+    "bf16-channels-last": (True, True),
+}
+
+
+def _environment(device: torch.device) -> dict[str, Any]:
+    env: dict[str, Any] = {
+        "torch": torch.__version__,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+    }
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        env.update(
+            gpu=props.name,
+            gpu_memory_mib=props.total_memory // 2**20,
+            cuda=torch.version.cuda,
+            cudnn=torch.backends.cudnn.version(),
+            cudnn_benchmark=torch.backends.cudnn.benchmark,
+            cudnn_allow_tf32=torch.backends.cudnn.allow_tf32,
+            matmul_allow_tf32=torch.backends.cuda.matmul.allow_tf32,
+        )
+    return env
+
+
+def _clear(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def run_setting(
+    name: str,
+    base: TrainConfig,
+    height: int,
+    width: int,
+    classes: int,
+    iterations: int,
+    warmup: int,
+) -> dict[str, Any]:
+    """One setting: ``measure``'s numbers, or the error that stopped it."""
+    amp, channels_last = SETTINGS[name]
+    cfg = base.replace(amp=amp, channels_last=channels_last)
+    device = pick_device(cfg.device)
+    _clear(device)
+    started = time.perf_counter()
+    try:
+        result = measure(cfg, height, width, classes, iterations, warmup)
+    except (torch.cuda.OutOfMemoryError, RuntimeError) as exc:  # recorded, the next one runs
+        result = {"error": f"{type(exc).__name__}: {str(exc)[:400]}"}
+    _clear(device)
+    keep = (
+        "ce_seconds",
+        "full_seconds",
+        "ratio",
+        "ce_peak_mib",
+        "full_peak_mib",
+        "share",
+        "scoring_selection_share",
+        "contrast_share",
+        "labeled_pixels",
+        "amp",
+        "error",
+    )
+    out = {
+        "setting": name,
+        "bf16": amp,
+        "channels_last": channels_last,
+        **{k: result[k] for k in keep if k in result},
+    }
+    out["seconds"] = time.perf_counter() - started
+    return out
+
+
+def _row(r: dict[str, Any]) -> str:
+    if "error" in r or "skipped" in r:
+        return f"{r['setting']:<20} {r.get('error') or r.get('skipped')}"
+    peak = (
+        f"{r['ce_peak_mib']:>9.0f} {r['full_peak_mib']:>9.0f}"
+        if r.get("ce_peak_mib") is not None
+        else f"{'-':>9} {'-':>9}"
+    )
+    return (
+        f"{r['setting']:<20} {r['ce_seconds']:>8.3f} {r['full_seconds']:>8.3f} "
+        f"{r['ratio']:>6.2f} {peak}"
+    )
+
+
+def run_gpu_bench(
+    out: Path,
+    *,
+    model: str = "deeplabv2_r101",
+    height: int = 512,
+    width: int = 1024,
+    classes: int = 19,
+    iterations: int = 10,
+    warmup: int = 3,
+    settings: list[str] | None = None,
+    device: str = "auto",
+    max_seconds: float = 270.0,
+    threads: int = 0,
+) -> dict[str, Any]:
+    """Run every setting, print a table, write ``out`` (JSON) after each setting."""
+    names = settings or list(SETTINGS)
+    unknown = sorted(set(names) - set(SETTINGS))
+    if unknown:
+        raise ValueError(f"unknown settings {unknown}; choose from {sorted(SETTINGS)}")
+    dev = pick_device(device)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input size
+    base = configure(
+        TrainConfig(model=model, device=str(dev), embed_dim=64, threads=threads),
+        "full",
+        budget_rate=0.05,
+    )
+    report: dict[str, Any] = {
+        "model": model,
+        "height": height,
+        "width": width,
+        "classes": classes,
+        "batch": f"{base.batch_source} source + {base.batch_target} target",
+        "iterations": iterations,
+        "warmup": warmup,
+        **_environment(dev),
+        "results": [],
+    }
+    print(
+        f"{model} {height}x{width}, {report['batch']}, {classes} classes on "
+        f"{report.get('gpu', dev)}; median s/iteration over {iterations} (+{warmup} warmup)",
+        flush=True,
+    )
+    print(
+        f"{'setting':<20} {'CE s':>8} {'full s':>8} {'ratio':>6} {'CE MiB':>9} {'full MiB':>9}",
+        flush=True,
+    )
+    started = time.perf_counter()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        if report["results"] and time.perf_counter() - started > max_seconds:
+            row = {"setting": name, "skipped": f"time budget of {max_seconds:.0f} s spent"}
+        else:
+            row = run_setting(name, base, height, width, classes, iterations, warmup)
+        report["results"].append(row)
+        report["seconds"] = time.perf_counter() - started
+        out.write_text(json.dumps(report, indent=1))
+        print(_row(row), flush=True)
+    print(
+        f"written to {out} ({report['seconds']:.0f} s); full MiB is the peak over both steps",
+        flush=True,
+    )
+    return report
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="outputs/gpu_bench.json")
+    p.add_argument("--model", default="deeplabv2_r101")
+    p.add_argument("--height", type=int, default=512)
+    p.add_argument("--width", type=int, default=1024)
+    p.add_argument("--classes", type=int, default=19)
+    p.add_argument("--iterations", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument(
+        "--settings",
+        default=",".join(SETTINGS),
+        help=f"comma-separated subset of {', '.join(SETTINGS)}",
+    )
+    p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--max-seconds", type=float, default=270.0, help="start no setting after this many seconds"
+    )
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    run_gpu_bench(
+        Path(args.out),
+        model=args.model,
+        height=args.height,
+        width=args.width,
+        classes=args.classes,
+        iterations=args.iterations,
+        warmup=args.warmup,
+        settings=[s for s in args.settings.split(",") if s],
+        device=args.device,
+        max_seconds=args.max_seconds,
+        threads=args.threads,
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m trainer.bench.gpu",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(p)
+    return run_from_args(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,246 @@
+"""``adamcu-worker``: the ADA-MCU loop against the labeling service.
+
+It registers its run and target images, reads the budget from the server to drive Algorithm 1,
+posts queries, and either waits for their answers (``--mode benchmark``) or trains on and merges
+answers as they come (``--mode human``). It posts metrics after each evaluation and keeps a
+checkpoint; after a restart it rebuilds its label bank from the server's record of queries and
+answers, so it never asks for a pixel twice and loses no label.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import torch
+
+from client.api import ServiceClient
+from trainer.config import TrainConfig, load_config
+from trainer.labelbank import LabelBank
+from trainer.step import LoopState
+from trainer.strategies import configure
+from trainer.train import Data, adapt, evaluate, load_data, new_loop_state, pick_device, pretrain
+from trainer.worker.link import ServiceLink
+
+log = logging.getLogger("adamcu.worker")
+
+
+@dataclass
+class WorkerOptions:
+    server: str
+    token: str
+    mode: str = "benchmark"  # benchmark: wait for answers; human: merge as they come
+    checkpoint_dir: Path = Path("outputs/worker")
+    checkpoint_every: int = 50
+    answer_timeout: float = 120.0
+    run_name: str = ""
+
+
+def create_run(client: ServiceClient, cfg: TrainConfig, data: Data, name: str) -> int:
+    classes = [
+        {"id": i, "name": n, "color": list(c)}
+        for i, (n, c) in enumerate(zip(data.class_names, data.class_colors, strict=True))
+    ]
+    run = client.create_run(
+        name=name or f"{cfg.strategy}-seed{cfg.seed}",
+        classes=classes,
+        target_pixels=data.target_pixels,
+        budget_rate=cfg.budget_rate,
+        strategy=cfg.strategy,
+        config=cfg.to_dict(),
+    )
+    images = data.target.images.permute(0, 2, 3, 1).numpy()
+    client.register_images(run["id"], list(zip(data.target.ids, images, strict=True)))
+    return int(run["id"])
+
+
+def save_checkpoint(
+    path: Path,
+    model: torch.nn.Module,
+    state: LoopState,
+    iteration: int,
+    run_id: int,
+    cfg: TrainConfig,
+) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "iteration": iteration,
+            "run_id": run_id,
+            "config": cfg.to_dict(),
+            "dccm": state.dccm.cpu(),
+            "thresholds": vars(state.sampler.state),
+            "calibrated": state.calibrated,
+        },
+        tmp,
+    )
+    os.replace(tmp, path)
+
+
+def run_worker(cfg: TrainConfig, opts: WorkerOptions, progress: bool = False) -> dict[str, Any]:
+    """Run (or resume) one run against the service; returns a summary."""
+    device = pick_device(cfg.device)
+    data = load_data(cfg)
+    opts.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = opts.checkpoint_dir / "checkpoint.pt"
+    client = ServiceClient(opts.server, opts.token)
+    expected = int(cfg.budget_rate * data.target_pixels)
+    state = new_loop_state(cfg, expected, data.num_classes)
+    start = 0
+    model = pretrain(cfg, data, device, opts.checkpoint_dir / "cache", progress)
+    before = evaluate(model, data.test, data.num_classes, device).miou()
+    n, _, h, w = data.target.images.shape
+    bank = LabelBank(n, h, w)
+    if ckpt_path.is_file():
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        run_id, start = int(ckpt["run_id"]), int(ckpt["iteration"])
+        model.load_state_dict(ckpt["model"])
+        state.dccm, state.calibrated = ckpt["dccm"], ckpt["calibrated"]
+        vars(state.sampler.state).update(ckpt["thresholds"])
+        before = float(json.loads((opts.checkpoint_dir / "run.json").read_text())["before"])
+        log.info("resuming run %d at iteration %d", run_id, start)
+    else:
+        run_id = create_run(client, cfg, data, opts.run_name)
+        (opts.checkpoint_dir / "run.json").write_text(
+            json.dumps({"run_id": run_id, "before": before})
+        )
+    link = ServiceLink(client, run_id, data, opts.mode, opts.answer_timeout)
+    if start > 0:
+        link.rebuild(bank)
+
+    def on_step(it: int, st: LoopState) -> None:
+        link.sync(bank)
+        if (it + 1) % opts.checkpoint_every == 0:
+            save_checkpoint(ckpt_path, model, st, it + 1, run_id, cfg)
+
+    def on_eval(point: dict[str, Any]) -> None:
+        def post() -> None:
+            client.post_metrics(
+                run_id,
+                point["iteration"],
+                point["miou"],
+                labeled_pixels=point["labeled_pixels"],
+                per_class_iou=[v if v is not None else 0.0 for v in point["per_class_iou"]],
+            )
+
+        try:
+            post()
+        except httpx.TransportError as exc:
+            # the response was lost (e.g. the server was killed mid-request): the point may be
+            # stored; posting it again risks a second row for this iteration, which readers
+            # tolerate, while dying here would lose the whole run's progress
+            log.warning(
+                "metrics post at iteration %d lost its response (%s); posting again",
+                point["iteration"],
+                exc,
+            )
+            post()
+
+    result = adapt(
+        model,
+        cfg,
+        data,
+        link.ask,
+        link.spent,
+        bank,
+        device,
+        start=start,
+        state=state,
+        on_eval=on_eval,
+        on_step=on_step,
+        progress=progress,
+    )
+    save_checkpoint(ckpt_path, model, state, cfg.iterations, run_id, cfg)
+    if opts.mode == "benchmark":
+        # queries still in flight (e.g. posted by a killed predecessor and not waited for
+        # since the restart): wait for their answers so the bank ends equal to the record
+        link.drain(opts.answer_timeout)
+    link.sync(bank)
+    after = evaluate(model, data.test, data.num_classes, device).miou()
+    client.finish_run(run_id)
+    budget = client.budget(run_id)
+    summary = {
+        "run_id": run_id,
+        "strategy": cfg.strategy,
+        "test_miou_before": before,
+        "test_miou_after": after,
+        "best_val_miou": result.best_val,
+        "labeled_pixels": bank.num_labeled,
+        "budget": budget,
+    }
+    (opts.checkpoint_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def parse_args(argv: Sequence[str] | None) -> tuple[TrainConfig, WorkerOptions]:
+    p = argparse.ArgumentParser(prog="adamcu-worker", description=__doc__)
+    p.add_argument("--server", default=os.environ.get("ADAMCU_SERVER", "http://127.0.0.1:8000"))
+    p.add_argument("--token", default=os.environ.get("ADAMCU_TRAINER_TOKEN"))
+    p.add_argument("--config", help="TOML/JSON file of TrainConfig fields")
+    p.add_argument("--data", default=os.environ.get("ADAMCU_DATA"))
+    p.add_argument("--strategy")
+    p.add_argument("--budget", type=float)
+    p.add_argument("--iterations", type=int)
+    p.add_argument("--pretrain-iterations", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--eval-every", type=int)
+    p.add_argument("--mode", choices=("benchmark", "human"), default="benchmark")
+    p.add_argument(
+        "--checkpoint-dir", default=os.environ.get("ADAMCU_CHECKPOINTS", "outputs/worker")
+    )
+    p.add_argument("--checkpoint-every", type=int, default=50)
+    p.add_argument("--answer-timeout", type=float, default=120.0)
+    p.add_argument("--name", default="")
+    a = p.parse_args(argv)
+    if not a.token:
+        p.error("a trainer token is needed: pass --token or set ADAMCU_TRAINER_TOKEN")
+    base = load_config(a.config) if a.config else TrainConfig()
+    changes: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "data_root": a.data,
+            "budget_rate": a.budget,
+            "iterations": a.iterations,
+            "pretrain_iterations": a.pretrain_iterations,
+            "seed": a.seed,
+            "eval_every": a.eval_every,
+        }.items()
+        if v is not None
+    }
+    cfg = configure(base, a.strategy or base.strategy, **changes)
+    opts = WorkerOptions(
+        server=a.server,
+        token=a.token,
+        mode=a.mode,
+        checkpoint_dir=Path(a.checkpoint_dir),
+        checkpoint_every=a.checkpoint_every,
+        answer_timeout=a.answer_timeout,
+        run_name=a.name,
+    )
+    return cfg, opts
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    cfg, opts = parse_args(argv)
+    log.info("config %s", json.dumps(cfg.to_dict()))
+    try:
+        summary = run_worker(cfg, opts)
+    except FileNotFoundError as exc:
+        print(f"adamcu-worker: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: v for k, v in summary.items() if k != "budget"}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
