@@ -1,6 +1,7 @@
 import base64
 import io
 import json
+import random
 
 import httpx
 import numpy as np
@@ -15,11 +16,12 @@ from client.api import (
     ServiceError,
     encode_png,
 )
+from client.retry import RetryPolicy
 from trainer.worker.link import HttpOracle
 
 
 def make_client(handler, **kw) -> ServiceClient:
-    kw.setdefault("backoff", 0.0)
+    kw.setdefault("retry", RetryPolicy(base_delay=0.0))
     return ServiceClient("http://svc/", "tok", transport=httpx.MockTransport(handler), **kw)
 
 
@@ -97,7 +99,7 @@ def test_503_and_read_errors_on_reads_are_retried_until_retries_run_out() -> Non
     assert make_client(handler).budget(1) == BUDGET
     handler, calls = flaky([httpx.Response(502)] * 10, httpx.Response(200, json=BUDGET))
     with pytest.raises(ServiceError) as info:
-        make_client(handler, retries=2).budget(1)
+        make_client(handler, retry=RetryPolicy(max_tries=3, base_delay=0)).budget(1)
     assert info.value.status == 502 and len(calls) == 3
 
 
@@ -331,3 +333,19 @@ def test_http_oracle_learns_earlier_answers_before_asking() -> None:
     oracle = HttpOracle(make_client(service), 1, timeout=5, poll=0)
     np.testing.assert_array_equal(oracle.answer(["t/a"], [0], [0]), [3])
     assert len(service.posted) == 1
+
+
+def test_retries_wait_per_the_policy_with_jitter(monkeypatch) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr("client.api.time.sleep", slept.append)
+    policy = RetryPolicy(max_tries=4, base_delay=1.0, max_delay=3.0, jitter="equal")
+    waits = []
+    for seed in (1, 2):
+        handler, calls = flaky([httpx.Response(503)] * 3, httpx.Response(200, json=BUDGET))
+        client = make_client(handler, retry=policy, rng=random.Random(seed))
+        assert client.budget(1) == BUDGET and len(calls) == 4
+        waits.append(list(slept))
+        slept.clear()
+    for w in waits:
+        assert [c / 2 <= d <= c for d, c in zip(w, (1.0, 2.0, 3.0), strict=True)] == [True] * 3
+    assert waits[0] != waits[1]

@@ -16,7 +16,7 @@ import pytest
 import uvicorn
 from PIL import Image
 
-from client.api import BudgetExceeded, DuplicatePixel, ServiceClient
+from client.api import BudgetExceeded, DuplicatePixel, RetryPolicy, ServiceClient
 from oracle.annotate import OracleConfig, run_oracle
 from oracle.cli import main
 from trainer.worker.link import HttpOracle
@@ -76,7 +76,9 @@ def dataset(tmp_path: Path) -> tuple[Path, dict[str, np.ndarray]]:
 
 
 def new_run(base_url: str, masks: dict[str, np.ndarray], name: str):
-    trainer = ServiceClient(base_url, token(base_url, "trainer", f"t-{name}"), backoff=0.05)
+    trainer = ServiceClient(
+        base_url, token(base_url, "trainer", f"t-{name}"), retry=RetryPolicy(base_delay=0.05)
+    )
     run = trainer.create_run(name, CLASSES, target_pixels=N_IMAGES * H * W, budget_rate=0.5)
     rng = np.random.default_rng(1)
     items = [(k, rng.integers(0, 256, size=(H, W, 3), dtype=np.uint8)) for k in masks]
