@@ -19,7 +19,7 @@ from PIL import Image
 from client.api import BudgetExceeded, DuplicatePixel, RetryPolicy, ServiceClient
 from oracle.annotate import OracleConfig, run_oracle
 from oracle.cli import main
-from trainer.worker.link import HttpOracle
+from trainer.worker.link import ServiceLink
 
 pytest.importorskip("server.main")
 from server.main import create_app  # noqa: E402
@@ -171,12 +171,12 @@ def test_two_oracles_answer_every_query_with_ground_truth(base_url, dataset) -> 
     )
 
 
-def test_http_oracle_through_the_service(base_url, dataset) -> None:
+def test_the_workers_link_as_oracle_through_the_service(base_url, dataset) -> None:
     data, masks = dataset
     trainer, run, ids = new_run(base_url, masks, "http-oracle")
     stop = threading.Event()
     threads, _ = oracle_threads(base_url, data, run["id"], 2, stop)
-    oracle = HttpOracle(trainer, run["id"], timeout=30, poll=0.05)
+    oracle = ServiceLink(trainer, run["id"], list(masks), timeout=30, poll=0.05)
     keys = ["target-train/000001"] * 40 + ["target-train/000002"] * 40
     ys, xs = np.arange(80) % H, (np.arange(80) * 7) % W
     out = oracle.answer(keys, ys, xs, ["medium"] * 80, np.linspace(0, 1, 80))
