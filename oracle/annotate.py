@@ -46,6 +46,7 @@ class OracleConfig:
     idle_exit: float = 10.0
     max_answers: int | None = None
     poll: float = 0.5
+    verbose: bool = False  # DEBUG logs
     outage: float = 90.0  # seconds to keep retrying through a server or queue outage
 
 
