@@ -1,16 +1,16 @@
-"""HTTP client for the labeling service (see docs/api.md): the trainer's side of the contract.
+"""HTTP client for the labeling service (see docs/api.md), built on the server's own wire
+contract (``server.schemas``): the worker's and the oracle's side of it.
 
-Retry policy. Connection errors and 502/503/504 are retried with exponential backoff (0.2 s
-doubling, capped at 5 s, 10 retries: about 31 s, enough to ride out a server restart), but only
-where repeating the request is harmless:
+Retry policy (``client.retry.RetryPolicy``, capped exponential backoff with jitter; by
+default 16 retries, 30-61 s of waiting in all, enough to ride out a server restart). Connection
+errors and 502/503/504 are retried, but only where repeating the request is harmless:
 
 - GET, PATCH ``status=finished`` and image registration (the server dedups keys) always;
 - ``post_queries``: a retry after a lost response can meet ``409 duplicate_pixel`` because the
-  first attempt was stored. The contract has no endpoint listing a run's queries, so the ids
-  cannot be read back: the client raises ``DuplicatePixel`` with ``maybe_stored=True`` and the
-  caller reads the answers back by pixel (``HttpOracle`` does; the label bank merges answers
-  by ``(image_id, y, x)``, so the worker needs no ids). With ``maybe_stored=False`` nothing was
-  stored;
+  first attempt was stored, with ids this client never saw: it raises ``DuplicatePixel`` with
+  ``maybe_stored=True`` and the caller reads the answers back by pixel (the worker's
+  ``ServiceLink`` does; the run's queries can also be listed with ``iter_queries``). With
+  ``maybe_stored=False`` nothing was stored;
 - the annotator calls (claims, answers, skips) always: an orphaned claim expires with its lease,
   and a repeated answer or skip that meets ``already_answered``/``not_leased`` is resolved by
   the caller (``oracle/``);
@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import io
 import logging
+import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -31,56 +32,31 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from client.errors import (
+    ERRORS_BY_CODE,
+    BudgetExceeded,
+    DuplicatePixel,
+    ServiceError,
+    error_from_response,
+)
+from client.retry import DEFAULT_RETRY, RetryPolicy
+from server.schemas import MAX_QUERIES_PER_BATCH
+
+__all__ = [
+    "ERRORS_BY_CODE",
+    "BudgetExceeded",
+    "DuplicatePixel",
+    "RetryPolicy",
+    "ServiceClient",
+    "ServiceError",
+    "encode_png",
+    "error_from_response",
+]
+
 log = logging.getLogger("adamcu.client")
 API = "/api/v1"
 RETRY_STATUSES = frozenset({502, 503, 504})
-MAX_QUERIES_PER_POST = 10_000
 IMAGE_BYTES_PER_POST = 1_500_000  # base64 PNG per request; the server's default limit is 2 MiB
-
-
-class ServiceError(Exception):
-    """A 4xx/5xx answer; ``code`` is the server's machine-readable error code."""
-
-    def __init__(self, code: str, message: str, status: int) -> None:
-        super().__init__(f"{status} {code}: {message}")
-        self.code, self.message, self.status = code, message, status
-
-
-class BudgetExceeded(ServiceError):
-    """409 budget_exceeded: the batch would overspend the run's budget; nothing was stored."""
-
-
-class DuplicatePixel(ServiceError):
-    """409 duplicate_pixel: a pixel was already asked in this run; nothing was stored.
-
-    ``maybe_stored``: met on a retry after a lost response, so the first attempt may have
-    stored the whole batch (whose ids are then unknown).
-    """
-
-    maybe_stored: bool = False
-
-
-ERRORS_BY_CODE: dict[str, type[ServiceError]] = {
-    "budget_exceeded": BudgetExceeded,
-    "duplicate_pixel": DuplicatePixel,
-}
-
-
-def error_from_response(response: httpx.Response) -> ServiceError:
-    """Map an error response to a typed ``ServiceError`` (any body, JSON or not)."""
-    code, message = f"http_{response.status_code}", response.reason_phrase or "error"
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        code = str(body["error"].get("code", code))
-        message = str(body["error"].get("message", message))
-    elif isinstance(body, dict) and "detail" in body:
-        message = str(body["detail"])
-    elif response.text:
-        message = response.text[:500]
-    return ERRORS_BY_CODE.get(code, ServiceError)(code, message, response.status_code)
 
 
 def encode_png(array: np.ndarray) -> str:
@@ -99,15 +75,12 @@ class ServiceClient:
         token: str,
         *,
         timeout: float = 30.0,
-        retries: int = 10,
-        backoff: float = 0.2,
-        max_backoff: float = 5.0,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        rng: random.Random | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        # defaults: 0.2, 0.4, ... capped at 5 s, 10 retries = about 31 s of waiting, long
-        # enough to ride out a server restart (kill, start, migrate check, ready)
-        self.retries, self.backoff, self.max_backoff = retries, backoff, max_backoff
-
+        """``rng`` draws the retry jitter (a seeded one makes the waits reproducible)."""
+        self.retry, self._rng = retry, rng or random.Random()
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
             headers={"Authorization": f"Bearer {token}"},
@@ -138,8 +111,8 @@ class ServiceClient:
         ``safe=False`` retries only when the connection could not be made. Returns the JSON
         body; raises ``ServiceError`` (or a subclass) for an error status.
         """
-        for attempt in range(self.retries + 1):
-            last = attempt == self.retries
+        for attempt in range(self.retry.max_tries):
+            last = attempt == self.retry.retries
             try:
                 response = self._http.request(method, API + path, json=json, params=params)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
@@ -156,21 +129,18 @@ class ServiceClient:
                         raise error_from_response(response)
                     return response.json()
                 reason = f"HTTP {response.status_code}"
-            delay = self._delay(attempt)
+            delay = self.retry.delay(attempt, self._rng)
             log.warning(
                 "%s %s: %s; retry %d of %d in %.1f s",
                 method,
                 path,
                 reason,
                 attempt + 1,
-                self.retries,
+                self.retry.retries,
                 delay,
             )
             time.sleep(delay)
         raise AssertionError("unreachable")
-
-    def _delay(self, attempt: int) -> float:
-        return min(self.backoff * 2**attempt, self.max_backoff)
 
     # -- identity and runs ---------------------------------------------------------------
     def me(self) -> dict:
@@ -253,9 +223,9 @@ class ServiceClient:
         raises, the earlier ones are stored. Raises ``BudgetExceeded`` / ``DuplicatePixel``.
         """
         ids: list[int] = []
-        for start in range(0, len(queries), MAX_QUERIES_PER_POST):
+        for start in range(0, len(queries), MAX_QUERIES_PER_BATCH):
             ids += self._post_query_chunk(
-                run_id, list(queries[start : start + MAX_QUERIES_PER_POST])
+                run_id, list(queries[start : start + MAX_QUERIES_PER_BATCH])
             )
         return ids
 
@@ -270,7 +240,7 @@ class ServiceClient:
             raise
         except httpx.TransportError:
             pass  # the response was lost: the batch may be stored
-        time.sleep(self.backoff)
+        time.sleep(self.retry.delay(0, self._rng))
         try:
             return self.request("POST", path, json=body)["ids"]
         except DuplicatePixel as error:

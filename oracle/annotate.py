@@ -19,12 +19,15 @@ import httpx
 import numpy as np
 
 from client.api import ServiceClient, ServiceError
+from client.retry import RetryPolicy
 from oracle.ground_truth import GroundTruth
 from oracle.simulated import SKIP, SimulatedAnnotator
 
 # answers the server refuses for one query (lease gone, answered elsewhere, bad class)
 REFUSALS = frozenset({404, 409, 410, 422})
 T = TypeVar("T")
+# backoff between outage retries (on top of the client's own); tries bounded by cfg.outage
+OUTAGE_BACKOFF = RetryPolicy(max_tries=2**31, base_delay=0.2, max_delay=2.0, jitter="equal")
 log = logging.getLogger("adamcu.oracle")
 
 
@@ -43,6 +46,7 @@ class OracleConfig:
     idle_exit: float = 10.0
     max_answers: int | None = None
     poll: float = 0.5
+    verbose: bool = False  # DEBUG logs
     outage: float = 90.0  # seconds to keep retrying through a server or queue outage
 
 
@@ -75,7 +79,7 @@ def outlast(cfg: OracleConfig, stop: threading.Event, call: Callable[[], T]) -> 
     ``already_answered`` is a refusal the caller resolves per query).
     """
     deadline = time.monotonic() + cfg.outage
-    delay = 0.2
+    attempt = 0
     while True:
         try:
             return call()
@@ -87,10 +91,11 @@ def outlast(cfg: OracleConfig, stop: threading.Event, call: Callable[[], T]) -> 
             if time.monotonic() >= deadline:
                 raise
             reason = f"{type(error).__name__}: {error}"
+        delay = OUTAGE_BACKOFF.delay(attempt)
+        attempt += 1
         log.warning("service outage (%s); trying again in %.1f s", reason, delay)
         if stop.wait(delay):
             return call()  # stopping: one last try, its error propagates
-        delay = min(delay * 2, 2.0)
 
 
 def resolve_run(client: ServiceClient, cfg: OracleConfig, stop: threading.Event) -> dict | None:

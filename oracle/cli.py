@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from client.api import ServiceClient, ServiceError
+from client.logs import setup_logging
 from oracle.annotate import OracleConfig, run_oracle
 
 
@@ -24,7 +25,7 @@ def parse_args(argv: Sequence[str] | None = None) -> OracleConfig:
     p.add_argument(
         "--token",
         default=os.environ.get("ADAMCU_TOKEN"),
-        help="annotator (or admin) token; default $ADAMCU_TOKEN",
+        help="annotator (or admin) token; default $ADAMCU_TOKEN (better: `ps` shows argv)",
     )
     p.add_argument("--run", type=int, default=None, help="run id (default: newest active run)")
     p.add_argument(
@@ -55,7 +56,12 @@ def parse_args(argv: Sequence[str] | None = None) -> OracleConfig:
         help="exit after this many seconds with nothing to claim and the run finished",
     )
     p.add_argument("--max-answers", type=int, default=None)
-    args = p.parse_args(argv)
+    p.add_argument("--verbose", action="store_true", help="DEBUG logs, httpx's requests included")
+    return _config(p, p.parse_args(argv))
+
+
+def _config(p: argparse.ArgumentParser, args: argparse.Namespace) -> OracleConfig:
+    """The checked arguments as an ``OracleConfig`` (``p.error`` names a bad one)."""
     if not args.token:
         p.error("--token or $ADAMCU_TOKEN is required")
     if not 1 <= args.batch <= 500:
@@ -75,6 +81,7 @@ def parse_args(argv: Sequence[str] | None = None) -> OracleConfig:
         seed=args.seed,
         idle_exit=args.idle_exit,
         max_answers=args.max_answers,
+        verbose=args.verbose,
     )
 
 
@@ -93,6 +100,7 @@ def install_stop_handlers(stop: threading.Event) -> dict[int, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_args(argv)
+    setup_logging(cfg.verbose)
     print(f"adamcu-oracle: {cfg!r}".replace(cfg.token, "***"), file=sys.stderr, flush=True)
     stop = threading.Event()
     previous = install_stop_handlers(stop)

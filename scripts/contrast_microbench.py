@@ -2,11 +2,12 @@
 
     nice .venv/bin/python scripts/contrast_microbench.py [--old PATH] [--reps N]
 
-Builds what ``engine._contrast`` / ``engine._segmentation_loss`` see for 2 source + 2 target
+Builds what ``step._contrast`` / ``step._segmentation_loss`` see for 2 source + 2 target
 images of 512x1024 (random logits (4,19,64,128) upsampled, embeddings (4,64,64,128), blocky
 labels, ~2% of the target pixels labeled) and times forward+backward of each part alone,
-1 thread. ``--old`` points at a folder holding a copy of the package renamed ``trainer_old``
-(imports rewritten), so old and new run interleaved in one process.
+1 thread. ``--old`` points at a folder holding a copy of a pre-move package (``engine.py``,
+``adapt.py``) renamed ``trainer_old`` (imports rewritten), so old and new run interleaved in
+one process.
 """
 
 from __future__ import annotations
@@ -21,13 +22,18 @@ import torch
 import torch.nn.functional as F
 
 
+def _sibling(eng, name: str):
+    """Module ``name`` of the package of ``eng`` (``trainer.step`` now, or an old copy's
+    ``trainer_old.engine``); the training loop was ``adapt``, it is ``train`` since the move."""
+    package = eng.__name__.rsplit(".", 1)[0]
+    if name == "adapt" and package == "trainer":
+        name = "train"
+    return importlib.import_module(f"{package}.{name}")
+
+
 def _inputs(eng, H=512, W=1024, C=19, D=64, seed=0):
-    cfgmod = importlib.import_module(eng.__name__.replace("engine", "config"))
-    strat = importlib.import_module(eng.__name__.replace("engine", "strategies"))
-    adapt = importlib.import_module(eng.__name__.replace("engine", "adapt"))
-    lb = importlib.import_module(eng.__name__.replace("engine", "labelbank"))
-    model = importlib.import_module(eng.__name__.replace("engine", "model"))
-    unc = importlib.import_module(eng.__name__.replace("engine", "uncertainty"))
+    cfgmod, strat, adapt = (_sibling(eng, n) for n in ("config", "strategies", "adapt"))
+    lb, model, unc = (_sibling(eng, n) for n in ("labelbank", "model", "uncertainty"))
     g = torch.Generator().manual_seed(seed)
     cfg = strat.configure(cfgmod.TrainConfig(embed_dim=D), "full", budget_rate=0.05)
     logits = torch.randn(4, C, H // 8, W // 8, generator=g) * 3

@@ -35,13 +35,13 @@ import secrets
 import subprocess
 import sys
 import tempfile
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import psycopg
 import redis
+from load_annotators import SIDE, Phase, Shared, annotator, trainer
+from load_measure import pct, snapshot
 from PIL import Image as PILImage
 
 from stack.processes import free_port, wait_ready
@@ -50,223 +50,6 @@ ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 REDIS_URL = "redis://127.0.0.1:6379/10"
 CLASSES = [{"id": i, "name": f"c{i}", "color": [i, i, i]} for i in range(4)]
-SIDE = 1000  # image side; pixels are asked in order over the images
-
-
-class Conn:
-    """One keep-alive HTTP/1.1 connection; JSON in and out, nothing else."""
-
-    def __init__(self, port: int, token: str) -> None:
-        self.port = port
-        self.auth = f"Authorization: Bearer {token}\r\nHost: 127.0.0.1\r\n"
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-        self.used = 0.0
-
-    async def post(self, path: str, body: object) -> tuple[int, object]:
-        if self.writer is not None and time.monotonic() - self.used > 3:
-            self.close()  # the server drops keep-alive connections idle for 5 s
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
-        data = json.dumps(body).encode()
-        head = (
-            f"POST {path} HTTP/1.1\r\n{self.auth}Content-Type: application/json\r\n"
-            f"Content-Length: {len(data)}\r\n\r\n"
-        )
-        self.writer.write(head.encode() + data)
-        raw = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(raw[9:12])
-        length = 0
-        for line in raw.split(b"\r\n"):
-            if line[:15].lower() == b"content-length:":
-                length = int(line[15:])
-        payload = await self.reader.readexactly(length)
-        self.used = time.monotonic()
-        return status, json.loads(payload) if payload else None
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
-
-
-@dataclass
-class Phase:
-    name: str
-    claim_ms: list[float] = field(default_factory=list)
-    answer_ms: list[float] = field(default_factory=list)
-    answers: int = 0  # answered inside the measured window
-    requests: int = 0
-    empty_claims: int = 0
-    errors: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass
-class Shared:
-    port: int
-    run_id: int
-    image_ids: list[int]
-    trainer: str
-    answered: set[int] = field(default_factory=set)  # every query the client saw answered
-    posted: int = 0
-    measuring: bool = False
-    stop: bool = False
-
-
-def _pct(xs: list[float], p: float) -> float | None:
-    if not xs:
-        return None
-    s = sorted(xs)
-    return round(s[min(len(s) - 1, int(p / 100 * len(s)))], 2)
-
-
-async def _timed(
-    sh: Shared,
-    ph: Phase,
-    conn: Conn,
-    path: str,
-    body: object,
-    sink: list[float],
-    since: float | None = None,
-):
-    """One request; its latency (from ``since``, the intended send time, when given) goes to
-    ``sink`` while measuring; a refusal is counted by status and code."""
-    t0 = time.perf_counter() if since is None else since
-    status, out = await conn.post(path, body)
-    if sh.measuring:
-        sink.append((time.perf_counter() - t0) * 1000)
-        ph.requests += 1
-    if status >= 300:
-        code = out.get("error", {}).get("code", "?") if isinstance(out, dict) else "?"
-        key = f"{status} {code}"
-        ph.errors[key] = ph.errors.get(key, 0) + 1
-    return status, out
-
-
-async def annotator(
-    sh: Shared,
-    ph: Phase,
-    token: str,
-    n: int,
-    batch: bool,
-    interval: float | None = None,
-    offset: float = 0.0,
-) -> None:
-    """Claim ``n``, answer them (one request each, or one batch request); until stopped.
-
-    ``interval``: paced mode. The annotator means to send one answer request every
-    ``interval`` seconds (slots from ``offset``); a claim, when its queue is empty, goes in
-    the answer's slot. Latency is counted from the slot's time, not the send time, so a
-    server that falls behind is charged for the wait (no coordinated omission). ``None``:
-    closed loop, the next request as soon as the last one came back.
-    """
-    conn = Conn(sh.port, token)
-    claims, answers = f"/api/v1/runs/{sh.run_id}/claims", f"/api/v1/runs/{sh.run_id}/answers"
-    slot = time.perf_counter() + offset
-    todo: list[dict] = []
-
-    async def wait_slot() -> float | None:
-        """Sleep until the next slot; its planned time (``None`` in the closed loop)."""
-        nonlocal slot
-        if interval is None:
-            return None
-        planned, slot = slot, slot + interval
-        await asyncio.sleep(max(planned - time.perf_counter(), 0.0))
-        return planned
-
-    try:
-        while not sh.stop:
-            t_slot = await wait_slot()
-            if not todo:
-                st, out = await _timed(
-                    sh, ph, conn, claims, {"n": n, "lease_seconds": 300}, ph.claim_ms, t_slot
-                )
-                todo = list(out["queries"]) if st == 200 else []
-                if not todo:
-                    ph.empty_claims += sh.measuring
-                    await asyncio.sleep(0.01)
-                    continue
-                t_slot = None  # the answer goes right after the claim that fed it
-            if batch:
-                qs, todo = todo, []
-                items = [
-                    {"query_id": q["id"], "class_id": q["id"] % 4, "lead_time_ms": 500} for q in qs
-                ]
-                st, _ = await _timed(
-                    sh, ph, conn, answers, {"answers": items}, ph.answer_ms, t_slot
-                )
-                if st == 200:
-                    sh.answered.update(q["id"] for q in qs)
-                    ph.answers += len(qs) * sh.measuring
-                continue
-            q = todo.pop(0)
-            body = {"class_id": q["id"] % 4, "lead_time_ms": 500}
-            path = f"/api/v1/queries/{q['id']}/answer"
-            st, _ = await _timed(sh, ph, conn, path, body, ph.answer_ms, t_slot)
-            if st == 200:
-                sh.answered.add(q["id"])
-                ph.answers += sh.measuring
-    finally:
-        conn.close()
-
-
-async def post_queries(sh: Shared, conn: Conn, chunk: int) -> None:
-    qs = []
-    for i in range(sh.posted, sh.posted + chunk):
-        img, pix = divmod(i, SIDE * SIDE)
-        qs.append(
-            {
-                "image_id": sh.image_ids[img],
-                "y": pix // SIDE,
-                "x": pix % SIDE,
-                "group": "high",
-                "score": 0.5,
-            }
-        )
-    status, out = await conn.post(f"/api/v1/runs/{sh.run_id}/queries", {"queries": qs})
-    if status != 201:
-        raise RuntimeError(f"the trainer's query batch was refused: {status} {out}")
-    sh.posted += chunk
-
-
-async def trainer(sh: Shared, low_water: int, chunk: int) -> None:
-    """Keep at least ``low_water`` queries outstanding (posted but not answered)."""
-    conn = Conn(sh.port, sh.trainer)
-    try:
-        while True:
-            while sh.posted - len(sh.answered) < low_water:
-                await post_queries(sh, conn, chunk)
-            if sh.stop:
-                return
-            await asyncio.sleep(0.02)
-    finally:
-        conn.close()
-
-
-def _cpu_busy() -> tuple[float, float]:
-    """(busy, total) jiffies of the whole machine since boot."""
-    vals = [float(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-    return sum(vals) - vals[3] - vals[4], sum(vals)
-
-
-def _tree_cpu(pid: int) -> float:
-    """CPU seconds used by a process and its live descendants."""
-    total, todo, tick = 0.0, [pid], os.sysconf("SC_CLK_TCK")
-    while todo:
-        p = todo.pop()
-        try:
-            stat = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(stat[11]) + int(stat[12])) / tick
-            for task in Path(f"/proc/{p}/task").iterdir():
-                todo.extend(int(c) for c in (task / "children").read_text().split())
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-    return total
-
-
-def _snapshot(server_pid: int) -> tuple[float, ...]:
-    busy, total = _cpu_busy()
-    return time.perf_counter(), time.process_time(), _tree_cpu(server_pid), busy, total
 
 
 async def run_phase(
@@ -293,11 +76,11 @@ async def run_phase(
         for t in tokens
     ]
     await asyncio.sleep(args.warmup)
-    load0, a = os.getloadavg()[0], _snapshot(server_pid)
+    load0, a = os.getloadavg()[0], snapshot(server_pid)
     sh.measuring = True
     await asyncio.sleep(args.duration)
     sh.measuring = False
-    b, load1 = _snapshot(server_pid), os.getloadavg()[0]
+    b, load1 = snapshot(server_pid), os.getloadavg()[0]
     sh.stop = True
     await asyncio.gather(*tasks)
     wall = b[0] - a[0]
@@ -310,10 +93,10 @@ async def run_phase(
         "answers": ph.answers,
         "answers_per_s" if not batch else "labels_per_s": round(ph.answers / wall, 1),
         "requests_per_s": round(ph.requests / wall, 1),
-        "claim_p50_ms": _pct(ph.claim_ms, 50),
-        "claim_p99_ms": _pct(ph.claim_ms, 99),
-        "answer_p50_ms": _pct(ph.answer_ms, 50),
-        "answer_p99_ms": _pct(ph.answer_ms, 99),
+        "claim_p50_ms": pct(ph.claim_ms, 50),
+        "claim_p99_ms": pct(ph.claim_ms, 99),
+        "answer_p50_ms": pct(ph.answer_ms, 50),
+        "answer_p99_ms": pct(ph.answer_ms, 99),
         "errors": ph.errors,
         "empty_claims": ph.empty_claims,
         "client_cpu_pct": round(100 * (b[1] - a[1]) / wall, 1),

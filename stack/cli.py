@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from client.logs import setup_logging
 from trainer.config import TrainConfig, load_config
 
 
@@ -153,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    setup_logging()  # $ADAMCU_LOG_LEVEL; `adamcu loop --verbose` for DEBUG
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["loop"]:
         from stack.loop import main as loop_main

@@ -4,7 +4,7 @@ The same processes as ``docker-compose.yml``, as local processes on PostgreSQL a
 ``python -m server.migrate``, ``python -m server.main`` (Redis Streams queue), the trainer
 worker (``python -m trainer.worker``) and simulated oracles (``python -m oracle``), on the
 bundled benchmark. It checks that PostgreSQL and Redis answer (and creates the database when
-it is missing), then runs :func:`trainer.loop.run_loop` and prints the budget and mIoU.
+it is missing), then runs :func:`stack.loop.run_loop` and prints the budget and mIoU.
 """
 
 from __future__ import annotations

@@ -23,7 +23,8 @@ from typing import Any
 
 import httpx
 
-from stack.processes import free_port, make_token, wait_ready
+from client.logs import setup_logging
+from stack.processes import child_env, free_port, make_token, wait_ready
 from trainer.bench.grid import PRESETS
 from trainer.data.synth import generate_benchmark
 
@@ -150,7 +151,6 @@ def _start_worker(opts: LoopOptions, env: dict[str, str], url: str, token: str) 
         "trainer.worker",
         "--server",
         url,
-        f"--token={token}",
         "--data",
         str(opts.data),
         "--strategy",
@@ -171,6 +171,7 @@ def _start_worker(opts: LoopOptions, env: dict[str, str], url: str, token: str) 
         opts.mode,
     ]
     log = open(opts.out / "worker.log", "w")  # noqa: SIM115 - closed with the process
+    env = child_env(env, ADAMCU_TRAINER_TOKEN=token)
     return subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
@@ -183,7 +184,6 @@ def _start_oracle(
         "oracle",
         "--server",
         url,
-        f"--token={token}",
         "--run",
         str(run_id),
         "--data",
@@ -194,6 +194,7 @@ def _start_oracle(
         "3",
     ]
     log = open(opts.out / f"oracle-{i}.log", "w")  # noqa: SIM115 - closed with the process
+    env = child_env(env, ADAMCU_TOKEN=token)
     return subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
@@ -229,7 +230,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--database-url", default=None)
     p.add_argument("--redis-url", default=None)
+    p.add_argument("--verbose", action="store_true", help="DEBUG logs, httpx's requests included")
     a = p.parse_args(argv)
+    setup_logging(a.verbose)  # children log at $ADAMCU_LOG_LEVEL
     opts = LoopOptions(
         out=Path(a.out),
         strategy=a.strategy,

@@ -47,3 +47,10 @@ def make_token(url: str, admin: str, role: str, name: str) -> str:
     )
     r.raise_for_status()
     return str(r.json()["token"])
+
+
+def child_env(env: dict[str, str], **token: str) -> dict[str, str]:
+    """The environment of a worker or oracle: its token in the variable its CLI reads (never on
+    the command line, where ``ps`` shows it), and not the server's admin token."""
+    child = {k: v for k, v in env.items() if k != "ADAMCU_ADMIN_TOKEN"}
+    return child | token

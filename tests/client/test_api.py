@@ -1,11 +1,11 @@
 import base64
 import io
 import json
+import random
 
 import httpx
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from client.api import (
@@ -15,11 +15,11 @@ from client.api import (
     ServiceError,
     encode_png,
 )
-from trainer.worker.link import HttpOracle
+from client.retry import RetryPolicy
 
 
 def make_client(handler, **kw) -> ServiceClient:
-    kw.setdefault("backoff", 0.0)
+    kw.setdefault("retry", RetryPolicy(base_delay=0.0))
     return ServiceClient("http://svc/", "tok", transport=httpx.MockTransport(handler), **kw)
 
 
@@ -97,7 +97,7 @@ def test_503_and_read_errors_on_reads_are_retried_until_retries_run_out() -> Non
     assert make_client(handler).budget(1) == BUDGET
     handler, calls = flaky([httpx.Response(502)] * 10, httpx.Response(200, json=BUDGET))
     with pytest.raises(ServiceError) as info:
-        make_client(handler, retries=2).budget(1)
+        make_client(handler, retry=RetryPolicy(max_tries=3, base_delay=0)).budget(1)
     assert info.value.status == 502 and len(calls) == 3
 
 
@@ -245,89 +245,17 @@ def test_wait_for_answers_returns_partial_when_nothing_is_in_flight_or_on_timeou
     assert [a["query_id"] for a in got] == [10]
 
 
-class FakeService:
-    """Just enough of the server for HttpOracle: images, queries, answers, budget."""
-
-    def __init__(self, gt: dict[tuple[int, int, int], int], lose_first_response=False) -> None:
-        self.gt, self.queries, self.answers, self.posted = gt, {}, [], []
-        self.lose = lose_first_response
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        path = request.url.path.removeprefix("/api/v1/runs/1")
-        if path == "/images":
-            return httpx.Response(
-                200,
-                json={
-                    "images": [
-                        {"id": 1, "key": "t/a", "width": 8, "height": 8},
-                        {"id": 2, "key": "t/b", "width": 8, "height": 8},
-                    ]
-                },
-            )
-        if path == "/queries":
-            batch = json.loads(request.content)["queries"]
-            if self.posted and batch == self.posted[-1]:
-                return error(409, "duplicate_pixel")
-            self.posted.append(batch)
-            ids = []
-            for q in batch:
-                qid = len(self.queries) + 1
-                self.queries[qid] = q
-                ids.append(qid)
-                pixel = (q["image_id"], q["y"], q["x"])
-                if self.gt.get(pixel, 255) != 255:  # the annotator skips void
-                    self.answers.append(
-                        {**answer(len(self.answers) + 1, qid, self.gt[pixel], pixel)}
-                    )
-            if self.lose:
-                self.lose = False
-                raise httpx.ReadError("stored, but the response was lost")
-            return httpx.Response(201, json={"ids": ids})
-        if path == "/budget":
-            return httpx.Response(200, json=BUDGET)
-        after = int(request.url.params["after"])
-        page = [a for a in self.answers if a["id"] > after]
-        return httpx.Response(
-            200, json={"answers": page, "cursor": page[-1]["id"] if page else after}
-        )
-
-
-def test_http_oracle_answers_skips_and_never_asks_twice() -> None:
-    gt = {(1, 0, 0): 3, (1, 2, 5): 0, (2, 7, 7): 255}
-    service = FakeService(gt)
-    oracle = HttpOracle(make_client(service), 1, timeout=5, poll=0)
-    keys = ["t/a", "t/a", "t/b", "t/a"]
-    out = oracle.answer(
-        keys,
-        torch.tensor([0, 2, 7, 0]),
-        np.array([0, 5, 7, 0]),
-        ["high", "low", "medium", "high"],
-        torch.tensor([0.9, 0.1, 0.5, 0.9]),
-    )
-    np.testing.assert_array_equal(out, [3, 0, 255, 3])
-    assert out.dtype == np.int64
-    [batch] = service.posted
-    assert [(q["image_id"], q["y"], q["x"], q["group"]) for q in batch] == [
-        (1, 0, 0, "high"),
-        (1, 2, 5, "other"),
-        (2, 7, 7, "medium"),
-    ]
-    np.testing.assert_array_equal(oracle.answer(["t/a"], [2], [5], "medium"), [0])
-    assert len(service.posted) == 1  # known pixel: answered from memory
-    with pytest.raises(KeyError):
-        oracle.answer(["t/zzz"], [0], [0])
-
-
-def test_http_oracle_reads_answers_back_by_pixel_after_a_lost_response() -> None:
-    service = FakeService({(1, 0, 0): 3, (2, 1, 1): 4}, lose_first_response=True)
-    oracle = HttpOracle(make_client(service), 1, timeout=5, poll=0)
-    np.testing.assert_array_equal(oracle.answer(["t/a", "t/b"], [0, 1], [0, 1]), [3, 4])
-    assert len(service.posted) == 1
-
-
-def test_http_oracle_learns_earlier_answers_before_asking() -> None:
-    service = FakeService({(1, 0, 0): 3})
-    make_client(service).post_queries(1, [{"image_id": 1, "y": 0, "x": 0}])  # a past process
-    oracle = HttpOracle(make_client(service), 1, timeout=5, poll=0)
-    np.testing.assert_array_equal(oracle.answer(["t/a"], [0], [0]), [3])
-    assert len(service.posted) == 1
+def test_retries_wait_per_the_policy_with_jitter(monkeypatch) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr("client.api.time.sleep", slept.append)
+    policy = RetryPolicy(max_tries=4, base_delay=1.0, max_delay=3.0, jitter="equal")
+    waits = []
+    for seed in (1, 2):
+        handler, calls = flaky([httpx.Response(503)] * 3, httpx.Response(200, json=BUDGET))
+        client = make_client(handler, retry=policy, rng=random.Random(seed))
+        assert client.budget(1) == BUDGET and len(calls) == 4
+        waits.append(list(slept))
+        slept.clear()
+    for w in waits:
+        assert [c / 2 <= d <= c for d, c in zip(w, (1.0, 2.0, 3.0), strict=True)] == [True] * 3
+    assert waits[0] != waits[1]

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 from sqlalchemy import create_engine, text
 
-from stack.processes import free_port, make_token, wait_ready
+from stack.processes import child_env, free_port, make_token, wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -265,7 +265,6 @@ class Stack:
                 "trainer.worker",
                 "--server",
                 self.url,
-                f"--token={self.trainer_token}",
                 "--data",
                 str(self.data),
                 "--strategy",
@@ -287,7 +286,7 @@ class Stack:
                 "--answer-timeout",
                 "120",
             ],
-            env=self.env,
+            env=child_env(self.env, ADAMCU_TRAINER_TOKEN=self.trainer_token),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -321,7 +320,6 @@ class Stack:
                 "oracle",
                 "--server",
                 self.url,
-                f"--token={self.token('annotator', name)}",
                 "--run",
                 str(run_id),
                 "--data",
@@ -332,7 +330,7 @@ class Stack:
                 "2",
                 *extra,
             ],
-            env=self.env,
+            env=child_env(self.env, ADAMCU_TOKEN=self.token("annotator", name)),
             stdout=log,
             stderr=subprocess.STDOUT,
         )

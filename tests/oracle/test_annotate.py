@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from client.api import ServiceClient
+from client.retry import RetryPolicy
 from oracle.annotate import OracleConfig, run_oracle
 from oracle.cli import parse_args
 from oracle.ground_truth import GroundTruth, mask_path
@@ -75,7 +76,9 @@ def run(api: FakeAnnotatorApi, data: Path, **kw):
         seed=0,
         **kw,
     )
-    client = ServiceClient("http://svc", "t", transport=httpx.MockTransport(api), backoff=0)
+    client = ServiceClient(
+        "http://svc", "t", transport=httpx.MockTransport(api), retry=RetryPolicy(base_delay=0)
+    )
     return run_oracle(client, cfg, threading.Event())
 
 

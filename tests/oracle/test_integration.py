@@ -16,10 +16,10 @@ import pytest
 import uvicorn
 from PIL import Image
 
-from client.api import BudgetExceeded, DuplicatePixel, ServiceClient
+from client.api import BudgetExceeded, DuplicatePixel, RetryPolicy, ServiceClient
 from oracle.annotate import OracleConfig, run_oracle
 from oracle.cli import main
-from trainer.worker.link import HttpOracle
+from trainer.worker.link import ServiceLink
 
 pytest.importorskip("server.main")
 from server.main import create_app  # noqa: E402
@@ -76,7 +76,9 @@ def dataset(tmp_path: Path) -> tuple[Path, dict[str, np.ndarray]]:
 
 
 def new_run(base_url: str, masks: dict[str, np.ndarray], name: str):
-    trainer = ServiceClient(base_url, token(base_url, "trainer", f"t-{name}"), backoff=0.05)
+    trainer = ServiceClient(
+        base_url, token(base_url, "trainer", f"t-{name}"), retry=RetryPolicy(base_delay=0.05)
+    )
     run = trainer.create_run(name, CLASSES, target_pixels=N_IMAGES * H * W, budget_rate=0.5)
     rng = np.random.default_rng(1)
     items = [(k, rng.integers(0, 256, size=(H, W, 3), dtype=np.uint8)) for k in masks]
@@ -169,12 +171,12 @@ def test_two_oracles_answer_every_query_with_ground_truth(base_url, dataset) -> 
     )
 
 
-def test_http_oracle_through_the_service(base_url, dataset) -> None:
+def test_the_workers_link_as_oracle_through_the_service(base_url, dataset) -> None:
     data, masks = dataset
     trainer, run, ids = new_run(base_url, masks, "http-oracle")
     stop = threading.Event()
     threads, _ = oracle_threads(base_url, data, run["id"], 2, stop)
-    oracle = HttpOracle(trainer, run["id"], timeout=30, poll=0.05)
+    oracle = ServiceLink(trainer, run["id"], list(masks), timeout=30, poll=0.05)
     keys = ["target-train/000001"] * 40 + ["target-train/000002"] * 40
     ys, xs = np.arange(80) % H, (np.arange(80) * 7) % W
     out = oracle.answer(keys, ys, xs, ["medium"] * 80, np.linspace(0, 1, 80))

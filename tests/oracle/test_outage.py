@@ -9,13 +9,14 @@ import numpy as np
 from PIL import Image
 
 from client.api import ServiceClient
+from client.retry import RetryPolicy
 from oracle.annotate import OracleConfig, run_oracle
 
 
 def test_default_retry_policy_outlasts_a_server_restart() -> None:
-    client = ServiceClient("http://svc", "t")
-    waited = sum(client._delay(a) for a in range(client.retries))
-    assert waited >= 30 and max(client._delay(a) for a in range(client.retries)) <= 5
+    retry = ServiceClient("http://svc", "t").retry
+    least, most = retry.total_bounds()
+    assert least >= 30 and most <= 65 and retry.cap(retry.retries) <= 5
 
 
 def test_oracle_retries_claims_through_500s_and_refused_connections(tmp_path: Path) -> None:
@@ -59,6 +60,8 @@ def test_oracle_retries_claims_through_500s_and_refused_connections(tmp_path: Pa
         seed=0,
         outage=10.0,
     )
-    client = ServiceClient("http://svc", "t", transport=httpx.MockTransport(api), backoff=0)
+    client = ServiceClient(
+        "http://svc", "t", transport=httpx.MockTransport(api), retry=RetryPolicy(base_delay=0)
+    )
     summary = run_oracle(client, cfg, threading.Event())
     assert answers == {1: 1} and summary.answered == 1 and not failures

@@ -23,6 +23,7 @@ import httpx
 import torch
 
 from client.api import ServiceClient
+from client.logs import setup_logging
 from trainer.config import TrainConfig, load_config
 from trainer.labelbank import LabelBank
 from trainer.step import LoopState
@@ -42,9 +43,11 @@ class WorkerOptions:
     checkpoint_every: int = 50
     answer_timeout: float = 120.0
     run_name: str = ""
+    verbose: bool = False
 
 
-def create_run(client: ServiceClient, cfg: TrainConfig, data: Data, name: str) -> int:
+def create_run(client: ServiceClient, cfg: TrainConfig, data: Data, name: str) -> dict:
+    """Create the run and register its target images; returns the server's RunOut."""
     classes = [
         {"id": i, "name": n, "color": list(c)}
         for i, (n, c) in enumerate(zip(data.class_names, data.class_colors, strict=True))
@@ -59,7 +62,19 @@ def create_run(client: ServiceClient, cfg: TrainConfig, data: Data, name: str) -
     )
     images = data.target.images.permute(0, 2, 3, 1).numpy()
     client.register_images(run["id"], list(zip(data.target.ids, images, strict=True)))
-    return int(run["id"])
+    return run
+
+
+def open_run(
+    client: ServiceClient, cfg: TrainConfig, data: Data, opts: WorkerOptions, device: torch.device
+) -> tuple[dict, dict | None]:
+    """The run to work on (the server's RunOut, which owns the budget M_e) and the checkpoint
+    to resume from (None: a new run was created)."""
+    ckpt_path = opts.checkpoint_dir / "checkpoint.pt"
+    if ckpt_path.is_file():
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        return client.get_run(int(ckpt["run_id"])), ckpt
+    return create_run(client, cfg, data, opts.run_name), None
 
 
 def save_checkpoint(
@@ -86,6 +101,40 @@ def save_checkpoint(
     os.replace(tmp, path)
 
 
+def restore(ckpt: dict, model: torch.nn.Module, state: LoopState) -> int:
+    """Load a checkpoint into the model and the loop state; returns the iteration to resume at."""
+    model.load_state_dict(ckpt["model"])
+    state.dccm, state.calibrated = ckpt["dccm"], ckpt["calibrated"]
+    vars(state.sampler.state).update(ckpt["thresholds"])
+    return int(ckpt["iteration"])
+
+
+def post_metrics(client: ServiceClient, run_id: int, point: dict[str, Any]) -> None:
+    """Post one evaluation point; once more if the response was lost (see below)."""
+
+    def post() -> None:
+        client.post_metrics(
+            run_id,
+            point["iteration"],
+            point["miou"],
+            labeled_pixels=point["labeled_pixels"],
+            per_class_iou=[v if v is not None else 0.0 for v in point["per_class_iou"]],
+        )
+
+    try:
+        post()
+    except httpx.TransportError as exc:
+        # the response was lost (e.g. the server was killed mid-request): the point may be
+        # stored; posting it again risks a second row for this iteration, which readers
+        # tolerate, while dying here would lose the whole run's progress
+        log.warning(
+            "metrics post at iteration %d lost its response (%s); posting again",
+            point["iteration"],
+            exc,
+        )
+        post()
+
+
 def run_worker(cfg: TrainConfig, opts: WorkerOptions, progress: bool = False) -> dict[str, Any]:
     """Run (or resume) one run against the service; returns a summary."""
     device = pick_device(cfg.device)
@@ -93,57 +142,28 @@ def run_worker(cfg: TrainConfig, opts: WorkerOptions, progress: bool = False) ->
     opts.checkpoint_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = opts.checkpoint_dir / "checkpoint.pt"
     client = ServiceClient(opts.server, opts.token)
-    expected = int(cfg.budget_rate * data.target_pixels)
-    state = new_loop_state(cfg, expected, data.num_classes)
-    start = 0
     model = pretrain(cfg, data, device, opts.checkpoint_dir / "cache", progress)
-    before = evaluate(model, data.test, data.num_classes, device).miou()
+    run, ckpt = open_run(client, cfg, data, opts, device)
+    run_id = int(run["id"])
+    state = new_loop_state(cfg, int(run["budget_total"]), data.num_classes)
     n, _, h, w = data.target.images.shape
     bank = LabelBank(n, h, w)
-    if ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
-        run_id, start = int(ckpt["run_id"]), int(ckpt["iteration"])
-        model.load_state_dict(ckpt["model"])
-        state.dccm, state.calibrated = ckpt["dccm"], ckpt["calibrated"]
-        vars(state.sampler.state).update(ckpt["thresholds"])
+    link = ServiceLink(client, run_id, data.target.ids, opts.mode, opts.answer_timeout)
+    if ckpt is not None:
+        start = restore(ckpt, model, state)
         before = float(json.loads((opts.checkpoint_dir / "run.json").read_text())["before"])
         log.info("resuming run %d at iteration %d", run_id, start)
+        link.rebuild(bank)
     else:
-        run_id = create_run(client, cfg, data, opts.run_name)
+        start, before = 0, evaluate(model, data.test, data.num_classes, device).miou()
         (opts.checkpoint_dir / "run.json").write_text(
             json.dumps({"run_id": run_id, "before": before})
         )
-    link = ServiceLink(client, run_id, data, opts.mode, opts.answer_timeout)
-    if start > 0:
-        link.rebuild(bank)
 
     def on_step(it: int, st: LoopState) -> None:
         link.sync(bank)
         if (it + 1) % opts.checkpoint_every == 0:
             save_checkpoint(ckpt_path, model, st, it + 1, run_id, cfg)
-
-    def on_eval(point: dict[str, Any]) -> None:
-        def post() -> None:
-            client.post_metrics(
-                run_id,
-                point["iteration"],
-                point["miou"],
-                labeled_pixels=point["labeled_pixels"],
-                per_class_iou=[v if v is not None else 0.0 for v in point["per_class_iou"]],
-            )
-
-        try:
-            post()
-        except httpx.TransportError as exc:
-            # the response was lost (e.g. the server was killed mid-request): the point may be
-            # stored; posting it again risks a second row for this iteration, which readers
-            # tolerate, while dying here would lose the whole run's progress
-            log.warning(
-                "metrics post at iteration %d lost its response (%s); posting again",
-                point["iteration"],
-                exc,
-            )
-            post()
 
     result = adapt(
         model,
@@ -155,7 +175,7 @@ def run_worker(cfg: TrainConfig, opts: WorkerOptions, progress: bool = False) ->
         device,
         start=start,
         state=state,
-        on_eval=on_eval,
+        on_eval=lambda point: post_metrics(client, run_id, point),
         on_step=on_step,
         progress=progress,
     )
@@ -167,16 +187,9 @@ def run_worker(cfg: TrainConfig, opts: WorkerOptions, progress: bool = False) ->
     link.sync(bank)
     after = evaluate(model, data.test, data.num_classes, device).miou()
     client.finish_run(run_id)
-    budget = client.budget(run_id)
-    summary = {
-        "run_id": run_id,
-        "strategy": cfg.strategy,
-        "test_miou_before": before,
-        "test_miou_after": after,
-        "best_val_miou": result.best_val,
-        "labeled_pixels": bank.num_labeled,
-        "budget": budget,
-    }
+    summary = {"run_id": run_id, "strategy": cfg.strategy, "test_miou_before": before}
+    summary |= {"test_miou_after": after, "best_val_miou": result.best_val}
+    summary |= {"labeled_pixels": bank.num_labeled, "budget": client.budget(run_id)}
     (opts.checkpoint_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 
@@ -184,7 +197,11 @@ def run_worker(cfg: TrainConfig, opts: WorkerOptions, progress: bool = False) ->
 def parse_args(argv: Sequence[str] | None) -> tuple[TrainConfig, WorkerOptions]:
     p = argparse.ArgumentParser(prog="adamcu-worker", description=__doc__)
     p.add_argument("--server", default=os.environ.get("ADAMCU_SERVER", "http://127.0.0.1:8000"))
-    p.add_argument("--token", default=os.environ.get("ADAMCU_TRAINER_TOKEN"))
+    p.add_argument(
+        "--token",
+        default=os.environ.get("ADAMCU_TRAINER_TOKEN"),
+        help="trainer token; default $ADAMCU_TRAINER_TOKEN (better: `ps` shows command lines)",
+    )
     p.add_argument("--config", help="TOML/JSON file of TrainConfig fields")
     p.add_argument("--data", default=os.environ.get("ADAMCU_DATA"))
     p.add_argument("--strategy")
@@ -200,6 +217,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[TrainConfig, WorkerOptions]:
     p.add_argument("--checkpoint-every", type=int, default=50)
     p.add_argument("--answer-timeout", type=float, default=120.0)
     p.add_argument("--name", default="")
+    p.add_argument("--verbose", action="store_true", help="DEBUG logs, httpx's requests included")
     a = p.parse_args(argv)
     if not a.token:
         p.error("a trainer token is needed: pass --token or set ADAMCU_TRAINER_TOKEN")
@@ -225,13 +243,14 @@ def parse_args(argv: Sequence[str] | None) -> tuple[TrainConfig, WorkerOptions]:
         checkpoint_every=a.checkpoint_every,
         answer_timeout=a.answer_timeout,
         run_name=a.name,
+        verbose=a.verbose,
     )
     return cfg, opts
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     cfg, opts = parse_args(argv)
+    setup_logging(opts.verbose)
     log.info("config %s", json.dumps(cfg.to_dict()))
     try:
         summary = run_worker(cfg, opts)

@@ -1,12 +1,7 @@
 """The worker's label sync: answers since a cursor merged into the bank, corrections win."""
 
-from types import SimpleNamespace
-
-import torch
-
-from trainer.data.folder import SplitTensors
 from trainer.labelbank import IGNORE, LabelBank
-from trainer.worker.main import ServiceLink
+from trainer.worker.link import ServiceLink
 
 
 class FakeClient:
@@ -26,12 +21,7 @@ class FakeClient:
 
 
 def _link(client: FakeClient) -> ServiceLink:
-    target = SplitTensors(
-        torch.zeros(2, 3, 4, 5, dtype=torch.uint8),
-        torch.zeros(2, 4, 5, dtype=torch.uint8),
-        ["t/0", "t/1"],
-    )
-    return ServiceLink(client, 1, SimpleNamespace(target=target), "human", timeout=1.0)
+    return ServiceLink(client, 1, ["t/0", "t/1"], "human", timeout=1.0)
 
 
 def _answer(i: int, image: int, y: int, x: int, cls: int, group: str = "high") -> dict:
