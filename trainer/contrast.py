@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from trainer.constants import IGNORE_INDEX
 from trainer.sampling import device_generator
 
-IGNORE_INDEX = 255
 WeightMode = Literal["negatives", "paper", "none"]
 
 

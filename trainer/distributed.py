@@ -46,7 +46,8 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from trainer.config import TrainConfig, load_config
-from trainer.labelbank import GROUP_CODES, LabelBank
+from trainer.constants import GROUP_CODES
+from trainer.labelbank import LabelBank
 from trainer.losses import source_loss
 from trainer.model import SegOutput, param_groups, poly_lr, set_lr
 from trainer.step import Ask, Spent, upsample

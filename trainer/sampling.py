@@ -13,7 +13,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from trainer.uncertainty import GROUP_HIGH, GROUP_LOW, GROUP_MEDIUM, entropy
+from trainer.constants import Group
+from trainer.uncertainty import entropy
 
 Phase = Literal["high", "medium", "done"]
 
@@ -306,10 +307,10 @@ class ActiveSampler:
         """
         phase = self.phase(expected, spent_high, spent_medium)
         if phase == "high":
-            candidates = (groups == GROUP_HIGH) & unlabeled
+            candidates = (groups == Group.HIGH) & unlabeled
             k = min((int(candidates.sum()) + 1) // 2, expected // 2 - spent_high)
         elif phase == "medium":
-            candidates = (groups == GROUP_MEDIUM) & unlabeled
+            candidates = (groups == Group.MEDIUM) & unlabeled
             k = min(medium_quota, expected - expected // 2 - spent_medium)
         else:
             return torch.zeros_like(unlabeled, dtype=torch.bool), phase
@@ -339,7 +340,7 @@ def adaptive_sample(
         groups: (N, H, W) current group ids.
         labeled: (N, H, W) bool, pixels with a true label.
         label_group: (N, H, W) long, the group a labeled pixel was queried from,
-            255 where unlabeled.
+            ``IGNORE_INDEX`` where unlabeled.
         k: pseudo-labelled pixels to draw; ``None`` means
             ``max(|high|, |medium|)``, or ``min_low`` when nothing is labeled.
         generator: source of randomness.
@@ -352,9 +353,9 @@ def adaptive_sample(
         uniformly from the current G_l that are not labeled. Labeled groups larger than
         ``k`` are kept whole: true labels are precious and few.
     """
-    high = labeled & (label_group == GROUP_HIGH)
+    high = labeled & (label_group == Group.HIGH)
     medium = labeled & ~high
     if k is None:
         k = int(torch.maximum(high.sum(), medium.sum())) or min_low  # one host sync
-    low = uniform_select((groups == GROUP_LOW) & ~labeled, k, generator)
+    low = uniform_select((groups == Group.LOW) & ~labeled, k, generator)
     return {"high": high, "medium": medium, "low": low}

@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 
 from trainer.config import TrainConfig
+from trainer.constants import IGNORE_INDEX, Group
 from trainer.contrast import PixelBatch, mcu_loss
 from trainer.dccm import confusion_rates, update_dccm
-from trainer.labelbank import IGNORE, LabelBank
+from trainer.labelbank import LabelBank
 from trainer.losses import grouped_loss, source_loss
 from trainer.model import SegOutput
 from trainer.sampling import (
@@ -30,7 +31,7 @@ from trainer.sampling import (
     top_k_select,
     uniform_select,
 )
-from trainer.uncertainty import GROUP_LOW, GROUP_MEDIUM, partition, uncertainty_score
+from trainer.uncertainty import partition, uncertainty_score
 
 # ask(index (K,), ys (K,), xs (K,), group, scores (K,)) -> classes (K,) long, 255 = no answer
 Ask = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, str, torch.Tensor], torch.Tensor]
@@ -144,10 +145,10 @@ def select_queries(
     # budget goes to G_m so that every strategy spends the same M_e (a documented decision).
     med_left = state.query_until - max(iteration, state.high_until)
     quota = per_iteration_quota(remaining, max(1, med_left))
-    mask = uniform_select((groups == GROUP_MEDIUM) & unasked, quota, generator)
+    mask = uniform_select((groups == Group.MEDIUM) & unasked, quota, generator)
     short = quota - int(mask.sum())
     if short > 0:  # G_m ran dry (thresholds are state, scores move): top up from G_h
-        mask |= uniform_select((groups != GROUP_LOW) & unasked & ~mask, short, generator)
+        mask |= uniform_select((groups != Group.LOW) & unasked & ~mask, short, generator)
     return mask, "medium"
 
 
@@ -226,14 +227,14 @@ def build_pixel_sets(
     Labels are expected in ``[0, 255)`` (255: none). At full resolution (millions of labelled
     pixels) only element-wise passes touch every pixel: :func:`sample_per_group` thins the
     candidates before it sorts, so the sort sees O(images * classes * cap) pixels."""
-    valid = torch.cat([src_y != IGNORE, tgt_y != IGNORE])  # true labels
-    low = low_mask & (tgt_y == IGNORE)
+    valid = torch.cat([src_y != IGNORE_INDEX, tgt_y != IGNORE_INDEX])  # true labels
+    low = low_mask & (tgt_y == IGNORE_INDEX)
     label = torch.cat([src_y, torch.where(low, pseudo, tgt_y)])
     lab = label.reshape(-1)
     per_image = size[0] * size[1]
     image_id = torch.arange(label.shape[0], device=label.device).view(-1, 1, 1)
     group = (image_id * 256 + label.clamp(0, 255)).reshape(-1)
-    pick = (lab >= 0) & (lab < IGNORE)
+    pick = (lab >= 0) & (lab < IGNORE_INDEX)
     wrong = valid.reshape(-1) & (pred.reshape(-1) != lab) & (lab >= 0) & (lab < num_classes)
     idx, (_, anchor) = sample_per_group(
         group,
@@ -242,7 +243,7 @@ def build_pixel_sets(
         label.shape[0] * 256,
         gen,
     )
-    center = torch.cat([src_low & (src_y != IGNORE), low]).reshape(-1)[idx]
+    center = torch.cat([src_low & (src_y != IGNORE_INDEX), low]).reshape(-1)[idx]
     image = torch.div(idx, per_image, rounding_mode="floor")
     pix = idx - image * per_image
     ys, xs = torch.div(pix, size[1], rounding_mode="floor"), pix % size[1]
@@ -264,12 +265,12 @@ def target_masks(
     gen: torch.Generator,
 ) -> dict[str, torch.Tensor]:
     """Which target pixels enter Eq. 4-5: AS (equal counts per group), all of G_l, or none."""
-    labeled = labels != IGNORE
+    labeled = labels != IGNORE_INDEX
     if not cfg.pseudo_labels:
         return {"medium": labeled}
     if cfg.adaptive_sampling:
         return adaptive_sample(groups, labeled, label_group, None, gen, cfg.min_low_samples)
-    return {"medium": labeled, "low": (groups == GROUP_LOW) & ~labeled}
+    return {"medium": labeled, "low": (groups == Group.LOW) & ~labeled}
 
 
 def adaptation_step(
@@ -395,8 +396,8 @@ def _segmentation_loss(
     stats.parts["source"] = loss.detach()
     if batch.target_y is not None:  # the supervised ceiling: every target label
         labels = batch.target_y
-        masks = {"medium": labels != IGNORE}
-        label_group = torch.full_like(labels, IGNORE)
+        masks = {"medium": labels != IGNORE_INDEX}
+        label_group = torch.full_like(labels, IGNORE_INDEX)
     else:
         if target is None:
             labels, label_group, _ = bank.batch(batch.target_index)
@@ -446,8 +447,8 @@ def _contrast(
         batch.source_y,
         tgt_y,
         pred[n_src:],
-        groups[n_src:] == GROUP_LOW,
-        groups[:n_src] == GROUP_LOW,
+        groups[n_src:] == Group.LOW,
+        groups[:n_src] == Group.LOW,
         pred,
         size,
         num_classes,

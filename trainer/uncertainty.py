@@ -11,9 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-GROUP_LOW = 0
-GROUP_MEDIUM = 1
-GROUP_HIGH = 2
+from trainer.constants import Group
 
 _EPS = 1e-12
 
@@ -81,9 +79,9 @@ def partition(score: torch.Tensor, pi_high: float, pi_low: float) -> torch.Tenso
 
     Args:
         score: (N, H, W) uncertainty scores (Eq. 1).
-        pi_high: ``score > pi_high`` -> ``GROUP_HIGH`` (G_h).
-        pi_low: ``score < pi_low`` -> ``GROUP_LOW`` (G_l); everything else, the
-            thresholds themselves included, -> ``GROUP_MEDIUM`` (G_m).
+        pi_high: ``score > pi_high`` -> ``Group.HIGH`` (G_h).
+        pi_low: ``score < pi_low`` -> ``Group.LOW`` (G_l); everything else, the
+            thresholds themselves included, -> ``Group.MEDIUM`` (G_m).
 
     Returns:
         (N, H, W) uint8 group ids. Requires ``pi_low <= pi_high`` so that every pixel
@@ -91,7 +89,7 @@ def partition(score: torch.Tensor, pi_high: float, pi_low: float) -> torch.Tenso
     """
     if pi_low > pi_high:
         raise ValueError(f"pi_low ({pi_low}) must not exceed pi_high ({pi_high})")
-    groups = torch.full(score.shape, GROUP_MEDIUM, dtype=torch.uint8, device=score.device)
-    groups[score > pi_high] = GROUP_HIGH
-    groups[score < pi_low] = GROUP_LOW
+    groups = torch.full(score.shape, Group.MEDIUM, dtype=torch.uint8, device=score.device)
+    groups[score > pi_high] = Group.HIGH
+    groups[score < pi_low] = Group.LOW
     return groups

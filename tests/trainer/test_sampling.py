@@ -9,6 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from trainer.constants import Group
 from trainer.sampling import (
     ActiveSampler,
     AlgorithmOneState,
@@ -19,7 +20,6 @@ from trainer.sampling import (
     top_k_select,
     uniform_select,
 )
-from trainer.uncertainty import GROUP_HIGH, GROUP_LOW, GROUP_MEDIUM
 
 SHAPE = (2, 6, 7)
 
@@ -100,19 +100,19 @@ def test_phase_boundaries() -> None:
 
 
 def test_select_high_takes_half_of_unlabeled_high() -> None:
-    groups = torch.full((1, 4, 4), GROUP_MEDIUM, dtype=torch.uint8)
-    groups[0, 0] = GROUP_HIGH
+    groups = torch.full((1, 4, 4), Group.MEDIUM, dtype=torch.uint8)
+    groups[0, 0] = Group.HIGH
     unlabeled = torch.ones(1, 4, 4, dtype=torch.bool)
     unlabeled[0, 0, 0] = False  # 3 unlabeled G_h pixels -> ceil(3/2) = 2
     mask, phase = ActiveSampler().select(groups, unlabeled, 100, 0, 0, 7, _gen(0))
     assert phase == "high" and int(mask.sum()) == 2
-    assert (groups[mask] == GROUP_HIGH).all() and unlabeled[mask].all()
+    assert (groups[mask] == Group.HIGH).all() and unlabeled[mask].all()
     mask, _ = ActiveSampler().select(groups, unlabeled, 100, 49, 0, 7, _gen(0))
     assert int(mask.sum()) == 1  # capped by M_e // 2 - spent_high
 
 
 def test_select_medium_and_done() -> None:
-    groups = torch.full((1, 4, 4), GROUP_MEDIUM, dtype=torch.uint8)
+    groups = torch.full((1, 4, 4), Group.MEDIUM, dtype=torch.uint8)
     unlabeled = torch.ones(1, 4, 4, dtype=torch.bool)
     mask, phase = ActiveSampler().select(groups, unlabeled, 10, 5, 2, 7, _gen(0))
     assert phase == "medium" and int(mask.sum()) == 3
@@ -151,7 +151,7 @@ def test_algorithm_one_never_exceeds_budget(
         if phase == "done":
             assert not mask.any()
         else:
-            wanted = GROUP_HIGH if phase == "high" else GROUP_MEDIUM
+            wanted = Group.HIGH if phase == "high" else Group.MEDIUM
             assert (groups[mask] == wanted).all()
             spent[phase] += int(mask.sum())
         unlabeled &= ~mask
@@ -162,13 +162,13 @@ def test_algorithm_one_never_exceeds_budget(
 
 
 def test_adaptive_sample_by_hand() -> None:
-    groups = torch.full((1, 4, 4), GROUP_LOW, dtype=torch.uint8)
+    groups = torch.full((1, 4, 4), Group.LOW, dtype=torch.uint8)
     labeled = torch.zeros(1, 4, 4, dtype=torch.bool)
     label_group = torch.full((1, 4, 4), 255, dtype=torch.long)
     labeled[0, 0, :3] = True
-    label_group[0, 0, :3] = GROUP_HIGH
+    label_group[0, 0, :3] = Group.HIGH
     labeled[0, 1, 0] = True
-    label_group[0, 1, 0] = GROUP_MEDIUM
+    label_group[0, 1, 0] = Group.MEDIUM
     masks = adaptive_sample(groups, labeled, label_group, None, _gen(0))
     assert int(masks["high"].sum()) == 3 and int(masks["medium"].sum()) == 1
     assert int(masks["low"].sum()) == 3 and not (masks["low"] & labeled).any()
@@ -190,8 +190,8 @@ def test_adaptive_sample_invariants(seed: int, k: int | None) -> None:
     assert torch.equal(masks["high"] | masks["medium"], labeled)
     assert not (masks["high"] & masks["medium"]).any()
     assert not (masks["low"] & labeled).any()
-    assert (groups[masks["low"]] == GROUP_LOW).all()
-    n_low = int(((groups == GROUP_LOW) & ~labeled).sum())
+    assert (groups[masks["low"]] == Group.LOW).all()
+    n_low = int(((groups == Group.LOW) & ~labeled).sum())
     if k is None:
         nh, nm = int(masks["high"].sum()), int(masks["medium"].sum())
         k = max(nh, nm) or 8

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from trainer.config import TrainConfig
-from trainer.labelbank import IGNORE, LabelBank
+from trainer.constants import IGNORE_INDEX
+from trainer.labelbank import LabelBank
 from trainer.model import build_model, param_groups
 from trainer.step import Batch, adaptation_step
 from trainer.strategies import STRATEGIES, configure
@@ -66,7 +67,7 @@ def test_step_respects_budget_and_never_asks_twice(strategy: str) -> None:
         assert torch.isfinite(torch.tensor(stats.loss))
         assert bank.num_labeled <= state.expected
     assert len(asked_log) == len(set(asked_log))  # no pixel asked twice
-    labeled = bank.labels != IGNORE
+    labeled = bank.labels != IGNORE_INDEX
     assert bank.num_labeled == len(asked_log) == int(labeled.sum())
     if strategy == "supervised":
         assert not asked_log
@@ -144,8 +145,8 @@ def test_build_pixel_sets_respects_caps_and_anchor_rules() -> None:
     g = torch.Generator().manual_seed(1)
     cfg = TrainConfig(max_anchors_per_class=3, max_samples_per_class=5)
     src_y = torch.randint(C, (2, H, W), generator=g)
-    src_y[:, :4] = IGNORE
-    tgt_y = torch.full((2, H, W), IGNORE)
+    src_y[:, :4] = IGNORE_INDEX
+    tgt_y = torch.full((2, H, W), IGNORE_INDEX)
     tgt_y[:, ::4, ::4] = torch.randint(C, (2, H // 4, W // 4), generator=g)
     pred = torch.randint(C, (4, H, W), generator=g)
     low = torch.rand(2, H, W, generator=g) < 0.3
@@ -170,7 +171,7 @@ def test_build_pixel_sets_respects_caps_and_anchor_rules() -> None:
         torch.Generator().manual_seed(0),
     )
     assert pix.domains == [0, 0, 1, 1] and pix.emb.shape == (pix.label.numel(), 16)
-    assert (pix.label != IGNORE).all()
+    assert (pix.label != IGNORE_INDEX).all()
     for i in range(4):
         on = pix.image == i
         for c in range(C):
@@ -188,8 +189,8 @@ def test_build_pixel_sets_takes_every_candidate_when_caps_do_not_bind() -> None:
     g = torch.Generator().manual_seed(2)
     cfg = TrainConfig(max_anchors_per_class=10_000, max_samples_per_class=10_000)
     src_y = torch.randint(C, (2, H, W), generator=g)
-    src_y[:, :3] = IGNORE
-    tgt_y = torch.full((2, H, W), IGNORE)
+    src_y[:, :3] = IGNORE_INDEX
+    tgt_y = torch.full((2, H, W), IGNORE_INDEX)
     tgt_y[:, ::3, ::5] = torch.randint(C, tgt_y[:, ::3, ::5].shape, generator=g)
     pred = torch.randint(C, (4, H, W), generator=g)
     low = torch.rand(2, H, W, generator=g) < 0.3
@@ -211,12 +212,14 @@ def test_build_pixel_sets_takes_every_candidate_when_caps_do_not_bind() -> None:
         cfg,
         torch.Generator().manual_seed(0),
     )
-    labeled = tgt_y != IGNORE
-    label = torch.cat([src_y, torch.where(labeled, tgt_y, torch.where(low, pred[2:], IGNORE))])
-    valid = torch.cat([src_y != IGNORE, labeled])
-    assert pix.label.numel() == int((label != IGNORE).sum())
-    assert torch.equal(pix.label, label.flatten()[label.flatten() != IGNORE])
-    wrong = (valid & (pred != label)).flatten()[label.flatten() != IGNORE]
+    labeled = tgt_y != IGNORE_INDEX
+    label = torch.cat(
+        [src_y, torch.where(labeled, tgt_y, torch.where(low, pred[2:], IGNORE_INDEX))]
+    )
+    valid = torch.cat([src_y != IGNORE_INDEX, labeled])
+    assert pix.label.numel() == int((label != IGNORE_INDEX).sum())
+    assert torch.equal(pix.label, label.flatten()[label.flatten() != IGNORE_INDEX])
+    wrong = (valid & (pred != label)).flatten()[label.flatten() != IGNORE_INDEX]
     assert torch.equal(pix.anchor, wrong)
-    center = torch.cat([src_low & (src_y != IGNORE), low & ~labeled]).flatten()
-    assert torch.equal(pix.center, center[label.flatten() != IGNORE])
+    center = torch.cat([src_low & (src_y != IGNORE_INDEX), low & ~labeled]).flatten()
+    assert torch.equal(pix.center, center[label.flatten() != IGNORE_INDEX])

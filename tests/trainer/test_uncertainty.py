@@ -8,10 +8,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from trainer.constants import Group
 from trainer.uncertainty import (
-    GROUP_HIGH,
-    GROUP_LOW,
-    GROUP_MEDIUM,
     entropy,
     kl_divergence,
     partition,
@@ -66,7 +64,7 @@ def test_uncertainty_score_saturated_logits_finite() -> None:
 def test_partition_thresholds() -> None:
     score = torch.tensor([[[0.01, 0.05, 0.5, 0.9, 0.95, 1.3]]])
     groups = partition(score, pi_high=0.9, pi_low=0.05)
-    expected = [GROUP_LOW, GROUP_MEDIUM, GROUP_MEDIUM, GROUP_MEDIUM, GROUP_HIGH, GROUP_HIGH]
+    expected = [Group.LOW, Group.MEDIUM, Group.MEDIUM, Group.MEDIUM, Group.HIGH, Group.HIGH]
     assert groups.tolist() == [[expected]]
 
 
@@ -81,7 +79,7 @@ def test_every_pixel_in_exactly_one_group(seed: int, lo: float, span: float) -> 
     main, aux = torch.randn(2, 4, 5, 6, generator=g), torch.randn(2, 4, 5, 6, generator=g)
     score = uncertainty_score(main, aux)
     groups = partition(score, pi_high=lo + span, pi_low=lo)
-    members = [(groups == k) for k in (GROUP_LOW, GROUP_MEDIUM, GROUP_HIGH)]
+    members = [(groups == k) for k in (Group.LOW, Group.MEDIUM, Group.HIGH)]
     assert torch.equal(sum(m.long() for m in members), torch.ones_like(score, dtype=torch.long))
     assert (score[members[2]] > lo + span).all() and (score[members[0]] < lo).all()
     assert (entropy(torch.softmax(main, 1)) <= 1 + 1e-6).all()

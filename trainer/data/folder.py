@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-IGNORE_INDEX = 255
+from trainer.constants import IGNORE_INDEX
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

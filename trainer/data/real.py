@@ -32,8 +32,8 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from trainer.constants import IGNORE_INDEX
 from trainer.data.folder import (
-    IGNORE_INDEX,
     hflip,
     random_scale_crop,
     read_image_png,
@@ -71,7 +71,7 @@ def labelid_to_trainid_lut() -> np.ndarray:
     """uint8 (256,) LUT: Cityscapes labelId -> train id in [0, 19), else 255."""
     lut = np.full(256, IGNORE_INDEX, np.uint8)
     for label in cs_labels:
-        if 0 <= label.id < 256 and 0 <= label.trainId < 255:
+        if 0 <= label.id < 256 and 0 <= label.trainId < IGNORE_INDEX:
             lut[label.id] = label.trainId
     return lut
 
@@ -89,7 +89,9 @@ def class_subset_lut(num_classes: int) -> np.ndarray:
     drop = {19: (), 16: _NOT_IN_16, 13: _NOT_IN_13}.get(num_classes)
     if drop is None:
         raise ValueError(f"num_classes must be 19, 16 or 13, got {num_classes}")
-    kept = sorted(lb.trainId for lb in cs_labels if 0 <= lb.trainId < 255 and lb.name not in drop)
+    kept = sorted(
+        lb.trainId for lb in cs_labels if 0 <= lb.trainId < IGNORE_INDEX and lb.name not in drop
+    )
     lut = np.full(256, IGNORE_INDEX, np.uint8)
     lut[kept] = np.arange(len(kept), dtype=np.uint8)
     return lut
