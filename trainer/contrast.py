@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from trainer.constants import IGNORE_INDEX
-from trainer.sampling import device_generator
+from trainer.draws import device_generator
 
 WeightMode = Literal["negatives", "paper", "none"]
 

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from trainer.constants import IGNORE_INDEX
-from trainer.sampling import count_ids
+from trainer.draws import count_ids
 
 
 def confusion_rates(

@@ -19,17 +19,16 @@ from trainer.config import TrainConfig
 from trainer.constants import IGNORE_INDEX, Group
 from trainer.contrast import PixelBatch, mcu_loss
 from trainer.dccm import confusion_rates, update_dccm
+from trainer.draws import sample_per_group, top_k_select, uniform_select
 from trainer.labelbank import LabelBank
 from trainer.losses import grouped_loss, source_loss
 from trainer.model import SegOutput
 from trainer.sampling import (
     ActiveSampler,
+    QueryWindow,
     adaptive_sample,
     per_iteration_quota,
     ripu_score,
-    sample_per_group,
-    top_k_select,
-    uniform_select,
 )
 from trainer.uncertainty import partition, uncertainty_score
 
@@ -56,11 +55,8 @@ class LoopState:
     """What persists across iterations besides the network: thresholds, DCCM, the window."""
 
     sampler: ActiveSampler
+    window: QueryWindow
     dccm: torch.Tensor
-    expected: int
-    query_until: int
-    high_until: int
-    decay_every: int
     calibrated: bool = False
 
 
@@ -93,16 +89,8 @@ def upsample(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def calibrate_thresholds(state: LoopState, score: torch.Tensor, cfg: TrainConfig) -> None:
-    """Start pi_high / pi_low at quantiles of the first target batch's scores.
-
-    The paper starts pi_high at "a large value" so that ~1% of pixels fall in G_h; a quantile
-    gives that on any domain and network without a hand-tuned absolute number.
-    """
-    flat = score.flatten().float()
-    if flat.numel() > 100_000:
-        flat = flat[torch.randperm(flat.numel(), device=flat.device)[:100_000]]
-    state.sampler.state.pi_high = float(torch.quantile(flat, cfg.pi_high_quantile))
-    state.sampler.state.pi_low = float(torch.quantile(flat, cfg.pi_low_quantile))
+    """Start pi_high / pi_low at the config's quantiles of the first target batch's scores."""
+    state.sampler.calibrate(score, cfg.pi_high_quantile, cfg.pi_low_quantile)
     state.calibrated = True
 
 
@@ -117,39 +105,23 @@ def select_queries(
     spent: dict[str, int],
     generator: torch.Generator,
 ) -> tuple[torch.Tensor, str]:
-    """Pixels of the target batch to ask about: (B,H,W) bool mask and its group name."""
-    empty = torch.zeros_like(unasked)
-    if cfg.selection in ("none", "all") or iteration >= state.query_until:
-        return empty, "none"
-    total = sum(spent.values())
-    remaining = state.expected - total
-    iters_left = state.query_until - iteration
-    quota = per_iteration_quota(remaining, iters_left)
+    """Pixels of the target batch to ask about: (B,H,W) bool mask and its group name.
+
+    Algorithm 1 is :meth:`ActiveSampler.select`; the baselines spend the rest of the budget
+    evenly over the iterations left in the query window."""
+    window = state.window
+    if cfg.selection in ("none", "all") or iteration >= window.query_until:
+        return torch.zeros_like(unasked), "none"
+    if cfg.selection == "algorithm1":
+        return state.sampler.select(groups, unasked, iteration, window, spent, generator)
+    remaining = window.expected - sum(spent.values())
+    quota = per_iteration_quota(remaining, window.query_until - iteration)
     if cfg.selection == "random":
         return uniform_select(unasked, quota, generator), "random"
     if cfg.selection == "entropy":
         return top_k_select(score, unasked, quota), "entropy"
-    if cfg.selection == "ripu":
-        pred = prob.argmax(1)
-        return top_k_select(ripu_score(prob, pred, prob.shape[1]), unasked, quota), "ripu"
-    high, medium = spent.get("high", 0), spent.get("medium", 0)
-    if state.sampler.phase(state.expected, high, medium) == "high":
-        if iteration < state.high_until:
-            mask, _ = state.sampler.select(
-                groups, unasked, state.expected, high, medium, 0, generator
-            )
-            if iteration % state.decay_every == state.decay_every - 1:
-                state.sampler.end_epoch()
-            return mask, "high"
-    # medium phase, or the high phase ran past its share of the window: the rest of the
-    # budget goes to G_m so that every strategy spends the same M_e (a documented decision).
-    med_left = state.query_until - max(iteration, state.high_until)
-    quota = per_iteration_quota(remaining, max(1, med_left))
-    mask = uniform_select((groups == Group.MEDIUM) & unasked, quota, generator)
-    short = quota - int(mask.sum())
-    if short > 0:  # G_m ran dry (thresholds are state, scores move): top up from G_h
-        mask |= uniform_select((groups != Group.LOW) & unasked & ~mask, short, generator)
-    return mask, "medium"
+    pred = prob.argmax(1)  # ripu
+    return top_k_select(ripu_score(prob, pred, prob.shape[1]), unasked, quota), "ripu"
 
 
 def query_oracle(

@@ -26,7 +26,7 @@ from trainer.labelbank import LabelBank
 from trainer.losses import source_loss
 from trainer.metrics import ConfusionMatrix
 from trainer.model import build_model, param_groups, poly_lr, set_lr
-from trainer.sampling import ActiveSampler, AlgorithmOneState
+from trainer.sampling import ActiveSampler, AlgorithmOneState, QueryWindow
 from trainer.step import Ask, Batch, LoopState, Spent, adaptation_step, upsample
 
 log = logging.getLogger("adamcu.trainer")
@@ -232,17 +232,10 @@ class AdaptResult:
 
 
 def new_loop_state(cfg: TrainConfig, expected: int, num_classes: int) -> LoopState:
-    query_until = max(1, int(cfg.iterations * cfg.query_fraction))
-    high_until = max(1, query_until // 2)
-    decay_every = cfg.decay_every or max(1, high_until // 10)
-    sampler = ActiveSampler(AlgorithmOneState(decay=cfg.decay))
     return LoopState(
-        sampler=sampler,
+        sampler=ActiveSampler(AlgorithmOneState(decay=cfg.decay)),
+        window=QueryWindow.plan(expected, cfg.iterations, cfg.query_fraction, cfg.decay_every),
         dccm=torch.zeros(num_classes, num_classes),
-        expected=expected,
-        query_until=query_until,
-        high_until=high_until,
-        decay_every=decay_every,
     )
 
 

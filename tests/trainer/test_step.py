@@ -65,14 +65,14 @@ def test_step_respects_budget_and_never_asks_twice(strategy: str) -> None:
             gen,
         )
         assert torch.isfinite(torch.tensor(stats.loss))
-        assert bank.num_labeled <= state.expected
+        assert bank.num_labeled <= state.window.expected
     assert len(asked_log) == len(set(asked_log))  # no pixel asked twice
     labeled = bank.labels != IGNORE_INDEX
     assert bank.num_labeled == len(asked_log) == int(labeled.sum())
     if strategy == "supervised":
         assert not asked_log
     else:  # the whole budget is spent within the query window
-        assert bank.num_labeled == state.expected
+        assert bank.num_labeled == state.window.expected
         idx, ys, xs = labeled.nonzero(as_tuple=True)
         assert torch.equal(bank.labels[idx, ys, xs], target[idx, ys, xs])
 
@@ -96,8 +96,8 @@ def test_algorithm_one_spends_high_then_medium() -> None:
         )
         phases.append(stats.phase)
     counts = bank.counts()
-    assert counts["high"] + counts["medium"] == state.expected
-    assert counts["high"] <= state.expected // 2
+    assert counts["high"] + counts["medium"] == state.window.expected
+    assert counts["high"] <= state.window.expected // 2
     first_medium = phases.index("medium")
     assert "high" not in phases[first_medium:]
 
