@@ -128,14 +128,8 @@ def sample_per_group(
     gen = device_generator(generator, dev)
     g_all = [torch.where(ok, group, num_groups) for ok in oks]  # num_groups: not eligible
     keys = [torch.rand(group.numel(), generator=gen, device=dev) for _ in caps]
-    counts, rates = [], []
-    for gj, cap in zip(g_all, caps, strict=True):
-        n = count_ids(gj, num_groups + 1)
-        n[num_groups] = 0
-        counts.append(n)
-        rate = (thinning_target(cap) / n.clamp_min(1)).clamp(max=2.0)
-        rate[num_groups] = 0.0
-        rates.append(rate if cap > 0 else torch.zeros_like(rate))
+    counts = [count_ids(gj, num_groups + 1) for gj in g_all]
+    rates = [_thinning_rate(n, cap, num_groups) for n, cap in zip(counts, caps, strict=True)]
     while True:
         survive = [key < rate[gj] for key, rate, gj in zip(keys, rates, g_all, strict=True)]
         keep = survive[0]
@@ -155,6 +149,15 @@ def sample_per_group(
             return idx[sel], [c[sel] for c in chosen]
         for j in range(len(caps)):
             rates[j] = torch.where(short_any[j], 2.0, rates[j])
+
+
+def _thinning_rate(n: torch.Tensor, cap: int, num_groups: int) -> torch.Tensor:
+    """Per group id, the keep rate of the pre-thinning (2: keep all); zeroes the count of the
+    not-eligible id ``num_groups`` in ``n`` (in place)."""
+    n[num_groups] = 0
+    rate = (thinning_target(cap) / n.clamp_min(1)).clamp(max=2.0)
+    rate[num_groups] = 0.0
+    return rate if cap > 0 else torch.zeros_like(rate)
 
 
 def _first_per_group(

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
 
-from trainer.constants import Group
+from trainer.constants import IGNORE_INDEX, Group
 from trainer.draws import uniform_select
 from trainer.uncertainty import entropy
+
+if TYPE_CHECKING:
+    from trainer.config import TrainConfig
 
 Phase = Literal["high", "medium", "done"]
 
@@ -232,3 +235,19 @@ def adaptive_sample(
         k = int(torch.maximum(high.sum(), medium.sum())) or min_low  # one host sync
     low = uniform_select((groups == Group.LOW) & ~labeled, k, generator)
     return {"high": high, "medium": medium, "low": low}
+
+
+def target_masks(
+    cfg: TrainConfig,
+    groups: torch.Tensor,
+    labels: torch.Tensor,
+    label_group: torch.Tensor,
+    gen: torch.Generator,
+) -> dict[str, torch.Tensor]:
+    """Which target pixels enter Eq. 4-5: AS (equal counts per group), all of G_l, or none."""
+    labeled = labels != IGNORE_INDEX
+    if not cfg.pseudo_labels:
+        return {"medium": labeled}
+    if cfg.adaptive_sampling:
+        return adaptive_sample(groups, labeled, label_group, None, gen, cfg.min_low_samples)
+    return {"medium": labeled, "low": (groups == Group.LOW) & ~labeled}
