@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from server.schemas import budget_total
 from trainer.config import TrainConfig
 from trainer.data.folder import SplitTensors, load_classes, load_split, to_float
 from trainer.labelbank import LabelBank
@@ -51,6 +52,12 @@ class Data:
     def target_pixels(self) -> int:
         n, _, h, w = self.target.images.shape
         return n * h * w
+
+
+def budget_pixels(cfg: TrainConfig, data: Data) -> int:
+    """The budget M_e in pixels of a run on ``data``, by the service's one rounding rule
+    (``server.schemas.budget_total``: the floor of the decimal rate times the pixels)."""
+    return budget_total(cfg.budget_rate, data.target_pixels)
 
 
 def load_data(cfg: TrainConfig) -> Data:
@@ -263,7 +270,7 @@ def adapt(
 ) -> AdaptResult:
     """Algorithm 1 lines 3-17 with model selection on target-val (best state is kept)."""
     torch.manual_seed(cfg.seed + 1)
-    expected = int(cfg.budget_rate * data.target_pixels)
+    expected = budget_pixels(cfg, data)
     state = state or new_loop_state(cfg, expected, data.num_classes)
     state.dccm = state.dccm.to(device)
     opt = torch.optim.SGD(

@@ -14,6 +14,7 @@ from trainer.train import (
     Data,
     GroundTruthOracle,
     adapt,
+    budget_pixels,
     evaluate,
     local_spent,
     pick_device,
@@ -39,7 +40,7 @@ def run_strategy(
     pretrain_seconds = time.perf_counter() - started
     n, _, h, w = data.target.images.shape
     bank = LabelBank(n, h, w)
-    expected = int(cfg.budget_rate * data.target_pixels)
+    expected = budget_pixels(cfg, data)
     curve: list[dict[str, Any]] = []
     timings: dict[str, float] = {}
     best_iteration = 0
