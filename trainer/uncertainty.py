@@ -13,8 +13,6 @@ import torch.nn.functional as F
 
 from trainer.constants import Group
 
-_EPS = 1e-12
-
 
 def entropy(prob: torch.Tensor) -> torch.Tensor:
     """Normalised pixel-wise entropy (Eq. 2).
@@ -31,22 +29,6 @@ def entropy(prob: torch.Tensor) -> torch.Tensor:
         return prob.new_zeros(prob.shape[:1] + prob.shape[2:])
     plogp = torch.xlogy(prob, prob)  # 0 * log 0 == 0
     return -plogp.sum(dim=1) / math.log(num_classes)
-
-
-def kl_divergence(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """Pixel-wise KL divergence ``KL(p || q) = sum_c p_c (log p_c - log q_c)`` (Eq. 3).
-
-    Args:
-        p: probabilities, shape (N, C, H, W).
-        q: probabilities, shape (N, C, H, W).
-
-    Returns:
-        (N, H, W) non-negative divergence (in nats). ``q`` is clamped at 1e-12 so
-        the result stays finite; terms with ``p_c == 0`` contribute 0.
-    """
-    log_q = q.clamp_min(_EPS).log()
-    kl = (torch.xlogy(p, p) - p * log_q).sum(dim=1)
-    return kl.clamp_min(0.0)
 
 
 def uncertainty_score(

@@ -1,4 +1,4 @@
-"""Eq. 1-3 and the group partition, on hand-computed tensors and invariants."""
+"""Eq. 1-3 (Eq. 3 is the KL term of the score) and the group partition, by hand and invariants."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from trainer.constants import Group
 from trainer.uncertainty import (
     entropy,
-    kl_divergence,
     partition,
     uncertainty_score,
 )
@@ -32,18 +31,6 @@ def test_entropy_by_hand() -> None:
     p = [0.5, 0.25, 0.25]
     expected = -sum(x * math.log(x) for x in p) / math.log(3)
     assert math.isclose(entropy(_pixel(p)).item(), expected, rel_tol=1e-12)
-
-
-def test_kl_by_hand_two_classes() -> None:
-    p, q = [0.8, 0.2], [0.5, 0.5]
-    expected = 0.8 * math.log(0.8 / 0.5) + 0.2 * math.log(0.2 / 0.5)
-    assert math.isclose(kl_divergence(_pixel(p), _pixel(q)).item(), expected, rel_tol=1e-12)
-    assert kl_divergence(_pixel(p), _pixel(p)).item() == 0.0
-
-
-def test_kl_is_finite_with_zeros() -> None:
-    out = kl_divergence(_pixel([1.0, 0.0]), _pixel([0.0, 1.0]))
-    assert torch.isfinite(out).all() and out.item() > 20
 
 
 def test_uncertainty_score_by_hand() -> None:

@@ -116,12 +116,6 @@ def to_float(images: Tensor) -> Tensor:
     return (x - mean) / std
 
 
-def denormalize(images: Tensor) -> Tensor:
-    """Inverse of ``to_float`` up to rounding: float (..., 3, H, W) in [0, 1]."""
-    mean, std = _stats(images)
-    return images * std + mean
-
-
 def _as4d(image: Tensor, label: Tensor) -> tuple[Tensor, Tensor, bool]:
     """Batch a single (C, H, W) / (H, W) pair; returns (image4d, label3d, was_single)."""
     single = image.dim() == 3

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from cityscapesscripts.helpers.labels import labels as cs_labels
 from cityscapesscripts.helpers.labels import name2label
 from PIL import Image
@@ -41,7 +40,6 @@ from trainer.data.folder import (
     resize,
     to_float,
 )
-from trainer.metrics import ConfusionMatrix
 
 Pair = tuple[Path, Path, str]
 # SYNTHIA-RAND-CITYSCAPES class ids -> Cityscapes label names (the 16 protocol classes).
@@ -244,33 +242,3 @@ def open_dataset(
         case _:
             raise ValueError(f"unknown dataset kind {kind!r}")
     return SegmentationDataset(pairs, read, class_subset_lut(num_classes)[lut], **opts)
-
-
-@torch.inference_mode()
-def evaluate(
-    model_fn: Callable[[Tensor], Tensor],
-    dataset: Dataset,
-    num_classes: int,
-    flip: bool = False,
-    device: torch.device | str = "cpu",
-) -> ConfusionMatrix:
-    """Confusion matrix of ``model_fn`` over ``dataset``, one image at a time.
-
-    ``model_fn`` maps (1, 3, h, w) float to logits (1, C, h', w'); logits are upsampled
-    (bilinear) to the label's full resolution; ``flip`` averages the softmax of the image
-    and its mirror. Labels (H, W) with ``ignore_index=255``. Returns a
-    ``trainer.metrics.ConfusionMatrix`` (``.iou()``, ``.miou()`` in percent).
-    """
-    cm = ConfusionMatrix(num_classes)
-    for index in range(len(dataset)):
-        image, label, _ = dataset[index]
-        x = image[None].to(device)
-        size = tuple(label.shape[-2:])
-        prob = F.interpolate(model_fn(x), size=size, mode="bilinear", align_corners=False)
-        prob = prob.softmax(1)
-        if flip:
-            logits = model_fn(x.flip(-1))
-            up = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-            prob = (prob + up.softmax(1).flip(-1)) / 2
-        cm.update(prob.argmax(1).cpu(), label[None])
-    return cm
