@@ -73,6 +73,16 @@ def ce_step(
     opt.step()
 
 
+def _model_and_optimizer(
+    cfg: TrainConfig, classes: int, device: torch.device
+) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    model = build_model(cfg.model, classes, embed_dim=cfg.embed_dim).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    groups = param_groups(model, cfg.lr, cfg.head_lr_mult, cfg.weight_decay)
+    return model, torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+
+
 def measure(
     cfg: TrainConfig, height: int, width: int, classes: int, iterations: int, warmup: int = 3
 ) -> dict[str, Any]:
@@ -82,14 +92,7 @@ def measure(
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    model = build_model(cfg.model, classes, embed_dim=cfg.embed_dim).to(device)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(
-        param_groups(model, cfg.lr, cfg.head_lr_mult, cfg.weight_decay),
-        lr=cfg.lr,
-        momentum=cfg.momentum,
-    )
+    model, opt = _model_and_optimizer(cfg, classes, device)
     batch, target_labels = make_batch(cfg, height, width, classes, device, gen)
     target_y = target_labels[batch.target_index].long().to(device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
