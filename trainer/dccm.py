@@ -10,11 +10,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from trainer.sampling import count_ids
+from trainer.constants import IGNORE_INDEX
+from trainer.draws import count_ids
 
 
 def confusion_rates(
-    pred: Tensor, target: Tensor, num_classes: int, ignore_index: int = 255
+    pred: Tensor, target: Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX
 ) -> tuple[Tensor, Tensor]:
     """Error rates ``R[u, v] = M(u -> v) / M(u)`` of one iteration (Eq. 7).
 

@@ -1,4 +1,4 @@
-"""The sparse label bank: one label map per target image, 255 = unlabeled.
+"""The sparse label bank: one label map per target image, ``IGNORE_INDEX`` (255) = unlabeled.
 
 Every answered query is merged here; the bank can be rebuilt from the answers stored by the
 server, so a restarted trainer never asks for a pixel twice and loses no label.
@@ -10,9 +10,11 @@ from collections.abc import Sequence
 
 import torch
 
-IGNORE = 255
-GROUP_CODES = {"low": 0, "medium": 1, "high": 2, "random": 3, "entropy": 4, "ripu": 5, "other": 6}
-GROUP_NAMES = {code: name for name, code in GROUP_CODES.items()}
+from trainer.constants import GROUP_CODES, IGNORE_INDEX, group_code
+
+# Aliases kept for trainer/worker/link.py (it imports ``GROUP_CODES, IGNORE`` from here).
+IGNORE = IGNORE_INDEX
+__all__ = ["GROUP_CODES", "IGNORE", "LabelBank"]
 
 
 class LabelBank:
@@ -24,8 +26,8 @@ class LabelBank:
 
     def __init__(self, num_images: int, height: int, width: int) -> None:
         shape = (num_images, height, width)
-        self.labels = torch.full(shape, IGNORE, dtype=torch.uint8)
-        self.groups = torch.full(shape, IGNORE, dtype=torch.uint8)
+        self.labels = torch.full(shape, IGNORE_INDEX, dtype=torch.uint8)
+        self.groups = torch.full(shape, IGNORE_INDEX, dtype=torch.uint8)
         self.asked = torch.zeros(shape, dtype=torch.bool)
         self._counts = torch.zeros(256, dtype=torch.long)  # labeled pixels per group code
 
@@ -35,7 +37,7 @@ class LabelBank:
 
     def count(self, group: str) -> int:
         """Labeled pixels that were queried from ``group``."""
-        return int(self._counts[GROUP_CODES[group]])
+        return int(self._counts[group_code(group)])
 
     def counts(self) -> dict[str, int]:
         return {name: int(self._counts[code]) for name, code in GROUP_CODES.items()}
@@ -59,9 +61,9 @@ class LabelBank:
         classes = torch.as_tensor(classes, dtype=torch.long)
         codes = _group_codes(groups, len(classes))
         self.asked[index, ys, xs] = True
-        keep = classes != IGNORE
+        keep = classes != IGNORE_INDEX
         index, ys, xs, classes, codes = index[keep], ys[keep], xs[keep], classes[keep], codes[keep]
-        was = self.labels[index, ys, xs] != IGNORE  # corrections replace, not add
+        was = self.labels[index, ys, xs] != IGNORE_INDEX  # corrections replace, not add
         self._counts -= torch.bincount(self.groups[index, ys, xs][was].long(), minlength=256)
         self.labels[index, ys, xs] = classes.to(torch.uint8)
         self.groups[index, ys, xs] = codes
@@ -77,11 +79,11 @@ class LabelBank:
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.labels, self.groups, self.asked = state["labels"], state["groups"], state["asked"]
-        labeled = self.labels != IGNORE
+        labeled = self.labels != IGNORE_INDEX
         self._counts = torch.bincount(self.groups[labeled].long(), minlength=256)
 
 
 def _group_codes(groups: Sequence[str] | str, n: int) -> torch.Tensor:
     if isinstance(groups, str):
-        return torch.full((n,), GROUP_CODES[groups], dtype=torch.uint8)
-    return torch.tensor([GROUP_CODES[g] for g in groups], dtype=torch.uint8)
+        return torch.full((n,), group_code(groups), dtype=torch.uint8)
+    return torch.tensor([group_code(g) for g in groups], dtype=torch.uint8)

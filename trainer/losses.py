@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-IGNORE_INDEX = 255
+from trainer.constants import IGNORE_INDEX
 
 
 def cross_entropy(logits: Tensor, target: Tensor, ignore_index: int = IGNORE_INDEX) -> Tensor:
@@ -47,13 +47,6 @@ def pseudo_labels(logits: Tensor) -> Tensor:
     return logits.detach().argmax(dim=1)
 
 
-def _pixel_ce(logits: Tensor, target: Tensor) -> Tensor:
-    """(N, H, W) per-pixel CE; ``target`` is (N, H, W) long or (N, C, H, W) probabilities."""
-    if target.dim() == logits.dim():
-        return -(target.detach().to(logits.dtype) * F.log_softmax(logits, dim=1)).sum(dim=1)
-    return F.cross_entropy(logits, target.long(), ignore_index=IGNORE_INDEX, reduction="none")
-
-
 def grouped_loss(
     logits: Tensor,
     labels: Tensor,
@@ -86,12 +79,10 @@ def grouped_loss(
     n, c = logits.shape[:2]
     soft = pseudo.dim() == logits.dim()
     true_ok = labels != IGNORE_INDEX
-    sels = {}
-    for key, mask in masks.items():
-        if key == "low":
-            sels[key] = mask if soft else mask & (pseudo != IGNORE_INDEX)
-        else:
-            sels[key] = mask & true_ok
+    sels = {
+        key: (mask if soft else mask & (pseudo != IGNORE_INDEX)) if key == "low" else mask & true_ok
+        for key, mask in masks.items()
+    }
     if not sels:
         return logits.sum() * 0.0, {}
     union = torch.stack(list(sels.values())).any(0).reshape(n, -1)
@@ -113,12 +104,17 @@ def grouped_loss(
         w = sels[key].reshape(n, -1)[b, p]
         sums.append(torch.where(w, ce_pseudo if key == "low" else ce_true, 0.0).sum())
         counts.append(w.sum())
-    sum_t, count_t = torch.stack(sums), torch.stack(counts).to(logp.dtype)
-    means = sum_t / count_t.clamp_min(1.0)  # 0 for an empty group
-    if equal_weight:
-        present = (count_t > 0).to(logp.dtype)
-        loss = zero + (means * present).sum() / present.sum().clamp_min(1.0)
-    else:
-        loss = zero + sum_t.sum() / count_t.sum().clamp_min(1.0)
+    means, mean_loss = _group_means(torch.stack(sums), torch.stack(counts), equal_weight)
     detached = means.detach()
-    return loss, {k: detached[i] for i, k in enumerate(keys)}
+    return zero + mean_loss, {k: detached[i] for i, k in enumerate(keys)}
+
+
+def _group_means(sum_t: Tensor, counts: Tensor, equal_weight: bool) -> tuple[Tensor, Tensor]:
+    """Per-group mean CE (0 for an empty group) and the loss: the mean over the non-empty
+    groups (``equal_weight``) or the mean over all pixels."""
+    count_t = counts.to(sum_t.dtype)
+    means = sum_t / count_t.clamp_min(1.0)
+    if equal_weight:
+        present = (count_t > 0).to(sum_t.dtype)
+        return means, (means * present).sum() / present.sum().clamp_min(1.0)
+    return means, sum_t.sum() / count_t.sum().clamp_min(1.0)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-IGNORE_INDEX = 255
+from trainer.constants import IGNORE_INDEX
 
 
 def confusion_matrix(

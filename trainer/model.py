@@ -285,8 +285,3 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     """Set every group's learning rate to lr * group["lr_mult"] (1 when absent)."""
     for group in optimizer.param_groups:
         group["lr"] = lr * group.get("lr_mult", 1.0)
-
-
-def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameters (only those with requires_grad when `trainable_only`)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -1,195 +1,27 @@
-"""Pixel selection: uniform / top-k pickers, RIPU, Algorithm 1 and adaptive sampling.
+"""Pixel selection: Algorithm 1 (phases, footnote 3, the decay), RIPU and adaptive sampling.
 
-Every selector returns a bool mask of shape (N, H, W) so that masks compose with
-``&``, ``|`` and ``~``. Randomness only comes in through a ``torch.Generator``.
+Every selector returns a bool mask of shape (N, H, W) so that masks compose with ``&``, ``|``
+and ``~``. Randomness only comes in through a ``torch.Generator``; the draws themselves are
+in :mod:`trainer.draws`.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
 
-from trainer.uncertainty import GROUP_HIGH, GROUP_LOW, GROUP_MEDIUM, entropy
+from trainer.constants import IGNORE_INDEX, Group
+from trainer.draws import uniform_select
+from trainer.uncertainty import entropy
+
+if TYPE_CHECKING:
+    from trainer.config import TrainConfig
 
 Phase = Literal["high", "medium", "done"]
-
-
-def device_generator(
-    generator: torch.Generator | None, device: torch.device | str
-) -> torch.Generator | None:
-    """A generator on ``device`` driven by ``generator`` (the trainer's generator is on the CPU).
-
-    The same generator when it already lives on ``device`` (so CPU runs draw exactly from it);
-    otherwise a new generator on ``device``, seeded from a single 64-bit draw of
-    ``generator``: random numbers for large device tensors are made on the device (no
-    host-side ``randperm`` of millions of items, no host-to-device copy), and the stream stays
-    a deterministic function of ``generator``'s state. ``None`` stays ``None``.
-    """
-    if generator is None:
-        return None
-    device = torch.device(device)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", torch.cuda.current_device())
-    if generator.device == device:
-        return generator
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator))  # host-side, no device sync
-    return torch.Generator(device=device).manual_seed(seed)
-
-
-def thinning_target(k: int) -> float:
-    """Expected survivors per group of the Bernoulli pre-thinning in :func:`uniform_select` and
-    :func:`sample_per_group`: ``k + 8 sqrt(k) + 64``.
-
-    Keeping each of ``n`` candidates with probability ``min(1, mu / n)`` leaves fewer than
-    ``k`` of them with probability at most ``exp(-(mu - k)^2 / (2 mu)) < 1e-15`` (Chernoff),
-    and the callers then fall back to keeping every candidate, so results stay exact.
-    """
-    return k + 8.0 * math.sqrt(max(k, 0)) + 64.0
-
-
-def uniform_select(
-    candidates: torch.Tensor, k: int, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """Choose ``min(k, candidates.sum())`` candidate pixels uniformly without replacement.
-
-    Exactly uniform over the ``k``-subsets of the candidates: every pixel gets an i.i.d.
-    uniform key (drawn on the candidates' device, :func:`device_generator`) and the ``k``
-    candidates with the smallest keys are chosen. To keep the cost O(pixels) and the sort
-    small, candidates are first thinned to those with ``key < mu / n`` (``n`` candidates,
-    ``mu`` = :func:`thinning_target`), which holds the ``k`` smallest keys whenever at least
-    ``k`` survive; otherwise (``n < k``, or a < 1e-15 event) every candidate is used. One
-    host sync (the ``nonzero`` of the survivors) in the usual case.
-
-    Args:
-        candidates: (N, H, W) bool, pixels that may be chosen.
-        k: how many to choose (``k <= 0`` chooses none).
-        generator: source of randomness.
-
-    Returns:
-        (N, H, W) bool mask, a subset of ``candidates``.
-    """
-    flat = candidates.reshape(-1)
-    mask = torch.zeros_like(flat, dtype=torch.bool)
-    k = max(0, min(int(k), flat.numel()))
-    if k == 0:
-        return mask.view(candidates.shape)
-    gen = device_generator(generator, flat.device)
-    key = torch.rand(flat.numel(), generator=gen, device=flat.device)
-    count = flat.sum()
-    rate = (thinning_target(k) / count.clamp_min(1)).clamp(max=2.0)  # 2: keep all (key < 1)
-    idx = (flat & (key < rate)).nonzero().squeeze(1)
-    if idx.numel() < k:  # fewer than k candidates, or the thinning was unlucky (< 1e-15)
-        idx = flat.nonzero().squeeze(1)
-    if idx.numel() > k:
-        idx = idx[torch.topk(key[idx], k, largest=False, sorted=False).indices]
-    mask[idx] = True
-    return mask.view(candidates.shape)
-
-
-def count_ids(ids: torch.Tensor, n: int) -> torch.Tensor:
-    """(n,) long occurrences of each id in ``ids`` (values in ``[0, n)``), without a host sync:
-    ``bincount`` on the CPU, ``scatter_add`` on a GPU (where ``bincount`` reads the maximum)."""
-    if ids.device.type == "cpu":
-        return torch.bincount(ids, minlength=n)
-    return torch.zeros(n, dtype=torch.long, device=ids.device).scatter_add_(
-        0, ids, torch.ones_like(ids)
-    )
-
-
-def sample_per_group(
-    group: torch.Tensor,
-    oks: list[torch.Tensor],
-    caps: list[int],
-    num_groups: int,
-    generator: torch.Generator | None = None,
-) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Independent uniform per-group capped draws over a large flat set, without a full sort.
-
-    Draw ``j`` chooses, in every group ``g``, ``min(caps[j], n_jg)`` of the ``n_jg`` items
-    with ``oks[j]`` of that group, uniformly without replacement (the items with the
-    ``caps[j]`` smallest of i.i.d. uniform keys), independently of the other draws: the same
-    distribution as :func:`trainer.contrast.cap_mask` per draw. Cost: O(P) element-wise work
-    on the device (keys, per-group counts by ``scatter_add``, no ``bincount``), then a sort of
-    only the items that survive a Bernoulli pre-thinning with rate ``mu / n_jg``
-    (``mu`` = :func:`thinning_target` of the cap), i.e. O(groups * cap) items. A group left
-    with fewer than ``min(cap, n)`` survivors (probability < 1e-15) is redone with all of its
-    items, so the draw is exact. Two host syncs (the survivors' ``nonzero`` and that check).
-
-    Args:
-        group: (P,) long group ids, in ``[0, num_groups)`` wherever some ``oks[j]`` is true.
-        oks: per draw, (P,) bool items that may be chosen.
-        caps: per draw, the most items per group (``<= 0``: none).
-        num_groups: number of group ids.
-        generator: source of randomness (keys are made on ``group``'s device).
-
-    Returns:
-        ``(idx, chosen)``: idx (K,) long ascending, the items chosen by at least one draw;
-        chosen[j] (K,) bool, whether draw ``j`` chose ``idx[i]``.
-    """
-    dev = group.device
-    gen = device_generator(generator, dev)
-    g_all = [torch.where(ok, group, num_groups) for ok in oks]  # num_groups: not eligible
-    keys, counts, rates = [], [], []
-    for gj, cap in zip(g_all, caps, strict=True):
-        keys.append(torch.rand(group.numel(), generator=gen, device=dev))
-        n = count_ids(gj, num_groups + 1)
-        n[num_groups] = 0
-        counts.append(n)
-        rate = (thinning_target(cap) / n.clamp_min(1)).clamp(max=2.0)
-        rate[num_groups] = 0.0
-        rates.append(rate if cap > 0 else torch.zeros_like(rate))
-    while True:
-        survive = [key < rate[gj] for key, rate, gj in zip(keys, rates, g_all, strict=True)]
-        keep = survive[0]
-        for s in survive[1:]:
-            keep = keep | s
-        idx = keep.nonzero().squeeze(1)
-        g = group[idx]
-        chosen, short = [], []
-        for j, cap in enumerate(caps):
-            cand = survive[j][idx]
-            comp = torch.where(cand, g.double() + keys[j][idx].double(), math.inf)
-            order = torch.argsort(comp)
-            g_s, cand_s = g[order], cand[order]
-            start = torch.ones_like(cand_s)
-            start[1:] = g_s[1:] != g_s[:-1]
-            pos = torch.arange(order.numel(), device=dev)
-            rank = pos - torch.cummax(torch.where(start, pos, 0), 0).values
-            pick = torch.empty_like(cand)
-            pick[order] = cand_s & (rank < cap)
-            chosen.append(pick)
-            kept = count_ids(torch.where(cand, g, num_groups), num_groups + 1)
-            short.append(kept < counts[j].clamp(max=max(cap, 0)))
-        short_any = torch.stack(short)
-        if not bool(short_any.any()):  # < 1e-15 per group and draw
-            sel = torch.stack(chosen).any(0)
-            return idx[sel], [c[sel] for c in chosen]
-        for j in range(len(caps)):
-            rates[j] = torch.where(short_any[j], 2.0, rates[j])
-
-
-def top_k_select(score: torch.Tensor, candidates: torch.Tensor, k: int) -> torch.Tensor:
-    """Choose the ``min(k, candidates.sum())`` candidates with the highest score.
-
-    Args:
-        score: (N, H, W) float score (e.g. entropy or RIPU).
-        candidates: (N, H, W) bool.
-        k: how many to choose; ties are broken by ``torch.topk``.
-
-    Returns:
-        (N, H, W) bool mask, a subset of ``candidates``.
-    """
-    flat_c = candidates.reshape(-1)
-    k = max(0, min(int(k), int(flat_c.sum())))
-    masked = score.reshape(-1).float().masked_fill(~flat_c, float("-inf"))
-    mask = torch.zeros_like(flat_c, dtype=torch.bool)
-    if k > 0:
-        mask[torch.topk(masked, k).indices] = True
-    return mask.view(candidates.shape)
 
 
 def region_impurity(pred: torch.Tensor, num_classes: int, kernel_size: int = 3) -> torch.Tensor:
@@ -241,13 +73,14 @@ def per_iteration_quota(remaining: int, iterations_left: int) -> int:
 
 @dataclass
 class AlgorithmOneState:
-    """Thresholds of Algorithm 1, on the scale of ``S`` from Eq. 1.
+    """The thresholds of Algorithm 1 on the scale of ``S`` (Eq. 1), and the decay ``r``.
 
-    ``S = E/log(C) + 0.5 KL``: the entropy term lies in [0, 1]. ``pi_high = 0.95``
-    starts with almost no pixel in G_h (the paper's "large value", ~1 % of pixels)
-    and decays by ``decay`` (r = 0.9) per epoch; ``pi_low = 0.05`` keeps in G_l only
-    pixels whose top class has probability of about 0.98 or more (19 classes), the
-    confident pixels used for pseudo labels and class centres.
+    ``S = E/log(C) + gamma KL``: the entropy term lies in [0, 1]. Pixels with ``S > pi_high``
+    form G_h, those with ``S < pi_low`` G_l, the rest G_m. The trainer starts both thresholds
+    at quantiles of the first target batch's scores (:meth:`ActiveSampler.calibrate`, the
+    config's ``pi_high_quantile`` / ``pi_low_quantile``), so the defaults here only serve a
+    sampler that is never calibrated. ``pi_high`` decays by ``decay`` (r = 0.9) per epoch of
+    the high phase (Alg. 1 line 7); this object is what a checkpoint saves.
     """
 
     pi_high: float = 0.95
@@ -255,13 +88,39 @@ class AlgorithmOneState:
     decay: float = 0.9
 
 
-class ActiveSampler:
-    """Algorithm 1 with footnote 3: query half of G_h until M_e/2, then G_m, then stop.
+@dataclass
+class QueryWindow:
+    """When Algorithm 1 queries, in iterations, and how much.
 
-    The budget split for integer pixel counts: the high phase owns ``M_e // 2``
-    pixels, the medium phase owns ``M_e - M_e // 2`` (the odd pixel goes to G_m).
-    The counts ``spent_high`` / ``spent_medium`` come from the caller (the server's
-    budget), so this object only holds the thresholds.
+    ``expected``: the budget M_e in pixels. Queries are made in iterations
+    ``[0, query_until)``; G_h may be queried in ``[0, high_until)`` and ``pi_high`` decays
+    every ``decay_every`` iterations there (one "epoch" of Algorithm 1).
+    """
+
+    expected: int
+    query_until: int
+    high_until: int
+    decay_every: int
+
+    @staticmethod
+    def plan(
+        expected: int, iterations: int, query_fraction: float, decay_every: int = 0
+    ) -> QueryWindow:
+        """The window of a run: queries in the first ``query_fraction`` of the iterations, the
+        first half of them open to G_h; ``decay_every`` 0 means a tenth of that half."""
+        query_until = max(1, int(iterations * query_fraction))
+        high_until = max(1, query_until // 2)
+        decay_every = decay_every or max(1, high_until // 10)
+        return QueryWindow(expected, query_until, high_until, decay_every)
+
+
+class ActiveSampler:
+    """Algorithm 1 (lines 4-9) with footnote 3: query half of G_h until M_e/2, then G_m.
+
+    The budget split for integer pixel counts: the high phase owns ``M_e // 2`` pixels, the
+    medium phase the rest, ``M_e - M_e // 2`` plus whatever the high phase left unspent, so
+    that every strategy spends the same M_e. The pixels spent per group come from the caller
+    (the server's budget, or the label bank), so this object only holds the thresholds.
     """
 
     def __init__(self, state: AlgorithmOneState | None = None) -> None:
@@ -276,50 +135,68 @@ class ActiveSampler:
             return "medium"
         return "done"
 
+    def calibrate(self, score: torch.Tensor, high_quantile: float, low_quantile: float) -> None:
+        """Start ``pi_high`` / ``pi_low`` at quantiles of ``score`` (a target batch's S).
+
+        The paper starts pi_high at "a large value" so that ~1 % of pixels fall in G_h; a
+        quantile gives that on any domain and network without a hand-tuned absolute number.
+        More than 100 000 scores are subsampled (torch's global generator).
+        """
+        flat = score.flatten().float()
+        if flat.numel() > 100_000:
+            flat = flat[torch.randperm(flat.numel(), device=flat.device)[:100_000]]
+        self.state.pi_high = float(torch.quantile(flat, high_quantile))
+        self.state.pi_low = float(torch.quantile(flat, low_quantile))
+
     def select(
         self,
         groups: torch.Tensor,
-        unlabeled: torch.Tensor,
-        expected: int,
-        spent_high: int,
-        spent_medium: int,
-        medium_quota: int,
+        unasked: torch.Tensor,
+        iteration: int,
+        window: QueryWindow,
+        spent: dict[str, int],
         generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, Phase]:
-        """Pixels to query for this batch.
+        """Pixels of a batch to query at ``iteration`` (Algorithm 1 lines 5-9).
 
         Args:
             groups: (N, H, W) group ids from :func:`trainer.uncertainty.partition`.
-            unlabeled: (N, H, W) bool, pixels never queried before.
-            expected: ``M_e``, the whole budget in pixels.
-            spent_high, spent_medium: pixels already queried in each phase.
-            medium_quota: pixels to query per batch in the medium phase
-                (e.g. :func:`per_iteration_quota`).
+            unasked: (N, H, W) bool, pixels never queried before.
+            iteration: the current iteration.
+            window: the run's :class:`QueryWindow` (M_e and the phases' iterations).
+            spent: pixels already spent per group (``"high"``, ``"medium"``, ...).
             generator: source of randomness.
 
         Returns:
-            ``(mask, phase)``: (N, H, W) bool mask of pixels to query and the phase.
-            High: ``ceil(|G_h ∩ unlabeled| / 2)`` pixels uniformly (footnote 3; the
-            ceiling lets a lone pixel be queried), capped at ``M_e // 2 - spent_high``.
-            Medium: ``min(medium_quota, remaining)`` pixels of ``G_m ∩ unlabeled``.
-            Done: an empty mask.
+            ``(mask, phase)``, mask (N, H, W) bool. High (while ``M_a < M_e // 2`` and
+            ``iteration < high_until``): ``ceil(|G_h ∩ unasked| / 2)`` pixels uniformly
+            (footnote 3; the ceiling lets a lone pixel be queried), capped at
+            ``M_e // 2 - M_a``; ``pi_high`` decays at the end of each epoch. Medium: the rest
+            of the budget spread evenly over the iterations left, uniformly from G_m, topped
+            up from G_h when G_m runs dry. Done (``iteration >= query_until``): empty.
         """
-        phase = self.phase(expected, spent_high, spent_medium)
-        if phase == "high":
-            candidates = (groups == GROUP_HIGH) & unlabeled
-            k = min((int(candidates.sum()) + 1) // 2, expected // 2 - spent_high)
-        elif phase == "medium":
-            candidates = (groups == GROUP_MEDIUM) & unlabeled
-            k = min(medium_quota, expected - expected // 2 - spent_medium)
-        else:
-            return torch.zeros_like(unlabeled, dtype=torch.bool), phase
-        return uniform_select(candidates, k, generator), phase
+        if iteration >= window.query_until:
+            return torch.zeros_like(unasked, dtype=torch.bool), "done"
+        high, medium = spent.get("high", 0), spent.get("medium", 0)
+        if self.phase(window.expected, high, medium) == "high" and iteration < window.high_until:
+            candidates = (groups == Group.HIGH) & unasked
+            k = min((int(candidates.sum()) + 1) // 2, window.expected // 2 - high)
+            mask = uniform_select(candidates, k, generator)
+            if iteration % window.decay_every == window.decay_every - 1:
+                self.end_epoch()
+            return mask, "high"
+        # the medium phase, or the high phase ran past its share of the window: the rest of
+        # the budget goes to G_m so that every strategy spends the same M_e
+        left = window.query_until - max(iteration, window.high_until)
+        quota = per_iteration_quota(window.expected - sum(spent.values()), max(1, left))
+        mask = uniform_select((groups == Group.MEDIUM) & unasked, quota, generator)
+        short = quota - int(mask.sum())
+        if short > 0:  # G_m ran dry (thresholds are state, scores move): top up from G_h
+            mask |= uniform_select((groups != Group.LOW) & unasked & ~mask, short, generator)
+        return mask, "medium"
 
     def end_epoch(self) -> float:
-        """Decay ``pi_high *= decay`` (Alg. 1 line 7), never below ``pi_low``.
-
-        Algorithm 1 decays only while ``M_a < M_e / 2``: call it in the high phase.
-        """
+        """Decay ``pi_high *= decay`` (Alg. 1 line 7), never below ``pi_low``."""
         s = self.state
         s.pi_high = max(s.pi_low, s.pi_high * s.decay)
         return s.pi_high
@@ -339,7 +216,7 @@ def adaptive_sample(
         groups: (N, H, W) current group ids.
         labeled: (N, H, W) bool, pixels with a true label.
         label_group: (N, H, W) long, the group a labeled pixel was queried from,
-            255 where unlabeled.
+            ``IGNORE_INDEX`` where unlabeled.
         k: pseudo-labelled pixels to draw; ``None`` means
             ``max(|high|, |medium|)``, or ``min_low`` when nothing is labeled.
         generator: source of randomness.
@@ -352,9 +229,25 @@ def adaptive_sample(
         uniformly from the current G_l that are not labeled. Labeled groups larger than
         ``k`` are kept whole: true labels are precious and few.
     """
-    high = labeled & (label_group == GROUP_HIGH)
+    high = labeled & (label_group == Group.HIGH)
     medium = labeled & ~high
     if k is None:
         k = int(torch.maximum(high.sum(), medium.sum())) or min_low  # one host sync
-    low = uniform_select((groups == GROUP_LOW) & ~labeled, k, generator)
+    low = uniform_select((groups == Group.LOW) & ~labeled, k, generator)
     return {"high": high, "medium": medium, "low": low}
+
+
+def target_masks(
+    cfg: TrainConfig,
+    groups: torch.Tensor,
+    labels: torch.Tensor,
+    label_group: torch.Tensor,
+    gen: torch.Generator,
+) -> dict[str, torch.Tensor]:
+    """Which target pixels enter Eq. 4-5: AS (equal counts per group), all of G_l, or none."""
+    labeled = labels != IGNORE_INDEX
+    if not cfg.pseudo_labels:
+        return {"medium": labeled}
+    if cfg.adaptive_sampling:
+        return adaptive_sample(groups, labeled, label_group, None, gen, cfg.min_low_samples)
+    return {"medium": labeled, "low": (groups == Group.LOW) & ~labeled}

@@ -1,9 +1,11 @@
 """One ADA-MCU iteration (Algorithm 1, lines 5-16), built from the pure pieces.
 
-``adaptation_step`` runs one forward pass over 2 source + 2 target images, scores the target
-pixels (Eq. 1-3), selects the pixels to query (Algorithm 1 or a baseline), asks the oracle,
-merges its answers into the label bank, and optimises Eq. 6 plus the MCU losses (Eq. 9-11)
-weighted by the DCCM (Eq. 7-8). Every strategy is a configuration of this one function.
+``adaptation_step`` runs one forward pass over a batch of source and target images
+(``cfg.batch_source`` + ``cfg.batch_target``), scores every pixel (Eq. 1-3), selects the target
+pixels to query (Algorithm 1 in :mod:`trainer.sampling`, or a baseline), asks the oracle,
+merges its answers into the label bank, and optimises Eq. 4-6 plus the MCU losses (Eq. 9-11)
+weighted by the DCCM (Eq. 7-8). Every strategy is a configuration of this one function; the
+loop around it (epochs, evaluation, checkpoints) is :mod:`trainer.train`.
 """
 
 from __future__ import annotations
@@ -16,21 +18,22 @@ import torch
 import torch.nn.functional as F
 
 from trainer.config import TrainConfig
-from trainer.contrast import PixelBatch, mcu_loss
+from trainer.constants import IGNORE_INDEX, Group
+from trainer.contrast import MCUSettings, mcu_loss
 from trainer.dccm import confusion_rates, update_dccm
-from trainer.labelbank import IGNORE, LabelBank
+from trainer.draws import top_k_select, uniform_select
+from trainer.labelbank import LabelBank
 from trainer.losses import grouped_loss, source_loss
 from trainer.model import SegOutput
+from trainer.pixel_sets import build_pixel_sets
 from trainer.sampling import (
     ActiveSampler,
-    adaptive_sample,
+    QueryWindow,
     per_iteration_quota,
     ripu_score,
-    sample_per_group,
-    top_k_select,
-    uniform_select,
+    target_masks,
 )
-from trainer.uncertainty import GROUP_LOW, GROUP_MEDIUM, partition, uncertainty_score
+from trainer.uncertainty import partition, uncertainty_score
 
 # ask(index (K,), ys (K,), xs (K,), group, scores (K,)) -> classes (K,) long, 255 = no answer
 Ask = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, str, torch.Tensor], torch.Tensor]
@@ -55,11 +58,8 @@ class LoopState:
     """What persists across iterations besides the network: thresholds, DCCM, the window."""
 
     sampler: ActiveSampler
+    window: QueryWindow
     dccm: torch.Tensor
-    expected: int
-    query_until: int
-    high_until: int
-    decay_every: int
     calibrated: bool = False
 
 
@@ -92,16 +92,8 @@ def upsample(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def calibrate_thresholds(state: LoopState, score: torch.Tensor, cfg: TrainConfig) -> None:
-    """Start pi_high / pi_low at quantiles of the first target batch's scores.
-
-    The paper starts pi_high at "a large value" so that ~1% of pixels fall in G_h; a quantile
-    gives that on any domain and network without a hand-tuned absolute number.
-    """
-    flat = score.flatten().float()
-    if flat.numel() > 100_000:
-        flat = flat[torch.randperm(flat.numel(), device=flat.device)[:100_000]]
-    state.sampler.state.pi_high = float(torch.quantile(flat, cfg.pi_high_quantile))
-    state.sampler.state.pi_low = float(torch.quantile(flat, cfg.pi_low_quantile))
+    """Start pi_high / pi_low at the config's quantiles of the first target batch's scores."""
+    state.sampler.calibrate(score, cfg.pi_high_quantile, cfg.pi_low_quantile)
     state.calibrated = True
 
 
@@ -116,39 +108,23 @@ def select_queries(
     spent: dict[str, int],
     generator: torch.Generator,
 ) -> tuple[torch.Tensor, str]:
-    """Pixels of the target batch to ask about: (B,H,W) bool mask and its group name."""
-    empty = torch.zeros_like(unasked)
-    if cfg.selection in ("none", "all") or iteration >= state.query_until:
-        return empty, "none"
-    total = sum(spent.values())
-    remaining = state.expected - total
-    iters_left = state.query_until - iteration
-    quota = per_iteration_quota(remaining, iters_left)
+    """Pixels of the target batch to ask about: (B,H,W) bool mask and its group name.
+
+    Algorithm 1 is :meth:`ActiveSampler.select`; the baselines spend the rest of the budget
+    evenly over the iterations left in the query window."""
+    window = state.window
+    if cfg.selection in ("none", "all") or iteration >= window.query_until:
+        return torch.zeros_like(unasked), "none"
+    if cfg.selection == "algorithm1":
+        return state.sampler.select(groups, unasked, iteration, window, spent, generator)
+    remaining = window.expected - sum(spent.values())
+    quota = per_iteration_quota(remaining, window.query_until - iteration)
     if cfg.selection == "random":
         return uniform_select(unasked, quota, generator), "random"
     if cfg.selection == "entropy":
         return top_k_select(score, unasked, quota), "entropy"
-    if cfg.selection == "ripu":
-        pred = prob.argmax(1)
-        return top_k_select(ripu_score(prob, pred, prob.shape[1]), unasked, quota), "ripu"
-    high, medium = spent.get("high", 0), spent.get("medium", 0)
-    if state.sampler.phase(state.expected, high, medium) == "high":
-        if iteration < state.high_until:
-            mask, _ = state.sampler.select(
-                groups, unasked, state.expected, high, medium, 0, generator
-            )
-            if iteration % state.decay_every == state.decay_every - 1:
-                state.sampler.end_epoch()
-            return mask, "high"
-    # medium phase, or the high phase ran past its share of the window: the rest of the
-    # budget goes to G_m so that every strategy spends the same M_e (a documented decision).
-    med_left = state.query_until - max(iteration, state.high_until)
-    quota = per_iteration_quota(remaining, max(1, med_left))
-    mask = uniform_select((groups == GROUP_MEDIUM) & unasked, quota, generator)
-    short = quota - int(mask.sum())
-    if short > 0:  # G_m ran dry (thresholds are state, scores move): top up from G_h
-        mask |= uniform_select((groups != GROUP_LOW) & unasked & ~mask, short, generator)
-    return mask, "medium"
+    pred = prob.argmax(1)  # ripu
+    return top_k_select(ripu_score(prob, pred, prob.shape[1]), unasked, quota), "ripu"
 
 
 def query_oracle(
@@ -168,108 +144,6 @@ def query_oracle(
     classes = ask(index, ys, xs, group, score[b, ys, xs].float().cpu())
     answered = bank.merge(index, ys, xs, classes, group)
     return int(b.numel()), answered
-
-
-def gather_embeddings(
-    emb: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, size: tuple[int, int]
-) -> torch.Tensor:
-    """Bilinear embeddings (P,D) of one image's map emb (D,h,w) at full-res pixels (P,)."""
-    image = torch.zeros_like(ys)
-    return F.normalize(gather_batch_embeddings(emb[None], image, ys, xs, size), dim=1)
-
-
-def gather_batch_embeddings(
-    emb: torch.Tensor,
-    image: torch.Tensor,
-    ys: torch.Tensor,
-    xs: torch.Tensor,
-    size: tuple[int, int],
-) -> torch.Tensor:
-    """Bilinear embeddings (P,D) of the maps emb (B,D,h,w) at full-res pixels (P,) of images
-    image (P,), not normalised (the MCU losses normalise).
-
-    One grid_sample call: the maps are stacked vertically with a zero row after each, so a
-    sample near an image's edge reads zeros there, as grid_sample's zero padding does.
-    """
-    n, d, h, w = emb.shape
-    stacked = F.pad(emb, (0, 0, 0, 1)).transpose(0, 1).reshape(1, d, n * (h + 1), w)
-    gx = (xs.float() + 0.5) / size[1] * 2 - 1
-    # y in the input's pixel units (align_corners=False), moved to its image's slot
-    py = (ys.float() + 0.5) / size[0] * h - 0.5 + image * (h + 1)
-    gy = (2 * py + 1) / (n * (h + 1)) - 1
-    grid = torch.stack([gx, gy], dim=-1).view(1, 1, -1, 2).to(emb.dtype)
-    out = F.grid_sample(stacked, grid, mode="bilinear", align_corners=False)  # (1, D, 1, P)
-    return out[0, :, 0].t().float()
-
-
-def build_pixel_sets(
-    out: SegOutput,
-    n_src: int,
-    src_y: torch.Tensor,
-    tgt_y: torch.Tensor,
-    pseudo: torch.Tensor,
-    low_mask: torch.Tensor,
-    src_low: torch.Tensor,
-    pred: torch.Tensor,
-    size: tuple[int, int],
-    num_classes: int,
-    cfg: TrainConfig,
-    gen: torch.Generator,
-) -> PixelBatch:
-    """Pixels of the MCUs (III-C), all images at once: source anchors are misclassified source
-    pixels, target anchors misclassified labeled pixels; centres come from G_l (pseudo labels
-    on target). Candidates are every labelled (or pseudo-labelled) pixel, capped at
-    ``2 * max_samples_per_class`` per image and class, plus the anchors: misclassified
-    candidates capped at ``max_anchors_per_class`` per image and true class. Both caps are
-    independent uniform draws without replacement within each (image, class).
-
-    Labels are expected in ``[0, 255)`` (255: none). At full resolution (millions of labelled
-    pixels) only element-wise passes touch every pixel: :func:`sample_per_group` thins the
-    candidates before it sorts, so the sort sees O(images * classes * cap) pixels."""
-    valid = torch.cat([src_y != IGNORE, tgt_y != IGNORE])  # true labels
-    low = low_mask & (tgt_y == IGNORE)
-    label = torch.cat([src_y, torch.where(low, pseudo, tgt_y)])
-    lab = label.reshape(-1)
-    per_image = size[0] * size[1]
-    image_id = torch.arange(label.shape[0], device=label.device).view(-1, 1, 1)
-    group = (image_id * 256 + label.clamp(0, 255)).reshape(-1)
-    pick = (lab >= 0) & (lab < IGNORE)
-    wrong = valid.reshape(-1) & (pred.reshape(-1) != lab) & (lab >= 0) & (lab < num_classes)
-    idx, (_, anchor) = sample_per_group(
-        group,
-        [pick, wrong],
-        [2 * cfg.max_samples_per_class, cfg.max_anchors_per_class],
-        label.shape[0] * 256,
-        gen,
-    )
-    center = torch.cat([src_low & (src_y != IGNORE), low]).reshape(-1)[idx]
-    image = torch.div(idx, per_image, rounding_mode="floor")
-    pix = idx - image * per_image
-    ys, xs = torch.div(pix, size[1], rounding_mode="floor"), pix % size[1]
-    return PixelBatch(
-        emb=gather_batch_embeddings(out.embedding, image, ys, xs, size),
-        label=lab[idx],
-        anchor=anchor,
-        center=center,
-        image=image,
-        domains=[0] * n_src + [1] * tgt_y.shape[0],
-    )
-
-
-def target_masks(
-    cfg: TrainConfig,
-    groups: torch.Tensor,
-    labels: torch.Tensor,
-    label_group: torch.Tensor,
-    gen: torch.Generator,
-) -> dict[str, torch.Tensor]:
-    """Which target pixels enter Eq. 4-5: AS (equal counts per group), all of G_l, or none."""
-    labeled = labels != IGNORE
-    if not cfg.pseudo_labels:
-        return {"medium": labeled}
-    if cfg.adaptive_sampling:
-        return adaptive_sample(groups, labeled, label_group, None, gen, cfg.min_low_samples)
-    return {"medium": labeled, "low": (groups == GROUP_LOW) & ~labeled}
 
 
 def adaptation_step(
@@ -294,14 +168,7 @@ def adaptation_step(
         out = model(torch.cat([batch.source_x, batch.target_x]))
     main = upsample(out.main.float(), size)
     timer.lap("forward")
-    with torch.no_grad():
-        score = uncertainty_score(main, upsample(out.aux.float(), size), cfg.gamma)
-        if not state.calibrated:
-            calibrate_thresholds(state, score[n_src:], cfg)
-        s = state.sampler.state
-        groups = partition(score, s.pi_high, s.pi_low)
-        prob = main[n_src:].softmax(1)
-        pred = main.detach().max(1).indices  # (B,H,W) argmax (faster): pseudo labels, anchors, DCCM
+    score, groups, prob, pred = _score(cfg, state, out, main, n_src)
     timer.lap("scoring")
     _, _, asked = bank.batch(batch.target_index)
     mask, group = select_queries(
@@ -321,28 +188,15 @@ def adaptation_step(
     timer.lap("oracle")
     target = None
     if batch.target_y is None:  # the bank after this step's answers, copied once
-        # uint8 across the bus, widened on the device (bank.batch's dtype)
-        target = (
-            bank.labels[batch.target_index].to(device).long(),
-            bank.groups[batch.target_index].to(device).long(),
-        )
+        target = _bank_targets(bank, batch.target_index, device)
     loss = _segmentation_loss(
         cfg, out, main, pred, batch, bank, groups[n_src:], n_src, generator, stats, target
     )
     timer.lap("seg_loss")
     if cfg.contrast or cfg.dccm:
+        tgt_y = None if target is None else target[0]
         loss = loss + _contrast(
-            cfg,
-            out,
-            main,
-            pred,
-            batch,
-            bank,
-            groups,
-            state,
-            generator,
-            stats,
-            None if target is None else target[0],
+            cfg, out, main, pred, batch, bank, groups, state, generator, stats, tgt_y
         )
     timer.lap("contrast")
     optimizer.zero_grad(set_to_none=True)
@@ -352,6 +206,30 @@ def adaptation_step(
     _parts_to_floats(stats, loss)
     stats.seconds = timer.seconds
     return stats
+
+
+def _score(
+    cfg: TrainConfig, state: LoopState, out: SegOutput, main: torch.Tensor, n_src: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Eq. 1 on every pixel, the groups (III-B; thresholds calibrated on the first target
+    batch), target softmax and the argmax of every image (pseudo labels, anchors, DCCM)."""
+    with torch.no_grad():
+        score = uncertainty_score(main, upsample(out.aux.float(), main.shape[-2:]), cfg.gamma)
+        if not state.calibrated:
+            calibrate_thresholds(state, score[n_src:], cfg)
+        s = state.sampler.state
+        groups = partition(score, s.pi_high, s.pi_low)
+        prob = main[n_src:].softmax(1)
+        pred = main.detach().max(1).indices  # (B,H,W) argmax (max is faster)
+    return score, groups, prob, pred
+
+
+def _bank_targets(
+    bank: LabelBank, index: torch.Tensor, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch's labels and label groups from the bank: uint8 across the bus, widened on the
+    device (``bank.batch``'s dtype)."""
+    return bank.labels[index].to(device).long(), bank.groups[index].to(device).long()
 
 
 def _parts_to_floats(stats: StepStats, loss: torch.Tensor) -> None:
@@ -395,8 +273,8 @@ def _segmentation_loss(
     stats.parts["source"] = loss.detach()
     if batch.target_y is not None:  # the supervised ceiling: every target label
         labels = batch.target_y
-        masks = {"medium": labels != IGNORE}
-        label_group = torch.full_like(labels, IGNORE)
+        masks = {"medium": labels != IGNORE_INDEX}
+        label_group = torch.full_like(labels, IGNORE_INDEX)
     else:
         if target is None:
             labels, label_group, _ = bank.batch(batch.target_index)
@@ -446,8 +324,8 @@ def _contrast(
         batch.source_y,
         tgt_y,
         pred[n_src:],
-        groups[n_src:] == GROUP_LOW,
-        groups[:n_src] == GROUP_LOW,
+        groups[n_src:] == Group.LOW,
+        groups[:n_src] == Group.LOW,
         pred,
         size,
         num_classes,
@@ -456,17 +334,9 @@ def _contrast(
     )
     losses = mcu_loss(
         sets,
-        intra=cfg.contrast_intra,
-        cross_image=cfg.contrast_cross_image,
-        cross_domain=cfg.contrast_cross_domain,
-        p2p=cfg.p2p,
-        c2c=cfg.c2c,
-        temperature=cfg.temperature,
-        weight=state.dccm if cfg.dccm else None,
-        weight_mode=cfg.weight_mode if cfg.dccm else "none",
+        MCUSettings.from_config(cfg),
         num_classes=num_classes,
-        max_anchors_per_class=cfg.max_anchors_per_class,
-        max_samples_per_class=cfg.max_samples_per_class,
+        weight=state.dccm if cfg.dccm else None,
         generator=gen,
     )
     stats.parts.update({k: v.detach() for k, v in losses.items()})

@@ -1,6 +1,7 @@
 """The strategies compared under one budget and one oracle: each is a set of config overrides.
 
-Rows of the paper's Table V/VI are configurations of the same loop (``trainer/step.py``):
+Rows of the paper's Table V/VI are configurations of the same step (``trainer/step.py``,
+``adaptation_step``; Algorithm 1 in ``trainer/sampling.py``):
 
 | strategy      | selection            | target loss                      | MCU             | DCCM |
 |---------------|----------------------|----------------------------------|-----------------|------|
@@ -58,7 +59,21 @@ BUDGET_FREE = ("source-only", "supervised")
 
 
 def configure(base: TrainConfig, strategy: str, **changes: Any) -> TrainConfig:
-    """The base config with a strategy's overrides (and any further changes) applied."""
+    """The base config with ``changes`` applied, then the strategy's overrides.
+
+    A change that the strategy would override with another value is refused (``ValueError``
+    naming the field and the strategy) instead of being dropped silently: ``random`` with
+    ``pseudo_labels=True`` is not the ``random`` row of the tables. A change equal to the
+    strategy's value, or of a field the strategy leaves alone, is applied. Values of ``base``
+    (e.g. a config file) are not changes: the strategy's overrides replace them.
+    """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose from {sorted(STRATEGIES)}")
-    return base.replace(**{**changes, **STRATEGIES[strategy], "strategy": strategy})
+    overrides = STRATEGIES[strategy]
+    clashes = [k for k, v in changes.items() if k in overrides and overrides[k] != v]
+    if clashes:
+        said = ", ".join(f"{k}={changes[k]!r} (it sets {overrides[k]!r})" for k in clashes)
+        raise ValueError(
+            f"strategy {strategy!r} overrides {said}: drop the change or pick another strategy"
+        )
+    return base.replace(**{**changes, **overrides, "strategy": strategy})

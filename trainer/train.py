@@ -20,13 +20,14 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from server.schemas import budget_total
 from trainer.config import TrainConfig
 from trainer.data.folder import SplitTensors, load_classes, load_split, to_float
 from trainer.labelbank import LabelBank
 from trainer.losses import source_loss
 from trainer.metrics import ConfusionMatrix
 from trainer.model import build_model, param_groups, poly_lr, set_lr
-from trainer.sampling import ActiveSampler, AlgorithmOneState
+from trainer.sampling import ActiveSampler, AlgorithmOneState, QueryWindow
 from trainer.step import Ask, Batch, LoopState, Spent, adaptation_step, upsample
 
 log = logging.getLogger("adamcu.trainer")
@@ -51,6 +52,12 @@ class Data:
     def target_pixels(self) -> int:
         n, _, h, w = self.target.images.shape
         return n * h * w
+
+
+def budget_pixels(cfg: TrainConfig, data: Data) -> int:
+    """The budget M_e in pixels of a run on ``data``, by the service's one rounding rule
+    (``server.schemas.budget_total``: the floor of the decimal rate times the pixels)."""
+    return budget_total(cfg.budget_rate, data.target_pixels)
 
 
 def load_data(cfg: TrainConfig) -> Data:
@@ -232,17 +239,10 @@ class AdaptResult:
 
 
 def new_loop_state(cfg: TrainConfig, expected: int, num_classes: int) -> LoopState:
-    query_until = max(1, int(cfg.iterations * cfg.query_fraction))
-    high_until = max(1, query_until // 2)
-    decay_every = cfg.decay_every or max(1, high_until // 10)
-    sampler = ActiveSampler(AlgorithmOneState(decay=cfg.decay))
     return LoopState(
-        sampler=sampler,
+        sampler=ActiveSampler(AlgorithmOneState(decay=cfg.decay)),
+        window=QueryWindow.plan(expected, cfg.iterations, cfg.query_fraction, cfg.decay_every),
         dccm=torch.zeros(num_classes, num_classes),
-        expected=expected,
-        query_until=query_until,
-        high_until=high_until,
-        decay_every=decay_every,
     )
 
 
@@ -270,7 +270,7 @@ def adapt(
 ) -> AdaptResult:
     """Algorithm 1 lines 3-17 with model selection on target-val (best state is kept)."""
     torch.manual_seed(cfg.seed + 1)
-    expected = int(cfg.budget_rate * data.target_pixels)
+    expected = budget_pixels(cfg, data)
     state = state or new_loop_state(cfg, expected, data.num_classes)
     state.dccm = state.dccm.to(device)
     opt = torch.optim.SGD(

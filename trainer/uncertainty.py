@@ -11,11 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-GROUP_LOW = 0
-GROUP_MEDIUM = 1
-GROUP_HIGH = 2
-
-_EPS = 1e-12
+from trainer.constants import Group
 
 
 def entropy(prob: torch.Tensor) -> torch.Tensor:
@@ -33,22 +29,6 @@ def entropy(prob: torch.Tensor) -> torch.Tensor:
         return prob.new_zeros(prob.shape[:1] + prob.shape[2:])
     plogp = torch.xlogy(prob, prob)  # 0 * log 0 == 0
     return -plogp.sum(dim=1) / math.log(num_classes)
-
-
-def kl_divergence(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """Pixel-wise KL divergence ``KL(p || q) = sum_c p_c (log p_c - log q_c)`` (Eq. 3).
-
-    Args:
-        p: probabilities, shape (N, C, H, W).
-        q: probabilities, shape (N, C, H, W).
-
-    Returns:
-        (N, H, W) non-negative divergence (in nats). ``q`` is clamped at 1e-12 so
-        the result stays finite; terms with ``p_c == 0`` contribute 0.
-    """
-    log_q = q.clamp_min(_EPS).log()
-    kl = (torch.xlogy(p, p) - p * log_q).sum(dim=1)
-    return kl.clamp_min(0.0)
 
 
 def uncertainty_score(
@@ -81,9 +61,9 @@ def partition(score: torch.Tensor, pi_high: float, pi_low: float) -> torch.Tenso
 
     Args:
         score: (N, H, W) uncertainty scores (Eq. 1).
-        pi_high: ``score > pi_high`` -> ``GROUP_HIGH`` (G_h).
-        pi_low: ``score < pi_low`` -> ``GROUP_LOW`` (G_l); everything else, the
-            thresholds themselves included, -> ``GROUP_MEDIUM`` (G_m).
+        pi_high: ``score > pi_high`` -> ``Group.HIGH`` (G_h).
+        pi_low: ``score < pi_low`` -> ``Group.LOW`` (G_l); everything else, the
+            thresholds themselves included, -> ``Group.MEDIUM`` (G_m).
 
     Returns:
         (N, H, W) uint8 group ids. Requires ``pi_low <= pi_high`` so that every pixel
@@ -91,7 +71,7 @@ def partition(score: torch.Tensor, pi_high: float, pi_low: float) -> torch.Tenso
     """
     if pi_low > pi_high:
         raise ValueError(f"pi_low ({pi_low}) must not exceed pi_high ({pi_high})")
-    groups = torch.full(score.shape, GROUP_MEDIUM, dtype=torch.uint8, device=score.device)
-    groups[score > pi_high] = GROUP_HIGH
-    groups[score < pi_low] = GROUP_LOW
+    groups = torch.full(score.shape, Group.MEDIUM, dtype=torch.uint8, device=score.device)
+    groups[score > pi_high] = Group.HIGH
+    groups[score < pi_low] = Group.LOW
     return groups

@@ -1,28 +1,32 @@
-"""Eq. 9-11 on hand-computed embeddings, plus the MCU levels and their invariants."""
+"""Eq. 9-11 on hand-computed embeddings, plus the MCU levels and their invariants.
+
+The per-pair definitions (p2p_loss, c2c_loss, mcu_loss_reference) are in contrast_reference.py;
+the production loss, trainer.contrast.mcu_loss, is checked against them.
+"""
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trainer.contrast import (
-    PixelBatch,
+from tests.trainer.contrast_reference import (
     PixelSet,
+    batch_of,
     c2c_loss,
-    cap_mask,
     cap_per_class,
     class_centers,
-    mcu_loss,
     mcu_loss_reference,
-    normalize,
     p2p_loss,
     select_anchors,
     unit_pairs,
 )
+from trainer.config import TrainConfig
+from trainer.contrast import MCUSettings, PixelBatch, cap_mask, mcu_loss, normalize
 
 LAM = 0.5
 A = torch.tensor([[1.0, 0.0]])
@@ -186,18 +190,20 @@ def test_mcu_intra_excludes_the_anchor_from_its_samples() -> None:
     label = torch.tensor([0, 0, 1])
     one = PixelSet(emb, label, torch.tensor([True, False, False]), label >= 0, 0, 0)
     out = mcu_loss(
-        [one],
-        intra=True,
-        cross_image=False,
-        cross_domain=False,
-        p2p=True,
-        c2c=False,
-        temperature=LAM,
+        batch_of([one]),
+        MCUSettings(
+            intra=True,
+            cross_image=False,
+            cross_domain=False,
+            p2p=True,
+            c2c=False,
+            temperature=LAM,
+            weight_mode="none",
+            max_anchors_per_class=5,
+            max_samples_per_class=5,
+        ),
         weight=None,
-        weight_mode="none",
         num_classes=2,
-        max_anchors_per_class=5,
-        max_samples_per_class=5,
     )
     assert list(out) == ["p2p_intra"]
     assert math.isclose(out["p2p_intra"].item(), _nll(0.6 / LAM, [0.8 / LAM]), rel_tol=1e-6)
@@ -206,18 +212,20 @@ def test_mcu_intra_excludes_the_anchor_from_its_samples() -> None:
 def test_mcu_loss_keys_finite_and_grad() -> None:
     sets = [_set(0, 0, 0), _set(0, 1, 1), _set(1, 2, 2), _set(1, 3, 3)]
     out = mcu_loss(
-        sets,
-        intra=True,
-        cross_image=True,
-        cross_domain=True,
-        p2p=True,
-        c2c=True,
-        temperature=0.1,
+        batch_of(sets),
+        MCUSettings(
+            intra=True,
+            cross_image=True,
+            cross_domain=True,
+            p2p=True,
+            c2c=True,
+            temperature=0.1,
+            weight_mode="negatives",
+            max_anchors_per_class=4,
+            max_samples_per_class=6,
+        ),
         weight=torch.rand(3, 3),
-        weight_mode="negatives",
         num_classes=3,
-        max_anchors_per_class=4,
-        max_samples_per_class=6,
         generator=torch.Generator().manual_seed(0),
     )
     levels = ("intra", "cross_image", "cross_domain")
@@ -227,18 +235,20 @@ def test_mcu_loss_keys_finite_and_grad() -> None:
     total.backward()
     assert all(s.emb.grad is not None and s.emb.grad.abs().sum() > 0 for s in sets)
     partial = mcu_loss(
-        sets,
-        intra=False,
-        cross_image=True,
-        cross_domain=False,
-        p2p=False,
-        c2c=True,
-        temperature=0.1,
+        batch_of(sets),
+        MCUSettings(
+            intra=False,
+            cross_image=True,
+            cross_domain=False,
+            p2p=False,
+            c2c=True,
+            temperature=0.1,
+            weight_mode="none",
+            max_anchors_per_class=4,
+            max_samples_per_class=6,
+        ),
         weight=None,
-        weight_mode="none",
         num_classes=3,
-        max_anchors_per_class=4,
-        max_samples_per_class=6,
     )
     assert list(partial) == ["c2c_cross_image"]
 
@@ -248,18 +258,20 @@ def test_mcu_loss_without_anchors_is_zero_with_grad() -> None:
     for s in sets:
         s.anchor = torch.zeros_like(s.anchor)
     out = mcu_loss(
-        sets,
-        intra=True,
-        cross_image=True,
-        cross_domain=True,
-        p2p=True,
-        c2c=False,
-        temperature=0.1,
+        batch_of(sets),
+        MCUSettings(
+            intra=True,
+            cross_image=True,
+            cross_domain=True,
+            p2p=True,
+            c2c=False,
+            temperature=0.1,
+            weight_mode="none",
+            max_anchors_per_class=4,
+            max_samples_per_class=6,
+        ),
         weight=None,
-        weight_mode="none",
         num_classes=3,
-        max_anchors_per_class=4,
-        max_samples_per_class=6,
     )
     assert all(v.item() == 0.0 and v.requires_grad for v in out.values())
 
@@ -319,7 +331,7 @@ def test_mcu_loss_matches_the_per_pair_reference(
     included, for every level, kind and weight mode (T = 0.01 takes the float64 path)."""
     cases = [(lv, d, t) for lv in _LEVEL_CHOICES for d in _DOMAIN_CHOICES for t in (0.1, 0.01)]
     for seed, (levels, domains, temperature) in enumerate(cases):
-        kw = dict(
+        settings = MCUSettings(
             intra=levels[0],
             cross_image=levels[1],
             cross_domain=levels[2],
@@ -327,14 +339,14 @@ def test_mcu_loss_matches_the_per_pair_reference(
             c2c=kinds[1],
             temperature=temperature,
             weight_mode=weight_mode,
-            num_classes=4,
-            weight=torch.rand(4, 4, generator=torch.Generator().manual_seed(seed)),
             max_anchors_per_class=1000,
             max_samples_per_class=1000,
         )
+        weight = torch.rand(4, 4, generator=torch.Generator().manual_seed(seed))
         ref_sets, sets = _random_sets(seed, domains), _random_sets(seed, domains)
-        ref = mcu_loss_reference(ref_sets, **kw)
-        got = mcu_loss(sets, generator=torch.Generator().manual_seed(seed), **kw)
+        ref = mcu_loss_reference(ref_sets, settings, num_classes=4, weight=weight)
+        gen = torch.Generator().manual_seed(seed)
+        got = mcu_loss(batch_of(sets), settings, num_classes=4, weight=weight, generator=gen)
         assert list(got) == list(ref)
         for k in ref:
             assert torch.allclose(got[k], ref[k], rtol=1e-5, atol=1e-5), (k, got[k], ref[k])
@@ -347,41 +359,49 @@ def test_mcu_loss_matches_the_per_pair_reference(
                 assert torch.allclose(v.emb.grad, r.emb.grad, rtol=tol, atol=tol)
 
 
-def test_mcu_loss_takes_a_pixel_batch() -> None:
-    sets = _random_sets(1, [0, 0, 1, 1])
-    kw = dict(
-        intra=True,
-        cross_image=True,
-        cross_domain=True,
-        p2p=True,
-        c2c=True,
-        temperature=0.1,
-        weight=None,
-        weight_mode="none",
-        num_classes=4,
-        max_anchors_per_class=3,
-        max_samples_per_class=4,
+def test_mcu_loss_of_an_empty_batch_is_zero_per_enabled_loss() -> None:
+    """No image at all (the vectorised path; the per-pair definition agrees)."""
+    empty = PixelBatch(
+        emb=torch.zeros(0, 6),
+        label=torch.zeros(0, dtype=torch.long),
+        anchor=torch.zeros(0, dtype=torch.bool),
+        center=torch.zeros(0, dtype=torch.bool),
+        image=torch.zeros(0, dtype=torch.long),
+        domains=[],
     )
-    a = mcu_loss(sets, generator=torch.Generator().manual_seed(0), **kw)
-    b = mcu_loss(PixelBatch.from_sets(sets), generator=torch.Generator().manual_seed(0), **kw)
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    settings = MCUSettings(intra=True, cross_domain=True, p2p=True, c2c=True)
+    got = mcu_loss(empty, settings, num_classes=4)
+    ref = mcu_loss_reference([], settings, num_classes=4)
+    assert (
+        list(got) == list(ref) == ["p2p_intra", "c2c_intra", "p2p_cross_domain", "c2c_cross_domain"]
+    )
+    assert all(v.item() == 0.0 for v in got.values())
+
+
+def test_mcu_settings_from_config() -> None:
+    cfg = TrainConfig(contrast_intra=True, p2p=True, dccm=True, weight_mode="paper")
+    settings = MCUSettings.from_config(cfg)
+    assert settings.levels() == ["intra"] and settings.p2p and not settings.c2c
+    assert settings.weight_mode == "paper"
+    assert (settings.temperature, settings.max_anchors_per_class) == (0.1, 16)
+    assert MCUSettings.from_config(cfg.replace(dccm=False)).weight_mode == "none"
 
 
 def test_mcu_loss_with_binding_caps_is_finite_and_positive() -> None:
-    sets = _random_sets(2, [0, 0, 1, 1], n=200)
-    kw = dict(
+    batch = batch_of(_random_sets(2, [0, 0, 1, 1], n=200))
+    settings = MCUSettings(
         intra=True,
         cross_image=True,
         cross_domain=True,
         p2p=True,
-        c2c=False,
         temperature=0.1,
-        weight=torch.rand(4, 4),
         weight_mode="negatives",
-        num_classes=4,
         max_samples_per_class=5,
     )
-    out = mcu_loss(sets, max_anchors_per_class=2, generator=torch.Generator(), **kw)
+    weight = torch.rand(4, 4)
+    two = replace(settings, max_anchors_per_class=2)
+    out = mcu_loss(batch, two, num_classes=4, weight=weight, generator=torch.Generator())
     assert all(torch.isfinite(v) and v > 0 for v in out.values())
-    none = mcu_loss(sets, max_anchors_per_class=0, generator=torch.Generator(), **kw)
+    zero = replace(settings, max_anchors_per_class=0)
+    none = mcu_loss(batch, zero, num_classes=4, weight=weight, generator=torch.Generator())
     assert all(v.item() == 0.0 and v.requires_grad for v in none.values())

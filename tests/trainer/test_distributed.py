@@ -27,7 +27,8 @@ from torch import nn
 from stack.processes import free_port
 from trainer.backbones import freeze_batchnorm
 from trainer.config import TrainConfig
-from trainer.distributed import RankZeroOracle, RankZeroSpent, unwrap, wrap
+from trainer.ddp_model import unwrap, wrap
+from trainer.distributed import RankZeroOracle, RankZeroSpent
 from trainer.labelbank import LabelBank
 from trainer.model import build_model, param_groups
 from trainer.step import Batch, adaptation_step

@@ -1,4 +1,4 @@
-"""Selectors, RIPU, Algorithm 1 and adaptive sampling."""
+"""Algorithm 1 (phases, footnote 3, the decay), RIPU and adaptive sampling."""
 
 from __future__ import annotations
 
@@ -9,53 +9,22 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from trainer.constants import Group
 from trainer.sampling import (
     ActiveSampler,
     AlgorithmOneState,
+    QueryWindow,
     adaptive_sample,
     per_iteration_quota,
     region_impurity,
     ripu_score,
-    top_k_select,
-    uniform_select,
 )
-from trainer.uncertainty import GROUP_HIGH, GROUP_LOW, GROUP_MEDIUM
 
 SHAPE = (2, 6, 7)
 
 
 def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
-
-
-@settings(max_examples=80, deadline=None)
-@given(seed=st.integers(0, 2**31 - 1), k=st.integers(-2, 100), density=st.floats(0, 1))
-def test_uniform_select_exact_count_within_candidates(seed: int, k: int, density: float) -> None:
-    g = _gen(seed)
-    candidates = torch.rand(SHAPE, generator=g) < density
-    mask = uniform_select(candidates, k, g)
-    assert mask.dtype == torch.bool and mask.shape == candidates.shape
-    assert int(mask.sum()) == max(0, min(k, int(candidates.sum())))
-    assert not (mask & ~candidates).any()
-
-
-def test_uniform_select_is_reproducible_and_covers_all() -> None:
-    candidates = torch.ones(1, 4, 4, dtype=torch.bool)
-    a = uniform_select(candidates, 3, _gen(1))
-    assert torch.equal(a, uniform_select(candidates, 3, _gen(1)))
-    seen = torch.zeros_like(candidates)
-    g = _gen(2)
-    for _ in range(60):
-        seen |= uniform_select(candidates, 3, g)
-    assert seen.all()
-
-
-def test_top_k_select_picks_highest_candidates() -> None:
-    score = torch.tensor([[[0.9, 0.1, 0.8, 0.7, 0.95]]])
-    candidates = torch.tensor([[[True, True, True, True, False]]])
-    assert top_k_select(score, candidates, 2).tolist() == [[[True, False, True, False, False]]]
-    assert int(top_k_select(score, candidates, 10).sum()) == 4
-    assert int(top_k_select(score, candidates, 0).sum()) == 0
 
 
 def test_region_impurity_by_hand() -> None:
@@ -99,25 +68,55 @@ def test_phase_boundaries() -> None:
     assert phase(0, 0, 0) == "done"
 
 
-def test_select_high_takes_half_of_unlabeled_high() -> None:
-    groups = torch.full((1, 4, 4), GROUP_MEDIUM, dtype=torch.uint8)
-    groups[0, 0] = GROUP_HIGH
-    unlabeled = torch.ones(1, 4, 4, dtype=torch.bool)
-    unlabeled[0, 0, 0] = False  # 3 unlabeled G_h pixels -> ceil(3/2) = 2
-    mask, phase = ActiveSampler().select(groups, unlabeled, 100, 0, 0, 7, _gen(0))
+def test_query_window_plan() -> None:
+    assert QueryWindow.plan(100, 400, 0.6) == QueryWindow(100, 240, 120, 12)
+    assert QueryWindow.plan(7, 8, 0.6, decay_every=3) == QueryWindow(7, 4, 2, 3)
+    assert QueryWindow.plan(7, 0, 0.6) == QueryWindow(7, 1, 1, 1)
+
+
+WINDOW = QueryWindow(expected=100, query_until=10, high_until=5, decay_every=2)
+
+
+def test_select_high_takes_half_of_unasked_high() -> None:
+    groups = torch.full((1, 4, 4), Group.MEDIUM, dtype=torch.uint8)
+    groups[0, 0] = Group.HIGH
+    unasked = torch.ones(1, 4, 4, dtype=torch.bool)
+    unasked[0, 0, 0] = False  # 3 unasked G_h pixels -> ceil(3/2) = 2
+    mask, phase = ActiveSampler().select(groups, unasked, 0, WINDOW, {}, _gen(0))
     assert phase == "high" and int(mask.sum()) == 2
-    assert (groups[mask] == GROUP_HIGH).all() and unlabeled[mask].all()
-    mask, _ = ActiveSampler().select(groups, unlabeled, 100, 49, 0, 7, _gen(0))
+    assert (groups[mask] == Group.HIGH).all() and unasked[mask].all()
+    mask, _ = ActiveSampler().select(groups, unasked, 0, WINDOW, {"high": 49}, _gen(0))
     assert int(mask.sum()) == 1  # capped by M_e // 2 - spent_high
 
 
-def test_select_medium_and_done() -> None:
-    groups = torch.full((1, 4, 4), GROUP_MEDIUM, dtype=torch.uint8)
-    unlabeled = torch.ones(1, 4, 4, dtype=torch.bool)
-    mask, phase = ActiveSampler().select(groups, unlabeled, 10, 5, 2, 7, _gen(0))
-    assert phase == "medium" and int(mask.sum()) == 3
-    mask, phase = ActiveSampler().select(groups, unlabeled, 10, 5, 5, 7, _gen(0))
-    assert phase == "done" and not mask.any()
+def test_select_decays_pi_high_at_the_end_of_each_epoch_of_the_high_phase() -> None:
+    groups = torch.full((1, 4, 4), Group.HIGH, dtype=torch.uint8)
+    unasked = torch.ones(1, 4, 4, dtype=torch.bool)
+    sampler = ActiveSampler(AlgorithmOneState(pi_high=1.0, pi_low=0.1, decay=0.5))
+    seen = []
+    for it in range(4):
+        _, phase = sampler.select(groups, unasked, it, WINDOW, {}, _gen(it))
+        seen.append((phase, sampler.state.pi_high))
+    assert seen == [("high", 1.0), ("high", 0.5), ("high", 0.5), ("high", 0.25)]
+
+
+def test_select_medium_spreads_the_rest_and_tops_up_from_high() -> None:
+    groups = torch.full((1, 4, 4), Group.MEDIUM, dtype=torch.uint8)
+    unasked = torch.ones(1, 4, 4, dtype=torch.bool)
+    window = QueryWindow(expected=20, query_until=6, high_until=3, decay_every=1)
+    spent = {"high": 10, "medium": 2}
+    # the high share is spent: the 8 left go to G_m over the 3 iterations from high_until on
+    mask, phase = ActiveSampler().select(groups, unasked, 1, window, spent, _gen(0))
+    assert phase == "medium" and int(mask.sum()) == 3 and (groups[mask] == Group.MEDIUM).all()
+    # the high phase ran past its window (iteration >= high_until): the rest goes to G_m too
+    mask, phase = ActiveSampler().select(groups, unasked, 5, window, {"high": 1}, _gen(0))
+    assert phase == "medium" and int(mask.sum()) == 16  # quota 19, capped by the 16 pixels
+    groups[0, :2] = Group.HIGH  # 8 G_m pixels left, so 11 of quota 19 are topped up ...
+    groups[0, 2, 0] = Group.LOW  # ... from G_h, never from G_l
+    mask, _ = ActiveSampler().select(groups, unasked, 5, window, {"high": 1}, _gen(0))
+    assert int(mask.sum()) == 15 and not (groups[mask] == Group.LOW).any()
+    mask, phase = ActiveSampler().select(groups, unasked, 6, window, {}, _gen(0))
+    assert phase == "done" and not mask.any()  # past the query window
 
 
 def test_end_epoch_decays_but_not_below_pi_low() -> None:
@@ -128,47 +127,53 @@ def test_end_epoch_decays_but_not_below_pi_low() -> None:
     assert sampler.state.pi_high == 0.5
 
 
+def test_calibrate_sets_the_thresholds_at_quantiles() -> None:
+    sampler = ActiveSampler()
+    sampler.calibrate(torch.arange(101.0).view(1, 1, 101), 0.99, 0.5)
+    assert (sampler.state.pi_high, sampler.state.pi_low) == (99.0, 50.0)
+
+
 @settings(max_examples=50, deadline=None)
 @given(
     seed=st.integers(0, 2**31 - 1),
     expected=st.integers(0, 120),
-    quota=st.integers(0, 30),
+    iterations=st.integers(1, 30),
     steps=st.integers(1, 25),
 )
 def test_algorithm_one_never_exceeds_budget(
-    seed: int, expected: int, quota: int, steps: int
+    seed: int, expected: int, iterations: int, steps: int
 ) -> None:
     g = _gen(seed)
     sampler = ActiveSampler(AlgorithmOneState(pi_high=0.9, pi_low=0.1))
-    unlabeled = torch.ones(SHAPE, dtype=torch.bool)
+    window = QueryWindow.plan(expected, iterations, 0.6)
+    unasked = torch.ones(SHAPE, dtype=torch.bool)
     spent = {"high": 0, "medium": 0}
-    for _ in range(steps):
+    for it in range(steps):
         groups = torch.randint(0, 3, SHAPE, generator=g, dtype=torch.uint8)
-        mask, phase = sampler.select(
-            groups, unlabeled, expected, spent["high"], spent["medium"], quota, g
-        )
-        assert not (mask & ~unlabeled).any()
+        mask, phase = sampler.select(groups, unasked, it, window, spent, g)
+        assert not (mask & ~unasked).any()
         if phase == "done":
             assert not mask.any()
+        elif phase == "high":
+            assert (groups[mask] == Group.HIGH).all()
         else:
-            wanted = GROUP_HIGH if phase == "high" else GROUP_MEDIUM
-            assert (groups[mask] == wanted).all()
+            assert (groups[mask] != Group.LOW).all()
+        if phase != "done":
             spent[phase] += int(mask.sum())
-        unlabeled &= ~mask
-        sampler.end_epoch()
+        unasked &= ~mask
         assert spent["high"] <= expected // 2
         assert spent["high"] + spent["medium"] <= expected
-    assert int((~unlabeled).sum()) == spent["high"] + spent["medium"]
+    assert int((~unasked).sum()) == spent["high"] + spent["medium"]
 
 
 def test_adaptive_sample_by_hand() -> None:
-    groups = torch.full((1, 4, 4), GROUP_LOW, dtype=torch.uint8)
+    groups = torch.full((1, 4, 4), Group.LOW, dtype=torch.uint8)
     labeled = torch.zeros(1, 4, 4, dtype=torch.bool)
     label_group = torch.full((1, 4, 4), 255, dtype=torch.long)
     labeled[0, 0, :3] = True
-    label_group[0, 0, :3] = GROUP_HIGH
+    label_group[0, 0, :3] = Group.HIGH
     labeled[0, 1, 0] = True
-    label_group[0, 1, 0] = GROUP_MEDIUM
+    label_group[0, 1, 0] = Group.MEDIUM
     masks = adaptive_sample(groups, labeled, label_group, None, _gen(0))
     assert int(masks["high"].sum()) == 3 and int(masks["medium"].sum()) == 1
     assert int(masks["low"].sum()) == 3 and not (masks["low"] & labeled).any()
@@ -190,116 +195,9 @@ def test_adaptive_sample_invariants(seed: int, k: int | None) -> None:
     assert torch.equal(masks["high"] | masks["medium"], labeled)
     assert not (masks["high"] & masks["medium"]).any()
     assert not (masks["low"] & labeled).any()
-    assert (groups[masks["low"]] == GROUP_LOW).all()
-    n_low = int(((groups == GROUP_LOW) & ~labeled).sum())
+    assert (groups[masks["low"]] == Group.LOW).all()
+    n_low = int(((groups == Group.LOW) & ~labeled).sum())
     if k is None:
         nh, nm = int(masks["high"].sum()), int(masks["medium"].sum())
         k = max(nh, nm) or 8
     assert int(masks["low"].sum()) == min(k, n_low)
-
-
-# --- bounded samplers: sample_per_group, uniform_select's thinning, device_generator ---------
-
-import trainer.sampling as sampling_mod  # noqa: E402
-from trainer.sampling import count_ids, device_generator, sample_per_group  # noqa: E402
-
-
-def test_device_generator_is_the_generator_on_its_own_device() -> None:
-    g = _gen(3)
-    assert device_generator(g, "cpu") is g and device_generator(None, "cpu") is None
-
-
-def test_count_ids_matches_bincount() -> None:
-    ids = torch.randint(0, 7, (500,), generator=_gen(0))
-    assert torch.equal(count_ids(ids, 9), torch.bincount(ids, minlength=9))
-
-
-def _check_per_group(group, oks, caps, n_groups, idx, chosen) -> None:
-    assert idx.dtype == torch.long and torch.equal(idx, torch.unique(idx))  # ascending, no dups
-    assert idx.numel() == 0 or (0 <= int(idx.min()) and int(idx.max()) < group.numel())
-    assert torch.stack(chosen).any(0).all()  # idx is the union of the draws
-    for ok, cap, pick in zip(oks, caps, chosen, strict=True):
-        assert ok[idx[pick]].all()
-        got = torch.bincount(group[idx[pick]], minlength=n_groups)
-        avail = torch.bincount(group[ok], minlength=n_groups)
-        assert torch.equal(got, avail.clamp(max=max(cap, 0)))
-
-
-@settings(max_examples=60, deadline=None)
-@given(
-    seed=st.integers(0, 2**31 - 1),
-    n=st.integers(0, 3000),
-    n_groups=st.integers(1, 6),
-    caps=st.lists(st.integers(-1, 120), min_size=1, max_size=3),
-    thin=st.booleans(),
-)
-def test_sample_per_group_exact_counts(seed, n, n_groups, caps, thin) -> None:
-    """min(cap, available) per group and draw, subsets of ok, no duplicates; also with a
-    thinning target so small that the exact fallback must kick in."""
-    with pytest.MonkeyPatch.context() as mp:
-        if thin:
-            mp.setattr(sampling_mod, "thinning_target", lambda k: 0.5 * k + 1.0)
-        g = _gen(seed)
-        group = torch.randint(0, n_groups, (n,), generator=g)
-        oks = [torch.rand(n, generator=g) < 0.7 for _ in caps]
-        idx, chosen = sample_per_group(group, oks, caps, n_groups, g)
-    _check_per_group(group, oks, caps, n_groups, idx, chosen)
-
-
-@pytest.mark.parametrize("thin", [False, True])
-def test_sample_per_group_is_uniform_within_each_group(thin: bool, monkeypatch) -> None:
-    """Every ok item of a group is chosen with probability cap / n (also when the thinning
-    is active: n > mu), and draws are independent of each other."""
-    if thin:
-        monkeypatch.setattr(sampling_mod, "thinning_target", lambda k: k + 2.0)
-    group = torch.tensor([0] * 12 + [1] * 4)
-    ok = torch.ones(16, dtype=torch.bool)
-    ok[0] = False
-    hits = torch.zeros(2, 16)
-    both = 0
-    g = _gen(0)
-    trials = 3000
-    for _ in range(trials):
-        idx, (a, b) = sample_per_group(group, [ok, ok], [3, 3], 2, g)
-        hits[0, idx[a]] += 1
-        hits[1, idx[b]] += 1
-        both += int((a & b & (idx == 5)).sum())
-    freq = hits / trials
-    assert freq[:, 0].eq(0).all()
-    assert torch.allclose(freq[:, 1:12], torch.full((2, 11), 3 / 11), atol=0.04)
-    assert torch.allclose(freq[:, 12:], torch.full((2, 4), 3 / 4), atol=0.04)
-    assert abs(both / trials - (3 / 11) ** 2) < 0.03  # independent draws
-
-
-def test_sample_per_group_large_group_touches_few() -> None:
-    """A 200k-item group with cap 5: exactly 5 chosen, survivors far fewer than the group."""
-    n = 200_000
-    group = torch.zeros(n, dtype=torch.long)
-    ok = torch.ones(n, dtype=torch.bool)
-    idx, (pick,) = sample_per_group(group, [ok], [5], 1, _gen(1))
-    assert idx.numel() == 5 and pick.all()
-
-
-@pytest.mark.parametrize("rate", [None, 1.0])
-def test_uniform_select_is_uniform(rate, monkeypatch) -> None:
-    """Each of 10 candidates is chosen with probability k / 10, with the default thinning,
-    with a thinning that is active (mu < n) and one that forces the exact fallback."""
-    if rate is not None:
-        monkeypatch.setattr(sampling_mod, "thinning_target", lambda k: k * rate)
-    candidates = torch.zeros(1, 4, 5, dtype=torch.bool)
-    candidates.view(-1)[::2] = True
-    hits = torch.zeros(1, 4, 5)
-    g = _gen(5)
-    for _ in range(3000):
-        m = uniform_select(candidates, 4, g)
-        assert int(m.sum()) == 4 and not (m & ~candidates).any()
-        hits += m.float()
-    freq = hits.view(-1)[::2] / 3000
-    assert torch.allclose(freq, torch.full_like(freq, 0.4), atol=0.04)
-    assert hits.view(-1)[1::2].eq(0).all()
-
-
-def test_uniform_select_large_mask() -> None:
-    candidates = torch.rand(2, 256, 512, generator=_gen(0)) < 0.5
-    m = uniform_select(candidates, 1000, _gen(1))
-    assert int(m.sum()) == 1000 and not (m & ~candidates).any()

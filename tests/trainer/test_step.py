@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from trainer.config import TrainConfig
-from trainer.labelbank import IGNORE, LabelBank
+from trainer.constants import IGNORE_INDEX
+from trainer.labelbank import LabelBank
 from trainer.model import build_model, param_groups
 from trainer.step import Batch, adaptation_step
 from trainer.strategies import STRATEGIES, configure
@@ -64,14 +65,14 @@ def test_step_respects_budget_and_never_asks_twice(strategy: str) -> None:
             gen,
         )
         assert torch.isfinite(torch.tensor(stats.loss))
-        assert bank.num_labeled <= state.expected
+        assert bank.num_labeled <= state.window.expected
     assert len(asked_log) == len(set(asked_log))  # no pixel asked twice
-    labeled = bank.labels != IGNORE
+    labeled = bank.labels != IGNORE_INDEX
     assert bank.num_labeled == len(asked_log) == int(labeled.sum())
     if strategy == "supervised":
         assert not asked_log
     else:  # the whole budget is spent within the query window
-        assert bank.num_labeled == state.expected
+        assert bank.num_labeled == state.window.expected
         idx, ys, xs = labeled.nonzero(as_tuple=True)
         assert torch.equal(bank.labels[idx, ys, xs], target[idx, ys, xs])
 
@@ -95,8 +96,8 @@ def test_algorithm_one_spends_high_then_medium() -> None:
         )
         phases.append(stats.phase)
     counts = bank.counts()
-    assert counts["high"] + counts["medium"] == state.expected
-    assert counts["high"] <= state.expected // 2
+    assert counts["high"] + counts["medium"] == state.window.expected
+    assert counts["high"] <= state.window.expected // 2
     first_medium = phases.index("medium")
     assert "high" not in phases[first_medium:]
 
@@ -121,102 +122,3 @@ def test_full_strategy_updates_dccm_and_reports_contrast_losses() -> None:
     assert state.dccm.abs().sum() > 0
     assert torch.all(state.dccm.diagonal() == 0)
     assert {"p2p_intra", "p2p_cross_image", "p2p_cross_domain", "c2c_intra"} <= set(stats.parts)
-
-
-def test_batched_gather_matches_per_image_grid_sample() -> None:
-    from trainer.step import gather_batch_embeddings, gather_embeddings
-
-    g = torch.Generator().manual_seed(0)
-    emb = torch.nn.functional.normalize(torch.randn(3, 8, 8, 12, generator=g), dim=1)
-    image = torch.randint(0, 3, (400,), generator=g).sort().values
-    ys, xs = torch.randint(0, H, (400,), generator=g), torch.randint(0, W, (400,), generator=g)
-    got = torch.nn.functional.normalize(gather_batch_embeddings(emb, image, ys, xs, (H, W)), dim=1)
-    want = torch.cat(
-        [gather_embeddings(emb[i], ys[image == i], xs[image == i], (H, W)) for i in range(3)]
-    )
-    assert torch.allclose(got, want, atol=1e-5)
-
-
-def test_build_pixel_sets_respects_caps_and_anchor_rules() -> None:
-    from trainer.model import SegOutput
-    from trainer.step import build_pixel_sets
-
-    g = torch.Generator().manual_seed(1)
-    cfg = TrainConfig(max_anchors_per_class=3, max_samples_per_class=5)
-    src_y = torch.randint(C, (2, H, W), generator=g)
-    src_y[:, :4] = IGNORE
-    tgt_y = torch.full((2, H, W), IGNORE)
-    tgt_y[:, ::4, ::4] = torch.randint(C, (2, H // 4, W // 4), generator=g)
-    pred = torch.randint(C, (4, H, W), generator=g)
-    low = torch.rand(2, H, W, generator=g) < 0.3
-    src_low = torch.rand(2, H, W, generator=g) < 0.3
-    out = SegOutput(
-        torch.zeros(4, C, 8, 12),
-        torch.zeros(4, C, 8, 12),
-        torch.nn.functional.normalize(torch.randn(4, 16, 8, 12, generator=g), dim=1),
-    )
-    pix = build_pixel_sets(
-        out,
-        2,
-        src_y,
-        tgt_y,
-        pred[2:],
-        low,
-        src_low,
-        pred,
-        (H, W),
-        C,
-        cfg,
-        torch.Generator().manual_seed(0),
-    )
-    assert pix.domains == [0, 0, 1, 1] and pix.emb.shape == (pix.label.numel(), 16)
-    assert (pix.label != IGNORE).all()
-    for i in range(4):
-        on = pix.image == i
-        for c in range(C):
-            cls = on & (pix.label == c)
-            assert int((cls & pix.anchor).sum()) <= cfg.max_anchors_per_class
-            assert int(cls.sum()) <= 2 * cfg.max_samples_per_class + cfg.max_anchors_per_class
-    assert int((pix.anchor & (pix.image >= 2)).sum()) > 0  # misclassified labeled pixels
-    assert int((pix.center & (pix.image >= 2)).sum()) > 0
-
-
-def test_build_pixel_sets_takes_every_candidate_when_caps_do_not_bind() -> None:
-    from trainer.model import SegOutput
-    from trainer.step import build_pixel_sets
-
-    g = torch.Generator().manual_seed(2)
-    cfg = TrainConfig(max_anchors_per_class=10_000, max_samples_per_class=10_000)
-    src_y = torch.randint(C, (2, H, W), generator=g)
-    src_y[:, :3] = IGNORE
-    tgt_y = torch.full((2, H, W), IGNORE)
-    tgt_y[:, ::3, ::5] = torch.randint(C, tgt_y[:, ::3, ::5].shape, generator=g)
-    pred = torch.randint(C, (4, H, W), generator=g)
-    low = torch.rand(2, H, W, generator=g) < 0.3
-    src_low = torch.rand(2, H, W, generator=g) < 0.3
-    out = SegOutput(
-        torch.zeros(4, C, 8, 12), torch.zeros(4, C, 8, 12), torch.randn(4, 16, 8, 12, generator=g)
-    )
-    pix = build_pixel_sets(
-        out,
-        2,
-        src_y,
-        tgt_y,
-        pred[2:],
-        low,
-        src_low,
-        pred,
-        (H, W),
-        C,
-        cfg,
-        torch.Generator().manual_seed(0),
-    )
-    labeled = tgt_y != IGNORE
-    label = torch.cat([src_y, torch.where(labeled, tgt_y, torch.where(low, pred[2:], IGNORE))])
-    valid = torch.cat([src_y != IGNORE, labeled])
-    assert pix.label.numel() == int((label != IGNORE).sum())
-    assert torch.equal(pix.label, label.flatten()[label.flatten() != IGNORE])
-    wrong = (valid & (pred != label)).flatten()[label.flatten() != IGNORE]
-    assert torch.equal(pix.anchor, wrong)
-    center = torch.cat([src_low & (src_y != IGNORE), low & ~labeled]).flatten()
-    assert torch.equal(pix.center, center[label.flatten() != IGNORE])

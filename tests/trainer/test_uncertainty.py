@@ -1,4 +1,4 @@
-"""Eq. 1-3 and the group partition, on hand-computed tensors and invariants."""
+"""Eq. 1-3 (Eq. 3 is the KL term of the score) and the group partition, by hand and invariants."""
 
 from __future__ import annotations
 
@@ -8,12 +8,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from trainer.constants import Group
 from trainer.uncertainty import (
-    GROUP_HIGH,
-    GROUP_LOW,
-    GROUP_MEDIUM,
     entropy,
-    kl_divergence,
     partition,
     uncertainty_score,
 )
@@ -36,18 +33,6 @@ def test_entropy_by_hand() -> None:
     assert math.isclose(entropy(_pixel(p)).item(), expected, rel_tol=1e-12)
 
 
-def test_kl_by_hand_two_classes() -> None:
-    p, q = [0.8, 0.2], [0.5, 0.5]
-    expected = 0.8 * math.log(0.8 / 0.5) + 0.2 * math.log(0.2 / 0.5)
-    assert math.isclose(kl_divergence(_pixel(p), _pixel(q)).item(), expected, rel_tol=1e-12)
-    assert kl_divergence(_pixel(p), _pixel(p)).item() == 0.0
-
-
-def test_kl_is_finite_with_zeros() -> None:
-    out = kl_divergence(_pixel([1.0, 0.0]), _pixel([0.0, 1.0]))
-    assert torch.isfinite(out).all() and out.item() > 20
-
-
 def test_uncertainty_score_by_hand() -> None:
     main = _pixel([math.log(0.8), math.log(0.2)])
     aux = _pixel([0.0, 0.0])
@@ -66,7 +51,7 @@ def test_uncertainty_score_saturated_logits_finite() -> None:
 def test_partition_thresholds() -> None:
     score = torch.tensor([[[0.01, 0.05, 0.5, 0.9, 0.95, 1.3]]])
     groups = partition(score, pi_high=0.9, pi_low=0.05)
-    expected = [GROUP_LOW, GROUP_MEDIUM, GROUP_MEDIUM, GROUP_MEDIUM, GROUP_HIGH, GROUP_HIGH]
+    expected = [Group.LOW, Group.MEDIUM, Group.MEDIUM, Group.MEDIUM, Group.HIGH, Group.HIGH]
     assert groups.tolist() == [[expected]]
 
 
@@ -81,7 +66,7 @@ def test_every_pixel_in_exactly_one_group(seed: int, lo: float, span: float) -> 
     main, aux = torch.randn(2, 4, 5, 6, generator=g), torch.randn(2, 4, 5, 6, generator=g)
     score = uncertainty_score(main, aux)
     groups = partition(score, pi_high=lo + span, pi_low=lo)
-    members = [(groups == k) for k in (GROUP_LOW, GROUP_MEDIUM, GROUP_HIGH)]
+    members = [(groups == k) for k in (Group.LOW, Group.MEDIUM, Group.HIGH)]
     assert torch.equal(sum(m.long() for m in members), torch.ones_like(score, dtype=torch.long))
     assert (score[members[2]] > lo + span).all() and (score[members[0]] < lo).all()
     assert (entropy(torch.softmax(main, 1)) <= 1 + 1e-6).all()

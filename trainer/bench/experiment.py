@@ -14,6 +14,7 @@ from trainer.train import (
     Data,
     GroundTruthOracle,
     adapt,
+    budget_pixels,
     evaluate,
     local_spent,
     pick_device,
@@ -39,7 +40,7 @@ def run_strategy(
     pretrain_seconds = time.perf_counter() - started
     n, _, h, w = data.target.images.shape
     bank = LabelBank(n, h, w)
-    expected = int(cfg.budget_rate * data.target_pixels)
+    expected = budget_pixels(cfg, data)
     curve: list[dict[str, Any]] = []
     timings: dict[str, float] = {}
     best_iteration = 0
@@ -59,16 +60,7 @@ def run_strategy(
     test = evaluate(model, data.test, data.num_classes, device)
     labeled = data.target_pixels if cfg.selection == "all" else bank.num_labeled
     if checkpoint is not None:
-        checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(
-            {
-                "config": cfg.to_dict(),
-                "model": model.state_dict(),
-                "label_bank": bank.state_dict(),
-                "class_names": data.class_names,
-            },
-            checkpoint,
-        )
+        _save(checkpoint, cfg, model, bank, data)
     return {
         "strategy": cfg.strategy,
         "budget_rate": cfg.budget_rate,
@@ -85,3 +77,12 @@ def run_strategy(
         "pretrain_seconds": pretrain_seconds,
         "seconds": time.perf_counter() - started,
     }
+
+
+def _save(
+    path: Path, cfg: TrainConfig, model: torch.nn.Module, bank: LabelBank, data: Data
+) -> None:
+    """The selected state with its config, label bank and class names."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"config": cfg.to_dict(), "model": model.state_dict(), "label_bank": bank.state_dict()}
+    torch.save({**state, "class_names": data.class_names}, path)

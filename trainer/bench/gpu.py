@@ -121,6 +121,19 @@ def _row(r: dict[str, Any]) -> str:
     )
 
 
+def _print_header(report: dict[str, Any], dev: torch.device) -> None:
+    print(
+        f"{report['model']} {report['height']}x{report['width']}, {report['batch']}, "
+        f"{report['classes']} classes on {report.get('gpu', dev)}; median s/iteration over "
+        f"{report['iterations']} (+{report['warmup']} warmup)",
+        flush=True,
+    )
+    print(
+        f"{'setting':<20} {'CE s':>8} {'full s':>8} {'ratio':>6} {'CE MiB':>9} {'full MiB':>9}",
+        flush=True,
+    )
+
+
 def run_gpu_bench(
     out: Path,
     *,
@@ -159,15 +172,7 @@ def run_gpu_bench(
         **_environment(dev),
         "results": [],
     }
-    print(
-        f"{model} {height}x{width}, {report['batch']}, {classes} classes on "
-        f"{report.get('gpu', dev)}; median s/iteration over {iterations} (+{warmup} warmup)",
-        flush=True,
-    )
-    print(
-        f"{'setting':<20} {'CE s':>8} {'full s':>8} {'ratio':>6} {'CE MiB':>9} {'full MiB':>9}",
-        flush=True,
-    )
+    _print_header(report, dev)
     started = time.perf_counter()
     out.parent.mkdir(parents=True, exist_ok=True)
     for name in names:

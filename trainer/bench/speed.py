@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from server.schemas import budget_total
 from trainer.config import TrainConfig
 from trainer.labelbank import LabelBank
 from trainer.losses import cross_entropy, source_loss
@@ -72,6 +73,16 @@ def ce_step(
     opt.step()
 
 
+def _model_and_optimizer(
+    cfg: TrainConfig, classes: int, device: torch.device
+) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    model = build_model(cfg.model, classes, embed_dim=cfg.embed_dim).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    groups = param_groups(model, cfg.lr, cfg.head_lr_mult, cfg.weight_decay)
+    return model, torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+
+
 def measure(
     cfg: TrainConfig, height: int, width: int, classes: int, iterations: int, warmup: int = 3
 ) -> dict[str, Any]:
@@ -81,14 +92,7 @@ def measure(
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    model = build_model(cfg.model, classes, embed_dim=cfg.embed_dim).to(device)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(
-        param_groups(model, cfg.lr, cfg.head_lr_mult, cfg.weight_decay),
-        lr=cfg.lr,
-        momentum=cfg.momentum,
-    )
+    model, opt = _model_and_optimizer(cfg, classes, device)
     batch, target_labels = make_batch(cfg, height, width, classes, device, gen)
     target_y = target_labels[batch.target_index].long().to(device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -99,7 +103,7 @@ def measure(
     bank = LabelBank(len(target_labels), height, width)
     # a budget large enough that every measured step is still querying (Algorithm 1 active)
     cfg = cfg.replace(iterations=10 * (iterations + warmup))
-    state = new_loop_state(cfg, int(cfg.budget_rate * bank.labels.numel()), classes)
+    state = new_loop_state(cfg, budget_total(cfg.budget_rate, bank.labels.numel()), classes)
     oracle, spent = GroundTruthOracle(target_labels), local_spent(bank)
     shares: dict[str, list[float]] = {}
     step = {"it": 0}

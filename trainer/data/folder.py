@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-IGNORE_INDEX = 255
+from trainer.constants import IGNORE_INDEX
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -113,12 +114,6 @@ def to_float(images: Tensor) -> Tensor:
     x = images.float() / 255.0
     mean, std = _stats(x)
     return (x - mean) / std
-
-
-def denormalize(images: Tensor) -> Tensor:
-    """Inverse of ``to_float`` up to rounding: float (..., 3, H, W) in [0, 1]."""
-    mean, std = _stats(images)
-    return images * std + mean
 
 
 def _as4d(image: Tensor, label: Tensor) -> tuple[Tensor, Tensor, bool]:

@@ -27,6 +27,7 @@ import torch
 from cityscapesscripts.helpers.labels import labels as cs_labels
 
 from trainer.config import TrainConfig
+from trainer.constants import IGNORE_INDEX
 from trainer.data.folder import SplitTensors, load_classes, resize
 from trainer.data.real import SegmentationDataset, class_subset_lut, open_dataset
 
@@ -55,9 +56,9 @@ def cityscapes_classes(num_classes: int) -> list[tuple[str, tuple[int, int, int]
     """(name, colour) of the 19 / 16 / 13 Cityscapes classes, in class-index order."""
     lut = class_subset_lut(num_classes)
     by_train_id = {
-        lb.trainId: (lb.name, tuple(lb.color)) for lb in cs_labels if 0 <= lb.trainId < 255
+        lb.trainId: (lb.name, tuple(lb.color)) for lb in cs_labels if 0 <= lb.trainId < IGNORE_INDEX
     }
-    return [by_train_id[t] for t in sorted(by_train_id) if lut[t] != 255]
+    return [by_train_id[t] for t in sorted(by_train_id) if lut[t] != IGNORE_INDEX]
 
 
 def open_split(kind: str, root: Path, split: str, num_classes: int) -> SegmentationDataset:

@@ -25,15 +25,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from cityscapesscripts.helpers.labels import labels as cs_labels
 from cityscapesscripts.helpers.labels import name2label
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from trainer.constants import IGNORE_INDEX
 from trainer.data.folder import (
-    IGNORE_INDEX,
     hflip,
     random_scale_crop,
     read_image_png,
@@ -41,7 +40,6 @@ from trainer.data.folder import (
     resize,
     to_float,
 )
-from trainer.metrics import ConfusionMatrix
 
 Pair = tuple[Path, Path, str]
 # SYNTHIA-RAND-CITYSCAPES class ids -> Cityscapes label names (the 16 protocol classes).
@@ -71,7 +69,7 @@ def labelid_to_trainid_lut() -> np.ndarray:
     """uint8 (256,) LUT: Cityscapes labelId -> train id in [0, 19), else 255."""
     lut = np.full(256, IGNORE_INDEX, np.uint8)
     for label in cs_labels:
-        if 0 <= label.id < 256 and 0 <= label.trainId < 255:
+        if 0 <= label.id < 256 and 0 <= label.trainId < IGNORE_INDEX:
             lut[label.id] = label.trainId
     return lut
 
@@ -89,7 +87,9 @@ def class_subset_lut(num_classes: int) -> np.ndarray:
     drop = {19: (), 16: _NOT_IN_16, 13: _NOT_IN_13}.get(num_classes)
     if drop is None:
         raise ValueError(f"num_classes must be 19, 16 or 13, got {num_classes}")
-    kept = sorted(lb.trainId for lb in cs_labels if 0 <= lb.trainId < 255 and lb.name not in drop)
+    kept = sorted(
+        lb.trainId for lb in cs_labels if 0 <= lb.trainId < IGNORE_INDEX and lb.name not in drop
+    )
     lut = np.full(256, IGNORE_INDEX, np.uint8)
     lut[kept] = np.arange(len(kept), dtype=np.uint8)
     return lut
@@ -242,33 +242,3 @@ def open_dataset(
         case _:
             raise ValueError(f"unknown dataset kind {kind!r}")
     return SegmentationDataset(pairs, read, class_subset_lut(num_classes)[lut], **opts)
-
-
-@torch.inference_mode()
-def evaluate(
-    model_fn: Callable[[Tensor], Tensor],
-    dataset: Dataset,
-    num_classes: int,
-    flip: bool = False,
-    device: torch.device | str = "cpu",
-) -> ConfusionMatrix:
-    """Confusion matrix of ``model_fn`` over ``dataset``, one image at a time.
-
-    ``model_fn`` maps (1, 3, h, w) float to logits (1, C, h', w'); logits are upsampled
-    (bilinear) to the label's full resolution; ``flip`` averages the softmax of the image
-    and its mirror. Labels (H, W) with ``ignore_index=255``. Returns a
-    ``trainer.metrics.ConfusionMatrix`` (``.iou()``, ``.miou()`` in percent).
-    """
-    cm = ConfusionMatrix(num_classes)
-    for index in range(len(dataset)):
-        image, label, _ = dataset[index]
-        x = image[None].to(device)
-        size = tuple(label.shape[-2:])
-        prob = F.interpolate(model_fn(x), size=size, mode="bilinear", align_corners=False)
-        prob = prob.softmax(1)
-        if flip:
-            logits = model_fn(x.flip(-1))
-            up = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-            prob = (prob + up.softmax(1).flip(-1)) / 2
-        cm.update(prob.argmax(1).cpu(), label[None])
-    return cm

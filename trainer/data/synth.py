@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from trainer.constants import IGNORE_INDEX
 from trainer.data.synth_layout import (
     BUILDING,
     CAR,
     CLASSES,
-    IGNORE,
     PERSON,
     ROAD,
     Layout,
@@ -122,11 +122,11 @@ def _instance_colours(
 def _base_image(layout: Layout, palette: np.ndarray, inst_colours: np.ndarray) -> np.ndarray:
     """Flat colour image (H, W, 3) float32 from class palette and instance colours."""
     labels = layout.labels
-    safe = np.where(labels == IGNORE, 0, labels)
+    safe = np.where(labels == IGNORE_INDEX, 0, labels)
     img = palette[safe]
     has_inst = layout.instance > 0
     img[has_inst] = inst_colours[layout.instance[has_inst]]
-    img[labels == IGNORE] = (35.0, 35.0, 40.0)  # ego-vehicle hood
+    img[labels == IGNORE_INDEX] = (35.0, 35.0, 40.0)  # ego-vehicle hood
     return img
 
 
@@ -192,7 +192,7 @@ def _render_target(layout: Layout, rng: np.random.Generator) -> np.ndarray:
     img = _base_image(layout, palette, inst)
     img[_facade_pattern(layout, (5, 4), (2, 2), tuple(rng.integers(0, 4, 2)))] *= 0.55
     img[_lane_marks(layout)] = (200, 200, 190)
-    safe = np.where(layout.labels == IGNORE, 0, layout.labels)
+    safe = np.where(layout.labels == IGNORE_INDEX, 0, layout.labels)
     amp = _TARGET_TEXTURE[safe]
     fine = rng.standard_normal((h, w)).astype(np.float32)
     coarse = _smooth_noise(rng, h, w, 4)

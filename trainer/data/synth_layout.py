@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-IGNORE = 255
+from trainer.constants import IGNORE_INDEX
+
 CLASSES: list[tuple[str, tuple[int, int, int]]] = [
     ("road", (128, 64, 128)),
     ("sidewalk", (244, 35, 232)),
@@ -194,5 +195,7 @@ def sample_layout(rng: np.random.Generator, height: int, width: int, domain: str
     for i in np.argsort(depths):
         kinds[i](lay, road, float(depths[i]), size, rng)
     if not src and rng.random() < 0.3:
-        _ellipse(lay, height + 0.02 * height, width / 2, 0.12 * height, 0.7 * width, IGNORE, 0)
+        _ellipse(
+            lay, height + 0.02 * height, width / 2, 0.12 * height, 0.7 * width, IGNORE_INDEX, 0
+        )
     return lay
