@@ -23,6 +23,9 @@ MATH = {
     "labelbank",
     "constants",
     "step",
+    "draws",
+    "infonce",
+    "pixel_sets",
 }
 IO_LIBS = {"httpx", "PIL", "sqlalchemy", "fastapi", "redis", "requests", "uvicorn", "alembic"}
 

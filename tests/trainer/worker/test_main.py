@@ -61,7 +61,7 @@ def fakes(monkeypatch):
     model = torch.nn.Linear(1, 1)
 
     def adapt(model, cfg, data, ask, spent, bank, device, *, state, **kw):
-        seen["expected"] = state.expected
+        seen["expected"] = state.window.expected
         return AdaptResult(model, bank, 50.0, 0)
 
     monkeypatch.setattr(worker, "ServiceClient", FakeClient)
