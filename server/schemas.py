@@ -19,12 +19,13 @@ RunStatus = Literal["active", "finished"]
 GROUPS: tuple[str, ...] = ("high", "medium", "random", "entropy", "ripu", "other")
 MAX_QUERIES_PER_BATCH = 10_000
 MAX_ANSWERS_PER_BATCH = 10_000
-IGNORE_INDEX = 255
+IGNORE_INDEX = 255  # "unlabeled" in masks and label banks; class ids lie below it
 INT32_MAX = 2**31 - 1  # ids, pixel coordinates and most counters are 32-bit integer columns
 INT53_MAX = 2**53 - 1  # a run's pixel counts are 64-bit (a full-size Cityscapes train set: 6.2e9)
 
 DbInt = Annotated[int, Field(ge=0, le=INT32_MAX)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
+ClassId = Annotated[int, Field(ge=0, le=IGNORE_INDEX - 1)]
 
 
 def budget_total(budget_rate: float, target_pixels: int) -> int:
@@ -89,14 +90,14 @@ class TokenCreated(Me):
 
 
 class ClassSpec(Strict):
-    id: int = Field(ge=0, le=254)
+    id: ClassId
     name: str = Field(min_length=1, max_length=100)
     color: tuple[int, int, int] = (0, 0, 0)
 
 
 class RunIn(Strict):
     name: str = Field(min_length=1, max_length=200)
-    classes: list[ClassSpec] = Field(min_length=1, max_length=255)
+    classes: list[ClassSpec] = Field(min_length=1, max_length=IGNORE_INDEX)
     target_pixels: int = Field(ge=0, le=INT53_MAX)
     budget_rate: float = Field(ge=0.0, le=1.0)
     strategy: str = Field(default="full", max_length=100)
@@ -193,14 +194,14 @@ class QueriesPage(BaseModel):
 
 
 class AnswerIn(Strict):
-    class_id: int = Field(ge=0, le=254)
+    class_id: ClassId
     lead_time_ms: DbInt | None = None
     correction: bool = False
 
 
 class BatchAnswerItem(Strict):
     query_id: DbInt
-    class_id: int = Field(ge=0, le=254)
+    class_id: ClassId
     lead_time_ms: DbInt | None = None
 
 

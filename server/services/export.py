@@ -68,7 +68,8 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
 
 
 def masks_zip(db: Session, run_id: int) -> bytes:
-    """``<key>.png`` uint8 masks (255 = unlabeled, latest answer per query) + classes.json."""
+    """``<key>.png`` uint8 masks (``IGNORE_INDEX``: unlabeled; the latest answer per query wins)
+    and classes.json."""
     run = get_run(db, run_id)
     images = db.execute(
         select(Image.id, Image.key, Image.width, Image.height).where(Image.run_id == run_id)

@@ -21,9 +21,10 @@ from server.errors import (
     UnknownImage,
 )
 from server.models import Image, Query, UTCDateTime
-from server.queue import Dispatcher, query_rows
+from server.queue import Dispatcher
 from server.schemas import QueryIn, QueryOut
 from server.services import budget
+from server.services.leases import LeaseBook, query_rows
 from server.services.runs import get_run
 
 
@@ -181,7 +182,8 @@ def claim(
         if run_id not in queue.known_runs:  # runs are never deleted: one lookup per process
             get_run(db, run_id)
             queue.known_runs.add(run_id)
-        return [_query_out(q) for q in queue.claim(db, run_id, annotator_id, n, lease_s, now)]
+        book = LeaseBook(db, run_id, annotator_id, lease_s, now)
+        return [_query_out(q) for q in queue.claim(book, n)]
     finally:
         if autocommit:
             db.close()  # the connection goes back with its isolation level reset
