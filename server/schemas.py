@@ -10,7 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 Role = Literal["admin", "trainer", "annotator", "viewer"]
 Group = Literal["high", "medium", "random", "entropy", "ripu", "other"]
@@ -55,6 +55,40 @@ def _finite_json(value: Any) -> Any:
 FiniteJson = Annotated[dict[str, Any], AfterValidator(_finite_json)]
 
 
+def _printable(value: str) -> str:
+    """Refuse control characters (C0, DEL, C1; NUL included): PostgreSQL cannot store NUL in
+    text, and none belongs in a name, a key or a label."""
+    for ch in value:
+        if ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0:
+            raise ValueError(f"control character U+{ord(ch):04X} is not allowed")
+    return value
+
+
+def _safe_key(value: str) -> str:
+    """An image key is a relative path: segments joined by ``/``, none empty, ``.`` or ``..``;
+    no backslash, no ``:``, no control character. It names the mask in ``masks.zip``."""
+    _printable(value)
+    if "\\" in value or ":" in value:
+        raise ValueError("an image key may not contain a backslash or ':'")
+    if any(part in ("", ".", "..") for part in value.split("/")):
+        raise ValueError(
+            "an image key is a relative path: no leading, trailing or double '/', "
+            "no '.' or '..' segment"
+        )
+    return value
+
+
+def _text(max_length: int, min_length: int = 1) -> Any:
+    return Field(min_length=min_length, max_length=max_length)
+
+
+Printable = AfterValidator(_printable)
+Name = Annotated[str, _text(100), Printable]
+RunName = Annotated[str, _text(200), Printable]
+Label = Annotated[str, _text(100, min_length=0), Printable]
+ImageKey = Annotated[str, _text(500), AfterValidator(_safe_key)]
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -73,7 +107,7 @@ class ErrorOut(BaseModel):
 
 class TokenIn(Strict):
     role: Role
-    name: str = Field(min_length=1, max_length=100)
+    name: Name
 
 
 class Me(BaseModel):
@@ -91,17 +125,25 @@ class TokenCreated(Me):
 
 class ClassSpec(Strict):
     id: ClassId
-    name: str = Field(min_length=1, max_length=100)
+    name: Name
     color: tuple[int, int, int] = (0, 0, 0)
 
 
 class RunIn(Strict):
-    name: str = Field(min_length=1, max_length=200)
+    name: RunName
     classes: list[ClassSpec] = Field(min_length=1, max_length=IGNORE_INDEX)
     target_pixels: int = Field(ge=0, le=INT53_MAX)
     budget_rate: float = Field(ge=0.0, le=1.0)
-    strategy: str = Field(default="full", max_length=100)
+    strategy: Label = "full"
     config: FiniteJson = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _unique_class_ids(self) -> RunIn:
+        ids = [c.id for c in self.classes]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            raise ValueError(f"class ids must be unique in a run; repeated: {twice}")
+        return self
 
 
 class RunPatch(Strict):
@@ -125,7 +167,7 @@ class RunOut(BaseModel):
 
 
 class ImageIn(Strict):
-    key: str = Field(min_length=1, max_length=500)
+    key: ImageKey
     width: int = Field(ge=1, le=16384)
     height: int = Field(ge=1, le=16384)
     png_base64: str = Field(min_length=1)
@@ -260,7 +302,7 @@ class MetricIn(Strict):
     labeled_pixels: DbInt = 0
     miou: Finite
     per_class_iou: list[Finite | None] = Field(default_factory=list)
-    split: str = Field(default="target-val", max_length=100)
+    split: Label = "target-val"
 
 
 class MetricOut(MetricIn):

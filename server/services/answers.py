@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Row, delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from server.db import is_postgres
+from server.db import begin_write, is_postgres
 from server.errors import (
     AlreadyAnswered,
     BadRequest,
@@ -22,6 +22,7 @@ from server.errors import (
     NothingToUndo,
     NotLeased,
     QueryNotFound,
+    RunFinished,
     UnknownClass,
 )
 from server.models import Answer, Query, Run, Token
@@ -30,7 +31,7 @@ from server.schemas import AnswerIn, AnswerOut, AnswersPage, BatchAnswerItem, Me
 from server.services import budget
 from server.services.answers_pg import answer_pg
 from server.services.queries import query_outs
-from server.services.runs import class_ids, get_run
+from server.services.runs import class_ids, get_run, require_active
 
 _QCOLS = (
     Query.id,
@@ -98,10 +99,14 @@ def answer(
             queue.ack(done[0].run_id, [query_id])
             return done[0]
     found = db.execute(
-        select(*_QCOLS, Run.classes).join(Run, Run.id == Query.run_id).where(Query.id == query_id)
+        select(*_QCOLS, Run.classes, Run.status.label("run_status"))
+        .join(Run, Run.id == Query.run_id)
+        .where(Query.id == query_id)
     ).one_or_none()
     if found is None:
         raise QueryNotFound(f"Query {query_id} does not exist.")
+    if found.run_status != "active":
+        raise RunFinished(f"Run {found.run_id} is {found.run_status}: it takes no more answers.")
     if data.class_id not in {int(c["id"]) for c in found.classes}:
         raise UnknownClass(f"Class {data.class_id} is not one of run {found.run_id}'s classes.")
     if data.correction:
@@ -140,7 +145,10 @@ def answer_batch(
     now: datetime,
 ) -> list[AnswerOut]:
     """Answer many leased queries at once; any refusal stores nothing."""
-    classes = class_ids(get_run(db, run_id))
+    run = get_run(db, run_id)
+    if run.status != "active":
+        raise RunFinished(f"Run {run_id} is {run.status}: it takes no more answers.")
+    classes = class_ids(run)
     ids = [it.query_id for it in items]
     if len(set(ids)) != len(ids):
         raise BadRequest("A query id appears twice in the batch.")
@@ -165,6 +173,7 @@ def answer_batch(
     got = set(db.execute(stmt.execution_options(synchronize_session=False)).scalars())
     if len(got) != len(ids):
         db.rollback()
+        require_active(db, run_id)  # finished since the check above: say so
         raise _refusal(rows[next(q for q in ids if q not in got)], me, now)
     budget.settle(db, run_id, reserved=-len(ids), answered=len(ids))
     inserted = _insert(
@@ -197,6 +206,7 @@ def undo(
     run_id = db.execute(select(Query.run_id).where(Query.id == query_id)).scalar_one_or_none()
     if run_id is None:
         raise QueryNotFound(f"Query {query_id} does not exist.")
+    require_active(db, run_id)
     cursor = db.execute(
         select(Run.consumed_cursor).where(Run.id == run_id).with_for_update()
     ).scalar_one()
@@ -231,6 +241,8 @@ def undo(
 
 def answers_since(db: Session, run_id: int, after: int, limit: int, advance: bool) -> AnswersPage:
     """Answers with id > after, by id. ``advance`` moves the run's consumed cursor (trainer)."""
+    if advance:
+        begin_write(db)  # a GET that moves the cursor
     get_run(db, run_id)
     if advance:
         db.execute(select(Run.id).where(Run.id == run_id).with_for_update())

@@ -8,11 +8,13 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from server.db import begin_write
 from server.errors import Unauthorized
 from server.models import Token
 from server.schemas import Me, TokenCreated
@@ -73,7 +75,9 @@ def cached_principal(raw: str | None, cache: PrincipalCache) -> tuple[str, Me | 
 def authenticate(db: Session, raw: str, digest: str, admin_token: str, cache: PrincipalCache) -> Me:
     """Resolve a token that ``cached_principal`` did not know to its principal, from the
     database (the configured admin token is bootstrapped), and remember it in ``cache``."""
-    row = db.execute(select(Token).where(Token.token_hash == digest)).scalar_one_or_none()
+    cols = select(Token.id, Token.role, Token.name)
+    row: Any = db.execute(cols.where(Token.token_hash == digest)).one_or_none()
+    db.rollback()  # end the read here: the endpoint runs in another thread, maybe much later
     if row is None and hmac.compare_digest(raw.encode(), admin_token.encode()):
         row = _bootstrap_admin(db, digest)
     if row is None:
@@ -84,6 +88,7 @@ def authenticate(db: Session, raw: str, digest: str, admin_token: str, cache: Pr
 
 
 def _bootstrap_admin(db: Session, digest: str) -> Token:
+    begin_write(db)
     row = Token(role="admin", name=BOOTSTRAP_ADMIN, token_hash=digest)
     db.add(row)
     try:
