@@ -13,6 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 
+from server.api.headers import SecurityHeadersMiddleware
 from server.api.middleware import BodyLimitMiddleware
 from server.api.routes import export, images, queries, runs, system
 from server.db import make_engine, make_sessionmaker
@@ -45,12 +46,13 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
     app.state.settings, app.state.clock = settings, clock
     app.state.sessionmaker, app.state.queue = make_sessionmaker(engine), make_queue(settings)
     app.state.write_sessionmaker = make_sessionmaker(engine, write=True)
-    app.state.principals = PrincipalCache()
+    app.state.principals = PrincipalCache(wall=clock)
     install_error_handlers(app)
     install_busy_handlers(app)
     for module in (system, runs, images, queries, export):
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeadersMiddleware)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

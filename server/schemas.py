@@ -105,9 +105,14 @@ class ErrorOut(BaseModel):
 # --- tokens -------------------------------------------------------------------------------
 
 
+MAX_TOKEN_LIFETIME_S = 10 * 365 * 86400
+
+
 class TokenIn(Strict):
     role: Role
     name: Name
+    # None: the token never expires (it can still be revoked)
+    expires_in_seconds: int | None = Field(default=None, ge=60, le=MAX_TOKEN_LIFETIME_S)
 
 
 class Me(BaseModel):
@@ -118,6 +123,19 @@ class Me(BaseModel):
 
 class TokenCreated(Me):
     token: str
+    expires_at: datetime | None = None
+
+
+class TokenOut(Me):
+    """A token as the admin lists it: never its secret (only a hash is stored)."""
+
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+class TokensOut(BaseModel):
+    tokens: list[TokenOut]
 
 
 # --- runs ---------------------------------------------------------------------------------
