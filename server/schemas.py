@@ -78,15 +78,10 @@ def _safe_key(value: str) -> str:
     return value
 
 
-def _text(max_length: int, min_length: int = 1) -> Any:
-    return Field(min_length=min_length, max_length=max_length)
-
-
-Printable = AfterValidator(_printable)
-Name = Annotated[str, _text(100), Printable]
-RunName = Annotated[str, _text(200), Printable]
-Label = Annotated[str, _text(100, min_length=0), Printable]
-ImageKey = Annotated[str, _text(500), AfterValidator(_safe_key)]
+Name = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_printable)]
+RunName = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_printable)]
+Label = Annotated[str, Field(max_length=100), AfterValidator(_printable)]
+ImageKey = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_safe_key)]
 
 
 class Strict(BaseModel):

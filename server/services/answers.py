@@ -136,6 +136,16 @@ def answer(
     return _out(found, a, data.class_id, data.lead_time_ms, data.correction, me)
 
 
+def _rows_in_run(db: Session, run_id: int, ids: Sequence[int]) -> dict[int, Row[Any]]:
+    """``_QCOLS`` of queries ``ids`` by id; 404 for the first that is not in the run."""
+    stmt = select(*_QCOLS).where(Query.id.in_(list(ids)), Query.run_id == run_id)
+    rows = {r.id: r for r in db.execute(stmt)}
+    for qid in ids:
+        if qid not in rows:
+            raise QueryNotFound(f"Query {qid} does not exist in run {run_id}.")
+    return rows
+
+
 def answer_batch(
     db: Session,
     queue: Dispatcher,
@@ -161,13 +171,7 @@ def answer_batch(
         if done is not None:
             queue.ack(run_id, ids)
             return done
-    rows = {
-        r.id: r
-        for r in db.execute(select(*_QCOLS).where(Query.id.in_(ids), Query.run_id == run_id))
-    }
-    for qid in ids:
-        if qid not in rows:
-            raise QueryNotFound(f"Query {qid} does not exist in run {run_id}.")
+    rows = _rows_in_run(db, run_id, ids)
     stmt = update(Query).where(Query.run_id == run_id, *_lease_filter(ids, me, now))
     stmt = stmt.values(status="answered", lease_expires_at=None).returning(Query.id)
     got = set(db.execute(stmt.execution_options(synchronize_session=False)).scalars())
