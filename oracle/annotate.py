@@ -137,7 +137,12 @@ def run_oracle(client: ServiceClient, cfg: OracleConfig, stop: threading.Event) 
         claimed_at = time.monotonic()
         body = {"n": want, "lease_seconds": cfg.lease}
         claim = partial(client.request, "POST", f"/runs/{run_id}/claims", json=body)
-        claimed = outlast(cfg, stop, claim)["queries"]
+        try:
+            claimed = outlast(cfg, stop, claim)["queries"]
+        except ServiceError as error:  # a finished run refuses claims: idle out below
+            if error.code != "run_finished":
+                raise
+            claimed = []
         if claimed:
             idle_since = None
             classes = annotator.decide(truth.values(claimed))

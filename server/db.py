@@ -12,13 +12,21 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
+# Execution option of the engine that write sessions are bound to: on SQLite their
+# transactions begin with BEGIN IMMEDIATE (the write lock up front), read sessions' with a
+# plain BEGIN, which takes no lock in WAL mode (readers never wait for writers).
+WRITE = "adamcu_write"
+SQLITE_BUSY_TIMEOUT_S = 10.0  # a writer waits this long for the lock, then the request is 503
 
-def make_engine(database_url: str) -> Engine:
-    """SQLite gets WAL, foreign keys, a busy timeout and BEGIN IMMEDIATE; PostgreSQL a pool."""
+
+def make_engine(database_url: str, threads: int = 8) -> Engine:
+    """SQLite gets WAL, foreign keys, a busy timeout and a connection for every worker thread
+    (a crowd queues for the write lock instead of for the pool); PostgreSQL a pool."""
     if database_url.startswith("sqlite"):
-        engine = create_engine(
-            database_url, connect_args={"check_same_thread": False, "timeout": 30}
-        )
+        memory = database_url in ("sqlite://", "sqlite:///:memory:") or ":memory:" in database_url
+        pool = {} if memory else {"pool_size": threads + 2, "max_overflow": threads}
+        connect = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S}
+        engine = create_engine(database_url, connect_args=connect, **pool)
         _configure_sqlite(engine)
         return engine
     # same cap as before (40 a process) but more kept open: no connect/close churn under load
@@ -55,39 +63,63 @@ def _configure_sqlite(engine: Engine) -> None:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        # Every transaction takes the write lock up front: read-then-write transactions can
-        # then never fail with SQLITE_BUSY_SNAPSHOT under concurrency.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # A write transaction takes the write lock up front: its reads then can never fail
+        # with SQLITE_BUSY_SNAPSHOT when it writes. A read transaction takes no lock.
+        write = conn.get_execution_options().get(WRITE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
-def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
+def make_sessionmaker(engine: Engine, write: bool = False) -> sessionmaker[Session]:
+    """Sessions for reads, or (``write``) for requests that write: bound to the same pool."""
+    bind = engine.execution_options(**{WRITE: True}) if write else engine
+    return sessionmaker(bind=bind, expire_on_commit=False, autoflush=False)
+
+
+def begin_write(db: Session) -> None:
+    """Make the session's next transaction a write transaction (on SQLite: BEGIN IMMEDIATE),
+    for a read request that writes after all (a trainer's cursor, a bootstrapped token). A
+    read transaction in progress is ended first; nothing it loaded may be written back."""
+    if db.get_bind().dialect.name != "sqlite":
+        return
+    if db.in_transaction():
+        if db.connection().get_execution_options().get(WRITE, False):
+            return
+        db.rollback()
+    db.connection(execution_options={WRITE: True})
 
 
 def is_postgres(db: Session) -> bool:
     return db.get_bind().dialect.name == "postgresql"
 
 
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 async def get_db(request: Request) -> AsyncIterator[Session]:
     """A session per request, made and closed on the event loop, not in the thread pool.
 
-    Making a session does no I/O, and neither does closing one whose work was committed (its
-    connection went back to the pool at the commit); only a session still in a transaction
-    (an error mid-way) is closed in a worker thread, since its rollback talks to the
-    database. FastAPI runs a plain ``def`` dependency in the thread pool, and each such hop
-    costs a wake-up of a worker thread under the GIL: this saves two per request.
+    A ``GET`` gets a read session, other methods a write session. Making a session does no
+    I/O, and neither does closing one whose work was committed (its connection went back to
+    the pool at the commit). A session still in a transaction (a read, or an error mid-way)
+    is rolled back: on SQLite right here (a local call that never waits for a lock, so a
+    request that holds the write lock never needs a free worker thread to let it go, while
+    every worker thread may be waiting for that lock), on PostgreSQL in a worker thread
+    (a round trip). FastAPI runs a plain ``def`` dependency in the thread pool, and each
+    such hop costs a wake-up of a worker thread under the GIL: this saves two per request.
     """
-    session: Session = request.app.state.sessionmaker()
+    state = request.app.state
+    write = request.method not in _READ_METHODS
+    session: Session = (state.write_sessionmaker if write else state.sessionmaker)()
     try:
         yield session
     finally:
-        if session.in_transaction():
+        if session.in_transaction() and session.get_bind().dialect.name != "sqlite":
             await run_in_threadpool(session.close)
         else:
             session.close()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 
@@ -90,6 +92,14 @@ class BadRequest(DomainError):
     status, code, message = 400, "bad_request", "The request is malformed."
 
 
+class CropTooLarge(DomainError):
+    status, code, message = 422, "crop_too_large", "The crop asked for is too large."
+
+
+class ImageTooLarge(DomainError):
+    status, code, message = 413, "image_too_large", "The image has too many pixels."
+
+
 def error_response(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
@@ -125,3 +135,29 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
         code, message = _HTTP_CODES.get(exc.status_code, ("http_error", str(exc.detail)))
         return error_response(exc.status_code, code, message)
+
+
+# SQLite's "database is locked" / "database table is locked"; PostgreSQL's lock_not_available
+_BUSY = ("database is locked", "database table is locked", "locknotavailable", "lock timeout")
+RETRY_AFTER_S = 1
+
+
+def install_busy_handlers(app: FastAPI) -> None:
+    """A database lock (or a connection from the pool) that did not come in time: 503 with
+    ``Retry-After``, the JSON envelope, nothing changed. Other operational errors re-raise."""
+
+    def busy(what: str) -> JSONResponse:
+        response = error_response(503, "database_busy", f"{what} Retry in a moment.")
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return response
+
+    @app.exception_handler(OperationalError)
+    async def _locked(_req: Request, exc: OperationalError) -> JSONResponse:
+        text = f"{type(exc.orig).__name__} {exc.orig}".lower()
+        if not any(b in text for b in _BUSY):
+            raise exc
+        return busy("The database is busy with other writers.")
+
+    @app.exception_handler(PoolTimeout)
+    async def _pool(_req: Request, _exc: PoolTimeout) -> JSONResponse:
+        return busy("Every database connection is in use.")

@@ -13,10 +13,11 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 
+from server.api.headers import SecurityHeadersMiddleware
 from server.api.middleware import BodyLimitMiddleware
 from server.api.routes import export, images, queries, runs, system
 from server.db import make_engine, make_sessionmaker
-from server.errors import install_error_handlers
+from server.errors import install_busy_handlers, install_error_handlers
 from server.models import utcnow
 from server.queue import Dispatcher, EmbeddedQueue, RedisQueue
 from server.services.recovery import rebuild_missing_streams
@@ -32,7 +33,7 @@ def make_queue(settings: Settings) -> Dispatcher:
 
 def create_app(settings: Settings | None = None, clock: Callable[[], datetime] = utcnow) -> FastAPI:
     settings = settings or Settings()
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, settings.threads)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -44,11 +45,14 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
     app = FastAPI(title="adamcu labeling service", version="0.1.0", lifespan=lifespan)
     app.state.settings, app.state.clock = settings, clock
     app.state.sessionmaker, app.state.queue = make_sessionmaker(engine), make_queue(settings)
-    app.state.principals = PrincipalCache()
+    app.state.write_sessionmaker = make_sessionmaker(engine, write=True)
+    app.state.principals = PrincipalCache(wall=clock)
     install_error_handlers(app)
+    install_busy_handlers(app)
     for module in (system, runs, images, queries, export):
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeadersMiddleware)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -2,7 +2,9 @@
 
 Two implementations share one interface. The database is the record: every claim moves rows
 from ``pending`` (or an expired ``leased``) to ``leased`` with one atomic conditional UPDATE,
-so a stale or duplicated dispatcher entry can never hand one query to two live leases.
+so a stale or duplicated dispatcher entry can never hand one query to two live leases. A
+dispatcher reaches the database only through the claim's ``LeaseBook``
+(``server/services/leases.py``), which owns the commits.
 
 * :class:`EmbeddedQueue` claims straight from the ``queries`` table (``FOR UPDATE SKIP LOCKED``
   on PostgreSQL, a plain atomic UPDATE on SQLite, whose writers are serialised).
@@ -18,18 +20,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
-from datetime import datetime, timedelta
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from sqlalchemy import Row, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Row
 
-from server.db import is_postgres
-from server.models import Image, Query
+from server.queue_scripts import ACK, CANDIDATES, ENQUEUE
+
+if TYPE_CHECKING:
+    from server.services.leases import LeaseBook
 
 log = logging.getLogger(__name__)
 MAX_IDLE_MS = 3_700_000  # above the longest lease (3600 s)
@@ -47,90 +49,21 @@ REDIS_TIMEOUT_S = 10.0
 
 
 class Dispatcher(Protocol):
+    """Which queries a claim tries. The database work (and its commits) is the
+    :class:`~server.services.leases.LeaseBook`'s, which the claim service passes in."""
+
     name: str
     known_runs: set[int]  # runs seen to exist (runs are never deleted): no lookup per claim
 
     def enqueue(self, run_id: int, query_ids: Sequence[int]) -> None: ...
 
-    def claim(
-        self, db: Session, run_id: int, annotator_id: int, n: int, lease_s: float, now: datetime
-    ) -> list[Row[Any]]: ...
+    def claim(self, book: LeaseBook, n: int) -> list[Row[Any]]: ...
 
     def ack(self, run_id: int, query_ids: Sequence[int]) -> None: ...
 
-    def rebuild(self, db: Session, run_id: int) -> None: ...
+    def rebuild(self, run_id: int, live_ids: Callable[[], Sequence[int]]) -> None: ...
 
     def ping(self) -> bool: ...
-
-
-# What a claim returns per query: the row's columns and its image's size.
-LEASED_COLS = (
-    Query.id,
-    Query.run_id,
-    Query.image_id,
-    Query.y,
-    Query.x,
-    Query.group,
-    Query.score,
-    Query.status,
-    Query.lease_expires_at,
-    Image.width,
-    Image.height,
-)
-
-
-def lease_rows(
-    db: Session,
-    run_id: int,
-    annotator_id: int,
-    until: datetime,
-    now: datetime,
-    n: int,
-    ids: Sequence[int] | None = None,
-    expired_only: bool = False,
-) -> list[Row[Any]]:
-    """Atomically lease up to ``n`` claimable rows (expired leases first, then pending by id).
-
-    Returns the leased rows (``LEASED_COLS``) by id. On PostgreSQL each UPDATE returns them
-    itself (``UPDATE ... FROM images ... RETURNING``); SQLite's RETURNING cannot name another
-    table, so it reads them after the update, in the same transaction.
-    """
-    leased: list[Row[Any]] = []
-    pg = is_postgres(db)
-    expired = (Query.status == "leased") & (Query.lease_expires_at < now)
-    conds = [expired] if expired_only else [expired, Query.status == "pending"]
-    if ids is not None and len(ids) <= n and not expired_only:
-        conds = [expired | (Query.status == "pending")]  # no limit binds: one statement
-    for cond in conds:
-        want = n - len(leased)
-        if want <= 0:
-            break
-        sub = select(Query.id).where(Query.run_id == run_id, cond)
-        if ids is not None:
-            sub = sub.where(Query.id.in_(ids))
-        sub = sub.order_by(Query.id).limit(want)
-        if pg:
-            sub = sub.with_for_update(skip_locked=True)
-        stmt = (
-            update(Query)
-            .where(Query.id.in_(sub.scalar_subquery()), cond)
-            .values(status="leased", annotator_id=annotator_id, lease_expires_at=until)
-            .execution_options(synchronize_session=False)
-        )
-        if pg:
-            stmt = stmt.where(Image.id == Query.image_id).returning(*LEASED_COLS)
-            leased.extend(db.execute(stmt).all())
-            continue
-        leased.extend(query_rows(db, list(db.execute(stmt.returning(Query.id)).scalars())))
-    return sorted(leased, key=lambda r: r.id)
-
-
-def query_rows(db: Session, ids: Sequence[int]) -> list[Row[Any]]:
-    """``LEASED_COLS`` of queries ``ids``, by id (columns, not ORM objects: cheaper)."""
-    if not ids:
-        return []
-    stmt = select(*LEASED_COLS).join(Image, Image.id == Query.image_id)
-    return list(db.execute(stmt.where(Query.id.in_(list(ids))).order_by(Query.id)).all())
 
 
 def _lease_idle(lease_s: float) -> int:
@@ -148,73 +81,17 @@ class EmbeddedQueue:
     def enqueue(self, run_id: int, query_ids: Sequence[int]) -> None:
         return None
 
-    def claim(
-        self, db: Session, run_id: int, annotator_id: int, n: int, lease_s: float, now: datetime
-    ) -> list[Row[Any]]:
-        rows = lease_rows(db, run_id, annotator_id, now + timedelta(seconds=lease_s), now, n)
-        db.commit()
-        return rows
+    def claim(self, book: LeaseBook, n: int) -> list[Row[Any]]:
+        return book.lease(n)
 
     def ack(self, run_id: int, query_ids: Sequence[int]) -> None:
         return None
 
-    def rebuild(self, db: Session, run_id: int) -> None:
+    def rebuild(self, run_id: int, live_ids: Callable[[], Sequence[int]]) -> None:
         return None
 
     def ping(self) -> bool:
         return True
-
-
-_ENQUEUE = """
-for _, q in ipairs(ARGV) do
-  redis.call('HSET', KEYS[2], q, redis.call('XADD', KEYS[1], '*', 'q', q))
-end
-return #ARGV
-"""
-
-_CANDIDATES = """
-local stream, cursor_key, gate = KEYS[1], KEYS[2], KEYS[3]
-local group, consumer, min_idle, n = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-local out = {}
-if redis.call('SET', gate, '1', 'PX', ARGV[5], 'NX') then
-  local cur = redis.call('GET', cursor_key) or '0-0'
-  local r = redis.call('XAUTOCLAIM', stream, group, consumer, min_idle, cur, 'COUNT', n)
-  redis.call('SET', cursor_key, r[1])
-  for _, e in ipairs(r[2]) do
-    if e[2] then out[#out + 1] = e[1]; out[#out + 1] = e[2][2] end
-  end
-  if #out / 2 >= n then redis.call('DEL', gate) end
-end
-local got = #out / 2
-if got < n then
-  local rd = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', n - got,
-                        'STREAMS', stream, '>')
-  if rd then
-    for _, e in ipairs(rd[1][2]) do out[#out + 1] = e[1]; out[#out + 1] = e[2][2] end
-  end
-end
-if #out > 0 then
-  -- time every candidate to the lease it is about to get (the usual outcome); the claim
-  -- re-times or acks the few that the database does not lease
-  local args = {stream, group, consumer, '0'}
-  for i = 1, #out, 2 do args[#args + 1] = out[i] end
-  args[#args + 1] = 'IDLE'; args[#args + 1] = ARGV[6]; args[#args + 1] = 'JUSTID'
-  redis.call('XCLAIM', unpack(args))
-end
-return out
-"""
-
-_ACK = """
-for _, q in ipairs(ARGV) do
-  local e = redis.call('HGET', KEYS[2], q)
-  if e then
-    redis.call('XACK', KEYS[1], KEYS[3], e)
-    redis.call('XDEL', KEYS[1], e)
-    redis.call('HDEL', KEYS[2], q)
-  end
-end
-return 1
-"""
 
 
 class RedisQueue:
@@ -224,9 +101,9 @@ class RedisQueue:
         self.r = client
         self.prefix = prefix
         self.known_runs: set[int] = set()
-        self._enqueue = client.register_script(_ENQUEUE)
-        self._candidates = client.register_script(_CANDIDATES)
-        self._ack = client.register_script(_ACK)
+        self._enqueue = client.register_script(ENQUEUE)
+        self._candidates = client.register_script(CANDIDATES)
+        self._ack = client.register_script(ACK)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "adamcu") -> RedisQueue:
@@ -278,8 +155,8 @@ class RedisQueue:
         except redis.ResponseError:
             return False
 
-    def rebuild(self, db: Session, run_id: int) -> None:
-        """Recreate the run's stream from the database's pending and leased rows."""
+    def rebuild(self, run_id: int, live_ids: Callable[[], Sequence[int]]) -> None:
+        """Recreate the run's stream from the record's pending and leased rows (``live_ids``)."""
         stream, entries, cursor, lock = self._keys(run_id)
         if not self.r.set(lock, "1", nx=True, ex=30):
             deadline = time.monotonic() + 5
@@ -291,83 +168,68 @@ class RedisQueue:
             pipe.delete(stream, entries, cursor, self._gate(run_id))
             pipe.xgroup_create(stream, GROUP, id="0", mkstream=True)
             pipe.execute()
-            live = select(Query.id).where(
-                Query.run_id == run_id, Query.status.in_(("pending", "leased"))
-            )
-            ids = list(db.execute(live.order_by(Query.id)).scalars())
-            db.rollback()  # end the read transaction (SQLite holds its lock until then)
+            ids = list(live_ids())
             self.enqueue(run_id, ids)
             log.info("rebuilt redis stream of run %s with %d queries", run_id, len(ids))
         finally:
             self.r.delete(lock)
 
-    def _fetch(
-        self, db: Session, run_id: int, consumer: str, n: int, lease_s: float
-    ) -> list[tuple[str, int]]:
+    def _fetch(self, book: LeaseBook, consumer: str, n: int) -> list[tuple[str, int]]:
         """Up to ``n`` (entry id, query id) candidates: expired PEL entries (at most once a
-        second), then new ones; all already timed to a lease of ``lease_s``."""
-        stream, _, cursor, _ = self._keys(run_id)
-        keys = [stream, cursor, self._gate(run_id)]
-        args = [GROUP, consumer, MAX_IDLE_MS, n, AUTOCLAIM_EVERY_MS, _lease_idle(lease_s)]
+        second), then new ones; all already timed to the book's lease."""
+        stream, _, cursor, _ = self._keys(book.run_id)
+        keys = [stream, cursor, self._gate(book.run_id)]
+        args = [GROUP, consumer, MAX_IDLE_MS, n, AUTOCLAIM_EVERY_MS, _lease_idle(book.lease_s)]
         try:
             flat = self._candidates(keys=keys, args=args)
         except redis.ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
-            self.rebuild(db, run_id)
+            self.rebuild(book.run_id, book.live_ids)
             flat = self._candidates(keys=keys, args=args)
         return [(flat[i], int(flat[i + 1])) for i in range(0, len(flat), 2)]
 
-    def claim(
-        self, db: Session, run_id: int, annotator_id: int, n: int, lease_s: float, now: datetime
-    ) -> list[Row[Any]]:
+    def claim(self, book: LeaseBook, n: int) -> list[Row[Any]]:
         """Lease through the stream; when Redis cannot be reached, lease straight from the
         database (the record), as the embedded queue does. The stream is rebuilt later."""
         try:
-            return self._claim(db, run_id, annotator_id, n, lease_s, now)
+            return self._claim(book, n)
         except redis.ConnectionError:
-            log.warning("redis unreachable: claim for run %s leases from the database", run_id)
-            db.rollback()
-            rows = lease_rows(db, run_id, annotator_id, now + timedelta(seconds=lease_s), now, n)
-            db.commit()
-            return rows
+            log.warning("redis unreachable: claim for run %s leases from the database", book.run_id)
+            book.abandon()
+            return book.lease(n)
 
-    def _claim(
-        self, db: Session, run_id: int, annotator_id: int, n: int, lease_s: float, now: datetime
-    ) -> list[Row[Any]]:
-        consumer = f"a{annotator_id}"
-        until = now + timedelta(seconds=lease_s)
+    def _claim(self, book: LeaseBook, n: int) -> list[Row[Any]]:
+        consumer = f"a{book.annotator_id}"
         leased: list[Row[Any]] = []
         for _attempt in range(4):
-            cands = self._fetch(db, run_id, consumer, n - len(leased), lease_s)
+            cands = self._fetch(book, consumer, n - len(leased))
             if not cands:
-                if not leased and self._db_has_unqueued(db, run_id, now):
-                    self.rebuild(db, run_id)
+                if not leased and book.has_unqueued(ENQUEUE_GRACE_S):
+                    self.rebuild(book.run_id, book.live_ids)
                     continue
                 break
             qids = [q for _, q in cands]
-            got = lease_rows(db, run_id, annotator_id, until, now, n, qids)
-            db.commit()
+            got = book.lease(n, qids)
             mine = {r.id for r in got}
             # Usually every candidate was leased once and the fetch timed it already; else
             # re-time, release or ack the rest (bookkeeping only: the committed leases stand
             # whatever Redis says).
             if len(mine) != len(cands) or len(set(qids)) != len(qids):
                 try:
-                    self._settle(db, run_id, consumer, cands, mine, now)
+                    self._settle(book, consumer, cands, mine)
                 except redis.RedisError:
-                    log.exception("redis bookkeeping after a claim failed for run %s", run_id)
+                    log.exception("redis bookkeeping after a claim failed for run %s", book.run_id)
             leased.extend(got)
             if len(leased) >= n:
                 break
         if len(leased) < n:  # the DB is the record: expired leases the PEL has not timed out
-            late = lease_rows(db, run_id, annotator_id, until, now, n - len(leased), None, True)
-            db.commit()
+            late = book.lease_expired(n - len(leased))
             if late:
                 try:
-                    self._retime(run_id, consumer, [r.id for r in late], lease_s)
+                    self._retime(book.run_id, consumer, [r.id for r in late], book.lease_s)
                 except redis.RedisError:
-                    log.exception("redis bookkeeping after a claim failed for run %s", run_id)
+                    log.exception("redis bookkeeping after a claim failed for run %s", book.run_id)
             leased.extend(late)
         return sorted(leased, key=lambda r: r.id)
 
@@ -377,28 +239,13 @@ class RedisQueue:
         if eids:
             self.r.xclaim(stream, GROUP, consumer, 0, eids, idle=_lease_idle(lease_s), justid=True)
 
-    def _db_has_unqueued(self, db: Session, run_id: int, now: datetime) -> bool:
-        """A pending row older than ``ENQUEUE_GRACE_S`` while the stream gave nothing: its
-        entry is missing (e.g. the XADD after its commit failed). Younger rows may still be
-        on their way in (a big batch is enqueued after its commit): no rebuild storm then."""
-        q = select(Query.created_at).where(Query.run_id == run_id, Query.status == "pending")
-        oldest = db.execute(q.order_by(Query.id).limit(1)).scalar()
-        db.rollback()
-        return oldest is not None and oldest < now - timedelta(seconds=ENQUEUE_GRACE_S)
-
     def _settle(
-        self,
-        db: Session,
-        run_id: int,
-        consumer: str,
-        cands: list[tuple[str, int]],
-        got: set[int],
-        now: datetime,
+        self, book: LeaseBook, consumer: str, cands: list[tuple[str, int]], got: set[int]
     ) -> None:
         """Settle candidates the database did not lease once: re-time the entries of queries
         leased to others, release pending ones, ack dead or duplicate ones, and point the
         entries hash at each leased query's entry (the fetch already timed those)."""
-        stream, entries, _, _ = self._keys(run_id)
+        stream, entries, _, _ = self._keys(book.run_id)
         primary: dict[int, str] = {}
         dead: list[str] = []
         for eid, qid in cands:
@@ -407,20 +254,14 @@ class RedisQueue:
             else:
                 primary[qid] = eid
         others = [q for q in primary if q not in got]
-        states = {}
-        if others:
-            rows = db.execute(
-                select(Query.id, Query.status, Query.lease_expires_at).where(Query.id.in_(others))
-            )
-            states = {r.id: (r.status, r.lease_expires_at) for r in rows}
-            db.rollback()
+        states = book.states(others)
         pipe = self.r.pipeline(transaction=False)
         if got:
             pipe.hset(entries, mapping={q: primary[q] for q in got})
         for q in others:
             status, expires = states.get(q, ("gone", None))
             if status == "leased" and expires is not None:
-                left_ms = max(int((expires - now).total_seconds() * 1000), 0)
+                left_ms = max(int((expires - book.now).total_seconds() * 1000), 0)
                 idle = max(MAX_IDLE_MS - left_ms, 0)
                 pipe.xclaim(stream, GROUP, consumer, 0, [primary[q]], idle=idle, justid=True)
             elif status == "pending":

@@ -10,7 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 Role = Literal["admin", "trainer", "annotator", "viewer"]
 Group = Literal["high", "medium", "random", "entropy", "ripu", "other"]
@@ -19,12 +19,13 @@ RunStatus = Literal["active", "finished"]
 GROUPS: tuple[str, ...] = ("high", "medium", "random", "entropy", "ripu", "other")
 MAX_QUERIES_PER_BATCH = 10_000
 MAX_ANSWERS_PER_BATCH = 10_000
-IGNORE_INDEX = 255
+IGNORE_INDEX = 255  # "unlabeled" in masks and label banks; class ids lie below it
 INT32_MAX = 2**31 - 1  # ids, pixel coordinates and most counters are 32-bit integer columns
 INT53_MAX = 2**53 - 1  # a run's pixel counts are 64-bit (a full-size Cityscapes train set: 6.2e9)
 
 DbInt = Annotated[int, Field(ge=0, le=INT32_MAX)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
+ClassId = Annotated[int, Field(ge=0, le=IGNORE_INDEX - 1)]
 
 
 def budget_total(budget_rate: float, target_pixels: int) -> int:
@@ -54,6 +55,35 @@ def _finite_json(value: Any) -> Any:
 FiniteJson = Annotated[dict[str, Any], AfterValidator(_finite_json)]
 
 
+def _printable(value: str) -> str:
+    """Refuse control characters (C0, DEL, C1; NUL included): PostgreSQL cannot store NUL in
+    text, and none belongs in a name, a key or a label."""
+    for ch in value:
+        if ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0:
+            raise ValueError(f"control character U+{ord(ch):04X} is not allowed")
+    return value
+
+
+def _safe_key(value: str) -> str:
+    """An image key is a relative path: segments joined by ``/``, none empty, ``.`` or ``..``;
+    no backslash, no ``:``, no control character. It names the mask in ``masks.zip``."""
+    _printable(value)
+    if "\\" in value or ":" in value:
+        raise ValueError("an image key may not contain a backslash or ':'")
+    if any(part in ("", ".", "..") for part in value.split("/")):
+        raise ValueError(
+            "an image key is a relative path: no leading, trailing or double '/', "
+            "no '.' or '..' segment"
+        )
+    return value
+
+
+Name = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_printable)]
+RunName = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_printable)]
+Label = Annotated[str, Field(max_length=100), AfterValidator(_printable)]
+ImageKey = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_safe_key)]
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -70,9 +100,14 @@ class ErrorOut(BaseModel):
 # --- tokens -------------------------------------------------------------------------------
 
 
+MAX_TOKEN_LIFETIME_S = 10 * 365 * 86400
+
+
 class TokenIn(Strict):
     role: Role
-    name: str = Field(min_length=1, max_length=100)
+    name: Name
+    # None: the token never expires (it can still be revoked)
+    expires_in_seconds: int | None = Field(default=None, ge=60, le=MAX_TOKEN_LIFETIME_S)
 
 
 class Me(BaseModel):
@@ -83,24 +118,45 @@ class Me(BaseModel):
 
 class TokenCreated(Me):
     token: str
+    expires_at: datetime | None = None
+
+
+class TokenOut(Me):
+    """A token as the admin lists it: never its secret (only a hash is stored)."""
+
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+class TokensOut(BaseModel):
+    tokens: list[TokenOut]
 
 
 # --- runs ---------------------------------------------------------------------------------
 
 
 class ClassSpec(Strict):
-    id: int = Field(ge=0, le=254)
-    name: str = Field(min_length=1, max_length=100)
+    id: ClassId
+    name: Name
     color: tuple[int, int, int] = (0, 0, 0)
 
 
 class RunIn(Strict):
-    name: str = Field(min_length=1, max_length=200)
-    classes: list[ClassSpec] = Field(min_length=1, max_length=255)
+    name: RunName
+    classes: list[ClassSpec] = Field(min_length=1, max_length=IGNORE_INDEX)
     target_pixels: int = Field(ge=0, le=INT53_MAX)
     budget_rate: float = Field(ge=0.0, le=1.0)
-    strategy: str = Field(default="full", max_length=100)
+    strategy: Label = "full"
     config: FiniteJson = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _unique_class_ids(self) -> RunIn:
+        ids = [c.id for c in self.classes]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            raise ValueError(f"class ids must be unique in a run; repeated: {twice}")
+        return self
 
 
 class RunPatch(Strict):
@@ -124,7 +180,7 @@ class RunOut(BaseModel):
 
 
 class ImageIn(Strict):
-    key: str = Field(min_length=1, max_length=500)
+    key: ImageKey
     width: int = Field(ge=1, le=16384)
     height: int = Field(ge=1, le=16384)
     png_base64: str = Field(min_length=1)
@@ -193,14 +249,14 @@ class QueriesPage(BaseModel):
 
 
 class AnswerIn(Strict):
-    class_id: int = Field(ge=0, le=254)
+    class_id: ClassId
     lead_time_ms: DbInt | None = None
     correction: bool = False
 
 
 class BatchAnswerItem(Strict):
     query_id: DbInt
-    class_id: int = Field(ge=0, le=254)
+    class_id: ClassId
     lead_time_ms: DbInt | None = None
 
 
@@ -259,7 +315,7 @@ class MetricIn(Strict):
     labeled_pixels: DbInt = 0
     miou: Finite
     per_class_iou: list[Finite | None] = Field(default_factory=list)
-    split: str = Field(default="target-val", max_length=100)
+    split: Label = "target-val"
 
 
 class MetricOut(MetricIn):

@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     # Requests that run at once in a worker process's thread pool (the rest wait in line, in
     # order). Many threads only fight over the GIL and the CPU: the tail latency grows.
     threads: int = Field(default=8, ge=1, le=256)
+    # An uploaded image with more pixels is refused (413) before it is decoded.
+    max_image_pixels: int = Field(default=40_000_000, ge=1, le=16384 * 16384)
     web_dir: Path | None = Path(__file__).resolve().parent.parent / "web"
 
     @model_validator(mode="after")

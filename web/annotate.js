@@ -6,6 +6,7 @@ import { assignKeys, flash, renderPalette } from "./palette.js";
 import { installKeys } from "./keys.js";
 import { saveOnce } from "./outbox.js";
 import { ClaimQueue, ImageCache } from "./queue.js";
+import { nextActiveRun, showRuns } from "./runs.js";
 import { setupSignIn } from "./signin.js";
 
 const $ = (id) => document.getElementById(id);
@@ -104,7 +105,7 @@ async function refill() {
   } catch (err) {
     if (!s.alive) return;
     if (err.status === 401) return expire();
-    if (err.code === "run_finished") s.run = { ...s.run, status: "finished" };
+    if (err.code === "run_finished") return runEnded(s);
     else ui.setStatus(`Could not claim queries: ${describeError(err)}`, "error");
   } finally {
     s.claiming = false;
@@ -123,6 +124,7 @@ function send(s, queryId, path, body, what) {
   const ok = saveOnce(api, s.inflight, queryId, path, body, {
     what,
     onUnauthorized: expire,
+    onRunFinished: () => runEnded(s),
     onSettled: () => {
       refreshMine(s);
       scheduleBudget(s);
@@ -229,6 +231,32 @@ function scheduleBudget(s) {
 
 // ---- runs, keyboard, start -------------------------------------------------------------
 
+/**
+ * A claim, answer or skip was refused with run_finished: finishing the run released every
+ * lease, so this session's queries are gone. Say so and move on to the next active run.
+ */
+async function runEnded(s) {
+  if (s.ended) return;
+  s.ended = true;
+  const shown = sess === s;
+  if (shown) pause();
+  s.current = null;
+  s.queue.items = [];
+  sessions.delete(s.run.id);
+  const ended = `Run “${s.run.name}” has ended; its remaining queries were released.`;
+  ui.notice(ended, "warn", { key: "run-ended", ttl: 0 });
+  if (!shown) return;
+  const found = await nextActiveRun(api, s.run.id).catch((err) => {
+    if (err.status === 401) expire();
+    return { runs: [], next: null };
+  });
+  if (sess !== s) return; // signed out, or another run was picked meanwhile
+  if (!found.next) return ui.showEmpty(`${ended} No other run is active.`);
+  ui.notice(`${ended} Now labeling “${found.next.name}”.`, "warn", { key: "run-ended", ttl: 0 });
+  showRuns($("run-select"), found.runs, found.next.id, pick);
+  startRun(found.next);
+}
+
 /** Stop the current session's timers; its claimed queries stay with it. */
 function pause() {
   if (sess) {
@@ -273,15 +301,14 @@ async function loadRuns() {
       ui.setStatus(`${describeError(err)} Retrying in ${Math.round(delay / 1000)} s…`, "warn"),
   });
   ui.setStatus("");
-  const select = $("run-select");
-  const chosen = ui.fillRuns(select, runs, sessionStorage.getItem(RUN_KEY));
+  const chosen = showRuns($("run-select"), runs, sessionStorage.getItem(RUN_KEY), pick);
   if (!chosen) return ui.showEmpty("No runs yet. A trainer or admin creates one.");
-  select.onchange = () => {
-    const run = runs.find((r) => String(r.id) === select.value);
-    if (run) startRun(run);
-    $("work").focus();
-  };
   startRun(chosen);
+}
+
+function pick(run) {
+  startRun(run);
+  $("work").focus();
 }
 
 function main() {

@@ -11,7 +11,14 @@ import { clearNotice, notice } from "./annotate-ui.js";
  * through (the response was lost), so it counts as saved rather than being sent again.
  * Returns false when a save of that query is already running.
  */
-export function saveOnce(api, inflight, queryId, path, body, { what, onSettled, onUnauthorized }) {
+export function saveOnce(
+  api,
+  inflight,
+  queryId,
+  path,
+  body,
+  { what, onSettled, onUnauthorized, onRunFinished = () => {} },
+) {
   if (inflight.has(queryId)) return false;
   let attempts = 0;
   const key = `save-${queryId}`;
@@ -20,7 +27,7 @@ export function saveOnce(api, inflight, queryId, path, body, { what, onSettled, 
     try {
       return await api.post(path, body);
     } catch (err) {
-      if (attempts > 1 && err.status === 409) return null;
+      if (attempts > 1 && err.status === 409 && err.code !== "run_finished") return null;
       throw err;
     }
   };
@@ -37,6 +44,7 @@ export function saveOnce(api, inflight, queryId, path, body, { what, onSettled, 
       notice(`The ${what} of query ${queryId} was not saved: ${describeError(err)}`, "error",
         { key, ttl: 0 });
       if (err.status === 401) onUnauthorized();
+      if (err.code === "run_finished") onRunFinished();
       return false;
     })
     .finally(() => {

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from server.db import get_db
+from server.errors import Unauthorized
 from server.queue import Dispatcher
 from server.schemas import INT32_MAX, Me
 from server.services.auth import authorize
@@ -51,7 +52,11 @@ def _bearer(request: Request) -> str | None:
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
-    return request.query_params.get("token")
+    if "token" in request.query_params:  # would end up in access logs and browser history
+        raise Unauthorized(
+            "Send the token in the Authorization header; ?token= only opens the web pages."
+        )
+    return None
 
 
 async def get_principal(request: Request, db: DB, settings: Config) -> Me:

@@ -10,11 +10,10 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, bindparam, delete, insert, select, text, update
-from sqlalchemy.exc import DataError
+from sqlalchemy import Row, delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from server.db import is_postgres
+from server.db import begin_write, is_postgres
 from server.errors import (
     AlreadyAnswered,
     BadRequest,
@@ -23,14 +22,16 @@ from server.errors import (
     NothingToUndo,
     NotLeased,
     QueryNotFound,
+    RunFinished,
     UnknownClass,
 )
-from server.models import Answer, Query, Run, Token, UTCDateTime
+from server.models import Answer, Query, Run, Token
 from server.queue import Dispatcher
 from server.schemas import AnswerIn, AnswerOut, AnswersPage, BatchAnswerItem, Me, UndoOut
 from server.services import budget
+from server.services.answers_pg import answer_pg
 from server.services.queries import query_outs
-from server.services.runs import class_ids, get_run
+from server.services.runs import class_ids, get_run, require_active
 
 _QCOLS = (
     Query.id,
@@ -77,107 +78,6 @@ def _insert(db: Session, rows: list[dict[str, Any]]) -> list[Row[Any]]:
     return list(db.execute(stmt, rows).all())
 
 
-# PostgreSQL fast path: lease check, budget move and answer rows in ONE statement that commits
-# by itself, so the run row (locked by the budget move, before the answer ids are drawn) is
-# never held across a round trip to this process. All or nothing: no row back means nothing
-# matched; some but not all items matching divides by zero, which undoes the whole statement.
-# Either way the caller explains the refusal with the slow checks.
-_ANSWER_PG = (
-    text("""
-WITH items AS (
-  SELECT * FROM unnest(CAST(:qids AS integer[]), CAST(:cids AS integer[]),
-                       CAST(:leads AS integer[])) AS t(query_id, class_id, lead_time_ms)
-), q AS (
-  UPDATE queries SET status = 'answered', lease_expires_at = NULL FROM items
-  WHERE queries.id = items.query_id AND queries.status = 'leased'
-    AND queries.annotator_id = :me AND queries.lease_expires_at >= :now
-    AND (CAST(:run_id AS integer) IS NULL OR queries.run_id = :run_id)
-    AND EXISTS (SELECT 1 FROM runs cr, json_array_elements(cr.classes) AS e
-                WHERE cr.id = queries.run_id AND e->>'id' = CAST(items.class_id AS text))
-  RETURNING queries.id, queries.run_id, queries.image_id, queries.y, queries.x,
-            queries."group", items.class_id, items.lead_time_ms
-), r AS (
-  UPDATE runs SET reserved = runs.reserved - c.n, answered = runs.answered + c.n
-  FROM (SELECT run_id, count(*) AS n FROM q GROUP BY run_id) AS c
-  WHERE runs.id = c.run_id RETURNING runs.id
-), a AS (
-  INSERT INTO answers (run_id, query_id, class_id, annotator_id, lead_time_ms, correction,
-                       created_at)
-  SELECT q.run_id, q.id, q.class_id, :me, q.lead_time_ms, false, :now
-  FROM q JOIN r ON r.id = q.run_id ORDER BY q.id
-  RETURNING answers.id, answers.query_id, answers.created_at
-)
-SELECT a.id AS answer_id, a.created_at, q.*,
-       1 / CASE WHEN (SELECT count(*) FROM q) = :n THEN 1 ELSE 0 END AS whole
-FROM a JOIN q ON q.id = a.query_id
-""")
-    .bindparams(bindparam("now", type_=UTCDateTime))
-    .columns(created_at=UTCDateTime)
-)
-
-
-def _fits(v: int) -> bool:
-    return -(2**31) <= v < 2**31
-
-
-def _answer_pg(
-    db: Session,
-    run_id: int | None,
-    me: Me,
-    items: Sequence[Any],
-    now: datetime,
-) -> list[AnswerOut] | None:
-    """Answer leased queries in one statement (PostgreSQL); ``None``: some item is refused
-    (or a number does not fit the columns) and the caller's checks give the error."""
-    if not all(_fits(it.query_id) and _fits(it.lead_time_ms or 0) for it in items):
-        return None
-    params = {
-        "qids": [it.query_id for it in items],
-        "cids": [it.class_id for it in items],
-        "leads": [it.lead_time_ms for it in items],
-        "me": me.id,
-        "now": now,
-        "run_id": run_id,
-        "n": len(items),
-    }
-    autocommit = not db.in_transaction()  # else (a principal just loaded) commit at the end
-    if autocommit:
-        db.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-    try:
-        rows = {r.id: r for r in db.execute(_ANSWER_PG, params)}
-    except DataError as exc:
-        if getattr(exc.orig, "sqlstate", None) != "22012":  # not the all-or-nothing guard
-            raise
-        rows = {}
-    finally:
-        if autocommit:
-            db.close()  # the connection goes back (isolation reset); later work is transactional
-    if len(rows) != len(items):
-        db.rollback()
-        return None
-    db.commit()
-    outs = []
-    for it in items:
-        r = rows[it.query_id]
-        outs.append(
-            AnswerOut(
-                id=r.answer_id,
-                query_id=r.id,
-                run_id=r.run_id,
-                image_id=r.image_id,
-                y=r.y,
-                x=r.x,
-                class_id=r.class_id,
-                group=r.group,
-                annotator=me.name,
-                lead_time_ms=r.lead_time_ms,
-                correction=False,
-                created_at=r.created_at,
-            )
-        )
-    return outs
-
-
 def _lease_filter(ids: Sequence[int], me: Me, now: datetime) -> list[Any]:
     return [
         Query.id.in_(list(ids)),
@@ -194,15 +94,19 @@ def answer(
         item = BatchAnswerItem(
             query_id=query_id, class_id=data.class_id, lead_time_ms=data.lead_time_ms
         )
-        done = _answer_pg(db, None, me, [item], now)
+        done = answer_pg(db, None, me, [item], now)
         if done is not None:
             queue.ack(done[0].run_id, [query_id])
             return done[0]
     found = db.execute(
-        select(*_QCOLS, Run.classes).join(Run, Run.id == Query.run_id).where(Query.id == query_id)
+        select(*_QCOLS, Run.classes, Run.status.label("run_status"))
+        .join(Run, Run.id == Query.run_id)
+        .where(Query.id == query_id)
     ).one_or_none()
     if found is None:
         raise QueryNotFound(f"Query {query_id} does not exist.")
+    if found.run_status != "active":
+        raise RunFinished(f"Run {found.run_id} is {found.run_status}: it takes no more answers.")
     if data.class_id not in {int(c["id"]) for c in found.classes}:
         raise UnknownClass(f"Class {data.class_id} is not one of run {found.run_id}'s classes.")
     if data.correction:
@@ -232,6 +136,16 @@ def answer(
     return _out(found, a, data.class_id, data.lead_time_ms, data.correction, me)
 
 
+def _rows_in_run(db: Session, run_id: int, ids: Sequence[int]) -> dict[int, Row[Any]]:
+    """``_QCOLS`` of queries ``ids`` by id; 404 for the first that is not in the run."""
+    stmt = select(*_QCOLS).where(Query.id.in_(list(ids)), Query.run_id == run_id)
+    rows = {r.id: r for r in db.execute(stmt)}
+    for qid in ids:
+        if qid not in rows:
+            raise QueryNotFound(f"Query {qid} does not exist in run {run_id}.")
+    return rows
+
+
 def answer_batch(
     db: Session,
     queue: Dispatcher,
@@ -241,7 +155,10 @@ def answer_batch(
     now: datetime,
 ) -> list[AnswerOut]:
     """Answer many leased queries at once; any refusal stores nothing."""
-    classes = class_ids(get_run(db, run_id))
+    run = get_run(db, run_id)
+    if run.status != "active":
+        raise RunFinished(f"Run {run_id} is {run.status}: it takes no more answers.")
+    classes = class_ids(run)
     ids = [it.query_id for it in items]
     if len(set(ids)) != len(ids):
         raise BadRequest("A query id appears twice in the batch.")
@@ -250,22 +167,17 @@ def answer_batch(
             raise UnknownClass(f"Class {it.class_id} is not one of run {run_id}'s classes.")
     if is_postgres(db):
         db.rollback()  # end the read transaction: the answer statement commits by itself
-        done = _answer_pg(db, run_id, me, items, now)
+        done = answer_pg(db, run_id, me, items, now)
         if done is not None:
             queue.ack(run_id, ids)
             return done
-    rows = {
-        r.id: r
-        for r in db.execute(select(*_QCOLS).where(Query.id.in_(ids), Query.run_id == run_id))
-    }
-    for qid in ids:
-        if qid not in rows:
-            raise QueryNotFound(f"Query {qid} does not exist in run {run_id}.")
+    rows = _rows_in_run(db, run_id, ids)
     stmt = update(Query).where(Query.run_id == run_id, *_lease_filter(ids, me, now))
     stmt = stmt.values(status="answered", lease_expires_at=None).returning(Query.id)
     got = set(db.execute(stmt.execution_options(synchronize_session=False)).scalars())
     if len(got) != len(ids):
         db.rollback()
+        require_active(db, run_id)  # finished since the check above: say so
         raise _refusal(rows[next(q for q in ids if q not in got)], me, now)
     budget.settle(db, run_id, reserved=-len(ids), answered=len(ids))
     inserted = _insert(
@@ -298,6 +210,7 @@ def undo(
     run_id = db.execute(select(Query.run_id).where(Query.id == query_id)).scalar_one_or_none()
     if run_id is None:
         raise QueryNotFound(f"Query {query_id} does not exist.")
+    require_active(db, run_id)
     cursor = db.execute(
         select(Run.consumed_cursor).where(Run.id == run_id).with_for_update()
     ).scalar_one()
@@ -332,6 +245,8 @@ def undo(
 
 def answers_since(db: Session, run_id: int, after: int, limit: int, advance: bool) -> AnswersPage:
     """Answers with id > after, by id. ``advance`` moves the run's consumed cursor (trainer)."""
+    if advance:
+        begin_write(db)  # a GET that moves the cursor
     get_run(db, run_id)
     if advance:
         db.execute(select(Run.id).where(Run.id == run_id).with_for_update())

@@ -10,11 +10,12 @@ from typing import Any
 
 import numpy as np
 from PIL import Image as PILImage
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from server.models import Answer, Image, Query, Token
-from server.schemas import IGNORE_INDEX
+from server.schemas import IGNORE_INDEX, ImageKey
 from server.services.runs import get_run
 
 FIELDS = (
@@ -59,16 +60,39 @@ def answer_rows(db: Session, run_id: int) -> list[dict[str, Any]]:
     return [{**r._mapping, "created_at": r.created_at.isoformat()} for r in rows]
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_KEY = TypeAdapter(ImageKey)
+
+
+def csv_cell(value: Any) -> Any:
+    """A text cell that a spreadsheet would run as a formula gets a leading ``'`` (OWASP CSV
+    injection rule: cells starting with = + - @, tab or carriage return); numbers stay."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def to_csv(rows: list[dict[str, Any]]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=FIELDS)
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: csv_cell(v) for k, v in row.items()} for row in rows)
     return buf.getvalue()
 
 
+def mask_name(image_id: int, key: str) -> str:
+    """``<key>.png`` for a key of the safe pattern (every key registered since it was
+    enforced), else ``image-<id>.png``: no entry name climbs out of the folder it is
+    unpacked into."""
+    try:
+        return f"{_KEY.validate_python(key)}.png"
+    except ValidationError:
+        return f"image-{image_id}.png"
+
+
 def masks_zip(db: Session, run_id: int) -> bytes:
-    """``<key>.png`` uint8 masks (255 = unlabeled, latest answer per query) + classes.json."""
+    """``<key>.png`` uint8 masks (``IGNORE_INDEX``: unlabeled; the latest answer per query wins)
+    and classes.json."""
     run = get_run(db, run_id)
     images = db.execute(
         select(Image.id, Image.key, Image.width, Image.height).where(Image.run_id == run_id)
@@ -87,6 +111,6 @@ def masks_zip(db: Session, run_id: int) -> bytes:
         for im in images:
             png = io.BytesIO()
             PILImage.fromarray(masks[im.id]).save(png, format="PNG")
-            zf.writestr(f"{im.key}.png", png.getvalue())
+            zf.writestr(mask_name(im.id, im.key), png.getvalue())
         zf.writestr("classes.json", json.dumps(run.classes, indent=1))
     return buf.getvalue()

@@ -6,22 +6,36 @@ import base64
 import binascii
 import io
 
-import numpy as np
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from server.errors import BadRequest, ImageNotFound, InvalidImage
+from server.errors import BadRequest, CropTooLarge, ImageNotFound, ImageTooLarge, InvalidImage
 from server.models import Image
 from server.schemas import ImageIn, ImageOut
 from server.services.runs import get_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# A crop's output side, (2r + 1) x scale, is at most this: the default radius (16) at the
+# largest scale (32), or the largest radius (512) at scale 1. Bounds a crop's memory and CPU.
+MAX_CROP_SIDE = 33 * 32
+DEFAULT_MAX_IMAGE_PIXELS = 40_000_000  # ADAMCU_MAX_IMAGE_PIXELS; a 2048x1024 frame is 2.1 M
 
 
-def _decode(item: ImageIn) -> bytes:
+def _check_pixels(key: str, width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise ImageTooLarge(
+            f"Image {key!r} is {width}x{height} = {width * height} pixels; at most "
+            f"{max_pixels} are accepted (ADAMCU_MAX_IMAGE_PIXELS)."
+        )
+
+
+def _decode(item: ImageIn, max_pixels: int) -> bytes:
+    """The PNG bytes of ``item``: its size read from the header only (never decoded here),
+    checked against the declared size and ``max_pixels`` before anything decodes it."""
+    _check_pixels(item.key, item.width, item.height, max_pixels)
     try:
         data = base64.b64decode(item.png_base64, validate=True)
     except (binascii.Error, ValueError) as exc:
@@ -29,8 +43,13 @@ def _decode(item: ImageIn) -> bytes:
     if not data.startswith(PNG_MAGIC):
         raise InvalidImage(f"Image {item.key!r} is not a PNG.")
     try:
-        size = PILImage.open(io.BytesIO(data)).size
-    except (UnidentifiedImageError, OSError) as exc:
+        img = PILImage.open(io.BytesIO(data), formats=["PNG"])
+        size = img.size
+        _check_pixels(item.key, size[0], size[1], max_pixels)
+        img.verify()  # chunk structure and checksums, without decoding the pixels
+    except PILImage.DecompressionBombError as exc:
+        raise ImageTooLarge(f"Image {item.key!r} has too many pixels.") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InvalidImage(f"Image {item.key!r} cannot be read as PNG.") from exc
     if size != (item.width, item.height):
         raise InvalidImage(
@@ -43,10 +62,12 @@ def _out(row: Image) -> ImageOut:
     return ImageOut(id=row.id, key=row.key, width=row.width, height=row.height)
 
 
-def register_images(db: Session, run_id: int, items: list[ImageIn]) -> list[ImageOut]:
+def register_images(
+    db: Session, run_id: int, items: list[ImageIn], max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+) -> list[ImageOut]:
     """Store new keys, return existing rows for known keys (idempotent), in request order."""
     get_run(db, run_id)
-    blobs = {item.key: (item, _decode(item)) for item in items}
+    blobs = {item.key: (item, _decode(item, max_pixels)) for item in items}
     for _attempt in range(2):
         existing = {
             row.key: row
@@ -88,15 +109,26 @@ def get_png(db: Session, image_id: int) -> bytes:
 
 
 def crop_png(png: bytes, cx: int, cy: int, r: int, scale: int = 1) -> bytes:
-    """(2r+1)-square crop around pixel (cx, cy), zero-padded at borders, nearest upscaled."""
-    img = np.asarray(PILImage.open(io.BytesIO(png)).convert("RGB"))
-    h, w = img.shape[:2]
-    if not (0 <= cx < w and 0 <= cy < h):
-        raise BadRequest(f"Pixel ({cx}, {cy}) lies outside the {w}x{h} image.")
-    padded = np.pad(img, ((r, r), (r, r), (0, 0)))
-    out = padded[cy : cy + 2 * r + 1, cx : cx + 2 * r + 1]
+    """(2r+1)-square crop around pixel (cx, cy), zero-padded at borders, nearest upscaled.
+
+    The output side is bounded (``MAX_CROP_SIDE``, else 422 before any decoding)."""
+    side = 2 * r + 1
+    if side * scale > MAX_CROP_SIDE:
+        raise CropTooLarge(
+            f"A crop is at most {MAX_CROP_SIDE} px a side: (2r+1) x scale = {side} x {scale} "
+            f"= {side * scale}. Ask for a smaller r or scale."
+        )
+    try:
+        img = PILImage.open(io.BytesIO(png))
+        w, h = img.size
+        if not (0 <= cx < w and 0 <= cy < h):
+            raise BadRequest(f"Pixel ({cx}, {cy}) lies outside the {w}x{h} image.")
+        img = img.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InvalidImage("The stored image cannot be decoded.") from exc
+    out = img.crop((cx - r, cy - r, cx + r + 1, cy + r + 1))  # black outside the image
     if scale > 1:
-        out = out.repeat(scale, axis=0).repeat(scale, axis=1)
+        out = out.resize((side * scale, side * scale), PILImage.Resampling.NEAREST)
     buf = io.BytesIO()
-    PILImage.fromarray(np.ascontiguousarray(out)).save(buf, format="PNG")
+    out.save(buf, format="PNG")
     return buf.getvalue()

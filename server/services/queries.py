@@ -21,10 +21,11 @@ from server.errors import (
     UnknownImage,
 )
 from server.models import Image, Query, UTCDateTime
-from server.queue import Dispatcher, query_rows
+from server.queue import Dispatcher
 from server.schemas import QueryIn, QueryOut
 from server.services import budget
-from server.services.runs import get_run
+from server.services.leases import LeaseBook, query_rows
+from server.services.runs import get_run, require_active
 
 
 def _query_out(q: Row[Any]) -> QueryOut:
@@ -181,7 +182,11 @@ def claim(
         if run_id not in queue.known_runs:  # runs are never deleted: one lookup per process
             get_run(db, run_id)
             queue.known_runs.add(run_id)
-        return [_query_out(q) for q in queue.claim(db, run_id, annotator_id, n, lease_s, now)]
+        book = LeaseBook(db, run_id, annotator_id, lease_s, now)
+        rows = queue.claim(book, n)
+        if not rows:  # finishing a run releases all its queries: only then ask why
+            require_active(db, run_id)
+        return [_query_out(q) for q in rows]
     finally:
         if autocommit:
             db.close()  # the connection goes back with its isolation level reset
@@ -204,9 +209,12 @@ def skip(
     )
     run_id = db.execute(stmt).scalar_one_or_none()
     if run_id is None:
-        row = db.get(Query, query_id)
+        row = db.execute(
+            select(Query.status, Query.run_id).where(Query.id == query_id)
+        ).one_or_none()
         if row is None:
             raise QueryNotFound(f"Query {query_id} does not exist.")
+        require_active(db, row.run_id)
         raise NotLeased(f"Query {query_id} is {row.status} and not leased to you.")
     budget.settle(db, run_id, reserved=-1, answered=0)
     db.commit()

@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from server.models import Run
 from server.queue import Dispatcher, RedisQueue
+from server.services.leases import live_query_ids
 
 
 def rebuild_missing_streams(make_session: sessionmaker[Session], queue: Dispatcher) -> int:
@@ -18,6 +19,6 @@ def rebuild_missing_streams(make_session: sessionmaker[Session], queue: Dispatch
         db.rollback()
         for run_id in run_ids:
             if not queue.group_exists(run_id):
-                queue.rebuild(db, run_id)
+                queue.rebuild(run_id, lambda r=run_id: live_query_ids(db, r))
                 rebuilt += 1
     return rebuilt

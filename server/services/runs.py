@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from collections.abc import Sequence
+
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from server.errors import RunNotFound
-from server.models import Run
+from server.errors import Forbidden, RunFinished, RunNotFound
+from server.models import Query, Run
+from server.queue import Dispatcher
 from server.schemas import RunIn, RunOut, budget_total
 
 
@@ -45,11 +48,50 @@ def list_runs(db: Session) -> list[RunOut]:
     return [to_out(r) for r in runs]
 
 
-def set_status(db: Session, run_id: int, status: str) -> RunOut:
+def set_status(db: Session, run_id: int, status: str, role: str) -> tuple[RunOut, list[int]]:
+    """Finish (or, as an admin, reopen) a run. Finishing releases every reservation in the
+    same transaction: its pending and leased queries become ``skipped`` (a reopened run keeps
+    them so) and the reserved counter drops by as many. Returns the run and the released
+    query ids (for the dispatcher to forget)."""
     run = get_run(db, run_id)
-    run.status = status
+    if run.status == "finished" and status == "active" and role != "admin":
+        raise Forbidden(
+            "Only an admin may reopen a finished run (its released queries stay skipped)."
+        )
+    released: list[int] = []
+    if status == "finished" and run.status != "finished":
+        stmt = (
+            update(Query)
+            .where(Query.run_id == run_id, Query.status.in_(("pending", "leased")))
+            .values(status="skipped", lease_expires_at=None)
+            .returning(Query.id)
+            .execution_options(synchronize_session=False)
+        )
+        released = list(db.execute(stmt).scalars())
+    db.execute(
+        update(Run)
+        .where(Run.id == run_id)
+        .values(status=status, reserved=Run.reserved - len(released))
+        .execution_options(synchronize_session=False)
+    )
     db.commit()
-    return to_out(run)
+    db.refresh(run)
+    return to_out(run), released
+
+
+def require_active(db: Session, run_id: int) -> None:
+    """409 ``run_finished`` unless the run is active (404 if there is no such run)."""
+    status = db.execute(select(Run.status).where(Run.id == run_id)).scalar_one_or_none()
+    if status is None:
+        raise RunNotFound(f"Run {run_id} does not exist.")
+    if status != "active":
+        raise RunFinished(f"Run {run_id} is {status}: it takes no more claims or answers.")
+
+
+def forget(queue: Dispatcher, run_id: int, ids: Sequence[int]) -> None:
+    """Tell the dispatcher that ``ids`` left the queue (after the commit), in chunks."""
+    for i in range(0, len(ids), 1000):
+        queue.ack(run_id, ids[i : i + 1000])
 
 
 def class_ids(run: Run) -> set[int]:

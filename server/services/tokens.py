@@ -1,4 +1,8 @@
-"""API tokens: only the sha256 of a token is stored; the plaintext is shown once."""
+"""API tokens: only the sha256 of a token is stored; the plaintext is shown once.
+
+A token may expire (``expires_at``) and an admin may revoke it (``revoked_at``); neither
+deletes the row (answers name their annotator by it).
+"""
 
 from __future__ import annotations
 
@@ -8,14 +12,17 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from server.errors import Unauthorized
-from server.models import Token
-from server.schemas import Me, TokenCreated
+from server.db import begin_write
+from server.errors import NotFound, Unauthorized
+from server.models import Token, utcnow
+from server.schemas import Me, TokenCreated, TokenOut
 
 BOOTSTRAP_ADMIN = "bootstrap-admin"
 TOKEN_PREFIX = "adamcu_"
@@ -25,40 +32,90 @@ def hash_token(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def create_token(db: Session, role: str, name: str) -> TokenCreated:
+def create_token(
+    db: Session, role: str, name: str, expires_in_s: int | None = None, now: datetime | None = None
+) -> TokenCreated:
     # A fixed prefix: a bare urlsafe token starts with "-" one time in 64, and
     # ``--token -abc`` then reads as an option on every command line.
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    row = Token(role=role, name=name, token_hash=hash_token(raw))
+    now = now or utcnow()
+    expires = now + timedelta(seconds=expires_in_s) if expires_in_s is not None else None
+    row = Token(
+        role=role, name=name, token_hash=hash_token(raw), created_at=now, expires_at=expires
+    )
     db.add(row)
     db.commit()
-    return TokenCreated(id=row.id, role=role, name=name, token=raw)  # type: ignore[arg-type]
+    return TokenCreated(id=row.id, role=role, name=name, token=raw, expires_at=expires)  # type: ignore[arg-type]
+
+
+def _out(row: Any) -> TokenOut:
+    return TokenOut(
+        id=row.id,
+        role=row.role,
+        name=row.name,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        revoked_at=row.revoked_at,
+    )
+
+
+def list_tokens(db: Session) -> list[TokenOut]:
+    return [_out(t) for t in db.execute(select(Token).order_by(Token.id)).scalars()]
+
+
+def revoke_token(db: Session, token_id: int, now: datetime, cache: PrincipalCache) -> TokenOut:
+    """Revoke a token (idempotent: a revoked token keeps its first revocation time). This
+    process forgets it at once; other worker processes within their cache's TTL."""
+    db.execute(
+        update(Token)
+        .where(Token.id == token_id, Token.revoked_at.is_(None))
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    row = db.get(Token, token_id)
+    if row is None:
+        db.rollback()
+        raise NotFound(f"Token {token_id} does not exist.")
+    db.commit()
+    cache.drop(row.token_hash)
+    return _out(row)
 
 
 class PrincipalCache:
     """Token digest -> principal, per process, for ``ttl`` seconds (least recently used out).
 
-    Tokens are never changed or revoked through the API; a row deleted by hand stops working
-    within ``ttl`` seconds. Unknown tokens are not cached (every try asks the database).
+    A revoked token leaves this process's cache at once and other processes' within ``ttl``
+    seconds; an expiring token is never served past its ``expires_at`` (``wall``: the app's
+    clock). Unknown tokens are not cached (every try asks the database).
     """
 
     def __init__(
-        self, ttl: float = 30.0, size: int = 4096, clock: Callable[[], float] = time.monotonic
+        self,
+        ttl: float = 30.0,
+        size: int = 4096,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], datetime] = utcnow,
     ) -> None:
-        self.ttl, self.size, self.clock = ttl, size, clock
-        self._items: OrderedDict[str, tuple[float, Me]] = OrderedDict()
+        self.ttl, self.size, self.clock, self.wall = ttl, size, clock, wall
+        self._items: OrderedDict[str, tuple[float, datetime | None, Me]] = OrderedDict()
 
     def get(self, digest: str) -> Me | None:
         hit = self._items.get(digest)
         if hit is None or hit[0] < self.clock():
             return None
-        return hit[1]
+        if hit[1] is not None and hit[1] <= self.wall():
+            self.drop(digest)
+            return None
+        return hit[2]
 
-    def put(self, digest: str, me: Me) -> None:
-        self._items[digest] = (self.clock() + self.ttl, me)
+    def put(self, digest: str, me: Me, expires_at: datetime | None = None) -> None:
+        self._items[digest] = (self.clock() + self.ttl, expires_at, me)
         self._items.move_to_end(digest)
         while len(self._items) > self.size:
             self._items.popitem(last=False)
+
+    def drop(self, digest: str) -> None:
+        self._items.pop(digest, None)
 
 
 def cached_principal(raw: str | None, cache: PrincipalCache) -> tuple[str, Me | None]:
@@ -73,17 +130,24 @@ def cached_principal(raw: str | None, cache: PrincipalCache) -> tuple[str, Me | 
 def authenticate(db: Session, raw: str, digest: str, admin_token: str, cache: PrincipalCache) -> Me:
     """Resolve a token that ``cached_principal`` did not know to its principal, from the
     database (the configured admin token is bootstrapped), and remember it in ``cache``."""
-    row = db.execute(select(Token).where(Token.token_hash == digest)).scalar_one_or_none()
+    cols = select(Token.id, Token.role, Token.name, Token.expires_at, Token.revoked_at)
+    row: Any = db.execute(cols.where(Token.token_hash == digest)).one_or_none()
+    db.rollback()  # end the read here: the endpoint runs in another thread, maybe much later
     if row is None and hmac.compare_digest(raw.encode(), admin_token.encode()):
         row = _bootstrap_admin(db, digest)
     if row is None:
         raise Unauthorized("The token is unknown.")
-    me = Me(id=row.id, role=row.role, name=row.name)  # type: ignore[arg-type]
-    cache.put(digest, me)
+    if row.revoked_at is not None:
+        raise Unauthorized("The token was revoked; ask an admin for a new one.")
+    if row.expires_at is not None and row.expires_at <= cache.wall():
+        raise Unauthorized("The token expired; ask an admin for a new one.")
+    me = Me(id=row.id, role=row.role, name=row.name)
+    cache.put(digest, me, row.expires_at)
     return me
 
 
 def _bootstrap_admin(db: Session, digest: str) -> Token:
+    begin_write(db)
     row = Token(role="admin", name=BOOTSTRAP_ADMIN, token_hash=digest)
     db.add(row)
     try:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import json
+import struct
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,6 +58,48 @@ def _finish(w: World, c: Ctx) -> None:
         f"/api/v1/runs/{w.run_id}", json={"status": "finished"}, headers=w.h("trainer")
     )
     assert r.status_code == 200, r.text
+
+
+def _patch(w: World, who: str, status: str):
+    return w.env.client.patch(f"/api/v1/runs/{w.run_id}", json={"status": status}, headers=w.h(who))
+
+
+def _png_header(width: int, height: int) -> str:
+    """A tiny PNG whose header claims ``width`` x ``height`` (an image bomb: nothing may
+    decode it)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 4096, 9)
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    return base64.b64encode(png).decode()
+
+
+def _token(w: World, c: Ctx, **fields: Any) -> None:
+    body = {"role": "annotator", "name": "carol", **fields}
+    r = w.post("/api/v1/tokens", "admin", body)
+    assert r.status_code == 201, r.text
+    c["token_id"] = r.json()["id"]
+    w.tokens["carol"] = r.json()["token"]
+
+
+def _expired_token(w: World, c: Ctx) -> None:
+    _token(w, c, expires_in_seconds=60)
+    assert w.get("/api/v1/me", "carol").status_code == 200  # cached while valid
+    w.env.clock.advance(61)
+
+
+def _revoked_token(w: World, c: Ctx) -> None:
+    _token(w, c)
+    assert w.get("/api/v1/me", "carol").status_code == 200
+    r = w.env.client.delete(f"/api/v1/tokens/{c['token_id']}", headers=w.h("admin"))
+    assert r.status_code == 200 and r.json()["revoked_at"], r.text
+
+
+NUL = "bad\x00name"
 
 
 def _run_body(**fields: Any) -> dict[str, Any]:
@@ -421,6 +465,186 @@ CASES = [
         404,
         "image_not_found",
     ),
+]
+
+
+CASES += [
+    # --- strings: no control characters (PostgreSQL cannot store NUL), bounded, safe keys
+    Case(
+        "nul-token-name",
+        lambda w, c: w.post("/api/v1/tokens", "admin", {"role": "viewer", "name": NUL}),
+        422,
+        "validation_error",
+    ),
+    Case(
+        "nul-run-name",
+        lambda w, c: w.post(RUNS, "trainer", _run_body(name=NUL)),
+        422,
+        "validation_error",
+    ),
+    Case(
+        "newline-run-name",
+        lambda w, c: w.post(RUNS, "trainer", _run_body(name="a\nb")),
+        422,
+        "validation_error",
+    ),
+    Case(
+        "nul-strategy",
+        lambda w, c: w.post(RUNS, "trainer", _run_body(strategy=NUL)),
+        422,
+        "validation_error",
+    ),
+    Case(
+        "nul-class-name",
+        lambda w, c: w.post(RUNS, "trainer", _run_body(classes=[{"id": 0, "name": NUL}])),
+        422,
+        "validation_error",
+    ),
+    Case(
+        "run-name-too-long",
+        lambda w, c: w.post(RUNS, "trainer", _run_body(name="x" * 201)),
+        422,
+        "validation_error",
+    ),
+    Case(
+        "duplicate-class-ids",
+        lambda w, c: w.post(
+            RUNS, "trainer", _run_body(classes=[{"id": 1, "name": "a"}, {"id": 1, "name": "b"}])
+        ),
+        422,
+        "validation_error",
+    ),
+    Case("nul-image-key", lambda w, c: _image(w, key="tgt/\x00"), 422, "validation_error"),
+    Case("key-dot-dot", lambda w, c: _image(w, key="tgt/../../etc"), 422, "validation_error"),
+    Case("key-absolute", lambda w, c: _image(w, key="/etc/passwd"), 422, "validation_error"),
+    Case("key-backslash", lambda w, c: _image(w, key="tgt\\..\\x"), 422, "validation_error"),
+    Case("key-drive", lambda w, c: _image(w, key="C:/x"), 422, "validation_error"),
+    Case("key-empty-segment", lambda w, c: _image(w, key="tgt//x"), 422, "validation_error"),
+    Case(
+        "nul-metric-split",
+        lambda w, c: w.post(
+            f"{RUNS}/{w.run_id}/metrics", "trainer", {"iteration": 1, "miou": 1.0, "split": NUL}
+        ),
+        422,
+        "validation_error",
+    ),
+    # --- bounded work: crops and image bombs
+    Case(
+        "crop-output-too-large",
+        lambda w, c: w.get(f"/api/v1/images/{w.image_id}.png?cx=2&cy=2&r=512&scale=32", "viewer"),
+        422,
+        "crop_too_large",
+    ),
+    Case(
+        "image-bomb-declared",
+        lambda w, c: _image(w, width=16384, height=16384, png_base64=_png_header(16384, 16384)),
+        413,
+        "image_too_large",
+    ),
+    Case(
+        "image-bomb-undeclared",
+        lambda w, c: _image(w, png_base64=_png_header(16384, 16384)),
+        413,
+        "image_too_large",
+    ),
+    Case(
+        "png-truncated",
+        lambda w, c: _image(
+            w, png_base64=base64.b64encode(base64.b64decode(png_b64(8, 4))[:40]).decode()
+        ),
+        422,
+        "invalid_image",
+    ),
+    # --- a finished run takes no claims, answers, skips or undos; only an admin reopens it
+    Case(
+        "claim-finished-run",
+        lambda w, c: w.post(f"{RUNS}/{w.run_id}/claims", "alice", {"n": 1}),
+        409,
+        "run_finished",
+        _finish,
+    ),
+    Case("answer-finished-run", lambda w, c: w.answer(c["leased"]), 409, "run_finished", _finish),
+    Case(
+        "batch-answer-finished-run",
+        lambda w, c: w.post(
+            f"{RUNS}/{w.run_id}/answers",
+            "alice",
+            {"answers": [{"query_id": c["leased"], "class_id": 1}]},
+        ),
+        409,
+        "run_finished",
+        _finish,
+    ),
+    Case(
+        "skip-finished-run",
+        lambda w, c: w.post(f"{Q}/{c['leased']}/skip", "alice"),
+        409,
+        "run_finished",
+        _finish,
+    ),
+    Case(
+        "undo-finished-run",
+        lambda w, c: w.post(f"{Q}/{c['answered']}/undo", "alice"),
+        409,
+        "run_finished",
+        _finish,
+    ),
+    Case(
+        "correction-finished-run",
+        lambda w, c: w.answer(c["answered"], class_id=0, correction=True),
+        409,
+        "run_finished",
+        _finish,
+    ),
+    Case(
+        "trainer-reopens-run",
+        lambda w, c: _patch(w, "trainer", "active"),
+        403,
+        "forbidden",
+        _finish,
+    ),
+    # --- tokens
+    Case(
+        "query-param-token",
+        lambda w, c: w.env.client.get(f"/api/v1/me?token={w.tokens['alice']}"),
+        401,
+        "unauthorized",
+    ),
+    Case(
+        "expired-token",
+        lambda w, c: w.get("/api/v1/me", "carol"),
+        401,
+        "unauthorized",
+        _expired_token,
+    ),
+    Case(
+        "revoked-token",
+        lambda w, c: w.get("/api/v1/me", "carol"),
+        401,
+        "unauthorized",
+        _revoked_token,
+    ),
+    Case(
+        "token-lifetime-too-short",
+        lambda w, c: w.post(
+            "/api/v1/tokens", "admin", {"role": "viewer", "name": "x", "expires_in_seconds": 1}
+        ),
+        422,
+        "validation_error",
+    ),
+    Case(
+        "revoke-unknown-token",
+        lambda w, c: w.env.client.delete("/api/v1/tokens/999999", headers=w.h("admin")),
+        404,
+        "not_found",
+    ),
+    Case(
+        "viewer-revokes-token",
+        lambda w, c: w.env.client.delete("/api/v1/tokens/1", headers=w.h("viewer")),
+        403,
+        "forbidden",
+    ),
+    Case("viewer-lists-tokens", lambda w, c: w.get("/api/v1/tokens", "viewer"), 403, "forbidden"),
 ]
 
 

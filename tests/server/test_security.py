@@ -22,6 +22,8 @@ TRAINER, ANNOTATOR = {"admin", "trainer"}, {"admin", "annotator"}
 # (method, path) -> roles allowed. Every /api/v1 route of the app must be listed here.
 ALLOWED: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/v1/tokens"): {"admin"},
+    ("GET", "/api/v1/tokens"): {"admin"},
+    ("DELETE", "/api/v1/tokens/{token_id}"): {"admin"},
     ("GET", "/api/v1/me"): ALL,
     ("POST", "/api/v1/runs"): TRAINER,
     ("GET", "/api/v1/runs"): ALL,
@@ -56,7 +58,7 @@ def api_routes(app) -> set[tuple[str, str]]:
 
 
 def _call(world: World, method: str, path: str, headers: dict[str, str]):
-    ids = {"run_id": world.run_id, "image_id": world.image_id, "query_id": 1}
+    ids = {"run_id": world.run_id, "image_id": world.image_id, "query_id": 1, "token_id": 999_999}
     return world.env.client.request(method, path.format(**ids), headers=headers)
 
 
@@ -119,9 +121,8 @@ def test_production_server_process_exits_with_a_clear_message() -> None:
 def _client(tmp_path: Path, sqlite_template: Path, **kw) -> TestClient:
     db = tmp_path / "a.db"
     db.write_bytes(sqlite_template.read_bytes())
-    cfg = Settings(
-        database_url=f"sqlite:///{db}", admin_token=ADMIN, environment="test", web_dir=None, **kw
-    )
+    kw.setdefault("web_dir", None)
+    cfg = Settings(database_url=f"sqlite:///{db}", admin_token=ADMIN, environment="test", **kw)
     return TestClient(create_app(cfg))
 
 
@@ -165,3 +166,42 @@ def test_request_size_is_bounded(tmp_path: Path, sqlite_template: Path) -> None:
         assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
         r = c.post("/api/v1/tokens", content=b"x" * 10, headers={**auth, "Content-Length": "-1"})
         assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
+
+
+def test_pages_send_security_headers_and_a_favicon(tmp_path: Path, sqlite_template: Path) -> None:
+    web = Path(__file__).resolve().parents[2] / "web"
+    with _client(tmp_path, sqlite_template, web_dir=web) as c:
+        for path in ("/", "/dashboard.html", "/annotate.js", "/health"):
+            r = c.get(path)
+            assert r.status_code == 200, path
+            csp = r.headers["content-security-policy"]
+            assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp
+            assert r.headers["x-content-type-options"] == "nosniff"
+            assert r.headers["x-frame-options"] == "DENY"
+            assert r.headers["referrer-policy"] == "no-referrer"
+        icon = c.get("/favicon.ico")
+        assert icon.status_code == 200 and icon.content[:4] == b"\x00\x00\x01\x00"
+        assert "'unsafe-inline'" not in c.get("/").headers["content-security-policy"]
+
+
+def test_a_lock_that_times_out_is_503_with_retry_after(tmp_path: Path, sqlite_template) -> None:
+    """Another process holds SQLite's write lock past the busy timeout: the writer is told to
+    retry (503, JSON, Retry-After), never a plain-text 500; readers are not blocked."""
+    import sqlite3
+
+    with _client(tmp_path, sqlite_template) as c:
+        auth = {"Authorization": f"Bearer {ADMIN}"}
+        assert c.get("/api/v1/me", headers=auth).status_code == 200  # bootstrap the admin
+        holder = sqlite3.connect(tmp_path / "a.db", isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:  # the pooled connections wait 0.2 s, not the default 10 s
+            for conn in list(c.app.state.sessionmaker.kw["bind"].pool._pool.queue):
+                conn.driver_connection.execute("PRAGMA busy_timeout=200")
+            assert c.get("/api/v1/runs", headers=auth).status_code == 200  # reads go on
+            r = c.post("/api/v1/tokens", json={"role": "viewer", "name": "v"}, headers=auth)
+        finally:
+            holder.rollback()
+            holder.close()
+        assert r.status_code == 503, r.text
+        assert r.json()["error"]["code"] == "database_busy"
+        assert r.headers["retry-after"] == "1"

@@ -216,3 +216,26 @@ def test_narrow_screen(service, make_run, page_at):
     assert palette["x"] + palette["width"] <= 390
     page.wait_for_timeout(300)
     screenshot(page, "annotate-390x844")
+
+
+def test_a_run_that_ends_moves_the_annotator_to_the_next_active_run(service, make_run, page_at):
+    """Finishing a run releases every lease; the annotator holding one is told the run ended
+    (the answer is refused with run_finished) and the view moves to the next active run."""
+    nxt = make_run("next-up", n_images=1, n_queries=3)
+    ending = make_run("ending", n_images=1, n_queries=3)  # newest: the view starts here
+    page = page_at(1280, 720)
+    page.goto(f"{service.base}/?token={service.tokens['bob']}")
+    q = wait_shown(page)
+    assert q in ending.query_ids
+    with service.client("trainer") as trainer:
+        r = trainer.patch(f"/api/v1/runs/{ending.id}", json={"status": "finished"})
+        assert r.status_code == 200, r.text
+    page.keyboard.press("1")  # refused: the run has ended
+    page.wait_for_function("document.getElementById('notices').textContent.includes('has ended')")
+    page.wait_for_function(
+        "(ids) => ids.includes(Number(document.getElementById('stage').dataset.queryId))",
+        arg=nxt.query_ids,
+    )
+    assert page.evaluate("document.getElementById('run-select').value") == str(nxt.id)
+    assert budget(service, ending.id)["reserved"] == 0
+    assert not page.js_errors

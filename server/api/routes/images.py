@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from server.api.deps import DB, Id, Reader, Trainer
+from server.api.deps import DB, Config, Id, Reader, Trainer
 from server.schemas import ImagesIn, ImagesOut
 from server.services import images
 
@@ -13,8 +13,9 @@ router = APIRouter(prefix="/api/v1", tags=["images"])
 
 
 @router.post("/runs/{run_id}/images", status_code=201)
-def register_images(run_id: Id, data: ImagesIn, db: DB, _: Trainer) -> ImagesOut:
-    return ImagesOut(images=images.register_images(db, run_id, data.images))
+def register_images(run_id: Id, data: ImagesIn, db: DB, cfg: Config, _: Trainer) -> ImagesOut:
+    found = images.register_images(db, run_id, data.images, cfg.max_image_pixels)
+    return ImagesOut(images=found)
 
 
 @router.get("/runs/{run_id}/images")

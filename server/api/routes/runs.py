@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from server.api.deps import DB, Id, Now, Reader, Trainer
+from server.api.deps import DB, Id, Now, Queue, Reader, Trainer
 from server.schemas import (
     BudgetOut,
     MetricIn,
@@ -34,8 +34,10 @@ def get_run(run_id: Id, db: DB, _: Reader) -> RunOut:
 
 
 @router.patch("/{run_id}")
-def patch_run(run_id: Id, data: RunPatch, db: DB, _: Trainer) -> RunOut:
-    return runs.set_status(db, run_id, data.status)
+def patch_run(run_id: Id, data: RunPatch, db: DB, queue: Queue, me: Trainer) -> RunOut:
+    out, released = runs.set_status(db, run_id, data.status, me.role)
+    runs.forget(queue, run_id, released)
+    return out
 
 
 @router.get("/{run_id}/budget")

@@ -5,8 +5,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from server.api.deps import DB, Admin, Reader
-from server.schemas import HealthOut, Me, TokenCreated, TokenIn
+from server.api.deps import DB, Admin, Id, Now, Reader
+from server.schemas import HealthOut, Me, TokenCreated, TokenIn, TokenOut, TokensOut
 from server.services import tokens
 
 router = APIRouter(tags=["system"])
@@ -32,8 +32,18 @@ def ready(request: Request) -> JSONResponse:
 
 
 @router.post("/api/v1/tokens", status_code=201)
-def create_token(data: TokenIn, db: DB, _: Admin) -> TokenCreated:
-    return tokens.create_token(db, data.role, data.name)
+def create_token(data: TokenIn, db: DB, now: Now, _: Admin) -> TokenCreated:
+    return tokens.create_token(db, data.role, data.name, data.expires_in_seconds, now)
+
+
+@router.get("/api/v1/tokens")
+def list_tokens(db: DB, _: Admin) -> TokensOut:
+    return TokensOut(tokens=tokens.list_tokens(db))
+
+
+@router.delete("/api/v1/tokens/{token_id}")
+def revoke_token(token_id: Id, request: Request, db: DB, now: Now, _: Admin) -> TokenOut:
+    return tokens.revoke_token(db, token_id, now, request.app.state.principals)
 
 
 @router.get("/api/v1/me")
