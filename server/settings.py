@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from server import resources
+
 DEV_ADMIN_TOKEN = "dev-admin-token"
 
 
@@ -25,7 +27,9 @@ class Settings(BaseSettings):
     # Requests that run at once in a worker process's thread pool (the rest wait in line, in
     # order). Many threads only fight over the GIL and the CPU: the tail latency grows.
     threads: int = Field(default=8, ge=1, le=256)
-    web_dir: Path | None = Path(__file__).resolve().parent.parent / "web"
+    web_dir: Path | None = Field(default_factory=resources.web_dir)
+    # adamcu-server's log lines: one JSON object each (with the request id), or plain text
+    log_format: Literal["json", "text"] = "json"
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:
