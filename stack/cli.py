@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from server.resources import package_version
 from trainer.config import TrainConfig, load_config
 
 
@@ -93,6 +94,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="adamcu", description=__doc__)
+    p.add_argument("--version", action="version", version=f"adamcu {package_version()}")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser(
         "loop",
