@@ -29,6 +29,7 @@ from trainer.step import LoopState
 from trainer.strategies import configure
 from trainer.train import Data, adapt, evaluate, load_data, new_loop_state, pick_device, pretrain
 from trainer.worker.link import ServiceLink
+from trainer.worker.resume import ResumeRefused, check_resume, env_flag
 
 log = logging.getLogger("adamcu.worker")
 
@@ -42,6 +43,7 @@ class WorkerOptions:
     checkpoint_every: int = 50
     answer_timeout: float = 120.0
     run_name: str = ""
+    new_run: bool = False  # move an old checkpoint aside instead of resuming it
 
 
 def create_run(client: ServiceClient, cfg: TrainConfig, data: Data, name: str) -> int:
@@ -91,6 +93,7 @@ def run_worker(cfg: TrainConfig, opts: WorkerOptions, progress: bool = False) ->
     device = pick_device(cfg.device)
     data = load_data(cfg)
     opts.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    check_resume(opts.checkpoint_dir, cfg.to_dict(), opts.new_run)
     ckpt_path = opts.checkpoint_dir / "checkpoint.pt"
     client = ServiceClient(opts.server, opts.token)
     expected = int(cfg.budget_rate * data.target_pixels)
@@ -200,6 +203,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[TrainConfig, WorkerOptions]:
     p.add_argument("--checkpoint-every", type=int, default=50)
     p.add_argument("--answer-timeout", type=float, default=120.0)
     p.add_argument("--name", default="")
+    p.add_argument("--new-run", action="store_true", default=env_flag("ADAMCU_NEW_RUN"))
     a = p.parse_args(argv)
     if not a.token:
         p.error("a trainer token is needed: pass --token or set ADAMCU_TRAINER_TOKEN")
@@ -225,6 +229,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[TrainConfig, WorkerOptions]:
         checkpoint_every=a.checkpoint_every,
         answer_timeout=a.answer_timeout,
         run_name=a.name,
+        new_run=a.new_run,
     )
     return cfg, opts
 
@@ -235,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("config %s", json.dumps(cfg.to_dict()))
     try:
         summary = run_worker(cfg, opts)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ResumeRefused) as exc:
         print(f"adamcu-worker: {exc}", file=sys.stderr)
         return 2
     print(json.dumps({k: v for k, v in summary.items() if k != "budget"}))
