@@ -187,7 +187,10 @@ def run_worker(cfg: TrainConfig, opts: WorkerOptions, progress: bool = False) ->
 def parse_args(argv: Sequence[str] | None) -> tuple[TrainConfig, WorkerOptions]:
     p = argparse.ArgumentParser(prog="adamcu-worker", description=__doc__)
     p.add_argument("--server", default=os.environ.get("ADAMCU_SERVER", "http://127.0.0.1:8000"))
-    p.add_argument("--token", default=os.environ.get("ADAMCU_TRAINER_TOKEN"))
+    p.add_argument(  # compose: an empty trainer token means the admin token
+        "--token",
+        default=os.environ.get("ADAMCU_TRAINER_TOKEN") or os.environ.get("ADAMCU_ADMIN_TOKEN"),
+    )
     p.add_argument("--config", help="TOML/JSON file of TrainConfig fields")
     p.add_argument("--data", default=os.environ.get("ADAMCU_DATA"))
     p.add_argument("--strategy")
