@@ -17,10 +17,11 @@ RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}"
 WORKDIR /app
 # Dependencies change less often than code: install them from pyproject.toml alone first.
 COPY pyproject.toml README.md ./
-RUN mkdir -p trainer server oracle \
-    && touch trainer/__init__.py server/__init__.py oracle/__init__.py \
-    && pip install -e . \
-    && rm -rf trainer server oracle
+RUN mkdir -p trainer server oracle client stack \
+    && touch trainer/__init__.py server/__init__.py oracle/__init__.py client/__init__.py \
+        stack/__init__.py \
+    && pip install -e ".[server,trainer]" \
+    && rm -rf trainer server oracle client stack
 # alembic.ini, migrations/ and web/ are found next to the server package (server/migrate.py).
 COPY alembic.ini ./
 COPY migrations ./migrations
@@ -28,6 +29,8 @@ COPY web ./web
 COPY server ./server
 COPY trainer ./trainer
 COPY oracle ./oracle
+COPY client ./client
+COPY stack ./stack
 RUN pip install --no-deps -e .
 
 # Non-root user; /data (datasets) and /checkpoints are named volumes owned by it.
@@ -37,6 +40,6 @@ RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin adamcu \
 USER adamcu
 
 EXPOSE 8000
-HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=5 \
-    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=3)"
+# No HEALTHCHECK here: the worker, oracle, migration and datagen containers of this image serve
+# nothing. docker-compose.yml gives the server its own (GET /ready).
 CMD ["python", "-m", "server.main", "--host", "0.0.0.0", "--port", "8000"]

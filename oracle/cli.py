@@ -24,8 +24,8 @@ def parse_args(argv: Sequence[str] | None = None) -> OracleConfig:
     p.add_argument("--server", default=os.environ.get("ADAMCU_SERVER", "http://127.0.0.1:8000"))
     p.add_argument(
         "--token",
-        default=os.environ.get("ADAMCU_TOKEN"),
-        help="annotator (or admin) token; default $ADAMCU_TOKEN (better: `ps` shows argv)",
+        default=os.environ.get("ADAMCU_TOKEN") or os.environ.get("ADAMCU_ADMIN_TOKEN"),
+        help="annotator (or admin) token; default $ADAMCU_TOKEN, else $ADAMCU_ADMIN_TOKEN",
     )
     p.add_argument("--run", type=int, default=None, help="run id (default: newest active run)")
     p.add_argument(

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -13,16 +16,22 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 
+from server import resources
+from server.api import metrics
 from server.api.headers import SecurityHeadersMiddleware
-from server.api.middleware import BodyLimitMiddleware
+from server.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from server.api.openapi import install_openapi
 from server.api.routes import export, images, queries, runs, system
 from server.db import make_engine, make_sessionmaker
 from server.errors import install_busy_handlers, install_error_handlers
+from server.logs import uvicorn_log_config
 from server.models import utcnow
 from server.queue import Dispatcher, EmbeddedQueue, RedisQueue
 from server.services.recovery import rebuild_missing_streams
 from server.services.tokens import PrincipalCache
 from server.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def make_queue(settings: Settings) -> Dispatcher:
@@ -42,15 +51,19 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
         yield
         engine.dispose()
 
-    app = FastAPI(title="adamcu labeling service", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title="adamcu labeling service", version=resources.package_version(), lifespan=lifespan
+    )
     app.state.settings, app.state.clock = settings, clock
     app.state.sessionmaker, app.state.queue = make_sessionmaker(engine), make_queue(settings)
     app.state.write_sessionmaker = make_sessionmaker(engine, write=True)
     app.state.principals = PrincipalCache(wall=clock)
     install_error_handlers(app)
     install_busy_handlers(app)
-    for module in (system, runs, images, queries, export):
-        app.include_router(module.router)
+    routers = [m.router for m in (system, runs, images, queries, export, metrics)]
+    for router in routers:
+        app.include_router(router)
+    install_openapi(app, routers)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware)
     if settings.cors_origins:
@@ -60,8 +73,11 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
             allow_methods=["*"],
             allow_headers=["Authorization", "Content-Type"],
         )
+    app.add_middleware(RequestContextMiddleware)  # outermost: ids and metrics for every reply
     if settings.web_dir is not None and settings.web_dir.is_dir():
         app.mount("/", StaticFiles(directory=settings.web_dir, html=True), name="web")
+    elif settings.web_dir is not None:
+        log.warning("web UI not served: %s is not a folder (ADAMCU_WEB_DIR)", settings.web_dir)
     return app
 
 
@@ -78,8 +94,11 @@ def main(argv: list[str] | None = None) -> None:
         settings = Settings()
     except ValidationError as exc:
         raise SystemExit(f"adamcu-server: invalid settings:\n{exc}") from None
-    common = {"host": args.host, "port": args.port, "access_log": args.access_log}
+    log_config = uvicorn_log_config(settings.log_format, args.access_log)
+    common = {"host": args.host, "port": args.port, "access_log": False, "log_config": log_config}
     if args.workers > 1:  # each worker builds its app from the same environment
+        # /metrics sums the workers' request counters through files in this folder
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="adamcu-prom-"))
         uvicorn.run(
             "server.main:create_app",
             factory=True,

@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from server import resources
+
 DEV_ADMIN_TOKEN = "dev-admin-token"
 
 
@@ -27,7 +29,9 @@ class Settings(BaseSettings):
     threads: int = Field(default=8, ge=1, le=256)
     # An uploaded image with more pixels is refused (413) before it is decoded.
     max_image_pixels: int = Field(default=40_000_000, ge=1, le=16384 * 16384)
-    web_dir: Path | None = Path(__file__).resolve().parent.parent / "web"
+    web_dir: Path | None = Field(default_factory=resources.web_dir)
+    # adamcu-server's log lines: one JSON object each (with the request id), or plain text
+    log_format: Literal["json", "text"] = "json"
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:

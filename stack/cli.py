@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from client.logs import setup_logging
+from server.resources import package_version
 from trainer.config import TrainConfig, load_config
 
 
@@ -94,6 +95,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="adamcu", description=__doc__)
+    p.add_argument("--version", action="version", version=f"adamcu {package_version()}")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser(
         "loop",

@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
@@ -59,7 +60,17 @@ def _bearer(request: Request) -> str | None:
     return None
 
 
-async def get_principal(request: Request, db: DB, settings: Config) -> Me:
+# Declares the scheme in /openapi.json (the Authorize button of /docs); ``_bearer`` still
+# reads the header itself, so a missing or odd header is the envelope's 401 as before.
+BEARER = HTTPBearer(auto_error=False, description="A token from POST /api/v1/tokens")
+
+
+async def get_principal(
+    request: Request,
+    db: DB,
+    settings: Config,
+    _scheme: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)] = None,
+) -> Me:
     """The caller's principal: from the per-process TTL cache on the event loop, else looked
     up in the database in a worker thread (the cheap dependencies of this module are
     ``async def`` so that only the endpoint itself runs in the thread pool)."""
@@ -77,6 +88,7 @@ def require(*roles: str) -> Callable[..., Me]:
     async def check(principal: Annotated[Me, Depends(get_principal)]) -> Me:
         return authorize(principal, roles)
 
+    check.roles = roles  # type: ignore[attr-defined]  # read by server/api/openapi.py
     return check
 
 

@@ -3,7 +3,9 @@
 Every command must start something that exists (an importable ``python -m`` module, a console
 script of pyproject.toml) with flags its parser defines; every ADAMCU_* variable a container gets
 must be read by the code; every interpolated variable must be in .env.example; volumes,
-ports, health checks and depends_on conditions must fit together.
+ports, health checks and depends_on conditions must fit together; health checks only where
+something listens; interpolation one level deep (Compose v1 and podman-compose read nothing
+else); every variable docs/deploy.md documents reaches a container.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 SCRIPTS: dict[str, str] = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
 CODE = "\n".join(
-    p.read_text() for d in ("server", "trainer", "oracle") for p in (ROOT / d).rglob("*.py")
+    p.read_text()
+    for d in ("server", "trainer", "oracle", "client", "stack")
+    for p in (ROOT / d).rglob("*.py")
 )
 OURS = [name for name, s in SERVICES.items() if str(s.get("image", "")).startswith("adamcu")]
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])((?:[^{}]|\{[^{}]*\})*))?\}")
@@ -78,6 +82,7 @@ def environment(name: str) -> dict[str, str]:
 
 
 SECRETS = {**env_example(), "POSTGRES_PASSWORD": "pw-for-tests", "ADAMCU_ADMIN_TOKEN": "x" * 32}
+LISTENING = {"postgres", "redis", "server"}
 
 
 # --- services and commands -------------------------------------------------------------------
@@ -121,6 +126,8 @@ def test_worker_and_oracle_parse_their_compose_commands(monkeypatch: pytest.Monk
         args = [interpolate(a, SECRETS) for a in command(name)[3:]]
         parsed = parse(args)
         assert "server:8000" in str(parsed)
+        # no dedicated token in .env: the admin token, not an empty one
+        assert "x" * 32 in str(parsed)
 
 
 def test_gpu_worker_reserves_an_nvidia_gpu_and_cpu_is_the_fallback():
@@ -209,6 +216,8 @@ def test_volumes_are_declared_and_named():
     for name, service in SERVICES.items():
         for mount in service.get("volumes", []):
             source = mount.split(":")[0]
+            if source.startswith("${"):  # a host folder (bind mount)
+                continue
             assert source in declared, f"{name}: volume {source} is not declared"
     assert "pgdata:/var/lib/postgresql/data" in SERVICES["postgres"]["volumes"]
     assert "checkpoints:/checkpoints" in SERVICES["worker-cpu"]["volumes"]
@@ -278,3 +287,55 @@ def test_docker_compose_config_accepts_the_file(tmp_path: Path):  # pragma: no c
         ],
         check=True,
     )
+
+
+# --- health checks, interpolation, documented variables ------------------------------------
+
+
+def test_health_checks_only_where_something_listens():
+    for name, service in SERVICES.items():
+        check = service.get("healthcheck") or {}
+        if name in LISTENING:
+            assert check.get("test") and not check.get("disable"), f"{name} needs a health check"
+        elif name in OURS:  # built from our images: never inherit a check of the image
+            assert check == {"disable": True}, f"{name} serves nothing: healthcheck disable"
+    for dockerfile in ("Dockerfile", "Dockerfile.gpu"):
+        assert not re.search(r"^HEALTHCHECK", (ROOT / dockerfile).read_text(), re.M)
+
+
+def test_interpolation_is_one_level_deep():
+    text = (ROOT / "docker-compose.yml").read_text()
+    for m in _VAR.finditer(text):
+        assert "$" not in (m.group(3) or ""), f"nested interpolation: {m.group(0)}"
+    assert not re.search(r"\$[A-Za-z_]", text), "bare $VAR: write ${VAR}"
+
+
+def _documented_variables() -> set[str]:
+    doc = (ROOT / "docs" / "deploy.md").read_text()
+    table = doc[doc.index("### Environment") :].split("\n\n")[2]
+    return {
+        v for row in table.splitlines()[2:] for v in re.findall(r"`([A-Z_]+)`", row.split("|")[1])
+    }
+
+
+def test_every_documented_variable_is_wired():
+    documented = _documented_variables()
+    assert {"ADAMCU_THREADS", "ADAMCU_LOG_FORMAT", "DATASETS_DIR"} <= documented
+    assert documented - set(env_example()) == set(), "documented but not in .env.example"
+    assert documented - variables(COMPOSE) - {"COMPOSE_PROFILES"} == set(), "never passed"
+
+
+def test_server_gets_threads_and_log_format(monkeypatch: pytest.MonkeyPatch):
+    settings = _server_settings({**SECRETS, "ADAMCU_THREADS": "3"}, monkeypatch)
+    assert settings.threads == 3 and settings.log_format == "json"
+
+
+def test_gpu_image_has_the_cityscapes_extra_and_a_dataset_mount():
+    assert '".[server,trainer,cityscapes]"' in (ROOT / "Dockerfile.gpu").read_text()
+    assert '".[server,trainer]"' in (ROOT / "Dockerfile").read_text()
+    assert "${DATASETS_DIR:-./data/real}:/datasets:ro" in SERVICES["worker"]["volumes"]
+
+
+def test_env_file_is_ignored_by_git():
+    ignored = (ROOT / ".gitignore").read_text().split()
+    assert ".env" in ignored and "!.env.example" in ignored

@@ -30,6 +30,7 @@ from trainer.step import LoopState
 from trainer.strategies import configure
 from trainer.train import Data, adapt, evaluate, load_data, new_loop_state, pick_device, pretrain
 from trainer.worker.link import ServiceLink
+from trainer.worker.resume import ResumeRefused, check_resume, env_flag
 
 log = logging.getLogger("adamcu.worker")
 
@@ -44,6 +45,7 @@ class WorkerOptions:
     answer_timeout: float = 120.0
     run_name: str = ""
     verbose: bool = False
+    new_run: bool = False  # move an old checkpoint aside instead of resuming it
 
 
 def create_run(client: ServiceClient, cfg: TrainConfig, data: Data, name: str) -> dict:
@@ -140,6 +142,7 @@ def run_worker(cfg: TrainConfig, opts: WorkerOptions, progress: bool = False) ->
     device = pick_device(cfg.device)
     data = load_data(cfg)
     opts.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    check_resume(opts.checkpoint_dir, cfg.to_dict(), opts.new_run)
     ckpt_path = opts.checkpoint_dir / "checkpoint.pt"
     client = ServiceClient(opts.server, opts.token)
     model = pretrain(cfg, data, device, opts.checkpoint_dir / "cache", progress)
@@ -197,10 +200,10 @@ def run_worker(cfg: TrainConfig, opts: WorkerOptions, progress: bool = False) ->
 def parse_args(argv: Sequence[str] | None) -> tuple[TrainConfig, WorkerOptions]:
     p = argparse.ArgumentParser(prog="adamcu-worker", description=__doc__)
     p.add_argument("--server", default=os.environ.get("ADAMCU_SERVER", "http://127.0.0.1:8000"))
-    p.add_argument(
+    p.add_argument(  # compose: an empty trainer token means the admin token
         "--token",
-        default=os.environ.get("ADAMCU_TRAINER_TOKEN"),
-        help="trainer token; default $ADAMCU_TRAINER_TOKEN (better: `ps` shows command lines)",
+        default=os.environ.get("ADAMCU_TRAINER_TOKEN") or os.environ.get("ADAMCU_ADMIN_TOKEN"),
+        help="trainer token; default $ADAMCU_TRAINER_TOKEN, else $ADAMCU_ADMIN_TOKEN",
     )
     p.add_argument("--config", help="TOML/JSON file of TrainConfig fields")
     p.add_argument("--data", default=os.environ.get("ADAMCU_DATA"))
@@ -218,6 +221,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[TrainConfig, WorkerOptions]:
     p.add_argument("--answer-timeout", type=float, default=120.0)
     p.add_argument("--name", default="")
     p.add_argument("--verbose", action="store_true", help="DEBUG logs, httpx's requests included")
+    p.add_argument("--new-run", action="store_true", default=env_flag("ADAMCU_NEW_RUN"))
     a = p.parse_args(argv)
     if not a.token:
         p.error("a trainer token is needed: pass --token or set ADAMCU_TRAINER_TOKEN")
@@ -244,6 +248,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[TrainConfig, WorkerOptions]:
         answer_timeout=a.answer_timeout,
         run_name=a.name,
         verbose=a.verbose,
+        new_run=a.new_run,
     )
     return cfg, opts
 
@@ -254,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("config %s", json.dumps(cfg.to_dict()))
     try:
         summary = run_worker(cfg, opts)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ResumeRefused) as exc:
         print(f"adamcu-worker: {exc}", file=sys.stderr)
         return 2
     print(json.dumps({k: v for k, v in summary.items() if k != "budget"}))

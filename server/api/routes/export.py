@@ -6,12 +6,13 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
 
 from server.api.deps import DB, Id, Reader
+from server.api.openapi import errors
 from server.services import export
 
 router = APIRouter(prefix="/api/v1/runs/{run_id}/export", tags=["export"])
 
 
-@router.get("")
+@router.get("", responses=errors(404))
 def export_answers(
     run_id: Id, db: DB, _: Reader, format: Annotated[Literal["json", "csv"], Query()] = "json"
 ) -> Response:
@@ -21,7 +22,7 @@ def export_answers(
     return JSONResponse({"answers": rows})
 
 
-@router.get("/masks.zip")
+@router.get("/masks.zip", responses=errors(404))
 def export_masks(run_id: Id, db: DB, _: Reader) -> Response:
     data = export.masks_zip(db, run_id)
     headers = {"Content-Disposition": f'attachment; filename="run-{run_id}-masks.zip"'}

@@ -16,6 +16,7 @@ from server.api.deps import (
     Trainer,
     json_response,
 )
+from server.api.openapi import errors
 from server.schemas import (
     AnswerIn,
     AnswerOut,
@@ -41,7 +42,12 @@ router = APIRouter(prefix="/api/v1", tags=["queries"])
 # 32 annotators cost more wall time than the database work. The OpenAPI schema is the same.
 
 
-@router.post("/runs/{run_id}/queries", status_code=201, response_model=QueryIdsOut)
+@router.post(
+    "/runs/{run_id}/queries",
+    status_code=201,
+    response_model=QueryIdsOut,
+    responses=errors(404, 409),
+)
 def create_queries(
     run_id: Id, data: QueriesIn, db: DB, queue: Queue, now: Now, _: Trainer
 ) -> Response:
@@ -49,7 +55,7 @@ def create_queries(
     return json_response(QueryIdsOut(ids=ids), 201)
 
 
-@router.post("/runs/{run_id}/claims", response_model=ClaimOut)
+@router.post("/runs/{run_id}/claims", response_model=ClaimOut, responses=errors(404))
 def claim(
     run_id: Id, data: ClaimIn, db: DB, queue: Queue, now: Now, cfg: Config, me: Annotator
 ) -> Response:
@@ -59,12 +65,14 @@ def claim(
     )
 
 
-@router.post("/queries/{query_id}/answer", response_model=AnswerOut)
+@router.post(
+    "/queries/{query_id}/answer", response_model=AnswerOut, responses=errors(404, 409, 410)
+)
 def answer(query_id: Id, data: AnswerIn, db: DB, queue: Queue, now: Now, me: Annotator) -> Response:
     return json_response(answers.answer(db, queue, query_id, me, data, now))
 
 
-@router.post("/runs/{run_id}/answers", response_model=AnswersOut)
+@router.post("/runs/{run_id}/answers", response_model=AnswersOut, responses=errors(404, 409, 410))
 def answer_batch(
     run_id: Id, data: BatchAnswersIn, db: DB, queue: Queue, now: Now, me: Annotator
 ) -> Response:
@@ -72,17 +80,17 @@ def answer_batch(
     return json_response(AnswersOut(answers=done))
 
 
-@router.post("/queries/{query_id}/skip")
+@router.post("/queries/{query_id}/skip", responses=errors(404, 409))
 def skip(query_id: Id, db: DB, queue: Queue, now: Now, me: Annotator) -> QueryOut:
     return queries.skip(db, queue, query_id, me.id, now)
 
 
-@router.post("/queries/{query_id}/undo")
+@router.post("/queries/{query_id}/undo", responses=errors(404, 409))
 def undo(query_id: Id, db: DB, queue: Queue, now: Now, cfg: Config, me: Annotator) -> UndoOut:
     return answers.undo(db, queue, query_id, me, now, cfg.default_lease_seconds)
 
 
-@router.get("/runs/{run_id}/answers")
+@router.get("/runs/{run_id}/answers", responses=errors(404))
 def answers_since(
     run_id: Id,
     db: DB,
@@ -93,7 +101,7 @@ def answers_since(
     return answers.answers_since(db, run_id, after, limit, advance=me.role == "trainer")
 
 
-@router.get("/runs/{run_id}/queries")
+@router.get("/runs/{run_id}/queries", responses=errors(404))
 def list_queries(
     run_id: Id,
     db: DB,

@@ -3,6 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from server.api.deps import DB, Id, Now, Queue, Reader, Trainer
+from server.api.openapi import errors
 from server.schemas import (
     BudgetOut,
     MetricIn,
@@ -28,33 +29,33 @@ def list_runs(db: DB, _: Reader) -> list[RunOut]:
     return runs.list_runs(db)
 
 
-@router.get("/{run_id}")
+@router.get("/{run_id}", responses=errors(404))
 def get_run(run_id: Id, db: DB, _: Reader) -> RunOut:
     return runs.to_out(runs.get_run(db, run_id))
 
 
-@router.patch("/{run_id}")
+@router.patch("/{run_id}", responses=errors(404))
 def patch_run(run_id: Id, data: RunPatch, db: DB, queue: Queue, me: Trainer) -> RunOut:
     out, released = runs.set_status(db, run_id, data.status, me.role)
     runs.forget(queue, run_id, released)
     return out
 
 
-@router.get("/{run_id}/budget")
+@router.get("/{run_id}/budget", responses=errors(404))
 def get_budget(run_id: Id, db: DB, _: Reader) -> BudgetOut:
     return budget.get_budget(db, run_id)
 
 
-@router.post("/{run_id}/metrics", status_code=201)
+@router.post("/{run_id}/metrics", status_code=201, responses=errors(404))
 def add_metric(run_id: Id, data: MetricIn, db: DB, now: Now, _: Trainer) -> MetricOut:
     return metrics.add_metric(db, run_id, data, now)
 
 
-@router.get("/{run_id}/metrics")
+@router.get("/{run_id}/metrics", responses=errors(404))
 def list_metrics(run_id: Id, db: DB, _: Reader) -> MetricsOut:
     return MetricsOut(metrics=metrics.list_metrics(db, run_id))
 
 
-@router.get("/{run_id}/stats")
+@router.get("/{run_id}/stats", responses=errors(404))
 def get_stats(run_id: Id, db: DB, now: Now, _: Reader) -> StatsOut:
     return stats.get_stats(db, run_id, now)

@@ -17,7 +17,10 @@ def health() -> HealthOut:
     return HealthOut(status="ok")
 
 
-@router.get("/ready")
+@router.get(
+    "/ready",
+    responses={503: {"description": "The database or the queue is unreachable (same body)"}},
+)
 def ready(request: Request) -> JSONResponse:
     try:
         with request.app.state.sessionmaker() as db:
