@@ -321,11 +321,9 @@ def adaptation_step(
     timer.lap("oracle")
     target = None
     if batch.target_y is None:  # the bank after this step's answers, copied once
-        # uint8 across the bus, widened on the device (bank.batch's dtype)
-        target = (
-            bank.labels[batch.target_index].to(device).long(),
-            bank.groups[batch.target_index].to(device).long(),
-        )
+        # uint8 across the bus, widened to long on the device
+        labels, label_group, _ = bank.batch(batch.target_index, dtype=torch.uint8)
+        target = (labels.to(device).long(), label_group.to(device).long())
     loss = _segmentation_loss(
         cfg, out, main, pred, batch, bank, groups[n_src:], n_src, generator, stats, target
     )
