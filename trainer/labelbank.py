@@ -93,17 +93,22 @@ class LabelBank:
         flat = self._flat_index(index, ys, xs)
         if not len(flat) == len(classes) == len(codes):
             raise ValueError("index, ys, xs, classes and groups must have one entry per pixel")
-        if len(classes) and (int(classes.min()) < 0 or int(classes.max()) > IGNORE):
+        if len(classes) and not 0 <= int(classes.min()) <= int(classes.max()) <= IGNORE:
             raise ValueError(f"classes must be 0..{IGNORE} ({IGNORE} = no answer)")
         stored = int((classes != IGNORE).sum())
         flat, classes, codes = _latest_per_pixel(flat, classes, codes)
+        answered = classes != IGNORE
+        self._counts += torch.bincount(codes[answered], minlength=256)
         pixels = self.shape[1] * self.shape[2]
-        images, offsets = flat // pixels, flat % pixels
+        images = flat // pixels
+        key = (flat - images * pixels) << _SHIFT
+        new = (key | (classes << 3) | codes).sub_(self._bias).to(self._dtype)
+        probe = key.sub_(self._bias).to(self._dtype)  # the lowest entry of each pixel
         rows, sizes = torch.unique_consecutive(images, return_counts=True)
         sizes = sizes.tolist()
-        parts = zip(offsets.split(sizes), classes.split(sizes), codes.split(sizes), strict=True)
-        for row, (off, cls, code) in zip(rows.tolist(), parts, strict=True):
-            self._merge_image(row, off, cls, code)
+        parts = zip(new.split(sizes), probe.split(sizes), answered.split(sizes), strict=True)
+        for row, part in zip(rows.tolist(), parts, strict=True):
+            self._merge_image(row, *part)
         return stored
 
     def _flat_index(self, index: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
@@ -113,49 +118,55 @@ class LabelBank:
         if not len(index) == len(ys) == len(xs):
             raise ValueError("index, ys and xs must have the same length")
         for name, t, size in (("index", index, n), ("ys", ys, h), ("xs", xs, w)):
-            if len(t) and (int(t.min()) < 0 or int(t.max()) >= size):
+            if len(t) and not 0 <= int(t.min()) <= int(t.max()) < size:
                 raise IndexError(f"{name} outside the label bank's shape {self.shape}")
         return (index * h + ys) * w + xs
 
     def _merge_image(
-        self, row: int, off: torch.Tensor, cls: torch.Tensor, code: torch.Tensor
+        self, row: int, new: torch.Tensor, probe: torch.Tensor, answered: torch.Tensor
     ) -> None:
-        """One image's answers, offsets sorted and unique: overwrite or insert entries."""
+        """One image's packed answers, sorted by pixel, unique: overwrite or insert entries."""
         old = self._entries[row]
-        new = self._encode(off, cls, code)
-        zero = torch.zeros_like(off)
-        pos = torch.searchsorted(old, self._encode(off, zero, zero))
-        found = torch.zeros(len(off), dtype=torch.bool)
-        if len(old):
-            at = self._decode(old[pos.clamp(max=len(old) - 1)])[0]
-            found = (pos < len(old)) & (at == off)
-        answered = cls != IGNORE
-        replace = found & answered
-        if replace.any():
-            _, prev_cls, prev_code = self._decode(old[pos[replace]])
-            self._counts -= torch.bincount(prev_code[prev_cls != IGNORE], minlength=256)
-            old[pos[replace]] = new[replace]
-        self._counts += torch.bincount(code[answered], minlength=256)
-        if not found.all():
-            self._entries[row] = torch.cat([old, new[~found]]).sort().values
+        if not len(old):
+            self._entries[row] = new.clone()  # not a view of the whole merge's tensor
+            return
+        pos = torch.searchsorted(old, probe)
+        found = (old[pos.clamp(max=len(old) - 1)] | 0x7FF) == (probe | 0x7FF)  # same offset
+        if bool(found.any()):
+            replace = pos[found & answered]
+            prev = old[replace]
+            labeled = ((prev >> 3) & 0xFF) != IGNORE
+            self._counts -= torch.bincount((prev[labeled] & 0x7).long(), minlength=256)
+            old[replace] = new[found & answered]
+            new, pos = new[~found], pos[~found]
+        if len(new):  # insert at pos: an O(old + new) merge of two sorted tensors
+            at = pos + torch.arange(len(pos))
+            merged = torch.empty(len(old) + len(new), dtype=self._dtype)
+            is_new = torch.zeros(len(merged), dtype=torch.bool)
+            is_new[at] = True
+            merged[at] = new
+            merged[~is_new] = old
+            self._entries[row] = merged
 
     def batch(
         self, index: torch.Tensor, dtype: torch.dtype = torch.long
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Labels (B, H, W), groups (B, H, W) (both ``dtype``, long unless asked otherwise) and
         asked (B, H, W) bool of the images ``index`` (B,), dense, on the CPU."""
-        rows = torch.as_tensor(index).reshape(-1).tolist()
+        parts = [self._entries[row] for row in torch.as_tensor(index).reshape(-1).tolist()]
         _, h, w = self.shape
-        labels = torch.full((len(rows), h * w), IGNORE, dtype=torch.uint8)
-        groups = torch.full((len(rows), h * w), IGNORE, dtype=torch.uint8)
-        asked = torch.zeros((len(rows), h * w), dtype=torch.bool)
-        for b, row in enumerate(rows):
-            off, cls, code = self._decode(self._entries[row])
-            labels[b, off] = cls.to(torch.uint8)
-            groups[b, off] = torch.where(cls == IGNORE, IGNORE, code).to(torch.uint8)
-            asked[b, off] = True
-        shape = (len(rows), h, w)
-        return labels.view(shape).to(dtype), groups.view(shape).to(dtype), asked.view(shape)
+        shape = (len(parts), h, w)
+        labels = torch.full(shape, IGNORE, dtype=torch.uint8)
+        groups = torch.full(shape, IGNORE, dtype=torch.uint8)
+        asked = torch.zeros(shape, dtype=torch.bool)
+        if parts:
+            lengths = torch.tensor([len(p) for p in parts])
+            off, cls, code = self._decode(torch.cat(parts))
+            flat = off + torch.arange(len(parts)).repeat_interleave(lengths) * (h * w)
+            labels.view(-1)[flat] = cls.to(torch.uint8)
+            groups.view(-1)[flat] = torch.where(cls == IGNORE, IGNORE, code).to(torch.uint8)
+            asked.view(-1)[flat] = True
+        return labels.to(dtype), groups.to(dtype), asked
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """``entries`` (M,) packed, ``lengths`` (N,) entries per image, ``shape`` (3,)."""
@@ -212,6 +223,8 @@ def _latest_per_pixel(
     """One row per pixel, sorted by pixel: its last answer, or a skip if it has none."""
     answered = classes != IGNORE
     codes = torch.where(answered, codes, _NO_GROUP)
+    if len(flat) < 2 or bool((flat[1:] > flat[:-1]).all()):  # sorted and unique already
+        return flat, classes, codes
     order = torch.sort(flat * 2 + answered.long(), stable=True).indices
     flat = flat[order]
     last = torch.ones(len(flat), dtype=torch.bool)
