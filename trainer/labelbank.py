@@ -90,18 +90,21 @@ class LabelBank:
         """
         classes = torch.as_tensor(classes, dtype=torch.long).cpu()
         codes = _group_codes(groups, len(classes)).long()
-        flat = self._flat_index(index, ys, xs)
-        if not len(flat) == len(classes) == len(codes):
+        images, offsets = self._pixels(index, ys, xs)
+        if not len(images) == len(classes) == len(codes):
             raise ValueError("index, ys, xs, classes and groups must have one entry per pixel")
         if len(classes) and not 0 <= int(classes.min()) <= int(classes.max()) <= IGNORE:
             raise ValueError(f"classes must be 0..{IGNORE} ({IGNORE} = no answer)")
         stored = int((classes != IGNORE).sum())
-        flat, classes, codes = _latest_per_pixel(flat, classes, codes)
         answered = classes != IGNORE
+        keep = _latest_per_pixel(images * (self.shape[1] * self.shape[2]) + offsets, answered)
+        if keep is not None:
+            images, offsets, classes, codes, answered = (
+                t[keep] for t in (images, offsets, classes, codes, answered)
+            )
+        codes = torch.where(answered, codes, _NO_GROUP)
         self._counts += torch.bincount(codes[answered], minlength=256)
-        pixels = self.shape[1] * self.shape[2]
-        images = flat // pixels
-        key = (flat - images * pixels) << _SHIFT
+        key = offsets << _SHIFT
         new = (key | (classes << 3) | codes).sub_(self._bias).to(self._dtype)
         probe = key.sub_(self._bias).to(self._dtype)  # the lowest entry of each pixel
         rows, sizes = torch.unique_consecutive(images, return_counts=True)
@@ -111,8 +114,10 @@ class LabelBank:
             self._merge_image(row, *part)
         return stored
 
-    def _flat_index(self, index: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
-        """(K,) long n * H * W + y * W + x; IndexError for a pixel outside the bank."""
+    def _pixels(
+        self, index: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows (K,) and offsets y * W + x (K,) long; IndexError for a pixel outside the bank."""
         n, h, w = self.shape
         index, ys, xs = (torch.as_tensor(t, dtype=torch.long).cpu() for t in (index, ys, xs))
         if not len(index) == len(ys) == len(xs):
@@ -120,7 +125,7 @@ class LabelBank:
         for name, t, size in (("index", index, n), ("ys", ys, h), ("xs", xs, w)):
             if len(t) and not 0 <= int(t.min()) <= int(t.max()) < size:
                 raise IndexError(f"{name} outside the label bank's shape {self.shape}")
-        return (index * h + ys) * w + xs
+        return index, ys * w + xs
 
     def _merge_image(
         self, row: int, new: torch.Tensor, probe: torch.Tensor, answered: torch.Tensor
@@ -134,9 +139,7 @@ class LabelBank:
         found = (old[pos.clamp(max=len(old) - 1)] | 0x7FF) == (probe | 0x7FF)  # same offset
         if bool(found.any()):
             replace = pos[found & answered]
-            prev = old[replace]
-            labeled = ((prev >> 3) & 0xFF) != IGNORE
-            self._counts -= torch.bincount((prev[labeled] & 0x7).long(), minlength=256)
+            self._counts -= _group_counts(old[replace])
             old[replace] = new[found & answered]
             new, pos = new[~found], pos[~found]
         if len(new):  # insert at pos: an O(old + new) merge of two sorted tensors
@@ -187,11 +190,10 @@ class LabelBank:
         if len(shape) != 3 or len(lengths) != shape[0] or sum(lengths) != len(state["entries"]):
             raise ValueError("label bank state: shape, lengths and entries do not agree")
         self._reset(shape)  # type: ignore[arg-type]
-        parts = state["entries"].to(self._dtype).split(lengths)
-        self._entries = [part.clone() for part in parts]
-        for entries in self._entries:
-            _, cls, code = self._decode(entries)
-            self._counts += torch.bincount(code[cls != IGNORE], minlength=256)
+        entries = state["entries"].to(self._dtype)
+        self._entries = [part.clone() for part in entries.split(lengths)]
+        for chunk in entries.split(1 << 24):
+            self._counts += _group_counts(chunk)
 
     def _load_dense(self, labels: torch.Tensor, groups: torch.Tensor, asked: torch.Tensor) -> None:
         if not labels.dim() == 3 or not labels.shape == groups.shape == asked.shape:
@@ -217,20 +219,22 @@ class LabelBank:
         return value >> _SHIFT, (value >> 3) & 0xFF, value & 0x7
 
 
-def _latest_per_pixel(
-    flat: torch.Tensor, classes: torch.Tensor, codes: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One row per pixel, sorted by pixel: its last answer, or a skip if it has none."""
-    answered = classes != IGNORE
-    codes = torch.where(answered, codes, _NO_GROUP)
-    if len(flat) < 2 or bool((flat[1:] > flat[:-1]).all()):  # sorted and unique already
-        return flat, classes, codes
+def _latest_per_pixel(flat: torch.Tensor, answered: torch.Tensor) -> torch.Tensor | None:
+    """Positions that sort ``flat`` with one per pixel: its last answer, or a skip if it has
+    none; None when ``flat`` is sorted and unique already."""
+    if len(flat) < 2 or bool((flat[1:] > flat[:-1]).all()):
+        return None
     order = torch.sort(flat * 2 + answered.long(), stable=True).indices
     flat = flat[order]
     last = torch.ones(len(flat), dtype=torch.bool)
     last[:-1] = flat[1:] != flat[:-1]
-    keep = order[last]
-    return flat[last], classes[keep], codes[keep]
+    return order[last]
+
+
+def _group_counts(entries: torch.Tensor) -> torch.Tensor:
+    """(256,) long: labeled entries per group code (the bias leaves the low bits alone)."""
+    labeled = ((entries >> 3) & 0xFF) != IGNORE
+    return torch.bincount(entries[labeled] & 0x7, minlength=256)
 
 
 def _group_codes(groups: Sequence[str] | str, n: int) -> torch.Tensor:
