@@ -95,8 +95,8 @@ class LabelBank:
             raise ValueError("index, ys, xs, classes and groups must have one entry per pixel")
         if len(classes) and not 0 <= int(classes.min()) <= int(classes.max()) <= IGNORE:
             raise ValueError(f"classes must be 0..{IGNORE} ({IGNORE} = no answer)")
-        stored = int((classes != IGNORE).sum())
         answered = classes != IGNORE
+        stored = int(answered.sum())
         keep = _latest_per_pixel(images * (self.shape[1] * self.shape[2]) + offsets, answered)
         if keep is not None:
             images, offsets, classes, codes, answered = (
