@@ -188,7 +188,9 @@ def adaptation_step(
     timer.lap("oracle")
     target = None
     if batch.target_y is None:  # the bank after this step's answers, copied once
-        target = _bank_targets(bank, batch.target_index, device)
+        # uint8 across the bus, widened to long on the device
+        labels, label_group, _ = bank.batch(batch.target_index, dtype=torch.uint8)
+        target = (labels.to(device).long(), label_group.to(device).long())
     loss = _segmentation_loss(
         cfg, out, main, pred, batch, bank, groups[n_src:], n_src, generator, stats, target
     )
@@ -222,14 +224,6 @@ def _score(
         prob = main[n_src:].softmax(1)
         pred = main.detach().max(1).indices  # (B,H,W) argmax (max is faster)
     return score, groups, prob, pred
-
-
-def _bank_targets(
-    bank: LabelBank, index: torch.Tensor, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """A batch's labels and label groups from the bank: uint8 across the bus, widened on the
-    device (``bank.batch``'s dtype)."""
-    return bank.labels[index].to(device).long(), bank.groups[index].to(device).long()
 
 
 def _parts_to_floats(stats: StepStats, loss: torch.Tensor) -> None:

@@ -32,4 +32,4 @@ def test_partition_and_label_bank_agree_that_code_2_is_high() -> None:
     bank = LabelBank(1, 1, 3)
     one = torch.tensor([0])
     bank.merge(one, torch.tensor([0]), torch.tensor([2]), torch.tensor([4]), "high")
-    assert int(bank.groups[0, 0, 2]) == int(groups[0, 0, 2]) == Group.HIGH
+    assert int(bank.batch(one)[1][0, 0, 2]) == int(groups[0, 0, 2]) == Group.HIGH

@@ -106,7 +106,7 @@ def _run(model: nn.Module, distributed: bool) -> dict:
     cfg = _config()
     batches, target_labels = _batches()
     bank = LabelBank(TARGETS, H, W)
-    state = new_loop_state(cfg, int(cfg.budget_rate * bank.labels.numel()), CLASSES)
+    state = new_loop_state(cfg, int(cfg.budget_rate * bank.num_pixels), CLASSES)
     rank0 = not distributed or dist.get_rank() == 0
     oracle = CountingOracle(target_labels) if rank0 else None
     ask, spent = oracle, local_spent(bank)
@@ -120,10 +120,11 @@ def _run(model: nn.Module, distributed: bool) -> dict:
     for it, batch in enumerate(batches):
         stats = adaptation_step(model, opt, batch, bank, state, cfg, it, ask, spent, gen)
         losses.append(stats.loss)
+    labels, _, asked = bank.batch(torch.arange(TARGETS))
     return {
         "losses": losses,
-        "labels": bank.labels,
-        "asked": bank.asked,
+        "labels": labels,
+        "asked": asked,
         "dccm": state.dccm,
         "params": {k: v.detach().clone() for k, v in unwrap(model).state_dict().items()},
         "calls": oracle.calls if oracle else 0,

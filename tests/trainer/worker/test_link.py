@@ -166,8 +166,9 @@ def test_benchmark_mode_merges_each_answer_into_the_bank_once() -> None:
     assert set(bank.merges) == {(0, 0, 0), (1, 4, 4), (0, 5, 6), (0, 7, 7)}
     assert set(bank.merges.values()) == {1}
     assert bank.num_labeled == 4 and link.cursor == len(service.answers) == 4
-    assert bank.groups[0, 7, 7] == GROUP_CODES["medium"]  # the group of its query
-    assert bank.groups[1, 4, 4] == GROUP_CODES["high"]
+    groups = bank.batch(torch.arange(2))[1]
+    assert groups[0, 7, 7] == GROUP_CODES["medium"]  # the group of its query
+    assert groups[1, 4, 4] == GROUP_CODES["high"]
 
 
 def test_human_mode_posts_everything_and_merges_answers_through_sync_once() -> None:

@@ -1,5 +1,7 @@
 """The worker's label sync: answers since a cursor merged into the bank, corrections win."""
 
+import torch
+
 from trainer.labelbank import IGNORE, LabelBank
 from trainer.worker.link import ServiceLink
 
@@ -34,7 +36,8 @@ def test_sync_merges_new_answers_and_the_latest_correction_wins() -> None:
     )  # 3 corrects 1
     bank, link = LabelBank(2, 4, 5), _link(client)
     assert link.sync(bank) == 2
-    assert bank.labels[0, 0, 0] == 5 and bank.labels[1, 2, 4] == 1
+    labels = bank.batch(torch.arange(2))[0]
+    assert labels[0, 0, 0] == 5 and labels[1, 2, 4] == 1
     assert bank.counts()["high"] == 1 and bank.counts()["medium"] == 1
     assert link.cursor == 3
     client.answers.append(_answer(4, 11, 3, 3, 2, "entropy"))
@@ -48,6 +51,7 @@ def test_rebuild_marks_every_asked_pixel_even_unanswered() -> None:
     )
     bank, link = LabelBank(2, 4, 5), _link(client)
     link.rebuild(bank)
-    assert bank.asked[1, 1, 1] and bank.asked[0, 3, 2]
-    assert bank.labels[0, 3, 2] == IGNORE and bank.labels[1, 1, 1] == 4
-    assert int(bank.asked.sum()) == 2
+    labels, _, asked = bank.batch(torch.arange(2))
+    assert asked[1, 1, 1] and asked[0, 3, 2]
+    assert labels[0, 3, 2] == IGNORE and labels[1, 1, 1] == 4
+    assert int(asked.sum()) == 2 == bank.num_asked
