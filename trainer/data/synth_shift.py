@@ -162,9 +162,10 @@ def camera_shift(
     )
 
 
-# The default strengths, tuned on target-val only (scripts/shift_gap.py) so that a source-only
-# model reaches 45-65 % of the supervised target-val mIoU (see docs/results.md).
-MODERATE_STRENGTHS: dict[str, float] = {"colour": 1.0, "texture": 1.5, "noise": 1.5, "blur": 1.0}
+# The default strengths, tuned on target-val only (scripts/shift_gap.py, 200/120/40 images,
+# seed 0, the quick schedule) so that a source-only model reaches 45-65 % of the supervised
+# target-val mIoU: texture = noise = 1.0 / 1.5 / 1.75 / 2.0 gave 68 / 63 / 59 / 56 %.
+MODERATE_STRENGTHS: dict[str, float] = {"colour": 1.0, "texture": 2.0, "noise": 2.0, "blur": 1.0}
 SHIFTS: dict[str, Shift] = {"moderate": camera_shift(**MODERATE_STRENGTHS), "hard": HARD}
 DEFAULT_SHIFT = "moderate"
 
