@@ -23,7 +23,12 @@ def _generate(args: argparse.Namespace) -> int:
             sys.exit(f"--count wants SPLIT=N with SPLIT in {sorted(counts)}, got {item!r}")
         counts[split] = int(n)
     root = generate_benchmark(
-        Path(args.out), height=args.height, width=args.width, counts=counts, seed=args.seed
+        Path(args.out),
+        height=args.height,
+        width=args.width,
+        counts=counts,
+        seed=args.seed,
+        shift=args.shift,
     )
     print(f"benchmark ready in {root}")
     return 0
@@ -108,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--width", type=int, default=128)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--count", action="append", help="SPLIT=N, e.g. target-train=200")
+    g.add_argument(
+        "--shift",
+        default="moderate",
+        help="target look: moderate (sim-to-real, classes keep their colours; default) or "
+        "hard (colours swap classes)",
+    )
     g.set_defaults(fn=_generate)
     b = sub.add_parser("bench", help="strategies x budgets x seeds, tables and a plot")
     b.add_argument("--preset", default="quick", help="smoke | quick | standard")

@@ -18,7 +18,7 @@ from typing import Any
 
 from trainer.bench.experiment import run_strategy
 from trainer.config import TrainConfig
-from trainer.data.synth import generate_benchmark
+from trainer.data.synth import DEFAULT_SHIFT, generate_benchmark
 from trainer.strategies import BUDGET_FREE, STRATEGIES, configure
 from trainer.train import load_data, pick_device, pretrain
 
@@ -32,6 +32,7 @@ class Preset:
     budgets: tuple[float, ...]
     seeds: tuple[int, ...]
     config: dict[str, Any] = field(default_factory=dict)
+    shift: str = DEFAULT_SHIFT
 
 
 PRESETS: dict[str, Preset] = {
@@ -98,7 +99,7 @@ def run_bench(
     """Generate (cached) data, pre-train once per seed, run the grid, write the reports."""
     preset = PRESETS[preset_name]
     started = time.perf_counter()
-    generate_benchmark(data_dir, counts=preset.counts, seed=1234)
+    generate_benchmark(data_dir, counts=preset.counts, seed=1234, shift=preset.shift)
     base = (base or TrainConfig()).replace(
         data_root=str(data_dir), threads=1 if workers > 1 else 0, **preset.config
     )

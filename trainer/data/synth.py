@@ -4,16 +4,18 @@
 sidewalks, buildings, vegetation, sky, cars, persons, poles with traffic signs).
 ``render_scene`` paints a layout either in the *source* ("game-like": flat colours, sharp
 edges, one palette) or the *target* domain ("real-like": shifted palette, per-image
-illumination, per-class texture, sensor noise, blur and gamma). Layout statistics also
-differ a little between the domains (horizon height, object sizes), as in real sim-to-real
-gaps, while the classes stay the same.
+illumination, per-class texture, sensor noise, blur and gamma). How far the target look is
+from the source is a *shift* (``trainer.data.synth_shift``): ``moderate`` (default, classes
+keep their colours) or ``hard`` (colours swap classes). Layout statistics also differ a
+little between the domains (horizon height, object sizes), as in real sim-to-real gaps,
+while the classes stay the same.
 
 ``generate_benchmark`` writes the plain folder format (see ``trainer.data.folder``)::
 
     root/classes.json
     root/<split>/images/000000.png   RGB uint8
     root/<split>/labels/000000.png   uint8 class ids, 255 = ignore
-    root/meta.json                   generator params + version (the cache key)
+    root/meta.json                   generator params, shift + version (the cache key)
 """
 
 from __future__ import annotations
@@ -37,10 +39,20 @@ from trainer.data.synth_layout import (
     Layout,
     sample_layout,
 )
+from trainer.data.synth_shift import (
+    DEFAULT_SHIFT,
+    SHIFTS,
+    SOURCE_CAR_COLOURS,
+    SOURCE_PALETTE,
+    Shift,
+    get_shift,
+)
 
 __all__ = [
     "CLASSES",
     "DEFAULT_COUNTS",
+    "DEFAULT_SHIFT",
+    "SHIFTS",
     "GENERATOR_VERSION",
     "Layout",
     "generate_benchmark",
@@ -48,57 +60,13 @@ __all__ = [
     "sample_layout",
 ]
 
-GENERATOR_VERSION = 2  # bump whenever layouts or rendering change (cache key)
+GENERATOR_VERSION = 3  # bump whenever layouts or rendering change (cache key)
 DEFAULT_COUNTS: dict[str, int] = {
     "source-train": 500,
     "target-train": 500,
     "target-val": 100,
     "target-test": 200,
 }
-
-# Base colours per class (rows follow CLASSES). The target palette is shifted so that
-# colour alone does not transfer: e.g. target road is closer to source sidewalk than to
-# source road, target sign is close to source person, target building close to source road.
-# Sky and vegetation keep their hue (as real sim-to-real pairs do), so a source-only model
-# is poor but not at chance.
-_SOURCE_PALETTE = np.array(
-    [
-        [85, 85, 95],  # road
-        [175, 165, 150],  # sidewalk
-        [160, 110, 85],  # building
-        [55, 55, 60],  # pole
-        [50, 150, 50],  # vegetation
-        [110, 175, 245],  # sky
-        [210, 60, 60],  # person
-        [40, 70, 170],  # car
-        [235, 205, 30],  # traffic sign
-    ],
-    dtype=np.float32,
-)
-_TARGET_PALETTE = np.array(
-    [
-        [150, 140, 145],  # road: light, close to source sidewalk
-        [120, 95, 105],  # sidewalk: reddish, between source building and road
-        [95, 100, 120],  # building: bluish grey, close to source road
-        [150, 130, 100],  # pole: brownish light
-        [75, 125, 45],  # vegetation: darker green (transfers partly, as in real gaps)
-        [150, 180, 210],  # sky: hazy pale blue (transfers partly)
-        [60, 50, 70],  # person: dark clothing, close to source pole
-        [170, 170, 175],  # car: default silver (instances vary)
-        [200, 65, 50],  # traffic sign: red, close to source person
-    ],
-    dtype=np.float32,
-)
-# Per-class texture amplitudes in the target domain: (fine noise, coarse noise).
-_TARGET_TEXTURE = np.array(
-    [[14, 10], [18, 8], [10, 22], [6, 4], [30, 26], [3, 12], [10, 6], [8, 4], [6, 4]],
-    dtype=np.float32,
-)
-_SOURCE_CAR_COLOURS = np.array([[40, 70, 170], [30, 60, 150], [50, 80, 190]], np.float32)
-_TARGET_CAR_COLOURS = np.array(
-    [[170, 170, 175], [30, 30, 35], [225, 225, 225], [140, 30, 30], [60, 75, 95]], np.float32
-)
-_TARGET_CLOTHES = np.array([[60, 50, 70], [40, 40, 45], [120, 90, 60], [70, 80, 110]], np.float32)
 
 
 def _instance_colours(
@@ -155,9 +123,9 @@ def _lane_marks(layout: Layout) -> np.ndarray:
 def _render_source(layout: Layout, rng: np.random.Generator) -> np.ndarray:
     """Game-like image (H, W, 3) float32: flat colours, sharp edges, one palette."""
     inst = _instance_colours(
-        layout, _SOURCE_PALETTE, rng, _SOURCE_CAR_COLOURS, _SOURCE_PALETTE[[PERSON]]
+        layout, SOURCE_PALETTE, rng, SOURCE_CAR_COLOURS, SOURCE_PALETTE[[PERSON]]
     )
-    img = _base_image(layout, _SOURCE_PALETTE, inst)
+    img = _base_image(layout, SOURCE_PALETTE, inst)
     img[_facade_pattern(layout, (6, 6), (3, 3), (0, 0))] = (90, 70, 60)
     img[_lane_marks(layout)] = (240, 240, 240)
     return img + rng.normal(0, 2.0, size=3).astype(np.float32)
@@ -184,35 +152,56 @@ def _blur(img: np.ndarray, strength: float) -> np.ndarray:
     return (1 - strength) * img + strength * b
 
 
-def _render_target(layout: Layout, rng: np.random.Generator) -> np.ndarray:
-    """Real-like image (H, W, 3) float32: shifted palette, texture, light, noise, blur."""
+def _paint_target(layout: Layout, shift: Shift, rng: np.random.Generator) -> np.ndarray:
+    """Target colours, facades, lane marks and per-class texture, before the camera."""
     h, w = layout.labels.shape
-    palette = _TARGET_PALETTE + rng.normal(0, 8, size=_TARGET_PALETTE.shape).astype(np.float32)
-    inst = _instance_colours(layout, palette, rng, _TARGET_CAR_COLOURS, _TARGET_CLOTHES)
+    jitter = rng.normal(0, shift.palette_jitter, size=shift.palette.shape)
+    palette = shift.palette + jitter.astype(np.float32)
+    inst = _instance_colours(layout, palette, rng, shift.car_colours, shift.clothes)
     img = _base_image(layout, palette, inst)
-    img[_facade_pattern(layout, (5, 4), (2, 2), tuple(rng.integers(0, 4, 2)))] *= 0.55
-    img[_lane_marks(layout)] = (200, 200, 190)
+    offset = tuple(rng.integers(0, 4, 2))
+    img[_facade_pattern(layout, shift.facade_period, shift.facade_size, offset)] *= (
+        shift.facade_shade
+    )
+    img[_lane_marks(layout)] = shift.lane
     safe = np.where(layout.labels == IGNORE_INDEX, 0, layout.labels)
-    amp = _TARGET_TEXTURE[safe]
+    amp = shift.texture[safe]
     fine = rng.standard_normal((h, w)).astype(np.float32)
     coarse = _smooth_noise(rng, h, w, 4)
-    img += amp[..., :1] * fine[..., None] + amp[..., 1:] * coarse[..., None]
+    img += amp[..., :1] * fine[..., None] + amp[..., 1:] * coarse[..., None]  # stays float32
+    return img
+
+
+def _camera_effects(img: np.ndarray, shift: Shift, rng: np.random.Generator) -> np.ndarray:
+    """Illumination, colour cast, shading, blur, sensor noise and gamma on (H, W, 3)."""
+    h, w = img.shape[:2]
     ramp = np.linspace(-1, 1, h, dtype=np.float32)[:, None, None]
-    light = rng.uniform(0.6, 1.3) * (1 + rng.uniform(-0.25, 0.25) * ramp)
-    cast = rng.uniform(0.85, 1.15, size=3).astype(np.float32)
-    img = img * light * cast + 8 * _smooth_noise(rng, h, w, 16)[..., None]
-    img = _blur(img, rng.uniform(0.3, 1.0))
-    img += rng.normal(0, rng.uniform(2, 7), size=img.shape).astype(np.float32)
-    gamma = rng.uniform(0.75, 1.35)
+    light = rng.uniform(*shift.light) * (1 + rng.uniform(-shift.ramp, shift.ramp) * ramp)
+    cast = rng.uniform(*shift.cast, size=3).astype(np.float32)
+    img = img * light * cast + shift.shade * _smooth_noise(rng, h, w, 16)[..., None]
+    img = _blur(img, rng.uniform(*shift.blur))
+    img += rng.normal(0, rng.uniform(*shift.noise), size=img.shape).astype(np.float32)
+    gamma = rng.uniform(*shift.gamma)
     return 255 * (np.clip(img, 0, 255) / 255) ** gamma
 
 
-def render_scene(layout: Layout, domain: str, rng: np.random.Generator) -> np.ndarray:
-    """Paint ``layout`` in ``domain`` ("source" or "target"): RGB uint8 (H, W, 3)."""
+def _render_target(layout: Layout, rng: np.random.Generator, shift: Shift) -> np.ndarray:
+    """Real-like image (H, W, 3) float32 in ``shift``'s look."""
+    return _camera_effects(_paint_target(layout, shift, rng), shift, rng)
+
+
+def render_scene(
+    layout: Layout, domain: str, rng: np.random.Generator, shift: str | Shift = DEFAULT_SHIFT
+) -> np.ndarray:
+    """Paint ``layout`` in ``domain`` ("source" or "target"): RGB uint8 (H, W, 3).
+
+    ``shift`` (a name in ``SHIFTS`` or a :class:`Shift`) sets the target look; the source
+    look is the same under every shift.
+    """
     if domain == "source":
         img = _render_source(layout, rng)
     elif domain == "target":
-        img = _render_target(layout, rng)
+        img = _render_target(layout, rng, get_shift(shift) if isinstance(shift, str) else shift)
     else:
         raise ValueError(f"unknown domain {domain!r}; expected 'source' or 'target'")
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)
@@ -223,20 +212,22 @@ def _domain_of(split: str) -> str:
     return "source" if split.startswith("source") else "target"
 
 
-def _render_one(args: tuple[Path, str, int, int, int, int]) -> None:
+def _render_one(args: tuple[Path, str, int, int, int, int, str]) -> None:
     """Sample, render and write image ``index`` of ``split`` (worker entry point)."""
-    root, split, index, seed, height, width = args
+    root, split, index, seed, height, width, shift = args
     seq = np.random.SeedSequence([seed, zlib.crc32(split.encode()), index])
     rng = np.random.default_rng(seq)
     domain = _domain_of(split)
     layout = sample_layout(rng, height, width, domain)
-    image = render_scene(layout, domain, rng)
+    image = render_scene(layout, domain, rng, shift)
     name = f"{index:06d}.png"
     Image.fromarray(image, "RGB").save(root / split / "images" / name)
     Image.fromarray(layout.labels, "L").save(root / split / "labels" / name)
 
 
-def _meta(height: int, width: int, counts: dict[str, int], seed: int) -> dict[str, object]:
+def _meta(
+    height: int, width: int, counts: dict[str, int], seed: int, shift: str
+) -> dict[str, object]:
     """The generator parameters that define a benchmark (the cache key)."""
     return {
         "generator": "adamcu.synth",
@@ -245,6 +236,7 @@ def _meta(height: int, width: int, counts: dict[str, int], seed: int) -> dict[st
         "width": width,
         "counts": dict(sorted(counts.items())),
         "seed": seed,
+        "shift": shift,
     }
 
 
@@ -270,16 +262,19 @@ def generate_benchmark(
     counts: dict[str, int] | None = None,
     seed: int = 0,
     workers: int = 1,
+    shift: str = DEFAULT_SHIFT,
 ) -> Path:
     """Write the benchmark under ``root`` (cached by meta.json) and return ``root``.
 
     Same seed and params give identical bytes; each split uses its own sub-seed, each
     image its own stream, so ``workers`` changes speed only. Splits whose name starts with
-    "source" render the source domain, all others the target domain.
+    "source" render the source domain, all others the target domain in ``shift``'s look
+    (a name in ``SHIFTS``; source images are the same under every shift).
     """
+    get_shift(shift)  # a clear error before anything is written
     root = Path(root)
     counts = dict(DEFAULT_COUNTS if counts is None else counts)
-    meta = _meta(height, width, counts, seed)
+    meta = _meta(height, width, counts, seed, shift)
     meta_path = root / "meta.json"
     old: dict[str, object] = {}
     if meta_path.is_file():
@@ -292,7 +287,7 @@ def generate_benchmark(
     for split, n in counts.items():
         (root / split / "images").mkdir(parents=True, exist_ok=True)
         (root / split / "labels").mkdir(parents=True, exist_ok=True)
-        jobs += [(root, split, i, seed, height, width) for i in range(n)]
+        jobs += [(root, split, i, seed, height, width, shift) for i in range(n)]
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
             list(pool.map(_render_one, jobs, chunksize=32))

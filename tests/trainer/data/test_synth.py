@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -12,10 +13,13 @@ from PIL import Image
 from trainer.data.synth import (
     CLASSES,
     DEFAULT_COUNTS,
+    DEFAULT_SHIFT,
+    SHIFTS,
     generate_benchmark,
     render_scene,
     sample_layout,
 )
+from trainer.data.synth_shift import SOURCE_PALETTE
 
 SMALL = {"source-train": 24, "target-train": 24, "target-val": 4}
 
@@ -23,6 +27,11 @@ SMALL = {"source-train": 24, "target-train": 24, "target-val": 4}
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return generate_benchmark(tmp_path_factory.mktemp("bench"), counts=SMALL, seed=3)
+
+
+@pytest.fixture(scope="module")
+def hard(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate_benchmark(tmp_path_factory.mktemp("hard"), counts=SMALL, seed=3, shift="hard")
 
 
 def _load(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -56,6 +65,7 @@ def test_folder_format(bench: Path) -> None:
         assert (lab.mode, lab.size) == ("L", (128, 64))
     meta = json.loads((bench / "meta.json").read_text())
     assert meta["seed"] == 3 and meta["counts"] == dict(sorted(SMALL.items()))
+    assert meta["shift"] == DEFAULT_SHIFT == "moderate"
 
 
 def test_labels_valid_and_every_class_appears(bench: Path) -> None:
@@ -90,17 +100,67 @@ def test_splits_use_different_streams(bench: Path) -> None:
     assert a != b
 
 
-def test_domains_differ_per_class_colour(bench: Path) -> None:
-    src_img, src_lab = _load(bench, "source-train")
-    trg_img, trg_lab = _load(bench, "target-train")
-    mean_s = np.stack([src_img[src_lab == c].mean(0) for c in range(len(CLASSES))])
-    mean_t = np.stack([trg_img[trg_lab == c].mean(0) for c in range(len(CLASSES))])
+def _class_means(root: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Mean colour per class (C, 3) of source-train and of target-train."""
+    means = []
+    for split in ("source-train", "target-train"):
+        img, lab = _load(root, split)
+        means.append(np.stack([img[lab == c].mean(0) for c in range(len(CLASSES))]))
+    return means[0], means[1]
+
+
+def _digest(root: Path) -> str:
+    """sha256 over every image, label and classes.json (meta.json left out), by path."""
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*.png")) + [root / "classes.json"]:
+        h.update(str(p.relative_to(root)).encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def test_hard_shift_is_the_version_2_generator_byte_for_byte(tmp_path: Path) -> None:
+    # digest of this call's output computed with the generator before `--shift` existed
+    # (commit f9724ff, where the swapped palette was the only target look)
+    counts = {"source-train": 6, "target-train": 6, "target-val": 3, "target-test": 3}
+    root = generate_benchmark(tmp_path, counts=counts, seed=11, shift="hard")
+    assert _digest(root) == "a7ab996dfd59d419a8eb617f2e661992cdc336e9f240b4bdbec25e6051bfd701"
+    assert json.loads((root / "meta.json").read_text())["shift"] == "hard"
+
+
+def test_shifts_share_the_source_and_the_labels(bench: Path, hard: Path) -> None:
+    for split in SMALL:
+        for p in sorted((bench / split / "labels").glob("*.png")):
+            assert p.read_bytes() == (hard / p.relative_to(bench)).read_bytes()
+    for p in sorted((bench / "source-train" / "images").glob("*.png")):
+        assert p.read_bytes() == (hard / p.relative_to(bench)).read_bytes()
+    a = (bench / "target-train" / "images" / "000000.png").read_bytes()
+    assert a != (hard / "target-train" / "images" / "000000.png").read_bytes()
+
+
+def test_moderate_shift_keeps_class_identity(bench: Path) -> None:
+    palette = SHIFTS["moderate"].palette
+    dist = np.linalg.norm(palette[:, None] - SOURCE_PALETTE[None], axis=2)
+    assert (dist.argmin(1) == np.arange(len(CLASSES))).all()
+    mean_s, mean_t = _class_means(bench)
+    dist = np.linalg.norm(mean_t[:, None] - mean_s[None], axis=2)
+    assert (dist.argmin(1) == np.arange(len(CLASSES))).all()  # in the rendered images too
+    assert (np.diag(dist) > 5).all()  # but the colours did move
+
+
+def test_hard_shift_swaps_class_colours(hard: Path) -> None:
+    mean_s, mean_t = _class_means(hard)
     dist = np.linalg.norm(mean_s - mean_t, axis=1)
     assert (dist > 25).all() and (dist[[0, 1, 2, 6, 8]] > 60).all()
     # colour closeness swaps: target road is nearer to source sidewalk than to source road
     assert np.linalg.norm(mean_t[0] - mean_s[1]) < np.linalg.norm(mean_t[0] - mean_s[0])
 
-    # target is textured, source flat: road pixels of one image vary only in the target
+
+@pytest.mark.parametrize("shift", ["moderate", "hard"])
+def test_target_is_textured_source_flat(bench: Path, hard: Path, shift: str) -> None:
+    root = bench if shift == "moderate" else hard
+    src_img, src_lab = _load(root, "source-train")
+    trg_img, trg_lab = _load(root, "target-train")
+
     def spread(img: np.ndarray, lab: np.ndarray) -> float:
         road = img[lab == 0].astype(float)
         return float(np.median(np.abs(road - np.median(road, 0))))
@@ -125,3 +185,36 @@ def test_render_scene_shapes_and_errors() -> None:
         render_scene(layout, "night", rng)
     with pytest.raises(ValueError):
         sample_layout(rng, 48, 96, "night")
+    with pytest.raises(ValueError, match="unknown shift"):
+        render_scene(layout, "target", rng, "night")
+
+
+def test_unknown_shift_writes_nothing(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"choose from \['hard', 'moderate'\]"):
+        generate_benchmark(tmp_path / "b", counts={"source-train": 1}, shift="night")
+    assert not (tmp_path / "b").exists()
+
+
+def test_shift_changes_the_cache_key(tmp_path: Path) -> None:
+    counts = {"target-val": 2}
+    generate_benchmark(tmp_path, counts=counts, seed=5, shift="hard")
+    probe = tmp_path / "target-val" / "images" / "000000.png"
+    before = probe.read_bytes()
+    generate_benchmark(tmp_path, counts=counts, seed=5)
+    assert probe.read_bytes() != before  # regenerated in the default look
+    assert json.loads((tmp_path / "meta.json").read_text())["shift"] == "moderate"
+
+
+def test_generate_command_passes_the_shift(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stack.cli import main
+
+    out = tmp_path / "b"
+    args = ["generate", "--out", str(out)]
+    args += [f"--count={split}=1" for split in DEFAULT_COUNTS]
+    assert main([*args, "--shift", "hard"]) == 0
+    assert json.loads((out / "meta.json").read_text())["shift"] == "hard"
+    assert main([*args[:2], str(tmp_path / "c"), *args[3:], "--shift", "night"]) == 2
+    assert "unknown shift 'night'; choose from ['hard', 'moderate']" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
