@@ -44,6 +44,18 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _validate(args: argparse.Namespace) -> int:
+    from trainer.data.validate import validate_folder
+
+    unlabeled = tuple(args.unlabeled or ())
+    summary = validate_folder(Path(args.data), unlabeled=unlabeled)
+    for name, split in summary["splits"].items():
+        kind = "labeled" if split["labeled"] else "unlabeled"
+        print(f"{name}: {split['images']} images, {kind}, sizes {', '.join(split['sizes'])}")
+    print(f"{args.data}: valid ({len(summary['classes'])} classes)")
+    return 0
+
+
 def _speed(args: argparse.Namespace) -> int:
     from trainer.bench.speed import run_speed
 
@@ -113,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--data")
     b.add_argument("--workers", type=int, default=2)
     b.set_defaults(fn=_bench)
+    v = sub.add_parser("validate", help="check a dataset folder against the format (docs/data.md)")
+    v.add_argument("--data", required=True)
+    v.add_argument(
+        "--unlabeled", action="append", help="SPLIT that may come without labels/ (repeatable)"
+    )
+    v.set_defaults(fn=_validate)
     s = sub.add_parser("speed", help="seconds per ADA-MCU step against a plain CE step")
     s.add_argument("--out", default="outputs/speed.json")
     s.add_argument("--model", default="small")

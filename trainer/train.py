@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from server.schemas import budget_total
 from trainer.config import TrainConfig
-from trainer.data.folder import SplitTensors, load_classes, load_split, to_float
+from trainer.data.folder import SplitTensors, load_folder, to_float
 from trainer.labelbank import LabelBank
 from trainer.losses import source_loss
 from trainer.metrics import ConfusionMatrix
@@ -60,10 +60,11 @@ def budget_pixels(cfg: TrainConfig, data: Data) -> int:
     return budget_total(cfg.budget_rate, data.target_pixels)
 
 
-def load_data(cfg: TrainConfig) -> Data:
+def load_data(cfg: TrainConfig, *, target_labels: bool = True) -> Data:
     """Read the plain-folder benchmark (or a user's data in the same format), or, when
     ``cfg.dataset`` / ``cfg.source_dataset`` / ``cfg.source_root`` name real datasets, the
-    paper's benchmarks (GTA5 / SYNTHIA / Synscapes -> Cityscapes, see ``trainer.data.paper``)."""
+    paper's benchmarks (GTA5 / SYNTHIA / Synscapes -> Cityscapes, see ``trainer.data.paper``).
+    ``target_labels=False``: target-train may come without labels (people label it)."""
     if cfg.dataset != "folder" or cfg.source_dataset not in ("", "folder") or cfg.source_root:
         from trainer.data.paper import load_real_splits
 
@@ -72,15 +73,16 @@ def load_data(cfg: TrainConfig) -> Data:
     if not (root / "classes.json").is_file():
         raise FileNotFoundError(
             f"no dataset at {root}: run `adamcu generate --out {root}` or point data_root at a "
-            "folder with classes.json and <split>/images, <split>/labels"
+            "folder with classes.json and <split>/images, <split>/labels (docs/data.md)"
         )
-    translated = Path(cfg.translated_dir) if cfg.translated_dir else None
-    classes = load_classes(root)
+    splits = [cfg.source_split, cfg.target_split, cfg.val_split, cfg.test_split]
+    translated = {cfg.source_split: Path(cfg.translated_dir)} if cfg.translated_dir else None
+    unlabeled = () if target_labels else (cfg.target_split,)
+    loaded, classes = load_folder(
+        root, splits, crop=cfg.crop, translated=translated, unlabeled=unlabeled
+    )
     return Data(
-        source=load_split(root, cfg.source_split, translated_dir=translated),
-        target=load_split(root, cfg.target_split),
-        val=load_split(root, cfg.val_split),
-        test=load_split(root, cfg.test_split),
+        *loaded,
         class_names=[c.name for c in classes],
         class_colors=[tuple(c.color) for c in classes],
     )
