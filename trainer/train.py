@@ -21,8 +21,10 @@ import torch
 from tqdm import tqdm
 
 from server.schemas import budget_total
+from trainer.checkpoint import cached_weights, data_classes, init_weights, payload, save
 from trainer.config import TrainConfig
 from trainer.data.folder import SplitTensors, load_folder, to_float
+from trainer.data.validate import fingerprint
 from trainer.labelbank import LabelBank
 from trainer.losses import source_loss
 from trainer.metrics import ConfusionMatrix
@@ -166,7 +168,12 @@ def pretrain_key(cfg: TrainConfig, data_root: Path) -> str:
             "source_split",
         )
     }
-    parts["data"] = meta.read_text() if meta.is_file() else str(data_root.resolve())
+    if meta.is_file():
+        parts["data"] = meta.read_text()
+    else:  # a user's folder: its files, so an edited folder is pre-trained afresh
+        parts["data"] = (
+            f"{data_root.resolve()}:{fingerprint(data_root) if data_root.is_dir() else ''}"
+        )
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -183,10 +190,14 @@ def cached_model(
         pretrained=cfg.pretrained,
         frozen_bn=cfg.frozen_bn,
     ).to(device)
+    if cfg.init_checkpoint:  # a trained segmentation network: no source pre-training
+        part = init_weights(model, Path(cfg.init_checkpoint), data.class_names)
+        log.info("initialised the %s from %s", part, cfg.init_checkpoint)
+        return model, None, True
     key = pretrain_key(cfg, Path(cfg.data_root))
     path = cache_dir / f"pretrain-{key}.pt" if cache_dir else None
     if path is not None and path.is_file():
-        model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+        model.load_state_dict(cached_weights(path, device))
         return model, path, True
     return model, path, False
 
@@ -225,8 +236,7 @@ def pretrain(
         loss.backward()
         opt.step()
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), path)
+        save(path, payload(cfg, model, data_classes(data), data.target.images.shape[-2:]))
     return model
 
 

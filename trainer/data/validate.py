@@ -18,6 +18,7 @@ target-train split of a session where people label), refused where labels are ne
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -259,3 +260,14 @@ def _decode(path: Path) -> np.ndarray:
             return np.asarray(im)
     except (OSError, ValueError) as exc:
         raise DatasetError(path.parent, [f"{path}: unreadable ({exc})"]) from None
+
+
+def fingerprint(root: Path) -> str:
+    """A digest of every file's path, size and mtime under ``root``: a user's folder changes
+    (files added, replaced, resized) change it, so caches keyed by it go stale correctly."""
+    digest = hashlib.sha256()
+    root = Path(root)
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        st = path.stat()
+        digest.update(f"{path.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
