@@ -78,7 +78,7 @@ class Predictor:
 def read_rgb(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+            return np.array(im.convert("RGB"))
     except (OSError, ValueError) as exc:
         raise DatasetError(path.parent, [f"{path}: unreadable image ({exc})"]) from None
 

@@ -67,8 +67,17 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
+def mask_entry(key: str) -> str:
+    """The zip entry of an image's mask in the input folder format: ``<split>/labels/<id>.png``
+    for the key ``<split>/<id>`` (a key without a split goes to ``target-train``)."""
+    split, _, name = key.rpartition("/")
+    return f"{split or 'target-train'}/labels/{name}.png"
+
+
 def masks_zip(db: Session, run_id: int) -> bytes:
-    """``<key>.png`` uint8 masks (255 = unlabeled, latest answer per query) + classes.json."""
+    """The answers as the input folder format: ``<split>/labels/<id>.png`` uint8 masks (255 =
+    unlabeled, latest answer per query) and ``classes.json`` as ``{"classes": [...]}``, so the
+    zip unpacks over the dataset folder (docs/data.md) and trains as it is."""
     run = get_run(db, run_id)
     images = db.execute(
         select(Image.id, Image.key, Image.width, Image.height).where(Image.run_id == run_id)
@@ -87,6 +96,6 @@ def masks_zip(db: Session, run_id: int) -> bytes:
         for im in images:
             png = io.BytesIO()
             PILImage.fromarray(masks[im.id]).save(png, format="PNG")
-            zf.writestr(f"{im.key}.png", png.getvalue())
-        zf.writestr("classes.json", json.dumps(run.classes, indent=1))
+            zf.writestr(mask_entry(im.key), png.getvalue())
+        zf.writestr("classes.json", json.dumps({"classes": run.classes}, indent=1))
     return buf.getvalue()
