@@ -113,3 +113,10 @@ def test_a_user_model_adapts_and_starts_from_its_own_weights(tmp_path: Path) -> 
     torch.save(nn.Conv2d(3, 5, 1).state_dict(), wrong)
     with pytest.raises(checkpoint.CheckpointError, match="does not fit"):
         run_strategy(cfg.replace(init_checkpoint=str(wrong)), data, None)
+
+
+def test_the_documented_example_networks_build() -> None:
+    x = torch.randn(1, 3, 32, 48)
+    for fn in ("plain_segnet", "protocol_segnet"):
+        out = build_model(f"examples.my_nets:{fn}", 3, embed_dim=8)(x)
+        assert out.main.shape == (1, 3, 8, 12) and out.embedding.shape == (1, 8, 8, 12)
