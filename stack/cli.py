@@ -36,17 +36,66 @@ def _generate(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     from trainer.bench.grid import PRESETS, run_bench
+    from trainer.bench.inputs import parse_grid
 
     if args.preset not in PRESETS:
         sys.exit(f"unknown preset {args.preset!r}; choose from {sorted(PRESETS)}")
     out = Path(args.out or f"outputs/bench-{args.preset}")
     data = Path(args.data or f"data/bench-{args.preset}")
-    report = run_bench(args.preset, out, data, workers=args.workers)
+    grid = parse_grid(args.strategies, args.budgets, args.seeds)
+    report = run_bench(args.preset, out, data, workers=args.workers, grid=grid)
     print((out / "tables.md").read_text())
     print(
         f"results: {out / 'results.json'}\nplot: {out / 'miou_vs_budget.png'}\n"
         f"took {report['seconds'] / 60:.1f} min"
     )
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from trainer.data.validate import validate_folder
+
+    unlabeled = tuple(args.unlabeled or ())
+    summary = validate_folder(Path(args.data), unlabeled=unlabeled)
+    for name, split in summary["splits"].items():
+        kind = "labeled" if split["labeled"] else "unlabeled"
+        print(f"{name}: {split['images']} images, {kind}, sizes {', '.join(split['sizes'])}")
+    print(f"{args.data}: valid ({len(summary['classes'])} classes)")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from trainer.predict import predict_folder
+
+    s = predict_folder(
+        Path(args.checkpoint),
+        Path(args.images),
+        Path(args.out),
+        device=args.device,
+        amp=not args.no_amp,
+    )
+    print(
+        f"{s['images']} images segmented on {s['device']} ({s['images_per_s']:.2f} images/s): "
+        f"labels in {Path(args.out) / 'labels'}, overlays in {Path(args.out) / 'overlays'}"
+    )
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from trainer.predict import evaluate_folder, format_table
+
+    result = evaluate_folder(
+        Path(args.checkpoint),
+        Path(args.data),
+        args.split,
+        device=args.device,
+        amp=not args.no_amp,
+    )
+    print(format_table(result))
+    out = Path(args.out or f"outputs/evaluate-{args.split}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    print(f"{args.split}: mIoU {result['miou']:.1f} -> {out}")
     return 0
 
 
@@ -98,34 +147,44 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="adamcu", description=__doc__)
-    p.add_argument("--version", action="version", version=f"adamcu {package_version()}")
-    sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser(
-        "loop",
-        help="server + worker + simulated oracles on this machine (adamcu loop --help)",
-        add_help=False,
-    )
-    g = sub.add_parser("generate", help="write the bundled synthetic-to-real benchmark")
-    g.add_argument("--out", default="data/bundled")
-    g.add_argument("--height", type=int, default=64)
-    g.add_argument("--width", type=int, default=128)
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--count", action="append", help="SPLIT=N, e.g. target-train=200")
-    g.add_argument(
-        "--shift",
-        default="moderate",
-        help="target look: moderate (sim-to-real, classes keep their colours; default) or "
-        "hard (colours swap classes)",
-    )
-    g.set_defaults(fn=_generate)
+def _add_bench(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser("bench", help="strategies x budgets x seeds, tables and a plot")
     b.add_argument("--preset", default="quick", help="smoke | quick | standard")
     b.add_argument("--out")
-    b.add_argument("--data")
+    b.add_argument("--data", help="your labeled folder (used as it is) or where to generate")
+    b.add_argument("--strategies", help="comma list narrowing the preset's, e.g. random,full")
+    b.add_argument("--budgets", help="comma list of target-pixel shares, e.g. 0.001,0.017")
+    b.add_argument("--seeds", help="comma list, e.g. 0,1")
     b.add_argument("--workers", type=int, default=2)
     b.set_defaults(fn=_bench)
+
+
+def _add_data_commands(sub: argparse._SubParsersAction) -> None:
+    """validate, predict and evaluate: the commands of "your data in, your model out"."""
+    v = sub.add_parser("validate", help="check a dataset folder against the format (docs/data.md)")
+    v.add_argument("--data", required=True)
+    v.add_argument(
+        "--unlabeled", action="append", help="SPLIT that may come without labels/ (repeatable)"
+    )
+    v.set_defaults(fn=_validate)
+    pr = sub.add_parser("predict", help="segment a folder of images with a checkpoint")
+    pr.add_argument("--checkpoint", required=True)
+    pr.add_argument("--images", required=True, help="a folder of images (any PIL format)")
+    pr.add_argument("--out", required=True, help="new folder: labels/ (class ids), overlays/")
+    ev = sub.add_parser("evaluate", help="mIoU and per-class IoU of a checkpoint on a split")
+    ev.add_argument("--checkpoint", required=True)
+    ev.add_argument("--data", required=True)
+    ev.add_argument("--split", default="target-test")
+    ev.add_argument("--out", help="JSON file (default outputs/evaluate-SPLIT.json)")
+    for cmd in (pr, ev):
+        cmd.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+        cmd.add_argument("--no-amp", action="store_true", help="no bf16 autocast on a GPU")
+    pr.set_defaults(fn=_predict)
+    ev.set_defaults(fn=_evaluate)
+
+
+def _add_speed_benchmarks(sub: argparse._SubParsersAction) -> None:
+    """``adamcu speed`` (CPU or GPU) and ``adamcu gpu-bench`` (paper scale)."""
     s = sub.add_parser("speed", help="seconds per ADA-MCU step against a plain CE step")
     s.add_argument("--out", default="outputs/speed.json")
     s.add_argument("--model", default="small")
@@ -155,6 +214,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gb.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     gb.set_defaults(fn=_gpu_bench)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="adamcu", description=__doc__)
+    p.add_argument("--version", action="version", version=f"adamcu {package_version()}")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser(
+        "loop",
+        help="server + worker + simulated oracles on this machine (adamcu loop --help)",
+        add_help=False,
+    )
+    g = sub.add_parser("generate", help="write the bundled synthetic-to-real benchmark")
+    g.add_argument("--out", default="data/bundled")
+    g.add_argument("--height", type=int, default=64)
+    g.add_argument("--width", type=int, default=128)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--count", action="append", help="SPLIT=N, e.g. target-train=200")
+    g.add_argument(
+        "--shift",
+        default="moderate",
+        help="target look: moderate (sim-to-real, classes keep their colours; default) or "
+        "hard (colours swap classes)",
+    )
+    g.set_defaults(fn=_generate)
+    _add_bench(sub)
+    _add_data_commands(sub)
+    _add_speed_benchmarks(sub)
     t = sub.add_parser("train", help="one strategy in process, with the ground-truth oracle")
     t.add_argument("--config", help="a TOML/JSON file of TrainConfig fields")
     t.add_argument("--strategy")

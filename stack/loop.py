@@ -26,6 +26,7 @@ import httpx
 from client.logs import setup_logging
 from stack.processes import child_env, free_port, make_token, wait_ready
 from trainer.bench.grid import PRESETS
+from trainer.data.safety import is_user_dataset
 from trainer.data.synth import generate_benchmark
 
 QUICK = PRESETS["quick"]
@@ -90,7 +91,8 @@ def wait_for_run(url: str, token: str, worker: subprocess.Popen, timeout: float)
 def run_loop(opts: LoopOptions, log=print) -> dict[str, Any]:
     started = time.perf_counter()
     opts.out.mkdir(parents=True, exist_ok=True)
-    generate_benchmark(opts.data, counts=opts.counts, seed=1234)
+    if not is_user_dataset(opts.data):  # a user's folder is used as it is
+        generate_benchmark(opts.data, counts=opts.counts, seed=1234)
     admin = secrets.token_urlsafe(24)
     env = {
         **os.environ,
@@ -216,6 +218,11 @@ def print_summary(s: dict[str, Any], out: Path, log=print) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="adamcu loop", description=__doc__)
     p.add_argument("--out", default="outputs/loop")
+    p.add_argument(
+        "--data",
+        default="data/bench-quick",
+        help="your labeled folder (used as it is) or where to generate the quick benchmark",
+    )
     p.add_argument("--strategy", default="full")
     p.add_argument("--budget", type=float, default=0.017)
     p.add_argument("--iterations", type=int, default=250)
@@ -235,6 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(a.verbose)  # children log at $ADAMCU_LOG_LEVEL
     opts = LoopOptions(
         out=Path(a.out),
+        data=Path(a.data),
         strategy=a.strategy,
         budget=a.budget,
         iterations=a.iterations,

@@ -36,9 +36,10 @@ class TrainConfig:
     crop: tuple[int, int] | None = None  # real datasets: every split is resized to (H, W)
     data_cache: str = ""  # real datasets: folder of decoded splits (.npy, memory-mapped)
     # model
-    model: str = "small"
+    model: str = "small"  # a name of trainer.model.MODEL_NAMES or "package.module:function"
     embed_dim: int = 32
     pretrained: str | None = None
+    init_checkpoint: str | None = None  # start adaptation from these trained weights
     frozen_bn: bool = False
     # optimisation (section IV-B: SGD, poly 0.9, momentum 0.9, weight decay 1e-4)
     lr: float = 0.01
@@ -102,6 +103,7 @@ class TrainConfig:
         # TOML has no null: an empty string means "none" for the optional paths
         self.pretrained = self.pretrained or None
         self.translated_dir = self.translated_dir or None
+        self.init_checkpoint = self.init_checkpoint or None
 
     @property
     def contrast(self) -> bool:

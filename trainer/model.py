@@ -225,7 +225,8 @@ def build_model(
     pretrained: str | Path | None = None,
     frozen_bn: bool = False,
 ) -> SegModel:
-    """Build a segmentation model by name (see `MODEL_NAMES`).
+    """Build a segmentation model by name (see `MODEL_NAMES`), or the user's network for
+    ``"package.module:function"`` (`trainer.usermodel`: the protocol and the logits adapter).
 
     pretrained: a local torchvision ResNet-101 ImageNet state dict (ResNet-101 models only);
     keys are checked strictly (`PretrainedWeightsError`). frozen_bn: backbone BatchNorms
@@ -236,9 +237,16 @@ def build_model(
         "deeplabv2_r101": _build_v2,
         "deeplabv3plus_r101": _build_v3plus,
     }
+    if ":" in name:  # your own network, "package.module:function" (trainer/usermodel.py)
+        from trainer.usermodel import build_user_model
+
+        builders[name] = lambda c, d: build_user_model(name, c, d)
     if name not in builders:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
-    if pretrained is not None and name == "small":
+        raise ValueError(
+            f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)} or give "
+            "'package.module:function' (docs/data.md)"
+        )
+    if pretrained is not None and name not in MODEL_NAMES[1:]:
         raise ValueError("pretrained weights are only supported for the ResNet-101 models")
     model = builders[name](num_classes, embed_dim)
     if pretrained is not None:

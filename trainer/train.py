@@ -21,8 +21,10 @@ import torch
 from tqdm import tqdm
 
 from server.schemas import budget_total
+from trainer.checkpoint import cached_weights, data_classes, init_weights, payload, save
 from trainer.config import TrainConfig
-from trainer.data.folder import SplitTensors, load_classes, load_split, to_float
+from trainer.data.folder import SplitTensors, load_folder, to_float
+from trainer.data.validate import fingerprint
 from trainer.labelbank import LabelBank
 from trainer.losses import source_loss
 from trainer.metrics import ConfusionMatrix
@@ -60,10 +62,11 @@ def budget_pixels(cfg: TrainConfig, data: Data) -> int:
     return budget_total(cfg.budget_rate, data.target_pixels)
 
 
-def load_data(cfg: TrainConfig) -> Data:
+def load_data(cfg: TrainConfig, *, target_labels: bool = True) -> Data:
     """Read the plain-folder benchmark (or a user's data in the same format), or, when
     ``cfg.dataset`` / ``cfg.source_dataset`` / ``cfg.source_root`` name real datasets, the
-    paper's benchmarks (GTA5 / SYNTHIA / Synscapes -> Cityscapes, see ``trainer.data.paper``)."""
+    paper's benchmarks (GTA5 / SYNTHIA / Synscapes -> Cityscapes, see ``trainer.data.paper``).
+    ``target_labels=False``: target-train may come without labels (people label it)."""
     if cfg.dataset != "folder" or cfg.source_dataset not in ("", "folder") or cfg.source_root:
         from trainer.data.paper import load_real_splits
 
@@ -72,15 +75,16 @@ def load_data(cfg: TrainConfig) -> Data:
     if not (root / "classes.json").is_file():
         raise FileNotFoundError(
             f"no dataset at {root}: run `adamcu generate --out {root}` or point data_root at a "
-            "folder with classes.json and <split>/images, <split>/labels"
+            "folder with classes.json and <split>/images, <split>/labels (docs/data.md)"
         )
-    translated = Path(cfg.translated_dir) if cfg.translated_dir else None
-    classes = load_classes(root)
+    splits = [cfg.source_split, cfg.target_split, cfg.val_split, cfg.test_split]
+    translated = {cfg.source_split: Path(cfg.translated_dir)} if cfg.translated_dir else None
+    unlabeled = () if target_labels else (cfg.target_split,)
+    loaded, classes = load_folder(
+        root, splits, crop=cfg.crop, translated=translated, unlabeled=unlabeled
+    )
     return Data(
-        source=load_split(root, cfg.source_split, translated_dir=translated),
-        target=load_split(root, cfg.target_split),
-        val=load_split(root, cfg.val_split),
-        test=load_split(root, cfg.test_split),
+        *loaded,
         class_names=[c.name for c in classes],
         class_colors=[tuple(c.color) for c in classes],
     )
@@ -164,7 +168,12 @@ def pretrain_key(cfg: TrainConfig, data_root: Path) -> str:
             "source_split",
         )
     }
-    parts["data"] = meta.read_text() if meta.is_file() else str(data_root.resolve())
+    if meta.is_file():
+        parts["data"] = meta.read_text()
+    else:  # a user's folder: its files, so an edited folder is pre-trained afresh
+        parts["data"] = (
+            f"{data_root.resolve()}:{fingerprint(data_root) if data_root.is_dir() else ''}"
+        )
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -181,10 +190,14 @@ def cached_model(
         pretrained=cfg.pretrained,
         frozen_bn=cfg.frozen_bn,
     ).to(device)
+    if cfg.init_checkpoint:  # a trained segmentation network: no source pre-training
+        part = init_weights(model, Path(cfg.init_checkpoint), data.class_names)
+        log.info("initialised the %s from %s", part, cfg.init_checkpoint)
+        return model, None, True
     key = pretrain_key(cfg, Path(cfg.data_root))
     path = cache_dir / f"pretrain-{key}.pt" if cache_dir else None
     if path is not None and path.is_file():
-        model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+        model.load_state_dict(cached_weights(path, device))
         return model, path, True
     return model, path, False
 
@@ -223,8 +236,7 @@ def pretrain(
         loss.backward()
         opt.step()
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), path)
+        save(path, payload(cfg, model, data_classes(data), data.target.images.shape[-2:]))
     return model
 
 

@@ -80,19 +80,24 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def mask_name(image_id: int, key: str) -> str:
-    """``<key>.png`` for a key of the safe pattern (every key registered since it was
-    enforced), else ``image-<id>.png``: no entry name climbs out of the folder it is
-    unpacked into."""
+def mask_entry(image_id: int, key: str) -> str:
+    """The zip entry of an image's mask in the input folder format: ``<split>/labels/<id>.png``
+    for the key ``<split>/<id>`` (a key without a split goes to ``target-train``). A stored key
+    outside the safe pattern (stored before it was enforced) becomes ``image-<image id>``: no
+    entry name climbs out of the folder it is unpacked into."""
     try:
-        return f"{_KEY.validate_python(key)}.png"
+        key = _KEY.validate_python(key)
     except ValidationError:
-        return f"image-{image_id}.png"
+        key = f"image-{image_id}"
+    split, _, name = key.rpartition("/")
+    return f"{split or 'target-train'}/labels/{name}.png"
 
 
 def masks_zip(db: Session, run_id: int) -> bytes:
-    """``<key>.png`` uint8 masks (``IGNORE_INDEX``: unlabeled; the latest answer per query wins)
-    and classes.json."""
+    """The answers as the input folder format: ``<split>/labels/<id>.png`` uint8 masks
+    (``IGNORE_INDEX``: unlabeled; the latest answer per query wins) and ``classes.json`` as
+    ``{"classes": [...]}``, so the zip unpacks over the dataset folder (docs/data.md) and
+    trains as it is."""
     run = get_run(db, run_id)
     images = db.execute(
         select(Image.id, Image.key, Image.width, Image.height).where(Image.run_id == run_id)
@@ -111,6 +116,6 @@ def masks_zip(db: Session, run_id: int) -> bytes:
         for im in images:
             png = io.BytesIO()
             PILImage.fromarray(masks[im.id]).save(png, format="PNG")
-            zf.writestr(mask_name(im.id, im.key), png.getvalue())
-        zf.writestr("classes.json", json.dumps(run.classes, indent=1))
+            zf.writestr(mask_entry(im.id, im.key), png.getvalue())
+        zf.writestr("classes.json", json.dumps({"classes": run.classes}, indent=1))
     return buf.getvalue()

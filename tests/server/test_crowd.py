@@ -159,7 +159,12 @@ def test_csv_export_defuses_formulas_and_zip_names_stay_inside(world: World) -> 
     engine.dispose()
     data = world.get(f"/api/v1/runs/{world.run_id}/export/masks.zip", "viewer").content
     names = zipfile.ZipFile(io.BytesIO(data)).namelist()
-    assert sorted(names) == sorted(["tgt/000001.png", f"image-{image_id}.png", "classes.json"])
+    expected = [
+        "tgt/labels/000001.png",
+        f"target-train/labels/image-{image_id}.png",
+        "classes.json",
+    ]
+    assert sorted(names) == sorted(expected)
 
 
 def test_tokens_are_listed_and_revoked_by_an_admin(world: World) -> None:

@@ -78,10 +78,10 @@ def test_export_masks_zip(world):
     r = world.get(f"/api/v1/runs/{world.run_id}/export/masks.zip", "viewer")
     assert r.status_code == 200
     zf = zipfile.ZipFile(io.BytesIO(r.content))
-    assert sorted(zf.namelist()) == ["classes.json", "tgt/000001.png"]
-    mask = np.asarray(PILImage.open(io.BytesIO(zf.read("tgt/000001.png"))))
+    assert sorted(zf.namelist()) == ["classes.json", "tgt/labels/000001.png"]
+    mask = np.asarray(PILImage.open(io.BytesIO(zf.read("tgt/labels/000001.png"))))
     assert mask.dtype == np.uint8 and mask.shape == (4, 8)
     expected = np.full((4, 8), 255, np.uint8)
     expected[0, 0], expected[3, 7] = 1, 0  # the correction wins; (1, 1) is unanswered
     np.testing.assert_array_equal(mask, expected)
-    assert [c["id"] for c in json.loads(zf.read("classes.json"))] == [0, 1, 3]
+    assert [c["id"] for c in json.loads(zf.read("classes.json"))["classes"]] == [0, 1, 3]

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from trainer.checkpoint import data_classes, payload, save
 from trainer.config import TrainConfig
 from trainer.labelbank import LabelBank
 from trainer.train import (
@@ -82,7 +83,6 @@ def run_strategy(
 def _save(
     path: Path, cfg: TrainConfig, model: torch.nn.Module, bank: LabelBank, data: Data
 ) -> None:
-    """The selected state with its config, label bank and class names."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {"config": cfg.to_dict(), "model": model.state_dict(), "label_bank": bank.state_dict()}
-    torch.save({**state, "class_names": data.class_names}, path)
+    """The selected state in the one checkpoint format, label bank kept (trainer/checkpoint)."""
+    size = data.target.images.shape[-2:]
+    save(path, payload(cfg, model, data_classes(data), size, bank, keep_bank=True))

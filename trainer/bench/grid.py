@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from trainer.bench.experiment import run_strategy
+from trainer.bench.inputs import narrow, prepare_data
 from trainer.config import TrainConfig
-from trainer.data.synth import DEFAULT_SHIFT, generate_benchmark
+from trainer.data.synth import DEFAULT_SHIFT
 from trainer.strategies import BUDGET_FREE, STRATEGIES, configure
 from trainer.train import load_data, pick_device, pretrain
 
@@ -71,9 +72,13 @@ def plan(preset: Preset, base: TrainConfig) -> list[TrainConfig]:
     return runs
 
 
-def _run(cfg_dict: dict[str, Any], cache_dir: str) -> dict[str, Any]:
+def _run(cfg_dict: dict[str, Any], cache_dir: str, out_dir: str) -> dict[str, Any]:
     cfg = TrainConfig(**cfg_dict)
-    return run_strategy(cfg, load_data(cfg), Path(cache_dir))
+    name = f"{cfg.strategy}-b{cfg.budget_rate:g}-s{cfg.seed}.pt"
+    ckpt = Path(out_dir) / "checkpoints" / name
+    return run_strategy(cfg, load_data(cfg), Path(cache_dir), checkpoint=ckpt) | {
+        "checkpoint": str(ckpt)
+    }
 
 
 def _pretrain(cfg_dict: dict[str, Any], cache_dir: str) -> float:
@@ -95,23 +100,28 @@ def run_bench(
     workers: int = 2,
     base: TrainConfig | None = None,
     log=print,
+    grid: tuple[list[str] | None, list[float] | None, list[int] | None] = (None, None, None),
 ) -> dict[str, Any]:
-    """Generate (cached) data, pre-train once per seed, run the grid, write the reports."""
-    preset = PRESETS[preset_name]
+    """Generate (cached) data, or use a user's folder as it is (``inputs.prepare_data``),
+    pre-train once per seed, run the grid (narrowed by ``grid`` = strategies, budgets, seeds),
+    write the reports. Each run's checkpoint goes to ``out_dir/checkpoints/``."""
+    preset = narrow(PRESETS[preset_name], *grid)
     started = time.perf_counter()
-    generate_benchmark(data_dir, counts=preset.counts, seed=1234, shift=preset.shift)
+    cfg0 = base or TrainConfig()
+    splits = [cfg0.source_split, cfg0.target_split, cfg0.val_split, cfg0.test_split]
+    kind = prepare_data(data_dir, preset, splits)
     base = (base or TrainConfig()).replace(
         data_root=str(data_dir), threads=1 if workers > 1 else 0, **preset.config
     )
     runs = plan(preset, base)
     cache = out_dir / "cache"
     out_dir.mkdir(parents=True, exist_ok=True)
-    log(f"bench {preset_name}: {len(runs)} runs on {workers} worker(s), data {data_dir}")
+    log(f"bench {preset_name}: {len(runs)} runs on {workers} worker(s), {kind} data {data_dir}")
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         seeds = {r.seed: r for r in runs}
         list(pool.map(_pretrain, [c.to_dict() for c in seeds.values()], [str(cache)] * len(seeds)))
         results = []
-        futures = [pool.submit(_run, c.to_dict(), str(cache)) for c in runs]
+        futures = [pool.submit(_run, c.to_dict(), str(cache), str(out_dir)) for c in runs]
         for fut in futures:
             res = fut.result()
             results.append(res)

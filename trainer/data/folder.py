@@ -3,8 +3,11 @@
 Plain folder format (what ``trainer.data.synth`` writes and how users bring their own data)::
 
     root/classes.json                  {"classes": [{"id": 0, "name": "road", "color": [...]}]}
-    root/<split>/images/<name>.png     RGB uint8
-    root/<split>/labels/<name>.png     uint8 class ids, 255 = ignore
+    root/<split>/images/<name>.<ext>   any image PIL reads, converted to RGB uint8
+    root/<split>/labels/<name>.png     uint8 class ids, 255 = ignore (optional for unlabeled)
+
+The rules are checked by ``trainer.data.validate`` (one validator for every entry point);
+docs/data.md explains them.
 
 Transforms are pure functions of (image, label, torch.Generator): images are (C, H, W)
 or (N, C, H, W), labels (H, W) or (N, H, W) with ``ignore_index=255``; a batch shares
@@ -13,7 +16,7 @@ one random draw.
 
 from __future__ import annotations
 
-import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,18 +27,19 @@ from PIL import Image
 from torch import Tensor
 
 from trainer.constants import IGNORE_INDEX
+from trainer.data.validate import (
+    ClassInfo,
+    DatasetError,
+    check_label_values,
+    read_classes,
+    scan_split,
+    working_size,
+)
+
+log = logging.getLogger("adamcu.data")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class ClassInfo:
-    """One class of a dataset: training id, name and display colour."""
-
-    id: int
-    name: str
-    color: tuple[int, int, int]
 
 
 @dataclass(frozen=True)
@@ -52,10 +56,8 @@ class SplitTensors:
 
 
 def load_classes(root: Path) -> list[ClassInfo]:
-    """Read ``root/classes.json``, sorted by id."""
-    data = json.loads((Path(root) / "classes.json").read_text())
-    classes = [ClassInfo(int(c["id"]), str(c["name"]), tuple(c["color"])) for c in data["classes"]]
-    return sorted(classes, key=lambda c: c.id)
+    """Read ``root/classes.json`` (checked by ``trainer.data.validate``), sorted by id."""
+    return read_classes(root)
 
 
 def read_image_png(path: Path) -> np.ndarray:
@@ -81,25 +83,92 @@ def write_mask_png(path: Path, mask: np.ndarray | Tensor) -> None:
     Image.fromarray(arr.astype(np.uint8), "L").save(path)
 
 
-def load_split(root: Path, split: str, *, translated_dir: Path | None = None) -> SplitTensors:
-    """Load ``root/<split>`` of the plain folder format into memory.
+def _read(path: Path, size: tuple[int, int], label: bool) -> np.ndarray:
+    """One image (RGB, bilinear) or label (nearest) at ``size`` = (H, W); DatasetError when
+    the file cannot be decoded."""
+    try:
+        with Image.open(path) as im:
+            im = im if label else im.convert("RGB")
+            if (im.height, im.width) != size:
+                mode = Image.Resampling.NEAREST if label else Image.Resampling.BILINEAR
+                im = im.resize((size[1], size[0]), mode)
+            return np.array(im)
+    except (OSError, ValueError) as exc:
+        raise DatasetError(path.parent, [f"{path}: unreadable ({exc})"]) from None
 
-    ``translated_dir`` holds pre-translated images (e.g. CycleGAN output) with the same
-    file names; they replace the split's images (labels still come from ``root``).
+
+def load_split(
+    root: Path,
+    split: str,
+    *,
+    translated_dir: Path | None = None,
+    size: tuple[int, int] | None = None,
+    labeled: bool | None = True,
+    num_classes: int | None = None,
+) -> SplitTensors:
+    """Load ``root/<split>`` of the plain folder format into memory (checked by
+    ``trainer.data.validate.scan_split``; ``DatasetError`` names each bad file).
+
+    ``size`` = (H, W): every image is resized to it (images bilinear, labels nearest); None:
+    images must share one size. ``labeled=None``: a split without ``labels/`` loads with every
+    pixel 255 (unlabeled). ``num_classes``: label values above it (other than 255) are refused.
+    ``translated_dir`` holds pre-translated images (e.g. CycleGAN output) with the same file
+    names; they replace the split's images (labels still come from ``root``).
     """
-    label_dir = Path(root) / split / "labels"
-    image_dir = Path(translated_dir) if translated_dir else Path(root) / split / "images"
-    names = sorted(p.name for p in label_dir.glob("*.png"))
-    if not names:
-        raise FileNotFoundError(f"no label PNGs in {label_dir}")
-    images = np.stack([read_image_png(image_dir / n) for n in names])
-    labels = np.stack([read_mask_png(label_dir / n) for n in names])
-    if images.shape[1:3] != labels.shape[1:]:
-        raise ValueError(f"{split}: image size {images.shape[1:3]} != label {labels.shape[1:]}")
-    ids = [f"{split}/{Path(n).stem}" for n in names]
-    return SplitTensors(
-        torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels), ids
-    )
+    files = scan_split(root, split, labeled=labeled)
+    if size is None:
+        size, _ = working_size({split: files}, None, split)
+        if len(set(files.sizes)) > 1:
+            raise DatasetError(root, [f"{split}: images differ in size; set crop = [H, W]"])
+    images = torch.empty((len(files.images), 3, *size), dtype=torch.uint8)
+    labels = torch.full((len(files.images), *size), IGNORE_INDEX, dtype=torch.uint8)
+    for i, path in enumerate(files.images):
+        if translated_dir is not None:
+            path = _translated(Path(translated_dir), path)
+        images[i] = torch.from_numpy(_read(path, size, label=False)).permute(2, 0, 1)
+        if files.labels is not None:
+            label = _read(files.labels[i], size, label=True)
+            if num_classes is not None:
+                check_label_values(files.labels[i], label, num_classes)
+            labels[i] = torch.from_numpy(label)
+    return SplitTensors(images, labels, files.ids)
+
+
+def _translated(folder: Path, image: Path) -> Path:
+    png = folder / f"{image.stem}.png"
+    return png if png.is_file() else folder / image.name
+
+
+def load_folder(
+    root: Path,
+    splits: list[str],
+    *,
+    crop: tuple[int, int] | None = None,
+    translated: dict[str, Path] | None = None,
+    unlabeled: tuple[str, ...] = (),
+    first: str = "target-train",
+) -> tuple[list[SplitTensors], list[ClassInfo]]:
+    """Validate and load ``splits`` of a folder at one working size (``working_size``: ``crop``
+    if set, else the images' common size, else the first ``first`` image's size). Splits in
+    ``unlabeled`` may come without labels/ (every pixel 255 then); ``translated`` maps a split
+    to a folder of its pre-translated images."""
+    classes = read_classes(root)
+    scanned = {s: scan_split(root, s, labeled=None if s in unlabeled else True) for s in splits}
+    size, resized = working_size(scanned, crop, first)
+    if resized:
+        log.warning("%s: images of different sizes are resized to %dx%d (H x W)", root, *size)
+    loaded = [
+        load_split(
+            root,
+            s,
+            translated_dir=(translated or {}).get(s),
+            size=size,
+            labeled=None if s in unlabeled else True,
+            num_classes=len(classes),
+        )
+        for s in splits
+    ]
+    return loaded, classes
 
 
 def _stats(x: Tensor) -> tuple[Tensor, Tensor]:

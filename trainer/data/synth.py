@@ -30,6 +30,7 @@ import numpy as np
 from PIL import Image
 
 from trainer.constants import IGNORE_INDEX
+from trainer.data.safety import check_generation_target
 from trainer.data.synth_layout import (
     BUILDING,
     CAR,
@@ -273,6 +274,7 @@ def generate_benchmark(
     """
     get_shift(shift)  # a clear error before anything is written
     root = Path(root)
+    check_generation_target(root)  # never a user's folder (trainer/data/safety.py)
     counts = dict(DEFAULT_COUNTS if counts is None else counts)
     meta = _meta(height, width, counts, seed, shift)
     meta_path = root / "meta.json"

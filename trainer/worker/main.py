@@ -24,11 +24,20 @@ import torch
 
 from client.api import ServiceClient
 from client.logs import setup_logging
+from trainer.checkpoint import data_classes, payload, save
 from trainer.config import TrainConfig, load_config
 from trainer.labelbank import LabelBank
 from trainer.step import LoopState
 from trainer.strategies import configure
-from trainer.train import Data, adapt, evaluate, load_data, new_loop_state, pick_device, pretrain
+from trainer.train import (
+    Data,
+    adapt,
+    evaluate,
+    load_data,
+    new_loop_state,
+    pick_device,
+    pretrain,
+)
 from trainer.worker.link import ServiceLink
 from trainer.worker.resume import ResumeRefused, check_resume, env_flag
 
@@ -86,21 +95,15 @@ def save_checkpoint(
     iteration: int,
     run_id: int,
     cfg: TrainConfig,
+    *,
+    data: Data,
+    bank: LabelBank,
 ) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(
-        {
-            "model": model.state_dict(),
-            "iteration": iteration,
-            "run_id": run_id,
-            "config": cfg.to_dict(),
-            "dccm": state.dccm.cpu(),
-            "thresholds": vars(state.sampler.state),
-            "calibrated": state.calibrated,
-        },
-        tmp,
-    )
-    os.replace(tmp, path)
+    """The one checkpoint format (trainer/checkpoint.py) plus the resume state."""
+    resume = {"iteration": iteration, "run_id": run_id, "dccm": state.dccm.cpu()}
+    resume |= {"thresholds": vars(state.sampler.state), "calibrated": state.calibrated}
+    size = data.target.images.shape[-2:]
+    save(path, payload(cfg, model, data_classes(data), size, bank, **resume))
 
 
 def restore(ckpt: dict, model: torch.nn.Module, state: LoopState) -> int:
@@ -140,7 +143,7 @@ def post_metrics(client: ServiceClient, run_id: int, point: dict[str, Any]) -> N
 def run_worker(cfg: TrainConfig, opts: WorkerOptions, progress: bool = False) -> dict[str, Any]:
     """Run (or resume) one run against the service; returns a summary."""
     device = pick_device(cfg.device)
-    data = load_data(cfg)
+    data = load_data(cfg, target_labels=cfg.selection == "all")  # people may label target
     opts.checkpoint_dir.mkdir(parents=True, exist_ok=True)
     check_resume(opts.checkpoint_dir, cfg.to_dict(), opts.new_run)
     ckpt_path = opts.checkpoint_dir / "checkpoint.pt"
@@ -166,7 +169,7 @@ def run_worker(cfg: TrainConfig, opts: WorkerOptions, progress: bool = False) ->
     def on_step(it: int, st: LoopState) -> None:
         link.sync(bank)
         if (it + 1) % opts.checkpoint_every == 0:
-            save_checkpoint(ckpt_path, model, st, it + 1, run_id, cfg)
+            save_checkpoint(ckpt_path, model, st, it + 1, run_id, cfg, data=data, bank=bank)
 
     result = adapt(
         model,
@@ -182,7 +185,7 @@ def run_worker(cfg: TrainConfig, opts: WorkerOptions, progress: bool = False) ->
         on_step=on_step,
         progress=progress,
     )
-    save_checkpoint(ckpt_path, model, state, cfg.iterations, run_id, cfg)
+    save_checkpoint(ckpt_path, model, state, cfg.iterations, run_id, cfg, data=data, bank=bank)
     if opts.mode == "benchmark":
         # queries still in flight (e.g. posted by a killed predecessor and not waited for
         # since the restart): wait for their answers so the bank ends equal to the record

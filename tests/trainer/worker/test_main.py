@@ -65,7 +65,7 @@ def fakes(monkeypatch):
         return AdaptResult(model, bank, 50.0, 0)
 
     monkeypatch.setattr(worker, "ServiceClient", FakeClient)
-    monkeypatch.setattr(worker, "load_data", lambda cfg: _data())
+    monkeypatch.setattr(worker, "load_data", lambda cfg, **kw: _data())
     monkeypatch.setattr(worker, "pretrain", lambda *a, **kw: model)
     monkeypatch.setattr(worker, "evaluate", lambda *a: SimpleNamespace(miou=lambda: 30.0))
     monkeypatch.setattr(worker, "adapt", adapt)
