@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from client.api import ServiceClient
 from tests.server.conftest import World
 from tests.server.test_bad_input import snapshot
 
@@ -230,3 +231,23 @@ def test_pace_window_and_refusals(world: World) -> None:
     r = world.get(f"{RUNS}/999/pace", "viewer")
     assert r.status_code == 404 and r.json()["error"]["code"] == "run_not_found"
     assert world.env.client.get(f"{RUNS}/{world.run_id}/pace").status_code == 401
+
+
+def test_the_client_calls_against_the_server(world: World) -> None:
+    """ServiceClient's session calls (client/session.py) on the real app, every backend."""
+    transport = world.env.client._transport  # the TestClient's ASGI transport
+
+    def as_(who: str) -> ServiceClient:
+        return ServiceClient("http://testserver", world.tokens[who], transport=transport)
+
+    trainer, alice = as_("trainer"), as_("alice")
+    ids = trainer.post_queries(
+        world.run_id, [{"image_id": world.image_id, "y": 3, "x": x} for x in range(3)]
+    )
+    [leased] = [q["id"] for q in world.claim("alice", n=1)]
+    out = trainer.withdraw(world.run_id, ids[1:])
+    assert out == {"withdrawn": ids[1:], "kept": []}
+    assert alice.release([leased]) == {"released": [leased]}
+    assert trainer.pace(world.run_id)["pending"] == 1
+    assert trainer.finish_run(world.run_id)["status"] == "finished"
+    assert trainer.finish_run(world.run_id)["status"] == "finished"  # twice: the run as it is
