@@ -5,7 +5,8 @@ Retry policy (``client.retry.RetryPolicy``, capped exponential backoff with jitt
 default 16 retries, 30-61 s of waiting in all, enough to ride out a server restart). Connection
 errors and 502/503/504 are retried, but only where repeating the request is harmless:
 
-- GET, PATCH ``status=finished`` and image registration (the server dedups keys) always;
+- GET, PATCH ``status=finished`` (``finish_run`` takes the 409 of finishing twice as done),
+  image registration (the server dedups keys), withdraw and release (idempotent) always;
 - ``post_queries``: a retry after a lost response can meet ``409 duplicate_pixel`` because the
   first attempt was stored, with ids this client never saw: it raises ``DuplicatePixel`` with
   ``maybe_stored=True`` and the caller reads the answers back by pixel (the worker's
@@ -40,6 +41,7 @@ from client.errors import (
     error_from_response,
 )
 from client.retry import DEFAULT_RETRY, RetryPolicy
+from client.session import SessionCalls
 from server.schemas import MAX_QUERIES_PER_BATCH
 
 __all__ = [
@@ -66,8 +68,9 @@ def encode_png(array: np.ndarray) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-class ServiceClient:
-    """Synchronous client; one instance per process (it keeps one connection pool)."""
+class ServiceClient(SessionCalls):
+    """Synchronous client; one instance per process (it keeps one connection pool).
+    The session mode's calls (withdraw, release, pace, finish_run) are in client/session.py."""
 
     def __init__(
         self,
@@ -171,9 +174,6 @@ class ServiceClient:
 
     def get_run(self, run_id: int) -> dict:
         return self.request("GET", f"/runs/{run_id}")
-
-    def finish_run(self, run_id: int) -> dict:
-        return self.request("PATCH", f"/runs/{run_id}", json={"status": "finished"})
 
     # -- images ----------------------------------------------------------------------------
     def register_images(

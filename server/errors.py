@@ -72,6 +72,14 @@ class LeaseExpired(DomainError):
     status, code, message = 410, "lease_expired", "Your lease on this query has expired."
 
 
+class NotWithdrawable(DomainError):
+    status, code, message = 409, "not_withdrawable", "None of these queries can be withdrawn."
+
+
+class QueryWithdrawn(DomainError):
+    status, code, message = 410, "query_withdrawn", "The trainer withdrew this query."
+
+
 class UnknownClass(DomainError):
     status, code, message = 422, "unknown_class", "The class id is not one of the run's classes."
 

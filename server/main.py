@@ -21,7 +21,7 @@ from server.api import metrics
 from server.api.headers import SecurityHeadersMiddleware
 from server.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from server.api.openapi import install_openapi
-from server.api.routes import export, images, queries, runs, system
+from server.api.routes import export, images, queries, runs, session, system
 from server.db import make_engine, make_sessionmaker
 from server.errors import install_busy_handlers, install_error_handlers
 from server.logs import uvicorn_log_config
@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
     app.state.principals = PrincipalCache(wall=clock)
     install_error_handlers(app)
     install_busy_handlers(app)
-    routers = [m.router for m in (system, runs, images, queries, export, metrics)]
+    routers = [m.router for m in (system, runs, images, queries, session, export, metrics)]
     for router in routers:
         app.include_router(router)
     install_openapi(app, routers)

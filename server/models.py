@@ -92,6 +92,7 @@ class Query(Base):
     __table_args__ = (
         UniqueConstraint("run_id", "image_id", "y", "x", name="uq_queries_pixel"),
         Index("ix_queries_run_status", "run_id", "status", "id"),
+        Index("ix_queries_run_skipped", "run_id", "skipped_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -105,6 +106,8 @@ class Query(Base):
     annotator_id: Mapped[int | None] = mapped_column(ForeignKey("tokens.id"), nullable=True)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # when its annotator skipped it (a skip is work done; a finished run's release is not)
+    skipped_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class Answer(Base):

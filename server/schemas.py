@@ -14,7 +14,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 Role = Literal["admin", "trainer", "annotator", "viewer"]
 Group = Literal["high", "medium", "random", "entropy", "ripu", "other"]
-QueryStatus = Literal["pending", "leased", "answered", "skipped"]
+QueryStatus = Literal["pending", "leased", "answered", "skipped", "withdrawn"]
 RunStatus = Literal["active", "finished"]
 GROUPS: tuple[str, ...] = ("high", "medium", "random", "entropy", "ripu", "other")
 MAX_QUERIES_PER_BATCH = 10_000
@@ -306,6 +306,7 @@ class BudgetOut(BaseModel):
     reserved: int
     answered: int
     skipped: int
+    withdrawn: int = 0
     remaining: int
     groups: dict[str, GroupBudget]
 
@@ -333,6 +334,7 @@ class StatsOut(BaseModel):
     leased: int
     answered: int
     skipped: int
+    withdrawn: int = 0
     annotators_active: int
     answers_last_minute: int
 

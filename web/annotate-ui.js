@@ -85,12 +85,11 @@ export function showBudget(budget) {
   );
 }
 
-/** This annotator's session numbers. */
-export function showMine({ count, skipped, startedAt, unsaved }) {
-  $("m-count").textContent = String(count);
-  $("m-skipped").textContent = String(skipped);
-  const minutes = startedAt ? (Date.now() - startedAt) / 60000 : 0;
-  $("m-rate").textContent = minutes > 0.01 ? (count / minutes).toFixed(1) : "–";
+/** This annotator's numbers in the run (rate: per minute as the server measures it). */
+export function showMine({ count, skipped, rate, unsaved }) {
+  $("m-count").textContent = String(Math.max(0, count));
+  $("m-skipped").textContent = String(Math.max(0, skipped));
+  $("m-rate").textContent = rate ? rate.toFixed(1) : "–";
   $("m-unsaved").textContent = unsaved ? `${unsaved} saving…` : "all saved";
   $("m-unsaved").dataset.kind = unsaved ? "warn" : "ok";
 }

@@ -5,6 +5,7 @@ import * as ui from "./annotate-ui.js";
 import { assignKeys, flash, renderPalette } from "./palette.js";
 import { installKeys } from "./keys.js";
 import { saveOnce } from "./outbox.js";
+import { Progress, releaseOnClose } from "./progress.js";
 import { ClaimQueue, ImageCache } from "./queue.js";
 import { nextActiveRun, showRuns } from "./runs.js";
 import { setupSignIn } from "./signin.js";
@@ -13,16 +14,18 @@ const $ = (id) => document.getElementById(id);
 const LOW_WATER = 3; // claim more when fewer than this are waiting
 const POLL_MS = 3000; // queue empty: ask again this often
 const BUDGET_MS = 5000;
+const PACE_MS = 10000; // the own counts and rate, from GET /pace
 const RUN_KEY = "adamcu.run";
 
 let api = null;
+let me = null; // GET /me of the signed-in token
 let auth = null;
 let sess = null; // the session of the chosen run
 const sessions = new Map(); // run id -> session
 
 function newSession(run) {
   const entries = assignKeys(run.classes);
-  return {
+  const s = {
     run,
     entries,
     keymap: new Map(entries.filter((e) => e.key).map((e) => [e.key, e.cls.id])),
@@ -32,16 +35,18 @@ function newSession(run) {
     current: null, // {item, shownAt, correction: previous class name | null}
     done: [], // answers of this session, newest last: {item, classId, correction}
     inflight: new Map(), // query id -> Promise<boolean saved>; at most one request per query
-    count: 0,
-    skipped: 0,
-    startedAt: null,
     claiming: false,
     busy: false,
     alive: true,
     pollTimer: null,
     timers: [],
-    budget: null,
   };
+  s.progress = new Progress(api, run.id, me.id, {
+    visible: () => sess === s && s.alive,
+    unsaved: () => s.inflight.size,
+    onUnauthorized: () => expire(),
+  });
+  return s;
 }
 
 // ---- showing queries -------------------------------------------------------------------
@@ -54,7 +59,6 @@ function present(item, correction = null) {
     if (s.current?.item !== item) return;
     ui.showQuery(bitmap, item.query, { correction });
     s.current.shownAt = performance.now();
-    s.startedAt ??= Date.now();
   };
   const ready = s.images.ready(id);
   if (ready) paint(ready);
@@ -75,7 +79,7 @@ function showNext() {
 
 function emptyText(s) {
   if (s.run.status !== "active") return `Run “${s.run.name}” is ${s.run.status}: nothing to label.`;
-  const b = s.budget;
+  const b = s.progress.shownBudget;
   if (b && b.remaining <= 0 && b.reserved === 0) {
     return `Budget spent: all ${b.expected.toLocaleString()} pixels of this run are labeled. Thank you!`;
   }
@@ -101,7 +105,7 @@ async function refill() {
     if (!s.alive) return;
     ui.setStatus("");
     for (const id of s.queue.imageIds()) s.images.load(id).catch(() => {});
-    if (!added && !s.current) await refreshBudget(s);
+    if (!added && !s.current) await s.progress.read("budget");
   } catch (err) {
     if (!s.alive) return;
     if (err.status === 401) return expire();
@@ -126,11 +130,11 @@ function send(s, queryId, path, body, what) {
     onUnauthorized: expire,
     onRunFinished: () => runEnded(s),
     onSettled: () => {
-      refreshMine(s);
-      scheduleBudget(s);
+      s.progress.show();
+      s.progress.soon();
     },
   });
-  if (ok) refreshMine(s);
+  if (ok) s.progress.show();
   return ok;
 }
 
@@ -143,13 +147,11 @@ function answer(classId) {
   if (cur.correction !== null) body.correction = true;
   if (!send(s, q.id, `/api/v1/queries/${q.id}/answer`, body, "answer")) return;
   const entry = { item: cur.item, classId, correction: cur.correction !== null };
+  const saved = s.inflight.get(q.id);
   s.done.push(entry);
-  if (!entry.correction) s.count += 1;
-  s.inflight.get(q.id).then((saved) => {
-    if (saved) return;
-    s.done = s.done.filter((e) => e !== entry);
-    if (!entry.correction) s.count -= 1;
-    refreshMine(s);
+  if (!entry.correction) s.progress.answered(saved);
+  saved.then((ok) => {
+    if (!ok) s.done = s.done.filter((e) => e !== entry);
   });
   flash($("palette"), classId);
   showNext();
@@ -162,7 +164,7 @@ function skip() {
   if (cur.correction !== null) return cancelCorrection();
   const q = cur.item.query;
   if (!send(s, q.id, `/api/v1/queries/${q.id}/skip`, undefined, "skip")) return;
-  s.skipped += 1;
+  s.progress.skipped(s.inflight.get(q.id));
   showNext();
 }
 
@@ -191,7 +193,7 @@ async function undo() {
     if (s.current) s.queue.pushFront(s.current.item);
     const item = s.queue.fresh(res.query);
     if (res.reopened && !entry.correction) {
-      s.count -= 1;
+      s.progress.reopened();
       present(item);
       ui.notice(`Answer removed (${s.names.get(entry.classId)}). Label this pixel again.`);
     } else {
@@ -203,30 +205,9 @@ async function undo() {
   } finally {
     s.busy = false;
     ui.setStatus("");
-    refreshMine(s);
-    scheduleBudget(s);
+    s.progress.show();
+    s.progress.soon();
   }
-}
-
-// ---- progress --------------------------------------------------------------------------
-
-function refreshMine(s) {
-  ui.showMine({ count: s.count, skipped: s.skipped, startedAt: s.startedAt,
-    unsaved: s.inflight.size });
-}
-
-async function refreshBudget(s) {
-  try {
-    s.budget = await api.get(`/api/v1/runs/${s.run.id}/budget`);
-    if (s.alive) ui.showBudget(s.budget);
-  } catch (err) {
-    if (err.status === 401) expire();
-  }
-}
-
-function scheduleBudget(s) {
-  clearTimeout(s.budgetSoon);
-  s.budgetSoon = setTimeout(() => refreshBudget(s), 300);
 }
 
 // ---- runs, keyboard, start -------------------------------------------------------------
@@ -287,11 +268,29 @@ function startRun(run) {
   s.alive = true;
   sessionStorage.setItem(RUN_KEY, String(run.id));
   renderPalette($("palette"), s.entries, answer);
-  s.timers.push(setInterval(() => refreshBudget(s), BUDGET_MS));
-  s.timers.push(setInterval(() => refreshMine(s), 2000));
-  refreshBudget(s);
-  refreshMine(s);
+  s.timers.push(setInterval(() => s.progress.read("budget"), BUDGET_MS));
+  s.timers.push(setInterval(() => s.progress.read("pace"), PACE_MS));
+  s.progress.read("budget");
+  s.progress.read("pace");
+  s.progress.show();
   showNext();
+}
+
+/** Ids of the queries this page holds but has not answered (each run's queue and screen). */
+function heldIds() {
+  const ids = [];
+  for (const s of sessions.values()) {
+    for (const it of s.queue.items) ids.push(it.query.id);
+    const cur = s.current?.item.query.id;
+    if (cur != null && !s.inflight.has(cur)) ids.push(cur);
+  }
+  return ids;
+}
+
+/** Back from the page cache: what the page held was released when it was hidden. */
+function claimAfresh() {
+  for (const s of sessions.values()) s.queue.items = [];
+  if (sess) showNext();
 }
 
 async function loadRuns() {
@@ -331,10 +330,12 @@ function main() {
   window.addEventListener("beforeunload", (e) => {
     if (sess?.inflight.size) e.preventDefault();
   });
+  releaseOnClose(() => ({ token: api?.token, ids: heldIds() }), claimAfresh);
   auth = setupSignIn({
     roles: ["annotator", "admin"],
-    onSignedIn: (client) => {
+    onSignedIn: (client, who) => {
       api = client;
+      me = who;
       $("work").focus();
       loadRuns().catch((err) => {
         if (err.status === 401) expire();

@@ -1,4 +1,5 @@
-// Dashboard: runs, budget, queue, mIoU vs labeled pixels, per-class IoU; refreshes itself.
+// Dashboard: runs, budget, queue and pace (answers per minute per annotator, queue and budget
+// in minutes of work), the live mIoU vs labeled pixels curve, per-class IoU; refreshes itself.
 
 import { describeError } from "./api.js";
 import { renderChart } from "./chart.js";
@@ -84,11 +85,35 @@ function renderBudget(b) {
   if (!rows.length) body.innerHTML = "<tr><td colspan='4' class='muted'>No queries yet.</td></tr>";
 }
 
-function renderStats(s) {
-  $("s-pending").textContent = fmt(s.pending);
-  $("s-leased").textContent = fmt(s.leased);
-  $("s-annotators").textContent = fmt(s.annotators_active);
-  $("s-rate").textContent = fmt(s.answers_last_minute);
+/** Minutes as "45 s", "12 min" or "3 h 20 min"; "–" while the server has no rate. */
+function minutes(m) {
+  if (m == null) return "–";
+  if (m < 1) return `${Math.round(m * 60)} s`;
+  if (m < 60) return `${Math.round(m)} min`;
+  return `${Math.floor(m / 60)} h ${Math.round(m % 60)} min`;
+}
+
+/** GET /pace: the server's measured answers per minute, queue and budget in minutes. */
+function renderPace(p) {
+  $("s-pending").textContent = fmt(p.pending);
+  $("s-leased").textContent = fmt(p.leased);
+  $("s-annotators").textContent = fmt(p.active_annotators);
+  $("s-rate").textContent = p.answers_per_minute.toFixed(1);
+  $("s-queue-minutes").textContent = minutes(p.queue_minutes);
+  $("s-eta").textContent = p.budget_left === 0 ? "done" : minutes(p.eta_minutes);
+  $("pace-window").textContent = `(last ${Math.round(p.window_s / 60)} min)`;
+  const body = $("annotators");
+  body.replaceChildren();
+  for (const a of p.annotators) {
+    const tr = document.createElement("tr");
+    tr.dataset.annotator = a.name;
+    tr.append(cell(a.name), cell(fmt(a.answered), "num"), cell(fmt(a.skipped), "num"),
+      cell(a.answers_per_minute.toFixed(1), "num"));
+    body.append(tr);
+  }
+  if (!p.annotators.length) {
+    body.innerHTML = "<tr><td colspan='4' class='muted'>Nobody has answered yet.</td></tr>";
+  }
 }
 
 /** IoU values may come as fractions (0..1) or percent; show percent. */
@@ -139,7 +164,7 @@ function renderMetrics(run, metrics) {
   });
 }
 
-function renderRun(run, budget, metrics, stats) {
+function renderRun(run, budget, metrics, pace) {
   $("run-empty").hidden = true;
   $("run-body").hidden = false;
   $("run-name").textContent = run.name;
@@ -147,7 +172,7 @@ function renderRun(run, budget, metrics, stats) {
     `budget ${fmt(run.budget_total)} px (${(100 * run.budget_rate).toFixed(2)}% of ` +
     `${fmt(run.target_pixels)}) · created ${new Date(run.created_at).toLocaleString()}`;
   renderBudget(budget);
-  renderStats(stats);
+  renderPace(pace);
   renderMetrics(run, metrics);
 }
 
@@ -170,9 +195,9 @@ async function refresh() {
     renderRuns(runs, run);
     if (run) {
       const base = `/api/v1/runs/${run.id}`;
-      const [budget, metrics, stats] = await Promise.all([
-        api.get(`${base}/budget`), api.get(`${base}/metrics`), api.get(`${base}/stats`)]);
-      renderRun(run, budget, metrics.metrics, stats);
+      const [budget, metrics, pace] = await Promise.all([
+        api.get(`${base}/budget`), api.get(`${base}/metrics`), api.get(`${base}/pace`)]);
+      renderRun(run, budget, metrics.metrics, pace);
     }
     failures = 0;
     setRefresh(`Updated ${new Date().toLocaleTimeString()}`);

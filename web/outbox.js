@@ -41,6 +41,11 @@ export function saveOnce(
       return true;
     })
     .catch((err) => {
+      if (err.code === "query_withdrawn") {
+        clearNotice(key); // the trainer took it back while it waited here: nothing is lost
+        notice(`Query ${queryId} was withdrawn by the trainer; your ${what} is not needed.`);
+        return false;
+      }
       notice(`The ${what} of query ${queryId} was not saved: ${describeError(err)}`, "error",
         { key, ttl: 0 });
       if (err.status === 401) onUnauthorized();

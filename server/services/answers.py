@@ -22,6 +22,7 @@ from server.errors import (
     NothingToUndo,
     NotLeased,
     QueryNotFound,
+    QueryWithdrawn,
     RunFinished,
     UnknownClass,
 )
@@ -49,6 +50,8 @@ _QCOLS = (
 def _refusal(q: Row[Any], me: Me, now: datetime) -> DomainError:
     if q.status == "answered":
         return AlreadyAnswered(f"Query {q.id} is already answered.")
+    if q.status == "withdrawn":
+        return QueryWithdrawn(f"Query {q.id} was withdrawn by the trainer; nothing was stored.")
     if q.status == "leased" and q.annotator_id == me.id and q.lease_expires_at < now:
         return LeaseExpired(f"Your lease on query {q.id} expired; claim again.")
     return NotLeased(f"Query {q.id} is {q.status} and not leased to you.")

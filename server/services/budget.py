@@ -51,13 +51,15 @@ def get_budget(db: Session, run_id: int) -> BudgetOut:
         .group_by(Query.group, Query.status)
     ).all()
     groups = {g: GroupBudget() for g in GROUPS}
-    skipped = 0
+    skipped = withdrawn = 0
     for group, status, count in rows:
         slot = groups.setdefault(group, GroupBudget())
         if status in ("pending", "leased"):
             slot.reserved += count
         elif status == "answered":
             slot.answered += count
+        elif status == "withdrawn":
+            withdrawn += count
         else:
             skipped += count
     return BudgetOut(
@@ -65,6 +67,7 @@ def get_budget(db: Session, run_id: int) -> BudgetOut:
         reserved=run.reserved,
         answered=run.answered,
         skipped=skipped,
+        withdrawn=withdrawn,
         remaining=run.budget_total - run.reserved - run.answered,
         groups=groups,
     )

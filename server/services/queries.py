@@ -17,6 +17,7 @@ from server.errors import (
     NotLeased,
     PixelOutOfRange,
     QueryNotFound,
+    QueryWithdrawn,
     RunFinished,
     UnknownImage,
 )
@@ -203,7 +204,7 @@ def skip(
             Query.status == "leased",
             Query.annotator_id == annotator_id,
         )
-        .values(status="skipped", lease_expires_at=None)
+        .values(status="skipped", lease_expires_at=None, skipped_at=now)
         .returning(Query.run_id)
         .execution_options(synchronize_session=False)
     )
@@ -215,6 +216,8 @@ def skip(
         if row is None:
             raise QueryNotFound(f"Query {query_id} does not exist.")
         require_active(db, row.run_id)
+        if row.status == "withdrawn":
+            raise QueryWithdrawn(f"Query {query_id} was withdrawn by the trainer; skip it.")
         raise NotLeased(f"Query {query_id} is {row.status} and not leased to you.")
     budget.settle(db, run_id, reserved=-1, answered=0)
     db.commit()

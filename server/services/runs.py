@@ -51,15 +51,19 @@ def list_runs(db: Session) -> list[RunOut]:
 def set_status(db: Session, run_id: int, status: str, role: str) -> tuple[RunOut, list[int]]:
     """Finish (or, as an admin, reopen) a run. Finishing releases every reservation in the
     same transaction: its pending and leased queries become ``skipped`` (a reopened run keeps
-    them so) and the reserved counter drops by as many. Returns the run and the released
-    query ids (for the dispatcher to forget)."""
+    them so) and the reserved counter drops by as many. Finishing a finished run is 409
+    ``run_finished`` and changes nothing (a concurrent finish included: the run row moves
+    only from the status read here). Returns the run and the released query ids (for the
+    dispatcher to forget)."""
     run = get_run(db, run_id)
+    if run.status == "finished" and status == "finished":
+        raise RunFinished(f"Run {run_id} is already finished; nothing was changed.")
     if run.status == "finished" and status == "active" and role != "admin":
         raise Forbidden(
             "Only an admin may reopen a finished run (its released queries stay skipped)."
         )
     released: list[int] = []
-    if status == "finished" and run.status != "finished":
+    if status == "finished":
         stmt = (
             update(Query)
             .where(Query.run_id == run_id, Query.status.in_(("pending", "leased")))
@@ -68,12 +72,15 @@ def set_status(db: Session, run_id: int, status: str, role: str) -> tuple[RunOut
             .execution_options(synchronize_session=False)
         )
         released = list(db.execute(stmt).scalars())
-    db.execute(
+    moved = db.execute(
         update(Run)
-        .where(Run.id == run_id)
+        .where(Run.id == run_id, Run.status == run.status)
         .values(status=status, reserved=Run.reserved - len(released))
         .execution_options(synchronize_session=False)
     )
+    if moved.rowcount != 1:
+        db.rollback()
+        raise RunFinished(f"Run {run_id} changed status meanwhile; nothing was changed.")
     db.commit()
     db.refresh(run)
     return to_out(run), released

@@ -34,6 +34,7 @@ def get_stats(db: Session, run_id: int, now: datetime) -> StatsOut:
         leased=counts.get("leased", 0),
         answered=counts.get("answered", 0),
         skipped=counts.get("skipped", 0),
+        withdrawn=counts.get("withdrawn", 0),
         annotators_active=active,
         answers_last_minute=last_minute,
     )

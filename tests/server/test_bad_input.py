@@ -60,6 +60,15 @@ def _finish(w: World, c: Ctx) -> None:
     assert r.status_code == 200, r.text
 
 
+def _withdraw(w: World, ids: list[int], who: str = "trainer"):
+    return w.post(f"/api/v1/runs/{w.run_id}/queries/withdraw", who, {"ids": ids})
+
+
+def _withdrawn(w: World, c: Ctx) -> None:
+    r = _withdraw(w, [c["pending"]])
+    assert r.status_code == 200 and r.json()["withdrawn"] == [c["pending"]], r.text
+
+
 def _patch(w: World, who: str, status: str):
     return w.env.client.patch(f"/api/v1/runs/{w.run_id}", json={"status": status}, headers=w.h(who))
 
@@ -645,6 +654,111 @@ CASES += [
         "forbidden",
     ),
     Case("viewer-lists-tokens", lambda w, c: w.get("/api/v1/tokens", "viewer"), 403, "forbidden"),
+    # --- the session mode: withdraw (trainer), release (annotator), finishing twice
+    Case("withdraw-leased", lambda w, c: _withdraw(w, [c["leased"]]), 409, "not_withdrawable"),
+    Case(
+        "withdraw-answered",
+        lambda w, c: _withdraw(w, [c["answered"], c["leased"]]),
+        409,
+        "not_withdrawable",
+    ),
+    Case(
+        "withdraw-as-annotator",
+        lambda w, c: _withdraw(w, [c["pending"]], "alice"),
+        403,
+        "forbidden",
+    ),
+    Case(
+        "withdraw-as-viewer", lambda w, c: _withdraw(w, [c["pending"]], "viewer"), 403, "forbidden"
+    ),
+    Case(
+        "withdraw-unknown-id",
+        lambda w, c: _withdraw(w, [c["pending"], 999_999]),
+        404,
+        "query_not_found",
+    ),
+    Case(
+        "withdraw-id-twice",
+        lambda w, c: _withdraw(w, [c["pending"], c["pending"]]),
+        400,
+        "bad_request",
+    ),
+    Case("withdraw-no-ids", lambda w, c: _withdraw(w, []), 422, "validation_error"),
+    Case("withdraw-negative-id", lambda w, c: _withdraw(w, [-1]), 422, "validation_error"),
+    Case(
+        "withdraw-finished-run",
+        lambda w, c: _withdraw(w, [c["pending"]]),
+        409,
+        "run_finished",
+        _finish,
+    ),
+    Case(
+        "answer-withdrawn-query",
+        lambda w, c: w.answer(c["pending"]),
+        410,
+        "query_withdrawn",
+        lambda w, c: _withdrawn(w, c),
+    ),
+    Case(
+        "batch-answer-withdrawn-query",
+        lambda w, c: w.post(
+            f"{RUNS}/{w.run_id}/answers",
+            "alice",
+            {
+                "answers": [
+                    {"query_id": c["leased"], "class_id": 1},
+                    {"query_id": c["pending"], "class_id": 1},
+                ]
+            },
+        ),
+        410,
+        "query_withdrawn",
+        lambda w, c: _withdrawn(w, c),
+    ),
+    Case(
+        "skip-withdrawn-query",
+        lambda w, c: w.post(f"{Q}/{c['pending']}/skip", "alice"),
+        410,
+        "query_withdrawn",
+        lambda w, c: _withdrawn(w, c),
+    ),
+    Case(
+        "release-as-trainer",
+        lambda w, c: w.post(f"{Q}/release", "trainer", {"ids": [c["leased"]]}),
+        403,
+        "forbidden",
+    ),
+    Case(
+        "release-unknown-id",
+        lambda w, c: w.post(f"{Q}/release", "alice", {"ids": [c["leased"], 999_999]}),
+        404,
+        "query_not_found",
+    ),
+    Case(
+        "release-no-ids",
+        lambda w, c: w.post(f"{Q}/release", "alice", {"ids": []}),
+        422,
+        "validation_error",
+    ),
+    Case(
+        "release-ids-not-a-list",
+        lambda w, c: w.post(f"{Q}/release", "alice", {"ids": "all"}),
+        422,
+        "validation_error",
+    ),
+    Case(
+        "finish-finished-run",
+        lambda w, c: _patch(w, "admin", "finished"),
+        409,
+        "run_finished",
+        _finish,
+    ),
+    Case(
+        "pace-window-too-short",
+        lambda w, c: w.get(f"{RUNS}/{w.run_id}/pace?window_s=1", "viewer"),
+        422,
+        "validation_error",
+    ),
 ]
 
 

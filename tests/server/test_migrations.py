@@ -1,10 +1,12 @@
-"""An empty database upgraded to head matches the models exactly (no autogenerate diff)."""
+"""An empty database upgraded to head matches the models exactly (no autogenerate diff);
+revisions with data rules are checked on both backends."""
 
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 
 from server.migrate import downgrade, upgrade
 from server.models import Base
@@ -38,3 +40,59 @@ def test_downgrade_to_base_drops_everything(pg_url):
     engine.dispose()
     upgrade(pg_url)
     assert _diff(pg_url) == []
+
+
+def _seed_withdrawn(url: str) -> None:
+    """A run with a withdrawn and a skipped query (written as the 0004 server does)."""
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO runs (id, name, classes, target_pixels, budget_rate, strategy, "
+                "config, status, budget_total, reserved, answered, consumed_cursor, created_at) "
+                "VALUES (1, 'r', '[]', 100, 0.1, 'full', '{}', 'active', 10, 0, 0, 0, "
+                "'2024-01-01 00:00:00')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO images (id, run_id, key, width, height, png) "
+                "VALUES (1, 1, 'k', 2, 2, :png)"
+            ),
+            {"png": b"x"},
+        )
+        for qid, status, skipped_at in ((1, "withdrawn", None), (2, "skipped", "2024-01-01")):
+            conn.execute(
+                text(
+                    'INSERT INTO queries (id, run_id, image_id, y, x, "group", score, status, '
+                    "created_at, skipped_at) VALUES (:id, 1, 1, 0, :id, 'high', 0, :status, "
+                    "'2024-01-01 00:00:00', :skipped_at)"
+                ),
+                {"id": qid, "status": status, "skipped_at": skipped_at},
+            )
+    engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_0004_adds_skip_times_and_downgrades_withdrawn_to_skipped(backend, tmp_path, request):
+    url = (
+        request.getfixturevalue("pg_url")
+        if backend == "postgres"
+        else (f"sqlite:///{tmp_path / 'm.db'}")
+    )
+    upgrade(url, "0003")
+    engine = create_engine(url)
+    assert "skipped_at" not in {c["name"] for c in inspect(engine).get_columns("queries")}
+    engine.dispose()
+    upgrade(url)
+    assert _diff(url) == []
+    _seed_withdrawn(url)
+    downgrade(url, "0003")
+    engine = create_engine(url)
+    assert "skipped_at" not in {c["name"] for c in inspect(engine).get_columns("queries")}
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT id, status FROM queries ORDER BY id")).all()
+    engine.dispose()
+    assert [tuple(r) for r in rows] == [(1, "skipped"), (2, "skipped")]
+    upgrade(url)
+    assert _diff(url) == []

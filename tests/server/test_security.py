@@ -44,6 +44,9 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/v1/runs/{run_id}/answers"): {"admin", "trainer", "viewer"},
     ("POST", "/api/v1/queries/{query_id}/skip"): ANNOTATOR,
     ("POST", "/api/v1/queries/{query_id}/undo"): ANNOTATOR,
+    ("POST", "/api/v1/runs/{run_id}/queries/withdraw"): TRAINER,
+    ("POST", "/api/v1/queries/release"): ANNOTATOR,
+    ("GET", "/api/v1/runs/{run_id}/pace"): ALL,
     ("GET", "/api/v1/runs/{run_id}/export"): ALL,
     ("GET", "/api/v1/runs/{run_id}/export/masks.zip"): ALL,
 }

@@ -118,7 +118,7 @@ def test_label_skip_undo_correct(service, make_run, page_at):
         page.keyboard.press(key)
         page.wait_for_function(f"(p) => {SHOWN} !== String(p)", arg=prev)
     page.wait_for_function(
-        "document.getElementById('stage-empty').textContent.includes('Queue empty')"
+        "() => document.getElementById('stage-empty').textContent.includes('Queue empty')"
     )
     with service.client("trainer") as trainer:
         new = post_queries(trainer, run.id, run.image_ids, 2, offset=40)
@@ -136,7 +136,7 @@ def test_budget_spent(service, make_run, page_at):
     wait_shown(page, first)
     page.keyboard.press("1")
     page.wait_for_function(
-        "document.getElementById('stage-empty').textContent.includes('Budget spent')"
+        "() => document.getElementById('stage-empty').textContent.includes('Budget spent')"
     )
     assert budget(service, run.id)["remaining"] == 0
 
@@ -145,13 +145,13 @@ def test_wrong_token_then_sign_in(service, page_at):
     page = page_at(1280, 720)
     page.goto(f"{service.base}/?token=not-a-token")
     page.wait_for_function(
-        "document.getElementById('signin-message').textContent.includes('not recognised')"
+        "() => document.getElementById('signin-message').textContent.includes('not recognised')"
     )
     assert page.is_visible("#token-input") and not page.is_visible("#work")
     page.fill("#token-input", service.tokens["viewer"])
     page.keyboard.press("Enter")
     page.wait_for_function(
-        "document.getElementById('signin-message').textContent.includes('viewer token')"
+        "() => document.getElementById('signin-message').textContent.includes('viewer token')"
     )
     page.fill("#token-input", service.tokens["annotator"])
     page.keyboard.press("Enter")
@@ -172,7 +172,7 @@ def test_server_down_then_up(service, page_at):
     page.route("**/api/v1/me", flaky)
     page.goto(f"{service.base}/?token={service.tokens['annotator']}")
     page.wait_for_function(
-        "document.getElementById('signin-message').textContent.includes('cannot be reached')"
+        "() => document.getElementById('signin-message').textContent.includes('cannot be reached')"
     )
     page.wait_for_selector("#work", state="visible", timeout=10000)
     assert len(calls) == 3
@@ -199,7 +199,9 @@ def test_answer_retried_after_server_error(service, make_run, page_at):
     q = wait_shown(page)
     page.keyboard.press("1")
     wait_shown(page, q)
-    page.wait_for_function("document.getElementById('notices').textContent.includes('Retrying')")
+    page.wait_for_function(
+        "() => document.getElementById('notices').textContent.includes('Retrying')"
+    )
     wait_text(page, "unsaved", "all saved")
     got = answers_by_query(service, run.id)
     assert [a["class_id"] for a in got[q]] == [0] and len(got) == 1
@@ -231,7 +233,9 @@ def test_a_run_that_ends_moves_the_annotator_to_the_next_active_run(service, mak
         r = trainer.patch(f"/api/v1/runs/{ending.id}", json={"status": "finished"})
         assert r.status_code == 200, r.text
     page.keyboard.press("1")  # refused: the run has ended
-    page.wait_for_function("document.getElementById('notices').textContent.includes('has ended')")
+    page.wait_for_function(
+        "() => document.getElementById('notices').textContent.includes('has ended')"
+    )
     page.wait_for_function(
         "(ids) => ids.includes(Number(document.getElementById('stage').dataset.queryId))",
         arg=nxt.query_ids,

@@ -51,11 +51,12 @@ def test_dashboard_chart_budget_refresh(service, make_run, page_at):
     with service.client("viewer") as viewer:
         budget = viewer.get(f"/api/v1/runs/{run.id}/budget").json()
         stats = viewer.get(f"/api/v1/runs/{run.id}/stats").json()
+        pace = viewer.get(f"/api/v1/runs/{run.id}/pace").json()
     assert (budget["answered"], budget["skipped"], budget["reserved"]) == (5, 1, 6)
 
     page = page_at(1280, 720)
     page.goto(f"{service.base}/dashboard.html?token={service.tokens['viewer']}#run={run.id}")
-    page.wait_for_function(f"{POINTS} === 8")
+    page.wait_for_function(f"() => {POINTS} === 8")
     assert "token=" not in page.url
     assert page.locator(f"[data-testid=run-{run.id}]").get_attribute("aria-current") == "page"
     assert text(page, "budget-answered") == str(budget["answered"])
@@ -64,6 +65,13 @@ def test_dashboard_chart_budget_refresh(service, make_run, page_at):
     assert text(page, "budget-expected") == f"{budget['expected']:,}"
     assert text(page, "stat-pending") == str(stats["pending"]) == "6"
     assert text(page, "stat-annotators") == "1"
+    # the pace: 5 answers and a skip within the first minute are 6 a minute (GET /pace)
+    assert pace["answers_per_minute"] == 6.0 and pace["queue_minutes"] == 1.0
+    assert text(page, "stat-rate") == "6.0"
+    assert text(page, "stat-queue-minutes") == "1 min"
+    assert text(page, "stat-eta") == f"{round(pace['eta_minutes'])} min"
+    row = page.locator("[data-testid=pace-annotators] tbody tr[data-annotator=alice]")
+    assert row.locator("td").all_inner_texts() == ["alice", "5", "1", "6.0"]
     groups = page.locator("[data-testid=budget-groups] tbody tr")
     assert sorted(groups.evaluate_all("rows => rows.map(r => r.dataset.group)")) == sorted(
         g for g, v in budget["groups"].items() if v["answered"] or v["reserved"]
@@ -80,5 +88,5 @@ def test_dashboard_chart_budget_refresh(service, make_run, page_at):
     # It refreshes itself: a new metric and a new answer show up without a reload.
     with service.client("trainer") as trainer:
         trainer.post(f"/api/v1/runs/{run.id}/metrics", json=metric(8))
-    page.wait_for_function(f"{POINTS} === 9", timeout=8000)
+    page.wait_for_function(f"() => {POINTS} === 9", timeout=8000)
     assert page.js_errors == []

@@ -34,7 +34,7 @@ def get_run(run_id: Id, db: DB, _: Reader) -> RunOut:
     return runs.to_out(runs.get_run(db, run_id))
 
 
-@router.patch("/{run_id}", responses=errors(404))
+@router.patch("/{run_id}", responses=errors(404, 409))
 def patch_run(run_id: Id, data: RunPatch, db: DB, queue: Queue, me: Trainer) -> RunOut:
     out, released = runs.set_status(db, run_id, data.status, me.role)
     runs.forget(queue, run_id, released)
