@@ -3,8 +3,9 @@
 Both of their settings pick greedily, image by image: take the highest-scoring pixel, label
 it (PA) or the ``(2K+1)^2`` region around it (RA), blank a window around it so that no later
 pick lands there, repeat until the image's quota is spent; the blanked windows stay blanked in
-later rounds. This module holds that greedy loop (:func:`greedy_select`, also used by
-``mcu-cap``), the two scores and the scaling rule of their window radius ``K``.
+later rounds. This module holds the two scores, the scaling rule of their window radius ``K``
+and the selection; the greedy loop is :func:`trainer.greedy.greedy_select` (also used by
+``mcu-cap``).
 
 - **PA** (pixels, ``RADIUS_K: 32`` at 1280x640): score = entropy x region impurity in a
   ``(2K+1)^2`` window; each pick labels one pixel and blanks the ``(2K+1)^2`` window around it.
@@ -35,6 +36,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from trainer.greedy import dilate, greedy_select
 from trainer.sampling import region_impurity
 from trainer.uncertainty import entropy
 
@@ -72,99 +74,9 @@ def ra_score(prob: torch.Tensor, radius: int) -> torch.Tensor:
     return region_impurity(prob.argmax(1), prob.shape[1], size) * mean_ent
 
 
-def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
-    """(N,H,W) bool: pixels within Chebyshev distance ``radius`` of a true pixel."""
-    if radius <= 0:
-        return mask.clone()
-    pooled = F.max_pool2d(mask[:, None].float(), 2 * radius + 1, stride=1, padding=radius)
-    return pooled[:, 0] > 0
-
-
 def blocked_by_asked(unasked: torch.Tensor, radius: int) -> torch.Tensor:
     """Pixels blanked by earlier rounds: within ``radius`` of an asked pixel."""
     return dilate(~unasked, radius)
-
-
-def _window(idx: torch.Tensor, radius: int, h: int, w: int) -> torch.Tensor:
-    """(N,H*W) bool: the ``(2r+1)^2`` window around flat pixel ``idx[n]`` of each image."""
-    dev = idx.device
-    ys = (torch.arange(h, device=dev)[None] - (idx // w)[:, None]).abs() <= radius
-    xs = (torch.arange(w, device=dev)[None] - (idx % w)[:, None]).abs() <= radius
-    return (ys[:, :, None] & xs[:, None, :]).reshape(idx.numel(), h * w)
-
-
-def greedy_select(
-    score: torch.Tensor,
-    eligible: torch.Tensor,
-    unasked: torch.Tensor,
-    quotas: torch.Tensor,
-    block_radius: int,
-    label_radius: int = 0,
-    classes: torch.Tensor | None = None,
-    class_caps: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Greedy picks with window blanking, every image of the batch at once.
-
-    Each step, in every image whose quota is not spent: pick the eligible pixel of highest
-    score, label the unasked pixels of the ``(2 label_radius + 1)^2`` window around it (cut in
-    raster order to the quota left), and blank the ``(2 block_radius + 1)^2`` window around it.
-    With ``classes`` (N,H,W) long and ``class_caps`` (N,) long, a pick whose class already has
-    ``class_caps[n]`` labeled pixels in its image is not eligible. An image left with no
-    eligible pixel drops its blanking and class caps and goes on over its unasked pixels not
-    yet labeled (a fresh sweep); an image with none of those stops short.
-
-    Args:
-        score: (N,H,W) float, higher is picked first (ties: the first in raster order).
-        eligible: (N,H,W) bool, where a pick may land now (unasked and not blanked before).
-        unasked: (N,H,W) bool, pixels that may be labeled.
-        quotas: (N,) long, pixels to label per image.
-
-    Returns:
-        (N,H,W) bool, the labeled pixels: ``quotas[n]`` of them in image ``n`` when it has that
-        many unasked pixels, a subset of ``unasked``.
-    """
-    n, h, w = score.shape
-    flat = score.reshape(n, -1).float()
-    free = unasked.reshape(n, -1)
-    avail = eligible.reshape(n, -1) & free
-    cls = None if classes is None else classes.reshape(n, -1).long()
-    counts = None if cls is None else torch.zeros(n, int(cls.max()) + 1, dtype=torch.long)
-    counts = None if counts is None else counts.to(score.device)
-    lifted = torch.zeros(n, dtype=torch.bool, device=score.device)
-    taken = torch.zeros_like(free)
-    spent = torch.zeros(n, dtype=torch.long, device=score.device)
-    quotas = quotas.to(score.device).long()
-    while True:
-        cand = avail & _class_ok(cls, counts, class_caps, lifted)
-        reset = (spent < quotas) & ~cand.any(1)  # nothing eligible left: a fresh sweep
-        lifted |= reset
-        avail = torch.where(reset[:, None], free & ~taken, avail)
-        cand = torch.where(reset[:, None], avail, cand)
-        alive = (spent < quotas) & cand.any(1)
-        if not bool(alive.any()):
-            return taken.view(n, h, w)
-        idx = flat.masked_fill(~cand, -math.inf).argmax(1)
-        new = _window(idx, label_radius, h, w) & free & ~taken & alive[:, None]
-        new &= new.cumsum(1) <= (quotas - spent)[:, None]
-        taken |= new
-        added = new.sum(1)
-        spent += added
-        avail &= ~taken & ~(_window(idx, block_radius, h, w) & alive[:, None])
-        if counts is not None:
-            counts.scatter_add_(1, cls.gather(1, idx[:, None]), added[:, None])
-
-
-def _class_ok(
-    cls: torch.Tensor | None,
-    counts: torch.Tensor | None,
-    caps: torch.Tensor | None,
-    lifted: torch.Tensor,
-) -> torch.Tensor | bool:
-    """(N,P) bool: pixels whose class is under its image's cap (True without caps)."""
-    if cls is None or counts is None or caps is None:
-        return True
-    under = counts < caps.to(counts.device)[:, None]
-    return under.gather(1, cls) | lifted[:, None]
 
 
 def ripu_select(

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
+from trainer.greedy import greedy_select
 from trainer.ripu import (
     blocked_by_asked,
-    greedy_select,
     pa_score,
     ra_score,
     ripu_select,
