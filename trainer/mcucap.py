@@ -36,7 +36,8 @@ import torch
 from trainer.baselines import image_quotas
 from trainer.constants import Group
 from trainer.draws import device_generator
-from trainer.ripu import blocked_by_asked, greedy_select, scaled_radius
+from trainer.greedy import greedy_select
+from trainer.ripu import blocked_by_asked, scaled_radius
 from trainer.sampling import ActiveSampler, QueryWindow, per_iteration_quota, region_impurity
 
 
