@@ -24,7 +24,9 @@ config field (defaults in :class:`CapSettings`, chosen before any target-val run
   a weak source model cost 2-5 points); the strategy also turns pseudo labels off.
 
 Candidates are the unasked pixels of the phase's group, then the rest of G_h u G_m, then any
-unasked pixel (a group that runs dry never leaves the budget unspent).
+unasked pixel (a group that runs dry never leaves the budget unspent). The class cap and the
+windows hold for the first sweep of an image (:func:`trainer.greedy.greedy_select`); what it
+cannot place goes to fresh sweeps without them, so the quota is always spent.
 """
 
 from __future__ import annotations

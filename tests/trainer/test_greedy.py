@@ -9,8 +9,9 @@ from trainer.greedy import dilate, greedy_select, ranks, sweep
 
 
 def _loop(score, eligible, free, quota, block, label):
-    """RIPU's loop for one image: argmax (first in raster order on ties), label, blank."""
+    """RIPU's loop for one image: argmax of the ranks (ties broken as ``ranks``), label, blank."""
     h, w = score.shape
+    score = ranks(score)
     taken = torch.zeros_like(free)
     avail = eligible & free
     while int(taken.sum()) < quota:
@@ -44,8 +45,23 @@ def test_sweeps_pick_what_the_loop_picks(seed: int, block: int, label: int) -> N
         assert torch.equal(got[i], want)
 
 
-def test_ranks_break_ties_in_raster_order() -> None:
-    assert ranks(torch.tensor([[1.0, 2.0], [2.0, 0.0]])).tolist() == [[1.0, 3.0], [2.0, 0.0]]
+def test_ranks_order_by_score_and_break_ties_by_a_fixed_shuffle() -> None:
+    r = ranks(torch.tensor([[1.0, 2.0], [2.0, 0.0]]))
+    assert r[0, 0] == 1.0 and r[1, 1] == 0.0 and {r[0, 1].item(), r[1, 0].item()} == {2.0, 3.0}
+    flat = ranks(torch.zeros(64, 128)).reshape(-1)
+    assert torch.equal(flat.sort().values, torch.arange(64 * 128.0))  # unique
+    assert torch.equal(flat, ranks(torch.zeros(64, 128)).reshape(-1))  # fixed
+    assert not torch.equal(flat, torch.arange(64 * 128 - 1, -1, -1.0))  # not raster order
+
+
+def test_a_plateau_resolves_in_a_few_passes(monkeypatch) -> None:
+    import trainer.greedy as greedy
+
+    calls = []
+    real = greedy.box_max
+    monkeypatch.setattr(greedy, "box_max", lambda x, r: calls.append(r) or real(x, r))
+    picks = sweep(ranks(torch.zeros(64, 128)), torch.ones(64, 128, dtype=torch.bool), 2)
+    assert int(picks.sum()) > 300 and len(calls) < 30  # raster order: 64 passes
 
 
 def test_sweep_takes_every_peak_until_no_candidate_is_left() -> None:
