@@ -26,6 +26,11 @@ MATH = {
     "draws",
     "infonce",
     "pixel_sets",
+    "ripu",
+    "greedy",
+    "baselines",
+    "mcucap",
+    "comparison",
 }
 IO_LIBS = {"httpx", "PIL", "sqlalchemy", "fastapi", "redis", "requests", "uvicorn", "alembic"}
 

@@ -13,7 +13,20 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-SELECTIONS = ("none", "all", "random", "entropy", "ripu", "algorithm1")
+SELECTIONS = (
+    "none",
+    "all",
+    "random",
+    "entropy",
+    "ripu",
+    "algorithm1",
+    # the comparison rows and mcu-cap (trainer/comparison.py)
+    "pixelpick",
+    "ripu-pa",
+    "ripu-ra",
+    "image-wise",
+    "mcu-cap",
+)
 WEIGHT_MODES = ("negatives", "paper", "none")
 
 
@@ -63,11 +76,23 @@ class TrainConfig:
     pi_low_quantile: float = 0.5
     decay: float = 0.9
     decay_every: int = 0  # 0: a tenth of the high-phase window
+    # the comparison rows and mcu-cap (trainer/comparison.py, baselines.py, ripu.py, mcucap.py)
+    pixelpick_top: float = 0.05  # PixelPick's top_n_percent: the candidates' share of an image
+    ripu_radius_k: float = 32.0  # RIPU-PA's K at 1280x640, scaled by sqrt of the area ratio
+    ripu_region_k: float = 1.0  # RIPU-RA's K (3x3 regions) at 1280x640, scaled the same way
+    cap_class_share: float = 0.25  # mcu-cap: most of an image's quota for one predicted class
+    cap_impurity: bool = True  # mcu-cap: rank by S x region impurity (False: uniform)
+    cap_radius_k: float = 16.0  # mcu-cap: blanking window K at 1280x640 (0: none)
+    mcu_true_labels: bool = False  # MCU target pixels: true labels only, no G_l pseudo labels
     # losses
     pseudo_labels: bool = True
     adaptive_sampling: bool = True
     min_low_samples: int = 64
     target_weight: float = 1.0
+    entropy_weight: float = 0.0  # MinEnt on target (ADVENT: 0.001)
+    negative_weight: float = 0.0  # RIPU's negative learning on target (RIPU: 1.0)
+    negative_threshold: float = 0.05  # ... on classes with p below this (RIPU: 0.05)
+    consistency_weight: float = 0.0  # RIPU's local consistency on source (RIPU: 0.1)
     # multi-level contrastive units (section III-C, Eq. 7-11)
     contrast_intra: bool = False
     contrast_cross_image: bool = False
@@ -98,6 +123,9 @@ class TrainConfig:
             raise ValueError(f"budget_rate must lie in [0, 1], got {self.budget_rate}")
         if not 0.0 < self.query_fraction <= 1.0:
             raise ValueError(f"query_fraction must lie in (0, 1], got {self.query_fraction}")
+        for name in ("pixelpick_top", "cap_class_share"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must lie in (0, 1], got {getattr(self, name)}")
         if self.crop is not None:
             self.crop = (int(self.crop[0]), int(self.crop[1]))
         # TOML has no null: an empty string means "none" for the optional paths

@@ -1,9 +1,12 @@
-"""Segmentation losses (section III-D1, Eq. 4-6).
+"""Segmentation losses (section III-D1, Eq. 4-6) and the comparison rows' regularisers
+(MinEnt; RIPU's negative learning and local consistency).
 
 ``ignore_index=255`` marks pixels without a label everywhere in this module.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +48,42 @@ def pseudo_labels(logits: Tensor) -> Tensor:
     :func:`grouped_loss` as probabilities.
     """
     return logits.detach().argmax(dim=1)
+
+
+def entropy_loss(logits: Tensor) -> Tensor:
+    """Entropy minimisation (MinEnt, ADVENT's ``L_ent``): the mean normalised entropy (Eq. 2)
+    of the softmax over all pixels of (N, C, H, W) logits; 0 when ``C < 2``."""
+    c = logits.shape[1]
+    if c < 2:
+        return logits.sum() * 0.0
+    logp = F.log_softmax(logits, dim=1)
+    return -(logp.exp() * logp).sum(1).mean() / math.log(c)
+
+
+def negative_learning_loss(logits: Tensor, threshold: float = 0.05) -> Tensor:
+    """RIPU's negative learning: ``-log(1 - p)`` for every (pixel, class) with ``p < threshold``,
+    averaged over those entries (0 when there are none). ``p`` is detached only in the mask."""
+    prob = logits.softmax(1)
+    mask = (prob < threshold).detach()
+    total = -(torch.log1p(-prob.clamp(max=1 - 1e-6)) * mask).sum()
+    return total / mask.sum().clamp_min(1)
+
+
+def local_consistency_loss(logits: Tensor, labels: Tensor) -> Tensor:
+    """RIPU's local consistency: L1 distance between each pixel's softmax and the mean softmax
+    of its 3x3 neighbourhood (edges replicated), averaged over labeled pixels whose in-image
+    8-neighbours all carry the same label (off semantic boundaries). 0 when there are none.
+
+    RIPU finds boundaries with a Laplacian of the label values (zero padding); this compares
+    the labels themselves, so image borders are not boundaries and no label triple is missed.
+    """
+    prob = logits.softmax(1)
+    mean = F.avg_pool2d(F.pad(prob, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    gap = (prob - mean).abs().sum(1)
+    lab = F.pad(labels[:, None].float(), (1, 1, 1, 1), mode="replicate")
+    same = F.max_pool2d(lab, 3, stride=1) == F.max_pool2d(-lab, 3, stride=1).neg()
+    keep = same[:, 0] & (labels != IGNORE_INDEX)
+    return (gap * keep).sum() / keep.sum().clamp_min(1)
 
 
 def grouped_loss(

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from trainer import comparison
 from trainer.config import TrainConfig
 from trainer.constants import IGNORE_INDEX, Group
 from trainer.contrast import MCUSettings, mcu_loss
@@ -117,6 +118,10 @@ def select_queries(
         return torch.zeros_like(unasked), "none"
     if cfg.selection == "algorithm1":
         return state.sampler.select(groups, unasked, iteration, window, spent, generator)
+    if cfg.selection in comparison.SELECTIONS:  # the comparison rows and mcu-cap
+        return comparison.select(
+            cfg, window, iteration, score, groups, prob, unasked, spent, generator
+        )
     remaining = window.expected - sum(spent.values())
     quota = per_iteration_quota(remaining, window.query_until - iteration)
     if cfg.selection == "random":
@@ -280,7 +285,8 @@ def _segmentation_loss(
         main[n_src:], labels, pseudo, masks, equal_weight=cfg.adaptive_sampling
     )
     stats.parts.update({f"target_{k}": v for k, v in parts.items()})
-    return loss + cfg.target_weight * tloss
+    extra = comparison.extra_loss(cfg, main, batch.source_y, n_src, stats.parts)  # MinEnt, RIPU
+    return loss + cfg.target_weight * tloss + extra
 
 
 def _contrast(
@@ -318,7 +324,7 @@ def _contrast(
         batch.source_y,
         tgt_y,
         pred[n_src:],
-        groups[n_src:] == Group.LOW,
+        (groups[n_src:] == Group.LOW) & (not cfg.mcu_true_labels),
         groups[:n_src] == Group.LOW,
         pred,
         size,

@@ -9,15 +9,30 @@ Rows of the paper's Table V/VI are configurations of the same step (``trainer/st
 | random        | uniform pixels       | CE on labeled pixels             | -               | -    |
 | entropy       | top-S pixels (Eq. 1) | labeled + all of G_l, plain mean | -               | -    |
 |               |                      | (the paper's AL w/o AS)          |                 |      |
-| ripu          | region impurity x    | CE on labeled pixels             | -               | -    |
-|               | uncertainty (RIPU)   |                                  |                 |      |
+| ripu          | RIPU-PA: greedy, K-  | CE on labeled pixels + RIPU's    | -               | -    |
+|               | window blanking,     | negative learning (target) and   |                 |      |
+|               | fixed share / image  | local consistency (source)       |                 |      |
+| ripu-ra       | RIPU-RA: 3x3 regions | as ripu                          | -               | -    |
+|               | labeled whole        |                                  |                 |      |
+| pixelpick     | uniform in the top   | CE on labeled pixels             | -               | -    |
+|               | 5 % margin / image   |                                  |                 |      |
+| image-wise    | whole random images  | CE on labeled pixels             | -               | -    |
+| minent        | none (UDA, no label) | CE on source + target entropy    | -               | -    |
 | al-as         | Algorithm 1          | adaptive sampling (AS)           | -               | -    |
 | mcu-i         | Algorithm 1          | AS                               | intra + cross-  | -    |
 |               |                      |                                  | image, p2p+c2c  |      |
 | mcu-d         | Algorithm 1          | AS                               | + cross-domain  | -    |
 | p2p           | Algorithm 1          | AS                               | 3 levels, p2p   | -    |
 | full          | Algorithm 1          | AS                               | 3 levels, both  | yes  |
+| mcu-cap       | Alg. 1 groups, paced | CE on labeled pixels (no pseudo  | 3 levels, both, | yes  |
+|               | per image and class, | labels)                          | true labels     |      |
+|               | impurity, windows    |                                  | only            |      |
 | supervised    | every target label   | CE on every target pixel         | -               | -    |
+
+The comparison rows and ``mcu-cap`` are in ``trainer/comparison.py`` (RIPU in ``ripu.py``,
+PixelPick and image-wise in ``baselines.py``, ``mcu-cap`` in ``mcucap.py``). ``ripu`` is RIPU
+as its authors run it (BIT-DA/RIPU's PA config); the earlier plain top-k form of its score
+stays reachable as ``selection = "ripu"`` in a config file.
 """
 
 from __future__ import annotations
@@ -36,6 +51,8 @@ _NO_CONTRAST = {
 }
 _LEVELS_I = {"contrast_intra": True, "contrast_cross_image": True}
 _LEVELS_D = {**_LEVELS_I, "contrast_cross_domain": True}
+# BIT-DA/RIPU configs: SOLVER.NEGATIVE_LOSS 1.0, NEGATIVE_THRESHOLD 0.05, CONSISTENT_LOSS 0.1
+_RIPU_LOSSES = {"negative_weight": 1.0, "negative_threshold": 0.05, "consistency_weight": 0.1}
 
 STRATEGIES: dict[str, dict[str, Any]] = {
     "source-only": {**_NO_CONTRAST, "selection": "none", "iterations": 0},
@@ -46,16 +63,34 @@ STRATEGIES: dict[str, dict[str, Any]] = {
         "pseudo_labels": True,
         "adaptive_sampling": False,
     },
-    "ripu": {**_NO_CONTRAST, "selection": "ripu", "pseudo_labels": False},
+    "ripu": {**_NO_CONTRAST, **_RIPU_LOSSES, "selection": "ripu-pa", "pseudo_labels": False},
+    "ripu-ra": {**_NO_CONTRAST, **_RIPU_LOSSES, "selection": "ripu-ra", "pseudo_labels": False},
+    "pixelpick": {**_NO_CONTRAST, "selection": "pixelpick", "pseudo_labels": False},
+    "image-wise": {**_NO_CONTRAST, "selection": "image-wise", "pseudo_labels": False},
+    "minent": {
+        **_NO_CONTRAST,
+        "selection": "none",
+        "pseudo_labels": False,
+        "entropy_weight": 0.001,
+    },
     "al-as": {**_NO_CONTRAST, "selection": "algorithm1", "adaptive_sampling": True},
     "mcu-i": {**_NO_CONTRAST, **_LEVELS_I, "selection": "algorithm1", "p2p": True, "c2c": True},
     "mcu-d": {**_NO_CONTRAST, **_LEVELS_D, "selection": "algorithm1", "p2p": True, "c2c": True},
     "p2p": {**_NO_CONTRAST, **_LEVELS_D, "selection": "algorithm1", "p2p": True},
     "full": {**_LEVELS_D, "selection": "algorithm1", "p2p": True, "c2c": True, "dccm": True},
+    "mcu-cap": {
+        **_LEVELS_D,
+        "selection": "mcu-cap",
+        "pseudo_labels": False,
+        "mcu_true_labels": True,
+        "p2p": True,
+        "c2c": True,
+        "dccm": True,
+    },
     "supervised": {**_NO_CONTRAST, "selection": "all", "pseudo_labels": False},
 }
 
-BUDGET_FREE = ("source-only", "supervised")
+BUDGET_FREE = ("source-only", "minent", "supervised")
 
 
 def configure(base: TrainConfig, strategy: str, **changes: Any) -> TrainConfig:
