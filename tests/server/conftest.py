@@ -33,7 +33,7 @@ PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 REDIS_URL = "redis://127.0.0.1:6379/13"
 ADMIN = "test-admin-token"
 BACKENDS = ["sqlite", "postgres", "postgres-redis"]
-TABLES = ("answers", "queries", "metrics", "images", "runs", "tokens")
+TABLES = ("answers", "queries", "metrics", "images", "blobs", "runs", "tokens")
 
 
 class Clock:
@@ -132,6 +132,7 @@ def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Env]:
         environment="test",
         max_body_bytes=256 * 1024,
         web_dir=None,
+        store_root=tmp_path / "store",
     )
     clock = Clock()
     with TestClient(create_app(settings, clock=clock)) as client:

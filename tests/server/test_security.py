@@ -122,6 +122,7 @@ def _client(tmp_path: Path, sqlite_template: Path, **kw) -> TestClient:
     db = tmp_path / "a.db"
     db.write_bytes(sqlite_template.read_bytes())
     kw.setdefault("web_dir", None)
+    kw.setdefault("store_root", tmp_path / "store")
     cfg = Settings(database_url=f"sqlite:///{db}", admin_token=ADMIN, environment="test", **kw)
     return TestClient(create_app(cfg))
 
