@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     # The image store (server/store/): a folder with one sub-folder per dataset, or S3
     store_backend: Literal["folder", "s3"] = "folder"
     store_root: Path = Path("./adamcu-store")
+    # more datasets by name, anywhere on disk: '{"cityscapes": "/mnt/cityscapes"}' (JSON)
+    store_datasets: dict[str, Path] = {}
     s3_bucket: str = ""
     s3_endpoint_url: str = ""  # e.g. http://minio:9000; empty: AWS S3
     s3_prefix: str = ""

@@ -19,4 +19,4 @@ def make_store(settings) -> Store:  # noqa: ANN001  (server.settings.Settings; n
         from server.store.s3 import S3Store
 
         return S3Store.from_settings(settings)
-    return FolderStore(settings.store_root)
+    return FolderStore(settings.store_root, settings.store_datasets)

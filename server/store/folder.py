@@ -12,17 +12,19 @@ from server.store.base import CHUNK, UPLOADS, BadKey, check_key, missing
 
 class FolderStore:
     """Datasets are the sub-folders of ``root`` (a dataset folder may itself be a link to a
-    mounted disk); a file is opened only if its real path lies inside its dataset's real path,
-    so ``..``, absolute paths and links that escape are refused (422 ``bad_store_key``)."""
+    mounted disk) or the folders ``datasets`` names (``ADAMCU_STORE_DATASETS``); a file is
+    opened only if its real path lies inside its dataset's real path, so ``..``, absolute paths
+    and links that escape are refused (422 ``bad_store_key``). Only ``uploads`` is written."""
 
     name = "folder"
 
-    def __init__(self, root: Path | str) -> None:
+    def __init__(self, root: Path | str, datasets: dict[str, Path] | None = None) -> None:
         self.root = Path(root)
+        self.datasets = {k: Path(v) for k, v in (datasets or {}).items() if k != UPLOADS}
 
     def _resolve(self, dataset: str, path: str) -> Path:
         check_key(dataset, path)
-        base = os.path.realpath(self.root / dataset)
+        base = os.path.realpath(self.datasets.get(dataset, self.root / dataset))
         real = os.path.realpath(os.path.join(base, path))
         if os.path.commonpath([base, real]) != base:
             raise BadKey(f"Path {path!r} leaves dataset {dataset!r} (a link out of the store?).")
