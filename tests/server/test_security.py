@@ -36,6 +36,7 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/v1/runs/{run_id}/images"): TRAINER,
     ("GET", "/api/v1/runs/{run_id}/images"): ALL,
     ("GET", "/api/v1/images/{image_id}.png"): ALL,
+    ("POST", "/api/v1/uploads"): TRAINER,
     ("POST", "/api/v1/runs/{run_id}/queries"): TRAINER,
     ("GET", "/api/v1/runs/{run_id}/queries"): {"admin", "trainer", "viewer"},
     ("POST", "/api/v1/runs/{run_id}/claims"): ANNOTATOR,

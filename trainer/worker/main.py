@@ -34,6 +34,10 @@ from trainer.worker.link import ServiceLink
 from trainer.worker.resume import ResumeRefused, check_resume, env_flag
 
 log = logging.getLogger("adamcu.worker")
+STORE_HELP = (
+    "the server's image store holds --data as this dataset: register the target images by "
+    "path and sha256 instead of uploading them"
+)
 
 
 @dataclass
@@ -225,11 +229,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[TrainConfig, WorkerOptions]:
     p.add_argument("--name", default="")
     p.add_argument("--verbose", action="store_true", help="DEBUG logs, httpx's requests included")
     p.add_argument("--new-run", action="store_true", default=env_flag("ADAMCU_NEW_RUN"))
-    p.add_argument(
-        "--store-dataset",
-        default=os.environ.get("ADAMCU_STORE_DATASET", ""),
-        help="the server's image store holds --data as this dataset: register the target "
-        "images by path and sha256 instead of uploading them",
+    p.add_argument(  # the server's store holds --data as this dataset: register paths, not pixels
+        "--store-dataset", default=os.environ.get("ADAMCU_STORE_DATASET", ""), help=STORE_HELP
     )
     a = p.parse_args(argv)
     if not a.token:
