@@ -20,7 +20,7 @@ COPY pyproject.toml README.md ./
 RUN mkdir -p trainer server oracle client stack \
     && touch trainer/__init__.py server/__init__.py oracle/__init__.py client/__init__.py \
         stack/__init__.py \
-    && pip install -e ".[server,trainer]" \
+    && pip install -e ".[server,trainer,s3]" \
     && rm -rf trainer server oracle client stack
 # alembic.ini, migrations/ and web/ are found next to the server package (server/migrate.py).
 COPY alembic.ini ./

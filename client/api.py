@@ -21,8 +21,6 @@ errors and 502/503/504 are retried, but only where repeating the request is harm
 
 from __future__ import annotations
 
-import base64
-import io
 import logging
 import random
 import time
@@ -31,8 +29,8 @@ from typing import Any
 
 import httpx
 import numpy as np
-from PIL import Image
 
+from client import images
 from client.errors import (
     ERRORS_BY_CODE,
     BudgetExceeded,
@@ -40,6 +38,7 @@ from client.errors import (
     ServiceError,
     error_from_response,
 )
+from client.images import encode_png
 from client.retry import DEFAULT_RETRY, RetryPolicy
 from client.session import SessionCalls
 from server.schemas import MAX_QUERIES_PER_BATCH
@@ -58,14 +57,6 @@ __all__ = [
 log = logging.getLogger("adamcu.client")
 API = "/api/v1"
 RETRY_STATUSES = frozenset({502, 503, 504})
-IMAGE_BYTES_PER_POST = 1_500_000  # base64 PNG per request; the server's default limit is 2 MiB
-
-
-def encode_png(array: np.ndarray) -> str:
-    """Base64 PNG of a uint8 ``(H, W, 3)`` or ``(H, W)`` array."""
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8)).save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 class ServiceClient(SessionCalls):
@@ -108,6 +99,8 @@ class ServiceClient(SessionCalls):
         json: Any = None,
         params: Any = None,
         safe: bool = True,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Any:
         """Send ``method path`` (below ``/api/v1``), retrying per the module's policy.
 
@@ -117,7 +110,9 @@ class ServiceClient(SessionCalls):
         for attempt in range(self.retry.max_tries):
             last = attempt == self.retry.retries
             try:
-                response = self._http.request(method, API + path, json=json, params=params)
+                response = self._http.request(
+                    method, API + path, json=json, params=params, content=content, headers=headers
+                )
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 if last:
                     raise
@@ -177,39 +172,13 @@ class ServiceClient(SessionCalls):
 
     # -- images ----------------------------------------------------------------------------
     def register_images(
-        self,
-        run_id: int,
-        items: Sequence[tuple[str, np.ndarray]],
-        max_bytes: int = IMAGE_BYTES_PER_POST,
+        self, run_id: int, items: Sequence[tuple[str, np.ndarray]]
     ) -> dict[str, int]:
-        """Upload ``(key, uint8 (H, W, 3) array)`` pairs; returns key -> image id.
-
-        Sent in chunks of at most ``max_bytes`` of base64 PNG (the server bounds request
-        bodies, 2 MiB by default; a larger single image goes alone and may meet
-        ``413 payload_too_large``). Idempotent: keys already in the run return their ids.
-        """
-        ids: dict[str, int] = {}
-        chunk: list[dict] = []
-        size = 0
-        for key, arr in items:
-            image = {
-                "key": key,
-                "width": int(arr.shape[1]),
-                "height": int(arr.shape[0]),
-                "png_base64": encode_png(arr),
-            }
-            if chunk and size + len(image["png_base64"]) > max_bytes:
-                ids.update(self._post_images(run_id, chunk))
-                chunk, size = [], 0
-            chunk.append(image)
-            size += len(image["png_base64"])
-        if chunk:
-            ids.update(self._post_images(run_id, chunk))
-        return ids
-
-    def _post_images(self, run_id: int, images: list[dict]) -> dict[str, int]:
-        out = self.request("POST", f"/runs/{run_id}/images", json={"images": images})
-        return {row["key"]: row["id"] for row in out["images"]}
+        """Upload ``(key, uint8 (H, W, 3) array)`` pairs as streamed PNG bodies, one image at a
+        time, and register them in the run; returns key -> image id. Idempotent: keys already
+        in the run return their ids. Images the server's store already holds are registered
+        by reference instead (``client.images.file_refs`` and ``register_refs``)."""
+        return images.register_arrays(self, run_id, items)
 
     def list_images(self, run_id: int) -> list[dict]:
         """``[{"id", "key", "width", "height"}, ...]``."""

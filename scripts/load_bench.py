@@ -32,6 +32,7 @@ import json
 import os
 import random
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -220,6 +221,7 @@ def bench(args: argparse.Namespace) -> dict:
         "ADAMCU_REDIS_URL": REDIS_URL,
         "ADAMCU_ADMIN_TOKEN": args.admin,
         "ADAMCU_ENVIRONMENT": "test",
+        "ADAMCU_STORE_ROOT": tempfile.mkdtemp(prefix="load_bench_store_"),
     }
     with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
@@ -253,6 +255,7 @@ def bench(args: argparse.Namespace) -> dict:
         redis.Redis.from_url(REDIS_URL).flushdb()
     result["server_log_tail"] = log.read_text()[-2000:]
     log.unlink()
+    shutil.rmtree(env["ADAMCU_STORE_ROOT"], ignore_errors=True)  # the bench's own temp folder
     result["config"] = {k: v for k, v in vars(args).items() if k not in ("admin", "out")}
     result["cpus"] = os.cpu_count()
     return result

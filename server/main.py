@@ -21,7 +21,7 @@ from server.api import metrics
 from server.api.headers import SecurityHeadersMiddleware
 from server.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from server.api.openapi import install_openapi
-from server.api.routes import export, images, queries, runs, session, system
+from server.api.routes import export, images, queries, runs, session, system, uploads
 from server.db import make_engine, make_sessionmaker
 from server.errors import install_busy_handlers, install_error_handlers
 from server.logs import uvicorn_log_config
@@ -30,6 +30,8 @@ from server.queue import Dispatcher, EmbeddedQueue, RedisQueue
 from server.services.recovery import rebuild_missing_streams
 from server.services.tokens import PrincipalCache
 from server.settings import Settings
+from server.store import make_store
+from server.store.cache import DecodedCache
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +60,18 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
     app.state.sessionmaker, app.state.queue = make_sessionmaker(engine), make_queue(settings)
     app.state.write_sessionmaker = make_sessionmaker(engine, write=True)
     app.state.principals = PrincipalCache(wall=clock)
+    app.state.store, app.state.crops = make_store(settings), DecodedCache(settings.crop_cache_bytes)
     install_error_handlers(app)
     install_busy_handlers(app)
-    routers = [m.router for m in (system, runs, images, queries, session, export, metrics)]
+    routers = [m.router for m in (system, runs, images, uploads, queries, session, export, metrics)]
     for router in routers:
         app.include_router(router)
     install_openapi(app, routers)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        upload_bytes=settings.max_upload_bytes,
+    )
     app.add_middleware(SecurityHeadersMiddleware)
     if settings.cors_origins:
         app.add_middleware(

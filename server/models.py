@@ -13,7 +13,6 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    LargeBinary,
     String,
     TypeDecorator,
     UniqueConstraint,
@@ -75,7 +74,26 @@ class Run(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class Blob(Base):
+    """One PNG file in the image store (server/store/), shared by every run that registers
+    it: where it is, its sha256 (checked when the row was made), size and pixel size."""
+
+    __tablename__ = "blobs"
+    __table_args__ = (UniqueConstraint("dataset", "path", name="uq_blobs_dataset_path"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset: Mapped[str] = mapped_column(String(100))
+    path: Mapped[str] = mapped_column(String(500))
+    sha256: Mapped[str] = mapped_column(String(64))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Image(Base):
+    """A run's image: its key in the run and the stored file it shows (no pixels here)."""
+
     __tablename__ = "images"
     __table_args__ = (UniqueConstraint("run_id", "key", name="uq_images_run_key"),)
 
@@ -84,7 +102,7 @@ class Image(Base):
     key: Mapped[str] = mapped_column(String(500))
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
-    png: Mapped[bytes] = mapped_column(LargeBinary)
+    blob_id: Mapped[int] = mapped_column(ForeignKey("blobs.id"), index=True)
 
 
 class Query(Base):

@@ -176,29 +176,7 @@ class RunOut(BaseModel):
     created_at: datetime
 
 
-# --- images -------------------------------------------------------------------------------
-
-
-class ImageIn(Strict):
-    key: ImageKey
-    width: int = Field(ge=1, le=16384)
-    height: int = Field(ge=1, le=16384)
-    png_base64: str = Field(min_length=1)
-
-
-class ImagesIn(Strict):
-    images: list[ImageIn] = Field(min_length=1, max_length=1000)
-
-
-class ImageOut(BaseModel):
-    id: int
-    key: str
-    width: int
-    height: int
-
-
-class ImagesOut(BaseModel):
-    images: list[ImageOut]
+# --- images: server/schemas_images.py -------------------------------------------------
 
 
 # --- queries and answers ------------------------------------------------------------------

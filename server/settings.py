@@ -29,6 +29,18 @@ class Settings(BaseSettings):
     threads: int = Field(default=8, ge=1, le=256)
     # An uploaded image with more pixels is refused (413) before it is decoded.
     max_image_pixels: int = Field(default=40_000_000, ge=1, le=16384 * 16384)
+    # The image store (server/store/): a folder with one sub-folder per dataset, or S3
+    store_backend: Literal["folder", "s3"] = "folder"
+    store_root: Path = Path("./adamcu-store")
+    # more datasets by name, anywhere on disk: '{"cityscapes": "/mnt/cityscapes"}' (JSON)
+    store_datasets: dict[str, Path] = {}
+    s3_bucket: str = ""
+    s3_endpoint_url: str = ""  # e.g. http://minio:9000; empty: AWS S3
+    s3_prefix: str = ""
+    # A streamed upload (POST /api/v1/uploads, raw image/png) larger than this is refused (413)
+    max_upload_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    # Decoded images kept for crops, per server process (an LRU bounded in bytes)
+    crop_cache_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
     web_dir: Path | None = Field(default_factory=resources.web_dir)
     # adamcu-server's log lines: one JSON object each (with the request id), or plain text
     log_format: Literal["json", "text"] = "json"

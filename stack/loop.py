@@ -99,6 +99,10 @@ def run_loop(opts: LoopOptions, log=print) -> dict[str, Any]:
         "ADAMCU_ADMIN_TOKEN": admin,
         "ADAMCU_ENVIRONMENT": "development",
         "ADAMCU_DATABASE_URL": opts.database_url or f"sqlite:///{opts.out / 'adamcu.db'}",
+        # the server reads the benchmark's images where they are; the worker registers paths
+        "ADAMCU_STORE_ROOT": str(opts.out / "store"),
+        "ADAMCU_STORE_DATASETS": json.dumps({"bundled": str(Path(opts.data).resolve())}),
+        "ADAMCU_STORE_DATASET": "bundled",
         "PYTHONUNBUFFERED": "1",
     }
     if opts.redis_url:

@@ -19,6 +19,7 @@ from server.schemas import INT32_MAX, Me
 from server.services.auth import authorize
 from server.services.tokens import PrincipalCache, authenticate, cached_principal
 from server.settings import Settings
+from server.store import Store
 
 DB = Annotated[Session, Depends(get_db)]
 
@@ -31,6 +32,10 @@ async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
+async def get_store(request: Request) -> Store:
+    return request.app.state.store
+
+
 async def get_now(request: Request) -> datetime:
     return request.app.state.clock()
 
@@ -41,6 +46,7 @@ Cursor = Annotated[int, Query(ge=0, le=INT32_MAX)]
 Queue = Annotated[Dispatcher, Depends(get_queue)]
 Config = Annotated[Settings, Depends(get_settings)]
 Now = Annotated[datetime, Depends(get_now)]
+Storage = Annotated[Store, Depends(get_store)]
 
 
 def json_response(model: BaseModel, status_code: int = 200) -> Response:

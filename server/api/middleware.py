@@ -18,34 +18,46 @@ access = logging.getLogger("server.access")
 _BODY_METHODS = {b"POST", b"PUT", b"PATCH"}
 
 
+UPLOAD_PATH = "/api/v1/uploads"  # raw image/png bodies, up to ADAMCU_MAX_UPLOAD_BYTES
+UPLOAD_TYPES = (b"image/png", b"application/octet-stream")
+
+
+def _json(ctype: bytes) -> bool:
+    return ctype == b"application/json" or ctype.endswith(b"+json")
+
+
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    """Bodies are JSON of at most ``max_bytes``, except at ``UPLOAD_PATH``: a raw PNG of at
+    most ``upload_bytes``. Refused before the route runs: 413 by Content-Length, 415 by type;
+    a body that grows past its limit while streaming ends in 413."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, upload_bytes: int | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.upload_bytes = upload_bytes if upload_bytes is not None else max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"].encode() not in _BODY_METHODS:
             await self.app(scope, receive, send)
             return
+        upload = scope["path"] == UPLOAD_PATH
+        limit = self.upload_bytes if upload else self.max_bytes
         headers = dict(scope["headers"])
         length = headers.get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            too_big = error_response(
-                413, "payload_too_large", f"The body exceeds {self.max_bytes} bytes."
-            )
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            too_big = error_response(413, "payload_too_large", f"The body exceeds {limit} bytes.")
             await too_big(scope, receive, send)
             return
         ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         has_body = length not in (None, b"0") or b"transfer-encoding" in headers
-        if has_body and not (ctype == b"application/json" or ctype.endswith(b"+json")):
-            wrong = error_response(
-                415, "unsupported_media_type", "Send the body as application/json."
-            )
+        if has_body and not (ctype in UPLOAD_TYPES if upload else _json(ctype)):
+            wanted = "image/png" if upload else "application/json"
+            wrong = error_response(415, "unsupported_media_type", f"Send the body as {wanted}.")
             await wrong(scope, receive, send)
             return
-        await self.app(scope, self._bounded(receive), send)
+        await self.app(scope, self._bounded(receive, limit), send)
 
-    def _bounded(self, receive: Receive) -> Receive:
+    def _bounded(self, receive: Receive, limit: int) -> Receive:
         seen = 0
 
         async def bounded() -> Message:
@@ -53,7 +65,7 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > limit:
                     raise HTTPException(413)
             return message
 

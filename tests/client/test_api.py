@@ -1,4 +1,4 @@
-import base64
+import hashlib
 import io
 import json
 import random
@@ -13,7 +13,6 @@ from client.api import (
     DuplicatePixel,
     ServiceClient,
     ServiceError,
-    encode_png,
 )
 from client.retry import RetryPolicy
 
@@ -148,38 +147,34 @@ def test_post_queries_chunks_at_ten_thousand() -> None:
     assert sizes == [10_000, 2_345]
 
 
-def test_register_images_in_chunks_sends_pngs() -> None:
-    sent = []
+def test_register_images_streams_raw_pngs_then_registers_references() -> None:
+    uploads, registered = [], []
 
     def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v1/uploads":
+            assert request.headers["content-type"] == "image/png"
+            uploads.append(request.content)
+            sha = hashlib.sha256(request.content).hexdigest()
+            body = {"dataset": "uploads", "path": f"{sha[:2]}/{sha}.png", "sha256": sha}
+            return httpx.Response(201, json={**body, "bytes": 1, "width": 6, "height": 4})
         images = json.loads(request.content)["images"]
-        sent.append(images)
-        return httpx.Response(
-            201,
-            json={
-                "images": [
-                    {
-                        "id": 100 + int(im["key"].split("/")[1]),
-                        "key": im["key"],
-                        "width": im["width"],
-                        "height": im["height"],
-                    }
-                    for im in images
-                ]
-            },
-        )
+        registered.append(images)
+        rows = [
+            {"id": 100 + i, "key": im["key"], "width": 6, "height": 4}
+            for i, im in enumerate(images)
+        ]
+        return httpx.Response(201, json={"images": rows})
 
     arr = np.zeros((4, 6, 3), dtype=np.uint8)
     arr[1, 2] = (10, 20, 30)
     items = [(f"target-train/{i}", arr) for i in range(5)]
-    png_chars = len(encode_png(arr))
-    ids = make_client(handler).register_images(7, items, max_bytes=2 * png_chars)
+    ids = make_client(handler).register_images(7, items)
     assert ids == {f"target-train/{i}": 100 + i for i in range(5)}
-    assert [len(c) for c in sent] == [2, 2, 1]
-    first = sent[0][0]
-    assert (first["width"], first["height"]) == (6, 4)
-    decoded = np.asarray(Image.open(io.BytesIO(base64.b64decode(first["png_base64"]))))
-    np.testing.assert_array_equal(decoded, arr)
+    assert len(uploads) == 5 and [len(c) for c in registered] == [5]
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(uploads[0]))), arr)
+    first = registered[0][0]
+    assert first["sha256"] == hashlib.sha256(uploads[0]).hexdigest()
+    assert "png_base64" not in first and first["dataset"] == "uploads"
 
 
 def answer(aid: int, qid: int, cls: int = 1, pixel=(1, 0, 0)) -> dict:

@@ -82,7 +82,7 @@ def environment(name: str) -> dict[str, str]:
 
 
 SECRETS = {**env_example(), "POSTGRES_PASSWORD": "pw-for-tests", "ADAMCU_ADMIN_TOKEN": "x" * 32}
-LISTENING = {"postgres", "redis", "server"}
+LISTENING = {"postgres", "redis", "server", "server-2", "proxy", "minio"}
 
 
 # --- services and commands -------------------------------------------------------------------
@@ -332,7 +332,7 @@ def test_server_gets_threads_and_log_format(monkeypatch: pytest.MonkeyPatch):
 
 def test_gpu_image_has_the_cityscapes_extra_and_a_dataset_mount():
     assert '".[server,trainer,cityscapes]"' in (ROOT / "Dockerfile.gpu").read_text()
-    assert '".[server,trainer]"' in (ROOT / "Dockerfile").read_text()
+    assert '".[server,trainer,s3]"' in (ROOT / "Dockerfile").read_text()  # boto3: the S3 store
     assert "${DATASETS_DIR:-./data/real}:/datasets:ro" in SERVICES["worker"]["volumes"]
 
 

@@ -82,7 +82,7 @@ def new_run(base_url: str, masks: dict[str, np.ndarray], name: str):
     run = trainer.create_run(name, CLASSES, target_pixels=N_IMAGES * H * W, budget_rate=0.5)
     rng = np.random.default_rng(1)
     items = [(k, rng.integers(0, 256, size=(H, W, 3), dtype=np.uint8)) for k in masks]
-    ids = trainer.register_images(run["id"], items, max_bytes=2000)
+    ids = trainer.register_images(run["id"], items)
     return trainer, run, ids
 
 

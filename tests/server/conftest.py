@@ -33,7 +33,8 @@ PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 REDIS_URL = "redis://127.0.0.1:6379/13"
 ADMIN = "test-admin-token"
 BACKENDS = ["sqlite", "postgres", "postgres-redis"]
-TABLES = ("answers", "queries", "metrics", "images", "runs", "tokens")
+UPLOAD_LIMIT = 1 << 20  # ADAMCU_MAX_UPLOAD_BYTES in the tests' apps
+TABLES = ("answers", "queries", "metrics", "images", "blobs", "runs", "tokens")
 
 
 class Clock:
@@ -132,6 +133,8 @@ def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Env]:
         environment="test",
         max_body_bytes=256 * 1024,
         web_dir=None,
+        store_root=tmp_path / "store",
+        max_upload_bytes=UPLOAD_LIMIT,
     )
     clock = Clock()
     with TestClient(create_app(settings, clock=clock)) as client:

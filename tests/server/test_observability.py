@@ -29,6 +29,7 @@ def world(tmp_path: Path, sqlite_template: Path) -> Iterator[World]:
         admin_token=ADMIN,
         environment="test",
         web_dir=None,
+        store_root=tmp_path / "store",
     )
     with TestClient(create_app(cfg, clock=Clock())) as client:
         yield make_world(Env(cfg, client, Clock(), "sqlite"), budget_total=5)

@@ -33,6 +33,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> It
         environment="test",
         max_body_bytes=64 * 1024,
         web_dir=None,
+        store_root=path.parent / "store",
     )
     clock = Clock()
     with TestClient(create_app(cfg, clock=clock)) as client:

@@ -40,6 +40,7 @@ def app(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path):
         environment="test",
         max_body_bytes=256 * 1024,
         web_dir=None,
+        store_root=path.parent / "store",
     )
     application = create_app(cfg, clock=Clock())
     with TestClient(application) as client:

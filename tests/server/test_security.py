@@ -36,6 +36,7 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/v1/runs/{run_id}/images"): TRAINER,
     ("GET", "/api/v1/runs/{run_id}/images"): ALL,
     ("GET", "/api/v1/images/{image_id}.png"): ALL,
+    ("POST", "/api/v1/uploads"): TRAINER,
     ("POST", "/api/v1/runs/{run_id}/queries"): TRAINER,
     ("GET", "/api/v1/runs/{run_id}/queries"): {"admin", "trainer", "viewer"},
     ("POST", "/api/v1/runs/{run_id}/claims"): ANNOTATOR,
@@ -125,6 +126,7 @@ def _client(tmp_path: Path, sqlite_template: Path, **kw) -> TestClient:
     db = tmp_path / "a.db"
     db.write_bytes(sqlite_template.read_bytes())
     kw.setdefault("web_dir", None)
+    kw.setdefault("store_root", tmp_path / "store")
     cfg = Settings(database_url=f"sqlite:///{db}", admin_token=ADMIN, environment="test", **kw)
     return TestClient(create_app(cfg))
 

@@ -29,19 +29,16 @@ from trainer.config import TrainConfig, load_config
 from trainer.labelbank import LabelBank
 from trainer.step import LoopState
 from trainer.strategies import configure
-from trainer.train import (
-    Data,
-    adapt,
-    evaluate,
-    load_data,
-    new_loop_state,
-    pick_device,
-    pretrain,
-)
+from trainer.train import Data, adapt, evaluate, load_data, new_loop_state, pick_device, pretrain
+from trainer.worker.images import register_target_images
 from trainer.worker.link import ServiceLink
 from trainer.worker.resume import ResumeRefused, check_resume, env_flag
 
 log = logging.getLogger("adamcu.worker")
+STORE_HELP = (
+    "the server's image store holds --data as this dataset: register the target images by "
+    "path and sha256 instead of uploading them"
+)
 
 
 @dataclass
@@ -55,9 +52,12 @@ class WorkerOptions:
     run_name: str = ""
     verbose: bool = False
     new_run: bool = False  # move an old checkpoint aside instead of resuming it
+    store_dataset: str = ""  # the server's store holds --data as this dataset: register by path
 
 
-def create_run(client: ServiceClient, cfg: TrainConfig, data: Data, name: str) -> dict:
+def create_run(
+    client: ServiceClient, cfg: TrainConfig, data: Data, name: str, store_dataset: str = ""
+) -> dict:
     """Create the run and register its target images; returns the server's RunOut."""
     classes = [
         {"id": i, "name": n, "color": list(c)}
@@ -71,8 +71,7 @@ def create_run(client: ServiceClient, cfg: TrainConfig, data: Data, name: str) -
         strategy=cfg.strategy,
         config=cfg.to_dict(),
     )
-    images = data.target.images.permute(0, 2, 3, 1).numpy()
-    client.register_images(run["id"], list(zip(data.target.ids, images, strict=True)))
+    register_target_images(client, run["id"], cfg, data, store_dataset)
     return run
 
 
@@ -85,7 +84,7 @@ def open_run(
     if ckpt_path.is_file():
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
         return client.get_run(int(ckpt["run_id"])), ckpt
-    return create_run(client, cfg, data, opts.run_name), None
+    return create_run(client, cfg, data, opts.run_name, opts.store_dataset), None
 
 
 def save_checkpoint(
@@ -225,6 +224,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[TrainConfig, WorkerOptions]:
     p.add_argument("--name", default="")
     p.add_argument("--verbose", action="store_true", help="DEBUG logs, httpx's requests included")
     p.add_argument("--new-run", action="store_true", default=env_flag("ADAMCU_NEW_RUN"))
+    p.add_argument(  # the server's store holds --data as this dataset: register paths, not pixels
+        "--store-dataset", default=os.environ.get("ADAMCU_STORE_DATASET", ""), help=STORE_HELP
+    )
     a = p.parse_args(argv)
     if not a.token:
         p.error("a trainer token is needed: pass --token or set ADAMCU_TRAINER_TOKEN")
@@ -252,6 +254,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[TrainConfig, WorkerOptions]:
         run_name=a.name,
         verbose=a.verbose,
         new_run=a.new_run,
+        store_dataset=a.store_dataset,
     )
     return cfg, opts
 

@@ -1,0 +1,42 @@
+"""The worker's target images into its run: by reference when the server's image store
+serves the worker's data folder as a dataset (``--store-dataset``), else uploaded one PNG at a
+time as raw bodies (``client.images``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from client.api import ServiceClient
+from client.images import file_refs, register_refs
+from trainer.config import TrainConfig
+from trainer.train import Data
+
+
+def target_files(cfg: TrainConfig, data: Data) -> list[tuple[str, str]]:
+    """``(key, path)`` of each target image, ``path`` relative to ``cfg.data_root``: the plain
+    folder format keeps key ``<split>/<name>`` at ``<split>/images/<name>.png``."""
+    if cfg.dataset != "folder":
+        raise FileNotFoundError(
+            f"--store-dataset needs the plain folder format (dataset {cfg.dataset!r} is resized "
+            "while loading, so its files are not the images the run shows); drop the option "
+            "to upload the images instead"
+        )
+    files = []
+    for key in data.target.ids:
+        split, name = key.split("/", 1)
+        path = f"{split}/images/{name}.png"
+        if not (Path(cfg.data_root) / path).is_file():
+            raise FileNotFoundError(f"target image {key!r}: no file {Path(cfg.data_root) / path}")
+        files.append((key, path))
+    return files
+
+
+def register_target_images(
+    client: ServiceClient, run_id: int, cfg: TrainConfig, data: Data, store_dataset: str = ""
+) -> dict[str, int]:
+    """Register the run's target images; returns key -> image id."""
+    if store_dataset:
+        refs = file_refs(Path(cfg.data_root), store_dataset, target_files(cfg, data))
+        return register_refs(client, run_id, refs)
+    images = data.target.images.permute(0, 2, 3, 1).numpy()
+    return client.register_images(run_id, list(zip(data.target.ids, images, strict=True)))
