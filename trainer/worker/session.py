@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from client.api import BudgetExceeded
+from client.api import BudgetExceeded, ServiceError
 from trainer.config import TrainConfig
 from trainer.data.folder import to_float
 from trainer.labelbank import LabelBank
@@ -167,7 +167,7 @@ class Session:
             if self.due("checkpoint", s.checkpoint_seconds):
                 self.save()
             if self.due("status", s.status_seconds):
-                self.ended = self.check_end()
+                self.ended = self.ended or self.check_end()
         return self.ended
 
     def train_step(self) -> None:
@@ -212,7 +212,7 @@ class Session:
             self.exhausted = phase == "medium" and not bool(mask.any()) and self.picker.wrapped
             posted += self._post(rows, mask, score, phase)
             spent[phase] = spent.get(phase, 0) + int(mask.sum())
-            if posted >= quota:
+            if posted >= quota or self.ended:
                 break
             if self.picker.wrapped and phase == "high":  # a pass over the images: an epoch
                 self.state.sampler.end_epoch()
@@ -227,6 +227,11 @@ class Session:
             ids = self.link.post(index.tolist(), ys, xs, phase, score[b, ys, xs])
         except BudgetExceeded as exc:  # an older view of the budget: the next round retries
             log.warning("budget refused a round of %d: %s", len(b), exc)
+            return 0
+        except ServiceError as exc:
+            if exc.code != "run_finished":
+                raise
+            self.ended = "admin"  # finished since the last status check
             return 0
         self.bank.mark_asked(index, ys, xs)
         by_pixel = {p: qid for qid, p in ids.items()}

@@ -69,6 +69,8 @@ class MemoryService:
 
     def post_queries(self, run_id: int, queries: list[dict]) -> list[int]:
         with self.lock:
+            if self.run.get("status") != "active":
+                raise ServiceError("run_finished", "the run is finished", 409)
             b = self.budget(run_id)
             if b["answered"] + b["reserved"] + len(queries) > b["expected"]:
                 raise BudgetExceeded("budget_exceeded", "over budget", 409)
