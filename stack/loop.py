@@ -116,6 +116,10 @@ def run_loop(opts: LoopOptions, log=print) -> dict[str, Any]:
         worker = _start_worker(opts, env, url, trainer)
         procs.append(worker)
         run_id = wait_for_run(url, viewer, worker, opts.timeout)
+        if opts.mode == "session" and not opts.oracles:
+            person = make_token(url, admin, "annotator", "person")
+            log(f"run {run_id} is open: label at {url}/?token={person}")
+            log(f"dashboard: {url}/dashboard.html?token={viewer}; admin token {admin}")
         log(f"run {run_id} registered; starting {opts.oracles} simulated oracle(s)")
         oracles = [
             _start_oracle(
