@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from client.api import BudgetExceeded, ServiceError
+from client.api import BudgetExceeded, DuplicatePixel, ServiceError
 from trainer.config import TrainConfig
 from trainer.data.folder import to_float
 from trainer.labelbank import LabelBank
@@ -227,6 +227,10 @@ class Session:
             ids = self.link.post(index.tolist(), ys, xs, phase, score[b, ys, xs])
         except BudgetExceeded as exc:  # an older view of the budget: the next round retries
             log.warning("budget refused a round of %d: %s", len(b), exc)
+            return 0
+        except DuplicatePixel as exc:  # e.g. a server that never re-asks a withdrawn pixel
+            log.warning("a round of %d met %s; its pixels are left out from now on", len(b), exc)
+            self.bank.mark_asked(index, ys, xs)
             return 0
         except ServiceError as exc:
             if exc.code != "run_finished":

@@ -2,6 +2,8 @@
 the outstanding queries, answer-to-gradient waits; and the link's post/withdraw/rebuild
 against the in-memory service."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -140,3 +142,37 @@ def test_rebuild_marks_standing_queries_only_and_merges_every_answer() -> None:
 def test_the_worker_cli_takes_session_flags() -> None:
     cfg, opts = parse_args(["--token", "t", "--mode", "session", "--queue-minutes", "3"])
     assert opts.mode == "session" and opts.session == {"queue_minutes": 3.0}
+
+
+def test_a_round_the_server_refuses_as_duplicate_is_left_out_not_fatal(monkeypatch) -> None:
+    """A server that keeps withdrawn pixels unique: the round is dropped, its pixels marked
+    asked so that the next rounds pick others."""
+    from trainer.worker import session as session_mod
+
+    svc, link = _service()
+    link.post([0], [1], [1], "high", [0.9])
+
+    target = SimpleNamespace(ids=["a", "b"])
+    fake = SimpleNamespace(bank=LabelBank(2, 4, 5), link=link, outstanding=Outstanding())
+    fake.data = SimpleNamespace(target=target)
+    mask = torch.zeros(1, 4, 5, dtype=torch.bool)
+    mask[0, 1, 1] = mask[0, 2, 2] = True
+    posted = session_mod.Session._post(fake, [0], mask, torch.zeros(1, 4, 5), "high")
+    assert posted == 0 and fake.bank.num_asked == 2 and svc.budget(1)["reserved"] == 1
+
+
+def test_a_round_whose_response_was_lost_reads_its_ids_back() -> None:
+    from client.api import DuplicatePixel
+
+    svc, _ = _service()
+
+    class Lossy(MemoryService):
+        def post_queries(self, run_id, queries):  # noqa: ANN001
+            MemoryService.post_queries(self, run_id, queries)
+            error = DuplicatePixel("duplicate_pixel", "stored by the first try", 409)
+            error.maybe_stored = True
+            raise error
+
+    lossy = Lossy(run=svc.run, images=svc.images)
+    ids = ServiceLink(lossy, 1, ["a", "b"], "human").post([1], [2], [3], "high", [0.5])
+    assert list(ids.values()) == [(2, 2, 3)] and list(ids) == list(lossy.queries)
