@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import torch
@@ -116,6 +117,15 @@ def select_round(
     if short > 0:  # G_m ran dry: top up from G_h
         mask |= uniform_select((groups != Group.LOW) & unasked & ~mask, short, generator)
     return mask, "medium"
+
+
+def created_time(answer: dict) -> float:
+    """The answer's ``created_at`` as a Unix time (a naive time is UTC)."""
+    stamp = answer.get("created_at")
+    if not stamp:
+        return time.time()
+    when = datetime.fromisoformat(str(stamp))
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 @dataclass

@@ -25,7 +25,6 @@ import copy
 import json
 import logging
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import torch
@@ -45,6 +44,7 @@ from trainer.worker.rounds import (
     Outstanding,
     Picker,
     SessionOptions,
+    created_time,
     round_size,
     score_images,
     select_round,
@@ -55,15 +55,6 @@ log = logging.getLogger("adamcu.worker")
 
 def _no_ask(*args: Any) -> torch.Tensor:
     raise AssertionError("a session posts its queries in rounds, never from a training step")
-
-
-def created_time(answer: dict) -> float:
-    """The answer's ``created_at`` as a Unix time (a naive time is UTC)."""
-    stamp = answer.get("created_at")
-    if not stamp:
-        return time.time()
-    when = datetime.fromisoformat(str(stamp))
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 class Session:
@@ -103,6 +94,7 @@ class Session:
         self.best_state = copy.deepcopy(model.state_dict())
         self.ended: str | None = None
         self.exhausted = False  # a whole pass found no pixel left to ask
+        self.withdrawn_pixels: set[tuple[int, int, int]] = set()  # (row, y, x)
         self.counts = {"rounds": 0, "posted": 0, "withdrawn": 0, "max_pending": 0}
         self.events = (opts.checkpoint_dir / "session.jsonl").open("a")
         self._due: dict[str, float] = {}
@@ -222,16 +214,32 @@ class Session:
         b, ys, xs = mask.nonzero(as_tuple=True)
         if not len(b):
             return 0
-        index = torch.tensor(rows)[b]
+        return self._post_pixels(torch.tensor(rows)[b], ys, xs, score[b, ys, xs], phase)
+
+    def _post_pixels(
+        self,
+        index: torch.Tensor,
+        ys: torch.Tensor,
+        xs: torch.Tensor,
+        scores: torch.Tensor,
+        phase: str,
+        retry: bool = True,
+    ) -> int:
         try:
-            ids = self.link.post(index.tolist(), ys, xs, phase, score[b, ys, xs])
+            ids = self.link.post(index.tolist(), ys, xs, phase, scores)
         except BudgetExceeded as exc:  # an older view of the budget: the next round retries
-            log.warning("budget refused a round of %d: %s", len(b), exc)
+            log.warning("budget refused a round of %d: %s", len(index), exc)
             return 0
-        except DuplicatePixel as exc:  # e.g. a server that never re-asks a withdrawn pixel
-            log.warning("a round of %d met %s; its pixels are left out from now on", len(b), exc)
-            self.bank.mark_asked(index, ys, xs)
-            return 0
+        except DuplicatePixel as exc:  # a server that keeps withdrawn pixels unique
+            pixels = list(zip(index.tolist(), ys.tolist(), xs.tolist(), strict=True))
+            again = torch.tensor([p in self.withdrawn_pixels for p in pixels], dtype=torch.bool)
+            drop = again if retry and bool(again.any()) else torch.ones_like(again)
+            log.warning("%s: %d pixels of the round left out from now on", exc, int(drop.sum()))
+            self.bank.mark_asked(index[drop], ys[drop], xs[drop])
+            if drop.all():
+                return 0
+            keep = ~drop
+            return self._post_pixels(index[keep], ys[keep], xs[keep], scores[keep], phase, False)
         except ServiceError as exc:
             if exc.code != "run_finished":
                 raise
@@ -259,6 +267,7 @@ class Session:
             rows = torch.tensor([q.row for q in gone])
             ys, xs = torch.tensor([q.y for q in gone]), torch.tensor([q.x for q in gone])
             self.bank.unmark(rows, ys, xs)
+            self.withdrawn_pixels.update((q.row, q.y, q.x) for q in gone)
         self.outstanding.touch(i for i, st in kept.items() if st in ("leased", "unknown"))
         self.outstanding.drop(i for i, st in kept.items() if st not in ("leased", "unknown"))
         self.counts["withdrawn"] += len(withdrawn)

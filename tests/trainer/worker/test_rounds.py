@@ -2,6 +2,7 @@
 the outstanding queries, answer-to-gradient waits; and the link's post/withdraw/rebuild
 against the in-memory service."""
 
+from functools import partial
 from types import SimpleNamespace
 
 import pytest
@@ -144,21 +145,31 @@ def test_the_worker_cli_takes_session_flags() -> None:
     assert opts.mode == "session" and opts.session == {"queue_minutes": 3.0}
 
 
-def test_a_round_the_server_refuses_as_duplicate_is_left_out_not_fatal(monkeypatch) -> None:
-    """A server that keeps withdrawn pixels unique: the round is dropped, its pixels marked
-    asked so that the next rounds pick others."""
+def test_a_round_the_server_refuses_as_duplicate_is_left_out_not_fatal() -> None:
+    """A server that keeps withdrawn pixels unique (refuses to ask one again): the withdrawn
+    pixels of the round are left out and the rest posted; a refusal of unknown cause drops the
+    round, its pixels marked asked so that the next rounds pick others."""
     from trainer.worker import session as session_mod
 
     svc, link = _service()
-    link.post([0], [1], [1], "high", [0.9])
-
-    target = SimpleNamespace(ids=["a", "b"])
+    link.post([0, 0], [1, 3], [1, 3], "high", [0.9, 0.9])  # (0,3,3) stands for a withdrawn one
     fake = SimpleNamespace(bank=LabelBank(2, 4, 5), link=link, outstanding=Outstanding())
-    fake.data = SimpleNamespace(target=target)
-    mask = torch.zeros(1, 4, 5, dtype=torch.bool)
-    mask[0, 1, 1] = mask[0, 2, 2] = True
-    posted = session_mod.Session._post(fake, [0], mask, torch.zeros(1, 4, 5), "high")
-    assert posted == 0 and fake.bank.num_asked == 2 and svc.budget(1)["reserved"] == 1
+    fake.data, fake.withdrawn_pixels = (
+        SimpleNamespace(target=SimpleNamespace(ids=["a", "b"])),
+        set(),
+    )
+    fake._post_pixels = partial(session_mod.Session._post_pixels, fake)
+
+    def post(*pixels: tuple[int, int]) -> int:
+        mask = torch.zeros(1, 4, 5, dtype=torch.bool)
+        for y, x in pixels:
+            mask[0, y, x] = True
+        return session_mod.Session._post(fake, [0], mask, torch.zeros(1, 4, 5), "high")
+
+    assert post((1, 1), (2, 2)) == 0 and fake.bank.num_asked == 2  # cause unknown: all out
+    fake.withdrawn_pixels = {(0, 3, 3)}
+    assert post((3, 3), (0, 4)) == 1 and fake.bank.num_asked == 4
+    assert svc.budget(1)["reserved"] == 3 and list(fake.outstanding.queries) == [3]
 
 
 def test_a_round_whose_response_was_lost_reads_its_ids_back() -> None:
