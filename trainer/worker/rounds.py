@@ -6,7 +6,8 @@
   pace (answers per minute) and budget.
 - :func:`select_round`: Algorithm 1 on freshly scored images, capped at a round: the phase
   follows the budget as the server counts it (spent = answered + reserved), the high phase
-  takes half of G_h (footnote 3), the medium phase G_m topped up from G_h.
+  takes half of G_h (footnote 3), the medium phase G_m topped up from G_h, then from the most
+  uncertain pixels left (under fixed thresholds a model that grows sure empties G_m and G_h).
 - :class:`Outstanding`: the queries posted and not yet answered, withdrawn or given up.
 - :class:`Freshness`: answers merged and not yet in a gradient step, and how long they waited.
 """
@@ -22,7 +23,7 @@ from typing import Any
 import torch
 
 from trainer.constants import Group
-from trainer.draws import uniform_select
+from trainer.draws import top_k_select, uniform_select
 from trainer.sampling import ActiveSampler
 from trainer.step import upsample
 from trainer.uncertainty import partition, uncertainty_score
@@ -100,7 +101,8 @@ def select_round(
 ) -> tuple[torch.Tensor, str]:
     """Pixels of freshly scored images (B,H,W) to post, at most ``quota``: Algorithm 1's
     phase from the budget spent; high: half of G_h (footnote 3) up to M_e // 2; medium: G_m
-    topped up from G_h, up to the budget. Returns (mask (B,H,W) bool, phase)."""
+    topped up from G_h, then the highest scores, up to the budget. Returns (mask (B,H,W)
+    bool, phase)."""
     high, medium = spent.get("high", 0), spent.get("medium", 0)
     phase = sampler.phase(expected, high, medium)
     s = sampler.state
@@ -116,6 +118,9 @@ def select_round(
     short = k - int(mask.sum())
     if short > 0:  # G_m ran dry: top up from G_h
         mask |= uniform_select((groups != Group.LOW) & unasked & ~mask, short, generator)
+        short = k - int(mask.sum())
+    if short > 0:  # the model grew sure of everything the thresholds call uncertain: the
+        mask |= top_k_select(score, unasked & ~mask, short)  # budget goes to the least sure
     return mask, "medium"
 
 

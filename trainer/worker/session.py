@@ -274,7 +274,9 @@ class Session:
         self.event("withdrawn", ids=withdrawn, kept=len(kept), rescore=rescore)
 
     def certain(self) -> set[int]:
-        """Outstanding queries whose pixel the model, scored now, puts in G_l."""
+        """Outstanding queries whose pixel the model, scored now, is sure of: its score under
+        the ``pi_low_quantile`` of its images' scores (G_l by the calibration's own rule; the
+        absolute pi_low drifts out of use as the model grows confident)."""
         queries = list(self.outstanding.queries.items())
         rows = sorted({q.row for _, q in queries})
         if not rows or not self.state.calibrated:
@@ -286,7 +288,7 @@ class Session:
                 for i in range(0, len(rows), 8)
             ]
         )
-        low = self.state.sampler.state.pi_low
+        low = float(torch.quantile(score.flatten()[:100_000], self.cfg.pi_low_quantile))
         return {qid for qid, q in queries if float(score[where[q.row], q.y, q.x]) < low}
 
     def _images(self, rows: list[int]) -> torch.Tensor:

@@ -70,6 +70,10 @@ def test_a_round_follows_algorithm_one_phases_by_the_budget_spent() -> None:
     assert phase == "medium" and int(mask.sum()) == 5  # the budget left
     _, phase = select_round(score, unasked, sampler, 100, {"high": 50, "medium": 50}, 30, gen)
     assert phase == "done"
+    sure = score * 0.01 + torch.arange(40.0).view(2, 4, 5) * 1e-4  # every pixel in G_l now
+    mask, phase = select_round(sure, unasked, sampler, 100, {"high": 50}, 6, gen)
+    assert phase == "medium" and int(mask.sum()) == 6  # the budget goes to the least sure
+    assert float(sure[mask].min()) >= float(sure[~mask].max())
 
 
 def test_outstanding_queries_go_stale_unless_seen_claimed() -> None:
