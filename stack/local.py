@@ -27,7 +27,10 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 SIZES: dict[str, dict[str, int]] = {
     "tiny": {"source-train": 40, "target-train": 16, "target-val": 8, "target-test": 8},
     "quick": dict(PRESETS["quick"].counts),
+    # --human: a session a person finishes in ~15 min (budget 0.25 % = 409 pixels)
+    "session": {"source-train": 200, "target-train": 20, "target-val": 20, "target-test": 40},
 }
+HUMAN = {"size": "session", "budget": 0.0025, "pretrain_iterations": 400, "timeout": 7200.0}
 
 
 def ensure_database(database_url: str) -> None:
@@ -77,7 +80,18 @@ def parse_args(argv: Sequence[str] | None = None) -> LoopOptions:
     p.add_argument("--oracles", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timeout", type=float, default=900.0)
+    p.add_argument(
+        "--human",
+        action="store_true",
+        help="a session for people: worker --mode session, no oracles, 20 target images, "
+        "budget 0.0025; prints the annotator URL (flags given explicitly still win)",
+    )
     a = p.parse_args(argv)
+    if a.human:
+        for key, value in HUMAN.items():
+            if getattr(a, key) == p.get_default(key):
+                setattr(a, key, value)
+        a.oracles = 0
     out = Path(a.out)
     return LoopOptions(
         out=out,
@@ -90,6 +104,7 @@ def parse_args(argv: Sequence[str] | None = None) -> LoopOptions:
         eval_every=a.eval_every,
         oracles=a.oracles,
         seed=a.seed,
+        mode="session" if a.human else "benchmark",
         database_url=a.database_url,
         redis_url=a.redis_url,
         timeout=a.timeout,

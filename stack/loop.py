@@ -88,12 +88,8 @@ def wait_for_run(url: str, token: str, worker: subprocess.Popen, timeout: float)
     raise TimeoutError("the worker registered no run in time")
 
 
-def run_loop(opts: LoopOptions, log=print) -> dict[str, Any]:
-    started = time.perf_counter()
-    opts.out.mkdir(parents=True, exist_ok=True)
-    if not is_user_dataset(opts.data):  # a user's folder is used as it is
-        generate_benchmark(opts.data, counts=opts.counts, seed=1234)
-    admin = secrets.token_urlsafe(24)
+def _loop_env(opts: LoopOptions, admin: str) -> dict[str, str]:
+    """The environment of the loop's processes: the server's settings and the store."""
     env = {
         **os.environ,
         "ADAMCU_ADMIN_TOKEN": admin,
@@ -107,6 +103,16 @@ def run_loop(opts: LoopOptions, log=print) -> dict[str, Any]:
     }
     if opts.redis_url:
         env["ADAMCU_REDIS_URL"] = opts.redis_url
+    return env
+
+
+def run_loop(opts: LoopOptions, log=print) -> dict[str, Any]:
+    started = time.perf_counter()
+    opts.out.mkdir(parents=True, exist_ok=True)
+    if not is_user_dataset(opts.data):  # a user's folder is used as it is
+        generate_benchmark(opts.data, counts=opts.counts, seed=1234)
+    admin = secrets.token_urlsafe(24)
+    env = _loop_env(opts, admin)
     db = opts.out / "adamcu.db"
     if not opts.database_url and db.exists():
         db.unlink()
@@ -122,6 +128,10 @@ def run_loop(opts: LoopOptions, log=print) -> dict[str, Any]:
         worker = _start_worker(opts, env, url, trainer)
         procs.append(worker)
         run_id = wait_for_run(url, viewer, worker, opts.timeout)
+        if opts.mode == "session" and not opts.oracles:
+            person = make_token(url, admin, "annotator", "person")
+            log(f"run {run_id} is open: label at {url}/?token={person}")
+            log(f"dashboard: {url}/dashboard.html?token={viewer}; admin token {admin}")
         log(f"run {run_id} registered; starting {opts.oracles} simulated oracle(s)")
         oracles = [
             _start_oracle(

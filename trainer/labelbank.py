@@ -78,6 +78,21 @@ class LabelBank:
         classes = torch.full((len(torch.as_tensor(index)),), IGNORE, dtype=torch.long)
         self.merge(index, ys, xs, classes, "other")
 
+    def unmark(self, index: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor) -> int:
+        """Forget that pixels were asked (a query withdrawn before anyone answered it), so that
+        they may be asked again. A labeled pixel keeps its label. Returns the pixels unmarked."""
+        images, offsets = self._pixels(index, ys, xs)
+        removed = 0
+        for row in torch.unique(images).tolist():
+            old = self._entries[row]
+            if not len(old):
+                continue
+            off, cls, _ = self._decode(old)
+            drop = torch.isin(off, offsets[images == row]) & (cls == IGNORE)
+            removed += int(drop.sum())
+            self._entries[row] = old[~drop]
+        return removed
+
     def merge(
         self,
         index: torch.Tensor,

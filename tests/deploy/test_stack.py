@@ -100,3 +100,13 @@ def test_stack_refuses_a_non_postgres_url(tmp_path: Path) -> None:
 
     with pytest.raises(SystemExit, match="PostgreSQL URL"):
         main(["--database-url", f"sqlite:///{tmp_path / 'x.db'}", "--out", str(tmp_path)])
+
+
+def test_the_human_flag_starts_a_person_sized_session_without_oracles() -> None:
+    from stack.local import parse_args
+
+    opts = parse_args(["--human"])
+    assert opts.mode == "session" and opts.oracles == 0 and opts.budget == 0.0025
+    assert opts.counts["target-train"] == 20  # 0.25 % of 20 x 64 x 128 = 409 pixels
+    assert parse_args(["--human", "--budget", "0.001"]).budget == 0.001  # a flag still wins
+    assert parse_args([]).mode == "benchmark"

@@ -179,3 +179,18 @@ def test_equals_the_dense_bank_for_any_sequence(ops, one_group) -> None:  # noqa
         assert torch.equal(asked, ref.asked)
         assert bank.counts() == ref.counts() and bank.num_labeled == sum(ref.counts().values())
         assert bank.num_asked == int(ref.asked.sum())
+
+
+def test_unmark_forgets_asked_pixels_but_never_a_label() -> None:
+    """A withdrawn query's pixel may be asked again; an answered pixel keeps its label."""
+    bank = LabelBank(2, 4, 5)
+    bank.mark_asked(torch.tensor([0, 0, 1]), torch.tensor([1, 2, 3]), torch.tensor([1, 2, 4]))
+    bank.merge(torch.tensor([1]), torch.tensor([0]), torch.tensor([0]), torch.tensor([3]), "high")
+    removed = bank.unmark(torch.tensor([0, 1, 1]), torch.tensor([1, 3, 0]), torch.tensor([1, 4, 0]))
+    labels, _, asked = _dense(bank)
+    assert removed == 2 and bank.num_asked == 2 and bank.num_labeled == 1
+    assert not asked[0, 1, 1] and not asked[1, 3, 4] and asked[0, 2, 2]
+    assert labels[1, 0, 0] == 3 and bank.count("high") == 1
+    bank.mark_asked(torch.tensor([0]), torch.tensor([1]), torch.tensor([1]))  # asked again
+    assert bank.batch(torch.tensor([0]))[2][0, 1, 1]
+    assert bank.unmark(torch.tensor([0]), torch.tensor([3]), torch.tensor([4])) == 0

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from client.api import BudgetExceeded, DuplicatePixel, ServiceClient
+from client.api import BudgetExceeded, DuplicatePixel, ServiceClient, ServiceError
 from server.schemas import GROUPS, IGNORE_INDEX
 from trainer.labelbank import GROUP_CODES, LabelBank
 
@@ -60,6 +60,7 @@ class ServiceLink:
         self._rows_by_id: dict[int, int] = {}  # image id -> bank row
         self._known: dict[Pixel, int] = {}  # every answer read: pixel -> class id
         self._unmerged: dict[Pixel, dict] = {}  # read, not yet in the bank (latest wins)
+        self.posted: dict[int, Pixel] = {}  # query id -> pixel of the last post
 
     # -- image ids -------------------------------------------------------------------------
     def image_id(self, key: str) -> int:
@@ -172,11 +173,47 @@ class ServiceLink:
             for p, i in first.items()
         ]
         try:
-            self.client.post_queries(self.run_id, queries)
+            ids = self.client.post_queries(self.run_id, queries)
+            self.posted = dict(zip(ids, first, strict=True))
         except DuplicatePixel as error:
             if not error.maybe_stored:
                 raise  # asked before this object existed: a caller's bookkeeping bug
+            self.posted = {}  # stored, ids unknown: ``post`` reads them back
         return pixels, list(first)
+
+    def post(
+        self, rows: Sequence[int], ys: Any, xs: Any, group: str, scores: Any
+    ) -> dict[int, Pixel]:
+        """Post pixels of bank ``rows`` as queries now (the session's rounds); returns
+        query id -> pixel. Raises ``BudgetExceeded`` when the round would overspend."""
+        self.posted = {}
+        _, new = self._post([self.keys[i] for i in rows], ys, xs, group, scores)
+        if new and not self.posted:  # the response was lost
+            self.posted = self._ids_of(set(new))
+        return self.posted
+
+    def _ids_of(self, pixels: set[Pixel]) -> dict[int, Pixel]:
+        """Query ids of ``pixels`` read back from the record (after a lost response)."""
+        found = {}
+        for q in self.client.iter_queries(self.run_id):
+            pixel = (q["image_id"], q["y"], q["x"])
+            if pixel in pixels and q.get("status") != "withdrawn":
+                found[int(q["id"])] = pixel
+        return found
+
+    def withdraw(self, ids: Sequence[int]) -> tuple[list[int], dict[int, str]]:
+        """Withdraw pending queries (their reservations released on the server); returns the
+        ids withdrawn and the status of each one kept (leased, answered, skipped...)."""
+        if not ids:
+            return [], {}
+        try:
+            out = self.client.withdraw(self.run_id, list(ids))
+        except ServiceError as error:
+            if error.code != "not_withdrawable":
+                raise
+            return [], {int(i): "unknown" for i in ids}  # none pending: all claimed or done
+        kept = {int(k["id"]): str(k["status"]) for k in out.get("kept", [])}
+        return [int(i) for i in out["withdrawn"]], kept
 
     # -- the answer stream -----------------------------------------------------------------
     def _read(self) -> None:
@@ -190,26 +227,34 @@ class ServiceLink:
         self._known[pixel] = int(answer["class_id"])
         self._unmerged[pixel] = answer
 
-    def sync(self, bank: LabelBank) -> int:
+    def sync(self, bank: LabelBank, on_answers: Callable[[list[dict]], None] | None = None) -> int:
         """Merge every answer read or arrived since the last merge into the bank (each answer
-        once; a correction wins). Returns the number of labels stored."""
+        once; a correction wins). ``on_answers`` sees them first. Returns the labels stored."""
         self._read()
         if not self._unmerged:
             return 0
         answers = list(self._unmerged.values())
         self._unmerged = {}
+        if on_answers is not None:
+            on_answers(answers)
         rows, ys, xs = self._pixels(answers)
         groups = [a["group"] if a["group"] in GROUP_CODES else "other" for a in answers]
         classes = torch.tensor([a["class_id"] for a in answers])
         return bank.merge(rows, ys, xs, classes, groups)
 
-    def rebuild(self, bank: LabelBank) -> None:
-        """After a restart: every pixel ever asked is marked asked, every answer merged."""
-        queries = list(self.client.iter_queries(self.run_id))
+    def rebuild(
+        self, bank: LabelBank, on_answers: Callable[[list[dict]], None] | None = None
+    ) -> list[dict]:
+        """After a restart: every pixel asked (and not withdrawn) is marked asked, every answer
+        merged. Returns the run's queries that still stand (withdrawn ones left out)."""
+        queries = [
+            q for q in self.client.iter_queries(self.run_id) if q.get("status") != "withdrawn"
+        ]
         if queries:
             bank.mark_asked(*self._pixels(queries))
         self.cursor, self._known, self._unmerged = 0, {}, {}
-        self.sync(bank)
+        self.sync(bank, on_answers)
+        return queries
 
     # -- budget ----------------------------------------------------------------------------
     def spent(self) -> dict[str, int]:

@@ -2,7 +2,10 @@
 
 It registers its run and target images, reads the budget from the server to drive Algorithm 1,
 posts queries, and either waits for their answers (``--mode benchmark``) or trains on and merges
-answers as they come (``--mode human``). It posts metrics after each evaluation and keeps a
+answers as they come (``--mode human``: every query posted at once, for simulated oracles that
+answer as fast as asked). ``--mode session`` is for people: queries in small rounds paced by the
+answer rate, training until the budget is answered and target-val stops improving
+(``trainer.worker.session``). It posts metrics after each evaluation and keeps a
 checkpoint; after a restart it rebuilds its label bank from the server's record of queries and
 answers, so it never asks for a pixel twice and loses no label.
 """
@@ -15,7 +18,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +56,7 @@ class WorkerOptions:
     verbose: bool = False
     new_run: bool = False  # move an old checkpoint aside instead of resuming it
     store_dataset: str = ""  # the server's store holds --data as this dataset: register by path
+    session: dict[str, Any] = field(default_factory=dict)  # SessionOptions fields (session mode)
 
 
 def create_run(
@@ -97,12 +101,14 @@ def save_checkpoint(
     *,
     data: Data,
     bank: LabelBank,
+    extra: dict[str, Any] | None = None,
 ) -> None:
-    """The one checkpoint format (trainer/checkpoint.py) plus the resume state."""
+    """The one checkpoint format (trainer/checkpoint.py) plus the resume state (and ``extra``,
+    e.g. the session mode's best target-val)."""
     resume = {"iteration": iteration, "run_id": run_id, "dccm": state.dccm.cpu()}
     resume |= {"thresholds": vars(state.sampler.state), "calibrated": state.calibrated}
     size = data.target.images.shape[-2:]
-    save(path, payload(cfg, model, data_classes(data), size, bank, **resume))
+    save(path, payload(cfg, model, data_classes(data), size, bank, **resume, **(extra or {})))
 
 
 def restore(ckpt: dict, model: torch.nn.Module, state: LoopState) -> int:
@@ -199,7 +205,9 @@ def run_worker(cfg: TrainConfig, opts: WorkerOptions, progress: bool = False) ->
     return summary
 
 
-def parse_args(argv: Sequence[str] | None) -> tuple[TrainConfig, WorkerOptions]:
+def _parser() -> argparse.ArgumentParser:
+    from trainer.worker.session_main import add_session_args  # it imports this module
+
     p = argparse.ArgumentParser(prog="adamcu-worker", description=__doc__)
     p.add_argument("--server", default=os.environ.get("ADAMCU_SERVER", "http://127.0.0.1:8000"))
     p.add_argument(  # compose: an empty trainer token means the admin token
@@ -215,7 +223,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[TrainConfig, WorkerOptions]:
     p.add_argument("--pretrain-iterations", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--eval-every", type=int)
-    p.add_argument("--mode", choices=("benchmark", "human"), default="benchmark")
+    p.add_argument("--mode", choices=("benchmark", "human", "session"), default="benchmark")
     p.add_argument(
         "--checkpoint-dir", default=os.environ.get("ADAMCU_CHECKPOINTS", "outputs/worker")
     )
@@ -227,6 +235,14 @@ def parse_args(argv: Sequence[str] | None) -> tuple[TrainConfig, WorkerOptions]:
     p.add_argument(  # the server's store holds --data as this dataset: register paths, not pixels
         "--store-dataset", default=os.environ.get("ADAMCU_STORE_DATASET", ""), help=STORE_HELP
     )
+    add_session_args(p)
+    return p
+
+
+def parse_args(argv: Sequence[str] | None) -> tuple[TrainConfig, WorkerOptions]:
+    from trainer.worker.session_main import session_values
+
+    p = _parser()
     a = p.parse_args(argv)
     if not a.token:
         p.error("a trainer token is needed: pass --token or set ADAMCU_TRAINER_TOKEN")
@@ -255,6 +271,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[TrainConfig, WorkerOptions]:
         verbose=a.verbose,
         new_run=a.new_run,
         store_dataset=a.store_dataset,
+        session=session_values(a),
     )
     return cfg, opts
 
@@ -264,8 +281,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(opts.verbose)
     log.info("config %s", json.dumps(cfg.to_dict()))
     try:
-        summary = run_worker(cfg, opts)
-    except (FileNotFoundError, ResumeRefused) as exc:
+        if opts.mode == "session":
+            from trainer.worker.session_main import run_session
+
+            summary = run_session(cfg, opts)
+        else:
+            summary = run_worker(cfg, opts)
+    except (FileNotFoundError, ResumeRefused, ValueError) as exc:
         print(f"adamcu-worker: {exc}", file=sys.stderr)
         return 2
     print(json.dumps({k: v for k, v in summary.items() if k != "budget"}))

@@ -20,7 +20,7 @@ import torch
 
 log = logging.getLogger("adamcu.worker")
 
-FILES = ("checkpoint.pt", "run.json", "summary.json")
+FILES = ("checkpoint.pt", "run.json", "summary.json", "best.pt", "session.jsonl")
 # fields that change how the process runs, not what the run is
 NOT_THE_RUN = {"device", "data_root", "source_root", "data_cache", "threads", "eval_every"}
 

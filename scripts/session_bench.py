@@ -1,0 +1,108 @@
+"""The human-paced session against benchmark mode, at the same budget and seed.
+
+Benchmark mode: ``run_strategy`` in process (the ground-truth oracle answers each iteration's
+queries at once, fixed iteration schedule). Session mode: ``adamcu-worker --mode session``'s
+loop (``run_session``) against the in-memory service (``trainer.worker.simulated``) with a
+simulated person answering from the same ground truth at ``--rate`` answers/s, with pauses,
+skips and one undo, until the session ends by itself (budget answered, target-val plateau).
+
+Prints and writes to ``--out`` (JSON): target-test mIoU of both and their difference, labels,
+iterations and seconds, and the time from an answer to its first gradient step (median, p99).
+
+    PYTHONPATH=. python scripts/session_bench.py            # small: ~5 min on 2 CPU cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+from trainer.bench.experiment import run_strategy
+from trainer.config import TrainConfig
+from trainer.data.synth import generate_benchmark
+from trainer.strategies import configure
+from trainer.train import load_data
+from trainer.worker.main import WorkerOptions
+from trainer.worker.session_main import run_session
+from trainer.worker.simulated import MemoryService, SimulatedPerson
+
+COUNTS = {"source-train": 48, "target-train": 24, "target-val": 12, "target-test": 12}
+
+
+def session_run(cfg: TrainConfig, out: Path, rate: tuple[float, float], pace: dict) -> dict:
+    svc, stop = MemoryService(lease_s=30), threading.Event()
+    person = SimulatedPerson(svc, load_data(cfg).target.labels, rate=rate, pause=(0.03, 2.0))
+
+    def go() -> None:
+        while not svc.run:
+            time.sleep(0.05)
+        person.run(stop)
+
+    threading.Thread(target=go, daemon=True).start()
+    shutil.rmtree(out / "session", ignore_errors=True)
+    (out / "session" / "cache").mkdir(parents=True)
+    for f in (out / "cache").glob("pretrain-*.pt"):  # benchmark mode's pre-trained weights
+        shutil.copy(f, out / "session" / "cache" / f.name)
+    opts = WorkerOptions("memory", "-", "session", out / "session", session=pace)
+    started = time.perf_counter()
+    summary = run_session(cfg, opts, client=svc)
+    stop.set()
+    summary["wall_s"] = round(time.perf_counter() - started, 1)
+    summary["person"] = {"answered": len(person.answered), "skipped": person.skipped}
+    summary["person"] |= {"undone": person.undone, "refused": person.refused}
+    summary["withdrawn_total"] = len(svc.withdrawn)
+    return summary
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--budget", type=float, default=0.0005)
+    p.add_argument("--iterations", type=int, default=100, help="benchmark mode's schedule")
+    p.add_argument("--pretrain-iterations", type=int, default=150)
+    p.add_argument("--rate", type=float, nargs=2, default=(3.0, 6.0), help="answers/s range")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--work", default="outputs/session_bench")
+    p.add_argument("--out", default="outputs/session_bench.json")
+    a = p.parse_args()
+    torch.set_num_threads(2)
+    work = Path(a.work)
+    generate_benchmark(work / "data", counts=COUNTS, seed=1234)
+    cfg = configure(
+        TrainConfig(),
+        "full",
+        data_root=str(work / "data"),
+        budget_rate=a.budget,
+        iterations=a.iterations,
+        eval_every=max(1, a.iterations // 5),
+        pretrain_iterations=a.pretrain_iterations,
+        seed=a.seed,
+        device="cpu",
+    )
+    started = time.perf_counter()
+    bench = run_strategy(cfg, load_data(cfg), work / "cache")
+    bench["wall_s"] = round(time.perf_counter() - started, 1)
+    pace = {"queue_minutes": 0.5, "queue_floor": 10, "queue_ceiling": 60, "eval_seconds": 10}
+    pace |= {"plateau_minutes": 0.5, "stale_minutes": 1.0, "rescore_seconds": 15}
+    session = session_run(cfg, work, tuple(a.rate), pace)
+    report = {
+        "config": {"budget_rate": a.budget, "seed": a.seed, "counts": COUNTS, "rate": a.rate},
+        "benchmark": {k: bench[k] for k in ("test_miou", "labeled_pixels", "wall_s")},
+        "session": {k: session[k] for k in ("test_miou_after", "labeled_pixels", "iterations")},
+        "miou_difference": round(session["test_miou_after"] - bench["test_miou"], 2),
+        "answer_to_gradient_s": session["latency"],
+    }
+    report["session"] |= {k: session[k] for k in ("wall_s", "ended", "withdrawn_total", "rounds")}
+    report["session"] |= {"max_pending": session["max_pending"], "person": session["person"]}
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(report, indent=1))
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()

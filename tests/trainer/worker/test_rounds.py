@@ -1,0 +1,193 @@
+"""The session's pieces without I/O: the queue's size from the pace, Algorithm 1 in rounds,
+the outstanding queries, answer-to-gradient waits; and the link's post/withdraw/rebuild
+against the in-memory service."""
+
+from functools import partial
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from trainer.constants import Group
+from trainer.labelbank import LabelBank
+from trainer.sampling import ActiveSampler, AlgorithmOneState
+from trainer.worker.link import ServiceLink
+from trainer.worker.main import parse_args
+from trainer.worker.rounds import (
+    Freshness,
+    Outstanding,
+    Picker,
+    SessionOptions,
+    queue_target,
+    round_size,
+    select_round,
+)
+from trainer.worker.simulated import MemoryService
+
+OPTS = SessionOptions(queue_minutes=2, queue_floor=10, queue_ceiling=100, min_round=5)
+
+
+def test_the_queue_holds_n_minutes_of_work_within_floor_and_ceiling() -> None:
+    assert queue_target({"answers_per_minute": 0}, OPTS) == 10  # no rate yet: the floor
+    assert queue_target({"answers_per_minute": 3}, OPTS) == 10  # 6 < floor
+    assert queue_target({"answers_per_minute": 30}, OPTS) == 60  # 2 min x 30/min
+    assert queue_target({"answers_per_minute": 900}, OPTS) == 100  # the ceiling
+    pace = {"answers_per_minute": 30, "pending": 52, "budget_left": 500}
+    assert round_size(pace, OPTS) == 8
+    assert round_size({**pace, "pending": 57}, OPTS) == 0  # 3 < min_round: wait
+    assert round_size({**pace, "pending": 57, "budget_left": 3}, OPTS) == 3  # the last pixels
+    assert round_size({**pace, "pending": 0, "budget_left": 20}, OPTS) == 20
+    with pytest.raises(ValueError, match="queue_floor"):
+        SessionOptions(queue_floor=50, queue_ceiling=10)
+
+
+def _groups_score() -> tuple[torch.Tensor, ActiveSampler]:
+    """Scores of 2 images 4x5: 8 pixels over pi_high, 10 under pi_low, 22 between."""
+    score = torch.full((2, 4, 5), 0.5)
+    score[0, :2] = 0.9
+    score[0, 1, 3:] = 0.5
+    score[1, 2:] = 0.01
+    return score, ActiveSampler(AlgorithmOneState(pi_high=0.8, pi_low=0.1))
+
+
+def test_a_round_follows_algorithm_one_phases_by_the_budget_spent() -> None:
+    score, sampler = _groups_score()
+    gen = torch.Generator().manual_seed(0)
+    unasked = torch.ones(2, 4, 5, dtype=torch.bool)
+    mask, phase = select_round(score, unasked, sampler, 100, {}, 30, gen)
+    assert phase == "high" and int(mask.sum()) == 4  # half of G_h (footnote 3)
+    assert bool((score[mask] > 0.8).all())
+    mask, _ = select_round(score, unasked, sampler, 100, {}, 3, gen)
+    assert int(mask.sum()) == 3  # capped at the round
+    mask, _ = select_round(score, unasked, sampler, 100, {"high": 48}, 30, gen)
+    assert int(mask.sum()) == 2  # capped at M_e // 2 - spent high
+    mask, phase = select_round(score, unasked, sampler, 100, {"high": 50}, 25, gen)
+    groups = torch.where(score > 0.8, Group.HIGH, torch.where(score < 0.1, Group.LOW, 1))
+    assert phase == "medium" and int(mask.sum()) == 25  # all 22 of G_m, 3 more from G_h
+    assert int((groups[mask] == Group.HIGH).sum()) == 3
+    assert not bool((groups[mask] == Group.LOW).any())
+    mask, phase = select_round(score, unasked, sampler, 100, {"high": 50, "medium": 45}, 30, gen)
+    assert phase == "medium" and int(mask.sum()) == 5  # the budget left
+    _, phase = select_round(score, unasked, sampler, 100, {"high": 50, "medium": 50}, 30, gen)
+    assert phase == "done"
+    sure = score * 0.01 + torch.arange(40.0).view(2, 4, 5) * 1e-4  # every pixel in G_l now
+    mask, phase = select_round(sure, unasked, sampler, 100, {"high": 50}, 6, gen)
+    assert phase == "medium" and int(mask.sum()) == 6  # the budget goes to the least sure
+    assert float(sure[mask].min()) >= float(sure[~mask].max())
+
+
+def test_outstanding_queries_go_stale_unless_seen_claimed() -> None:
+    out = Outstanding()
+    out.add(1, 0, 2, 3, now=0.0)
+    out.add(2, 1, 0, 0, now=100.0)
+    assert out.stale(1.0, now=90.0) == [1] and out.rows() == [0, 1]
+    out.touch([1], now=90.0)
+    assert out.stale(1.0, now=120.0) == []
+    assert [q.row for q in out.drop([2, 9])] == [1] and len(out) == 1
+
+
+def test_freshness_trains_the_longest_waiting_first_and_measures_the_wait() -> None:
+    fresh = Freshness()
+    fresh.add(3, (4, 0, 0), 10.0)
+    fresh.add(1, (2, 0, 0), 12.0)
+    fresh.add(3, (4, 1, 1), 13.0)
+    assert fresh.next_rows(1) == [3] and fresh.next_rows(5) == [3, 1]
+    fresh.stepped([3], now=14.0)
+    assert fresh.next_rows(5) == [1] and fresh.waits == [4.0, 1.0]
+    fresh.stepped([1, 1], now=13.0)
+    summary = fresh.summary()
+    assert summary["answers_trained"] == 3 and summary["median_s"] == 1.0
+    assert summary["max_s"] == 4.0 and len(fresh.trained) == 3 and not fresh.fresh
+
+
+def test_picker_passes_and_fresh_rows_first() -> None:
+    picker = Picker(5, torch.Generator().manual_seed(0))
+    chunks = list(picker.pick_rows(2))
+    assert [len(c) for c in chunks] == [2, 2, 1] and sorted(sum(chunks, [])) == list(range(5))
+    assert picker.wrapped
+    rows = picker.train_rows([4, 4], 3)
+    assert rows[0] == 4 and len(set(rows)) == 3
+
+
+def _service() -> tuple[MemoryService, ServiceLink]:
+    svc = MemoryService()
+    svc.create_run(budget_rate=0.5, target_pixels=40)
+    svc.register_images(1, [("a", None), ("b", None)])
+    return svc, ServiceLink(svc, 1, ["a", "b"], "human")
+
+
+def test_withdrawn_pixels_are_released_and_may_be_asked_again() -> None:
+    svc, link = _service()
+    ids = link.post([0, 0, 1], [0, 1, 2], [0, 1, 3], "high", [0.9, 0.8, 0.7])
+    assert sorted(ids.values()) == [(1, 0, 0), (1, 1, 1), (2, 2, 3)]
+    (leased,) = svc.claim("p", 1)
+    withdrawn, kept = link.withdraw(list(ids))
+    assert len(withdrawn) == 2 and kept == {leased["id"]: "leased"}
+    assert svc.budget(1)["reserved"] == 1  # the withdrawn reservations are released
+    with pytest.raises(Exception, match="not_withdrawable"):
+        svc.withdraw(1, [leased["id"]])
+    assert link.withdraw([leased["id"]]) == ([], {leased["id"]: "unknown"})
+    again = link.post([0], [1], [1], "medium", [0.5])  # withdrawn: never answered
+    assert list(again.values()) == [(1, 1, 1)]
+
+
+def test_rebuild_marks_standing_queries_only_and_merges_every_answer() -> None:
+    svc, link = _service()
+    ids = link.post([0, 0, 1], [0, 1, 2], [0, 1, 3], "high", [0.9, 0.8, 0.7])
+    first = min(ids)
+    svc.claim("p", 1)
+    svc.answer("p", first, 4)
+    link.withdraw([i for i in ids if i != first])
+    bank, seen = LabelBank(2, 4, 5), []
+    standing = ServiceLink(svc, 1, ["a", "b"], "human").rebuild(bank, seen.extend)
+    assert [q["id"] for q in standing] == [first] and [a["query_id"] for a in seen] == [first]
+    assert bank.num_asked == 1 and bank.num_labeled == 1
+
+
+def test_the_worker_cli_takes_session_flags() -> None:
+    cfg, opts = parse_args(["--token", "t", "--mode", "session", "--queue-minutes", "3"])
+    assert opts.mode == "session" and opts.session == {"queue_minutes": 3.0}
+
+
+def test_a_round_the_server_refuses_as_duplicate_is_left_out_not_fatal() -> None:
+    """A server that keeps withdrawn pixels unique (refuses to ask one again): the withdrawn
+    pixels of the round are left out and the rest posted; a refusal of unknown cause drops the
+    round, its pixels marked asked so that the next rounds pick others."""
+    from trainer.worker import session as session_mod
+
+    svc, link = _service()
+    link.post([0, 0], [1, 3], [1, 3], "high", [0.9, 0.9])  # (0,3,3) stands for a withdrawn one
+    fake = SimpleNamespace(bank=LabelBank(2, 4, 5), link=link, outstanding=Outstanding())
+    fake.data, fake.withdrawn_pixels = (
+        SimpleNamespace(target=SimpleNamespace(ids=["a", "b"])),
+        set(),
+    )
+    fake._post_pixels = partial(session_mod.Session._post_pixels, fake)
+
+    def post(*pixels: tuple[int, int]) -> int:
+        mask = torch.zeros(1, 4, 5, dtype=torch.bool)
+        for y, x in pixels:
+            mask[0, y, x] = True
+        return session_mod.Session._post(fake, [0], mask, torch.zeros(1, 4, 5), "high")
+
+    assert post((1, 1), (2, 2)) == 0 and fake.bank.num_asked == 2  # cause unknown: all out
+    fake.withdrawn_pixels = {(0, 3, 3)}
+    assert post((3, 3), (0, 4)) == 1 and fake.bank.num_asked == 4
+    assert svc.budget(1)["reserved"] == 3 and list(fake.outstanding.queries) == [3]
+
+
+def test_a_round_whose_response_was_lost_reads_its_ids_back() -> None:
+    from client.api import DuplicatePixel
+
+    svc, _ = _service()
+
+    class Lossy(MemoryService):
+        def post_queries(self, run_id, queries):  # noqa: ANN001
+            MemoryService.post_queries(self, run_id, queries)
+            error = DuplicatePixel("duplicate_pixel", "stored by the first try", 409)
+            error.maybe_stored = True
+            raise error
+
+    lossy = Lossy(run=svc.run, images=svc.images)
+    ids = ServiceLink(lossy, 1, ["a", "b"], "human").post([1], [2], [3], "high", [0.5])
+    assert list(ids.values()) == [(2, 2, 3)] and list(ids) == list(lossy.queries)

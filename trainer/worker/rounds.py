@@ -1,0 +1,244 @@
+"""The pieces of a human-paced session (``adamcu-worker --mode session``) that do no I/O.
+
+- :class:`SessionOptions`: how much work the queue holds, when queries go stale, how often the
+  worker merges, evaluates and checks the run, when it ends.
+- :func:`queue_target` / :func:`round_size`: how many queries to post now, from the server's
+  pace (answers per minute) and budget.
+- :func:`select_round`: Algorithm 1 on freshly scored images, capped at a round: the phase
+  follows the budget as the server counts it (spent = answered + reserved), the high phase
+  takes half of G_h (footnote 3), the medium phase G_m topped up from G_h, then from the most
+  uncertain pixels left (under fixed thresholds a model that grows sure empties G_m and G_h).
+- :class:`Outstanding`: the queries posted and not yet answered, withdrawn or given up.
+- :class:`Freshness`: answers merged and not yet in a gradient step, and how long they waited.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import torch
+
+from trainer.constants import Group
+from trainer.draws import top_k_select, uniform_select
+from trainer.sampling import ActiveSampler
+from trainer.step import upsample
+from trainer.uncertainty import partition, uncertainty_score
+
+Pixel = tuple[int, int, int]  # (image_id, y, x) as the server names it
+
+
+@dataclass
+class SessionOptions:
+    """The pace of a session; none of it is part of the run's config (a restart may change
+    it). Times in seconds unless named in minutes."""
+
+    queue_minutes: float = 2.0  # N: minutes of work per active annotator kept queued
+    queue_floor: int = 10  # queued queries before any answer rate, and at least
+    queue_ceiling: int = 120  # queued queries at most
+    min_round: int = 5  # smaller top-ups wait (unless they are the budget's last pixels)
+    stale_minutes: float = 5.0  # T: a query nobody claimed for this long is withdrawn
+    round_seconds: float = 2.0  # how often the queue is checked against the pace
+    rescore_seconds: float = 20.0  # how often pending queries' pixels are scored again
+    merge_every: int = 1  # iterations between answer merges
+    eval_seconds: float = 60.0  # target-val every ...
+    plateau_minutes: float = 2.0  # budget answered and no target-val gain this long: done
+    status_seconds: float = 5.0  # how often the run's status is read (an admin may end it)
+    checkpoint_seconds: float = 30.0
+    round_images: int = 4  # images scored together when picking a round's pixels
+
+    def __post_init__(self) -> None:
+        if not 0 < self.queue_floor <= self.queue_ceiling:
+            raise ValueError("need 0 < queue_floor <= queue_ceiling")
+        if self.queue_minutes <= 0 or self.merge_every < 1 or self.round_images < 1:
+            raise ValueError("queue_minutes must be > 0, merge_every and round_images >= 1")
+
+
+def queue_target(pace: dict[str, Any], opts: SessionOptions) -> int:
+    """Queries to keep pending: N minutes at the measured answer rate (all annotators
+    together, so N minutes per active annotator), clamped to [floor, ceiling]; the floor
+    before any rate is known."""
+    rate = float(pace.get("answers_per_minute") or 0.0)
+    if rate <= 0:
+        return opts.queue_floor
+    return max(opts.queue_floor, min(opts.queue_ceiling, math.ceil(opts.queue_minutes * rate)))
+
+
+def round_size(pace: dict[str, Any], opts: SessionOptions) -> int:
+    """Queries to post now: the queue's shortfall, within the budget left; 0 while the
+    shortfall is under ``min_round`` and the budget holds more than that."""
+    left = int(pace.get("budget_left", 0))
+    need = min(queue_target(pace, opts) - int(pace.get("pending", 0)), left)
+    if need <= 0 or need < min(opts.min_round, left):
+        return 0
+    return need
+
+
+@torch.no_grad()
+def score_images(model: torch.nn.Module, x: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Eq. 1 on every pixel of ``x`` (B,3,H,W) with the model as it is now (eval mode):
+    (B,H,W) float on the CPU."""
+    was_training = model.training
+    model.eval()
+    out = model(x)
+    main = upsample(out.main.float(), tuple(x.shape[-2:]))
+    score = uncertainty_score(main, upsample(out.aux.float(), tuple(main.shape[-2:])), gamma)
+    model.train(was_training)
+    return score.cpu()
+
+
+def select_round(
+    score: torch.Tensor,
+    unasked: torch.Tensor,
+    sampler: ActiveSampler,
+    expected: int,
+    spent: dict[str, int],
+    quota: int,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, str]:
+    """Pixels of freshly scored images (B,H,W) to post, at most ``quota``: Algorithm 1's
+    phase from the budget spent; high: half of G_h (footnote 3) up to M_e // 2; medium: G_m
+    topped up from G_h, then the highest scores, up to the budget. Returns (mask (B,H,W)
+    bool, phase)."""
+    high, medium = spent.get("high", 0), spent.get("medium", 0)
+    phase = sampler.phase(expected, high, medium)
+    s = sampler.state
+    groups = partition(score, s.pi_high, s.pi_low)
+    if phase == "high":
+        candidates = (groups == Group.HIGH) & unasked
+        k = min((int(candidates.sum()) + 1) // 2, expected // 2 - high, quota)
+        return uniform_select(candidates, k, generator), "high"
+    k = min(quota, expected - sum(spent.values()))
+    if phase == "done" or k <= 0:
+        return torch.zeros_like(unasked), "done"
+    mask = uniform_select((groups == Group.MEDIUM) & unasked, k, generator)
+    short = k - int(mask.sum())
+    if short > 0:  # G_m ran dry: top up from G_h
+        mask |= uniform_select((groups != Group.LOW) & unasked & ~mask, short, generator)
+        short = k - int(mask.sum())
+    if short > 0:  # the model grew sure of everything the thresholds call uncertain: the
+        mask |= top_k_select(score, unasked & ~mask, short)  # budget goes to the least sure
+    return mask, "medium"
+
+
+def created_time(answer: dict) -> float:
+    """The answer's ``created_at`` as a Unix time (a naive time is UTC)."""
+    stamp = answer.get("created_at")
+    if not stamp:
+        return time.time()
+    when = datetime.fromisoformat(str(stamp))
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
+@dataclass
+class Query:
+    row: int  # bank row of its image
+    y: int
+    x: int
+    since: float  # when posted, or last seen claimed (time.monotonic)
+
+
+@dataclass
+class Outstanding:
+    """Queries posted and not yet answered, withdrawn or given up (skipped, expired)."""
+
+    queries: dict[int, Query] = field(default_factory=dict)
+
+    def add(self, qid: int, row: int, y: int, x: int, now: float | None = None) -> None:
+        self.queries[qid] = Query(row, y, x, time.monotonic() if now is None else now)
+
+    def drop(self, ids: Any) -> list[Query]:
+        return [q for q in (self.queries.pop(int(i), None) for i in ids) if q is not None]
+
+    def stale(self, minutes: float, now: float | None = None) -> list[int]:
+        now = time.monotonic() if now is None else now
+        return [i for i, q in self.queries.items() if now - q.since >= 60 * minutes]
+
+    def touch(self, ids: Any, now: float | None = None) -> None:
+        """Seen claimed: its age starts again (nobody claimed it since ``now``)."""
+        now = time.monotonic() if now is None else now
+        for i in ids:
+            if int(i) in self.queries:
+                self.queries[int(i)].since = now
+
+    def rows(self) -> list[int]:
+        return sorted({q.row for q in self.queries.values()})
+
+    def __len__(self) -> int:
+        return len(self.queries)
+
+
+@dataclass
+class Freshness:
+    """Labels merged into the bank and not yet in a gradient step: bank row -> the times
+    (wall clock, the answer's ``created_at``) of its fresh answers. A step over a row makes
+    them trained; their waits give the answer-to-gradient latency."""
+
+    fresh: dict[int, list[tuple[Pixel, float]]] = field(default_factory=dict)
+    trained: set[Pixel] = field(default_factory=set)
+    waits: list[float] = field(default_factory=list)  # seconds, one per answer trained on
+
+    def add(self, row: int, pixel: Pixel, created: float) -> None:
+        self.fresh.setdefault(row, []).append((pixel, created))
+
+    def next_rows(self, k: int) -> list[int]:
+        """Up to ``k`` rows with fresh labels, the longest-waiting first."""
+        return sorted(self.fresh, key=lambda r: min(t for _, t in self.fresh[r]))[:k]
+
+    def stepped(self, rows: Any, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        for row in {int(r) for r in rows}:
+            for pixel, created in self.fresh.pop(row, []):
+                self.trained.add(pixel)
+                self.waits.append(max(0.0, now - created))
+
+    def summary(self) -> dict[str, float | int | None]:
+        waits = sorted(self.waits)
+        if not waits:
+            return {"answers_trained": 0, "median_s": None, "p99_s": None, "max_s": None}
+        p99 = waits[min(len(waits) - 1, math.ceil(0.99 * len(waits)) - 1)]
+        return {
+            "answers_trained": len(waits),
+            "median_s": round(waits[len(waits) // 2], 3),
+            "p99_s": round(p99, 3),
+            "max_s": round(waits[-1], 3),
+        }
+
+
+class Picker:
+    """Orders of the target images: passes in a fresh random order each, one for picking
+    rounds' pixels and one for training batches (the images with fresh labels go first)."""
+
+    def __init__(self, n: int, generator: torch.Generator) -> None:
+        self.n, self.gen = n, generator
+        self._orders: dict[str, list[int]] = {"pick": [], "train": []}
+        self.wrapped = False  # the last chunk of pick_rows ended a pass
+
+    def _next(self, name: str) -> int:
+        order = self._orders[name]
+        if not order:
+            order.extend(torch.randperm(self.n, generator=self.gen).tolist())
+        return order.pop(0)
+
+    def pick_rows(self, k: int) -> Any:
+        """Chunks of ``k`` rows, one pass over the images at most."""
+        left = self.n
+        while left > 0:
+            rows = [self._next("pick") for _ in range(min(k, left))]
+            left -= len(rows)
+            self.wrapped = not self._orders["pick"]
+            yield rows
+
+    def train_rows(self, first: list[int], k: int) -> list[int]:
+        """``first`` (fresh labels), then the training pass's next rows, ``k`` distinct."""
+        rows = list(dict.fromkeys(first))[:k]
+        for _ in range(4 * self.n):
+            if len(rows) >= min(k, self.n):
+                break
+            row = self._next("train")
+            if row not in rows:
+                rows.append(row)
+        return rows
