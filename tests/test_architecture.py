@@ -26,6 +26,7 @@ MATH = {
     "draws",
     "infonce",
     "pixel_sets",
+    "forward",
 }
 IO_LIBS = {"httpx", "PIL", "sqlalchemy", "fastapi", "redis", "requests", "uvicorn", "alembic"}
 

@@ -38,7 +38,7 @@ _LEVELS_I = {"contrast_intra": True, "contrast_cross_image": True}
 _LEVELS_D = {**_LEVELS_I, "contrast_cross_domain": True}
 
 STRATEGIES: dict[str, dict[str, Any]] = {
-    "source-only": {**_NO_CONTRAST, "selection": "none", "iterations": 0},
+    "source-only": {**_NO_CONTRAST, "selection": "none", "passes": 0.0, "iterations": 0},
     "random": {**_NO_CONTRAST, "selection": "random", "pseudo_labels": False},
     "entropy": {
         **_NO_CONTRAST,
