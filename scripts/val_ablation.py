@@ -8,10 +8,12 @@ written. Three studies:
 * ``fda``: Algorithm 1 step 1 (source images aligned to the target before pre-training) with
   the built-in FDA at several band sizes: source-only target-val mIoU.
 * ``fda-strategies``: al-as, ADA-MCU and random on a source model pre-trained with FDA.
+* ``contrast``: ADA-MCU with the paper's L_total = L_seg + L_con (weight 1.0) against 0.1.
 
     .venv/bin/python scripts/val_ablation.py pseudo --out pseudo.json
     .venv/bin/python scripts/val_ablation.py fda --betas 0.03 0.06 0.1 0.2
     .venv/bin/python scripts/val_ablation.py fda-strategies --fda-beta 0.06
+    .venv/bin/python scripts/val_ablation.py contrast --out contrast.json
 
 Seeds 0 and 1, budgets 0.1 % and 1.7 % (one seed for ``fda``), two worker processes.
 """
@@ -42,6 +44,10 @@ STUDIES: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
         "full/no-pseudo": ("full", {"pseudo_labels": False}),
         "random": ("random", {}),
     },
+    "contrast": {
+        "full/cw1.0": ("full", {"contrast_weight": 1.0}),
+        "full/cw0.1": ("full", {"contrast_weight": 0.1}),
+    },
     "fda-strategies": {
         "al-as": ("al-as", {}),
         "full": ("full", {}),
@@ -67,7 +73,7 @@ def plan(study: str, base: TrainConfig, betas: list[float]) -> list[tuple[str, T
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("study", choices=["pseudo", "fda", "fda-strategies"])
+    p.add_argument("study", choices=["pseudo", "fda", "fda-strategies", "contrast"])
     p.add_argument("--betas", type=float, nargs="+", default=[0.03, 0.06, 0.1, 0.2])
     p.add_argument("--fda-beta", type=float, default=0.06, help="for fda-strategies")
     p.add_argument("--work", type=Path, default=ROOT / "outputs" / "val_ablation")

@@ -8,8 +8,10 @@ from typing import Any
 
 import torch
 
+from trainer.bench.diagnostics import label_diagnostics
 from trainer.config import TrainConfig
 from trainer.labelbank import LabelBank
+from trainer.schedule import QueryLog
 from trainer.train import (
     Data,
     GroundTruthOracle,
@@ -30,8 +32,9 @@ def run_strategy(
     checkpoint: Path | None = None,
 ) -> dict[str, Any]:
     """Pre-train on source, adapt with ``cfg.strategy``'s configuration, report target-test
-    mIoU of the state that scored best on target-val. ``checkpoint``: where to save that state
-    with its config and label bank."""
+    mIoU of the state that scored best on target-val, with the label diagnostics of the run
+    (``labels``; None for the budget-free strategies). ``checkpoint``: where to save that
+    state with its config and label bank."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
@@ -43,8 +46,8 @@ def run_strategy(
     expected = budget_pixels(cfg, data)
     curve: list[dict[str, Any]] = []
     timings: dict[str, float] = {}
-    best_iteration = 0
-    if cfg.iterations > 0:
+    best_iteration, queries = 0, QueryLog()
+    if cfg.adapt_iterations(n) > 0:
         result = adapt(
             model,
             cfg,
@@ -56,11 +59,15 @@ def run_strategy(
             progress=progress,
         )
         curve, timings, best_iteration = result.curve, result.timings, result.best_iteration
+        queries = result.queries
     val = evaluate(model, data.val, data.num_classes, device)
     test = evaluate(model, data.test, data.num_classes, device)
     labeled = data.target_pixels if cfg.selection == "all" else bank.num_labeled
     if checkpoint is not None:
         _save(checkpoint, cfg, model, bank, data)
+    diagnostics = None
+    if cfg.selection not in ("none", "all"):
+        diagnostics = label_diagnostics(bank.labels, data.target.labels, data.num_classes, queries)
     return {
         "strategy": cfg.strategy,
         "budget_rate": cfg.budget_rate,
@@ -72,6 +79,9 @@ def run_strategy(
         "test_miou": test.miou(),
         "test_per_class_iou": [round(100 * v, 2) if v == v else None for v in test.iou().tolist()],
         "best_iteration": best_iteration,
+        "iterations": cfg.adapt_iterations(n),
+        "passes": cfg.adapt_iterations(n) / cfg.pass_length(n),
+        "labels": diagnostics,
         "curve": curve,
         "timings": timings,
         "pretrain_seconds": pretrain_seconds,
