@@ -74,13 +74,14 @@ PRESETS: dict[str, Preset] = {
         ablation=ABLATION,
         shifts=(DEFAULT_SHIFT, "hard"),
     ),
-    # one GPU (device auto): the whole grid on 25x the target images, 4 budgets
+    # one GPU (device auto; `--workers 4` share it): every strategy at every budget, 12x the
+    # target images; ~0.8 M adaptation iterations (docs/results.md has the estimate)
     "paper": Preset(
-        counts={"source-train": 2000, "target-train": 1000, "target-val": 200, "target-test": 500},
+        counts={"source-train": 2000, "target-train": 500, "target-val": 100, "target-test": 500},
         strategies=ALL,
         budgets=(0.001, 0.005, 0.017, 0.068),
         seeds=(0, 1, 2),
-        config={"pretrain_iterations": 5000, "eval_every": 1000},
+        config={"pretrain_iterations": 4000, "eval_every": 500},
         shifts=(DEFAULT_SHIFT, "hard"),
     ),
 }
