@@ -276,20 +276,11 @@ def adapt(
     best_state = copy.deepcopy(model.state_dict())
     timings: dict[str, float] = {}
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for it in tqdm(
-        range(start, iterations),
-        desc=f"adapt {cfg.strategy}",
-        disable=not progress,
-        leave=False,
-    ):
+    steps = range(start, iterations)
+    for it in tqdm(steps, desc=f"adapt {cfg.strategy}", disable=not progress, leave=False):
         set_lr(opt, poly_lr(cfg.lr, it, iterations, cfg.poly_power))
-        sx, sy = _source_batch(data, cfg.batch_source, gen, cfg, device)
-        tidx = order[it]
-        tx = to_float(data.target.images[tidx]).to(device)
-        ty = data.target.labels[tidx].long().to(device) if cfg.selection == "all" else None
-        stats = adaptation_step(
-            model, opt, Batch(sx, sy, tx, tidx, ty), bank, state, cfg, it, ask, spent, gen, sync
-        )
+        batch = _batch(data, order[it], cfg, gen, device)
+        stats = adaptation_step(model, opt, batch, bank, state, cfg, it, ask, spent, gen, sync)
         for k, v in stats.seconds.items():
             timings[k] = timings.get(k, 0.0) + v
         best.queries.add(stats)
@@ -306,6 +297,17 @@ def adapt(
     model.load_state_dict(best_state)
     best.timings = timings
     return best
+
+
+def _batch(
+    data: Data, tidx: torch.Tensor, cfg: TrainConfig, gen: torch.Generator, device: torch.device
+) -> Batch:
+    """Source images drawn at random, the target images ``tidx`` (their labels only for the
+    supervised ceiling)."""
+    sx, sy = _source_batch(data, cfg.batch_source, gen, cfg, device)
+    tx = to_float(data.target.images[tidx]).to(device)
+    ty = data.target.labels[tidx].long().to(device) if cfg.selection == "all" else None
+    return Batch(sx, sy, tx, tidx, ty)
 
 
 def _eval_point(

@@ -11,8 +11,8 @@ import torch
 from trainer.bench.diagnostics import label_diagnostics
 from trainer.config import TrainConfig
 from trainer.labelbank import LabelBank
-from trainer.schedule import QueryLog
 from trainer.train import (
+    AdaptResult,
     Data,
     GroundTruthOracle,
     adapt,
@@ -43,23 +43,11 @@ def run_strategy(
     pretrain_seconds = time.perf_counter() - started
     n, _, h, w = data.target.images.shape
     bank = LabelBank(n, h, w)
-    expected = budget_pixels(cfg, data)
-    curve: list[dict[str, Any]] = []
-    timings: dict[str, float] = {}
-    best_iteration, queries = 0, QueryLog()
-    if cfg.adapt_iterations(n) > 0:
-        result = adapt(
-            model,
-            cfg,
-            data,
-            GroundTruthOracle(data.target.labels),
-            local_spent(bank),
-            bank,
-            device,
-            progress=progress,
-        )
-        curve, timings, best_iteration = result.curve, result.timings, result.best_iteration
-        queries = result.queries
+    expected, iterations = budget_pixels(cfg, data), cfg.adapt_iterations(n)
+    result = AdaptResult(model, bank, -1.0, 0)  # source-only: no adaptation
+    if iterations > 0:
+        oracle = GroundTruthOracle(data.target.labels)
+        result = adapt(model, cfg, data, oracle, local_spent(bank), bank, device, progress=progress)
     val = evaluate(model, data.val, data.num_classes, device)
     test = evaluate(model, data.test, data.num_classes, device)
     labeled = data.target_pixels if cfg.selection == "all" else bank.num_labeled
@@ -67,7 +55,8 @@ def run_strategy(
         _save(checkpoint, cfg, model, bank, data)
     diagnostics = None
     if cfg.selection not in ("none", "all"):
-        diagnostics = label_diagnostics(bank.labels, data.target.labels, data.num_classes, queries)
+        truth = data.target.labels
+        diagnostics = label_diagnostics(bank.labels, truth, data.num_classes, result.queries)
     return {
         "strategy": cfg.strategy,
         "budget_rate": cfg.budget_rate,
@@ -78,12 +67,12 @@ def run_strategy(
         "val_miou": val.miou(),
         "test_miou": test.miou(),
         "test_per_class_iou": [round(100 * v, 2) if v == v else None for v in test.iou().tolist()],
-        "best_iteration": best_iteration,
-        "iterations": cfg.adapt_iterations(n),
-        "passes": cfg.adapt_iterations(n) / cfg.pass_length(n),
+        "best_iteration": result.best_iteration,
+        "iterations": iterations,
+        "passes": iterations / cfg.pass_length(n),
         "labels": diagnostics,
-        "curve": curve,
-        "timings": timings,
+        "curve": result.curve,
+        "timings": result.timings,
         "pretrain_seconds": pretrain_seconds,
         "seconds": time.perf_counter() - started,
     }

@@ -49,12 +49,20 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    "smoke": Preset(  # runs in the test suite: a fixed 8 iterations, not the pass schedule
+    # runs in the test suite: a fixed 8 iterations, not the pass schedule; queries in the
+    # first half (query_passes / passes), so that Algorithm 1's medium phase has 2 batches
+    "smoke": Preset(
         counts={"source-train": 48, "target-train": 24, "target-val": 12, "target-test": 12},
         strategies=ALL,
         budgets=(0.017,),
         seeds=(0,),
-        config={"pretrain_iterations": 30, "iterations": 8, "eval_every": 4},
+        config={
+            "pretrain_iterations": 30,
+            "iterations": 8,
+            "passes": 2.0,
+            "query_passes": 1.0,
+            "eval_every": 4,
+        },
     ),
     "quick": Preset(
         counts={"source-train": 300, "target-train": 200, "target-val": 50, "target-test": 100},
@@ -66,11 +74,11 @@ PRESETS: dict[str, Preset] = {
     # <= 75 min on 2 cores (docs/results.md has the estimate): the default schedule (16
     # passes), few target images; Table VI's rows at the middle budget on the default shift
     "standard": Preset(
-        counts={"source-train": 300, "target-train": 40, "target-val": 40, "target-test": 100},
+        counts={"source-train": 300, "target-train": 32, "target-val": 40, "target-test": 100},
         strategies=MAIN,
         budgets=(0.001, 0.005, 0.017),
         seeds=(0, 1, 2),
-        config={"pretrain_iterations": 1000, "eval_every": 40},
+        config={"pretrain_iterations": 1000, "eval_every": 32},  # target-val every 2 passes
         ablation=ABLATION,
         shifts=(DEFAULT_SHIFT, "hard"),
     ),

@@ -87,10 +87,10 @@ def test_standard_preset_runs_table_vi_rows_at_the_middle_budget_on_the_default_
     assert not [c for c in runs["hard"] if c.strategy == "al-as"]
     full = [c for c in runs["hard"] if c.strategy == "full"]
     assert len(full) == 9 and all(c.passes == TrainConfig().passes for c in full)
-    # the default schedule (never fewer passes): 16 passes of 20 batches a run
+    # the default schedule (never fewer passes): 16 passes of 16 batches a run
     n = adaptation_iterations(preset)
     adapting = [c for r in runs.values() for c in r if c.strategy != "source-only"]
-    assert n["adapt_iterations"] == 320 * len(adapting)
+    assert n["adapt_iterations"] == 256 * len(adapting)
 
 
 def test_train_command_names_the_fix_for_missing_data(tmp_path, capsys) -> None:
