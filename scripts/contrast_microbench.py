@@ -57,7 +57,7 @@ def _inputs(eng, H=512, W=1024, C=19, D=64, seed=0):
     score = unc.uncertainty_score(
         main, F.interpolate(aux, size=(H, W), mode="bilinear", align_corners=False)
     )
-    state = adapt.new_loop_state(cfg, int(0.05 * H * W * 2), C)
+    state = adapt.new_loop_state(cfg, int(0.05 * H * W * 2), C, 2)
     eng.calibrate_thresholds(state, score[2:], cfg)
     groups = unc.partition(score, state.sampler.state.pi_high, state.sampler.state.pi_low)
     pred = main.max(1).indices
@@ -81,7 +81,10 @@ def _one(eng, inp, part, seed):
         masks = eng.target_masks(cfg, groups[2:], labels, label_group, gen)
         loss = eng.grouped_loss(main[2:], labels, pred[2:], masks)[0]
     elif part == "seg_loss":
-        loss = eng._segmentation_loss(cfg, out, main, pred, batch, bank, groups[2:], 2, gen, stats)
+        aux_up = F.interpolate(out.aux, size=(H, W), mode="bilinear", align_corners=False)
+        loss = eng._segmentation_loss(
+            cfg, main, aux_up, pred, batch, bank, groups[2:], 2, gen, stats
+        )
     else:
         loss = eng._contrast(cfg, out, main, pred, batch, bank, groups, state, gen, stats)
     loss.backward()

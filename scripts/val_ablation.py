@@ -8,10 +8,12 @@ written. Three studies:
 * ``fda``: Algorithm 1 step 1 (source images aligned to the target before pre-training) with
   the built-in FDA at several band sizes: source-only target-val mIoU.
 * ``fda-strategies``: al-as, ADA-MCU and random on a source model pre-trained with FDA.
+* ``contrast``: ADA-MCU with the paper's L_total = L_seg + L_con (weight 1.0) against 0.1.
 
     .venv/bin/python scripts/val_ablation.py pseudo --out pseudo.json
     .venv/bin/python scripts/val_ablation.py fda --betas 0.03 0.06 0.1 0.2
     .venv/bin/python scripts/val_ablation.py fda-strategies --fda-beta 0.06
+    .venv/bin/python scripts/val_ablation.py contrast --out contrast.json
 
 Seeds 0 and 1, budgets 0.1 % and 1.7 % (one seed for ``fda``), two worker processes.
 """
@@ -42,6 +44,10 @@ STUDIES: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
         "full/no-pseudo": ("full", {"pseudo_labels": False}),
         "random": ("random", {}),
     },
+    "contrast": {
+        "full/cw1.0": ("full", {"contrast_weight": 1.0}),
+        "full/cw0.1": ("full", {"contrast_weight": 0.1}),
+    },
     "fda-strategies": {
         "al-as": ("al-as", {}),
         "full": ("full", {}),
@@ -50,15 +56,21 @@ STUDIES: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
 }
 
 
-def plan(study: str, base: TrainConfig, betas: list[float]) -> list[tuple[str, TrainConfig]]:
+def plan(
+    study: str,
+    base: TrainConfig,
+    betas: list[float],
+    seeds: tuple[int, ...] = (0, 1),
+    budgets: tuple[float, ...] = (0.001, 0.017),
+) -> list[tuple[str, TrainConfig]]:
     if study == "fda":
         return [
             (f"source-only/fda{b:g}", configure(base, "source-only", fda_beta=b, seed=0))
             for b in betas
         ]
     runs = []
-    for seed in (0, 1):
-        for budget in (0.001, 0.017):
+    for seed in seeds:
+        for budget in budgets:
             for name, (strategy, changes) in STUDIES[study].items():
                 cfg = configure(base, strategy, budget_rate=budget, seed=seed, **changes)
                 runs.append((name, cfg))
@@ -67,9 +79,11 @@ def plan(study: str, base: TrainConfig, betas: list[float]) -> list[tuple[str, T
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("study", choices=["pseudo", "fda", "fda-strategies"])
+    p.add_argument("study", choices=["pseudo", "fda", "fda-strategies", "contrast"])
     p.add_argument("--betas", type=float, nargs="+", default=[0.03, 0.06, 0.1, 0.2])
     p.add_argument("--fda-beta", type=float, default=0.06, help="for fda-strategies")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--budgets", type=float, nargs="+", default=[0.001, 0.017])
     p.add_argument("--work", type=Path, default=ROOT / "outputs" / "val_ablation")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
@@ -78,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     generate_benchmark(data, counts=preset.counts, seed=1234)
     fda = args.fda_beta if args.study == "fda-strategies" else 0.0
     base = TrainConfig().replace(data_root=str(data), threads=1, fda_beta=fda, **preset.config)
-    runs = plan(args.study, base, args.betas)
+    runs = plan(args.study, base, args.betas, tuple(args.seeds), tuple(args.budgets))
     rows = []
     with ProcessPoolExecutor(max_workers=2, mp_context=get_context("spawn")) as pool:
         seeds = {c.seed: c for _, c in runs if c.strategy != "source-only"}

@@ -26,8 +26,10 @@ import httpx
 from client.logs import setup_logging
 from stack.processes import child_env, free_port, make_token, wait_ready
 from trainer.bench.grid import PRESETS
+from trainer.config import TrainConfig
 from trainer.data.safety import is_user_dataset
 from trainer.data.synth import generate_benchmark
+from trainer.strategies import STRATEGIES
 
 QUICK = PRESETS["quick"]
 
@@ -39,9 +41,11 @@ class LoopOptions:
     counts: dict[str, int] = field(default_factory=lambda: dict(QUICK.counts))
     strategy: str = "full"
     budget: float = 0.017
-    iterations: int = 250
+    passes: float | None = None  # None: the trainer's default schedule (TrainConfig.passes)
+    query_passes: float | None = None  # None: the trainer's default
+    iterations: int = 0  # > 0: exactly this many adaptation iterations (tiny runs)
     pretrain_iterations: int = 800
-    eval_every: int = 50
+    eval_every: int = 0  # 0: once per pass
     oracles: int = 2
     seed: int = 0
     mode: str = "benchmark"  # the worker's: wait for answers, or train on them as they come
@@ -173,8 +177,7 @@ def _start_worker(opts: LoopOptions, env: dict[str, str], url: str, token: str) 
         opts.strategy,
         "--budget",
         str(opts.budget),
-        "--iterations",
-        str(opts.iterations),
+        *schedule_args(opts),
         "--pretrain-iterations",
         str(opts.pretrain_iterations),
         "--seed",
@@ -189,6 +192,20 @@ def _start_worker(opts: LoopOptions, env: dict[str, str], url: str, token: str) 
     log = open(opts.out / "worker.log", "w")  # noqa: SIM115 - closed with the process
     env = child_env(env, ADAMCU_TRAINER_TOKEN=token)
     return subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def schedule_args(opts: LoopOptions) -> list[str]:
+    """The worker's schedule flags; none that the strategy sets itself (``source-only`` adapts
+    for 0 passes, and the worker refuses a change that its strategy overrides)."""
+    overridden = STRATEGIES.get(opts.strategy, {})
+    args = []
+    if opts.passes is not None and "passes" not in overridden:
+        args += ["--passes", str(opts.passes)]
+    if opts.query_passes is not None and "passes" not in overridden:
+        args += ["--query-passes", str(opts.query_passes)]
+    if opts.iterations > 0 and "iterations" not in overridden:
+        args += ["--iterations", str(opts.iterations)]
+    return args
 
 
 def _start_oracle(
@@ -239,7 +256,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--strategy", default="full")
     p.add_argument("--budget", type=float, default=0.017)
-    p.add_argument("--iterations", type=int, default=250)
+    p.add_argument("--passes", type=float, default=None, help="adaptation passes over target-train")
+    p.add_argument("--query-passes", type=float, default=None, help="queries in the first N")
+    p.add_argument("--iterations", type=int, default=0, help="> 0: exactly this many instead")
     p.add_argument("--pretrain-iterations", type=int, default=800)
     p.add_argument("--oracles", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
@@ -253,12 +272,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--redis-url", default=None)
     p.add_argument("--verbose", action="store_true", help="DEBUG logs, httpx's requests included")
     a = p.parse_args(argv)
+    try:  # the worker's config refuses a bad schedule: say so before starting anything
+        schedule = {"passes": a.passes, "query_passes": a.query_passes}
+        TrainConfig(**{k: v for k, v in schedule.items() if v is not None})
+    except ValueError as exc:
+        p.error(str(exc))
     setup_logging(a.verbose)  # children log at $ADAMCU_LOG_LEVEL
     opts = LoopOptions(
         out=Path(a.out),
         data=Path(a.data),
         strategy=a.strategy,
         budget=a.budget,
+        passes=a.passes,
+        query_passes=a.query_passes,
         iterations=a.iterations,
         pretrain_iterations=a.pretrain_iterations,
         oracles=a.oracles,

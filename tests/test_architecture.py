@@ -31,6 +31,7 @@ MATH = {
     "baselines",
     "mcucap",
     "comparison",
+    "forward",
 }
 IO_LIBS = {"httpx", "PIL", "sqlalchemy", "fastapi", "redis", "requests", "uvicorn", "alembic"}
 

@@ -64,18 +64,22 @@ class TrainConfig:
     batch_target: int = 2
     pretrain_iterations: int = 1500
     pretrain_lr: float = 0.02
-    iterations: int = 400
-    eval_every: int = 100
+    # schedule, in passes over target-train (one pass: every target image once, in a fresh
+    # seeded order); the defaults give every label >= passes - query_passes = 10 more visits
+    passes: float = 16.0
+    query_passes: float = 6.0  # queries only in the first query_passes; G_h in the first half
+    iterations: int = 0  # > 0: exactly this many iterations, the windows scaled (tiny runs)
+    eval_every: int = 0  # iterations between target-val evaluations; 0: once per pass
     # selection (Algorithm 1 and the baselines)
     strategy: str = "full"
     selection: str = "algorithm1"
     budget_rate: float = 0.017
-    query_fraction: float = 0.6
     gamma: float = 0.5
     pi_high_quantile: float = 0.99
     pi_low_quantile: float = 0.5
-    decay: float = 0.9
-    decay_every: int = 0  # 0: a tenth of the high-phase window
+    decay: float = 0.9  # pi_high *= decay once per pass of the high window (Alg. 1 line 7)
+    high_cap_factor: float = 2.0  # high phase: <= ceil(M_e/2 / high iterations) x this a batch
+    score_dropout: bool = False  # True: Eq. 1 on the train-mode (dropout) target forward
     # the comparison rows and mcu-cap (trainer/comparison.py, baselines.py, ripu.py, mcucap.py)
     pixelpick_top: float = 0.05  # PixelPick's top_n_percent: the candidates' share of an image
     ripu_radius_k: float = 32.0  # RIPU-PA's K at 1280x640, scaled by sqrt of the area ratio
@@ -87,12 +91,14 @@ class TrainConfig:
     # losses
     pseudo_labels: bool = True
     adaptive_sampling: bool = True
-    min_low_samples: int = 64
+    pseudo_only_batches: bool = False  # True: a batch without labels trains on G_l alone
+    min_low_samples: int = 64  # G_l pixels of such a batch (pseudo_only_batches only)
     target_weight: float = 1.0
     entropy_weight: float = 0.0  # MinEnt on target (ADVENT: 0.001)
     negative_weight: float = 0.0  # RIPU's negative learning on target (RIPU: 1.0)
     negative_threshold: float = 0.05  # ... on classes with p below this (RIPU: 0.05)
     consistency_weight: float = 0.0  # RIPU's local consistency on source (RIPU: 0.1)
+    aux_target_loss: bool = True  # 0.5 x CE of the aux head on labeled target pixels
     # multi-level contrastive units (section III-C, Eq. 7-11)
     contrast_intra: bool = False
     contrast_cross_image: bool = False
@@ -103,7 +109,7 @@ class TrainConfig:
     dccm_beta: float = 0.9
     weight_mode: str = "negatives"
     temperature: float = 0.1
-    contrast_weight: float = 0.1
+    contrast_weight: float = 1.0  # L_total = L_seg + L_con (section III-D3)
     max_anchors_per_class: int = 16
     max_samples_per_class: int = 32
     # execution
@@ -121,11 +127,16 @@ class TrainConfig:
             raise ValueError(f"weight_mode must be one of {WEIGHT_MODES}, got {self.weight_mode!r}")
         if not 0.0 <= self.budget_rate <= 1.0:
             raise ValueError(f"budget_rate must lie in [0, 1], got {self.budget_rate}")
-        if not 0.0 < self.query_fraction <= 1.0:
-            raise ValueError(f"query_fraction must lie in (0, 1], got {self.query_fraction}")
         for name in ("pixelpick_top", "cap_class_share"):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in (0, 1], got {getattr(self, name)}")
+        if self.passes < 0 or self.iterations < 0:
+            raise ValueError("passes and iterations must be >= 0")
+        if self.query_passes <= 0 or 0 < self.passes < self.query_passes:
+            raise ValueError(
+                f"query_passes must lie in (0, passes={self.passes}], got {self.query_passes}: "
+                "set query_passes with passes (the defaults: 6 of 16)"
+            )
         if self.crop is not None:
             self.crop = (int(self.crop[0]), int(self.crop[1]))
         # TOML has no null: an empty string means "none" for the optional paths
@@ -138,6 +149,17 @@ class TrainConfig:
         levels = self.contrast_intra or self.contrast_cross_image or self.contrast_cross_domain
         return levels and (self.p2p or self.c2c)
 
+    def adapt_iterations(self, target_images: int) -> int:
+        """Adaptation iterations on ``target_images`` images: ``iterations`` when set, else
+        ``passes`` whole passes of ``ceil(target_images / batch_target)`` batches."""
+        if self.iterations > 0:
+            return self.iterations
+        return round(self.passes * self.pass_length(target_images))
+
+    def pass_length(self, target_images: int) -> int:
+        """Iterations of one pass over ``target_images`` images (the last batch is topped up)."""
+        return max(1, -(-target_images // max(1, self.batch_target)))
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -145,9 +167,20 @@ class TrainConfig:
         return from_dict({**self.to_dict(), **changes})
 
 
+# keys of older configs, and what replaced them (the schedule moved from iterations to passes)
+RENAMED = {
+    "query_fraction": "query_passes (queries in the first query_passes passes over target-train)",
+    "decay_every": "nothing: pi_high decays once per pass of the high window",
+}
+
+
 def from_dict(values: dict[str, Any]) -> TrainConfig:
     """Build a config, refusing unknown keys with a message that names them."""
     known = {f.name for f in fields(TrainConfig)}
+    old = sorted(set(values) & set(RENAMED))
+    if old:
+        said = "; ".join(f"{k} was replaced by {RENAMED[k]}" for k in old)
+        raise ValueError(f"config keys {old} are no longer read: {said}")
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"unknown config keys {unknown}; known keys: {sorted(known)}")

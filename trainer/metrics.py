@@ -82,3 +82,9 @@ class ConfusionMatrix:
         if total == 0:
             return float("nan")
         return 100.0 * float(self.mat.diagonal().sum()) / total
+
+
+def query_errors(mask: Tensor, labels: Tensor, pred: Tensor) -> int:
+    """Answered pixels of ``mask`` (B, H, W) bool where ``pred`` (the model at query time) is
+    not the label; ``labels`` (B, H, W) with ``ignore_index=255`` where no answer came."""
+    return int((mask & (labels != IGNORE_INDEX) & (pred != labels)).sum())

@@ -93,25 +93,32 @@ class QueryWindow:
     """When Algorithm 1 queries, in iterations, and how much.
 
     ``expected``: the budget M_e in pixels. Queries are made in iterations
-    ``[0, query_until)``; G_h may be queried in ``[0, high_until)`` and ``pi_high`` decays
-    every ``decay_every`` iterations there (one "epoch" of Algorithm 1).
+    ``[0, query_until)``; G_h may be queried in ``[0, high_until)``, at most ``high_cap``
+    pixels an iteration, and ``pi_high`` decays at the end of every pass (``pass_length``
+    iterations: one epoch over target-train, Algorithm 1's "each training epoch") there.
     """
 
     expected: int
     query_until: int
     high_until: int
-    decay_every: int
+    pass_length: int
+    high_cap: int
 
     @staticmethod
     def plan(
-        expected: int, iterations: int, query_fraction: float, decay_every: int = 0
+        expected: int,
+        iterations: int,
+        pass_length: int,
+        query_share: float,
+        cap_factor: float = 2.0,
     ) -> QueryWindow:
-        """The window of a run: queries in the first ``query_fraction`` of the iterations, the
-        first half of them open to G_h; ``decay_every`` 0 means a tenth of that half."""
-        query_until = max(1, int(iterations * query_fraction))
+        """The window of a run of ``iterations``: queries in the first ``query_share`` of them
+        (``query_passes / passes``), the first half open to G_h. The high phase's cap spreads
+        M_e/2 over that half: ``ceil(ceil(M_e/2 / high_until) * cap_factor)`` a batch."""
+        query_until = max(1, round(iterations * query_share))
         high_until = max(1, query_until // 2)
-        decay_every = decay_every or max(1, high_until // 10)
-        return QueryWindow(expected, query_until, high_until, decay_every)
+        high_cap = max(1, math.ceil(math.ceil((expected // 2) / high_until) * cap_factor))
+        return QueryWindow(expected, query_until, high_until, max(1, pass_length), high_cap)
 
 
 class ActiveSampler:
@@ -163,7 +170,7 @@ class ActiveSampler:
             groups: (N, H, W) group ids from :func:`trainer.uncertainty.partition`.
             unasked: (N, H, W) bool, pixels never queried before.
             iteration: the current iteration.
-            window: the run's :class:`QueryWindow` (M_e and the phases' iterations).
+            window: the run's :class:`QueryWindow` (M_e, the phases' iterations, the cap).
             spent: pixels already spent per group (``"high"``, ``"medium"``, ...).
             generator: source of randomness.
 
@@ -171,7 +178,8 @@ class ActiveSampler:
             ``(mask, phase)``, mask (N, H, W) bool. High (while ``M_a < M_e // 2`` and
             ``iteration < high_until``): ``ceil(|G_h ∩ unasked| / 2)`` pixels uniformly
             (footnote 3; the ceiling lets a lone pixel be queried), capped at
-            ``M_e // 2 - M_a``; ``pi_high`` decays at the end of each epoch. Medium: the rest
+            ``M_e // 2 - M_a`` and at ``window.high_cap``; ``pi_high`` decays at the end of
+            each pass (the last iteration of each ``pass_length``). Medium: the rest
             of the budget spread evenly over the iterations left, uniformly from G_m, topped
             up from G_h when G_m runs dry. Done (``iteration >= query_until``): empty.
         """
@@ -180,9 +188,10 @@ class ActiveSampler:
         high, medium = spent.get("high", 0), spent.get("medium", 0)
         if self.phase(window.expected, high, medium) == "high" and iteration < window.high_until:
             candidates = (groups == Group.HIGH) & unasked
-            k = min((int(candidates.sum()) + 1) // 2, window.expected // 2 - high)
+            half = (int(candidates.sum()) + 1) // 2
+            k = min(half, window.expected // 2 - high, window.high_cap)
             mask = uniform_select(candidates, k, generator)
-            if iteration % window.decay_every == window.decay_every - 1:
+            if iteration % window.pass_length == window.pass_length - 1:
                 self.end_epoch()
             return mask, "high"
         # the medium phase, or the high phase ran past its share of the window: the rest of
@@ -208,7 +217,7 @@ def adaptive_sample(
     label_group: torch.Tensor,
     k: int | None,
     generator: torch.Generator | None = None,
-    min_low: int = 64,
+    min_low: int = 0,
 ) -> dict[str, torch.Tensor]:
     """Adaptive sampling (III-B2): pixels of each group that enter the loss.
 
@@ -220,7 +229,8 @@ def adaptive_sample(
         k: pseudo-labelled pixels to draw; ``None`` means
             ``max(|high|, |medium|)``, or ``min_low`` when nothing is labeled.
         generator: source of randomness.
-        min_low: pseudo-label count when ``k is None`` and the batch has no label.
+        min_low: pseudo-label count when ``k is None`` and the batch has no label; 0 (the
+            default, ``pseudo_only_batches=False``): such a batch trains on no pseudo label.
 
     Returns:
         ``{"high", "medium", "low"}`` -> (N, H, W) bool masks. "high": labeled pixels
@@ -244,10 +254,14 @@ def target_masks(
     label_group: torch.Tensor,
     gen: torch.Generator,
 ) -> dict[str, torch.Tensor]:
-    """Which target pixels enter Eq. 4-5: AS (equal counts per group), all of G_l, or none."""
+    """Which target pixels enter Eq. 4-5: AS (equal counts per group), all of G_l, or none.
+
+    Under AS a batch without a true label takes no pseudo label unless
+    ``cfg.pseudo_only_batches`` (then ``cfg.min_low_samples`` of G_l)."""
     labeled = labels != IGNORE_INDEX
     if not cfg.pseudo_labels:
         return {"medium": labeled}
     if cfg.adaptive_sampling:
-        return adaptive_sample(groups, labeled, label_group, None, gen, cfg.min_low_samples)
+        min_low = cfg.min_low_samples if cfg.pseudo_only_batches else 0
+        return adaptive_sample(groups, labeled, label_group, None, gen, min_low)
     return {"medium": labeled, "low": (groups == Group.LOW) & ~labeled}

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
 from trainer import comparison
 from trainer.config import TrainConfig
@@ -23,8 +22,10 @@ from trainer.constants import IGNORE_INDEX, Group
 from trainer.contrast import MCUSettings, mcu_loss
 from trainer.dccm import confusion_rates, update_dccm
 from trainer.draws import top_k_select, uniform_select
+from trainer.forward import train_forward, upsample  # noqa: F401 (re-exported)
 from trainer.labelbank import LabelBank
-from trainer.losses import grouped_loss, source_loss
+from trainer.losses import cross_entropy, grouped_loss, source_loss
+from trainer.metrics import query_errors
 from trainer.model import SegOutput
 from trainer.pixel_sets import build_pixel_sets
 from trainer.sampling import (
@@ -70,6 +71,7 @@ class StepStats:
     parts: dict[str, float] = field(default_factory=dict)
     queried: int = 0
     answered: int = 0
+    query_wrong: int = 0  # answered pixels where the model's prediction was not the answer
     phase: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -83,13 +85,6 @@ class _Timer:
         now = time.perf_counter()
         self.seconds[name] = self.seconds.get(name, 0.0) + now - self._t
         self._t = now
-
-
-def upsample(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(N,C,h,w) -> (N,C,H,W) bilinear, as the field evaluates."""
-    if tuple(logits.shape[-2:]) == tuple(size):
-        return logits
-    return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
 
 def calibrate_thresholds(state: LoopState, score: torch.Tensor, cfg: TrainConfig) -> None:
@@ -167,13 +162,11 @@ def adaptation_step(
     """One iteration of Algorithm 1 (lines 5-16). Returns losses, queries and timings."""
     timer, stats = _Timer(sync), StepStats()
     device, n_src = batch.source_x.device, batch.source_x.shape[0]
-    size = tuple(batch.source_x.shape[-2:])
-    model.train()
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=_amp(cfg, device)):
-        out = model(torch.cat([batch.source_x, batch.target_x]))
-    main = upsample(out.main.float(), size)
+    rows = n_src + (len(batch.target_x) if cfg.score_dropout else 0)  # rows with dropout
+    x = torch.cat([batch.source_x, batch.target_x])
+    out, main, aux = train_forward(model, x, rows, cfg.amp and device.type == "cuda")
     timer.lap("forward")
-    score, groups, prob, pred = _score(cfg, state, out, main, n_src)
+    score, groups, prob, pred = _score(cfg, state, main, aux, n_src)
     timer.lap("scoring")
     _, _, asked = bank.batch(batch.target_index)
     mask, group = select_queries(
@@ -191,13 +184,9 @@ def adaptation_step(
     stats.queried, stats.answered = query_oracle(mask, group, score[n_src:], batch, bank, ask)
     stats.phase = group
     timer.lap("oracle")
-    target = None
-    if batch.target_y is None:  # the bank after this step's answers, copied once
-        # uint8 across the bus, widened to long on the device
-        labels, label_group, _ = bank.batch(batch.target_index, dtype=torch.uint8)
-        target = (labels.to(device).long(), label_group.to(device).long())
+    target = _bank_targets(bank, batch, mask, pred[n_src:], stats)
     loss = _segmentation_loss(
-        cfg, out, main, pred, batch, bank, groups[n_src:], n_src, generator, stats, target
+        cfg, main, aux, pred, batch, bank, groups[n_src:], n_src, generator, stats, target
     )
     timer.lap("seg_loss")
     if cfg.contrast or cfg.dccm:
@@ -216,12 +205,12 @@ def adaptation_step(
 
 
 def _score(
-    cfg: TrainConfig, state: LoopState, out: SegOutput, main: torch.Tensor, n_src: int
+    cfg: TrainConfig, state: LoopState, main: torch.Tensor, aux: torch.Tensor, n_src: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Eq. 1 on every pixel, the groups (III-B; thresholds calibrated on the first target
     batch), target softmax and the argmax of every image (pseudo labels, anchors, DCCM)."""
     with torch.no_grad():
-        score = uncertainty_score(main, upsample(out.aux.float(), main.shape[-2:]), cfg.gamma)
+        score = uncertainty_score(main, aux, cfg.gamma)
         if not state.calibrated:
             calibrate_thresholds(state, score[n_src:], cfg)
         s = state.sampler.state
@@ -229,6 +218,22 @@ def _score(
         prob = main[n_src:].softmax(1)
         pred = main.detach().max(1).indices  # (B,H,W) argmax (max is faster)
     return score, groups, prob, pred
+
+
+def _bank_targets(
+    bank: LabelBank, batch: Batch, mask: torch.Tensor, pred: torch.Tensor, stats: StepStats
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The batch's labels and label groups from the bank after this step's answers, copied
+    once (uint8 across the bus, widened to long on the device); None when the batch carries
+    every target label (``supervised``). Counts where the model was wrong at the asked pixels."""
+    if batch.target_y is not None:
+        return None
+    labels, label_group, _ = bank.batch(batch.target_index, dtype=torch.uint8)
+    device = batch.source_x.device
+    target = (labels.to(device).long(), label_group.to(device).long())
+    if stats.answered:
+        stats.query_wrong = query_errors(mask, target[0], pred)
+    return target
 
 
 def _parts_to_floats(stats: StepStats, loss: torch.Tensor) -> None:
@@ -245,14 +250,10 @@ def _parts_to_floats(stats: StepStats, loss: torch.Tensor) -> None:
     stats.loss = values[-1]
 
 
-def _amp(cfg: TrainConfig, device: torch.device) -> bool:
-    return cfg.amp and device.type == "cuda"
-
-
 def _segmentation_loss(
     cfg: TrainConfig,
-    out: SegOutput,
     main: torch.Tensor,
+    aux: torch.Tensor,
     pred: torch.Tensor,
     batch: Batch,
     bank: LabelBank,
@@ -262,13 +263,14 @@ def _segmentation_loss(
     stats: StepStats,
     target: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Eq. 6: CE on source (+0.5 aux), Eq. 4 on labeled target pixels, Eq. 5 on G_l.
+    """Eq. 6: CE on source (+0.5 aux), Eq. 4 on labeled target pixels, Eq. 5 on G_l, and
+    (``aux_target_loss``) 0.5 x CE of the aux head on the labeled target pixels.
 
-    ``target``: the batch's (labels, label groups) from the bank, on ``main``'s device, when the
-    caller already has them. ``stats.parts`` gets detached 0-dim tensors (no host sync here).
+    ``main``/``aux``: upsampled logits of every row. ``target``: the batch's (labels, label
+    groups) from the bank, on ``main``'s device, when the caller already has them.
+    ``stats.parts`` gets detached 0-dim tensors (no host sync here).
     """
-    size = main.shape[-2:]
-    loss = source_loss(main[:n_src], upsample(out.aux[:n_src].float(), size), batch.source_y)
+    loss = source_loss(main[:n_src], aux[:n_src], batch.source_y)
     stats.parts["source"] = loss.detach()
     if batch.target_y is not None:  # the supervised ceiling: every target label
         labels = batch.target_y
@@ -285,6 +287,10 @@ def _segmentation_loss(
         main[n_src:], labels, pseudo, masks, equal_weight=cfg.adaptive_sampling
     )
     stats.parts.update({f"target_{k}": v for k, v in parts.items()})
+    if cfg.aux_target_loss:  # as on source: the aux head learns the target labels too
+        aux_loss = 0.5 * cross_entropy(aux[n_src:], labels)
+        stats.parts["target_aux"] = aux_loss.detach()
+        tloss = tloss + aux_loss
     extra = comparison.extra_loss(cfg, main, batch.source_y, n_src, stats.parts)  # MinEnt, RIPU
     return loss + cfg.target_weight * tloss + extra
 

@@ -55,7 +55,7 @@ _LEVELS_D = {**_LEVELS_I, "contrast_cross_domain": True}
 _RIPU_LOSSES = {"negative_weight": 1.0, "negative_threshold": 0.05, "consistency_weight": 0.1}
 
 STRATEGIES: dict[str, dict[str, Any]] = {
-    "source-only": {**_NO_CONTRAST, "selection": "none", "iterations": 0},
+    "source-only": {**_NO_CONTRAST, "selection": "none", "passes": 0.0, "iterations": 0},
     "random": {**_NO_CONTRAST, "selection": "random", "pseudo_labels": False},
     "entropy": {
         **_NO_CONTRAST,

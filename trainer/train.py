@@ -29,8 +29,10 @@ from trainer.labelbank import LabelBank
 from trainer.losses import source_loss
 from trainer.metrics import ConfusionMatrix
 from trainer.model import build_model, param_groups, poly_lr, set_lr
-from trainer.sampling import ActiveSampler, AlgorithmOneState, QueryWindow
+from trainer.schedule import QueryLog, new_loop_state, target_order
 from trainer.step import Ask, Batch, LoopState, Spent, adaptation_step, upsample
+
+__all__ = ["new_loop_state", "target_order"]  # re-exported: the worker and tests use them
 
 log = logging.getLogger("adamcu.trainer")
 
@@ -248,21 +250,7 @@ class AdaptResult:
     best_iteration: int
     curve: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
-
-
-def new_loop_state(cfg: TrainConfig, expected: int, num_classes: int) -> LoopState:
-    return LoopState(
-        sampler=ActiveSampler(AlgorithmOneState(decay=cfg.decay)),
-        window=QueryWindow.plan(expected, cfg.iterations, cfg.query_fraction, cfg.decay_every),
-        dccm=torch.zeros(num_classes, num_classes),
-    )
-
-
-def target_order(n: int, iterations: int, batch: int, gen: torch.Generator) -> torch.Tensor:
-    """Epochs over the target set: each image once per epoch, in a fresh order each epoch."""
-    need = iterations * batch
-    perms = [torch.randperm(n, generator=gen) for _ in range(need // n + 1)]
-    return torch.cat(perms)[:need].view(iterations, batch)
+    queries: QueryLog = field(default_factory=QueryLog)
 
 
 def adapt(
@@ -280,10 +268,14 @@ def adapt(
     on_step: Callable[[int, LoopState], None] | None = None,
     progress: bool = True,
 ) -> AdaptResult:
-    """Algorithm 1 lines 3-17 with model selection on target-val (best state is kept)."""
+    """Algorithm 1 lines 3-17 with model selection on target-val (best state is kept):
+    ``cfg.passes`` passes over target-train (``cfg.iterations`` when set), evaluated every
+    ``cfg.eval_every`` iterations (0: once per pass)."""
     torch.manual_seed(cfg.seed + 1)
-    expected = budget_pixels(cfg, data)
-    state = state or new_loop_state(cfg, expected, data.num_classes)
+    n_target = len(data.target.ids)
+    iterations = cfg.adapt_iterations(n_target)
+    eval_every = cfg.eval_every or cfg.pass_length(n_target)
+    state = state or new_loop_state(cfg, budget_pixels(cfg, data), data.num_classes, n_target)
     state.dccm = state.dccm.to(device)
     opt = torch.optim.SGD(
         param_groups(model, cfg.lr, cfg.head_lr_mult, cfg.weight_decay),
@@ -291,30 +283,22 @@ def adapt(
         momentum=cfg.momentum,
     )
     gen = torch.Generator().manual_seed(cfg.seed + 2)
-    order = target_order(len(data.target.ids), cfg.iterations, cfg.batch_target, gen)
+    order = target_order(n_target, iterations, cfg.batch_target, gen)
     best = AdaptResult(model, bank, -1.0, -1)
     best_state = copy.deepcopy(model.state_dict())
     timings: dict[str, float] = {}
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for it in tqdm(
-        range(start, cfg.iterations),
-        desc=f"adapt {cfg.strategy}",
-        disable=not progress,
-        leave=False,
-    ):
-        set_lr(opt, poly_lr(cfg.lr, it, cfg.iterations, cfg.poly_power))
-        sx, sy = _source_batch(data, cfg.batch_source, gen, cfg, device)
-        tidx = order[it]
-        tx = to_float(data.target.images[tidx]).to(device)
-        ty = data.target.labels[tidx].long().to(device) if cfg.selection == "all" else None
-        stats = adaptation_step(
-            model, opt, Batch(sx, sy, tx, tidx, ty), bank, state, cfg, it, ask, spent, gen, sync
-        )
+    steps = range(start, iterations)
+    for it in tqdm(steps, desc=f"adapt {cfg.strategy}", disable=not progress, leave=False):
+        set_lr(opt, poly_lr(cfg.lr, it, iterations, cfg.poly_power))
+        batch = _batch(data, order[it], cfg, gen, device)
+        stats = adaptation_step(model, opt, batch, bank, state, cfg, it, ask, spent, gen, sync)
         for k, v in stats.seconds.items():
             timings[k] = timings.get(k, 0.0) + v
+        best.queries.add(stats)
         if on_step is not None:
             on_step(it, state)
-        if (it + 1) % cfg.eval_every == 0 or it + 1 == cfg.iterations:
+        if (it + 1) % eval_every == 0 or it + 1 == iterations:
             point = _eval_point(model, data, device, it + 1, bank)
             best.curve.append(point)
             if on_eval is not None:
@@ -325,6 +309,17 @@ def adapt(
     model.load_state_dict(best_state)
     best.timings = timings
     return best
+
+
+def _batch(
+    data: Data, tidx: torch.Tensor, cfg: TrainConfig, gen: torch.Generator, device: torch.device
+) -> Batch:
+    """Source images drawn at random, the target images ``tidx`` (their labels only for the
+    supervised ceiling)."""
+    sx, sy = _source_batch(data, cfg.batch_source, gen, cfg, device)
+    tx = to_float(data.target.images[tidx]).to(device)
+    ty = data.target.labels[tidx].long().to(device) if cfg.selection == "all" else None
+    return Batch(sx, sy, tx, tidx, ty)
 
 
 def _eval_point(

@@ -101,3 +101,30 @@ def test_loop_human_mode_trains_on_answers_as_they_come(tmp_path: Path) -> None:
     assert status == "finished" and queries == distinct  # no pixel asked twice
     assert answers <= queries - skipped <= summary["budget"]["expected"]  # a skip frees budget
     assert 0 < summary["labeled_pixels"] <= answers  # merged what had come by the end
+
+
+@pytest.mark.parametrize("strategy", ["source-only", "full"])
+def test_loop_hands_the_worker_a_schedule_its_strategy_accepts(strategy: str) -> None:
+    """`adamcu loop --strategy source-only` used to pass --iterations, which source-only sets to
+    0 itself: the worker refused. The loop passes no schedule flag the strategy overrides."""
+    from stack.loop import schedule_args
+    from trainer.worker.main import parse_args
+
+    short = LoopOptions(strategy=strategy, passes=3.0, query_passes=1.0)
+    for opts in (short, LoopOptions(strategy=strategy)):
+        flags = schedule_args(opts)
+        cfg, _ = parse_args(["--token", "t", "--strategy", strategy, *flags])
+        if strategy == "source-only":
+            assert flags == [] and cfg.adapt_iterations(100) == 0
+        else:
+            assert cfg.passes == (opts.passes or TrainConfig().passes)
+    flags = schedule_args(LoopOptions(strategy="full", iterations=12))
+    assert flags == ["--iterations", "12"]
+
+
+def test_loop_refuses_a_schedule_before_starting_anything(capsys) -> None:
+    from stack.loop import main
+
+    with pytest.raises(SystemExit):
+        main(["--passes", "3", "--out", "/nonexistent/never-written"])
+    assert "set query_passes with passes" in capsys.readouterr().err

@@ -106,7 +106,7 @@ def _run(model: nn.Module, distributed: bool) -> dict:
     cfg = _config()
     batches, target_labels = _batches()
     bank = LabelBank(TARGETS, H, W)
-    state = new_loop_state(cfg, int(cfg.budget_rate * bank.num_pixels), CLASSES)
+    state = new_loop_state(cfg, int(cfg.budget_rate * bank.num_pixels), CLASSES, TARGETS)
     rank0 = not distributed or dist.get_rank() == 0
     oracle = CountingOracle(target_labels) if rank0 else None
     ask, spent = oracle, local_spent(bank)

@@ -8,7 +8,7 @@ from trainer.constants import Group
 from trainer.mcucap import CapSettings, cap_select, phase_quota
 from trainer.sampling import QueryWindow
 
-WINDOW = QueryWindow(expected=100, query_until=10, high_until=5, decay_every=1)
+WINDOW = QueryWindow(expected=100, query_until=10, high_until=5, pass_length=1, high_cap=10**6)
 
 
 def test_phase_quota_paces_each_half_over_its_iterations() -> None:
@@ -53,7 +53,7 @@ def test_impurity_ranks_predicted_boundaries_first_and_windows_spread_picks() ->
     groups[:] = Group.HIGH
     prob[0, :, :, 4:] = torch.tensor([0.0, 1.0]).view(2, 1, 1)  # a boundary at column 3/4
     score = torch.ones(1, 8, 8)
-    window = QueryWindow(expected=8, query_until=1, high_until=1, decay_every=1)
+    window = QueryWindow(expected=8, query_until=1, high_until=1, pass_length=1, high_cap=10**6)
     settings = CapSettings(cap_class_share=1.0, cap_impurity=True, cap_radius_k=0.0)
     mask, _ = cap_select(settings, window, 0, score, groups, prob, unasked, {})
     assert int(mask.sum()) == 4  # the high half of 8

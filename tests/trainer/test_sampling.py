@@ -69,12 +69,16 @@ def test_phase_boundaries() -> None:
 
 
 def test_query_window_plan() -> None:
-    assert QueryWindow.plan(100, 400, 0.6) == QueryWindow(100, 240, 120, 12)
-    assert QueryWindow.plan(7, 8, 0.6, decay_every=3) == QueryWindow(7, 4, 2, 3)
-    assert QueryWindow.plan(7, 0, 0.6) == QueryWindow(7, 1, 1, 1)
+    # 16 passes of 25 batches, queries in the first 6: high in the first 75 iterations, each
+    # taking at most ceil(ceil(50 / 75) * 2) = 2 pixels
+    assert QueryWindow.plan(100, 400, 25, 6 / 16) == QueryWindow(100, 150, 75, 25, 2)
+    # the cap spreads M_e / 2 over the high window, times the factor
+    assert QueryWindow.plan(10_000, 400, 25, 6 / 16, 1.5).high_cap == math.ceil(67 * 1.5)
+    assert QueryWindow.plan(7, 8, 3, 0.5) == QueryWindow(7, 4, 2, 3, 4)
+    assert QueryWindow.plan(7, 0, 0, 0.6) == QueryWindow(7, 1, 1, 1, 6)
 
 
-WINDOW = QueryWindow(expected=100, query_until=10, high_until=5, decay_every=2)
+WINDOW = QueryWindow(expected=100, query_until=10, high_until=5, pass_length=2, high_cap=1000)
 
 
 def test_select_high_takes_half_of_unasked_high() -> None:
@@ -89,7 +93,26 @@ def test_select_high_takes_half_of_unasked_high() -> None:
     assert int(mask.sum()) == 1  # capped by M_e // 2 - spent_high
 
 
-def test_select_decays_pi_high_at_the_end_of_each_epoch_of_the_high_phase() -> None:
+def test_select_high_takes_at_most_the_per_iteration_cap() -> None:
+    groups = torch.full((2, 16, 16), Group.HIGH, dtype=torch.uint8)  # 512 unasked G_h pixels
+    unasked = torch.ones(2, 16, 16, dtype=torch.bool)
+    window = QueryWindow.plan(1000, 160, 10, 0.5)  # high window 40 iterations
+    assert window.high_cap == math.ceil(500 / 40) * 2 == 26
+    sampler, spent, taken = ActiveSampler(), {"high": 0}, []
+    for it in range(window.high_until):
+        mask, phase = sampler.select(groups, unasked, it, window, spent, _gen(it))
+        if phase != "high":
+            break
+        taken.append(int(mask.sum()))
+        spent["high"] += taken[-1]
+        unasked &= ~mask
+    # half of the unasked G_h (256 at first), but never more than the cap; then the last
+    # G_h pixels: half of the 44 left, then the 10 that complete M_e / 2
+    assert taken == [26] * 18 + [22, 10]
+    assert spent["high"] == 500  # the cap still lets the high window spend M_e / 2
+
+
+def test_select_decays_pi_high_once_per_pass_of_the_high_phase() -> None:
     groups = torch.full((1, 4, 4), Group.HIGH, dtype=torch.uint8)
     unasked = torch.ones(1, 4, 4, dtype=torch.bool)
     sampler = ActiveSampler(AlgorithmOneState(pi_high=1.0, pi_low=0.1, decay=0.5))
@@ -100,10 +123,30 @@ def test_select_decays_pi_high_at_the_end_of_each_epoch_of_the_high_phase() -> N
     assert seen == [("high", 1.0), ("high", 0.5), ("high", 0.5), ("high", 0.25)]
 
 
+def test_default_schedule_decays_pi_high_once_per_pass_of_the_high_window() -> None:
+    from trainer.config import TrainConfig
+    from trainer.schedule import new_loop_state
+
+    cfg = TrainConfig()
+    state = new_loop_state(cfg, 10**6, 3, target_images=30)  # 15 batches a pass
+    window, sampler = state.window, state.sampler
+    assert window.pass_length == 15 and window.high_until == 3 * 15
+    sampler.state = AlgorithmOneState(pi_high=1.0, pi_low=0.0, decay=cfg.decay)
+    groups = torch.full((1, 4, 4), Group.HIGH, dtype=torch.uint8)
+    seen = []
+    for it in range(window.query_until):
+        sampler.select(groups, torch.ones(1, 4, 4, dtype=torch.bool), it, window, {}, _gen(it))
+        seen.append(sampler.state.pi_high)
+    # unchanged within a pass, x0.9 at the end of each of the 3 high passes, then frozen
+    assert seen[:14] == [1.0] * 14 and math.isclose(seen[14], 0.9)
+    assert math.isclose(seen[29], 0.81) and math.isclose(seen[44], 0.9**3)
+    assert seen[44:] == [seen[44]] * (window.query_until - 44)
+
+
 def test_select_medium_spreads_the_rest_and_tops_up_from_high() -> None:
     groups = torch.full((1, 4, 4), Group.MEDIUM, dtype=torch.uint8)
     unasked = torch.ones(1, 4, 4, dtype=torch.bool)
-    window = QueryWindow(expected=20, query_until=6, high_until=3, decay_every=1)
+    window = QueryWindow(expected=20, query_until=6, high_until=3, pass_length=1, high_cap=99)
     spent = {"high": 10, "medium": 2}
     # the high share is spent: the 8 left go to G_m over the 3 iterations from high_until on
     mask, phase = ActiveSampler().select(groups, unasked, 1, window, spent, _gen(0))
@@ -145,7 +188,7 @@ def test_algorithm_one_never_exceeds_budget(
 ) -> None:
     g = _gen(seed)
     sampler = ActiveSampler(AlgorithmOneState(pi_high=0.9, pi_low=0.1))
-    window = QueryWindow.plan(expected, iterations, 0.6)
+    window = QueryWindow.plan(expected, iterations, 3, 0.6)
     unasked = torch.ones(SHAPE, dtype=torch.bool)
     spent = {"high": 0, "medium": 0}
     for it in range(steps):
@@ -182,6 +225,26 @@ def test_adaptive_sample_by_hand() -> None:
     empty = torch.zeros_like(labeled)
     masks = adaptive_sample(groups, empty, label_group, None, _gen(0), min_low=5)
     assert int(masks["low"].sum()) == 5 and not masks["high"].any()
+    masks = adaptive_sample(groups, empty, label_group, None, _gen(0))
+    assert not masks["low"].any()  # by default a batch without labels takes no pseudo label
+
+
+def test_no_pseudo_only_batch_by_default() -> None:
+    from trainer.config import TrainConfig
+    from trainer.sampling import target_masks
+
+    groups = torch.full((2, 4, 4), Group.LOW, dtype=torch.uint8)
+    none = torch.full((2, 4, 4), 255, dtype=torch.long)
+    masks = target_masks(TrainConfig(), groups, none, none, _gen(0))
+    assert not any(m.any() for m in masks.values())
+    masks = target_masks(
+        TrainConfig(pseudo_only_batches=True, min_low_samples=7), groups, none, none, _gen(0)
+    )
+    assert int(masks["low"].sum()) == 7 and not masks["high"].any()
+    labels = none.clone()
+    labels[0, 0, 0] = 1  # one true label: AS draws as many pseudo labels as the larger group
+    masks = target_masks(TrainConfig(), groups, labels, none, _gen(0))
+    assert int(masks["medium"].sum()) == 1 and int(masks["low"].sum()) == 1
 
 
 @settings(max_examples=60, deadline=None)

@@ -100,12 +100,12 @@ def test_a_user_model_adapts_and_starts_from_its_own_weights(tmp_path: Path) -> 
     net = TinyNet(3)
     torch.nn.init.constant_(net.classifier.bias, 0.5)
     torch.save(net.state_dict(), tmp_path / "mine.pt")
-    start = cfg.replace(init_checkpoint=str(tmp_path / "mine.pt"), iterations=0)
+    start = cfg.replace(init_checkpoint=str(tmp_path / "mine.pt"), iterations=0, passes=0)
     run_strategy(start, data, None, checkpoint=tmp_path / "start.pt")
     state = checkpoint.load(tmp_path / "start.pt").state
     assert torch.equal(state["backbone.classifier.bias"], torch.full((3,), 0.5))
     # and from an adamcu checkpoint with the same classes (no pre-training)
-    again = cfg.replace(init_checkpoint=str(tmp_path / "run.pt"), iterations=0)
+    again = cfg.replace(init_checkpoint=str(tmp_path / "run.pt"), iterations=0, passes=0)
     run_strategy(again, data, None, checkpoint=tmp_path / "again.pt")
     for k, v in checkpoint.load(tmp_path / "again.pt").state.items():
         assert torch.equal(v, ckpt.state[k]), k

@@ -8,10 +8,12 @@ from typing import Any
 
 import torch
 
+from trainer.bench.diagnostics import label_diagnostics
 from trainer.checkpoint import data_classes, payload, save
 from trainer.config import TrainConfig
 from trainer.labelbank import LabelBank
 from trainer.train import (
+    AdaptResult,
     Data,
     GroundTruthOracle,
     adapt,
@@ -31,8 +33,9 @@ def run_strategy(
     checkpoint: Path | None = None,
 ) -> dict[str, Any]:
     """Pre-train on source, adapt with ``cfg.strategy``'s configuration, report target-test
-    mIoU of the state that scored best on target-val. ``checkpoint``: where to save that state
-    with its config and label bank."""
+    mIoU of the state that scored best on target-val, with the label diagnostics of the run
+    (``labels``; None for the budget-free strategies). ``checkpoint``: where to save that
+    state with its config and label bank."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
@@ -41,27 +44,21 @@ def run_strategy(
     pretrain_seconds = time.perf_counter() - started
     n, _, h, w = data.target.images.shape
     bank = LabelBank(n, h, w)
-    expected = budget_pixels(cfg, data)
-    curve: list[dict[str, Any]] = []
-    timings: dict[str, float] = {}
-    best_iteration = 0
-    if cfg.iterations > 0:
-        result = adapt(
-            model,
-            cfg,
-            data,
-            GroundTruthOracle(data.target.labels),
-            local_spent(bank),
-            bank,
-            device,
-            progress=progress,
-        )
-        curve, timings, best_iteration = result.curve, result.timings, result.best_iteration
+    expected, iterations = budget_pixels(cfg, data), cfg.adapt_iterations(n)
+    result = AdaptResult(model, bank, -1.0, 0)  # source-only: no adaptation
+    if iterations > 0:
+        oracle = GroundTruthOracle(data.target.labels)
+        result = adapt(model, cfg, data, oracle, local_spent(bank), bank, device, progress=progress)
     val = evaluate(model, data.val, data.num_classes, device)
     test = evaluate(model, data.test, data.num_classes, device)
     labeled = data.target_pixels if cfg.selection == "all" else bank.num_labeled
     if checkpoint is not None:
         _save(checkpoint, cfg, model, bank, data)
+    diagnostics = None
+    if cfg.selection not in ("none", "all"):
+        truth = data.target.labels
+        labels = bank.batch(torch.arange(bank.shape[0]))[0]
+        diagnostics = label_diagnostics(labels, truth, data.num_classes, result.queries)
     return {
         "strategy": cfg.strategy,
         "budget_rate": cfg.budget_rate,
@@ -72,9 +69,12 @@ def run_strategy(
         "val_miou": val.miou(),
         "test_miou": test.miou(),
         "test_per_class_iou": [round(100 * v, 2) if v == v else None for v in test.iou().tolist()],
-        "best_iteration": best_iteration,
-        "curve": curve,
-        "timings": timings,
+        "best_iteration": result.best_iteration,
+        "iterations": iterations,
+        "passes": iterations / cfg.pass_length(n),
+        "labels": diagnostics,
+        "curve": result.curve,
+        "timings": result.timings,
         "pretrain_seconds": pretrain_seconds,
         "seconds": time.perf_counter() - started,
     }

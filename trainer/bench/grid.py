@@ -1,14 +1,14 @@
-"""``adamcu bench``: every strategy x budgets x seeds on the bundled benchmark.
+"""``adamcu bench``: strategies x budgets x seeds x domain shifts on the bundled benchmark.
 
-Writes ``results.json``, ``tables.md`` (shaped like the paper's Table I and Table VI) and
-``miou_vs_budget.png`` into the output folder. Model selection uses target-val; the tables
-report target-test.
+Writes ``results.json`` (with each run's label diagnostics), ``tables.md`` (shaped like the
+paper's Table I and Table VI, plus the label diagnostics) and the plots
+``miou_vs_budget.png`` and ``labels.png`` into the output folder (``trainer.bench.report``).
+Model selection uses target-val; the tables report target-test.
 """
 
 from __future__ import annotations
 
 import json
-import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -17,68 +17,103 @@ from pathlib import Path
 from typing import Any
 
 from trainer.bench.experiment import run_strategy
-from trainer.bench.inputs import narrow, prepare_data
+from trainer.bench.inputs import USER_DATA, narrow, prepare_data
+from trainer.bench.report import write_reports
 from trainer.config import TrainConfig
 from trainer.data.synth import DEFAULT_SHIFT
 from trainer.strategies import BUDGET_FREE, STRATEGIES, configure
 from trainer.train import load_data, pick_device, pretrain
 
 ALL = tuple(STRATEGIES)
+# Table VI's ablation rows (AL w/o AS, AL w AS, +MCU_i, +MCU_d, p2p only); `full` is a main row
+ABLATION = ("entropy", "al-as", "mcu-i", "mcu-d", "p2p")
+MAIN = tuple(s for s in ALL if s not in ABLATION)
 
 
 @dataclass(frozen=True)
 class Preset:
+    """A grid: ``strategies`` at every budget (a budget-free one once per seed), ``ablation``
+    strategies at the middle budget and on the first shift only, every seed, every shift."""
+
     counts: dict[str, int]
     strategies: tuple[str, ...]
     budgets: tuple[float, ...]
     seeds: tuple[int, ...]
     config: dict[str, Any] = field(default_factory=dict)
-    shift: str = DEFAULT_SHIFT
+    ablation: tuple[str, ...] = ()
+    shifts: tuple[str, ...] = (DEFAULT_SHIFT,)
+
+    @property
+    def ablation_budget(self) -> float:
+        return self.budgets[len(self.budgets) // 2]
 
 
 PRESETS: dict[str, Preset] = {
+    # runs in the test suite: a fixed 8 iterations, not the pass schedule; queries in the
+    # first half (query_passes / passes), so that Algorithm 1's medium phase has 2 batches
     "smoke": Preset(
         counts={"source-train": 48, "target-train": 24, "target-val": 12, "target-test": 12},
         strategies=ALL,
         budgets=(0.017,),
         seeds=(0,),
-        config={"pretrain_iterations": 30, "iterations": 8, "eval_every": 4},
+        config={
+            "pretrain_iterations": 30,
+            "iterations": 8,
+            "passes": 2.0,
+            "query_passes": 1.0,
+            "eval_every": 4,
+        },
     ),
     "quick": Preset(
         counts={"source-train": 300, "target-train": 200, "target-val": 50, "target-test": 100},
         strategies=("source-only", "random", "entropy", "al-as", "full", "supervised"),
         budgets=(0.017,),
         seeds=(0,),
-        config={"pretrain_iterations": 800, "iterations": 250, "eval_every": 50},
+        config={"pretrain_iterations": 800},
     ),
+    # <= 75 min on 2 cores (docs/results.md has the estimate): the default schedule (16
+    # passes), few target images; Table VI's rows at the middle budget on the default shift
     "standard": Preset(
-        counts={"source-train": 500, "target-train": 500, "target-val": 100, "target-test": 200},
+        counts={"source-train": 300, "target-train": 32, "target-val": 40, "target-test": 100},
+        strategies=MAIN,
+        budgets=(0.001, 0.005, 0.017),
+        seeds=(0, 1, 2),
+        config={"pretrain_iterations": 1000, "eval_every": 32},  # target-val every 2 passes
+        ablation=ABLATION,
+        shifts=(DEFAULT_SHIFT, "hard"),
+    ),
+    # one GPU (device auto; `--workers 4` share it): every strategy at every budget, 12x the
+    # target images; ~0.8 M adaptation iterations (docs/results.md has the estimate)
+    "paper": Preset(
+        counts={"source-train": 2000, "target-train": 500, "target-val": 100, "target-test": 500},
         strategies=ALL,
         budgets=(0.001, 0.005, 0.017, 0.068),
-        seeds=(0, 1),
-        config={"pretrain_iterations": 1500, "iterations": 300, "eval_every": 75},
+        seeds=(0, 1, 2),
+        config={"pretrain_iterations": 4000, "eval_every": 500},
+        shifts=(DEFAULT_SHIFT, "hard"),
     ),
 }
 
 
-def plan(preset: Preset, base: TrainConfig) -> list[TrainConfig]:
-    """The grid of runs; budget-free strategies run once per seed."""
+def plan(preset: Preset, base: TrainConfig, shift: str = DEFAULT_SHIFT) -> list[TrainConfig]:
+    """The grid of runs on one shift; budget-free strategies run once per seed."""
     runs = []
+    rows = [(s, preset.budgets) for s in preset.strategies]
+    if shift in (preset.shifts[0], USER_DATA):
+        rows += [(s, (preset.ablation_budget,)) for s in preset.ablation]
     for seed in preset.seeds:
-        for strategy in preset.strategies:
-            budgets = preset.budgets[-1:] if strategy in BUDGET_FREE else preset.budgets
-            for rate in budgets:
+        for strategy, budgets in rows:
+            for rate in budgets[-1:] if strategy in BUDGET_FREE else budgets:
                 runs.append(configure(base, strategy, budget_rate=rate, seed=seed))
     return runs
 
 
-def _run(cfg_dict: dict[str, Any], cache_dir: str, out_dir: str) -> dict[str, Any]:
+def _run(cfg_dict: dict[str, Any], cache_dir: str, out_dir: str, shift: str) -> dict[str, Any]:
     cfg = TrainConfig(**cfg_dict)
-    name = f"{cfg.strategy}-b{cfg.budget_rate:g}-s{cfg.seed}.pt"
+    name = f"{shift}-{cfg.strategy}-b{cfg.budget_rate:g}-s{cfg.seed}.pt"
     ckpt = Path(out_dir) / "checkpoints" / name
-    return run_strategy(cfg, load_data(cfg), Path(cache_dir), checkpoint=ckpt) | {
-        "checkpoint": str(ckpt)
-    }
+    res = run_strategy(cfg, load_data(cfg), Path(cache_dir), checkpoint=ckpt)
+    return {"shift": shift, **res, "checkpoint": str(ckpt)}
 
 
 def _pretrain(cfg_dict: dict[str, Any], cache_dir: str) -> float:
@@ -102,44 +137,47 @@ def run_bench(
     log=print,
     grid: tuple[list[str] | None, list[float] | None, list[int] | None] = (None, None, None),
 ) -> dict[str, Any]:
-    """Generate (cached) data, or use a user's folder as it is (``inputs.prepare_data``),
-    pre-train once per seed, run the grid (narrowed by ``grid`` = strategies, budgets, seeds),
-    write the reports. Each run's checkpoint goes to ``out_dir/checkpoints/``."""
+    """Use a user's folder as it is, or generate (cached) data per shift under
+    ``data_dir/<shift>`` (``inputs.prepare_data``); pre-train once per data set and seed, run
+    the grid (narrowed by ``grid`` = strategies, budgets, seeds), write the reports. Each run's
+    checkpoint goes to ``out_dir/checkpoints/``."""
     preset = narrow(PRESETS[preset_name], *grid)
     started = time.perf_counter()
     cfg0 = base or TrainConfig()
     splits = [cfg0.source_split, cfg0.target_split, cfg0.val_split, cfg0.test_split]
-    kind = prepare_data(data_dir, preset, splits)
-    base = (base or TrainConfig()).replace(
-        data_root=str(data_dir), threads=1 if workers > 1 else 0, **preset.config
-    )
-    runs = plan(preset, base)
+    dirs = prepare_data(data_dir, preset, splits)
+    base = cfg0.replace(threads=1 if workers > 1 else 0, **preset.config)
+    runs = [
+        (shift, cfg)
+        for shift, path in dirs.items()
+        for cfg in plan(preset, base.replace(data_root=str(path)), shift)
+    ]
     cache = out_dir / "cache"
     out_dir.mkdir(parents=True, exist_ok=True)
-    log(f"bench {preset_name}: {len(runs)} runs on {workers} worker(s), {kind} data {data_dir}")
+    log(f"bench {preset_name}: {len(runs)} runs on {workers} worker(s), data {data_dir}")
+    results: list[dict[str, Any]] = []
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        seeds = {r.seed: r for r in runs}
-        list(pool.map(_pretrain, [c.to_dict() for c in seeds.values()], [str(cache)] * len(seeds)))
-        results = []
-        futures = [pool.submit(_run, c.to_dict(), str(cache), str(out_dir)) for c in runs]
+        first = {(c.data_root, c.seed): c.to_dict() for _, c in runs}
+        list(pool.map(_pretrain, first.values(), [str(cache)] * len(first)))
+        futures = [pool.submit(_run, c.to_dict(), str(cache), str(out_dir), s) for s, c in runs]
         for fut in futures:
             res = fut.result()
             results.append(res)
             log(
-                f"  {res['strategy']:<12} budget {100 * res['budget_rate']:5.2f}% seed "
-                f"{res['seed']}: val {res['val_miou']:5.1f} test {res['test_miou']:5.1f} "
-                f"({res['seconds']:.0f} s)"
+                f"  {res['shift']:<9} {res['strategy']:<12} budget {100 * res['budget_rate']:5.2f}%"
+                f" seed {res['seed']}: val {res['val_miou']:5.1f} test {res['test_miou']:5.1f}"
+                f" ({res['seconds']:.0f} s)"
             )
-            report = _report(preset_name, data_dir, base, results, started, len(runs))
+            report = _report(preset_name, dirs, base, results, started, len(runs))
             (out_dir / "results.json").write_text(json.dumps(report, indent=1))  # partial
-    report = _report(preset_name, data_dir, base, results, started, len(runs))
-    write_reports(report, out_dir, data_dir)
+    report = _report(preset_name, dirs, base, results, started, len(runs))
+    write_reports(report, out_dir, dirs)
     return report
 
 
 def _report(
     preset: str,
-    data_dir: Path,
+    dirs: dict[str, Path],
     base: TrainConfig,
     results: list[dict[str, Any]],
     started: float,
@@ -147,7 +185,7 @@ def _report(
 ) -> dict[str, Any]:
     return {
         "preset": preset,
-        "data": str(data_dir),
+        "data": {shift: str(path) for shift, path in dirs.items()},
         "base_config": base.to_dict(),
         "planned_runs": planned,
         "results": results,
@@ -155,110 +193,14 @@ def _report(
     }
 
 
-def summarize(results: list[dict[str, Any]]) -> dict[tuple[str, float], tuple[float, float, int]]:
-    """(strategy, budget) -> (mean test mIoU, spread = population std over seeds, n)."""
-    groups: dict[tuple[str, float], list[float]] = {}
-    for r in results:
-        groups.setdefault((r["strategy"], r["budget_rate"]), []).append(r["test_miou"])
-    return {k: (statistics.fmean(v), statistics.pstdev(v), len(v)) for k, v in groups.items()}
-
-
-def table_one(results: list[dict[str, Any]]) -> str:
-    """Rows = strategies, columns = budgets (% of target pixels), cells = mean ± std."""
-    summary = summarize(results)
-    budgets = sorted({r["budget_rate"] for r in results if r["strategy"] not in BUDGET_FREE})
-    order = [s for s in STRATEGIES if any(k[0] == s for k in summary)]
-    head = "| strategy | " + " | ".join(f"{100 * b:g}%" for b in budgets) + " |"
-    lines = [head, "|" + "---|" * (len(budgets) + 1)]
-    for s in order:
-        cells = []
-        for b in budgets:
-            key = (s, b) if s not in BUDGET_FREE else next(k for k in summary if k[0] == s)
-            m = summary.get(key)
-            cells.append(f"{m[0]:.1f} ± {m[1]:.1f}" if m else "-")
-        lines.append(f"| {s} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def table_six(results: list[dict[str, Any]], class_names: list[str]) -> str:
-    """Per-class test IoU at the largest budget, mean over seeds (Table VI's shape)."""
-    top = max((r["budget_rate"] for r in results), default=0.0)
-    rows: dict[str, list[list[float | None]]] = {}
-    for r in results:
-        if r["budget_rate"] == top or r["strategy"] in BUDGET_FREE:
-            rows.setdefault(r["strategy"], []).append(r["test_per_class_iou"] + [r["test_miou"]])
-    lines = [
-        "| strategy | " + " | ".join(class_names) + " | mIoU |",
-        "|" + "---|" * (len(class_names) + 2),
-    ]
-    for s in (s for s in STRATEGIES if s in rows):
-        cols = zip(*rows[s], strict=True)
-        means = [statistics.fmean([v for v in c if v is not None] or [float("nan")]) for c in cols]
-        lines.append(f"| {s} | " + " | ".join(f"{v:.1f}" for v in means) + " |")
-    return f"Budget {100 * top:g}% of target pixels.\n\n" + "\n".join(lines)
-
-
-def write_reports(report: dict[str, Any], out_dir: Path, data_dir: Path) -> None:
-    results = report["results"]
-    names = [c["name"] for c in json.loads((data_dir / "classes.json").read_text())["classes"]]
-    (out_dir / "results.json").write_text(json.dumps(report, indent=1))
-    summary = summarize(results)
-    gap = _gap(summary)
-    md = [
-        f"# Benchmark `{report['preset']}`",
-        "",
-        "Target-test mIoU (%), mean ± std over seeds; model selection on target-val.",
-        "",
-        table_one(results),
-        "",
-        f"Supervised minus source-only: {gap:.1f} points." if gap is not None else "",
-        "",
-        "## Per class (Table VI shape)",
-        "",
-        table_six(results, names),
-        "",
-        f"Wall time: {report['seconds'] / 60:.1f} min.",
-    ]
-    (out_dir / "tables.md").write_text("\n".join(md) + "\n")
-    plot(summary, out_dir / "miou_vs_budget.png")
-
-
-def _gap(summary: dict[tuple[str, float], tuple[float, float, int]]) -> float | None:
-    sup = [v[0] for k, v in summary.items() if k[0] == "supervised"]
-    src = [v[0] for k, v in summary.items() if k[0] == "source-only"]
-    return sup[0] - src[0] if sup and src else None
-
-
-def plot(summary: dict[tuple[str, float], tuple[float, float, int]], path: Path) -> None:
-    """mIoU against the labeled share of target pixels, one line per strategy."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for s in STRATEGIES:
-        pts = sorted((k[1], v) for k, v in summary.items() if k[0] == s)
-        if not pts:
-            continue
-        if s in BUDGET_FREE:
-            ax.axhline(
-                pts[0][1][0],
-                linestyle="--",
-                linewidth=1,
-                label=s,
-                color="grey" if s == "source-only" else "black",
-            )
-            continue
-        xs = [100 * b for b, _ in pts]
-        ax.errorbar(
-            xs, [v[0] for _, v in pts], yerr=[v[1] for _, v in pts], marker="o", capsize=3, label=s
-        )
-    ax.set_xscale("log")
-    ax.set_xlabel("labeled target pixels (% of all)")
-    ax.set_ylabel("target-test mIoU (%)")
-    ax.legend(fontsize=7, ncol=2)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+def adaptation_iterations(preset: Preset) -> dict[str, int]:
+    """Runs and iterations of a preset's grid (for a runtime estimate from a measured s/it):
+    ``runs`` (source-only included), ``adapt_iterations``, ``pretrain_iterations``."""
+    base = TrainConfig().replace(**preset.config)
+    cfgs = [c for shift in preset.shifts for c in plan(preset, base, shift)]
+    n = preset.counts["target-train"]
+    return {
+        "runs": len(cfgs),
+        "adapt_iterations": sum(c.adapt_iterations(n) for c in cfgs),
+        "pretrain_iterations": base.pretrain_iterations * len(preset.shifts) * len(preset.seeds),
+    }

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 BENCH_SEED = 1234  # the generated benchmark's seed
 
+USER_DATA = "user"  # the "shift" of a user's own folder in results.json
+
 
 def split_list(text: str | None) -> list[str] | None:
     """``"a,b"`` -> ["a", "b"]; None or "" -> None (keep the preset's)."""
@@ -45,6 +47,7 @@ def narrow(
         raise ValueError(f"budgets are shares of target pixels in (0, 1], got {bad}")
     changes = {
         "strategies": tuple(strategies) if strategies else None,
+        "ablation": () if strategies else None,  # narrowed: just the strategies asked for
         "budgets": tuple(budgets) if budgets else None,
         "seeds": tuple(seeds) if seeds else None,
     }
@@ -66,13 +69,19 @@ def parse_grid(
     return split_list(strategies), rates, seed_list
 
 
-def prepare_data(data_dir: Path, preset: Preset, splits: list[str]) -> str:
-    """Check a user's folder ("user") or generate the benchmark there ("generated")."""
+def prepare_data(data_dir: Path, preset: Preset, splits: list[str]) -> dict[str, Path]:
+    """The data sets of a bench, by shift: a user's folder as it is (``{"user": data_dir}``,
+    checked first), or the benchmark generated per shift of the preset under
+    ``data_dir/<shift>`` (cached by the generator's meta.json)."""
     if is_user_dataset(data_dir):
         validate_folder(data_dir)  # a clear error before any worker starts
         missing = [s for s in splits if not (Path(data_dir) / s / "images").is_dir()]
         if missing:
             raise ValueError(f"{data_dir}: bench needs the splits {splits}; missing {missing}")
-        return "user"
-    generate_benchmark(data_dir, counts=preset.counts, seed=BENCH_SEED, shift=preset.shift)
-    return "generated"
+        return {USER_DATA: Path(data_dir)}
+    return {
+        shift: generate_benchmark(
+            Path(data_dir) / shift, counts=preset.counts, seed=BENCH_SEED, shift=shift
+        )
+        for shift in preset.shifts
+    }

@@ -103,7 +103,9 @@ def measure(
     bank = LabelBank(len(target_labels), height, width)
     # a budget large enough that every measured step is still querying (Algorithm 1 active)
     cfg = cfg.replace(iterations=10 * (iterations + warmup))
-    state = new_loop_state(cfg, budget_total(cfg.budget_rate, bank.num_pixels), classes)
+    state = new_loop_state(
+        cfg, budget_total(cfg.budget_rate, bank.num_pixels), classes, len(target_labels)
+    )
     oracle, spent = GroundTruthOracle(target_labels), local_spent(bank)
     shares: dict[str, list[float]] = {}
     step = {"it": 0}

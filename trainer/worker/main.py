@@ -156,7 +156,7 @@ def run_worker(cfg: TrainConfig, opts: WorkerOptions, progress: bool = False) ->
     model = pretrain(cfg, data, device, opts.checkpoint_dir / "cache", progress)
     run, ckpt = open_run(client, cfg, data, opts, device)
     run_id = int(run["id"])
-    state = new_loop_state(cfg, int(run["budget_total"]), data.num_classes)
+    state = new_loop_state(cfg, int(run["budget_total"]), data.num_classes, len(data.target.ids))
     n, _, h, w = data.target.images.shape
     bank = LabelBank(n, h, w)
     link = ServiceLink(client, run_id, data.target.ids, opts.mode, opts.answer_timeout)
@@ -190,7 +190,9 @@ def run_worker(cfg: TrainConfig, opts: WorkerOptions, progress: bool = False) ->
         on_step=on_step,
         progress=progress,
     )
-    save_checkpoint(ckpt_path, model, state, cfg.iterations, run_id, cfg, data=data, bank=bank)
+    save_checkpoint(
+        ckpt_path, model, state, cfg.adapt_iterations(n), run_id, cfg, data=data, bank=bank
+    )
     if opts.mode == "benchmark":
         # queries still in flight (e.g. posted by a killed predecessor and not waited for
         # since the restart): wait for their answers so the bank ends equal to the record
@@ -219,7 +221,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=os.environ.get("ADAMCU_DATA"))
     p.add_argument("--strategy")
     p.add_argument("--budget", type=float)
-    p.add_argument("--iterations", type=int)
+    p.add_argument("--passes", type=float, help="adaptation passes over target-train")
+    p.add_argument("--query-passes", type=float, help="queries in the first N passes only")
+    p.add_argument("--iterations", type=int, help="exactly this many iterations (tiny runs)")
     p.add_argument("--pretrain-iterations", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--eval-every", type=int)
@@ -252,6 +256,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[TrainConfig, WorkerOptions]:
         for k, v in {
             "data_root": a.data,
             "budget_rate": a.budget,
+            "passes": a.passes,
+            "query_passes": a.query_passes,
             "iterations": a.iterations,
             "pretrain_iterations": a.pretrain_iterations,
             "seed": a.seed,

@@ -80,7 +80,7 @@ class Session:
         self.link = ServiceLink(client, self.run_id, data.target.ids, "human")
         self.state: LoopState = new_loop_state(cfg, self.expected, data.num_classes)
         # the training step never queries: the rounds do (query_until = 0)
-        self.state.window = QueryWindow(self.expected, 0, 0, 1)
+        self.state.window = QueryWindow(self.expected, 0, 0, 1, 1)
         self.state.dccm = self.state.dccm.to(device)
         self.opt = torch.optim.SGD(
             param_groups(model, cfg.lr, cfg.head_lr_mult, cfg.weight_decay),
@@ -123,7 +123,7 @@ class Session:
         """Continue a killed session: model and Algorithm 1 state from the checkpoint, the
         bank and the queries still standing from the server."""
         self.iteration = restore(ckpt, self.model, self.state)
-        self.state.window = QueryWindow(self.expected, 0, 0, 1)
+        self.state.window = QueryWindow(self.expected, 0, 0, 1, 1)
         saved = ckpt.get("session", {})
         self.best_val = float(saved.get("best_val", -1.0))
         self.best_iteration = int(saved.get("best_iteration", -1))

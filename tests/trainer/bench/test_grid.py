@@ -4,7 +4,9 @@ import json
 
 import pytest
 
-from trainer.bench.grid import PRESETS, run_bench
+from trainer.bench.grid import PRESETS, adaptation_iterations, plan, run_bench
+from trainer.bench.report import NAMES
+from trainer.config import TrainConfig
 from trainer.labelbank import LabelBank
 from trainer.strategies import BUDGET_FREE, STRATEGIES
 
@@ -22,8 +24,19 @@ def test_smoke_bench_runs_every_strategy(tmp_path) -> None:
     saved = json.loads((out / "results.json").read_text())
     assert len(saved["results"]) == len(report["results"])
     tables = (out / "tables.md").read_text()
-    assert all(f"| {s} |" in tables for s in STRATEGIES)
+    assert all(f"| {NAMES.get(s, s)} |" in tables for s in STRATEGIES)
+    assert "| full (ADA-MCU) | 1.7% |" in tables  # the label diagnostics table
     assert (out / "miou_vs_budget.png").stat().st_size > 1000
+    assert (out / "labels.png").stat().st_size > 1000
+    for r in report["results"]:
+        assert r["shift"] == "moderate"
+        if r["strategy"] in ("source-only", "supervised"):
+            assert r["labels"] is None
+        else:  # every label is somewhere, and the diagnostics say where
+            d = r["labels"]
+            assert 0.0 < d["top10_share"] <= 1.0 and 0.0 <= d["query_error_rate"] <= 1.0
+            assert abs(sum(d["label_class_share"]) - 1.0) < 1e-3
+            assert d["queries_per_iteration_max"] >= d["queries_per_iteration_mean"] > 0
 
 
 @pytest.mark.slow
@@ -65,6 +78,22 @@ def test_train_command_writes_result_and_checkpoint_with_config(tmp_path) -> Non
     bank = LabelBank(1, 1, 1)
     bank.load_state_dict(ckpt["label_bank"])
     assert bank.num_labeled == result["labeled_pixels"]
+
+
+def test_standard_preset_runs_table_vi_rows_at_the_middle_budget_on_the_default_shift() -> None:
+    preset = PRESETS["standard"]
+    assert preset.shifts == ("moderate", "hard") and preset.seeds == (0, 1, 2)
+    assert preset.budgets == (0.001, 0.005, 0.017) and preset.ablation_budget == 0.005
+    runs = {s: plan(preset, TrainConfig(), s) for s in preset.shifts}
+    ablation = [c for c in runs["moderate"] if c.strategy == "al-as"]
+    assert {c.budget_rate for c in ablation} == {0.005} and len(ablation) == 3
+    assert not [c for c in runs["hard"] if c.strategy == "al-as"]
+    full = [c for c in runs["hard"] if c.strategy == "full"]
+    assert len(full) == 9 and all(c.passes == TrainConfig().passes for c in full)
+    # the default schedule (never fewer passes): 16 passes of 16 batches a run
+    n = adaptation_iterations(preset)
+    adapting = [c for r in runs.values() for c in r if c.strategy != "source-only"]
+    assert n["adapt_iterations"] == 256 * len(adapting)
 
 
 def test_train_command_names_the_fix_for_missing_data(tmp_path, capsys) -> None:

@@ -34,7 +34,7 @@ def test_the_grid_narrows_to_the_flags() -> None:
 def test_a_user_folder_is_used_as_it_is(tmp_path: Path) -> None:
     data = make_user_folder(tmp_path / "mine")
     before = snapshot(data)
-    assert prepare_data(data, PRESETS["smoke"], SPLITS) == "user"
+    assert prepare_data(data, PRESETS["smoke"], SPLITS) == {"user": data}
     assert snapshot(data) == before
     (data / "target-val" / "labels" / "IMG_1000.png").unlink()
     with pytest.raises(ValueError, match="missing label"):

@@ -85,6 +85,9 @@ def test_config_has_section_iv_b_settings(name: str) -> None:
     assert cfg.pretrained is None and cfg.translated_dir is None  # "" in TOML means none
     assert cfg.dataset == "cityscapes" and cfg.crop == (512, 1024) and cfg.frozen_bn
     assert (cfg.target_split, cfg.val_split, cfg.test_split) == ("train", "val", "val")
+    # the schedule in passes: ~27 over Cityscapes train (2,975 images) at batch 2, val once
+    assert cfg.adapt_iterations(2975) == 40_176 == cfg.eval_every
+    assert cfg.passes - cfg.query_passes >= 10 and cfg.contrast_weight == 1.0
 
 
 def test_configs_of_one_table_differ_only_in_budget() -> None:
