@@ -55,7 +55,7 @@ def create_queries(
     return json_response(QueryIdsOut(ids=ids), 201)
 
 
-@router.post("/runs/{run_id}/claims", response_model=ClaimOut, responses=errors(404))
+@router.post("/runs/{run_id}/claims", response_model=ClaimOut, responses=errors(404, 409))
 def claim(
     run_id: Id, data: ClaimIn, db: DB, queue: Queue, now: Now, cfg: Config, me: Annotator
 ) -> Response:
