@@ -31,7 +31,7 @@ def _bench(data: Path, out: Path) -> None:
     for r in results:
         assert {"strategy", "budget_rate", "seed", "val_miou", "test_miou"} <= set(r)
         assert len(r["test_per_class_iou"]) == 3 and Path(r["checkpoint"]).is_file()
-    assert json.loads((out / "results.json").read_text())["data"] == str(data)
+    assert json.loads((out / "results.json").read_text())["data"] == {"user": str(data)}
 
 
 def _export(opts: LoopOptions, run_id: int, into: Path) -> None:
