@@ -273,6 +273,8 @@ class Stack:
                 str(budget),
                 "--iterations",
                 str(iterations),
+                "--query-passes",  # queries in 10/16 of the run: a kill mid-run leaves some to ask
+                "10",
                 "--pretrain-iterations",
                 str(PRETRAIN_ITERATIONS),
                 "--seed",
