@@ -174,7 +174,12 @@ def verify(db_url: str, sh: Shared) -> dict:
         reserved, answered = conn.execute(
             "SELECT reserved, answered FROM runs WHERE id = %s", (sh.run_id,)
         ).fetchone()
-    per_query = dict(rows)
+    return verdict(sh, dict(rows), status, answered, reserved)
+
+
+def verdict(sh: Shared, per_query: dict, status: dict, answered: int, reserved: int) -> dict:
+    """Lost, doubled and unacknowledged answers and the counters' consistency, from the answer
+    rows per query, the queries per status and the run's counters (any backend)."""
     answer_rows = sum(per_query.values())
     lost = len(sh.answered - per_query.keys()) + max(status.get("answered", 0) - len(per_query), 0)
     return {

@@ -59,20 +59,7 @@ def verify(path: Path, sh) -> dict:
         reserved, answered = conn.execute(
             "SELECT reserved, answered FROM runs WHERE id = ?", (sh.run_id,)
         ).fetchone()
-    rows = sum(per_query.values())
-    lost = len(sh.answered - per_query.keys()) + max(status.get("answered", 0) - len(per_query), 0)
-    return {
-        "client_answered": len(sh.answered),
-        "answer_rows": rows,
-        "lost": lost,
-        "doubled": sum(1 for c in per_query.values() if c > 1),
-        "unacknowledged": len(per_query.keys() - sh.answered),
-        "budget_answered": answered,
-        "budget_reserved": reserved,
-        "query_status": status,
-        "consistent": answered == rows == status.get("answered", 0) == len(sh.answered)
-        and reserved == status.get("pending", 0) + status.get("leased", 0),
-    }
+    return lb.verdict(sh, per_query, status, answered, reserved)
 
 
 async def drive(args: argparse.Namespace, base: str, db_path: Path, pid: int) -> dict:
