@@ -74,10 +74,12 @@ def _provoke(w: World) -> None:
     schema = c.get("/openapi.json").json()
     for method, path, _ in operations(schema):  # no token: 401 (or 200 where none is needed)
         url = path.replace("{run_id}", str(run)).replace("{query_id}", "1")
+        url = url.replace("{token_id}", "1")
         c.request(method, url.replace("{image_id}", str(img)), json={})
     for method, path, _ in operations(schema):  # unknown ids: 404, out of range: 422
         for wrong in ("999999", "99999999999"):
             url = path.replace("{run_id}", wrong).replace("{query_id}", wrong)
+            url = url.replace("{token_id}", wrong)
             c.request(method, url.replace("{image_id}", wrong), json={}, headers=w.h("admin"))
     queries = f"/api/v1/runs/{run}/queries"
     w.post(queries, "alice", {"queries": []})  # 403

@@ -78,7 +78,7 @@ class Session:
         n, _, h, w = data.target.images.shape
         self.bank = LabelBank(n, h, w)
         self.link = ServiceLink(client, self.run_id, data.target.ids, "human")
-        self.state: LoopState = new_loop_state(cfg, self.expected, data.num_classes)
+        self.state: LoopState = new_loop_state(cfg, self.expected, data.num_classes, n)
         # the training step never queries: the rounds do (query_until = 0)
         self.state.window = QueryWindow(self.expected, 0, 0, 1, 1)
         self.state.dccm = self.state.dccm.to(device)

@@ -6,6 +6,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from server.api.deps import DB, Admin, Id, Now, Reader
+from server.api.openapi import errors
 from server.schemas import HealthOut, Me, TokenCreated, TokenIn, TokenOut, TokensOut
 from server.services import tokens
 
@@ -44,7 +45,7 @@ def list_tokens(db: DB, _: Admin) -> TokensOut:
     return TokensOut(tokens=tokens.list_tokens(db))
 
 
-@router.delete("/api/v1/tokens/{token_id}")
+@router.delete("/api/v1/tokens/{token_id}", responses=errors(404))
 def revoke_token(token_id: Id, request: Request, db: DB, now: Now, _: Admin) -> TokenOut:
     return tokens.revoke_token(db, token_id, now, request.app.state.principals)
 
