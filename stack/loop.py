@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 
 from client.logs import setup_logging
-from stack.processes import child_env, free_port, make_token, wait_ready
+from stack.processes import ProgressTail, child_env, free_port, make_token, wait_ready
 from trainer.bench.grid import PRESETS
 from trainer.config import TrainConfig
 from trainer.data.safety import is_user_dataset
@@ -81,11 +81,15 @@ def start_server(
     return proc, url
 
 
-def wait_for_run(url: str, token: str, worker: subprocess.Popen, timeout: float) -> int:
-    """The run id once the worker has registered it (it pre-trains first)."""
+def wait_for_run(
+    url: str, token: str, worker: subprocess.Popen, timeout: float, tick=lambda: None
+) -> int:
+    """The run id once the worker has registered it (it pre-trains first); ``tick`` is called
+    at every poll (the main job shows the worker's progress lines)."""
     deadline = time.monotonic() + timeout
     headers = {"Authorization": f"Bearer {token}"}
     while time.monotonic() < deadline:
+        tick()
         if worker.poll() is not None:
             raise RuntimeError(f"the worker exited with code {worker.returncode}; see its log")
         runs = httpx.get(f"{url}/api/v1/runs", headers=headers, timeout=10).json()
@@ -113,7 +117,23 @@ def _loop_env(opts: LoopOptions, admin: str) -> dict[str, str]:
     return env
 
 
-def run_loop(opts: LoopOptions, log=print) -> dict[str, Any]:
+def wait_for_worker(worker: subprocess.Popen, timeout: float, tick, every: float = 1.0) -> int:
+    """The worker's exit code, calling ``tick`` every ``every`` seconds while it runs."""
+    deadline = time.monotonic() + timeout
+    while worker.poll() is None:
+        tick()
+        if time.monotonic() > deadline:
+            raise subprocess.TimeoutExpired(worker.args, timeout)
+        time.sleep(every)
+    tick()
+    return worker.returncode
+
+
+def _say(*args: Any) -> None:
+    print(*args, flush=True)  # the main job's console is often a pipe (CI, tee)
+
+
+def run_loop(opts: LoopOptions, log=_say) -> dict[str, Any]:
     started = time.perf_counter()
     opts.out.mkdir(parents=True, exist_ok=True)
     if not is_user_dataset(opts.data):  # a user's folder is used as it is
@@ -134,12 +154,20 @@ def run_loop(opts: LoopOptions, log=print) -> dict[str, Any]:
         viewer = make_token(url, admin, "viewer", "loop")
         worker = _start_worker(opts, env, url, trainer)
         procs.append(worker)
-        run_id = wait_for_run(url, viewer, worker, opts.timeout)
+        tail = ProgressTail(opts.out / "worker.log")
+
+        def tick() -> None:
+            for line in tail.new():
+                log(f"worker: {line}")
+
+        log(f"worker started (log: {opts.out / 'worker.log'}); it pre-trains on source first")
+        run_id = wait_for_run(url, viewer, worker, opts.timeout, tick)
         if opts.mode == "session" and not opts.oracles:
             person = make_token(url, admin, "annotator", "person")
             log(f"run {run_id} is open: label at {url}/?token={person}")
-            log(f"dashboard: {url}/dashboard.html?token={viewer}; admin token {admin}")
+            log(f"admin token {admin}")
         log(f"run {run_id} registered; starting {opts.oracles} simulated oracle(s)")
+        log(f"dashboard while it runs: {url}/dashboard.html?token={viewer}")
         oracles = [
             _start_oracle(
                 opts, env, url, make_token(url, admin, "annotator", f"oracle-{i}"), run_id, i
@@ -147,7 +175,8 @@ def run_loop(opts: LoopOptions, log=print) -> dict[str, Any]:
             for i in range(opts.oracles)
         ]
         procs += oracles
-        code = worker.wait(timeout=max(1.0, opts.timeout - (time.perf_counter() - started)))
+        left = max(1.0, opts.timeout - (time.perf_counter() - started))
+        code = wait_for_worker(worker, left, tick)
         if code != 0:
             raise RuntimeError(f"the worker failed with code {code}; see {opts.out}/worker.log")
         for o in oracles:
@@ -162,6 +191,7 @@ def run_loop(opts: LoopOptions, log=print) -> dict[str, Any]:
                 except subprocess.TimeoutExpired:
                     p.kill()
     summary["seconds"] = time.perf_counter() - started
+    summary["dashboard_token"] = viewer
     summary["oracle_logs"] = [str(opts.out / f"oracle-{i}.log") for i in range(opts.oracles)]
     (opts.out / "report.json").write_text(json.dumps(summary, indent=1))
     return summary
@@ -234,7 +264,7 @@ def _start_oracle(
     return subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def print_summary(s: dict[str, Any], out: Path, log=print) -> None:
+def print_summary(s: dict[str, Any], out: Path, log=_say) -> None:
     b = s["budget"]
     log(
         f"budget: {b['answered']} of {b['expected']} pixels answered "
@@ -247,6 +277,13 @@ def print_summary(s: dict[str, Any], out: Path, log=print) -> None:
         f"pixels)"
     )
     log(f"took {s['seconds'] / 60:.1f} min; full report: {out / 'report.json'}, logs in {out}")
+    if "dashboard_token" in s and (out / "adamcu.db").is_file():
+        db = (out / "adamcu.db").resolve()
+        log(
+            f"dashboard again: ADAMCU_ENVIRONMENT=development ADAMCU_DATABASE_URL=sqlite:///{db} "
+            f"adamcu-server --port 8000, then open "
+            f"http://127.0.0.1:8000/dashboard.html?token={s['dashboard_token']}"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -54,3 +54,23 @@ def child_env(env: dict[str, str], **token: str) -> dict[str, str]:
     the command line, where ``ps`` shows it), and not the server's admin token."""
     child = {k: v for k, v in env.items() if k != "ADAMCU_ADMIN_TOKEN"}
     return child | token
+
+
+class ProgressTail:
+    """The progress lines (``trainer.progress``) a child has logged since the last call: the
+    launcher reads the child's log file from where it stopped, never rereading it."""
+
+    def __init__(self, path: Path, mark: str = " progress ") -> None:
+        self.path, self.mark, self.pos = path, mark, 0
+
+    def new(self) -> list[str]:
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self.pos)
+                chunk = f.read()
+        except FileNotFoundError:
+            return []
+        end = chunk.rfind(b"\n") + 1  # a line still being written waits for the next call
+        self.pos += end
+        lines = chunk[:end].decode("utf-8", "replace").splitlines()
+        return [line[line.index(self.mark) + 1 :] for line in lines if self.mark in line]

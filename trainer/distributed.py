@@ -42,7 +42,6 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm import tqdm
 
 from trainer.config import TrainConfig, load_config
 from trainer.constants import GROUP_CODES
@@ -50,6 +49,7 @@ from trainer.ddp_model import unwrap, wrap
 from trainer.labelbank import LabelBank
 from trainer.losses import source_loss
 from trainer.model import param_groups, poly_lr, set_lr
+from trainer.progress import Progress, progress_mode
 from trainer.step import Ask, Spent, upsample
 from trainer.strategies import configure
 from trainer.train import (
@@ -126,7 +126,7 @@ def pretrain_sharded(
     data: Data,
     device: torch.device,
     cache_dir: Path | None,
-    progress: bool = True,
+    progress: bool | str = True,
 ) -> nn.Module:
     """``adapt.pretrain`` with the global batch sharded over the ranks; same cache file."""
     model, path, loaded = cached_model(cfg, data, device, cache_dir)
@@ -140,7 +140,8 @@ def pretrain_sharded(
     )
     gen = torch.Generator().manual_seed(cfg.seed)
     n = cfg.batch_source + cfg.batch_target
-    for it in tqdm(range(cfg.pretrain_iterations), desc="pretrain", disable=not progress):
+    bar = Progress(cfg.pretrain_iterations, "pretrain", mode=progress_mode(progress))
+    for it in range(cfg.pretrain_iterations):
         set_lr(opt, poly_lr(cfg.pretrain_lr, it, cfg.pretrain_iterations, cfg.poly_power))
         x, y = _source_batch(data, n, gen, cfg, device)
         wrapped.train()
@@ -153,6 +154,8 @@ def pretrain_sharded(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        bar.update(1)
+    bar.close()
     model = unwrap(wrapped)
     if path is not None and dist.get_rank() == 0:
         path.parent.mkdir(parents=True, exist_ok=True)

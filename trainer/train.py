@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from server.schemas import budget_total
 from trainer.checkpoint import cached_weights, data_classes, init_weights, payload, save
@@ -29,6 +28,7 @@ from trainer.labelbank import LabelBank
 from trainer.losses import source_loss
 from trainer.metrics import ConfusionMatrix
 from trainer.model import build_model, param_groups, poly_lr, set_lr
+from trainer.progress import Progress, progress_mode
 from trainer.schedule import QueryLog, new_loop_state, target_order
 from trainer.step import Ask, Batch, LoopState, Spent, adaptation_step, upsample
 
@@ -209,7 +209,7 @@ def pretrain(
     data: Data,
     device: torch.device,
     cache_dir: Path | None,
-    progress: bool = True,
+    progress: bool | str = True,
 ) -> torch.nn.Module:
     """Algorithm 1 line 2: train on (aligned) source, cached by config and data."""
     model, path, loaded = cached_model(cfg, data, device, cache_dir)
@@ -222,9 +222,8 @@ def pretrain(
     )
     gen = torch.Generator().manual_seed(cfg.seed)
     n = cfg.batch_source + cfg.batch_target
-    for it in tqdm(
-        range(cfg.pretrain_iterations), desc="pretrain", disable=not progress, leave=False
-    ):
+    bar = Progress(cfg.pretrain_iterations, "pretrain", mode=progress_mode(progress))
+    for it in range(cfg.pretrain_iterations):
         set_lr(opt, poly_lr(cfg.pretrain_lr, it, cfg.pretrain_iterations, cfg.poly_power))
         x, y = _source_batch(data, n, gen, cfg, device)
         model.train()
@@ -237,6 +236,8 @@ def pretrain(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        bar.update(1, **({"loss": float(loss)} if bar.due else {}))
+    bar.close()
     if path is not None:
         save(path, payload(cfg, model, data_classes(data), data.target.images.shape[-2:]))
     return model
@@ -266,7 +267,7 @@ def adapt(
     state: LoopState | None = None,
     on_eval: Callable[[dict[str, Any]], None] | None = None,
     on_step: Callable[[int, LoopState], None] | None = None,
-    progress: bool = True,
+    progress: bool | str = True,
 ) -> AdaptResult:
     """Algorithm 1 lines 3-17 with model selection on target-val (best state is kept):
     ``cfg.passes`` passes over target-train (``cfg.iterations`` when set), evaluated every
@@ -289,7 +290,9 @@ def adapt(
     timings: dict[str, float] = {}
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     steps = range(start, iterations)
-    for it in tqdm(steps, desc=f"adapt {cfg.strategy}", disable=not progress, leave=False):
+    pass_length = cfg.pass_length(n_target)
+    bar = Progress(iterations, f"adapt {cfg.strategy}", mode=progress_mode(progress), start=start)
+    for it in steps:
         set_lr(opt, poly_lr(cfg.lr, it, iterations, cfg.poly_power))
         batch = _batch(data, order[it], cfg, gen, device)
         stats = adaptation_step(model, opt, batch, bank, state, cfg, it, ask, spent, gen, sync)
@@ -298,6 +301,11 @@ def adapt(
         best.queries.add(stats)
         if on_step is not None:
             on_step(it, state)
+        if bar.due:
+            passes = f"{(it + 1) / pass_length:.1f}/{iterations / pass_length:.1f}"
+            bar.update(1, passes=passes, loss=stats.loss, labeled=bank.num_labeled())
+        else:
+            bar.update(1)
         if (it + 1) % eval_every == 0 or it + 1 == iterations:
             point = _eval_point(model, data, device, it + 1, bank)
             best.curve.append(point)
@@ -306,6 +314,7 @@ def adapt(
             if point["miou"] > best.best_val:
                 best.best_val, best.best_iteration = point["miou"], it + 1
                 best_state = copy.deepcopy(model.state_dict())
+    bar.close()
     model.load_state_dict(best_state)
     best.timings = timings
     return best

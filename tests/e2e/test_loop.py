@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from stack.loop import LoopOptions, run_loop
+from stack.loop import LoopOptions, print_summary, run_loop
 from trainer.bench.experiment import run_strategy
 from trainer.config import TrainConfig
 from trainer.strategies import configure
@@ -58,8 +58,20 @@ def _check_record(database_url: str, summary: dict) -> None:
 @pytest.mark.slow
 def test_loop_sqlite_embedded_queue(tmp_path: Path) -> None:
     opts = _options(tmp_path)
-    summary = run_loop(opts, log=lambda *_: None)
+    console: list[str] = []
+    summary = run_loop(opts, log=console.append)
     _check_record(f"sqlite:///{opts.out / 'adamcu.db'}", summary)
+    # the console follows the worker: its pre-training and adaptation progress, then a summary
+    shown = "\n".join(console)
+    assert "worker: progress pretrain 20/20 (100%)" in shown
+    assert "worker: progress adapt full 12/12 (100%)" in shown
+    assert "dashboard while it runs: http://127.0.0.1:" in shown
+    print_summary(summary, opts.out, log=console.append)
+    budget, miou, took, dashboard = console[-4:]
+    assert budget.startswith(f"budget: {summary['budget']['answered']} of ")
+    assert f"-> {summary['test_miou_after']:.1f} after" in miou
+    assert str(opts.out / "report.json") in took
+    assert f"dashboard.html?token={summary['dashboard_token']}" in dashboard
     assert json.loads((opts.out / "report.json").read_text())["run_id"] == summary["run_id"]
     # the same seed in process, with the ground-truth oracle, gives the same mIoU
     cfg = configure(

@@ -21,6 +21,7 @@ from trainer.bench.inputs import USER_DATA, narrow, prepare_data
 from trainer.bench.report import write_reports
 from trainer.config import TrainConfig
 from trainer.data.synth import DEFAULT_SHIFT
+from trainer.progress import duration
 from trainer.strategies import BUDGET_FREE, STRATEGIES, configure
 from trainer.train import load_data, pick_device, pretrain
 
@@ -163,8 +164,11 @@ def run_bench(
         for fut in futures:
             res = fut.result()
             results.append(res)
+            elapsed = time.perf_counter() - started
+            eta = elapsed / len(results) * (len(runs) - len(results))
             log(
-                f"  {res['shift']:<9} {res['strategy']:<12} budget {100 * res['budget_rate']:5.2f}%"
+                f"  [{len(results)}/{len(runs)} {duration(elapsed)}, eta {duration(eta)}]"
+                f" {res['shift']:<9} {res['strategy']:<12} budget {100 * res['budget_rate']:5.2f}%"
                 f" seed {res['seed']}: val {res['val_miou']:5.1f} test {res['test_miou']:5.1f}"
                 f" ({res['seconds']:.0f} s)"
             )

@@ -63,7 +63,7 @@ def run_session(cfg: TrainConfig, opts: WorkerOptions, client: Any = None) -> di
     opts.checkpoint_dir.mkdir(parents=True, exist_ok=True)
     check_resume(opts.checkpoint_dir, cfg.to_dict(), opts.new_run)
     client = client or ServiceClient(opts.server, opts.token)
-    model = pretrain(cfg, data, device, opts.checkpoint_dir / "cache", False)
+    model = pretrain(cfg, data, device, opts.checkpoint_dir / "cache", "auto")
     run, ckpt = open_run(client, cfg, data, opts, device)
     session = Session(cfg, opts, sopts, data, model, device, client, run)
     run_file = opts.checkpoint_dir / "run.json"

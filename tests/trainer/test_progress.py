@@ -1,0 +1,72 @@
+"""Progress lines: what `docker compose logs` and the main job show of a long loop."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from trainer.progress import Progress, duration, progress_line
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_duration_reads_as_a_person_writes_it() -> None:
+    assert [duration(s) for s in (0, 9.4, 75, 3599, 3725)] == [
+        "0s",
+        "9s",
+        "1m15s",
+        "59m59s",
+        "1h02m",
+    ]
+
+
+def test_a_line_says_where_the_loop_is_how_fast_and_when_it_ends() -> None:
+    line = progress_line("pretrain", 200, 800, 4.0, {"loss": 0.8314, "pass": "2/16"})
+    assert line == "progress pretrain 200/800 (25%) 4.00 it/s, eta 2m30s, loss 0.831, pass 2/16"
+    assert progress_line("adapt", 800, 800, 4.0) == "progress adapt 800/800 (100%) 4.00 it/s"
+    assert progress_line("adapt", 0, 800, 0.0) == "progress adapt 0/800 (0%)"
+
+
+def _run(caplog: pytest.LogCaptureFixture, steps: int, dt: float, **kw) -> list[str]:
+    clock = Clock()
+    caplog.set_level(logging.INFO, logger="adamcu.progress")
+    with Progress(steps, "pretrain", mode="log", every=10.0, clock=clock, **kw) as bar:
+        for _ in range(steps - kw.get("start", 0)):
+            clock.t += dt
+            bar.update(1, **({"loss": 0.5} if bar.due else {}))
+    return [r.getMessage() for r in caplog.records]
+
+
+def test_log_mode_writes_a_line_every_interval_and_one_at_the_end(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    lines = _run(caplog, 100, 1.0)  # 100 s of work, a line every 10 s
+    assert lines[0] == "progress pretrain 10/100 (10%) 1.00 it/s, eta 1m30s, loss 0.500"
+    assert len(lines) == 10  # at 10, 20, ..., 90 s, and the last at 100/100
+    assert lines[-1].startswith("progress pretrain 100/100 (100%) 1.00 it/s")
+
+
+def test_a_short_loop_still_says_it_ended(caplog: pytest.LogCaptureFixture) -> None:
+    assert _run(caplog, 5, 0.1) == ["progress pretrain 5/5 (100%) 10.00 it/s"]
+
+
+def test_a_resumed_loop_counts_its_own_rate(caplog: pytest.LogCaptureFixture) -> None:
+    lines = _run(caplog, 100, 1.0, start=80)
+    assert lines[0] == "progress pretrain 90/100 (90%) 1.00 it/s, eta 10s, loss 0.500"
+
+
+def test_off_mode_is_silent_and_a_bad_mode_is_refused(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="adamcu.progress")
+    with Progress(3, "x", mode="off") as bar:
+        for _ in range(3):
+            bar.update(1)
+    assert caplog.records == []
+    with pytest.raises(ValueError, match="use auto, bar, log or off"):
+        Progress(3, "x", mode="loud")
