@@ -139,6 +139,14 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:
         return error_response(*_validation_message(exc))
 
+    @app.exception_handler(Exception)
+    async def _internal(_req: Request, _exc: Exception) -> JSONResponse:
+        # Starlette's outermost middleware calls this, then re-raises for the server's log
+        # (with the traceback): the client gets the envelope, never a plain-text 500
+        return error_response(
+            500, "internal_error", "The server failed on this request; it is logged. Retry later."
+        )
+
     @app.exception_handler(StarletteHTTPException)
     async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
         code, message = _HTTP_CODES.get(exc.status_code, ("http_error", str(exc.detail)))

@@ -17,6 +17,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
+from server.db import get_db
 from server.schemas import ErrorOut
 
 ALL_ROLES = {"trainer", "annotator", "viewer"}
@@ -30,6 +31,8 @@ DESCRIPTIONS = {
     413: "The body is larger than ADAMCU_MAX_BODY_BYTES",
     415: "The body is not application/json",
     422: "A value is invalid",
+    500: "The server failed on this request (logged with its request id); nothing was changed",
+    503: "The database is busy or out of connections; retry after Retry-After seconds",
 }
 _REF = {"$ref": "#/components/schemas/ErrorOut"}
 
@@ -65,7 +68,9 @@ def common_statuses(route: APIRoute) -> set[int]:
         statuses |= {400, 413, 415, 422}
     if _params(route.dependant):
         statuses.add(422)
-    return statuses
+    if any(call is get_db for call in _calls(route.dependant)):
+        statuses.add(503)  # install_busy_handlers
+    return statuses | {500}  # install_error_handlers: any failure, as the envelope
 
 
 def _envelope(response: dict[str, Any], status: int) -> dict[str, Any]:
@@ -84,7 +89,8 @@ def document_errors(schema: dict[str, Any], routes: list[Any]) -> None:
             continue
         for method in route.methods:
             responses = schema["paths"][route.path_format][method.lower()]["responses"]
-            for status in common_statuses(route) | {int(s) for s in responses if s.startswith("4")}:
+            own = {int(s) for s in responses if s.startswith("4")}
+            for status in common_statuses(route) | own:
                 _envelope(responses.setdefault(str(status), {}), status)
     for unused in ("HTTPValidationError", "ValidationError"):
         components.pop(unused, None)
