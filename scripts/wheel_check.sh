@@ -22,7 +22,7 @@ say() { echo "wheel_check: [${SECONDS}s] $*"; }
 say "building the wheel"
 "$PY" -m pip wheel -q --no-deps -w "$WORK/dist" "$ROOT"
 WHEEL="$(ls "$WORK"/dist/adamcu-*.whl)"
-"$PY" -m zipfile -l "$WHEEL" | grep -q "server/_data/web/index.html" \
+"$PY" -m zipfile -l "$WHEEL" | grep "server/_data/web/index.html" >/dev/null \
   || { say "the wheel lacks the web UI"; exit 1; }
 
 say "installing $(basename "$WHEEL")[server] into a fresh venv"
@@ -46,7 +46,7 @@ source "$WORK/world.env"
 ADAMCU_TOKEN="$ORACLE_TOKEN" "$BIN/adamcu-oracle" --server "$URL" --run "$RUN_ID" \
   --data "$WORK/data" --idle-exit 1 --max-answers 4
 "$BIN/python" "$ROOT/scripts/wheel_world.py" answered "$URL" "$RUN_ID" 4
-head -c 300 "$WORK/server.log" | grep -q '"level"' || { say "server logs are not JSON"; exit 1; }
+head -c 300 "$WORK/server.log" | grep '"level"' >/dev/null || { say "server logs are not JSON"; exit 1; }
 
 say "adding the trainer extra (torch==2.13.0 as scripts/setup.sh installs it)"
 "$BIN/pip" install -q --extra-index-url https://download.pytorch.org/whl/cpu --retries 2 \
