@@ -16,7 +16,7 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,14 @@ from typing import Any
 import httpx
 
 from client.logs import setup_logging
-from stack.processes import ProgressTail, child_env, free_port, make_token, wait_ready
+from stack.processes import (
+    ProgressTail,
+    child_env,
+    free_port,
+    make_token,
+    stop_all,
+    wait_ready,
+)
 from trainer.bench.grid import PRESETS
 from trainer.config import TrainConfig
 from trainer.data.safety import is_user_dataset
@@ -154,12 +161,7 @@ def run_loop(opts: LoopOptions, log=_say) -> dict[str, Any]:
         viewer = make_token(url, admin, "viewer", "loop")
         worker = _start_worker(opts, env, url, trainer)
         procs.append(worker)
-        tail = ProgressTail(opts.out / "worker.log")
-
-        def tick() -> None:
-            for line in tail.new():
-                log(f"worker: {line}")
-
+        tick = _follower(opts.out / "worker.log", log)
         log(f"worker started (log: {opts.out / 'worker.log'}); it pre-trains on source first")
         run_id = wait_for_run(url, viewer, worker, opts.timeout, tick)
         if opts.mode == "session" and not opts.oracles:
@@ -183,18 +185,23 @@ def run_loop(opts: LoopOptions, log=_say) -> dict[str, Any]:
             o.wait(timeout=60)
         summary = json.loads((opts.out / "worker" / "summary.json").read_text())
     finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+        stop_all(procs)
     summary["seconds"] = time.perf_counter() - started
     summary["dashboard_token"] = viewer
     summary["oracle_logs"] = [str(opts.out / f"oracle-{i}.log") for i in range(opts.oracles)]
     (opts.out / "report.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def _follower(path: Path, log) -> Callable[[], None]:
+    """A tick that shows the worker's new progress lines on the console."""
+    tail = ProgressTail(path)
+
+    def tick() -> None:
+        for line in tail.new():
+            log(f"worker: {line}")
+
+    return tick
 
 
 def _start_worker(opts: LoopOptions, env: dict[str, str], url: str, token: str) -> subprocess.Popen:

@@ -56,6 +56,17 @@ def child_env(env: dict[str, str], **token: str) -> dict[str, str]:
     return child | token
 
 
+def stop_all(procs: list[subprocess.Popen]) -> None:
+    """Terminate the still running ones, last started first; kill what ignores it for 20 s."""
+    for p in reversed(procs):
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
 class ProgressTail:
     """The progress lines (``trainer.progress``) a child has logged since the last call: the
     launcher reads the child's log file from where it stopped, never rereading it."""

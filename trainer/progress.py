@@ -79,31 +79,40 @@ class Progress:
         self.started = clock()
         self.next_at = self.started + every
         self.fields: dict[str, Any] = {}
+        self.pending: dict[str, Any] = {}
         self.bar = (
             tqdm(total=total, initial=start, desc=desc, leave=False) if mode == "bar" else None
         )
 
-    @property
-    def due(self) -> bool:
-        """Whether the next :meth:`update` shows its fields: compute costly ones only then."""
-        return self.bar is not None or (self.mode == "log" and self.clock() >= self.next_at)
-
     def update(self, n: int = 1, **fields: Any) -> None:
+        """``n`` more steps done. A field that is a callable (a count) or a tensor (a loss: a
+        host sync) is called or read only when it is shown, every ``every`` seconds."""
         self.done += n
-        self.fields.update(fields)
+        self.pending.update(fields)
+        if self.mode == "off" or self.clock() < self.next_at:
+            if self.bar is not None:
+                self.bar.update(n)
+            return
+        self._resolve()
         if self.bar is not None:
+            self.bar.set_postfix(self._shown(), refresh=False)
             self.bar.update(n)
-            if fields:
-                self.bar.set_postfix(self._shown(), refresh=False)
-        elif self.mode == "log" and self.clock() >= self.next_at and self.done < self.total:
+        elif self.done < self.total:
             self._emit()
-            self.next_at = self.clock() + self.every
+        self.next_at = self.clock() + self.every
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
         elif self.mode == "log" and self.done > self.first:
+            self._resolve()
             self._emit()
+
+    def _resolve(self) -> None:
+        for k, v in self.pending.items():
+            v = v() if callable(v) else v
+            self.fields[k] = float(v) if hasattr(v, "item") else v  # a tensor: synced here
+        self.pending = {}
 
     def _shown(self) -> dict[str, str]:
         return {k: f"{v:.3f}" if isinstance(v, float) else str(v) for k, v in self.fields.items()}

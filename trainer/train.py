@@ -236,7 +236,7 @@ def pretrain(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        bar.update(1, **({"loss": float(loss)} if bar.due else {}))
+        bar.update(1, loss=loss.detach())  # read (a host sync) only when the line is shown
     bar.close()
     if path is not None:
         save(path, payload(cfg, model, data_classes(data), data.target.images.shape[-2:]))
@@ -275,7 +275,8 @@ def adapt(
     torch.manual_seed(cfg.seed + 1)
     n_target = len(data.target.ids)
     iterations = cfg.adapt_iterations(n_target)
-    eval_every = cfg.eval_every or cfg.pass_length(n_target)
+    length = cfg.pass_length(n_target)
+    eval_every = cfg.eval_every or length
     state = state or new_loop_state(cfg, budget_pixels(cfg, data), data.num_classes, n_target)
     state.dccm = state.dccm.to(device)
     opt = torch.optim.SGD(
@@ -289,10 +290,8 @@ def adapt(
     best_state = copy.deepcopy(model.state_dict())
     timings: dict[str, float] = {}
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    steps = range(start, iterations)
-    pass_length = cfg.pass_length(n_target)
     bar = Progress(iterations, f"adapt {cfg.strategy}", mode=progress_mode(progress), start=start)
-    for it in steps:
+    for it in range(start, iterations):
         set_lr(opt, poly_lr(cfg.lr, it, iterations, cfg.poly_power))
         batch = _batch(data, order[it], cfg, gen, device)
         stats = adaptation_step(model, opt, batch, bank, state, cfg, it, ask, spent, gen, sync)
@@ -301,11 +300,8 @@ def adapt(
         best.queries.add(stats)
         if on_step is not None:
             on_step(it, state)
-        if bar.due:
-            passes = f"{(it + 1) / pass_length:.1f}/{iterations / pass_length:.1f}"
-            bar.update(1, passes=passes, loss=stats.loss, labeled=bank.num_labeled())
-        else:
-            bar.update(1)
+        passes = f"{(it + 1) / length:.1f}/{iterations / length:.1f}"
+        bar.update(1, passes=passes, loss=stats.loss, labeled=lambda: bank.num_labeled)
         if (it + 1) % eval_every == 0 or it + 1 == iterations:
             point = _eval_point(model, data, device, it + 1, bank)
             best.curve.append(point)

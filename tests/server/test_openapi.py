@@ -90,6 +90,9 @@ def _provoke(w: World) -> None:
     )
     c.post(queries, content=b"x=1", headers={**w.h("trainer"), "content-type": "text/plain"})
     c.post(queries, json={"pad": "x" * 70_000}, headers=w.h("trainer"))  # 413
+    [gone] = w.ask([(3, 3)]).json()["ids"]
+    w.post(f"/api/v1/runs/{run}/queries/withdraw", "trainer", {"ids": [gone]})
+    w.post(f"/api/v1/queries/{gone}/skip", "alice")  # 410 withdrawn by the trainer
     assert w.ask([(0, 0), (0, 1)]).status_code == 201
     w.ask([(0, 0)])  # 409 duplicate pixel
     w.ask([(1, 0), (1, 1)])  # 409 budget

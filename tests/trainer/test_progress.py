@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
+from tests.userdata import make_user_folder
+from trainer.bench.experiment import run_strategy
+from trainer.config import TrainConfig
 from trainer.progress import Progress, duration, progress_line
+from trainer.strategies import configure
+from trainer.train import load_data
 
 
 class Clock:
@@ -40,7 +46,7 @@ def _run(caplog: pytest.LogCaptureFixture, steps: int, dt: float, **kw) -> list[
     with Progress(steps, "pretrain", mode="log", every=10.0, clock=clock, **kw) as bar:
         for _ in range(steps - kw.get("start", 0)):
             clock.t += dt
-            bar.update(1, **({"loss": 0.5} if bar.due else {}))
+            bar.update(1, loss=0.5)
     return [r.getMessage() for r in caplog.records]
 
 
@@ -54,7 +60,7 @@ def test_log_mode_writes_a_line_every_interval_and_one_at_the_end(
 
 
 def test_a_short_loop_still_says_it_ended(caplog: pytest.LogCaptureFixture) -> None:
-    assert _run(caplog, 5, 0.1) == ["progress pretrain 5/5 (100%) 10.00 it/s"]
+    assert _run(caplog, 5, 0.1) == ["progress pretrain 5/5 (100%) 10.00 it/s, loss 0.500"]
 
 
 def test_a_resumed_loop_counts_its_own_rate(caplog: pytest.LogCaptureFixture) -> None:
@@ -70,3 +76,46 @@ def test_off_mode_is_silent_and_a_bad_mode_is_refused(caplog: pytest.LogCaptureF
     assert caplog.records == []
     with pytest.raises(ValueError, match="use auto, bar, log or off"):
         Progress(3, "x", mode="loud")
+
+
+def test_a_costly_field_is_computed_only_when_shown(caplog: pytest.LogCaptureFixture) -> None:
+    clock, calls = Clock(), []
+
+    def labeled() -> int:
+        calls.append(1)
+        return 7 * len(calls)
+
+    caplog.set_level(logging.INFO, logger="adamcu.progress")
+    with Progress(50, "adapt", mode="log", every=10.0, clock=clock) as bar:
+        for _ in range(50):
+            clock.t += 1.0
+            bar.update(1, labeled=labeled)
+    assert len(calls) == 5  # at 10, 20, 30, 40 s and at the end: not once a step
+    assert [r.getMessage().split(", ")[-1] for r in caplog.records] == [
+        "labeled 7",
+        "labeled 14",
+        "labeled 21",
+        "labeled 28",
+        "labeled 35",
+    ]
+
+
+def test_pretrain_and_adapt_log_their_lines(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The real loops build their lines (loss, passes, the bank's labeled count) and log them."""
+    cfg = configure(
+        TrainConfig(),
+        "full",
+        data_root=str(make_user_folder(tmp_path / "data")),
+        pretrain_iterations=3,
+        iterations=2,
+        eval_every=2,
+        budget_rate=0.01,
+    )
+    caplog.set_level(logging.INFO, logger="adamcu.progress")
+    result = run_strategy(cfg, load_data(cfg), None, progress="log")
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0].startswith("progress pretrain 3/3 (100%)") and "loss " in lines[0]
+    assert lines[1].startswith("progress adapt full 2/2 (100%)")
+    assert f"labeled {result['labeled_pixels']}" in lines[1] and "passes " in lines[1]

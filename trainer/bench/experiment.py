@@ -29,7 +29,7 @@ def run_strategy(
     cfg: TrainConfig,
     data: Data,
     cache_dir: Path | None,
-    progress: bool = False,
+    progress: bool | str = False,
     checkpoint: Path | None = None,
 ) -> dict[str, Any]:
     """Pre-train on source, adapt with ``cfg.strategy``'s configuration, report target-test

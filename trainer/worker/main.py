@@ -145,9 +145,7 @@ def post_metrics(client: ServiceClient, run_id: int, point: dict[str, Any]) -> N
         post()
 
 
-def run_worker(
-    cfg: TrainConfig, opts: WorkerOptions, progress: bool | str = "auto"
-) -> dict[str, Any]:
+def run_worker(cfg: TrainConfig, opts: WorkerOptions, progress: str = "auto") -> dict[str, Any]:
     """Run (or resume) one run against the service; returns a summary."""
     device = pick_device(cfg.device)
     data = load_data(cfg, target_labels=cfg.selection == "all")  # people may label target

@@ -30,6 +30,12 @@ from trainer.uncertainty import partition, uncertainty_score
 
 Pixel = tuple[int, int, int]  # (image_id, y, x) as the server names it
 
+# the session's progress line (every 10 s: docker compose logs, adamcu loop), from the budget
+PROGRESS = (
+    "progress session iteration %(iteration)d, answered %(answered)d/%(expected)d, "
+    "%(reserved)d pending, best target-val %(best).1f"
+)
+
 
 @dataclass
 class SessionOptions:

@@ -41,6 +41,7 @@ from trainer.train import Data, _source_batch, evaluate, new_loop_state
 from trainer.worker.link import ServiceLink
 from trainer.worker.main import WorkerOptions, post_metrics, restore, save_checkpoint
 from trainer.worker.rounds import (
+    PROGRESS,
     Freshness,
     Outstanding,
     Picker,
@@ -52,7 +53,6 @@ from trainer.worker.rounds import (
 )
 
 log = logging.getLogger("adamcu.worker")
-PROGRESS_SECONDS = 10.0  # a progress line (docker compose logs, adamcu loop) this often
 
 
 def _no_ask(*args: Any) -> torch.Tensor:
@@ -319,13 +319,8 @@ class Session:
         if self.client.get_run(self.run_id)["status"] == "finished":
             return "admin"
         b = self.client.budget(self.run_id)
-        if self.due("progress", PROGRESS_SECONDS):
-            log.info(
-                "progress session iteration %d, answered %d/%d, %d pending, "
-                "%d images with labels not yet trained on, best target-val %.1f",
-                self.iteration, b["answered"], b["expected"], b["reserved"],
-                len(self.fresh.fresh), self.best_val,
-            )  # fmt: skip
+        if self.due("progress", 10.0):  # docker compose logs, adamcu loop
+            log.info(PROGRESS, {**b, "iteration": self.iteration, "best": self.best_val})
         answered = b["answered"] >= b["expected"] or (b["reserved"] == 0 and self.exhausted)
         if not answered or self.fresh.fresh:
             self.done_at = None

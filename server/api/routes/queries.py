@@ -80,7 +80,7 @@ def answer_batch(
     return json_response(AnswersOut(answers=done))
 
 
-@router.post("/queries/{query_id}/skip", responses=errors(404, 409))
+@router.post("/queries/{query_id}/skip", responses=errors(404, 409, 410))
 def skip(query_id: Id, db: DB, queue: Queue, now: Now, me: Annotator) -> QueryOut:
     return queries.skip(db, queue, query_id, me.id, now)
 
