@@ -184,6 +184,7 @@ class Stack:
             "ADAMCU_DATABASE_URL": self.database_url,
             "ADAMCU_REDIS_URL": self.redis_url,
             "ADAMCU_REDIS_PREFIX": f"faults-{secrets.token_hex(4)}",
+            "ADAMCU_STORE_ROOT": str(self.out / "store"),  # not ./adamcu-store of the checkout
             "PYTHONUNBUFFERED": "1",
             "OMP_NUM_THREADS": "1",
             "MKL_NUM_THREADS": "1",  # 2 shared cores: no oversubscribing
@@ -360,6 +361,69 @@ class Stack:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait(timeout=10)
+
+
+# -- a labeling session (issue 11): the worker paced by the people answering --------------------
+SESSION_FLAGS = "--queue-minutes 0.5 --queue-floor 5 --queue-ceiling 20 --stale-minutes 0.4 "
+SESSION_FLAGS += "--rescore-seconds 10 --eval-seconds 8 --plateau-minutes 0.25 --round-seconds 1"
+SESSION_BUDGET = 0.0005  # 65 of 16 x 64 x 128 pixels: about a minute at 0.5-2 answers/s
+
+
+def start_session_worker(stack: Stack) -> subprocess.Popen:
+    """``python -m trainer.worker --mode session`` on the stack's data with the short pace
+    and plateau of SESSION_FLAGS; its summary, bank and session.jsonl go to stack.worker_dir."""
+    assert stack.data is not None and stack.weights is not None
+    stack.trainer_token = stack.trainer_token or stack.token("trainer", "worker")
+    cache = stack.worker_dir / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    shutil.copy(stack.weights, cache / stack.weights.name)
+    args = [sys.executable, "-m", "trainer.worker", "--server", stack.url, "--mode", "session"]
+    args += ["--data", str(stack.data), "--strategy", "full", "--budget", str(SESSION_BUDGET)]
+    args += ["--pretrain-iterations", str(PRETRAIN_ITERATIONS), "--seed", str(SEED)]
+    args += ["--checkpoint-dir", str(stack.worker_dir), *SESSION_FLAGS.split()]
+    log = open(stack.out / "worker.log", "a")  # noqa: SIM115 - closed with the process
+    env = child_env(stack.env, ADAMCU_TRAINER_TOKEN=stack.trainer_token)
+    stack.worker = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return stack.worker
+
+
+def assert_session_ended_clean(
+    stack: Stack, run_id: int, keys: list[str]
+) -> tuple[dict, list[dict], list[int]]:
+    """The finished session ended by itself (plateau) with budget answered = the answers =
+    labels trained on, no query answered twice, every answer in the worker's bank.pt with its
+    class and nothing else there, withdrawn queries released and no standing pixel asked
+    twice. ``keys``: the target-train image keys in split order. Returns (summary.json, the
+    run's queries, the withdrawn query ids)."""
+    import torch
+
+    from client.api import ServiceClient
+    from trainer.labelbank import LabelBank
+
+    summary = json.loads((stack.worker_dir / "summary.json").read_text())
+    r, b = record(stack.database_url, run_id), summary["budget"]
+    assert summary["ended"] == "plateau", summary
+    assert b["answered"] == b["expected"] == r["answers"] == r["run_answered"], (b, r)
+    assert b["reserved"] == 0 and r["answers"] == r["answered_queries_in_answers"], (b, r)
+    assert summary["labels_trained"] == summary["labeled_pixels"] == b["answered"], summary
+    bank = LabelBank(1, 1, 1)
+    bank.load_state_dict(torch.load(stack.worker_dir / "bank.pt", weights_only=True))
+    labels = bank.batch(torch.arange(bank.shape[0]))[0]
+    with ServiceClient(stack.url, stack.admin) as admin:
+        row = {im["id"]: keys.index(im["key"]) for im in admin.list_images(run_id)}
+        answers = list(admin.iter_answers_since(run_id))
+        queries = list(admin.iter_queries(run_id))
+    assert bank.num_labeled == len(answers), (bank.num_labeled, len(answers))
+    wrong = [a for a in answers if labels[row[a["image_id"]], a["y"], a["x"]] != a["class_id"]]
+    assert not wrong, f"answers not in the worker's bank with their class: {wrong[:5]}"
+    # withdrawn queries are released: none pending or leased, no pixel asked twice otherwise
+    events = [json.loads(line) for line in (stack.worker_dir / "session.jsonl").open()]
+    withdrawn = [i for e in events if e["event"] == "withdrawn" for i in e["ids"]]
+    status = {q["id"]: q["status"] for q in queries}
+    assert all(status.get(i, "withdrawn") not in ("pending", "leased") for i in withdrawn)
+    standing = [(q["image_id"], q["y"], q["x"]) for q in queries if q["status"] != "withdrawn"]
+    assert len(standing) == len(set(standing)), "a standing pixel was asked twice"
+    return summary, queries, withdrawn
 
 
 # -- the record: nothing lost or doubled --------------------------------------------------------
