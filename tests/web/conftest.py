@@ -54,9 +54,16 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     migrate = pytest.importorskip("server.migrate")
     from server.settings import Settings
 
-    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'web.db'}"
+    root = tmp_path_factory.mktemp("db")
+    url = f"sqlite:///{root / 'web.db'}"
     migrate.upgrade(url)
-    settings = Settings(database_url=url, redis_url=None, admin_token=ADMIN, environment="test")
+    settings = Settings(
+        database_url=url,
+        redis_url=None,
+        admin_token=ADMIN,
+        environment="test",
+        store_root=root / "store",  # not ./adamcu-store in the checkout
+    )
     port = free_port()
     config = uvicorn.Config(
         main.create_app(settings), host="127.0.0.1", port=port, log_level="warning"
