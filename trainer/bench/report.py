@@ -139,16 +139,18 @@ def plot(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(8.5, 4.5))
+    colors = plt.get_cmap("tab20").colors  # 15 strategies: the default cycle repeats after 10
+    dashes = iter(["--", ":", "-."])  # budget-free lines, after source-only's grey dash
     names = [s for s in STRATEGIES if any(k[0] == s for k in summary)]
     names += sorted({k[0] for k in summary} - set(STRATEGIES))
     budgets = sorted({k[1] for k in summary if k[0] not in BUDGET_FREE})
-    for s in names:
+    for i, s in enumerate(names):
         pts = sorted((k[1], v) for k, v in summary.items() if k[0] == s)
         label = NAMES.get(s, s)
         if s in BUDGET_FREE:
-            color = "grey" if s == "source-only" else "black"
-            ax.axhline(pts[0][1][0], linestyle="--", linewidth=1, label=label, color=color)
+            color, style = ("grey", "--") if s == "source-only" else ("black", next(dashes, "--"))
+            ax.axhline(pts[0][1][0], linestyle=style, linewidth=1, label=label, color=color)
             continue
         xs = [100 * b for b, _ in pts]
         width = 2.2 if s == "full" else 1.2
@@ -160,6 +162,7 @@ def plot(
             capsize=3,
             label=label,
             linewidth=width,
+            color=colors[i % len(colors)],
         )
     ax.set_xscale("log")
     if budgets:
@@ -169,7 +172,7 @@ def plot(
     ax.set_ylabel("target-test mIoU (%)")
     if shift:
         ax.set_title(f"shift: {shift}", fontsize=9)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
