@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from trainer.draws import count_ids, device_generator, host_to_device
+from trainer.forward import maybe_compiled
 from trainer.infonce import WeightMode, unit_info_nce
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ class MCUSettings:
     weight_mode: WeightMode = "negatives"
     max_anchors_per_class: int = 16
     max_samples_per_class: int = 32
+    compile: bool = False  # torch.compile the InfoNCE kernel (trainer.forward.maybe_compiled)
 
     @staticmethod
     def from_config(cfg: TrainConfig) -> MCUSettings:
@@ -56,6 +58,7 @@ class MCUSettings:
             weight_mode=cfg.weight_mode if cfg.dccm else "none",  # type: ignore[arg-type]
             max_anchors_per_class=cfg.max_anchors_per_class,
             max_samples_per_class=cfg.max_samples_per_class,
+            compile=cfg.compile_step,
         )
 
     def levels(self) -> list[Level]:
@@ -206,7 +209,7 @@ def mcu_loss(
     emb = normalize(batch.emb)
     a, a_lab, a_unit, s, s_lab, s_unit, s_cat = _units(batch, emb, settings, num_classes, generator)
     counts, unit_links = _link_tables(len(keys), 2 * n_img + 1, links)
-    totals, n_pairs = unit_info_nce(
+    totals, n_pairs = maybe_compiled(unit_info_nce, settings.compile)(
         (a, a_lab, a_unit),
         (s, s_lab, s_unit, s_cat),
         host_to_device(counts, emb.device),

@@ -22,7 +22,7 @@ from trainer.constants import IGNORE_INDEX, Group
 from trainer.contrast import MCUSettings, mcu_loss
 from trainer.dccm import confusion_rates, update_dccm
 from trainer.draws import host_to_device, top_k_select, uniform_select
-from trainer.forward import train_forward, upsample  # noqa: F401 (re-exported)
+from trainer.forward import maybe_compiled, train_forward, upsample  # noqa: F401 (re-exported)
 from trainer.labelbank import LabelBank
 from trainer.losses import cross_entropy, grouped_loss, source_loss
 from trainer.metrics import query_errors
@@ -210,7 +210,7 @@ def _score(
     """Eq. 1 on every pixel, the groups (III-B; thresholds calibrated on the first target
     batch), target softmax and the argmax of every image (pseudo labels, anchors, DCCM)."""
     with torch.no_grad():
-        score = uncertainty_score(main, aux, cfg.gamma)
+        score = maybe_compiled(uncertainty_score, cfg.compile_step)(main, aux, cfg.gamma)
         if not state.calibrated:
             calibrate_thresholds(state, score[n_src:], cfg)
         s = state.sampler.state

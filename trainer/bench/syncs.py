@@ -144,3 +144,12 @@ def cuda_sync_count(fn: Callable[[], Any]) -> tuple[Any, int]:
             torch.cuda.set_sync_debug_mode("default")
     syncs = [w for w in caught if "synchroniz" in str(w.message).lower()]
     return result, len(syncs)
+
+
+def count_aten_ops(fn: Callable[[], Any]) -> int:
+    """aten operator calls of one ``fn()`` (``torch.profiler`` key averages, CPU side)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    return sum(e.count for e in prof.key_averages() if e.key.startswith("aten::"))
