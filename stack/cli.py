@@ -111,6 +111,8 @@ def _speed(args: argparse.Namespace) -> int:
         iterations=args.iterations,
         device=args.device,
         amp=not args.no_amp,
+        compile_step=args.compile,
+        threads=args.threads,
     )
     print(f"written to {args.out}")
     return 0
@@ -194,6 +196,8 @@ def _add_speed_benchmarks(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--iterations", type=int, default=30)
     s.add_argument("--device", default="auto")
     s.add_argument("--no-amp", action="store_true")
+    s.add_argument("--compile", action="store_true", help="torch.compile the step's pure kernels")
+    s.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     s.set_defaults(fn=_speed)
     gb = sub.add_parser(
         "gpu-bench",
@@ -213,6 +217,7 @@ def _add_speed_benchmarks(sub: argparse._SubParsersAction) -> None:
         "--max-seconds", type=float, default=270.0, help="start no setting after this many seconds"
     )
     gb.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    gb.add_argument("--compile", action="store_true", help="torch.compile the step's pure kernels")
     gb.set_defaults(fn=_gpu_bench)
 
 

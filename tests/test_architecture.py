@@ -23,6 +23,7 @@ MATH = {
     "labelbank",
     "constants",
     "step",
+    "stepstats",
     "draws",
     "infonce",
     "pixel_sets",

@@ -117,6 +117,7 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True
     channels_last: bool = False
+    compile_step: bool = False  # torch.compile Eq. 1 and the InfoNCE kernel (falls back to eager)
     threads: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 

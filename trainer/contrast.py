@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from trainer.constants import IGNORE_INDEX
-from trainer.draws import device_generator
+from trainer.draws import count_ids, device_generator, host_to_device
+from trainer.forward import maybe_compiled
 from trainer.infonce import WeightMode, unit_info_nce
 
 if TYPE_CHECKING:
@@ -43,6 +43,7 @@ class MCUSettings:
     weight_mode: WeightMode = "negatives"
     max_anchors_per_class: int = 16
     max_samples_per_class: int = 32
+    compile: bool = False  # torch.compile the InfoNCE kernel (trainer.forward.maybe_compiled)
 
     @staticmethod
     def from_config(cfg: TrainConfig) -> MCUSettings:
@@ -57,6 +58,7 @@ class MCUSettings:
             weight_mode=cfg.weight_mode if cfg.dccm else "none",  # type: ignore[arg-type]
             max_anchors_per_class=cfg.max_anchors_per_class,
             max_samples_per_class=cfg.max_samples_per_class,
+            compile=cfg.compile_step,
         )
 
     def levels(self) -> list[Level]:
@@ -132,14 +134,7 @@ class PixelBatch:
     center: Tensor
     image: Tensor
     domains: list[int]
-
-
-def image_class_groups(image: Tensor, label: Tensor) -> Tensor:
-    """(P,) long id of each pixel's (image, label) pair, for :func:`cap_mask` (no sync)."""
-    if label.numel() == 0:
-        return image.clone()
-    lo, hi = torch.aminmax(label)
-    return image * (hi - lo + 1) + (label - lo)
+    inexact: Tensor | None = None  # padded sets: 0-dim bool, a capped draw came out short
 
 
 Level = Literal["intra", "cross_image", "cross_domain"]
@@ -179,6 +174,7 @@ def mcu_loss(
     num_classes: int,
     weight: Tensor | None = None,
     generator: torch.Generator | None = None,
+    weight_bound: float | None = None,
 ) -> dict[str, Tensor]:
     """Contrastive losses of the enabled MCU levels (III-C2, Eq. 9-11).
 
@@ -196,6 +192,12 @@ def mcu_loss(
     anchors (pixels and centres) and all samples serves every level and both kinds: each
     (anchor, positive) term takes its negatives from the positive's own image (unit).
 
+    Fixed sizes, no host sync: anchors and samples go into ``images * num_classes * cap``
+    slots (``nonzero_static``), the unused ones in a unit linked to nothing; labels outside
+    ``[0, num_classes)`` take part in nothing. ``weight_bound``: an upper bound of ``|weight|``
+    known on the host (the DCCM's entries lie in [0, 1]), which decides whether the
+    exponentials need float64; ``None`` reads it from ``weight`` (a host sync).
+
     Returns ``{"p2p_intra", "c2c_intra", "p2p_cross_image", ...}``, enabled entries only:
     scalars, 0 (attached to the embeddings) when a level has no pair (or the batch no image).
     """
@@ -205,32 +207,58 @@ def mcu_loss(
     if not links:
         return {k: zero for k in keys}
     emb = normalize(batch.emb)
-    anchors: list[tuple[Tensor, Tensor, Tensor]] = []  # (emb, label, unit)
-    samples: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []  # + category (see unit_info_nce)
+    a, a_lab, a_unit, s, s_lab, s_unit, s_cat = _units(batch, emb, settings, num_classes, generator)
+    counts, unit_links = _link_tables(len(keys), 2 * n_img + 1, links)
+    totals, n_pairs = maybe_compiled(unit_info_nce, settings.compile)(
+        (a, a_lab, a_unit),
+        (s, s_lab, s_unit, s_cat),
+        host_to_device(counts, emb.device),
+        settings.temperature,
+        settings.weight_mode,
+        weight,
+        classes=num_classes,
+        unit_links=host_to_device(unit_links, emb.device),
+        max_positives=max(1, settings.max_samples_per_class),
+        weight_bound=weight_bound,
+    )
+    losses = totals / n_pairs.clamp_min(1.0)
+    return {k: losses[i] for i, k in enumerate(keys)}
+
+
+def _link_tables(n_keys: int, n_units: int, links: list[tuple[int, int, int]]) -> list[Tensor]:
+    """On the host: (loss, anchor unit, sample unit) -> how often the loss pairs them, and
+    (units, L) the sample units each anchor unit is linked to, ascending, -1 padded."""
+    link = torch.tensor(links).T
+    counts = torch.zeros(n_keys, n_units, n_units).index_put_(
+        (link[0], link[1], link[2]), torch.ones(link.shape[1]), accumulate=True
+    )
+    per_unit = [sorted({v for _, u, v in links if u == unit}) for unit in range(n_units)]
+    width = max(1, max(len(p) for p in per_unit))
+    table = torch.tensor([p + [-1] * (width - len(p)) for p in per_unit])
+    return [counts, table]
+
+
+def _units(
+    batch: PixelBatch,
+    emb: Tensor,
+    settings: MCUSettings,
+    num_classes: int,
+    generator: torch.Generator | None,
+) -> list[Tensor]:
+    """Anchors (emb, label, unit) and samples (emb, label, unit, category) of the enabled
+    kinds, pixels first, then centres."""
+    labeled = (batch.label >= 0) & (batch.label < num_classes)
+    anchors: list[tuple[Tensor, ...]] = []
+    samples: list[tuple[Tensor, ...]] = []  # + category (see unit_info_nce)
     if settings.p2p:
-        a, s = _pixel_units(batch, emb, settings, generator)
+        a, s = _pixel_units(batch, emb, labeled, settings, num_classes, generator)
         anchors.append(a)
         samples.append(s)
     if settings.c2c:
         cen = _center_units(batch, emb, num_classes)
         anchors.append(cen)
         samples.append((*cen, torch.ones_like(cen[1])))
-    a, a_lab, a_unit = _concat(anchors)
-    s, s_lab, s_unit, s_cat = _concat(samples)
-    link = torch.tensor(links, device=emb.device).T
-    counts = emb.new_zeros(len(keys), 2 * n_img, 2 * n_img).index_put_(
-        (link[0], link[1], link[2]), emb.new_ones(link.shape[1]), accumulate=True
-    )  # (loss, anchor unit, sample unit) -> how often the loss pairs them
-    totals, n_pairs = unit_info_nce(
-        (a, a_lab, a_unit),
-        (s, s_lab, s_unit, s_cat),
-        counts,
-        settings.temperature,
-        settings.weight_mode,
-        weight,
-    )
-    losses = totals / n_pairs.clamp_min(1.0)
-    return {k: losses[i] for i, k in enumerate(keys)}
+    return _concat(anchors) + _concat(samples)
 
 
 def _concat(parts: list[tuple[Tensor, ...]]) -> list[Tensor]:
@@ -256,32 +284,58 @@ def _links(
 
 
 def _pixel_units(
-    batch: PixelBatch, emb: Tensor, settings: MCUSettings, generator: torch.Generator | None
+    batch: PixelBatch,
+    emb: Tensor,
+    labeled: Tensor,
+    settings: MCUSettings,
+    num_classes: int,
+    generator: torch.Generator | None,
 ) -> tuple[tuple[Tensor, Tensor, Tensor], tuple[Tensor, Tensor, Tensor, Tensor]]:
-    """Pixel anchors (emb, label, unit) and samples (+ category) of every image, capped."""
+    """Pixel anchors (emb, label, unit) and samples (+ category) of every image, capped, in
+    fixed-size slots; unused slots are in unit ``2 * images`` (linked to nothing), label 0."""
     label, image = batch.label, batch.image
-    labeled = label != IGNORE_INDEX
-    group = image_class_groups(image, label)
+    n_img = len(batch.domains)
+    group = image * (num_classes + 1) + torch.where(labeled, label, num_classes)
     chosen = cap_mask(group, batch.anchor & labeled, settings.max_anchors_per_class, generator)
     ranked = _ranked(group, generator)
     intra_ok = _capped(ranked, labeled & ~chosen, settings.max_samples_per_class)
     cross_ok = _capped(ranked, labeled, settings.max_samples_per_class)
-    a_idx = chosen.nonzero().squeeze(1)
-    s_idx = (intra_ok | cross_ok).nonzero().squeeze(1)
+    cells = n_img * num_classes
+    a_idx, a_ok = _slots(chosen, cells * max(settings.max_anchors_per_class, 0))
+    s_idx, s_ok = _slots(intra_ok | cross_ok, cells * 2 * max(settings.max_samples_per_class, 0))
     cat = 1 - intra_ok[s_idx].long() + cross_ok[s_idx].long()
-    return (emb[a_idx], label[a_idx], image[a_idx]), (
+    dump = 2 * n_img
+    return (
+        emb[a_idx],
+        torch.where(a_ok, label[a_idx], 0),
+        torch.where(a_ok, image[a_idx], dump),
+    ), (
         emb[s_idx],
-        label[s_idx],
-        image[s_idx],
+        torch.where(s_ok, label[s_idx], 0),
+        torch.where(s_ok, image[s_idx], dump),
         cat,
     )
 
 
+def _slots(mask: Tensor, bound: int) -> tuple[Tensor, Tensor]:
+    """Indices of ``mask``'s True items in ``min(len, bound)`` slots (ascending, no sync) and
+    which slots are used; unused slots point at the last item."""
+    n = mask.numel()
+    idx = torch.nonzero_static(mask, size=min(n, bound), fill_value=n).squeeze(1)
+    return idx.clamp(max=max(n - 1, 0)), idx < n
+
+
 def _center_units(batch: PixelBatch, emb: Tensor, num_classes: int) -> tuple[Tensor, ...]:
-    """Class centres (emb, class, unit) of every image with ``center`` pixels of the class."""
+    """Class centres (emb, class, unit) of every (image, class): the unit of a cell without
+    ``center`` pixels is ``2 * images`` (linked to nothing)."""
     n_img, label = len(batch.domains), batch.label
     ok = batch.center & (label >= 0) & (label < num_classes)
-    cell = (batch.image * num_classes + label)[ok]
-    sums = emb.new_zeros(n_img * num_classes, emb.shape[1]).index_add(0, cell, emb[ok])
-    rows = (torch.bincount(cell, minlength=n_img * num_classes) > 0).nonzero().squeeze(1)
-    return normalize(sums[rows]), rows % num_classes, n_img + rows // num_classes
+    cells = n_img * num_classes
+    cell = torch.where(ok, batch.image * num_classes + label, cells)
+    sums = emb.new_zeros(cells + 1, emb.shape[1]).index_add(0, cell, emb)[:cells]
+    present = count_ids(cell, cells + 1)[:cells] > 0
+    rows = torch.arange(cells, device=emb.device)
+    unit = torch.where(
+        present, n_img + torch.div(rows, num_classes, rounding_mode="floor"), 2 * n_img
+    )
+    return normalize(sums), rows % num_classes, unit

@@ -35,8 +35,8 @@ def device_generator(
 
 
 def thinning_target(k: int) -> float:
-    """Expected survivors per group of the Bernoulli pre-thinning in :func:`uniform_select` and
-    :func:`sample_per_group`: ``k + 8 sqrt(k) + 64``.
+    """Expected survivors per group of the Bernoulli pre-thinning in :func:`sample_per_group`:
+    ``k + 8 sqrt(k) + 64``.
 
     Keeping each of ``n`` candidates with probability ``min(1, mu / n)`` leaves fewer than
     ``k`` of them with probability at most ``exp(-(mu - k)^2 / (2 mu)) < 1e-15`` (Chernoff),
@@ -52,11 +52,8 @@ def uniform_select(
 
     Exactly uniform over the ``k``-subsets of the candidates: every pixel gets an i.i.d.
     uniform key (drawn on the candidates' device, :func:`device_generator`) and the ``k``
-    candidates with the smallest keys are chosen. To keep the cost O(pixels) and the sort
-    small, candidates are first thinned to those with ``key < mu / n`` (``n`` candidates,
-    ``mu`` = :func:`thinning_target`), which holds the ``k`` smallest keys whenever at least
-    ``k`` survive; otherwise (``n < k``, or a < 1e-15 event) every candidate is used. One
-    host sync (the ``nonzero`` of the survivors) in the usual case.
+    candidates with the smallest keys are chosen: one ``topk`` of the keys, the others' keys
+    set to 2, so fewer than ``k`` candidates are all chosen. Fixed sizes only: no host sync.
 
     Args:
         candidates: (N, H, W) bool, pixels that may be chosen.
@@ -73,15 +70,18 @@ def uniform_select(
         return mask.view(candidates.shape)
     gen = device_generator(generator, flat.device)
     key = torch.rand(flat.numel(), generator=gen, device=flat.device)
-    count = flat.sum()
-    rate = (thinning_target(k) / count.clamp_min(1)).clamp(max=2.0)  # 2: keep all (key < 1)
-    idx = (flat & (key < rate)).nonzero().squeeze(1)
-    if idx.numel() < k:  # fewer than k candidates, or the thinning was unlucky (< 1e-15)
-        idx = flat.nonzero().squeeze(1)
-    if idx.numel() > k:
-        idx = idx[torch.topk(key[idx], k, largest=False, sorted=False).indices]
-    mask[idx] = True
+    smallest = torch.topk(torch.where(flat, key, 2.0), k, largest=False, sorted=False)
+    mask.scatter_(0, smallest.indices, smallest.values < 1.0)
     return mask.view(candidates.shape)
+
+
+def host_to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``t`` (on the host) on ``device``; to a GPU through pinned memory without blocking the
+    host (a pageable copy is a host sync)."""
+    device = torch.device(device)
+    if device.type != "cuda" or t.device.type == "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
 
 
 def count_ids(ids: torch.Tensor, n: int) -> torch.Tensor:
@@ -124,31 +124,104 @@ def sample_per_group(
         ``(idx, chosen)``: idx (K,) long ascending, the items chosen by at least one draw;
         chosen[j] (K,) bool, whether draw ``j`` chose ``idx[i]``.
     """
+    draw = _prepare(group, oks, caps, num_groups, generator)
+    while True:
+        idx, chosen, short_any = _survivor_draw(group, caps, num_groups, draw, None)
+        if not bool(short_any.any()):  # < 1e-15 per group and draw
+            sel = torch.stack(chosen).any(0)
+            return idx[sel], [c[sel] for c in chosen]
+        rates = draw[2]
+        for j in range(len(caps)):
+            rates[j] = torch.where(short_any[j], 2.0, rates[j])
+
+
+def sample_per_group_padded(
+    group: torch.Tensor,
+    oks: list[torch.Tensor],
+    caps: list[int],
+    num_groups: int,
+    max_groups: int,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+    """:func:`sample_per_group` in fixed sizes, without a host sync: the same keys and the same
+    draw whenever the exact one needs no fallback.
+
+    ``max_groups``: how many group ids can hold ok items (e.g. images x classes). Survivors of
+    the thinning go into a buffer of ``1.25 x`` their largest expected count (+ a margin), the
+    chosen items into ``max_groups * sum(caps)`` slots. Returns ``(idx, chosen, short)``: idx
+    (K,) long ascending, ``group.numel()`` in the unused slots (their ``chosen`` are False);
+    ``short`` a 0-dim bool tensor, True when some group came out with fewer than
+    ``min(cap, n)`` (the fallback the exact draw would take, probability < 1e-15 per group and
+    draw, or a full buffer); nothing is redone then, so the caller should report it.
+    """
+    n = group.numel()
+    mu = max_groups * sum(thinning_target(max(c, 0)) for c in caps)
+    size = min(n, int(1.25 * mu + 10 * math.sqrt(mu) + 64))
+    out = min(n, max_groups * sum(max(c, 0) for c in caps))
+    idx, chosen, short_any = _survivor_draw(
+        group, caps, num_groups, _prepare(group, oks, caps, num_groups, generator), size
+    )
+    sel = torch.stack(chosen).any(0) if chosen else torch.zeros_like(idx, dtype=torch.bool)
+    pos = torch.nonzero_static(sel, size=out, fill_value=size).squeeze(1)
+    ok = pos < size
+    pos = pos.clamp(max=max(size - 1, 0))
+    return (
+        torch.where(ok, idx[pos], n),
+        [c[pos] & ok for c in chosen],
+        short_any.any(),
+    )
+
+
+_Prepared = tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]
+
+
+def _prepare(
+    group: torch.Tensor,
+    oks: list[torch.Tensor],
+    caps: list[int],
+    num_groups: int,
+    generator: torch.Generator | None,
+) -> _Prepared:
+    """Per draw: group ids (``num_groups`` where not ok), keys, thinning rates, counts."""
     dev = group.device
     gen = device_generator(generator, dev)
     g_all = [torch.where(ok, group, num_groups) for ok in oks]  # num_groups: not eligible
     keys = [torch.rand(group.numel(), generator=gen, device=dev) for _ in caps]
     counts = [count_ids(gj, num_groups + 1) for gj in g_all]
     rates = [_thinning_rate(n, cap, num_groups) for n, cap in zip(counts, caps, strict=True)]
-    while True:
-        survive = [key < rate[gj] for key, rate, gj in zip(keys, rates, g_all, strict=True)]
-        keep = survive[0]
-        for s in survive[1:]:
-            keep = keep | s
+    return g_all, keys, rates, counts
+
+
+def _survivor_draw(
+    group: torch.Tensor,
+    caps: list[int],
+    num_groups: int,
+    draw: _Prepared,
+    size: int | None,
+) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+    """One thinning pass: survivors' indices (``size`` slots, or as many as survive: a host
+    sync), each draw's choice among them, and (draws, groups) bool: groups left short."""
+    g_all, keys, rates, counts = draw
+    survive = [key < rate[gj] for key, rate, gj in zip(keys, rates, g_all, strict=True)]
+    keep = survive[0]
+    for s in survive[1:]:
+        keep = keep | s
+    n = group.numel()
+    if size is None:
         idx = keep.nonzero().squeeze(1)
-        g = group[idx]
-        chosen, short = [], []
-        for j, cap in enumerate(caps):
-            cand = survive[j][idx]
-            chosen.append(_first_per_group(g, cand, keys[j][idx], cap))
-            kept = count_ids(torch.where(cand, g, num_groups), num_groups + 1)
-            short.append(kept < counts[j].clamp(max=max(cap, 0)))
-        short_any = torch.stack(short)
-        if not bool(short_any.any()):  # < 1e-15 per group and draw
-            sel = torch.stack(chosen).any(0)
-            return idx[sel], [c[sel] for c in chosen]
-        for j in range(len(caps)):
-            rates[j] = torch.where(short_any[j], 2.0, rates[j])
+        at, valid = idx, None
+    else:
+        idx = torch.nonzero_static(keep, size=size, fill_value=n).squeeze(1)
+        valid = idx < n
+        at = idx.clamp(max=max(n - 1, 0))
+    g = group[at]
+    chosen, short = [], []
+    for j, cap in enumerate(caps):
+        cand = survive[j][at] if valid is None else survive[j][at] & valid
+        chosen.append(_first_per_group(g, cand, keys[j][at], cap))
+        kept = count_ids(torch.where(cand, g, num_groups), num_groups + 1)
+        short.append(kept < counts[j].clamp(max=max(cap, 0)))
+    return idx, chosen, torch.stack(short)
 
 
 def _thinning_rate(n: torch.Tensor, cap: int, num_groups: int) -> torch.Tensor:

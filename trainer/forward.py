@@ -8,8 +8,11 @@ keep their dropout. No second forward is needed: a dropout layer in evaluation i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import cache
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -65,3 +68,29 @@ def train_forward(
         out = model(x)
     size = tuple(x.shape[-2:])
     return out, upsample(out.main.float(), size), upsample(out.aux.float(), size)
+
+
+@cache
+def maybe_compiled(fn: Callable[..., Any], on: bool) -> Callable[..., Any]:
+    """``fn`` (a pure tensor function: no side effect) under ``torch.compile`` when ``on``; if
+    compiling is unavailable or fails on a call, a warning and ``fn`` itself from then on."""
+    if not on:
+        return fn
+    try:
+        compiled = torch.compile(fn, dynamic=False)
+    except Exception as exc:  # noqa: BLE001 (no compiler on this machine, an old torch)
+        warnings.warn(f"torch.compile unavailable ({exc}); running eagerly", stacklevel=2)
+        return fn
+    current = [compiled]
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return current[0](*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001
+            if current[0] is fn:
+                raise
+            warnings.warn(f"torch.compile failed ({str(exc)[:200]}); running eagerly", stacklevel=2)
+            current[0] = fn
+            return fn(*args, **kwargs)
+
+    return call

@@ -189,6 +189,17 @@ class LabelBank:
             asked.view(-1)[flat] = True
         return labels.to(dtype), groups.to(dtype), asked
 
+    def labeled_counts(self, index: torch.Tensor, group: str = "high") -> tuple[int, int]:
+        """Labeled pixels of the images ``index`` (a row as often as it occurs) queried from
+        ``group``, and the other labeled ones: host integers, read from the entries."""
+        rows = torch.as_tensor(index).reshape(-1).tolist()
+        if not rows:
+            return 0, 0
+        _, cls, code = self._decode(torch.cat([self._entries[row] for row in rows]))
+        answered = cls != IGNORE
+        mine = int((answered & (code == GROUP_CODES[group])).sum())
+        return mine, int(answered.sum()) - mine
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         """``entries`` (M,) packed, ``lengths`` (N,) entries per image, ``shape`` (3,)."""
         return {

@@ -92,6 +92,7 @@ def grouped_loss(
     pseudo: Tensor,
     masks: dict[str, Tensor],
     equal_weight: bool = True,
+    max_pixels: int | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Target segmentation loss with adaptive sampling (Eq. 4 + Eq. 5).
 
@@ -111,10 +112,9 @@ def grouped_loss(
         ``(loss, per_group)``: scalar loss (0 attached to ``logits`` when every group is
         empty) and the detached mean CE of each group in ``masks`` (0 when empty).
 
-    Only the selected pixels (a few percent at full resolution) are gathered, as (K, C), for
-    the log-softmax: one host sync (their ``nonzero``), the per-group sums and counts stay
-    tensors, and the backward writes K rows instead of a full (N, C, H, W) softmax gradient.
-    """
+    Only the selected pixels are gathered, as (K, C), for the log-softmax (the backward writes
+    K rows, not an (N, C, H, W) softmax gradient): their ``nonzero`` is a host sync, unless
+    ``max_pixels`` (a host bound of K) gives the gather a fixed size."""
     n, c = logits.shape[:2]
     soft = pseudo.dim() == logits.dim()
     true_ok = labels != IGNORE_INDEX
@@ -125,7 +125,7 @@ def grouped_loss(
     if not sels:
         return logits.sum() * 0.0, {}
     union = torch.stack(list(sels.values())).any(0).reshape(n, -1)
-    b, p = union.nonzero(as_tuple=True)
+    b, p, used = _selected(union, max_pixels)
     logp = F.log_softmax(logits.flatten(2)[b, :, p], dim=1)  # (K, C)
     zero = logp.sum() * 0.0
 
@@ -140,12 +140,25 @@ def grouped_loss(
     keys = list(sels)
     sums, counts = [], []
     for key in keys:
-        w = sels[key].reshape(n, -1)[b, p]
+        w = sels[key].reshape(n, -1)[b, p] & used
         sums.append(torch.where(w, ce_pseudo if key == "low" else ce_true, 0.0).sum())
         counts.append(w.sum())
     means, mean_loss = _group_means(torch.stack(sums), torch.stack(counts), equal_weight)
     detached = means.detach()
     return zero + mean_loss, {k: detached[i] for i, k in enumerate(keys)}
+
+
+def _selected(union: Tensor, max_pixels: int | None) -> tuple[Tensor, Tensor, Tensor]:
+    """Rows and columns of the True items of ``union`` (N, P), and which of them are used: all
+    (a host sync), or ``max_pixels`` slots (no sync; the unused ones point at the last item)."""
+    if max_pixels is None:
+        b, p = union.nonzero(as_tuple=True)
+        return b, p, torch.ones_like(b, dtype=torch.bool)
+    n = union.numel()
+    flat = torch.nonzero_static(union.reshape(-1), size=min(max_pixels, n), fill_value=n)[:, 0]
+    used = flat < n
+    flat = flat.clamp(max=max(n - 1, 0))
+    return torch.div(flat, union.shape[1], rounding_mode="floor"), flat % union.shape[1], used
 
 
 def _group_means(sum_t: Tensor, counts: Tensor, equal_weight: bool) -> tuple[Tensor, Tensor]:

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from trainer.config import TrainConfig
 from trainer.constants import IGNORE_INDEX
 from trainer.contrast import PixelBatch
-from trainer.draws import sample_per_group
+from trainer.draws import sample_per_group, sample_per_group_padded
 from trainer.model import SegOutput
 
 
@@ -42,6 +42,28 @@ def gather_batch_embeddings(
     return out[0, :, 0].t().float()
 
 
+def _draw(
+    group: torch.Tensor,
+    pick: torch.Tensor,
+    wrong: torch.Tensor,
+    caps: list[int],
+    images: int,
+    num_classes: int,
+    gen: torch.Generator,
+    padded: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Candidates and anchors capped per (image, class): indices, anchor flags, and (padded)
+    which slots are used and whether the draw came out short."""
+    if not padded:
+        idx, (_, anchor) = sample_per_group(group, [pick, wrong], caps, images * 256, gen)
+        return idx, anchor, None, None
+    idx, (_, anchor), inexact = sample_per_group_padded(
+        group, [pick, wrong], caps, images * 256, images * num_classes, gen
+    )
+    used = idx < group.numel()
+    return idx.clamp(max=max(group.numel() - 1, 0)), anchor, used, inexact
+
+
 def build_pixel_sets(
     out: SegOutput,
     n_src: int,
@@ -55,6 +77,7 @@ def build_pixel_sets(
     num_classes: int,
     cfg: TrainConfig,
     gen: torch.Generator,
+    padded: bool = False,
 ) -> PixelBatch:
     """Pixels of the MCUs (III-C), all images at once: source anchors are misclassified source
     pixels, target anchors misclassified labeled pixels; centres come from G_l (pseudo labels
@@ -65,7 +88,12 @@ def build_pixel_sets(
 
     Labels are expected in ``[0, 255)`` (255: none). At full resolution (millions of labelled
     pixels) only element-wise passes touch every pixel: :func:`sample_per_group` thins the
-    candidates before it sorts, so the sort sees O(images * classes * cap) pixels."""
+    candidates before it sorts, so the sort sees O(images * classes * cap) pixels.
+
+    ``padded``: fixed sizes, no host sync (:func:`sample_per_group_padded`): the batch has
+    ``images * num_classes * (2 * max_samples + max_anchors)`` entries, the unused ones
+    labelled 255 (they take part in nothing), only labels below ``num_classes`` are
+    candidates, and ``inexact`` tells whether the capped draw came out short."""
     valid = torch.cat([src_y != IGNORE_INDEX, tgt_y != IGNORE_INDEX])  # true labels
     low = low_mask & (tgt_y == IGNORE_INDEX)
     label = torch.cat([src_y, torch.where(low, pseudo, tgt_y)])
@@ -73,14 +101,12 @@ def build_pixel_sets(
     per_image = size[0] * size[1]
     image_id = torch.arange(label.shape[0], device=label.device).view(-1, 1, 1)
     group = (image_id * 256 + label.clamp(0, 255)).reshape(-1)
-    pick = (lab >= 0) & (lab < IGNORE_INDEX)
+    top = num_classes if padded else IGNORE_INDEX  # padded: max_groups = images x classes
+    pick = (lab >= 0) & (lab < top)
     wrong = valid.reshape(-1) & (pred.reshape(-1) != lab) & (lab >= 0) & (lab < num_classes)
-    idx, (_, anchor) = sample_per_group(
-        group,
-        [pick, wrong],
-        [2 * cfg.max_samples_per_class, cfg.max_anchors_per_class],
-        label.shape[0] * 256,
-        gen,
+    caps = [2 * cfg.max_samples_per_class, cfg.max_anchors_per_class]
+    idx, anchor, used, inexact = _draw(
+        group, pick, wrong, caps, label.shape[0], num_classes, gen, padded
     )
     center = torch.cat([src_low & (src_y != IGNORE_INDEX), low]).reshape(-1)[idx]
     image = torch.div(idx, per_image, rounding_mode="floor")
@@ -88,9 +114,10 @@ def build_pixel_sets(
     ys, xs = torch.div(pix, size[1], rounding_mode="floor"), pix % size[1]
     return PixelBatch(
         emb=gather_batch_embeddings(out.embedding, image, ys, xs, size),
-        label=lab[idx],
+        label=lab[idx] if used is None else torch.where(used, lab[idx], IGNORE_INDEX),
         anchor=anchor,
-        center=center,
+        center=center if used is None else center & used,
         image=image,
         domains=[0] * n_src + [1] * tgt_y.shape[0],
+        inexact=inexact,
     )

@@ -247,21 +247,44 @@ def adaptive_sample(
     return {"high": high, "medium": medium, "low": low}
 
 
+def _low_draw(cfg: TrainConfig, counts: tuple[int, int]) -> int:
+    """AS's pseudo-label count from the batch's labeled pixels (G_h, other) counted on the
+    host: the larger group, or ``min_low_samples`` for a pseudo-only batch when allowed."""
+    min_low = cfg.min_low_samples if cfg.pseudo_only_batches else 0
+    return max(counts) or min_low
+
+
 def target_masks(
     cfg: TrainConfig,
     groups: torch.Tensor,
     labels: torch.Tensor,
     label_group: torch.Tensor,
     gen: torch.Generator,
+    counts: tuple[int, int] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Which target pixels enter Eq. 4-5: AS (equal counts per group), all of G_l, or none.
 
     Under AS a batch without a true label takes no pseudo label unless
-    ``cfg.pseudo_only_batches`` (then ``cfg.min_low_samples`` of G_l)."""
+    ``cfg.pseudo_only_batches`` (then ``cfg.min_low_samples`` of G_l). ``counts``: the batch's
+    labeled pixels queried from G_h and from elsewhere, known on the host (the label bank);
+    without them AS counts on the device (a host sync)."""
     labeled = labels != IGNORE_INDEX
     if not cfg.pseudo_labels:
         return {"medium": labeled}
     if cfg.adaptive_sampling:
         min_low = cfg.min_low_samples if cfg.pseudo_only_batches else 0
-        return adaptive_sample(groups, labeled, label_group, None, gen, min_low)
+        k = None if counts is None else _low_draw(cfg, counts)
+        return adaptive_sample(groups, labeled, label_group, k, gen, min_low)
     return {"medium": labeled, "low": (groups == Group.LOW) & ~labeled}
+
+
+def target_pixel_bound(cfg: TrainConfig, counts: tuple[int, int] | None) -> int | None:
+    """The most target pixels :func:`target_masks` selects, known on the host (labeled +
+    AS's pseudo labels), or None where it is not (no counts, or all of G_l)."""
+    if counts is None:
+        return None
+    if not cfg.pseudo_labels:
+        return sum(counts)
+    if cfg.adaptive_sampling:
+        return sum(counts) + _low_draw(cfg, counts)
+    return None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -21,8 +21,8 @@ from trainer.config import TrainConfig
 from trainer.constants import IGNORE_INDEX, Group
 from trainer.contrast import MCUSettings, mcu_loss
 from trainer.dccm import confusion_rates, update_dccm
-from trainer.draws import top_k_select, uniform_select
-from trainer.forward import train_forward, upsample  # noqa: F401 (re-exported)
+from trainer.draws import host_to_device, top_k_select, uniform_select
+from trainer.forward import maybe_compiled, train_forward, upsample  # noqa: F401 (re-exported)
 from trainer.labelbank import LabelBank
 from trainer.losses import cross_entropy, grouped_loss, source_loss
 from trainer.metrics import query_errors
@@ -34,7 +34,9 @@ from trainer.sampling import (
     per_iteration_quota,
     ripu_score,
     target_masks,
+    target_pixel_bound,
 )
+from trainer.stepstats import StepStats
 from trainer.uncertainty import partition, uncertainty_score
 
 # ask(index (K,), ys (K,), xs (K,), group, scores (K,)) -> classes (K,) long, 255 = no answer
@@ -46,7 +48,7 @@ Spent = Callable[[], dict[str, int]]
 @dataclass
 class Batch:
     """source_x (Bs,3,H,W) float, source_y (Bs,H,W) long (255 ignore), target_x (Bt,3,H,W)
-    float, target_index (Bt,) long: rows of the target images in the label bank."""
+    float, target_index (Bt,) long on the CPU: rows of the target images in the label bank."""
 
     source_x: torch.Tensor
     source_y: torch.Tensor
@@ -63,17 +65,6 @@ class LoopState:
     window: QueryWindow
     dccm: torch.Tensor
     calibrated: bool = False
-
-
-@dataclass
-class StepStats:
-    loss: float = 0.0
-    parts: dict[str, float] = field(default_factory=dict)
-    queried: int = 0
-    answered: int = 0
-    query_wrong: int = 0  # answered pixels where the model's prediction was not the answer
-    phase: str = ""
-    seconds: dict[str, float] = field(default_factory=dict)
 
 
 class _Timer:
@@ -135,14 +126,23 @@ def query_oracle(
     bank: LabelBank,
     ask: Ask,
 ) -> tuple[int, int]:
-    """Ask the oracle about the masked pixels and merge the answers. Returns (asked, answered)."""
+    """Ask the oracle about the masked pixels and merge the answers. Returns (asked, answered).
+
+    Nothing to do (and no host sync) when the selection chose nothing by construction
+    (``group`` ``"none"`` or ``"done"``); otherwise the masked pixels' coordinates and scores
+    come to the host in one copy after their ``nonzero``."""
+    if group in ("none", "done"):
+        return 0, 0
     b, ys, xs = mask.nonzero(as_tuple=True)
     if b.numel() == 0:
         return 0, 0
-    index = batch.target_index[b.cpu()]
-    ys, xs = ys.cpu(), xs.cpu()
-    classes = ask(index, ys, xs, group, score[b, ys, xs].float().cpu())
-    answered = bank.merge(index, ys, xs, classes, group)
+    bits = score[b, ys, xs].float().view(torch.int32).long()
+    host = torch.stack([b, ys, xs, bits]).cpu()  # the one copy to the host
+    index = batch.target_index[host[0]]
+    scores = host[3].to(torch.int32).view(torch.float32)
+    answered = bank.merge(
+        index, host[1], host[2], ask(index, host[1], host[2], group, scores), group
+    )
     return int(b.numel()), answered
 
 
@@ -176,7 +176,7 @@ def adaptation_step(
         score[n_src:],
         groups[n_src:],
         prob,
-        ~asked.to(device),
+        ~host_to_device(asked, device),
         spent(),
         generator,
     )
@@ -199,7 +199,7 @@ def adaptation_step(
     loss.backward()
     optimizer.step()
     timer.lap("backward")
-    _parts_to_floats(stats, loss)
+    stats.raw_loss = loss.detach()
     stats.seconds = timer.seconds
     return stats
 
@@ -210,7 +210,7 @@ def _score(
     """Eq. 1 on every pixel, the groups (III-B; thresholds calibrated on the first target
     batch), target softmax and the argmax of every image (pseudo labels, anchors, DCCM)."""
     with torch.no_grad():
-        score = uncertainty_score(main, aux, cfg.gamma)
+        score = maybe_compiled(uncertainty_score, cfg.compile_step)(main, aux, cfg.gamma)
         if not state.calibrated:
             calibrate_thresholds(state, score[n_src:], cfg)
         s = state.sampler.state
@@ -222,32 +222,23 @@ def _score(
 
 def _bank_targets(
     bank: LabelBank, batch: Batch, mask: torch.Tensor, pred: torch.Tensor, stats: StepStats
-) -> tuple[torch.Tensor, torch.Tensor] | None:
+) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]] | None:
     """The batch's labels and label groups from the bank after this step's answers, copied
-    once (uint8 across the bus, widened to long on the device); None when the batch carries
-    every target label (``supervised``). Counts where the model was wrong at the asked pixels."""
+    once (uint8 across the bus, widened to long on the device), and its labeled pixels queried
+    from G_h and from elsewhere (host counts); None when the batch carries every target label
+    (``supervised``). Counts where the model was wrong at the asked pixels (a device value)."""
     if batch.target_y is not None:
         return None
     labels, label_group, _ = bank.batch(batch.target_index, dtype=torch.uint8)
     device = batch.source_x.device
-    target = (labels.to(device).long(), label_group.to(device).long())
+    target = (
+        host_to_device(labels, device).long(),
+        host_to_device(label_group, device).long(),
+        bank.labeled_counts(batch.target_index),
+    )
     if stats.answered:
-        stats.query_wrong = query_errors(mask, target[0], pred)
+        stats.raw_wrong = query_errors(mask, target[0], pred)
     return target
-
-
-def _parts_to_floats(stats: StepStats, loss: torch.Tensor) -> None:
-    """The helpers leave detached tensors in ``stats.parts``: one host copy for all of them."""
-    keys = list(stats.parts)
-    values = torch.stack(
-        [
-            torch.as_tensor(stats.parts[k], dtype=torch.float32, device=loss.device).reshape(())
-            for k in keys
-        ]
-        + [loss.detach().float()]
-    ).tolist()
-    stats.parts = dict(zip(keys, values[:-1], strict=True))
-    stats.loss = values[-1]
 
 
 def _segmentation_loss(
@@ -261,17 +252,19 @@ def _segmentation_loss(
     n_src: int,
     gen: torch.Generator,
     stats: StepStats,
-    target: tuple[torch.Tensor, torch.Tensor] | None = None,
+    target: tuple[torch.Tensor, torch.Tensor, tuple[int, int]] | None = None,
 ) -> torch.Tensor:
     """Eq. 6: CE on source (+0.5 aux), Eq. 4 on labeled target pixels, Eq. 5 on G_l, and
     (``aux_target_loss``) 0.5 x CE of the aux head on the labeled target pixels.
 
     ``main``/``aux``: upsampled logits of every row. ``target``: the batch's (labels, label
-    groups) from the bank, on ``main``'s device, when the caller already has them.
-    ``stats.parts`` gets detached 0-dim tensors (no host sync here).
+    groups) from the bank, on ``main``'s device, and its labeled counts (G_h, other) when the
+    caller already has them (then the loss needs no host sync). ``stats.raw`` gets detached
+    0-dim tensors.
     """
     loss = source_loss(main[:n_src], aux[:n_src], batch.source_y)
-    stats.parts["source"] = loss.detach()
+    stats.raw["source"] = loss.detach()
+    bound = None
     if batch.target_y is not None:  # the supervised ceiling: every target label
         labels = batch.target_y
         masks = {"medium": labels != IGNORE_INDEX}
@@ -279,19 +272,20 @@ def _segmentation_loss(
     else:
         if target is None:
             labels, label_group, _ = bank.batch(batch.target_index)
-            target = (labels.to(main.device), label_group.to(main.device))
-        labels, label_group = target
-        masks = target_masks(cfg, tgroups, labels, label_group, gen)
+            target = (labels.to(main.device), label_group.to(main.device), None)
+        labels, label_group, counts = target
+        masks = target_masks(cfg, tgroups, labels, label_group, gen, counts)
+        bound = target_pixel_bound(cfg, counts)
     pseudo = pred[n_src:]
     tloss, parts = grouped_loss(
-        main[n_src:], labels, pseudo, masks, equal_weight=cfg.adaptive_sampling
+        main[n_src:], labels, pseudo, masks, equal_weight=cfg.adaptive_sampling, max_pixels=bound
     )
-    stats.parts.update({f"target_{k}": v for k, v in parts.items()})
+    stats.raw.update({f"target_{k}": v for k, v in parts.items()})
     if cfg.aux_target_loss:  # as on source: the aux head learns the target labels too
         aux_loss = 0.5 * cross_entropy(aux[n_src:], labels)
-        stats.parts["target_aux"] = aux_loss.detach()
+        stats.raw["target_aux"] = aux_loss.detach()
         tloss = tloss + aux_loss
-    extra = comparison.extra_loss(cfg, main, batch.source_y, n_src, stats.parts)  # MinEnt, RIPU
+    extra = comparison.extra_loss(cfg, main, batch.source_y, n_src, stats.raw)  # MinEnt, RIPU
     return loss + cfg.target_weight * tloss + extra
 
 
@@ -311,8 +305,8 @@ def _contrast(
     """MCU losses (Eq. 9-11) weighted by the DCCM, which is updated first (Eq. 7-8).
 
     ``tgt_y``: the batch's target labels from the bank on ``main``'s device, if already loaded.
-    ``stats.parts`` gets detached 0-dim tensors. The returned zero (contrast off) is not
-    attached to ``main``, so it adds no full-resolution zero gradient.
+    ``stats.raw`` gets detached 0-dim tensors; fixed sizes (padded pixel sets), no host sync.
+    The returned zero (contrast off) is not attached to ``main`` (no full-resolution gradient).
     """
     n_src, size = batch.source_x.shape[0], tuple(main.shape[-2:])
     num_classes = main.shape[1]
@@ -321,7 +315,8 @@ def _contrast(
     if cfg.dccm:
         labels = torch.cat([batch.source_y, tgt_y])
         rates, observed = confusion_rates(pred, labels, num_classes)
-        state.dccm = update_dccm(state.dccm.to(rates.device), rates, cfg.dccm_beta, observed)
+        dccm = host_to_device(state.dccm, rates.device)
+        state.dccm = update_dccm(dccm, rates, cfg.dccm_beta, observed)
     if not cfg.contrast:
         return main.new_zeros(())
     sets = build_pixel_sets(
@@ -337,13 +332,16 @@ def _contrast(
         num_classes,
         cfg,
         gen,
+        True,  # padded: fixed sizes
     )
+    stats.raw_inexact = sets.inexact
     losses = mcu_loss(
         sets,
         MCUSettings.from_config(cfg),
         num_classes=num_classes,
         weight=state.dccm if cfg.dccm else None,
         generator=gen,
+        weight_bound=1.0,  # the DCCM starts at 0 and averages rates in [0, 1]
     )
-    stats.parts.update({k: v.detach() for k, v in losses.items()})
+    stats.raw.update({k: v.detach() for k, v in losses.items()})
     return cfg.contrast_weight * sum(losses.values(), main.new_zeros(()))

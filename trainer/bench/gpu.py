@@ -3,9 +3,13 @@
     python -m trainer.bench.gpu --out outputs/gpu_bench.json        (adamcu gpu-bench)
 
 Random images and blocky random labels, 2 source + 2 target crops of 512x1024, DeepLab v2
-(ResNet-101, 19 classes): seconds per iteration (median) and peak GPU memory of a plain CE
-step and of the full ADA-MCU step (``trainer.speed.measure``), for each setting: fp32, bf16
-autocast, each with and without channels_last. An out-of-memory or other CUDA error is
+(ResNet-101, 19 classes): seconds per iteration (median) of a plain CE step and of the full
+ADA-MCU step, their ratio, the share of each part of the ADA-MCU step (scoring, selection with
+the oracle, segmentation losses, MCU + DCCM, backward), the peak allocated and reserved GPU
+memory of one step of each (peaks reset before it) and the host syncs per ADA-MCU step
+(``torch.cuda.set_sync_debug_mode``; ``trainer.bench.speed.measure``), for each setting: fp32,
+bf16 autocast, each with and without channels_last (``--compile``: torch.compile the step's
+pure kernels). An out-of-memory or other CUDA error is
 recorded for its setting and the next one runs; the JSON is rewritten after every setting and
 every line is flushed, so a run cut short still leaves its numbers. ``--max-seconds`` skips
 the settings that would start after that time (the first always runs). On the CPU it runs
@@ -88,12 +92,17 @@ def run_setting(
         "ce_seconds",
         "full_seconds",
         "ratio",
+        "parts",
         "ce_peak_mib",
         "full_peak_mib",
+        "ce_reserved_mib",
+        "full_reserved_mib",
+        "syncs_per_step",
+        "syncs_per_quiet_step",
         "share",
         "scoring_selection_share",
         "contrast_share",
-        "labeled_pixels",
+        "compile",
         "amp",
         "error",
     )
@@ -107,17 +116,19 @@ def run_setting(
     return out
 
 
+_PARTS = ("scoring", "selection", "seg_losses", "mcu", "backward")
+
+
 def _row(r: dict[str, Any]) -> str:
     if "error" in r or "skipped" in r:
         return f"{r['setting']:<20} {r.get('error') or r.get('skipped')}"
-    peak = (
-        f"{r['ce_peak_mib']:>9.0f} {r['full_peak_mib']:>9.0f}"
-        if r.get("ce_peak_mib") is not None
-        else f"{'-':>9} {'-':>9}"
-    )
+    mib = ("ce_peak_mib", "full_peak_mib", "ce_reserved_mib", "full_reserved_mib")
+    peak = " ".join(f"{r[k]:>8.0f}" if r.get(k) is not None else f"{'-':>8}" for k in mib)
+    parts = " ".join(f"{100 * r['parts'][k]:>5.1f}" for k in _PARTS)
+    syncs = f"{r['syncs_per_step']:>3}/{r['syncs_per_quiet_step']:<3}"
     return (
         f"{r['setting']:<20} {r['ce_seconds']:>8.3f} {r['full_seconds']:>8.3f} "
-        f"{r['ratio']:>6.2f} {peak}"
+        f"{r['ratio']:>6.2f} {parts} {peak} {syncs}"
     )
 
 
@@ -125,11 +136,14 @@ def _print_header(report: dict[str, Any], dev: torch.device) -> None:
     print(
         f"{report['model']} {report['height']}x{report['width']}, {report['batch']}, "
         f"{report['classes']} classes on {report.get('gpu', dev)}; median s/iteration over "
-        f"{report['iterations']} (+{report['warmup']} warmup)",
+        f"{report['iterations']} (+{report['warmup']} warmup); parts in % of the ADA-MCU step; "
+        "MiB peak allocated / reserved; host syncs per ADA-MCU step querying / after the window",
         flush=True,
     )
+    parts = " ".join(f"{k[:5]:>5}" for k in _PARTS)
     print(
-        f"{'setting':<20} {'CE s':>8} {'full s':>8} {'ratio':>6} {'CE MiB':>9} {'full MiB':>9}",
+        f"{'setting':<20} {'CE s':>8} {'full s':>8} {'ratio':>6} {parts} {'CE all':>8} "
+        f"{'full all':>8} {'CE res':>8} {'full res':>8} syncs",
         flush=True,
     )
 
@@ -147,6 +161,7 @@ def run_gpu_bench(
     device: str = "auto",
     max_seconds: float = 270.0,
     threads: int = 0,
+    compile_step: bool = False,
 ) -> dict[str, Any]:
     """Run every setting, print a table, write ``out`` (JSON) after each setting."""
     names = settings or list(SETTINGS)
@@ -157,7 +172,9 @@ def run_gpu_bench(
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input size
     base = configure(
-        TrainConfig(model=model, device=str(dev), embed_dim=64, threads=threads),
+        TrainConfig(
+            model=model, device=str(dev), embed_dim=64, threads=threads, compile_step=compile_step
+        ),
         "full",
         budget_rate=0.05,
     )
@@ -167,6 +184,7 @@ def run_gpu_bench(
         "width": width,
         "classes": classes,
         "batch": f"{base.batch_source} source + {base.batch_target} target",
+        "compile": compile_step,
         "iterations": iterations,
         "warmup": warmup,
         **_environment(dev),
@@ -184,10 +202,7 @@ def run_gpu_bench(
         report["seconds"] = time.perf_counter() - started
         out.write_text(json.dumps(report, indent=1))
         print(_row(row), flush=True)
-    print(
-        f"written to {out} ({report['seconds']:.0f} s); full MiB is the peak over both steps",
-        flush=True,
-    )
+    print(f"written to {out} ({report['seconds']:.0f} s)", flush=True)
     return report
 
 
@@ -209,6 +224,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--max-seconds", type=float, default=270.0, help="start no setting after this many seconds"
     )
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the step's pure kernels")
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -224,6 +240,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         device=args.device,
         max_seconds=args.max_seconds,
         threads=args.threads,
+        compile_step=getattr(args, "compile", False),
     )
     return 0
 

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from server.schemas import budget_total
+from trainer.bench.syncs import SyncCounter, count_aten_ops, cuda_sync_count
 from trainer.config import TrainConfig
 from trainer.labelbank import LabelBank
 from trainer.losses import cross_entropy, source_loss
@@ -83,10 +84,29 @@ def _model_and_optimizer(
     return model, torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
 
 
+PARTS = {  # report name -> the step's timer laps
+    "scoring": ("scoring",),
+    "selection": ("selection", "oracle"),
+    "seg_losses": ("seg_loss",),
+    "mcu": ("contrast",),
+    "backward": ("backward",),
+}
+
+
 def measure(
-    cfg: TrainConfig, height: int, width: int, classes: int, iterations: int, warmup: int = 3
+    cfg: TrainConfig,
+    height: int,
+    width: int,
+    classes: int,
+    iterations: int,
+    warmup: int = 3,
+    profile_ops: bool = False,
 ) -> dict[str, Any]:
-    """Median seconds per iteration of both steps on one net and batch, plus the shares."""
+    """Median s/iteration of both steps on one net and batch, the ADA-MCU step's parts, peak
+    allocated / reserved memory of a step of each (CUDA), host syncs per ADA-MCU step (querying
+    and after the query window), with ``profile_ops`` the aten ops per step of both. Timed
+    steps run without per-part laps (device syncs); ``max(3, iterations // 2)`` more give the
+    shares."""
     device = pick_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -96,13 +116,64 @@ def measure(
     batch, target_labels = make_batch(cfg, height, width, classes, device, gen)
     target_y = target_labels[batch.target_index].long().to(device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    ce_times = _time(lambda: ce_step(model, opt, batch, target_y, cfg), iterations, warmup, sync)
-    ce_peak = _peak(device)
-    bank = LabelBank(len(target_labels), height, width)
+    ce = _ce_runner(model, opt, batch, target_y, cfg)
+    ce_times = _time(ce, iterations, warmup, sync)
+    ce_mem = _peak(device, ce, sync)
+    full, shares, state = _full_runner(cfg, model, opt, batch, target_labels, classes, gen, sync)
+    full_times = _time(lambda: full(False), iterations, warmup, sync)
+    full_mem = _peak(device, lambda: full(False), sync)
+    [full(True) for _ in range(max(3, iterations // 2))]
+    share = {k: statistics.median(v) for k, v in shares.items()}
+    ce_s, ada = statistics.median(ce_times), statistics.median(full_times)
+    result: dict[str, Any] = {
+        "device": str(device),
+        "model": cfg.model,
+        "height": height,
+        "width": width,
+        "classes": classes,
+        "amp": cfg.amp and device.type == "cuda",
+        "channels_last": cfg.channels_last,
+        "compile": cfg.compile_step,
+        "iterations": iterations,
+        "ce_seconds": ce_s,
+        "full_seconds": ada,
+        "ratio": ada / ce_s,
+        "share": share,
+        "parts": {k: sum(share.get(n, 0.0) for n in laps) for k, laps in PARTS.items()},
+        "scoring_selection_share": share.get("scoring", 0) + share.get("selection", 0),
+        "contrast_share": share.get("contrast", 0),
+        **{f"ce_{k}": v for k, v in ce_mem.items()},
+        **{f"full_{k}": v for k, v in full_mem.items()},
+        "syncs_per_step": _syncs(device, lambda: full(False)),
+        "syncs_per_quiet_step": _syncs(device, lambda: full(False, state.window.query_until)),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+    if profile_ops:
+        result["ce_aten_ops"] = count_aten_ops(ce)
+        result["full_aten_ops"] = count_aten_ops(lambda: full(False))
+    return result
+
+
+def _ce_runner(model, opt, batch, target_y, cfg) -> Any:  # noqa: ANN001
+    return lambda: ce_step(model, opt, batch, target_y, cfg)
+
+
+def _full_runner(
+    cfg: TrainConfig,
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    batch: Batch,
+    target_labels: torch.Tensor,
+    classes: int,
+    gen: torch.Generator,
+    sync: Any,
+) -> tuple[Any, dict[str, list[float]], Any]:
+    """``full(laps, iteration=None)`` runs one ADA-MCU step (the next iteration, querying, or
+    ``iteration``); with ``laps`` it times the parts (device syncs) into the shares."""
+    bank = LabelBank(len(target_labels), *target_labels.shape[1:])
     # a budget large enough that every measured step is still querying (Algorithm 1 active)
-    cfg = cfg.replace(iterations=10 * (iterations + warmup))
+    cfg = cfg.replace(iterations=1000)
     state = new_loop_state(
         cfg, budget_total(cfg.budget_rate, bank.num_pixels), classes, len(target_labels)
     )
@@ -110,38 +181,22 @@ def measure(
     shares: dict[str, list[float]] = {}
     step = {"it": 0}
 
-    def full() -> None:
+    def full(laps: bool, iteration: int | None = None) -> None:
+        it = step["it"] if iteration is None else iteration
         stats = adaptation_step(
-            model, opt, batch, bank, state, cfg, step["it"], oracle, spent, gen, sync
+            model, opt, batch, bank, state, cfg, it, oracle, spent, gen, sync if laps else _none
         )
-        step["it"] += 1
-        total = sum(stats.seconds.values())
-        for k, v in stats.seconds.items():
-            shares.setdefault(k, []).append(v / total)
+        step["it"] += iteration is None
+        if laps:
+            total = sum(stats.seconds.values())
+            for k, v in stats.seconds.items():
+                shares.setdefault(k, []).append(v / total)
 
-    full_times = _time(full, iterations, warmup, sync)
-    ce, ada = statistics.median(ce_times), statistics.median(full_times)
-    share = {k: statistics.median(v[warmup:]) for k, v in shares.items()}
-    return {
-        "device": str(device),
-        "model": cfg.model,
-        "height": height,
-        "width": width,
-        "classes": classes,
-        "amp": cfg.amp and device.type == "cuda",
-        "iterations": iterations,
-        "ce_seconds": ce,
-        "full_seconds": ada,
-        "ratio": ada / ce,
-        "share": share,
-        "scoring_selection_share": share.get("scoring", 0) + share.get("selection", 0),
-        "contrast_share": share.get("contrast", 0),
-        "ce_peak_mib": ce_peak,
-        "full_peak_mib": _peak(device),
-        "labeled_pixels": bank.num_labeled,
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-    }
+    return full, shares, state
+
+
+def _none() -> None:
+    return None
 
 
 def _time(fn: Any, iterations: int, warmup: int, sync: Any) -> list[float]:
@@ -156,10 +211,28 @@ def _time(fn: Any, iterations: int, warmup: int, sync: Any) -> list[float]:
     return times
 
 
-def _peak(device: torch.device) -> float | None:
+def _peak(device: torch.device, fn: Any, sync: Any) -> dict[str, float | None]:
+    """Peak allocated and reserved MiB of one call of ``fn`` (CUDA; None elsewhere)."""
     if device.type != "cuda":
-        return None
-    return torch.cuda.max_memory_allocated() / 2**20
+        return {"peak_mib": None, "reserved_mib": None}
+    sync()
+    torch.cuda.reset_peak_memory_stats(device)
+    fn()
+    sync()
+    return {
+        "peak_mib": torch.cuda.max_memory_allocated(device) / 2**20,
+        "reserved_mib": torch.cuda.max_memory_reserved(device) / 2**20,
+    }
+
+
+def _syncs(device: torch.device, fn: Any) -> int:
+    """Host syncs of one call: CUDA's sync warnings, or the counted calls on the CPU."""
+    if device.type == "cuda":
+        return cuda_sync_count(fn)[1]
+    counter = SyncCounter()
+    with counter:
+        fn()
+    return counter.count
 
 
 def run_speed(
@@ -172,15 +245,23 @@ def run_speed(
     iterations: int = 30,
     device: str = "auto",
     amp: bool = True,
+    compile_step: bool = False,
+    threads: int = 0,
     log=print,
 ) -> dict[str, Any]:
-    cfg = configure(TrainConfig(model=model, device=device, amp=amp), "full", budget_rate=0.05)
-    result = measure(cfg, height, width, classes, iterations)
+    """``measure`` on one setting with the aten-op counts; prints one line, writes ``out``."""
+    base = TrainConfig(
+        model=model, device=device, amp=amp, compile_step=compile_step, threads=threads
+    )
+    cfg = configure(base, "full", budget_rate=0.05)
+    result = measure(cfg, height, width, classes, iterations, profile_ops=True)
+    parts = ", ".join(f"{k} {100 * v:.1f}%" for k, v in result["parts"].items())
     log(
         f"{result['device']} {model} {height}x{width}: CE step {result['ce_seconds']:.4f} s, "
         f"ADA-MCU step {result['full_seconds']:.4f} s, ratio {result['ratio']:.2f}; "
-        f"scoring+selection {100 * result['scoring_selection_share']:.1f}% of the step, "
-        f"contrast+DCCM {100 * result['contrast_share']:.1f}%"
+        f"of the ADA-MCU step: {parts}; aten ops per step: CE {result['ce_aten_ops']}, "
+        f"ADA-MCU {result['full_aten_ops']}; host syncs per ADA-MCU step: "
+        f"{result['syncs_per_step']} querying, {result['syncs_per_quiet_step']} after the window"
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))

@@ -96,3 +96,45 @@ def test_time_budget_skips_and_cli_subcommand(tmp_path: Path) -> None:
 def test_unknown_setting_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="fp16"):
         main(["--settings", "fp16", "--device", "cpu", "--out", str(tmp_path / "x.json")])
+
+
+FIELDS = (
+    "ce_seconds",
+    "full_seconds",
+    "ratio",
+    "parts",
+    "ce_peak_mib",
+    "full_peak_mib",
+    "ce_reserved_mib",
+    "full_reserved_mib",
+    "syncs_per_step",
+    "syncs_per_quiet_step",
+)
+
+
+def test_cli_reports_every_field_per_setting(tmp_path: Path) -> None:
+    """``adamcu gpu-bench --device cpu --height 32 --width 64 --model small --iterations 2``:
+    CE and ADA-MCU s/it, ratio, the parts, both peaks (None off CUDA) and the host syncs."""
+    out = tmp_path / "bench.json"
+    args = ["gpu-bench", "--device", "cpu", "--height", "32", "--width", "64"]
+    args += ["--model", "small", "--iterations", "2", "--settings", "fp32", "--out", str(out)]
+    assert cli_main(args + ["--threads", "1"]) == 0
+    (row,) = json.loads(out.read_text())["results"]
+    assert set(FIELDS) <= set(row), set(FIELDS) - set(row)
+    assert set(row["parts"]) == {"scoring", "selection", "seg_losses", "mcu", "backward"}
+    assert 0.5 < sum(row["parts"].values()) <= 1.0 + 1e-9  # the rest: forward
+    assert row["ratio"] == pytest.approx(row["full_seconds"] / row["ce_seconds"])
+    assert row["ce_reserved_mib"] is None and row["full_peak_mib"] is None
+    # the counted syncs: the oracle's in a querying step, none after the query window
+    assert 1 <= row["syncs_per_step"] <= 4 and row["syncs_per_quiet_step"] == 0
+
+
+def test_speed_reports_aten_ops(tmp_path: Path) -> None:
+    from trainer.bench.speed import run_speed
+
+    lines: list[str] = []
+    result = run_speed(
+        tmp_path / "speed.json", height=32, width=64, iterations=1, device="cpu", log=lines.append
+    )
+    assert result["full_aten_ops"] > result["ce_aten_ops"] > 0
+    assert "aten ops per step" in lines[0] and json.loads((tmp_path / "speed.json").read_text())
