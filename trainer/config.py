@@ -118,12 +118,17 @@ class TrainConfig:
     amp: bool = True
     channels_last: bool = False
     compile_step: bool = False  # torch.compile Eq. 1 and the InfoNCE kernel (falls back to eager)
+    # fixed-size (padded) MCU sets and loss gathers, no host sync: "auto" on CUDA only (on the
+    # CPU a sync costs nothing and the exact sizes do less work), "on", "off"
+    fixed_shapes: str = "auto"
     threads: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.selection not in SELECTIONS:
             raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
+        if self.fixed_shapes not in ("auto", "on", "off"):
+            raise ValueError(f"fixed_shapes must be auto, on or off, got {self.fixed_shapes!r}")
         if self.weight_mode not in WEIGHT_MODES:
             raise ValueError(f"weight_mode must be one of {WEIGHT_MODES}, got {self.weight_mode!r}")
         if not 0.0 <= self.budget_rate <= 1.0:

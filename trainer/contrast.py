@@ -44,9 +44,10 @@ class MCUSettings:
     max_anchors_per_class: int = 16
     max_samples_per_class: int = 32
     compile: bool = False  # torch.compile the InfoNCE kernel (trainer.forward.maybe_compiled)
+    fixed_shapes: bool = True  # padded slots, no host sync (False: exact sizes, a few syncs)
 
     @staticmethod
-    def from_config(cfg: TrainConfig) -> MCUSettings:
+    def from_config(cfg: TrainConfig, fixed_shapes: bool = True) -> MCUSettings:
         """The settings of a training config; without the DCCM the logits are not weighted."""
         return MCUSettings(
             intra=cfg.contrast_intra,
@@ -59,6 +60,7 @@ class MCUSettings:
             max_anchors_per_class=cfg.max_anchors_per_class,
             max_samples_per_class=cfg.max_samples_per_class,
             compile=cfg.compile_step,
+            fixed_shapes=fixed_shapes,
         )
 
     def levels(self) -> list[Level]:
@@ -218,7 +220,7 @@ def mcu_loss(
         weight,
         classes=num_classes,
         unit_links=host_to_device(unit_links, emb.device),
-        max_positives=max(1, settings.max_samples_per_class),
+        max_positives=max(1, settings.max_samples_per_class) if settings.fixed_shapes else None,
         weight_bound=weight_bound,
     )
     losses = totals / n_pairs.clamp_min(1.0)
@@ -301,8 +303,11 @@ def _pixel_units(
     intra_ok = _capped(ranked, labeled & ~chosen, settings.max_samples_per_class)
     cross_ok = _capped(ranked, labeled, settings.max_samples_per_class)
     cells = n_img * num_classes
-    a_idx, a_ok = _slots(chosen, cells * max(settings.max_anchors_per_class, 0))
-    s_idx, s_ok = _slots(intra_ok | cross_ok, cells * 2 * max(settings.max_samples_per_class, 0))
+    fixed = settings.fixed_shapes
+    a_idx, a_ok = _slots(chosen, cells * max(settings.max_anchors_per_class, 0), fixed)
+    s_idx, s_ok = _slots(
+        intra_ok | cross_ok, cells * 2 * max(settings.max_samples_per_class, 0), fixed
+    )
     cat = 1 - intra_ok[s_idx].long() + cross_ok[s_idx].long()
     dump = 2 * n_img
     return (
@@ -317,9 +322,13 @@ def _pixel_units(
     )
 
 
-def _slots(mask: Tensor, bound: int) -> tuple[Tensor, Tensor]:
+def _slots(mask: Tensor, bound: int, fixed: bool = True) -> tuple[Tensor, Tensor]:
     """Indices of ``mask``'s True items in ``min(len, bound)`` slots (ascending, no sync) and
-    which slots are used; unused slots point at the last item."""
+    which slots are used; unused slots point at the last item. ``fixed=False``: exactly the
+    True items (a host sync)."""
+    if not fixed:
+        idx = mask.nonzero().squeeze(1)
+        return idx, torch.ones_like(idx, dtype=torch.bool)
     n = mask.numel()
     idx = torch.nonzero_static(mask, size=min(n, bound), fill_value=n).squeeze(1)
     return idx.clamp(max=max(n - 1, 0)), idx < n

@@ -78,6 +78,11 @@ class _Timer:
         self._t = now
 
 
+def fixed_shapes(cfg: TrainConfig, device: torch.device) -> bool:
+    """Whether the step takes its fixed-size, sync-free forms (``cfg.fixed_shapes``)."""
+    return cfg.fixed_shapes == "on" or (cfg.fixed_shapes == "auto" and device.type == "cuda")
+
+
 def calibrate_thresholds(state: LoopState, score: torch.Tensor, cfg: TrainConfig) -> None:
     """Start pi_high / pi_low at the config's quantiles of the first target batch's scores."""
     state.sampler.calibrate(score, cfg.pi_high_quantile, cfg.pi_low_quantile)
@@ -128,9 +133,8 @@ def query_oracle(
 ) -> tuple[int, int]:
     """Ask the oracle about the masked pixels and merge the answers. Returns (asked, answered).
 
-    Nothing to do (and no host sync) when the selection chose nothing by construction
-    (``group`` ``"none"`` or ``"done"``); otherwise the masked pixels' coordinates and scores
-    come to the host in one copy after their ``nonzero``."""
+    No host sync when nothing was selected by construction (``group`` "none"/"done"); else the
+    masked pixels' coordinates and scores come to the host in one copy after their nonzero."""
     if group in ("none", "done"):
         return 0, 0
     b, ys, xs = mask.nonzero(as_tuple=True)
@@ -223,10 +227,9 @@ def _score(
 def _bank_targets(
     bank: LabelBank, batch: Batch, mask: torch.Tensor, pred: torch.Tensor, stats: StepStats
 ) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]] | None:
-    """The batch's labels and label groups from the bank after this step's answers, copied
-    once (uint8 across the bus, widened to long on the device), and its labeled pixels queried
-    from G_h and from elsewhere (host counts); None when the batch carries every target label
-    (``supervised``). Counts where the model was wrong at the asked pixels (a device value)."""
+    """The batch's labels and label groups from the bank after this step's answers (uint8
+    across the bus, long on the device) and its labeled pixels from G_h / elsewhere (host ints);
+    None for ``supervised``. Counts where the model was wrong at the asked pixels (a tensor)."""
     if batch.target_y is not None:
         return None
     labels, label_group, _ = bank.batch(batch.target_index, dtype=torch.uint8)
@@ -275,7 +278,7 @@ def _segmentation_loss(
             target = (labels.to(main.device), label_group.to(main.device), None)
         labels, label_group, counts = target
         masks = target_masks(cfg, tgroups, labels, label_group, gen, counts)
-        bound = target_pixel_bound(cfg, counts)
+        bound = target_pixel_bound(cfg, counts) if fixed_shapes(cfg, main.device) else None
     pseudo = pred[n_src:]
     tloss, parts = grouped_loss(
         main[n_src:], labels, pseudo, masks, equal_weight=cfg.adaptive_sampling, max_pixels=bound
@@ -332,12 +335,12 @@ def _contrast(
         num_classes,
         cfg,
         gen,
-        True,  # padded: fixed sizes
+        fixed_shapes(cfg, main.device),  # padded
     )
-    stats.raw_inexact = sets.inexact
+    stats.raw_inexact = False if sets.inexact is None else sets.inexact
     losses = mcu_loss(
         sets,
-        MCUSettings.from_config(cfg),
+        MCUSettings.from_config(cfg, fixed_shapes(cfg, main.device)),
         num_classes=num_classes,
         weight=state.dccm if cfg.dccm else None,
         generator=gen,

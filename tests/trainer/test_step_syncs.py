@@ -24,7 +24,9 @@ def _run(device: torch.device, strategy: str = "full"):
     """A tiny run; yields (iteration, step) where step() runs that iteration's step."""
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
-    cfg = configure(TrainConfig(iterations=8, embed_dim=16), strategy, budget_rate=0.05)
+    # fixed_shapes "on": the CUDA path ("auto" takes the exact sizes on the CPU)
+    base = TrainConfig(iterations=8, embed_dim=16, fixed_shapes="on")
+    cfg = configure(base, strategy, budget_rate=0.05)
     model = build_model("small", C, embed_dim=16).to(device)
     opt = torch.optim.SGD(param_groups(model, 0.01, 1.0), lr=0.01)
     target = torch.randint(C, (4, H, W), generator=gen).to(torch.uint8)

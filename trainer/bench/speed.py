@@ -22,7 +22,7 @@ from trainer.config import TrainConfig
 from trainer.labelbank import LabelBank
 from trainer.losses import cross_entropy, source_loss
 from trainer.model import build_model, param_groups
-from trainer.step import Batch, adaptation_step, upsample
+from trainer.step import Batch, adaptation_step, fixed_shapes, upsample
 from trainer.strategies import configure
 from trainer.train import GroundTruthOracle, local_spent, new_loop_state, pick_device
 
@@ -116,7 +116,7 @@ def measure(
     batch, target_labels = make_batch(cfg, height, width, classes, device, gen)
     target_y = target_labels[batch.target_index].long().to(device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    ce = _ce_runner(model, opt, batch, target_y, cfg)
+    ce = lambda: ce_step(model, opt, batch, target_y, cfg)  # noqa: E731
     ce_times = _time(ce, iterations, warmup, sync)
     ce_mem = _peak(device, ce, sync)
     full, shares, state = _full_runner(cfg, model, opt, batch, target_labels, classes, gen, sync)
@@ -132,8 +132,7 @@ def measure(
         "width": width,
         "classes": classes,
         "amp": cfg.amp and device.type == "cuda",
-        "channels_last": cfg.channels_last,
-        "compile": cfg.compile_step,
+        **{k: getattr(cfg, k) for k in ("channels_last", "compile_step")},
         "iterations": iterations,
         "ce_seconds": ce_s,
         "full_seconds": ada,
@@ -144,8 +143,9 @@ def measure(
         "contrast_share": share.get("contrast", 0),
         **{f"ce_{k}": v for k, v in ce_mem.items()},
         **{f"full_{k}": v for k, v in full_mem.items()},
-        "syncs_per_step": _syncs(device, lambda: full(False)),
-        "syncs_per_quiet_step": _syncs(device, lambda: full(False, state.window.query_until)),
+        "fixed_shapes": fixed_shapes(cfg, device),
+        "syncs_per_step": _syncs(device, lambda: full(False, None, True)),
+        "syncs_per_quiet_step": _syncs(device, lambda: full(False, state.window.query_until, True)),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }
@@ -153,10 +153,6 @@ def measure(
         result["ce_aten_ops"] = count_aten_ops(ce)
         result["full_aten_ops"] = count_aten_ops(lambda: full(False))
     return result
-
-
-def _ce_runner(model, opt, batch, target_y, cfg) -> Any:  # noqa: ANN001
-    return lambda: ce_step(model, opt, batch, target_y, cfg)
 
 
 def _full_runner(
@@ -169,8 +165,9 @@ def _full_runner(
     gen: torch.Generator,
     sync: Any,
 ) -> tuple[Any, dict[str, list[float]], Any]:
-    """``full(laps, iteration=None)`` runs one ADA-MCU step (the next iteration, querying, or
-    ``iteration``); with ``laps`` it times the parts (device syncs) into the shares."""
+    """``full(laps, iteration=None, sync_free=False)`` runs one ADA-MCU step (the next
+    iteration, querying, or ``iteration``; ``sync_free``: with ``fixed_shapes="on"``, the
+    path a GPU takes); with ``laps`` it times the parts (device syncs) into the shares."""
     bank = LabelBank(len(target_labels), *target_labels.shape[1:])
     # a budget large enough that every measured step is still querying (Algorithm 1 active)
     cfg = cfg.replace(iterations=1000)
@@ -181,10 +178,13 @@ def _full_runner(
     shares: dict[str, list[float]] = {}
     step = {"it": 0}
 
-    def full(laps: bool, iteration: int | None = None) -> None:
+    fixed = cfg.replace(fixed_shapes="on")
+
+    def full(laps: bool, iteration: int | None = None, sync_free: bool = False) -> None:
         it = step["it"] if iteration is None else iteration
+        run = fixed if sync_free else cfg
         stats = adaptation_step(
-            model, opt, batch, bank, state, cfg, it, oracle, spent, gen, sync if laps else _none
+            model, opt, batch, bank, state, run, it, oracle, spent, gen, sync if laps else _none
         )
         step["it"] += iteration is None
         if laps:
