@@ -128,3 +128,10 @@ class Progress:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def adapt_update(bar: Progress, stats: Any, bank: Any, done: float, passes: float) -> None:
+    """One adaptation step on ``bar``: the passes done, the step's loss (``StepStats.loss``, a
+    device-to-host copy) and the bank's labeled pixels, the last two read only when shown."""
+    shown = f"{done:.1f}/{passes:.1f}"
+    bar.update(1, passes=shown, loss=lambda: stats.loss, labeled=lambda: bank.num_labeled)

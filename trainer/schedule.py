@@ -67,4 +67,5 @@ class QueryLog:
     def add(self, stats: StepStats) -> None:
         self.asked.append(stats.queried)
         self.answered += stats.answered
-        self.wrong += stats.query_wrong
+        if stats.answered:  # 0 otherwise; reading it would copy the step's losses to the host
+            self.wrong += stats.query_wrong

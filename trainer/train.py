@@ -28,7 +28,7 @@ from trainer.labelbank import LabelBank
 from trainer.losses import source_loss
 from trainer.metrics import ConfusionMatrix
 from trainer.model import build_model, param_groups, poly_lr, set_lr
-from trainer.progress import Progress, progress_mode
+from trainer.progress import Progress, adapt_update, progress_mode
 from trainer.schedule import QueryLog, new_loop_state, target_order
 from trainer.step import Ask, Batch, LoopState, Spent, adaptation_step, upsample
 
@@ -300,8 +300,7 @@ def adapt(
         best.queries.add(stats)
         if on_step is not None:
             on_step(it, state)
-        passes = f"{(it + 1) / length:.1f}/{iterations / length:.1f}"
-        bar.update(1, passes=passes, loss=stats.loss, labeled=lambda: bank.num_labeled)
+        adapt_update(bar, stats, bank, (it + 1) / length, iterations / length)
         if (it + 1) % eval_every == 0 or it + 1 == iterations:
             point = _eval_point(model, data, device, it + 1, bank)
             best.curve.append(point)

@@ -6,13 +6,16 @@ import logging
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.userdata import make_user_folder
 from trainer.bench.experiment import run_strategy
 from trainer.config import TrainConfig
+from trainer.labelbank import LabelBank
 from trainer.progress import Progress, duration, progress_line
+from trainer.stepstats import StepStats
 from trainer.strategies import configure
-from trainer.train import load_data
+from trainer.train import GroundTruthOracle, adapt, load_data, local_spent, pretrain
 
 
 class Clock:
@@ -119,3 +122,37 @@ def test_pretrain_and_adapt_log_their_lines(
     assert lines[0].startswith("progress pretrain 3/3 (100%)") and "loss " in lines[0]
     assert lines[1].startswith("progress adapt full 2/2 (100%)")
     assert f"labeled {result['labeled_pixels']}" in lines[1] and "passes " in lines[1]
+
+
+def test_a_quiet_step_is_never_read_back_to_the_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """adapt() reads a step's lazy stats (one device-to-host copy) only where the step asked
+    for labels and when a progress line is shown, never in every step (issue 14)."""
+    resolved = []
+    real = StepStats._resolve
+
+    def counted(self: StepStats) -> dict[str, float]:
+        if self._host is None:
+            resolved.append(1)
+        return real(self)
+
+    monkeypatch.setattr(StepStats, "_resolve", counted)
+    cfg = configure(
+        TrainConfig(),
+        "full",
+        data_root=str(make_user_folder(tmp_path / "data")),
+        pretrain_iterations=2,
+        iterations=8,
+        eval_every=8,
+        budget_rate=0.01,
+    )
+    data, device = load_data(cfg), torch.device("cpu")
+    model = pretrain(cfg, data, device, None, progress="off")
+    n, _, h, w = data.target.images.shape
+    bank = LabelBank(n, h, w)
+    oracle = GroundTruthOracle(data.target.labels)
+    result = adapt(model, cfg, data, oracle, local_spent(bank), bank, device, progress="log")
+    asking = sum(1 for q in result.queries.asked if q)
+    assert 0 < asking < cfg.iterations  # quiet steps after the query window
+    assert len(resolved) <= asking + 1  # + the last line, at the end
