@@ -10,6 +10,7 @@ from pathlib import Path
 
 from client.logs import setup_logging
 from server.resources import package_version
+from trainer.bench.gpu_args import add_arguments as add_gpu_bench_arguments
 from trainer.config import TrainConfig, load_config
 
 
@@ -204,20 +205,7 @@ def _add_speed_benchmarks(sub: argparse._SubParsersAction) -> None:
         help="paper-scale GPU benchmark: s/iteration and peak "
         "memory of the CE and ADA-MCU steps, fp32/bf16, channels_last",
     )
-    gb.add_argument("--out", default="outputs/gpu_bench.json")
-    gb.add_argument("--model", default="deeplabv2_r101")
-    gb.add_argument("--height", type=int, default=512)
-    gb.add_argument("--width", type=int, default=1024)
-    gb.add_argument("--classes", type=int, default=19)
-    gb.add_argument("--iterations", type=int, default=10)
-    gb.add_argument("--warmup", type=int, default=3)
-    gb.add_argument("--settings", default="fp32,fp32-channels-last,bf16,bf16-channels-last")
-    gb.add_argument("--device", default="auto")
-    gb.add_argument(
-        "--max-seconds", type=float, default=270.0, help="start no setting after this many seconds"
-    )
-    gb.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
-    gb.add_argument("--compile", action="store_true", help="torch.compile the step's pure kernels")
+    add_gpu_bench_arguments(gb)
     gb.set_defaults(fn=_gpu_bench)
 
 

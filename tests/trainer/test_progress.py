@@ -103,19 +103,24 @@ def test_a_costly_field_is_computed_only_when_shown(caplog: pytest.LogCaptureFix
     ]
 
 
+def _tiny_run(tmp_path: Path, *, pretrain_iterations: int, iterations: int) -> TrainConfig:
+    """ADA-MCU on a small user folder, evaluated once at the end."""
+    return configure(
+        TrainConfig(),
+        "full",
+        data_root=str(make_user_folder(tmp_path / "data")),
+        pretrain_iterations=pretrain_iterations,
+        iterations=iterations,
+        eval_every=iterations,
+        budget_rate=0.01,
+    )
+
+
 def test_pretrain_and_adapt_log_their_lines(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The real loops build their lines (loss, passes, the bank's labeled count) and log them."""
-    cfg = configure(
-        TrainConfig(),
-        "full",
-        data_root=str(make_user_folder(tmp_path / "data")),
-        pretrain_iterations=3,
-        iterations=2,
-        eval_every=2,
-        budget_rate=0.01,
-    )
+    cfg = _tiny_run(tmp_path, pretrain_iterations=3, iterations=2)
     caplog.set_level(logging.INFO, logger="adamcu.progress")
     result = run_strategy(cfg, load_data(cfg), None, progress="log")
     lines = [r.getMessage() for r in caplog.records]
@@ -138,15 +143,7 @@ def test_a_quiet_step_is_never_read_back_to_the_host(
         return real(self)
 
     monkeypatch.setattr(StepStats, "_resolve", counted)
-    cfg = configure(
-        TrainConfig(),
-        "full",
-        data_root=str(make_user_folder(tmp_path / "data")),
-        pretrain_iterations=2,
-        iterations=8,
-        eval_every=8,
-        budget_rate=0.01,
-    )
+    cfg = _tiny_run(tmp_path, pretrain_iterations=2, iterations=8)
     data, device = load_data(cfg), torch.device("cpu")
     model = pretrain(cfg, data, device, None, progress="off")
     n, _, h, w = data.target.images.shape

@@ -28,17 +28,11 @@ from typing import Any
 
 import torch
 
+from trainer.bench.gpu_args import SETTINGS, add_arguments
 from trainer.bench.speed import measure
 from trainer.config import TrainConfig
 from trainer.strategies import configure
 from trainer.train import pick_device
-
-SETTINGS = {  # name -> (bf16 autocast, channels_last)
-    "fp32": (False, False),
-    "fp32-channels-last": (False, True),
-    "bf16": (True, False),
-    "bf16-channels-last": (True, True),
-}
 
 
 def _environment(device: torch.device) -> dict[str, Any]:
@@ -206,27 +200,6 @@ def run_gpu_bench(
     return report
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="outputs/gpu_bench.json")
-    p.add_argument("--model", default="deeplabv2_r101")
-    p.add_argument("--height", type=int, default=512)
-    p.add_argument("--width", type=int, default=1024)
-    p.add_argument("--classes", type=int, default=19)
-    p.add_argument("--iterations", type=int, default=10)
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument(
-        "--settings",
-        default=",".join(SETTINGS),
-        help=f"comma-separated subset of {', '.join(SETTINGS)}",
-    )
-    p.add_argument("--device", default="auto")
-    p.add_argument(
-        "--max-seconds", type=float, default=270.0, help="start no setting after this many seconds"
-    )
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the step's pure kernels")
-
-
 def run_from_args(args: argparse.Namespace) -> int:
     run_gpu_bench(
         Path(args.out),
@@ -240,7 +213,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         device=args.device,
         max_seconds=args.max_seconds,
         threads=args.threads,
-        compile_step=getattr(args, "compile", False),
+        compile_step=args.compile,
     )
     return 0
 
