@@ -10,6 +10,10 @@ Prints and writes to ``--out`` (JSON): target-test mIoU of both and their differ
 iterations and seconds, and the time from an answer to its first gradient step (median, p99).
 
     PYTHONPATH=. python scripts/session_bench.py            # small: ~5 min on 2 CPU cores
+    PYTHONPATH=. python scripts/session_bench.py --seeds 0 1 2 --cooldowns 0 100  # ~30 min
+
+Several seeds give the spread (12 test images: one seed's difference is mostly noise);
+several ``--cooldowns`` compare session endings, on target-val.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import threading
 import time
 from pathlib import Path
@@ -29,6 +34,7 @@ from trainer.data.synth import generate_benchmark
 from trainer.strategies import configure
 from trainer.train import load_data
 from trainer.worker.main import WorkerOptions
+from trainer.worker.rounds import SessionOptions
 from trainer.worker.session_main import run_session
 from trainer.worker.simulated import MemoryService, SimulatedPerson
 
@@ -60,48 +66,93 @@ def session_run(cfg: TrainConfig, out: Path, rate: tuple[float, float], pace: di
     return summary
 
 
+def one_seed(a: argparse.Namespace, seed: int, work: Path) -> dict:
+    """Benchmark mode once, then a session per cooldown length, at this seed."""
+    cfg = configure(
+        TrainConfig(),
+        "full",
+        data_root=str(work.parent / "data"),
+        budget_rate=a.budget,
+        iterations=a.iterations,
+        eval_every=max(1, a.iterations // 5),
+        pretrain_iterations=a.pretrain_iterations,
+        seed=seed,
+        device="cpu",
+    )
+    started = time.perf_counter()
+    bench = run_strategy(cfg, load_data(cfg), work / "cache")
+    bench["wall_s"] = round(time.perf_counter() - started, 1)
+    out = {"seed": seed, "benchmark": {k: bench[k] for k in BENCH_KEYS}, "sessions": {}}
+    for cooldown in a.cooldowns:
+        pace = {"queue_minutes": 0.5, "queue_floor": 10, "queue_ceiling": 60, "eval_seconds": 10}
+        pace |= {"plateau_minutes": 0.5, "stale_minutes": 1.0, "rescore_seconds": 15}
+        pace |= {"cooldown_iterations": cooldown}
+        session = session_run(cfg, work, tuple(a.rate), pace)
+        row = {k: session[k] for k in SESSION_KEYS}
+        row["miou_difference"] = round(session["test_miou_after"] - bench["test_miou"], 2)
+        row["answer_to_gradient_s"] = session["latency"]
+        out["sessions"][str(cooldown)] = row
+        print(json.dumps({"seed": seed, "cooldown": cooldown, **row}), flush=True)
+    return out
+
+
+BENCH_KEYS = ("val_miou", "test_miou", "labeled_pixels", "wall_s")
+SESSION_KEYS = ("best_val_miou", "test_miou_after", "labeled_pixels", "iterations", "wall_s")
+SESSION_KEYS += ("ended", "withdrawn_total", "rounds", "max_pending", "person")
+
+
+def summarize(runs: list[dict], cooldowns: list[int]) -> dict:
+    """Mean and spread over the seeds, per cooldown: the difference to benchmark mode on
+    target-val (what a choice may be made on) and on target-test (reported)."""
+
+    def stats(xs: list[float]) -> dict:
+        mean = statistics.fmean(xs)
+        sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
+        return {"mean": round(mean, 2), "sd": round(sd, 2), "values": [round(x, 2) for x in xs]}
+
+    out = {"benchmark_test": stats([r["benchmark"]["test_miou"] for r in runs])}
+    out["benchmark_val"] = stats([r["benchmark"]["val_miou"] for r in runs])
+    for c in map(str, cooldowns):
+        rows = [(r["benchmark"], r["sessions"][c]) for r in runs]
+        out[f"cooldown_{c}"] = {
+            "val_difference": stats([s["best_val_miou"] - b["val_miou"] for b, s in rows]),
+            "test_difference": stats([s["test_miou_after"] - b["test_miou"] for b, s in rows]),
+            "median_latency_s": [s["answer_to_gradient_s"]["median_s"] for _, s in rows],
+            "p99_latency_s": [s["answer_to_gradient_s"]["p99_s"] for _, s in rows],
+        }
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--budget", type=float, default=0.0005)
     p.add_argument("--iterations", type=int, default=100, help="benchmark mode's schedule")
     p.add_argument("--pretrain-iterations", type=int, default=150)
     p.add_argument("--rate", type=float, nargs=2, default=(3.0, 6.0), help="answers/s range")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument(
+        "--cooldowns",
+        type=int,
+        nargs="+",
+        default=[SessionOptions().cooldown_iterations],
+        help="session cooldown lengths to run (iterations; 0: end at the plateau)",
+    )
     p.add_argument("--work", default="outputs/session_bench")
     p.add_argument("--out", default="outputs/session_bench.json")
     a = p.parse_args()
     torch.set_num_threads(2)
     work = Path(a.work)
     generate_benchmark(work / "data", counts=COUNTS, seed=1234)
-    cfg = configure(
-        TrainConfig(),
-        "full",
-        data_root=str(work / "data"),
-        budget_rate=a.budget,
-        iterations=a.iterations,
-        eval_every=max(1, a.iterations // 5),
-        pretrain_iterations=a.pretrain_iterations,
-        seed=a.seed,
-        device="cpu",
-    )
-    started = time.perf_counter()
-    bench = run_strategy(cfg, load_data(cfg), work / "cache")
-    bench["wall_s"] = round(time.perf_counter() - started, 1)
-    pace = {"queue_minutes": 0.5, "queue_floor": 10, "queue_ceiling": 60, "eval_seconds": 10}
-    pace |= {"plateau_minutes": 0.5, "stale_minutes": 1.0, "rescore_seconds": 15}
-    session = session_run(cfg, work, tuple(a.rate), pace)
+    runs = [one_seed(a, seed, work / f"seed-{seed}") for seed in a.seeds]
     report = {
-        "config": {"budget_rate": a.budget, "seed": a.seed, "counts": COUNTS, "rate": a.rate},
-        "benchmark": {k: bench[k] for k in ("test_miou", "labeled_pixels", "wall_s")},
-        "session": {k: session[k] for k in ("test_miou_after", "labeled_pixels", "iterations")},
-        "miou_difference": round(session["test_miou_after"] - bench["test_miou"], 2),
-        "answer_to_gradient_s": session["latency"],
+        "config": {"budget_rate": a.budget, "counts": COUNTS, "rate": a.rate},
+        "config_more": {"seeds": a.seeds, "cooldowns": a.cooldowns, "iterations": a.iterations},
+        "summary": summarize(runs, a.cooldowns),
+        "runs": runs,
     }
-    report["session"] |= {k: session[k] for k in ("wall_s", "ended", "withdrawn_total", "rounds")}
-    report["session"] |= {"max_pending": session["max_pending"], "person": session["person"]}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(report, indent=1))
-    print(json.dumps(report, indent=1))
+    print(json.dumps(report["summary"], indent=1))
 
 
 if __name__ == "__main__":

@@ -366,6 +366,7 @@ class Stack:
 # -- a labeling session (issue 11): the worker paced by the people answering --------------------
 SESSION_FLAGS = "--queue-minutes 0.5 --queue-floor 5 --queue-ceiling 20 --stale-minutes 0.4 "
 SESSION_FLAGS += "--rescore-seconds 10 --eval-seconds 8 --plateau-minutes 0.25 --round-seconds 1"
+SESSION_FLAGS += " --cooldown-iterations 10"
 SESSION_BUDGET = 0.0005  # 65 of 16 x 64 x 128 pixels: about a minute at 0.5-2 answers/s
 
 

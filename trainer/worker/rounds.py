@@ -10,12 +10,14 @@
   uncertain pixels left (under fixed thresholds a model that grows sure empties G_m and G_h).
 - :class:`Outstanding`: the queries posted and not yet answered, withdrawn or given up.
 - :class:`Freshness`: answers merged and not yet in a gradient step, and how long they waited.
+- :class:`Cooldown`: the session's last iterations, the learning rate decayed to 0.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +26,7 @@ import torch
 
 from trainer.constants import Group
 from trainer.draws import top_k_select, uniform_select
+from trainer.model import poly_lr
 from trainer.sampling import ActiveSampler
 from trainer.step import upsample
 from trainer.uncertainty import partition, uncertainty_score
@@ -52,6 +55,9 @@ class SessionOptions:
     merge_every: int = 1  # iterations between answer merges
     eval_seconds: float = 60.0  # target-val every ...
     plateau_minutes: float = 2.0  # budget answered and no target-val gain this long: done
+    # then this many iterations with the learning rate decayed to 0 on the paper's poly
+    # schedule (section IV-B) before the run ends; 0: end at the plateau, at the constant rate
+    cooldown_iterations: int = 100
     status_seconds: float = 5.0  # how often the run's status is read (an admin may end it)
     checkpoint_seconds: float = 30.0
     round_images: int = 4  # images scored together when picking a round's pixels
@@ -61,6 +67,8 @@ class SessionOptions:
             raise ValueError("need 0 < queue_floor <= queue_ceiling")
         if self.queue_minutes <= 0 or self.merge_every < 1 or self.round_images < 1:
             raise ValueError("queue_minutes must be > 0, merge_every and round_images >= 1")
+        if self.cooldown_iterations < 0:
+            raise ValueError("cooldown_iterations must be >= 0")
 
 
 def queue_target(pace: dict[str, Any], opts: SessionOptions) -> int:
@@ -130,6 +138,28 @@ def select_round(
     return mask, "medium"
 
 
+@dataclass
+class Cooldown:
+    """The end of a session. Nobody knows when a session ends, so it trains at the constant
+    rate; once the plateau is reached (budget answered, no target-val gain) it runs
+    ``iterations`` more with the rate on the paper's poly schedule (section IV-B) from the
+    constant rate down to 0, then ends. New answers during it call it off (:meth:`cancel`)."""
+
+    iterations: int
+    start: int | None = None  # the iteration it began at; None: not cooling
+
+    def lr(self, base: float, iteration: int, power: float) -> float:
+        if self.start is None:
+            return base
+        return poly_lr(base, iteration - self.start, self.iterations, power)
+
+    def done(self, iteration: int) -> bool:
+        return self.start is not None and iteration - self.start >= self.iterations
+
+    def cancel(self) -> None:
+        self.start = None
+
+
 def created_time(answer: dict) -> float:
     """The answer's ``created_at`` as a Unix time (a naive time is UTC)."""
     stamp = answer.get("created_at")
@@ -172,6 +202,19 @@ class Outstanding:
 
     def rows(self) -> list[int]:
         return sorted({q.row for q in self.queries.values()})
+
+    def sure(self, score_rows: Callable[[list[int]], torch.Tensor], quantile: float) -> set[int]:
+        """The queries whose pixel the model is sure of, scored now by ``score_rows`` (bank
+        rows -> (B,H,W)): its score under the ``quantile`` of those images' scores (G_l by the
+        calibration's own rule; the absolute pi_low drifts out of use as the model grows
+        confident)."""
+        rows = self.rows()
+        if not rows:
+            return set()
+        where = {row: i for i, row in enumerate(rows)}
+        score = torch.cat([score_rows(rows[i : i + 8]) for i in range(0, len(rows), 8)])
+        low = float(torch.quantile(score.flatten()[:100_000], quantile))
+        return {i for i, q in self.queries.items() if float(score[where[q.row], q.y, q.x]) < low}
 
     def __len__(self) -> int:
         return len(self.queries)

@@ -1,8 +1,8 @@
 """``adamcu-worker --mode session``: a labeling session whose pace the people set.
 
 The worker trains without pause (source + target batches, the images with fresh labels
-first, at a constant learning rate since nobody knows when the session ends) and around the
-training steps it
+first, at a constant learning rate since nobody knows when the session ends, decayed to 0 in
+a cooldown after the plateau) and around the training steps it
 
 - merges the answers every ``merge_every`` iterations (one GET), so each is in a gradient step
   within an iteration or two of being read;
@@ -14,8 +14,9 @@ training steps it
   the label bank and may be asked again;
 - evaluates on target-val every ``eval_seconds``, posts the point and keeps the best weights
   (``best.pt``);
-- ends when the budget is answered (every label trained on) and target-val has not improved
-  for ``plateau_minutes``, or when an admin finishes the run. Killed, it resumes the session
+- ends when the budget is answered (every label trained on), target-val has not improved
+  for ``plateau_minutes`` and the ``cooldown_iterations`` have run, or when an admin finishes
+  the run. Killed, it resumes the session
   from its checkpoint and the server's record (``ServiceLink.rebuild``).
 """
 
@@ -34,7 +35,7 @@ from trainer.checkpoint import data_classes, payload, save
 from trainer.config import TrainConfig
 from trainer.data.folder import to_float
 from trainer.labelbank import LabelBank
-from trainer.model import param_groups
+from trainer.model import param_groups, set_lr
 from trainer.sampling import QueryWindow
 from trainer.step import Batch, LoopState, adaptation_step, calibrate_thresholds
 from trainer.train import Data, _source_batch, evaluate, new_loop_state
@@ -42,6 +43,7 @@ from trainer.worker.link import ServiceLink
 from trainer.worker.main import WorkerOptions, post_metrics, restore, save_checkpoint
 from trainer.worker.rounds import (
     PROGRESS,
+    Cooldown,
     Freshness,
     Outstanding,
     Picker,
@@ -91,6 +93,7 @@ class Session:
         self.gen = torch.Generator().manual_seed(cfg.seed + 2)
         self.picker = Picker(n, torch.Generator().manual_seed(cfg.seed + 3))
         self.outstanding, self.fresh = Outstanding(), Freshness()
+        self.cooldown = Cooldown(sopts.cooldown_iterations)
         self.iteration, self.best_val, self.best_iteration = 0, -1.0, -1
         self.best_at = self.done_at = self.last_eval = None
         self.best_state = copy.deepcopy(model.state_dict())
@@ -129,6 +132,7 @@ class Session:
         self.best_val = float(saved.get("best_val", -1.0))
         self.best_iteration = int(saved.get("best_iteration", -1))
         self.counts.update(saved.get("counts", {}))
+        self.cooldown.start = saved.get("cooldown_from")
         best = self.opts.checkpoint_dir / "best.pt"
         if best.is_file():
             self.best_state = torch.load(best, map_location=self.device, weights_only=False)[
@@ -172,11 +176,15 @@ class Session:
         tx = to_float(data.target.images[tidx]).to(self.device)
         batch = Batch(sx, sy, tx, tidx)
         it, state = self.iteration, self.state
+        set_lr(self.opt, self.cooldown.lr(cfg.lr, it, cfg.poly_power))
         adaptation_step(
             self.model, self.opt, batch, self.bank, state, cfg, it, _no_ask, dict, self.gen
         )
         self.fresh.stepped(rows)
         self.iteration += 1
+        if self.cooldown.done(self.iteration):  # the rate reached 0: the last point, the end
+            self.evaluate()
+            self.ended = self.ended or "plateau"
 
     def top_up(self) -> None:
         """Post the queue's shortfall (per the server's pace) as one round."""
@@ -276,22 +284,11 @@ class Session:
         self.event("withdrawn", ids=withdrawn, kept=len(kept), rescore=rescore)
 
     def certain(self) -> set[int]:
-        """Outstanding queries whose pixel the model, scored now, is sure of: its score under
-        the ``pi_low_quantile`` of its images' scores (G_l by the calibration's own rule; the
-        absolute pi_low drifts out of use as the model grows confident)."""
-        queries = list(self.outstanding.queries.items())
-        rows = sorted({q.row for _, q in queries})
-        if not rows or not self.state.calibrated:
+        """Outstanding queries whose pixel the model, scored now, is sure of."""
+        if not self.state.calibrated:
             return set()
-        where = {row: i for i, row in enumerate(rows)}
-        score = torch.cat(
-            [
-                score_images(self.model, self._images(rows[i : i + 8]), self.cfg.gamma)
-                for i in range(0, len(rows), 8)
-            ]
-        )
-        low = float(torch.quantile(score.flatten()[:100_000], self.cfg.pi_low_quantile))
-        return {qid for qid, q in queries if float(score[where[q.row], q.y, q.x]) < low}
+        score = lambda rows: score_images(self.model, self._images(rows), self.cfg.gamma)  # noqa: E731
+        return self.outstanding.sure(score, self.cfg.pi_low_quantile)
 
     def _images(self, rows: list[int]) -> torch.Tensor:
         return to_float(self.data.target.images[torch.tensor(rows)]).to(self.device)
@@ -324,23 +321,25 @@ class Session:
         answered = b["answered"] >= b["expected"] or (b["reserved"] == 0 and self.exhausted)
         if not answered or self.fresh.fresh:
             self.done_at = None
+            self.cooldown.cancel()
             return None
         now = time.monotonic()
         self.done_at = self.done_at or now
         if self.last_eval is None or self.last_eval < self.done_at:
             return None  # one evaluation with every label in
         since = max(self.done_at, self.best_at or self.done_at)
-        return "plateau" if now - since >= 60 * self.sopts.plateau_minutes else None
+        if self.cooldown.start is not None or now - since < 60 * self.sopts.plateau_minutes:
+            return None  # cooling (train_step ends it) or still improving
+        if self.cooldown.iterations == 0:
+            return "plateau"
+        self.cooldown.start = self.iteration
+        self.event("cooldown", iteration=self.iteration, iterations=self.cooldown.iterations)
+        return None
 
     def save(self, best: bool = False) -> None:
         d = self.opts.checkpoint_dir
-        extra = {
-            "session": {
-                "best_val": self.best_val,
-                "best_iteration": self.best_iteration,
-                "counts": self.counts,
-            }
-        }
+        kept = {"best_val": self.best_val, "best_iteration": self.best_iteration}
+        extra = {"session": kept | {"counts": self.counts, "cooldown_from": self.cooldown.start}}
         args = (self.model, self.state, self.iteration, self.run_id, self.cfg)
         save_checkpoint(d / "checkpoint.pt", *args, data=self.data, bank=self.bank, extra=extra)
         if best:  # the one checkpoint format, with the best weights: adamcu predict loads it

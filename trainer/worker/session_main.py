@@ -38,6 +38,11 @@ FLAGS = {
     "--eval-seconds": ("eval_seconds", float, "target-val evaluation every ..."),
     "--plateau-minutes": ("plateau_minutes", float, "end this long after the last gain"),
     "--round-seconds": ("round_seconds", float, "check the queue against the pace every ..."),
+    "--cooldown-iterations": (
+        "cooldown_iterations",
+        int,
+        "after the plateau, decay the learning rate to 0 over this many iterations (0: off)",
+    ),
 }
 
 

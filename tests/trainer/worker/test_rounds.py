@@ -14,6 +14,7 @@ from trainer.sampling import ActiveSampler, AlgorithmOneState
 from trainer.worker.link import ServiceLink
 from trainer.worker.main import parse_args
 from trainer.worker.rounds import (
+    Cooldown,
     Freshness,
     Outstanding,
     Picker,
@@ -84,6 +85,37 @@ def test_outstanding_queries_go_stale_unless_seen_claimed() -> None:
     out.touch([1], now=90.0)
     assert out.stale(1.0, now=120.0) == []
     assert [q.row for q in out.drop([2, 9])] == [1] and len(out) == 1
+
+
+def test_outstanding_queries_the_model_is_sure_of_are_those_under_the_quantile() -> None:
+    out = Outstanding()
+    out.add(1, 0, 0, 0)  # score 0.0: the surest pixel of row 0
+    out.add(2, 0, 1, 1)  # score 3.0
+    out.add(3, 2, 1, 0)  # score 0.5 in row 2
+    scores = {0: torch.tensor([[0.0, 1.0], [2.0, 3.0]]), 2: torch.tensor([[4.0, 5.0], [0.5, 6.0]])}
+    seen = []
+
+    def score_rows(rows: list[int]) -> torch.Tensor:
+        seen.append(rows)
+        return torch.stack([scores[r] for r in rows])
+
+    # the 0.25-quantile of the 8 scores {0, .5, 1, 2, 3, 4, 5, 6} is 0.875
+    assert out.sure(score_rows, 0.25) == {1, 3} and seen == [[0, 2]]
+    assert Outstanding().sure(score_rows, 0.25) == set() and len(seen) == 1
+
+
+def test_the_cooldown_decays_the_rate_to_zero_on_the_poly_schedule() -> None:
+    cool = Cooldown(10)
+    assert cool.lr(0.01, 500, 0.9) == 0.01 and not cool.done(500)  # not cooling: constant
+    cool.start = 500
+    assert cool.lr(0.01, 500, 0.9) == 0.01
+    assert cool.lr(0.01, 505, 0.9) == pytest.approx(0.01 * 0.5**0.9)
+    assert not cool.done(509) and cool.lr(0.01, 509, 0.9) == pytest.approx(0.01 * 0.1**0.9)
+    assert cool.done(510) and cool.lr(0.01, 510, 0.9) == 0.0
+    cool.cancel()  # new answers: back to the constant rate
+    assert cool.lr(0.01, 510, 0.9) == 0.01 and not cool.done(510)
+    with pytest.raises(ValueError, match="cooldown"):
+        SessionOptions(cooldown_iterations=-1)
 
 
 def test_freshness_trains_the_longest_waiting_first_and_measures_the_wait() -> None:

@@ -30,6 +30,7 @@ PACE = {
     "plateau_minutes": 0.1,
     "round_seconds": 0.5,
     "status_seconds": 1,
+    "cooldown_iterations": 8,
 }
 
 
@@ -99,6 +100,9 @@ def test_a_session_resumes_after_a_crash_and_ends_by_itself(cfg, tmp_path, monke
     assert summary["max_pending"] <= PACE["queue_ceiling"]
     events = [json.loads(line) for line in (tmp_path / "w" / "session.jsonl").open()]
     assert any(e["event"] == "resumed" for e in events)
+    # after the plateau, the cooldown's iterations ran (rate to 0), then the run ended
+    cooled = [e for e in events if e["event"] == "cooldown"]
+    assert len(cooled) == 1 and cooled[0]["iteration"] + 8 == summary["iterations"]
     assert (tmp_path / "w" / "best.pt").is_file()
 
 
