@@ -46,7 +46,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class SplitTensors:
     """A whole split in memory.
 
-    images: uint8 (N, 3, H, W); labels: uint8 (N, H, W), 255 = ignore;
+    images: uint8 (N, 3, H, W); labels: uint8 (N, H, W), 255 = ignore (an unlabeled split's
+    are an expanded view of one 255: read it, never write it);
     ids: N keys like "target-train/000123".
     """
 
@@ -120,8 +121,12 @@ def load_split(
         size, _ = working_size({split: files}, None, split)
         if len(set(files.sizes)) > 1:
             raise DatasetError(root, [f"{split}: images differ in size; set crop = [H, W]"])
-    images = torch.empty((len(files.images), 3, *size), dtype=torch.uint8)
-    labels = torch.full((len(files.images), *size), IGNORE_INDEX, dtype=torch.uint8)
+    n = len(files.images)
+    if files.labels is None:  # every pixel 255: one byte behind a read-only view, not N*H*W
+        labels = torch.full((1, 1, 1), IGNORE_INDEX, dtype=torch.uint8).expand(n, *size)
+    else:
+        labels = torch.empty((n, *size), dtype=torch.uint8)
+    images = torch.empty((n, 3, *size), dtype=torch.uint8)
     for i, path in enumerate(files.images):
         if translated_dir is not None:
             path = _translated(Path(translated_dir), path)

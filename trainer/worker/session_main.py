@@ -64,7 +64,7 @@ def run_session(cfg: TrainConfig, opts: WorkerOptions, client: Any = None) -> di
     started = time.monotonic()
     sopts = SessionOptions(**opts.session)
     device = pick_device(cfg.device)
-    data = load_data(cfg)
+    data = load_data(cfg, target_labels=cfg.selection == "all")  # people label target-train
     opts.checkpoint_dir.mkdir(parents=True, exist_ok=True)
     check_resume(opts.checkpoint_dir, cfg.to_dict(), opts.new_run)
     client = client or ServiceClient(opts.server, opts.token)

@@ -107,6 +107,8 @@ def test_unlabeled_target_and_mixed_sizes(tmp_path: Path) -> None:
     )
     (_, tgt, *_), _ = load_folder(root, SPLITS, unlabeled=("target-train",))
     assert bool((tgt.labels == 255).all())
+    assert tgt.labels.shape == tgt.images[:, 0].shape
+    assert tgt.labels.untyped_storage().nbytes() == 1  # no N*H*W bytes of 255 for a session
     img = root / "target-test" / "images" / "photo_0.jpg"  # a bigger image and label
     Image.fromarray(np.zeros((12, 16, 3), np.uint8)).save(img)
     Image.fromarray(np.ones((12, 16), np.uint8), "L").save(img.parent.parent / "labels/photo_0.png")

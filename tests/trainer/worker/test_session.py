@@ -3,6 +3,7 @@ by itself once the budget is answered and target-val stops improving, every answ
 and trained on; it resumes after a crash without asking a pixel twice; an admin can end it."""
 
 import json
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -107,10 +108,16 @@ def test_a_session_resumes_after_a_crash_and_ends_by_itself(cfg, tmp_path, monke
 
 
 @pytest.mark.slow
-def test_an_admin_ends_the_session(cfg, tmp_path) -> None:
+def test_an_admin_ends_the_session_over_a_target_split_without_labels(cfg, tmp_path) -> None:
+    """People label target-train: the session needs no labels/ there (the person here answers
+    from a copy of them kept outside the data folder)."""
     torch.set_num_threads(1)
     svc, stop = MemoryService(lease_s=10), threading.Event()
-    _person(svc, cfg, stop)
+    _person(svc, cfg, stop)  # reads the labels from cfg's folder, which keeps them
+    data = tmp_path / "data"
+    shutil.copytree(cfg.data_root, data)
+    shutil.rmtree(data / "target-train" / "labels")
+    cfg = cfg.replace(data_root=str(data))
 
     def finish_later() -> None:
         while len(svc.answers) < 5:
