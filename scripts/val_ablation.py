@@ -9,11 +9,15 @@ written. Three studies:
   the built-in FDA at several band sizes: source-only target-val mIoU.
 * ``fda-strategies``: al-as, ADA-MCU and random on a source model pre-trained with FDA.
 * ``contrast``: ADA-MCU with the paper's L_total = L_seg + L_con (weight 1.0) against 0.1.
+* ``cap``: ``mcu-cap`` (our own strategy) against ADA-MCU (``full``) and with each of its
+  switches undone in turn: no class cap, uniform within the group instead of impurity, no
+  blanked window, G_l pseudo labels back in (run it at 0.1 %, where it trails ADA-MCU).
 
     .venv/bin/python scripts/val_ablation.py pseudo --out pseudo.json
     .venv/bin/python scripts/val_ablation.py fda --betas 0.03 0.06 0.1 0.2
     .venv/bin/python scripts/val_ablation.py fda-strategies --fda-beta 0.06
     .venv/bin/python scripts/val_ablation.py contrast --out contrast.json
+    .venv/bin/python scripts/val_ablation.py cap --budgets 0.001 --seeds 0 1 2
 
 Seeds 0 and 1, budgets 0.1 % and 1.7 % (one seed for ``fda``), two worker processes.
 """
@@ -48,6 +52,14 @@ STUDIES: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
         "full/cw1.0": ("full", {"contrast_weight": 1.0}),
         "full/cw0.1": ("full", {"contrast_weight": 0.1}),
     },
+    "cap": {
+        "full": ("full", {}),
+        "mcu-cap": ("mcu-cap", {}),
+        "mcu-cap/class1.0": ("mcu-cap", {"cap_class_share": 1.0}),
+        "mcu-cap/uniform": ("mcu-cap", {"cap_impurity": False}),
+        "mcu-cap/radius0": ("mcu-cap", {"cap_radius_k": 0.0}),
+        "mcu-cap/pseudo": ("mcu-cap", {"pseudo_labels": True, "mcu_true_labels": False}),
+    },
     "fda-strategies": {
         "al-as": ("al-as", {}),
         "full": ("full", {}),
@@ -72,14 +84,15 @@ def plan(
     for seed in seeds:
         for budget in budgets:
             for name, (strategy, changes) in STUDIES[study].items():
-                cfg = configure(base, strategy, budget_rate=budget, seed=seed, **changes)
+                # the variant's changes go on top of the strategy's (an ablation of its switches)
+                cfg = configure(base, strategy, budget_rate=budget, seed=seed).replace(**changes)
                 runs.append((name, cfg))
     return runs
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("study", choices=["pseudo", "fda", "fda-strategies", "contrast"])
+    p.add_argument("study", choices=["pseudo", "fda", "fda-strategies", "contrast", "cap"])
     p.add_argument("--betas", type=float, nargs="+", default=[0.03, 0.06, 0.1, 0.2])
     p.add_argument("--fda-beta", type=float, default=0.06, help="for fda-strategies")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
