@@ -5,26 +5,38 @@
 import * as ui from "./annotate-ui.js";
 
 const SOON_MS = 300; // after a save comes back, read the budget again this soon
+const STALE_MS = 10000; // a read overlapped by saves is still taken when the last is this old
 
 /**
  * Numbers as the server last said them plus this page's changes the server had not yet
  * counted when that read began. A change counts as the server's once its save came back
- * (`saved` resolves true) before a read starts; a failed save is simply dropped.
+ * (`saved` resolves true) before a read starts; a failed save is simply dropped. A read that
+ * a save overlapped (in flight when it began, or sent before it came back) is not taken:
+ * whether the server counted that save is unknown, and taking it could count the save twice
+ * (the server's number and the page's change). The read after the save comes back is clean;
+ * a read is taken anyway once the numbers shown are STALE_MS old.
  */
 export class Tally {
-  constructor(onChange = () => {}) {
+  constructor(onChange = () => {}, now = () => Date.now()) {
     this.base = null;
     this.deltas = [];
     this.settled = 0; // saves come back so far
+    this.added = 0; // changes added so far
+    this.pending = 0; // saves not come back yet
     this.baseSeq = -1;
+    this.baseAt = 0;
     this.onChange = onChange;
+    this.now = now;
   }
 
   /** A local change (e.g. `{answered: 1, reserved: -1}`), shown at once. */
   add(delta, saved) {
     const entry = { delta, settledAt: 0 };
     this.deltas.push(entry);
+    this.added += 1;
+    this.pending += 1;
     Promise.resolve(saved).then((ok) => {
+      this.pending -= 1;
       if (ok) entry.settledAt = ++this.settled;
       else this.deltas = this.deltas.filter((e) => e !== entry);
       this.onChange();
@@ -35,10 +47,15 @@ export class Tally {
   /** Call when a read of the server starts; call what it returns with the numbers read. */
   reading() {
     const seq = this.settled;
+    const added = this.added;
+    const busy = this.pending > 0;
     return (values) => {
       if (seq < this.baseSeq) return; // an older read came back late
+      const overlapped = busy || this.added !== added;
+      if (overlapped && this.base !== null && this.now() - this.baseAt < STALE_MS) return;
       this.base = values;
       this.baseSeq = seq;
+      this.baseAt = this.now();
       this.deltas = this.deltas.filter((e) => !e.settledAt || e.settledAt > seq);
       this.onChange();
     };

@@ -83,3 +83,49 @@ def test_counters_survive_a_reload_and_a_closing_page_releases_its_leases(
         r = alice.post(f"/api/v1/runs/{run.id}/claims", json={"n": 20})
     assert len(r.json()["queries"]) == 8  # every one of them claimable by another annotator
     assert page.js_errors == []
+
+
+def test_a_budget_read_while_a_save_is_on_its_way_back_counts_it_once(service, make_run, page_at):
+    """The server has the answer, the page has not heard back: a budget read then holds the
+    answer once (in the server's number), not twice (the server's and the page's own)."""
+    make_run("session-page-once", n_images=2, n_queries=8)
+    page = page_at(1280, 720)
+    held, holding = [], []
+
+    def answer_route(route) -> None:
+        if holding:  # the server gets and commits it; the page does not get the response yet
+            held.append((route, route.fetch()))
+        else:
+            route.continue_()
+
+    finished = []
+    page.on("requestfinished", lambda r: finished.append(r.url) if "/budget" in r.url else None)
+    page.route("**/api/v1/queries/*/answer", answer_route)
+    page.goto(f"{service.base}/?token={service.tokens['bob']}")
+    q1 = wait_shown(page)
+    page.keyboard.press("1")
+    q2 = wait_shown(page, q1)
+    wait_text(page, "unsaved", "all saved")
+    wait_text(page, "budget-answered", "1")
+
+    holding.append(True)
+    page.keyboard.press("2")
+    wait_shown(page, q2)
+    deadline = time.monotonic() + 5
+    while not held and time.monotonic() < deadline:
+        page.wait_for_timeout(50)  # lets the route handler run
+    assert len(held) == 1, "the answer was not held at the route"
+    reads = len(finished)
+    deadline = time.monotonic() + 12  # the page reads the budget every 5 s
+    while len(finished) == reads and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    assert len(finished) > reads, "no budget read while the answer's response was held"
+    page.wait_for_timeout(200)  # the read is shown
+    answered = page.text_content('[data-testid="budget-answered"]').strip()
+    assert answered == "2"  # the old page showed 3: the server's 2 plus its own unseen 1
+    holding.clear()
+    for route, response in held:
+        route.fulfill(response=response)
+    wait_text(page, "unsaved", "all saved")
+    wait_text(page, "budget-answered", "2")
+    assert page.js_errors == []
