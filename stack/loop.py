@@ -24,17 +24,10 @@ from typing import Any
 import httpx
 
 from client.logs import setup_logging
-from stack.processes import (
-    ProgressTail,
-    child_env,
-    free_port,
-    make_token,
-    stop_all,
-    wait_ready,
-)
+from stack.processes import ProgressTail, child_env, free_port, make_token, stop_all, wait_ready
 from trainer.bench.grid import PRESETS
 from trainer.config import TrainConfig
-from trainer.data.safety import is_user_dataset
+from trainer.data.safety import UnsafeFolderError, claim_output_folder, is_user_dataset
 from trainer.data.synth import generate_benchmark
 from trainer.strategies import STRATEGIES
 
@@ -42,6 +35,7 @@ from trainer.strategies import STRATEGIES
 # images, so that the default schedule (16 passes, every label revisited >= 10 times) fits in a
 # few CPU minutes.
 LOOP_COUNTS = {**PRESETS["quick"].counts, "target-train": 48}
+OUT_MARKER = ".adamcu-loop"  # in --out: a folder the loop made, whose old outputs it may clear
 
 
 @dataclass
@@ -142,7 +136,7 @@ def _say(*args: Any) -> None:
 
 def run_loop(opts: LoopOptions, log=_say) -> dict[str, Any]:
     started = time.perf_counter()
-    opts.out.mkdir(parents=True, exist_ok=True)
+    claim_output_folder(opts.out, OUT_MARKER, "adamcu loop")  # its old db and worker files go
     if not is_user_dataset(opts.data):  # a user's folder is used as it is
         generate_benchmark(opts.data, counts=opts.counts, seed=1234)
     admin = secrets.token_urlsafe(24)
@@ -340,7 +334,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         database_url=a.database_url,
         redis_url=a.redis_url,
     )
-    summary = run_loop(opts)
+    try:
+        summary = run_loop(opts)
+    except UnsafeFolderError as exc:
+        p.error(str(exc))
     print_summary(summary, opts.out)
     return 0
 

@@ -140,3 +140,21 @@ def test_loop_refuses_a_schedule_before_starting_anything(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["--passes", "3", "--out", "/nonexistent/never-written"])
     assert "set query_passes with passes" in capsys.readouterr().err
+
+
+def test_loop_refuses_an_out_folder_it_did_not_make_and_deletes_nothing(tmp_path, capsys) -> None:
+    """`--out` a user's folder: the loop would delete its adamcu.db and worker checkpoint;
+    it refuses, naming the fix, and leaves every file as it was."""
+    from stack.loop import main
+
+    mine = tmp_path / "my-project"
+    (mine / "worker").mkdir(parents=True)
+    (mine / "adamcu.db").write_bytes(b"someone's database")
+    (mine / "worker" / "checkpoint.pt").write_bytes(b"someone's checkpoint")
+    with pytest.raises(SystemExit):
+        main(["--out", str(mine), "--data", str(tmp_path / "data")])
+    err = capsys.readouterr().err
+    assert "was not written by `adamcu loop`" in err and "new or empty folder" in err
+    assert (mine / "adamcu.db").read_bytes() == b"someone's database"
+    assert (mine / "worker" / "checkpoint.pt").read_bytes() == b"someone's checkpoint"
+    assert not (tmp_path / "data").exists()  # refused before anything was generated

@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from trainer.data.safety import UnsafeFolderError, check_generation_target, is_user_dataset
+from trainer.data.safety import (
+    UnsafeFolderError,
+    check_generation_target,
+    claim_output_folder,
+    is_user_dataset,
+)
 from trainer.data.synth import generate_benchmark
 
 TINY = {"source-train": 2, "target-train": 2}
@@ -58,3 +63,20 @@ def test_generate_writes_new_empty_and_its_own_folders(tmp_path: Path) -> None:
     file.write_text("x")
     with pytest.raises(UnsafeFolderError, match="is a file"):
         check_generation_target(file)
+
+
+def test_an_output_folder_is_claimed_only_when_new_empty_or_already_ours(tmp_path: Path) -> None:
+    new, empty, foreign = tmp_path / "new", tmp_path / "empty", tmp_path / "foreign"
+    empty.mkdir()
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    for root in (new, empty):
+        claim_output_folder(root, ".tool", "tool")
+        assert json.loads((root / ".tool").read_text()) == {"written_by": "tool"}
+    (new / "adamcu.db").write_text("the tool's own")  # a later run finds its marker
+    claim_output_folder(new, ".tool", "tool")
+    with pytest.raises(UnsafeFolderError, match="not written by `tool`"):
+        claim_output_folder(foreign, ".tool", "tool")
+    assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
+    with pytest.raises(UnsafeFolderError, match="is a file"):
+        claim_output_folder(foreign / "notes.txt", ".tool", "tool")
