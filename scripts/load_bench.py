@@ -1,7 +1,8 @@
 """Load benchmark of a live labeling server: N simulated annotators against PostgreSQL + Redis.
 
 Starts ``python -m server.migrate`` and ``python -m server.main`` as subprocesses on a fresh
-PostgreSQL database (created, then dropped) and Redis db 10 (flushed), then runs two phases of
+PostgreSQL database (created, then dropped) and Redis db 10 (flushed, unless it holds keys
+the bench did not write; ``ADAMCU_BENCH_REDIS_URL`` picks another), then runs two phases of
 ``--duration`` seconds each while a trainer token keeps the queue full:
 
 * ``single``: each annotator claims ``--claim-n`` queries and answers them one request each;
@@ -49,7 +50,23 @@ from stack.processes import free_port, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
-REDIS_URL = "redis://127.0.0.1:6379/10"
+REDIS_URL = os.environ.get("ADAMCU_BENCH_REDIS_URL", "redis://127.0.0.1:6379/10")
+REDIS_MARK = "adamcu:load_bench"  # kept in that db: a db with it (or empty) is the bench's
+
+
+def claim_redis(url: str = REDIS_URL) -> None:
+    """Flush the bench's Redis db, refusing one that holds keys the bench did not write."""
+    client = redis.Redis.from_url(url)
+    keys = client.dbsize()
+    if keys and not client.exists(REDIS_MARK):
+        sys.exit(
+            f"load_bench: {url} holds {keys} keys it did not write; refusing to flush them. "
+            "Set ADAMCU_BENCH_REDIS_URL to an empty Redis database."
+        )
+    client.flushdb()
+    client.set(REDIS_MARK, "1")
+
+
 CLASSES = [{"id": i, "name": f"c{i}", "color": [i, i, i]} for i in range(4)]
 
 
@@ -230,7 +247,7 @@ def bench(args: argparse.Namespace) -> dict:
     }
     with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-    redis.Redis.from_url(REDIS_URL).flushdb()
+    claim_redis()
     log = Path(tempfile.mkstemp(prefix="load_bench_", suffix=".log")[1])
     proc = None
     try:
@@ -257,7 +274,7 @@ def bench(args: argparse.Namespace) -> dict:
                 proc.kill()
         with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        redis.Redis.from_url(REDIS_URL).flushdb()
+        claim_redis()  # the run's streams go, the mark stays
     result["server_log_tail"] = log.read_text()[-2000:]
     log.unlink()
     shutil.rmtree(env["ADAMCU_STORE_ROOT"], ignore_errors=True)  # the bench's own temp folder
