@@ -10,8 +10,8 @@ a cooldown after the plateau) and around the training steps it
   the server's pace and posts the shortfall as one round, picked by Algorithm 1 from images
   scored by the model as it is now (:mod:`trainer.worker.rounds`);
 - withdraws queries nobody claimed for T minutes, and every ``rescore_seconds`` those whose
-  pixel the current model is no longer unsure of (now in G_l); a withdrawn pixel is unmarked in
-  the label bank and may be asked again;
+  pixel the current model is no longer unsure of (now in G_l); a withdrawn pixel is unmarked,
+  but the server keeps one query per pixel and refuses it again (the worker then drops it);
 - evaluates on target-val every ``eval_seconds``, posts the point and keeps the best weights
   (``best.pt``);
 - ends when the budget is answered (every label trained on), target-val has not improved
