@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from trainer.bench.grid import PRESETS, _pretrain, _run  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
-from trainer.data.synth import generate_benchmark  # noqa: E402
+from trainer.data.synth import DEFAULT_SHIFT, generate_benchmark  # noqa: E402
 from trainer.strategies import configure  # noqa: E402
 
 STUDIES: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
@@ -110,7 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     with ProcessPoolExecutor(max_workers=2, mp_context=get_context("spawn")) as pool:
         seeds = {c.seed: c for _, c in runs if c.strategy != "source-only"}
         list(pool.map(_pretrain, [c.to_dict() for c in seeds.values()], [str(cache)] * len(seeds)))
-        futures = [(name, pool.submit(_run, c.to_dict(), str(cache))) for name, c in runs]
+        out = str(args.work)  # the runs' checkpoints go to <work>/checkpoints
+        futures = [
+            (name, pool.submit(_run, c.to_dict(), str(cache), out, DEFAULT_SHIFT))
+            for name, c in runs
+        ]
         for name, fut in futures:
             r = fut.result()
             rows.append(

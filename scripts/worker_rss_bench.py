@@ -73,7 +73,7 @@ session_main.load_data = counting_load
 class Pattern:  # the person's answers: a fixed class pattern, no ground truth held
     def __getitem__(self, key):
         _, y, x = key
-        return (7 * int(y) + int(x)) % 19
+        return (7 * int(y) + int(x)) % args["classes"]
 
 svc, stop = MemoryService(lease_s=60), threading.Event()
 person = SimulatedPerson(svc, Pattern(), rate=(50, 100), pause=(0.0, 0.01))
@@ -144,6 +144,7 @@ def main() -> None:
     cfg |= {"device": "cpu", "crop": a.crop}
     args = {"cfg": cfg, "pace": pace, "work": str(work), "iterations": a.iterations}
     args["threads"] = a.threads
+    args["classes"] = len(json.loads((data / "classes.json").read_text())["classes"])
     child = subprocess.run(
         [sys.executable, "-c", CHILD, json.dumps(args)],
         cwd=ROOT,
