@@ -89,6 +89,31 @@ def counted(self):
         svc.finish_run(self.run_id)  # the admin ends it; the worker notices and finishes
 
 session_mod.Session.train_step = counted
+rises = {}  # phase -> MiB the peak (VmHWM, which only grows) rose by during its calls
+
+
+def watch(owner, name, label):
+    inner = getattr(owner, name)
+
+    def watched(*a, **k):
+        before = status("VmHWM")
+        try:
+            return inner(*a, **k)
+        finally:
+            rise = status("VmHWM") - before
+            if rise:
+                rises[label] = rises.get(label, 0) + rise
+
+    setattr(owner, name, watched)
+
+
+watch(session_main, "load_data", "load the data")
+watch(session_main, "pretrain", "pre-train (source batches)")
+watch(session_main, "evaluate", "evaluate target-test")
+watch(session_mod.Session, "train_step", "training steps")
+watch(session_mod.Session, "post_round", "score images for a round (Eq. 1)")
+watch(session_mod.Session, "evaluate", "evaluate target-val")
+watch(session_mod.Session, "save", "checkpoints")
 
 def go():
     while not svc.run:
@@ -105,6 +130,7 @@ print(json.dumps({
     "peak_rss": status("VmHWM"),
     "rss_after_imports": imports_rss,
     "rss_after_load": loaded["rss_after_load"],
+    "peak_rises": rises,
     "split_bytes": loaded["split_bytes"],
     "seconds": round(time.perf_counter() - started, 1),
     "iterations": summary["iterations"],
@@ -163,6 +189,7 @@ def main() -> None:
         "rss_after_imports_mib": round(got["rss_after_imports"] / MB, 1),
         "rss_after_load_mib": round(got["rss_after_load"] / MB, 1),
         "split_mib": {k: round(v / MB, 1) for k, v in got["split_bytes"].items()},
+        "peak_rise_mib_by_phase": {k: round(v / MB, 1) for k, v in got["peak_rises"].items()},
         "steps_rss": [line for line in child.stderr.splitlines() if line.startswith("step ")],
     }
     report |= {k: got[k] for k in ("seconds", "iterations", "ended", "labeled_pixels", "rounds")}
