@@ -74,7 +74,7 @@ def one_seed(a: argparse.Namespace, seed: int, work: Path) -> dict:
         data_root=str(work.parent / "data"),
         budget_rate=a.budget,
         iterations=a.iterations,
-        eval_every=max(1, a.iterations // 5),
+        eval_every=max(1, a.iterations // 5) if a.iterations else 0,
         pretrain_iterations=a.pretrain_iterations,
         seed=seed,
         device="cpu",
@@ -126,7 +126,12 @@ def summarize(runs: list[dict], cooldowns: list[int]) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--budget", type=float, default=0.0005)
-    p.add_argument("--iterations", type=int, default=100, help="benchmark mode's schedule")
+    p.add_argument(
+        "--iterations",
+        type=int,
+        default=0,
+        help="benchmark mode's schedule: 0 the default passes (16), > 0 exactly this many",
+    )
     p.add_argument("--pretrain-iterations", type=int, default=150)
     p.add_argument("--rate", type=float, nargs=2, default=(3.0, 6.0), help="answers/s range")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])

@@ -55,9 +55,10 @@ class SessionOptions:
     merge_every: int = 1  # iterations between answer merges
     eval_seconds: float = 60.0  # target-val every ...
     plateau_minutes: float = 2.0  # budget answered and no target-val gain this long: done
-    # then this many iterations with the learning rate decayed to 0 on the paper's poly
+    # > 0: then this many iterations with the learning rate decayed to 0 on the paper's poly
     # schedule (section IV-B) before the run ends; 0: end at the plateau, at the constant rate
-    cooldown_iterations: int = 100
+    # (target-val, scripts/session_bench.py, 3 seeds: 100 iterations gained nothing)
+    cooldown_iterations: int = 0
     status_seconds: float = 5.0  # how often the run's status is read (an admin may end it)
     checkpoint_seconds: float = 30.0
     round_images: int = 4  # images scored together when picking a round's pixels

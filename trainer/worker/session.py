@@ -1,8 +1,8 @@
 """``adamcu-worker --mode session``: a labeling session whose pace the people set.
 
 The worker trains without pause (source + target batches, the images with fresh labels
-first, at a constant learning rate since nobody knows when the session ends, decayed to 0 in
-a cooldown after the plateau) and around the training steps it
+first, at a constant learning rate since nobody knows when the session ends; with
+``cooldown_iterations`` decayed to 0 after the plateau) and around the training steps it
 
 - merges the answers every ``merge_every`` iterations (one GET), so each is in a gradient step
   within an iteration or two of being read;
@@ -15,7 +15,7 @@ a cooldown after the plateau) and around the training steps it
 - evaluates on target-val every ``eval_seconds``, posts the point and keeps the best weights
   (``best.pt``);
 - ends when the budget is answered (every label trained on), target-val has not improved
-  for ``plateau_minutes`` and the ``cooldown_iterations`` have run, or when an admin finishes
+  for ``plateau_minutes`` and any ``cooldown_iterations`` have run, or when an admin finishes
   the run. Killed, it resumes the session
   from its checkpoint and the server's record (``ServiceLink.rebuild``).
 """
