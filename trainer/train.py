@@ -121,9 +121,14 @@ def evaluate(
     num_classes: int,
     device: torch.device,
     batch_size: int = 50,
+    max_pixels: int = 1 << 23,
 ) -> ConfusionMatrix:
-    """Per-class IoU over a split: logits upsampled to the label's resolution, 255 ignored."""
+    """Per-class IoU over a split: logits upsampled to the label's resolution, 255 ignored.
+    A batch holds at most ``max_pixels`` pixels (4 frames of 2048x1024; 50 of the bundled
+    64x128 ones), so its float input and full-size logits stay bounded on paper-sized data."""
     cm = ConfusionMatrix(num_classes)
+    h, w = split.images.shape[-2:]
+    batch_size = max(1, min(batch_size, max_pixels // (h * w)))
     model.eval()
     with torch.no_grad():
         for i in range(0, len(split.ids), batch_size):

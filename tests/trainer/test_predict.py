@@ -113,3 +113,29 @@ def test_evaluate_prints_a_table_and_writes_json(tmp_path: Path, ckpt, capsys, m
     (data / "classes.json").write_text(json.dumps({"classes": [{"id": 0, "name": "x"}]}))
     assert main(args) == 2
     assert "differ from" in capsys.readouterr().err
+
+
+def test_evaluate_bounds_the_pixels_of_a_batch_and_counts_the_same() -> None:
+    """Paper-sized frames: 50 of them a batch held 8 GB of float input and logits."""
+    from types import SimpleNamespace
+
+    from trainer.data.folder import SplitTensors
+    from trainer.train import evaluate
+
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (5, 3, 4, 8), dtype=torch.uint8, generator=gen)
+    labels = torch.randint(0, 3, (5, 4, 8), dtype=torch.uint8, generator=gen)
+    split = SplitTensors(images, labels, [f"t/{i}" for i in range(5)])
+    seen = []
+
+    def model(x):
+        seen.append(len(x))
+        return SimpleNamespace(main=x[:, :3] * torch.tensor([1.0, -1.0, 0.5]).view(1, 3, 1, 1))
+
+    model.eval = lambda: None
+    whole = evaluate(model, split, 3, torch.device("cpu"))
+    assert seen == [5]
+    seen.clear()
+    bounded = evaluate(model, split, 3, torch.device("cpu"), max_pixels=64)  # 2 frames of 32
+    assert seen == [2, 2, 1]
+    assert torch.equal(whole.mat, bounded.mat) and int(whole.mat.sum()) == 5 * 32
