@@ -87,6 +87,8 @@ class TrainConfig:
     cap_class_share: float = 0.25  # mcu-cap: most of an image's quota for one predicted class
     cap_impurity: bool = True  # mcu-cap: rank by S x region impurity (False: uniform)
     cap_radius_k: float = 16.0  # mcu-cap: blanking window K at 1280x640 (0: none)
+    # mcu-cap: G_l pseudo labels while M_e / target images is under this (0: never)
+    cap_pseudo_below: float = 20.0
     mcu_true_labels: bool = False  # MCU target pixels: true labels only, no G_l pseudo labels
     # losses
     pseudo_labels: bool = True

@@ -2,8 +2,7 @@
 
 I/O lives here (data, checkpoints, progress); the math is in the modules it calls.
 The oracle is anything that answers ``ask(index, ys, xs, group, scores) -> classes``: the
-in-process ground truth (``GroundTruthOracle``) or the labeling service
-(``trainer/worker/``).
+in-process ground truth (``GroundTruthOracle``) or the labeling service (``trainer/worker/``).
 """
 
 from __future__ import annotations
@@ -31,6 +30,7 @@ from trainer.model import build_model, param_groups, poly_lr, set_lr
 from trainer.progress import Progress, adapt_update, progress_mode
 from trainer.schedule import QueryLog, new_loop_state, target_order
 from trainer.step import Ask, Batch, LoopState, Spent, adaptation_step, upsample
+from trainer.strategies import for_budget
 
 __all__ = ["new_loop_state", "target_order"]  # re-exported: the worker and tests use them
 
@@ -123,9 +123,8 @@ def evaluate(
     batch_size: int = 50,
     max_pixels: int = 1 << 23,
 ) -> ConfusionMatrix:
-    """Per-class IoU over a split: logits upsampled to the label's resolution, 255 ignored.
-    A batch holds at most ``max_pixels`` pixels (4 frames of 2048x1024; 50 of the bundled
-    64x128 ones), so its float input and full-size logits stay bounded on paper-sized data."""
+    """Per-class IoU over a split: logits upsampled to the label's resolution, 255 ignored; at
+    most ``max_pixels`` pixels a batch (4 frames of 2048x1024), so memory stays bounded."""
     cm = ConfusionMatrix(num_classes)
     h, w = split.images.shape[-2:]
     batch_size = max(1, min(batch_size, max_pixels // (h * w)))
@@ -187,8 +186,8 @@ def pretrain_key(cfg: TrainConfig, data_root: Path) -> str:
 def cached_model(
     cfg: TrainConfig, data: Data, device: torch.device, cache_dir: Path | None
 ) -> tuple[torch.nn.Module, Path | None, bool]:
-    """A fresh network, loaded from the pre-training cache when it holds this config's
-    weights. Returns (model, cache path or None, whether it was loaded)."""
+    """A fresh network, from the pre-training cache when it holds this config's weights.
+    Returns (model, cache path or None, whether it was loaded)."""
     torch.manual_seed(cfg.seed)
     model = build_model(
         cfg.model,
@@ -282,7 +281,8 @@ def adapt(
     iterations = cfg.adapt_iterations(n_target)
     length = cfg.pass_length(n_target)
     eval_every = cfg.eval_every or length
-    state = state or new_loop_state(cfg, budget_pixels(cfg, data), data.num_classes, n_target)
+    cfg = for_budget(cfg, expected := budget_pixels(cfg, data), n_target)  # mcu-cap's G_l
+    state = state or new_loop_state(cfg, expected, data.num_classes, n_target)
     state.dccm = state.dccm.to(device)
     opt = torch.optim.SGD(
         param_groups(model, cfg.lr, cfg.head_lr_mult, cfg.weight_decay),
@@ -345,6 +345,5 @@ def _eval_point(
 
 
 def local_spent(bank: LabelBank) -> Spent:
-    """Budget spent per group, in process: the labels stored (a skipped pixel costs nothing,
-    as a skip releases its reservation on the server)."""
+    """Budget spent per group in process: the labels stored (a skip costs nothing)."""
     return bank.counts

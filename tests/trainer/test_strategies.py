@@ -32,3 +32,17 @@ def test_every_strategy_sets_its_name(strategy: str) -> None:
     assert configure(TrainConfig(), strategy).strategy == strategy
     with pytest.raises(ValueError, match="unknown strategy"):
         configure(TrainConfig(), strategy + "-x")
+
+
+def test_mcu_cap_takes_pseudo_labels_only_under_its_labels_per_image_threshold() -> None:
+    from trainer.strategies import for_budget
+
+    cap = configure(TrainConfig(), "mcu-cap")
+    assert not cap.pseudo_labels and cap.mcu_true_labels and cap.cap_pseudo_below == 20
+    few = for_budget(cap, expected=8 * 32, target_images=32)  # 8 labels an image (0.1 %)
+    assert few.pseudo_labels and not few.mcu_true_labels
+    assert few.replace(pseudo_labels=False, mcu_true_labels=True) == cap  # nothing else moved
+    assert for_budget(cap, expected=20 * 32, target_images=32) is cap  # 20 an image: as is
+    assert for_budget(cap.replace(cap_pseudo_below=0.0), 1, 32).pseudo_labels is False
+    full = configure(TrainConfig(), "full")
+    assert for_budget(full, 1, 32) is full  # other strategies as they are

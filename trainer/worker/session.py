@@ -16,8 +16,7 @@ first, at a constant learning rate since nobody knows when the session ends; wit
   (``best.pt``);
 - ends when the budget is answered (every label trained on), target-val has not improved
   for ``plateau_minutes`` and any ``cooldown_iterations`` have run, or when an admin finishes
-  the run. Killed, it resumes the session
-  from its checkpoint and the server's record (``ServiceLink.rebuild``).
+  the run. Killed, it resumes from its checkpoint and the server's record (``rebuild``).
 """
 
 from __future__ import annotations
@@ -38,6 +37,7 @@ from trainer.labelbank import LabelBank
 from trainer.model import param_groups, set_lr
 from trainer.sampling import QueryWindow
 from trainer.step import Batch, LoopState, adaptation_step, calibrate_thresholds
+from trainer.strategies import for_budget
 from trainer.train import Data, _source_batch, evaluate, new_loop_state
 from trainer.worker.link import ServiceLink
 from trainer.worker.main import WorkerOptions, post_metrics, restore, save_checkpoint
@@ -82,6 +82,7 @@ class Session:
         self.bank = LabelBank(n, h, w)
         self.link = ServiceLink(client, self.run_id, data.target.ids, "human")
         self.state: LoopState = new_loop_state(cfg, self.expected, data.num_classes, n)
+        self.step_cfg = for_budget(cfg, self.expected, n)  # what the steps train with
         # the training step never queries: the rounds do (query_until = 0)
         self.state.window = QueryWindow(self.expected, 0, 0, 1, 1)
         self.state.dccm = self.state.dccm.to(device)
@@ -175,10 +176,10 @@ class Session:
         sx, sy = _source_batch(data, cfg.batch_source, self.gen, cfg, self.device)
         tx = to_float(data.target.images[tidx]).to(self.device)
         batch = Batch(sx, sy, tx, tidx)
-        it, state = self.iteration, self.state
+        it, state, step_cfg = self.iteration, self.state, self.step_cfg
         set_lr(self.opt, self.cooldown.lr(cfg.lr, it, cfg.poly_power))
         adaptation_step(
-            self.model, self.opt, batch, self.bank, state, cfg, it, _no_ask, dict, self.gen
+            self.model, self.opt, batch, self.bank, state, step_cfg, it, _no_ask, dict, self.gen
         )
         self.fresh.stepped(rows)
         self.iteration += 1
