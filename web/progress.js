@@ -17,16 +17,14 @@ const STALE_MS = 10000; // a read overlapped by saves is still taken when the la
  * a read is taken anyway once the numbers shown are STALE_MS old.
  */
 export class Tally {
-  constructor(onChange = () => {}, now = () => Date.now()) {
+  constructor(onChange = () => {}) {
     this.base = null;
     this.deltas = [];
     this.settled = 0; // saves come back so far
     this.added = 0; // changes added so far
-    this.pending = 0; // saves not come back yet
     this.baseSeq = -1;
     this.baseAt = 0;
     this.onChange = onChange;
-    this.now = now;
   }
 
   /** A local change (e.g. `{answered: 1, reserved: -1}`), shown at once. */
@@ -34,9 +32,7 @@ export class Tally {
     const entry = { delta, settledAt: 0 };
     this.deltas.push(entry);
     this.added += 1;
-    this.pending += 1;
     Promise.resolve(saved).then((ok) => {
-      this.pending -= 1;
       if (ok) entry.settledAt = ++this.settled;
       else this.deltas = this.deltas.filter((e) => e !== entry);
       this.onChange();
@@ -48,14 +44,14 @@ export class Tally {
   reading() {
     const seq = this.settled;
     const added = this.added;
-    const busy = this.pending > 0;
+    const busy = this.deltas.some((e) => !e.settledAt); // a save not come back yet
     return (values) => {
       if (seq < this.baseSeq) return; // an older read came back late
       const overlapped = busy || this.added !== added;
-      if (overlapped && this.base !== null && this.now() - this.baseAt < STALE_MS) return;
+      if (overlapped && this.base !== null && Date.now() - this.baseAt < STALE_MS) return;
       this.base = values;
       this.baseSeq = seq;
-      this.baseAt = this.now();
+      this.baseAt = Date.now();
       this.deltas = this.deltas.filter((e) => !e.settledAt || e.settledAt > seq);
       this.onChange();
     };
