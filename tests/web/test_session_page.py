@@ -18,23 +18,39 @@ def queue_state(service, run_id: int) -> tuple[int, int]:
     return pace["pending"], pace["leased"]
 
 
+class AnswerHold:
+    """The page's answers, intercepted from its first load (a route added in the middle of the
+    page's life has been seen to miss the very next request: CI, stop 17) and, while ``on``,
+    held: before the server has them, or with ``commit`` after it has answered them."""
+
+    def __init__(self, page, commit: bool = False) -> None:
+        self.page, self.commit, self.on, self.held = page, commit, False, []
+        page.route("**/api/v1/queries/*/answer", self._route)
+
+    def _route(self, route) -> None:
+        if self.on:
+            self.held.append((route, route.fetch() if self.commit else None))
+        else:
+            route.continue_()
+
+    def wait_one(self) -> None:
+        deadline = time.monotonic() + 5
+        while not self.held and time.monotonic() < deadline:
+            self.page.wait_for_timeout(50)  # lets the route handler run
+        assert len(self.held) == 1, "the answer was not held at the route"
+
+    def release(self) -> None:
+        self.on = False
+        for route, response in self.held:
+            route.continue_() if response is None else route.fulfill(response=response)
+
+
 def test_counters_survive_a_reload_and_a_closing_page_releases_its_leases(
     service, make_run, page_at
 ):
     run = make_run("session-page", n_images=2, n_queries=12)
     page = page_at(1280, 720)
-    # The answer route is intercepted from the first load, and holds answers only while
-    # `holding`: a route added in the middle of the page's life has been seen to miss the
-    # very next request (CI, stop 17), which let the held answer reach the server.
-    held, holding = [], []
-
-    def answer_route(route) -> None:
-        if holding:
-            held.append(route)
-        else:
-            route.continue_()
-
-    page.route("**/api/v1/queries/*/answer", answer_route)
+    hold = AnswerHold(page)
     page.goto(f"{service.base}/?token={service.tokens['bob']}")
     q1 = wait_shown(page)
     page.keyboard.press("1")
@@ -49,19 +65,14 @@ def test_counters_survive_a_reload_and_a_closing_page_releases_its_leases(
     wait_text(page, "budget-answered", "2")
 
     # The budget box and the counter move with the key press, before the server answers.
-    holding.append(True)
+    hold.on = True
     page.keyboard.press("3")
     wait_shown(page, q4)
     wait_text(page, "budget-answered", "3")
     wait_text(page, "my-count", "3")
-    deadline = time.monotonic() + 5
-    while not held and time.monotonic() < deadline:
-        page.wait_for_timeout(50)  # lets the route handler run
-    assert len(held) == 1, "the answer was not held at the route"
+    hold.wait_one()
     assert budget(service, run.id)["answered"] == 2  # the server has not got it yet
-    holding.clear()
-    for route in held:
-        route.continue_()
+    hold.release()
     wait_text(page, "unsaved", "all saved")
     assert budget(service, run.id)["answered"] == 3
 
@@ -90,17 +101,9 @@ def test_a_budget_read_while_a_save_is_on_its_way_back_counts_it_once(service, m
     answer once (in the server's number), not twice (the server's and the page's own)."""
     make_run("session-page-once", n_images=2, n_queries=8)
     page = page_at(1280, 720)
-    held, holding = [], []
-
-    def answer_route(route) -> None:
-        if holding:  # the server gets and commits it; the page does not get the response yet
-            held.append((route, route.fetch()))
-        else:
-            route.continue_()
-
+    hold = AnswerHold(page, commit=True)  # the server commits it; the page hears nothing yet
     finished = []
     page.on("requestfinished", lambda r: finished.append(r.url) if "/budget" in r.url else None)
-    page.route("**/api/v1/queries/*/answer", answer_route)
     page.goto(f"{service.base}/?token={service.tokens['bob']}")
     q1 = wait_shown(page)
     page.keyboard.press("1")
@@ -108,13 +111,10 @@ def test_a_budget_read_while_a_save_is_on_its_way_back_counts_it_once(service, m
     wait_text(page, "unsaved", "all saved")
     wait_text(page, "budget-answered", "1")
 
-    holding.append(True)
+    hold.on = True
     page.keyboard.press("2")
     wait_shown(page, q2)
-    deadline = time.monotonic() + 5
-    while not held and time.monotonic() < deadline:
-        page.wait_for_timeout(50)  # lets the route handler run
-    assert len(held) == 1, "the answer was not held at the route"
+    hold.wait_one()
     reads = len(finished)
     deadline = time.monotonic() + 12  # the page reads the budget every 5 s
     while len(finished) == reads and time.monotonic() < deadline:
@@ -123,9 +123,7 @@ def test_a_budget_read_while_a_save_is_on_its_way_back_counts_it_once(service, m
     page.wait_for_timeout(200)  # the read is shown
     answered = page.text_content('[data-testid="budget-answered"]').strip()
     assert answered == "2"  # the old page showed 3: the server's 2 plus its own unseen 1
-    holding.clear()
-    for route, response in held:
-        route.fulfill(response=response)
+    hold.release()
     wait_text(page, "unsaved", "all saved")
     wait_text(page, "budget-answered", "2")
     assert page.js_errors == []
