@@ -22,6 +22,7 @@ import argparse
 import json
 import shutil
 import statistics
+import sys
 import threading
 import time
 from pathlib import Path
@@ -30,6 +31,7 @@ import torch
 
 from trainer.bench.experiment import run_strategy
 from trainer.config import TrainConfig
+from trainer.data.safety import UnsafeFolderError, claim_output_folder
 from trainer.data.synth import generate_benchmark
 from trainer.strategies import configure
 from trainer.train import load_data
@@ -147,6 +149,10 @@ def main() -> None:
     a = p.parse_args()
     torch.set_num_threads(2)
     work = Path(a.work)
+    try:  # it clears session/
+        claim_output_folder(work, ".session-bench", "scripts/session_bench.py", "--work")
+    except UnsafeFolderError as exc:
+        sys.exit(f"session_bench.py: {exc}")
     generate_benchmark(work / "data", counts=COUNTS, seed=1234)
     runs = [one_seed(a, seed, work / f"seed-{seed}") for seed in a.seeds]
     report = {

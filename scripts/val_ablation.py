@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from trainer.bench.grid import PRESETS, _pretrain, _run  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
+from trainer.data.safety import UnsafeFolderError, claim_output_folder  # noqa: E402
 from trainer.data.synth import DEFAULT_SHIFT, generate_benchmark  # noqa: E402
 from trainer.strategies import configure  # noqa: E402
 
@@ -111,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     preset = PRESETS["standard"]
+    try:  # checkpoints
+        claim_output_folder(args.work, ".val-ablation", "scripts/val_ablation.py", "--work")
+    except UnsafeFolderError as exc:
+        sys.exit(f"val_ablation.py: {exc}")
     data = args.work / ("data" if args.shift == DEFAULT_SHIFT else f"data-{args.shift}")
     cache = args.work / "cache"
     generate_benchmark(data, counts=preset.counts, seed=1234, shift=args.shift)

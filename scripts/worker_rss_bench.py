@@ -2,7 +2,7 @@
 
 Generates the bundled benchmark at 2048x1024 (``--images`` target-train images, written
 without labels as a labeling session's target is; a few source, val and test images with
-labels; kept under ``--data`` for the next run), then runs ``adamcu-worker --mode session``'s
+labels; kept under ``--work``/data for the next run), then runs ``adamcu-worker --mode session``'s
 loop (``run_session``) in a child process against the in-memory service
 (``trainer.worker.simulated``) with a simulated person answering at once. An admin finishes
 the run after ``--iterations`` training steps; the worker then evaluates its best weights on
@@ -15,7 +15,7 @@ the worker's memory. On a CPU the steps run at full resolution (no crop), so the
 a step's activations at 2048x1024 too; ``--crop H W`` resizes every split at load.
 
     PYTHONPATH=$PWD .venv/bin/python scripts/worker_rss_bench.py
-    PYTHONPATH=$PWD .venv/bin/python scripts/worker_rss_bench.py --images 30 --iterations 2
+    PYTHONPATH=$PWD .venv/bin/python scripts/worker_rss_bench.py --images 30 --work /tmp/wr
 """
 
 from __future__ import annotations
@@ -141,6 +141,26 @@ print(json.dumps({
 """
 
 
+def prepare(work: Path, a: argparse.Namespace) -> Path:
+    """Claim ``work`` (refusing a folder the bench did not make) and generate the data in it
+    (cached), target-train without labels; returns the data folder."""
+    sys.path.insert(0, str(ROOT))
+    from trainer.data.safety import UnsafeFolderError, claim_output_folder
+    from trainer.data.synth import generate_benchmark
+
+    try:
+        claim_output_folder(work, ".worker-rss-bench", "scripts/worker_rss_bench.py", "--work")
+    except UnsafeFolderError as exc:
+        sys.exit(f"worker_rss_bench.py: {exc}")
+    data = work / "data"
+    counts = {"source-train": 8, "target-train": a.images, "target-val": 4, "target-test": 4}
+    generate_benchmark(data, height=a.height, width=a.width, counts=counts, seed=1234, workers=2)
+    labels = data / "target-train" / "labels"
+    if labels.is_dir():  # people label target-train: the session's target comes without labels
+        shutil.rmtree(labels)
+    return data
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", type=int, default=300, help="target-train images")
@@ -149,26 +169,20 @@ def main() -> None:
     p.add_argument("--iterations", type=int, default=4, help="training steps before the end")
     p.add_argument("--crop", type=int, nargs=2, help="resize every split to H W at load")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--data", default=str(ROOT / "outputs" / "worker_rss" / "data"))
+    p.add_argument(
+        "--work", default=str(ROOT / "outputs" / "worker_rss"), help="data and worker go here"
+    )
     p.add_argument("--out", default=str(ROOT / "outputs" / "worker_rss_bench.json"))
     a = p.parse_args()
-    sys.path.insert(0, str(ROOT))
-    from trainer.data.synth import generate_benchmark
-
-    data = Path(a.data)
-    counts = {"source-train": 8, "target-train": a.images, "target-val": 4, "target-test": 4}
+    work = Path(a.work)
     started = time.perf_counter()
-    generate_benchmark(data, height=a.height, width=a.width, counts=counts, seed=1234, workers=2)
-    labels = data / "target-train" / "labels"
-    if labels.is_dir():  # people label target-train: the session's target comes without labels
-        shutil.rmtree(labels)
+    data = prepare(work, a)
     generated_s = round(time.perf_counter() - started, 1)
-    work = data.parent / "worker"
     pace = {"queue_floor": 20, "queue_ceiling": 40, "round_images": 2, "eval_seconds": 3600}
     pace |= {"status_seconds": 1.0, "rescore_seconds": 3600, "checkpoint_seconds": 3600}
     cfg = {"data_root": str(data), "pretrain_iterations": 2, "budget_rate": 1e-6, "seed": 0}
     cfg |= {"device": "cpu", "crop": a.crop}
-    args = {"cfg": cfg, "pace": pace, "work": str(work), "iterations": a.iterations}
+    args = {"cfg": cfg, "pace": pace, "work": str(work / "worker"), "iterations": a.iterations}
     args["threads"] = a.threads
     args["classes"] = len(json.loads((data / "classes.json").read_text())["classes"])
     child = subprocess.run(

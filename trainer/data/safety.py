@@ -60,17 +60,18 @@ def check_generation_target(root: Path) -> None:
     )
 
 
-def claim_output_folder(root: Path, marker: str, tool: str) -> None:
+def claim_output_folder(root: Path, marker: str, tool: str, flag: str = "--out") -> None:
     """Make ``root`` the output folder of ``tool`` (which clears its own old outputs there),
     or refuse: a missing or empty folder gets the ``marker`` file and is the tool's from then
-    on; one with the marker is the tool's already; any other folder is someone's."""
+    on; one with the marker is the tool's already; any other folder is someone's. ``flag``:
+    the option that names the folder, for the message."""
     root = Path(root)
     if root.exists() and not root.is_dir():
-        raise UnsafeFolderError(f"{root} is a file, not a folder; pass --out a new folder")
+        raise UnsafeFolderError(f"{root} is a file, not a folder; pass {flag} a new folder")
     if root.is_dir() and any(root.iterdir()) and not (root / marker).is_file():
         raise UnsafeFolderError(
             f"{root} is not empty and was not written by `{tool}` (no {marker} in it): refusing "
-            "to replace the files it would leave there; pass --out a new or empty folder"
+            f"to replace the files it would leave there; pass {flag} a new or empty folder"
         )
     root.mkdir(parents=True, exist_ok=True)
     (root / marker).write_text(json.dumps({"written_by": tool}) + "\n")
