@@ -1,7 +1,7 @@
 """Size limits of the house rules: no file over 350 lines, no function over 60 lines.
 
     python scripts/check_sizes.py              # the whole repository (tests/ excluded)
-    python scripts/check_sizes.py trainer/bench trainer/step.py
+    python scripts/check_sizes.py trainer/bench trainer/loop/step.py
 
 Walks the given files and folders (default: the repository root) for ``*.py`` files, skipping
 ``tests/``, virtual environments and ``migrations/versions``; a function's length is counted

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 
 def _sibling(eng, name: str):
-    """Module ``name`` of the package of ``eng`` (``trainer.step`` now, or an old copy's
+    """Module ``name`` of the package of ``eng`` (``trainer.loop.step`` now, or an old copy's
     ``trainer_old.engine``); the training loop was ``adapt``, it is ``train`` since the move."""
     package = eng.__name__.rsplit(".", 1)[0]
     if name == "adapt" and package == "trainer":
@@ -100,7 +100,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=5)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    engines = {"new": importlib.import_module("trainer.step")}
+    engines = {"new": importlib.import_module("trainer.loop.step")}
     if args.old:
         sys.path.insert(0, args.old)
         engines["old"] = importlib.import_module("trainer_old.engine")

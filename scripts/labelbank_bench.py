@@ -30,7 +30,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from trainer.labelbank import GROUP_CODES, IGNORE, LabelBank  # noqa: E402
+from trainer.learning.labelbank import GROUP_CODES, IGNORE, LabelBank  # noqa: E402
 
 CLASSES = 19
 MB = 1e6

@@ -29,10 +29,10 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from trainer import checkpoint  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
 from trainer.data.synth import CLASSES  # noqa: E402
-from trainer.model import build_model  # noqa: E402
+from trainer.loop import checkpoint  # noqa: E402
+from trainer.nets.model import build_model  # noqa: E402
 
 DISTINCT = 8
 

@@ -21,16 +21,19 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from trainer.bench.experiment import run_strategy  # noqa: E402
-from trainer.bench.grid import PRESETS, adaptation_iterations, generate  # noqa: E402
+from trainer.bench.grid import adaptation_iterations  # noqa: E402
+from trainer.bench.presets import PRESETS  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
+from trainer.data.synth import generate_benchmark  # noqa: E402
+from trainer.loop.train import load_data  # noqa: E402
 from trainer.strategies import configure  # noqa: E402
-from trainer.train import load_data  # noqa: E402
 
 COUNTS = {"source-train": 40, "target-train": 40, "target-val": 10, "target-test": 10}
 
 
 def seconds_per_iteration(strategies: list[str], iterations: int, work: Path) -> dict[str, float]:
-    data = generate(work / "data", COUNTS)
+    data = work / "data"
+    generate_benchmark(data, counts=COUNTS)
     out = {}
     for strategy in strategies:
         base = TrainConfig(data_root=str(data), pretrain_iterations=5, threads=1)

@@ -33,8 +33,8 @@ from trainer.bench.experiment import run_strategy
 from trainer.config import TrainConfig
 from trainer.data.safety import UnsafeFolderError, claim_output_folder
 from trainer.data.synth import generate_benchmark
+from trainer.loop.train import load_data
 from trainer.strategies import configure
-from trainer.train import load_data
 from trainer.worker.main import WorkerOptions
 from trainer.worker.rounds import SessionOptions
 from trainer.worker.session_main import run_session

@@ -24,12 +24,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from trainer.bench.experiment import run_strategy  # noqa: E402
-from trainer.bench.grid import PRESETS  # noqa: E402
+from trainer.bench.presets import PRESETS  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
 from trainer.data import synth_shift  # noqa: E402
 from trainer.data.synth import generate_benchmark  # noqa: E402
+from trainer.loop.train import load_data  # noqa: E402
 from trainer.strategies import configure  # noqa: E402
-from trainer.train import load_data  # noqa: E402
 
 KNOBS = ("colour", "texture", "noise", "blur")
 

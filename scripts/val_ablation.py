@@ -39,7 +39,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from trainer.bench.grid import PRESETS, _pretrain, _run  # noqa: E402
+from trainer.bench.grid import _pretrain, _run  # noqa: E402
+from trainer.bench.presets import PRESETS  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
 from trainer.data.safety import UnsafeFolderError, claim_output_folder  # noqa: E402
 from trainer.data.synth import DEFAULT_SHIFT, generate_benchmark  # noqa: E402

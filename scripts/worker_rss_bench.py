@@ -45,7 +45,7 @@ imports_rss = status("VmRSS")
 import torch
 from trainer.config import TrainConfig
 from trainer.strategies import configure
-from trainer import train as train_mod
+from trainer.loop import train as train_mod
 from trainer.worker.main import WorkerOptions
 from trainer.worker.session_main import run_session
 from trainer.worker.simulated import MemoryService, SimulatedPerson

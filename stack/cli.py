@@ -36,8 +36,9 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from trainer.bench.grid import PRESETS, run_bench
+    from trainer.bench.grid import run_bench
     from trainer.bench.inputs import parse_grid
+    from trainer.bench.presets import PRESETS
 
     if args.preset not in PRESETS:
         sys.exit(f"unknown preset {args.preset!r}; choose from {sorted(PRESETS)}")
@@ -66,7 +67,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from trainer.predict import predict_folder
+    from trainer.loop.predict import predict_folder
 
     s = predict_folder(
         Path(args.checkpoint),
@@ -83,7 +84,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from trainer.predict import evaluate_folder, format_table
+    from trainer.loop.predict import evaluate_folder, format_table
 
     result = evaluate_folder(
         Path(args.checkpoint),
@@ -127,8 +128,8 @@ def _gpu_bench(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from trainer.bench.experiment import run_strategy
+    from trainer.loop.train import load_data
     from trainer.strategies import configure
-    from trainer.train import load_data
 
     base = load_config(args.config) if args.config else TrainConfig()
     changes = {"budget_rate": args.budget} if args.budget is not None else {}

@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from stack.loop import LoopOptions, print_summary, run_loop
-from trainer.bench.grid import PRESETS
+from trainer.bench.presets import PRESETS
 
 DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/adamcu"
 REDIS_URL = "redis://127.0.0.1:6379/0"

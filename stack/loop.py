@@ -25,7 +25,7 @@ import httpx
 
 from client.logs import setup_logging
 from stack.processes import ProgressTail, child_env, free_port, make_token, stop_all, wait_ready
-from trainer.bench.grid import PRESETS
+from trainer.bench.presets import PRESETS
 from trainer.config import TrainConfig
 from trainer.data.safety import UnsafeFolderError, claim_output_folder, is_user_dataset
 from trainer.data.synth import generate_benchmark

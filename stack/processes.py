@@ -68,7 +68,7 @@ def stop_all(procs: list[subprocess.Popen]) -> None:
 
 
 class ProgressTail:
-    """The progress lines (``trainer.progress``) a child has logged since the last call: the
+    """The progress lines (``trainer.loop.progress``) a child has logged since the last call: the
     launcher reads the child's log file from where it stopped, never rereading it."""
 
     def __init__(self, path: Path, mark: str = " progress ") -> None:

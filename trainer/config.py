@@ -20,7 +20,7 @@ SELECTIONS = (
     "entropy",
     "ripu",
     "algorithm1",
-    # the comparison rows and mcu-cap (trainer/comparison.py)
+    # the comparison rows and mcu-cap (trainer/selection/comparison.py)
     "pixelpick",
     "ripu-pa",
     "ripu-ra",
@@ -49,7 +49,7 @@ class TrainConfig:
     crop: tuple[int, int] | None = None  # real datasets: every split is resized to (H, W)
     data_cache: str = ""  # real datasets: folder of decoded splits (.npy, memory-mapped)
     # model
-    model: str = "small"  # a name of trainer.model.MODEL_NAMES or "package.module:function"
+    model: str = "small"  # a name of trainer.nets.model.MODEL_NAMES or "package.module:function"
     embed_dim: int = 32
     pretrained: str | None = None
     init_checkpoint: str | None = None  # start adaptation from these trained weights
@@ -80,7 +80,8 @@ class TrainConfig:
     decay: float = 0.9  # pi_high *= decay once per pass of the high window (Alg. 1 line 7)
     high_cap_factor: float = 2.0  # high phase: <= ceil(M_e/2 / high iterations) x this a batch
     score_dropout: bool = False  # True: Eq. 1 on the train-mode (dropout) target forward
-    # the comparison rows and mcu-cap (trainer/comparison.py, baselines.py, ripu.py, mcucap.py)
+    # the comparison rows and mcu-cap (trainer/selection/comparison.py, baselines.py, ripu.py,
+    # mcucap.py)
     pixelpick_top: float = 0.05  # PixelPick's top_n_percent: the candidates' share of an image
     ripu_radius_k: float = 32.0  # RIPU-PA's K at 1280x640, scaled by sqrt of the area ratio
     ripu_region_k: float = 1.0  # RIPU-RA's K (3x3 regions) at 1280x640, scaled the same way

@@ -52,7 +52,7 @@ def prepare_data(root: Path) -> tuple[Path, Path]:
     code = (
         "import json, sys, torch\n"
         "from pathlib import Path\n"
-        "from trainer.train import load_data, pick_device, pretrain\n"
+        "from trainer.loop.train import load_data, pick_device, pretrain\n"
         "from trainer.config import TrainConfig\n"
         "from trainer.strategies import configure\n"
         "from trainer.data.synth import generate_benchmark\n"
@@ -399,7 +399,7 @@ def assert_session_ended_clean(
     import torch
 
     from client.api import ServiceClient
-    from trainer.labelbank import LabelBank
+    from trainer.learning.labelbank import LabelBank
 
     summary = json.loads((stack.worker_dir / "summary.json").read_text())
     r, b = record(stack.database_url, run_id), summary["budget"]

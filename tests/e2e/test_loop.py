@@ -11,8 +11,8 @@ from sqlalchemy import create_engine, text
 from stack.loop import LoopOptions, print_summary, run_loop
 from trainer.bench.experiment import run_strategy
 from trainer.config import TrainConfig
+from trainer.loop.train import load_data
 from trainer.strategies import configure
-from trainer.train import load_data
 
 TINY = {"source-train": 40, "target-train": 16, "target-val": 8, "target-test": 8}
 

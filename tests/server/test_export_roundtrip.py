@@ -80,8 +80,8 @@ def test_an_export_unpacks_over_the_folder_and_trains(env, tmp_path: Path) -> No
     from trainer.bench.experiment import run_strategy
     from trainer.config import TrainConfig
     from trainer.data.validate import validate_folder
+    from trainer.loop.train import load_data
     from trainer.strategies import configure
-    from trainer.train import load_data
 
     assert validate_folder(copy)["splits"]["target-train"]["labeled"] is True
     cfg = configure(

@@ -7,8 +7,8 @@ import torch
 
 from server import schemas
 from trainer.constants import GROUP_CODES, IGNORE_INDEX, Group, group_code, group_name
-from trainer.labelbank import LabelBank
-from trainer.uncertainty import partition
+from trainer.learning.labelbank import LabelBank
+from trainer.selection.uncertainty import partition
 
 
 def test_ignore_index_is_the_wire_contracts() -> None:

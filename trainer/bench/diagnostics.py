@@ -1,7 +1,7 @@
 """Label diagnostics of a run: where the labels went and how the model did where it asked.
 
 ``label_diagnostics`` summarises a label bank against the target-train ground truth and the
-run's :class:`trainer.schedule.QueryLog`; ``plot_labels`` draws the benchmark's second plot.
+run's :class:`trainer.loop.schedule.QueryLog`; ``plot_labels`` draws the benchmark's second plot.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from trainer.constants import IGNORE_INDEX
-from trainer.schedule import QueryLog
+from trainer.loop.schedule import QueryLog
 
 
 def label_diagnostics(

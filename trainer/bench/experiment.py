@@ -9,10 +9,10 @@ from typing import Any
 import torch
 
 from trainer.bench.diagnostics import label_diagnostics
-from trainer.checkpoint import data_classes, payload, save
 from trainer.config import TrainConfig
-from trainer.labelbank import LabelBank
-from trainer.train import (
+from trainer.learning.labelbank import LabelBank
+from trainer.loop.checkpoint import data_classes, payload, save
+from trainer.loop.train import (
     AdaptResult,
     Data,
     GroundTruthOracle,

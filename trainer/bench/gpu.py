@@ -31,8 +31,8 @@ import torch
 from trainer.bench.gpu_args import SETTINGS, add_arguments
 from trainer.bench.speed import measure
 from trainer.config import TrainConfig
+from trainer.loop.train import pick_device
 from trainer.strategies import configure
-from trainer.train import pick_device
 
 
 def _environment(device: torch.device) -> dict[str, Any]:

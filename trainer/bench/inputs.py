@@ -18,7 +18,7 @@ from trainer.data.validate import validate_folder
 from trainer.strategies import STRATEGIES
 
 if TYPE_CHECKING:
-    from trainer.bench.grid import Preset
+    from trainer.bench.presets import Preset
 
 BENCH_SEED = 1234  # the generated benchmark's seed
 

@@ -19,12 +19,13 @@ import torch
 from server.schemas import budget_total
 from trainer.bench.syncs import SyncCounter, count_aten_ops, cuda_sync_count
 from trainer.config import TrainConfig
-from trainer.labelbank import LabelBank
-from trainer.losses import cross_entropy, source_loss
-from trainer.model import build_model, param_groups
-from trainer.step import Batch, adaptation_step, fixed_shapes, upsample
+from trainer.learning.labelbank import LabelBank
+from trainer.learning.losses import cross_entropy, source_loss
+from trainer.loop.step import Batch, adaptation_step, fixed_shapes
+from trainer.loop.train import GroundTruthOracle, local_spent, new_loop_state, pick_device
+from trainer.nets.forward import upsample
+from trainer.nets.model import build_model, param_groups
 from trainer.strategies import configure
-from trainer.train import GroundTruthOracle, local_spent, new_loop_state, pick_device
 
 
 def _blocky_labels(n: int, h: int, w: int, classes: int, gen: torch.Generator) -> torch.Tensor:

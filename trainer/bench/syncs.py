@@ -52,7 +52,7 @@ _ALWAYS = {
     _T.repeat_interleave: "repeat_interleave",
     torch.repeat_interleave: "repeat_interleave",
 }
-_HOST_FILES = {"labelbank.py"}  # the host-side label bank (trainer/labelbank.py)
+_HOST_FILES = {"labelbank.py"}  # the host-side label bank (trainer/learning/labelbank.py)
 
 
 def _bool_index(index: Any) -> bool:

@@ -12,7 +12,7 @@ from PIL import Image
 from client.api import ServiceClient
 from client.images import file_refs, register_refs
 from trainer.config import TrainConfig
-from trainer.train import Data
+from trainer.loop.train import Data
 
 log = logging.getLogger("adamcu.worker")
 

@@ -4,7 +4,7 @@ label sync (``sync``, ``rebuild``) over one run.
 One reader of the run's answers: one cursor over the answer stream and one image-id map.
 Every answer read is remembered by pixel (so a pixel answered before is answered from memory
 and never posted twice) and enters the label bank exactly once: the answers ``ask`` returns are
-merged by the caller (``trainer.step.query_oracle``); every other answer read on the way (late
+merged by the caller (``trainer.loop.step.query_oracle``); every other answer read on the way (late
 ones after a timeout, corrections, answers to a predecessor's queries) waits for ``sync``.
 """
 
@@ -20,7 +20,7 @@ import torch
 
 from client.api import BudgetExceeded, DuplicatePixel, ServiceClient, ServiceError
 from server.schemas import GROUPS, IGNORE_INDEX
-from trainer.labelbank import GROUP_CODES, LabelBank
+from trainer.learning.labelbank import GROUP_CODES, LabelBank
 
 log = logging.getLogger("adamcu.worker")
 

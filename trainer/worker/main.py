@@ -27,12 +27,20 @@ import torch
 
 from client.api import ServiceClient
 from client.logs import setup_logging
-from trainer.checkpoint import data_classes, payload, save
 from trainer.config import TrainConfig, load_config
-from trainer.labelbank import LabelBank
-from trainer.step import LoopState
+from trainer.learning.labelbank import LabelBank
+from trainer.loop.checkpoint import data_classes, payload, save
+from trainer.loop.step import LoopState
+from trainer.loop.train import (
+    Data,
+    adapt,
+    evaluate,
+    load_data,
+    new_loop_state,
+    pick_device,
+    pretrain,
+)
 from trainer.strategies import configure
-from trainer.train import Data, adapt, evaluate, load_data, new_loop_state, pick_device, pretrain
 from trainer.worker.images import register_target_images
 from trainer.worker.link import ServiceLink
 from trainer.worker.resume import ResumeRefused, check_resume, env_flag
@@ -103,7 +111,7 @@ def save_checkpoint(
     bank: LabelBank,
     extra: dict[str, Any] | None = None,
 ) -> None:
-    """The one checkpoint format (trainer/checkpoint.py) plus the resume state (and ``extra``,
+    """The one checkpoint format (trainer/loop/checkpoint.py) plus the resume state (and ``extra``,
     e.g. the session mode's best target-val)."""
     resume = {"iteration": iteration, "run_id": run_id, "dccm": state.dccm.cpu()}
     resume |= {"thresholds": vars(state.sampler.state), "calibrated": state.calibrated}

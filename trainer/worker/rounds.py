@@ -25,11 +25,11 @@ from typing import Any
 import torch
 
 from trainer.constants import Group
-from trainer.draws import top_k_select, uniform_select
-from trainer.model import poly_lr
-from trainer.sampling import ActiveSampler
-from trainer.step import upsample
-from trainer.uncertainty import partition, uncertainty_score
+from trainer.nets.forward import upsample
+from trainer.nets.model import poly_lr
+from trainer.ops.draws import top_k_select, uniform_select
+from trainer.selection.sampling import ActiveSampler
+from trainer.selection.uncertainty import partition, uncertainty_score
 
 Pixel = tuple[int, int, int]  # (image_id, y, x) as the server names it
 

@@ -30,15 +30,15 @@ from typing import Any
 import torch
 
 from client.api import BudgetExceeded, DuplicatePixel, ServiceError
-from trainer.checkpoint import data_classes, payload, save
 from trainer.config import TrainConfig
 from trainer.data.folder import to_float
-from trainer.labelbank import LabelBank
-from trainer.model import param_groups, set_lr
-from trainer.sampling import QueryWindow
-from trainer.step import Batch, LoopState, adaptation_step, calibrate_thresholds
+from trainer.learning.labelbank import LabelBank
+from trainer.loop.checkpoint import data_classes, payload, save
+from trainer.loop.step import Batch, LoopState, adaptation_step, calibrate_thresholds
+from trainer.loop.train import Data, _source_batch, evaluate, new_loop_state
+from trainer.nets.model import param_groups, set_lr
+from trainer.selection.sampling import QueryWindow
 from trainer.strategies import for_budget
-from trainer.train import Data, _source_batch, evaluate, new_loop_state
 from trainer.worker.link import ServiceLink
 from trainer.worker.main import WorkerOptions, post_metrics, restore, save_checkpoint
 from trainer.worker.rounds import (

@@ -19,7 +19,7 @@ import torch
 
 from client.api import ServiceClient
 from trainer.config import TrainConfig
-from trainer.train import evaluate, load_data, pick_device, pretrain
+from trainer.loop.train import evaluate, load_data, pick_device, pretrain
 from trainer.worker.main import WorkerOptions, open_run
 from trainer.worker.resume import check_resume
 from trainer.worker.rounds import SessionOptions

@@ -4,10 +4,11 @@ import json
 
 import pytest
 
-from trainer.bench.grid import PRESETS, adaptation_iterations, plan, run_bench
+from trainer.bench.grid import adaptation_iterations, plan, run_bench
+from trainer.bench.presets import PRESETS
 from trainer.bench.report import NAMES
 from trainer.config import TrainConfig
-from trainer.labelbank import LabelBank
+from trainer.learning.labelbank import LabelBank
 from trainer.strategies import BUDGET_FREE, STRATEGIES
 
 

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from tests.userdata import make_user_folder, snapshot
-from trainer.bench.grid import PRESETS, plan
+from trainer.bench.grid import plan
 from trainer.bench.inputs import narrow, parse_grid, prepare_data
+from trainer.bench.presets import PRESETS
 from trainer.config import TrainConfig
 
 SPLITS = ["source-train", "target-train", "target-val", "target-test"]

@@ -15,8 +15,8 @@ import torch
 from tests.trainer.data import fabricate
 from trainer.bench.experiment import run_strategy
 from trainer.config import TrainConfig, load_config
+from trainer.loop.train import load_data
 from trainer.strategies import configure
-from trainer.train import load_data
 
 CONFIGS = sorted(
     p.name for p in (resources.files("trainer") / "configs").iterdir() if p.name.endswith(".toml")

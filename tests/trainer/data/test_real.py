@@ -19,7 +19,7 @@ from trainer.data.real import (
     read_synthia_label,
     synthia_to_trainid_lut,
 )
-from trainer.metrics import ConfusionMatrix
+from trainer.learning.metrics import ConfusionMatrix
 
 
 def _rgb(path: Path, h: int, w: int, value: int = 90) -> None:

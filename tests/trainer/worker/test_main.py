@@ -8,7 +8,7 @@ import torch
 
 from trainer.config import TrainConfig
 from trainer.data.folder import SplitTensors
-from trainer.train import AdaptResult, Data
+from trainer.loop.train import AdaptResult, Data
 from trainer.worker import main as worker
 
 

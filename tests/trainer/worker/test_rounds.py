@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from trainer.constants import Group
-from trainer.labelbank import LabelBank
-from trainer.sampling import ActiveSampler, AlgorithmOneState
+from trainer.learning.labelbank import LabelBank
+from trainer.selection.sampling import ActiveSampler, AlgorithmOneState
 from trainer.worker.link import ServiceLink
 from trainer.worker.main import parse_args
 from trainer.worker.rounds import (

@@ -13,8 +13,8 @@ import torch
 
 from trainer.config import TrainConfig
 from trainer.data.synth import generate_benchmark
+from trainer.loop.train import load_data
 from trainer.strategies import configure
-from trainer.train import load_data
 from trainer.worker import session as session_mod
 from trainer.worker.main import WorkerOptions
 from trainer.worker.session_main import run_session

@@ -2,7 +2,7 @@
 
 import torch
 
-from trainer.labelbank import IGNORE, LabelBank
+from trainer.learning.labelbank import IGNORE, LabelBank
 from trainer.worker.link import ServiceLink
 
 

@@ -1,0 +1,112 @@
+"""The MCU pixel sets of one forward pass: caps, anchor rules, the batched embedding gather."""
+
+import torch
+import torch.nn.functional as F
+
+from trainer.config import TrainConfig
+from trainer.constants import IGNORE_INDEX
+from trainer.learning.pixel_sets import build_pixel_sets, gather_batch_embeddings
+from trainer.nets.output import SegOutput
+
+H, W, C = 32, 48, 5
+
+
+def _gather_one_image(
+    emb: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, size: tuple[int, int]
+) -> torch.Tensor:
+    """Per image, the reference: embeddings (P,D) of one map emb (D,h,w) at full-res pixels."""
+    image = torch.zeros_like(ys)
+    return F.normalize(gather_batch_embeddings(emb[None], image, ys, xs, size), dim=1)
+
+
+def test_batched_gather_matches_per_image_grid_sample() -> None:
+    g = torch.Generator().manual_seed(0)
+    emb = torch.nn.functional.normalize(torch.randn(3, 8, 8, 12, generator=g), dim=1)
+    image = torch.randint(0, 3, (400,), generator=g).sort().values
+    ys, xs = torch.randint(0, H, (400,), generator=g), torch.randint(0, W, (400,), generator=g)
+    got = torch.nn.functional.normalize(gather_batch_embeddings(emb, image, ys, xs, (H, W)), dim=1)
+    want = torch.cat(
+        [_gather_one_image(emb[i], ys[image == i], xs[image == i], (H, W)) for i in range(3)]
+    )
+    assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_build_pixel_sets_respects_caps_and_anchor_rules() -> None:
+    g = torch.Generator().manual_seed(1)
+    cfg = TrainConfig(max_anchors_per_class=3, max_samples_per_class=5)
+    src_y = torch.randint(C, (2, H, W), generator=g)
+    src_y[:, :4] = IGNORE_INDEX
+    tgt_y = torch.full((2, H, W), IGNORE_INDEX)
+    tgt_y[:, ::4, ::4] = torch.randint(C, (2, H // 4, W // 4), generator=g)
+    pred = torch.randint(C, (4, H, W), generator=g)
+    low = torch.rand(2, H, W, generator=g) < 0.3
+    src_low = torch.rand(2, H, W, generator=g) < 0.3
+    out = SegOutput(
+        torch.zeros(4, C, 8, 12),
+        torch.zeros(4, C, 8, 12),
+        torch.nn.functional.normalize(torch.randn(4, 16, 8, 12, generator=g), dim=1),
+    )
+    pix = build_pixel_sets(
+        out,
+        2,
+        src_y,
+        tgt_y,
+        pred[2:],
+        low,
+        src_low,
+        pred,
+        (H, W),
+        C,
+        cfg,
+        torch.Generator().manual_seed(0),
+    )
+    assert pix.domains == [0, 0, 1, 1] and pix.emb.shape == (pix.label.numel(), 16)
+    assert (pix.label != IGNORE_INDEX).all()
+    for i in range(4):
+        on = pix.image == i
+        for c in range(C):
+            cls = on & (pix.label == c)
+            assert int((cls & pix.anchor).sum()) <= cfg.max_anchors_per_class
+            assert int(cls.sum()) <= 2 * cfg.max_samples_per_class + cfg.max_anchors_per_class
+    assert int((pix.anchor & (pix.image >= 2)).sum()) > 0  # misclassified labeled pixels
+    assert int((pix.center & (pix.image >= 2)).sum()) > 0
+
+
+def test_build_pixel_sets_takes_every_candidate_when_caps_do_not_bind() -> None:
+    g = torch.Generator().manual_seed(2)
+    cfg = TrainConfig(max_anchors_per_class=10_000, max_samples_per_class=10_000)
+    src_y = torch.randint(C, (2, H, W), generator=g)
+    src_y[:, :3] = IGNORE_INDEX
+    tgt_y = torch.full((2, H, W), IGNORE_INDEX)
+    tgt_y[:, ::3, ::5] = torch.randint(C, tgt_y[:, ::3, ::5].shape, generator=g)
+    pred = torch.randint(C, (4, H, W), generator=g)
+    low = torch.rand(2, H, W, generator=g) < 0.3
+    src_low = torch.rand(2, H, W, generator=g) < 0.3
+    out = SegOutput(
+        torch.zeros(4, C, 8, 12), torch.zeros(4, C, 8, 12), torch.randn(4, 16, 8, 12, generator=g)
+    )
+    pix = build_pixel_sets(
+        out,
+        2,
+        src_y,
+        tgt_y,
+        pred[2:],
+        low,
+        src_low,
+        pred,
+        (H, W),
+        C,
+        cfg,
+        torch.Generator().manual_seed(0),
+    )
+    labeled = tgt_y != IGNORE_INDEX
+    label = torch.cat(
+        [src_y, torch.where(labeled, tgt_y, torch.where(low, pred[2:], IGNORE_INDEX))]
+    )
+    valid = torch.cat([src_y != IGNORE_INDEX, labeled])
+    assert pix.label.numel() == int((label != IGNORE_INDEX).sum())
+    assert torch.equal(pix.label, label.flatten()[label.flatten() != IGNORE_INDEX])
+    wrong = (valid & (pred != label)).flatten()[label.flatten() != IGNORE_INDEX]
+    assert torch.equal(pix.anchor, wrong)
+    center = torch.cat([src_low & (src_y != IGNORE_INDEX), low & ~labeled]).flatten()
+    assert torch.equal(pix.center, center[label.flatten() != IGNORE_INDEX])

@@ -1,0 +1,209 @@
+"""One adaptation step for every strategy on a tiny random batch: budget and bank invariants."""
+
+import pytest
+import torch
+
+from trainer.config import TrainConfig
+from trainer.constants import IGNORE_INDEX
+from trainer.learning.labelbank import LabelBank
+from trainer.loop.step import Batch, adaptation_step
+from trainer.loop.train import GroundTruthOracle, local_spent, new_loop_state
+from trainer.nets.model import build_model, param_groups
+from trainer.strategies import BUDGET_FREE, STRATEGIES, configure
+
+H, W, C = 32, 48, 5
+
+
+def _setup(strategy: str, budget_rate: float = 0.05, iterations: int = 6):
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    cfg = configure(
+        TrainConfig(iterations=iterations, embed_dim=16), strategy, budget_rate=budget_rate
+    )
+    model = build_model("small", C, embed_dim=16)
+    opt = torch.optim.SGD(param_groups(model, 0.01, 1.0), lr=0.01)
+    target = torch.randint(C, (4, H, W), generator=gen).to(torch.uint8)
+    bank = LabelBank(4, H, W)
+    state = new_loop_state(cfg, int(budget_rate * target.numel()), C, 4)
+    return cfg, model, opt, target, bank, state, gen
+
+
+def _batch(target: torch.Tensor, it: int, gen: torch.Generator, supervised: bool) -> Batch:
+    index = torch.tensor([(2 * it) % 4, (2 * it + 1) % 4])
+    sy = torch.randint(C, (2, H, W), generator=gen)
+    ty = target[index].long() if supervised else None
+    return Batch(
+        torch.randn(2, 3, H, W, generator=gen),
+        sy,
+        torch.randn(2, 3, H, W, generator=gen),
+        index,
+        ty,
+    )
+
+
+@pytest.mark.parametrize("strategy", [s for s in STRATEGIES if s != "source-only"])
+def test_step_respects_budget_and_never_asks_twice(strategy: str) -> None:
+    cfg, model, opt, target, bank, state, gen = _setup(strategy)
+    asked_log: list[tuple[int, int, int]] = []
+    oracle = GroundTruthOracle(target)
+
+    def ask(index, ys, xs, group, scores):
+        asked_log.extend(zip(index.tolist(), ys.tolist(), xs.tolist(), strict=True))
+        return oracle(index, ys, xs, group, scores)
+
+    for it in range(cfg.iterations):
+        stats = adaptation_step(
+            model,
+            opt,
+            _batch(target, it, gen, strategy == "supervised"),
+            bank,
+            state,
+            cfg,
+            it,
+            ask,
+            local_spent(bank),
+            gen,
+        )
+        assert torch.isfinite(torch.tensor(stats.loss))
+        assert bank.num_labeled <= state.window.expected
+    assert len(asked_log) == len(set(asked_log))  # no pixel asked twice
+    labels = bank.batch(torch.arange(bank.shape[0]))[0]
+    labeled = labels != IGNORE_INDEX
+    assert bank.num_labeled == len(asked_log) == int(labeled.sum())
+    if strategy in BUDGET_FREE:  # supervised reads every label, minent none
+        assert not asked_log
+    else:  # the whole budget is spent within the query window
+        assert bank.num_labeled == state.window.expected
+        idx, ys, xs = labeled.nonzero(as_tuple=True)
+        assert torch.equal(labels[idx, ys, xs], target[idx, ys, xs].long())
+
+
+def test_algorithm_one_spends_high_then_medium() -> None:
+    cfg, model, opt, target, bank, state, gen = _setup("al-as", budget_rate=0.1, iterations=8)
+    oracle = GroundTruthOracle(target)
+    phases = []
+    for it in range(cfg.iterations):
+        stats = adaptation_step(
+            model,
+            opt,
+            _batch(target, it, gen, False),
+            bank,
+            state,
+            cfg,
+            it,
+            oracle,
+            local_spent(bank),
+            gen,
+        )
+        phases.append(stats.phase)
+    counts = bank.counts()
+    assert counts["high"] + counts["medium"] == state.window.expected
+    assert counts["high"] <= state.window.expected // 2
+    first_medium = phases.index("medium")
+    assert "high" not in phases[first_medium:]
+
+
+def test_full_strategy_updates_dccm_and_reports_contrast_losses() -> None:
+    cfg, model, opt, target, bank, state, gen = _setup("full")
+    oracle = GroundTruthOracle(target)
+    stats = None
+    for it in range(3):
+        stats = adaptation_step(
+            model,
+            opt,
+            _batch(target, it, gen, False),
+            bank,
+            state,
+            cfg,
+            it,
+            oracle,
+            local_spent(bank),
+            gen,
+        )
+    assert state.dccm.abs().sum() > 0
+    assert torch.all(state.dccm.diagonal() == 0)
+    assert {"p2p_intra", "p2p_cross_image", "p2p_cross_domain", "c2c_intra"} <= set(stats.parts)
+
+
+def _copy(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    import copy
+
+    clone = copy.deepcopy(model)
+    return clone, torch.optim.SGD(param_groups(clone, 0.01, 1.0), lr=0.01)
+
+
+def test_train_forward_drops_out_in_source_rows_only() -> None:
+    from trainer.nets.forward import train_forward
+
+    model = build_model("small", C, embed_dim=16)  # its aux head has Dropout2d(0.1)
+    x = torch.randn(4, 3, H, W, generator=torch.Generator().manual_seed(0))
+    outs = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        outs.append(train_forward(model, x, 2, amp=False)[2])
+    assert torch.equal(outs[0][2:], outs[1][2:])  # target rows: no dropout noise
+    assert not torch.equal(outs[0][:2], outs[1][:2])  # source rows keep their dropout
+    both = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        both.append(train_forward(model, x, 4, amp=False)[2])
+    assert not torch.equal(both[0][2:], both[1][2:])  # dropout in every row (the old way)
+    assert all(m.inplace is False for m in model.modules() if isinstance(m, torch.nn.Dropout2d))
+
+
+@pytest.mark.parametrize("score_dropout", [False, True])
+def test_eq1_is_scored_without_dropout_by_default(score_dropout: bool) -> None:
+    """Two steps from the same weights and batch that differ only in the dropout draws ask for
+    the same pixels with the same scores unless ``score_dropout`` (the train-mode forward)."""
+    cfg, model, _, target, _, _, _ = _setup("al-as", budget_rate=0.2)
+    cfg = cfg.replace(score_dropout=score_dropout)
+    asked = []
+    for seed in (1, 2):
+        clone, opt = _copy(model)
+        bank = LabelBank(4, H, W)
+        state = new_loop_state(cfg, int(0.2 * target.numel()), C, 4)
+        seen: list[torch.Tensor] = []
+
+        def ask(index, ys, xs, group, scores, seen=seen):
+            seen.append(scores)
+            return GroundTruthOracle(target)(index, ys, xs, group, scores)
+
+        gen = torch.Generator().manual_seed(0)
+        batch = _batch(target, 0, gen, False)
+        torch.manual_seed(seed)
+        adaptation_step(clone, opt, batch, bank, state, cfg, 0, ask, local_spent(bank), gen)
+        asked.append(torch.cat(seen))
+    same = asked[0].shape == asked[1].shape and torch.equal(asked[0], asked[1])
+    assert same is not score_dropout
+
+
+def test_aux_head_is_trained_on_target_labels() -> None:
+    from trainer.learning.losses import cross_entropy
+    from trainer.nets.forward import train_forward
+
+    cfg, model, _, target, bank, _, _ = _setup("supervised")
+    batch = _batch(target, 0, torch.Generator().manual_seed(0), True)
+    with torch.no_grad():
+        _, _, aux = train_forward(model, torch.cat([batch.source_x, batch.target_x]), 2, False)
+    expected = 0.5 * cross_entropy(aux[2:], batch.target_y)
+    losses = {}
+    for on in (True, False):
+        clone, opt = _copy(model)
+        run = cfg.replace(aux_target_loss=on)
+        state = new_loop_state(run, 0, C, 4)
+        torch.manual_seed(0)  # the same source-row dropout in both runs
+        gen = torch.Generator().manual_seed(0)
+        stats = adaptation_step(clone, opt, batch, bank, state, run, 0, None, dict, gen)
+        losses[on] = stats
+    assert abs(losses[True].parts["target_aux"] - float(expected)) < 1e-5
+    assert "target_aux" not in losses[False].parts
+    assert abs(losses[True].loss - losses[False].loss - float(expected)) < 1e-4
+
+
+def test_query_errors_count_answered_pixels_the_model_got_wrong() -> None:
+    from trainer.learning.metrics import query_errors
+
+    mask = torch.tensor([[[True, True, True, False]]])
+    labels = torch.tensor([[[1, 2, IGNORE_INDEX, 0]]])  # the third pixel got no answer
+    pred = torch.tensor([[[1, 0, 0, 1]]])
+    assert query_errors(mask, labels, pred) == 1

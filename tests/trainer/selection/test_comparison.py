@@ -1,0 +1,78 @@
+"""The comparison rows and mcu-cap in the step: dispatch, groups, extra losses, switches."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import trainer.loop.step as step
+from tests.trainer.loop.test_step import _batch, _setup
+from trainer.config import TrainConfig
+from trainer.learning import regularisers
+from trainer.learning.labelbank import LabelBank
+from trainer.learning.losses import entropy_loss, local_consistency_loss, negative_learning_loss
+from trainer.loop.train import GroundTruthOracle, local_spent
+from trainer.strategies import configure
+
+
+def _one_step(strategy: str) -> tuple[step.StepStats, LabelBank]:
+    cfg, model, opt, target, bank, state, gen = _setup(strategy)
+    batch = _batch(target, 0, gen, False)
+    oracle, spent = GroundTruthOracle(target), local_spent(bank)
+    stats = step.adaptation_step(model, opt, batch, bank, state, cfg, 0, oracle, spent, gen)
+    return stats, bank
+
+
+ROWS = {"ripu": "ripu", "ripu-ra": "ripu", "pixelpick": "entropy", "image-wise": "random"}
+
+
+@pytest.mark.parametrize("strategy", sorted(ROWS) + ["mcu-cap"])
+def test_one_iteration_asks_under_the_rows_group(strategy: str) -> None:
+    stats, bank = _one_step(strategy)
+    assert stats.queried > 0
+    assert stats.phase == ROWS.get(strategy, "high")
+    assert bank.count(stats.phase) == stats.answered
+
+
+def test_ripu_trains_with_its_authors_losses_and_minent_with_entropy() -> None:
+    for strategy, parts in (("ripu", {"negative", "consistency"}), ("minent", {"minent"})):
+        stats, _ = _one_step(strategy)
+        assert parts <= set(stats.parts)
+    # the weighted terms on sure logits (2 source + 2 target images) and smooth source labels
+    logits = torch.zeros(4, 3, 6, 6)
+    logits[:, 0] = 4.0
+    logits[0, 0, 2, 2] = -4.0  # one source pixel disagrees with its neighbours
+    source_y = torch.zeros(2, 6, 6, dtype=torch.long)
+    cfg = configure(TrainConfig(), "ripu")
+    parts: dict[str, torch.Tensor] = {}
+    total = regularisers.extra_loss(cfg, logits, source_y, 2, parts)
+    assert set(parts) == {"negative", "consistency"} and all(v > 0 for v in parts.values())
+    assert torch.isclose(total, parts["negative"] + parts["consistency"])
+    assert torch.isclose(parts["negative"], negative_learning_loss(logits[2:], 0.05))
+    assert torch.isclose(parts["consistency"], 0.1 * local_consistency_loss(logits[:2], source_y))
+    parts = {}
+    regularisers.extra_loss(configure(TrainConfig(), "minent"), logits, source_y, 2, parts)
+    assert set(parts) == {"minent"}
+    assert torch.isclose(parts["minent"], 0.001 * entropy_loss(logits[2:]))
+    assert regularisers.extra_loss(TrainConfig(), logits, source_y, 2, {}).item() == 0.0
+
+
+def test_mcu_true_labels_keeps_pseudo_labels_out_of_the_target_mcus(monkeypatch) -> None:
+    seen = []
+    real = step.build_pixel_sets
+
+    def spy(out, n_src, src_y, tgt_y, pseudo, low_mask, *rest):
+        seen.append(bool(low_mask.any()))
+        return real(out, n_src, src_y, tgt_y, pseudo, low_mask, *rest)
+
+    monkeypatch.setattr(step, "build_pixel_sets", spy)
+    for strategy in ("mcu-cap", "full"):
+        _one_step(strategy)
+    assert seen == [False, True]
+
+
+def test_fractions_out_of_range_are_refused() -> None:
+    with pytest.raises(ValueError, match="pixelpick_top"):
+        TrainConfig(pixelpick_top=0.0)
+    with pytest.raises(ValueError, match="cap_class_share"):
+        configure(TrainConfig(), "mcu-cap", cap_class_share=1.5)

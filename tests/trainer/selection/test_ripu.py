@@ -1,0 +1,106 @@
+"""RIPU as its authors select: the radius rule, the scores, greedy window blanking, regions."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from trainer.selection.greedy import greedy_select
+from trainer.selection.ripu import (
+    blocked_by_asked,
+    pa_score,
+    ra_score,
+    ripu_select,
+    scaled_radius,
+)
+from trainer.selection.sampling import ripu_score
+
+
+def _where(mask: torch.Tensor) -> set[tuple[int, ...]]:
+    return {tuple(p) for p in mask.nonzero().tolist()}
+
+
+def test_radius_scales_with_the_square_root_of_the_area() -> None:
+    assert scaled_radius(32, 640, 1280) == 32  # their training size
+    assert scaled_radius(32, 64, 128) == 3  # the bundled benchmark: 0.1 x
+    assert scaled_radius(32, 512, 1024) == 26
+    assert scaled_radius(1, 64, 128) == 1  # RA's 3x3 regions stay 3x3
+    assert scaled_radius(0, 64, 128) == 0
+
+
+def _seven() -> torch.Tensor:
+    s = torch.zeros(1, 7, 7)
+    s[0, 3, 3], s[0, 3, 4], s[0, 0, 0], s[0, 6, 6], s[0, 1, 1] = 9, 8, 7, 6, 5
+    return s
+
+
+def test_greedy_blanks_the_window_around_each_pick() -> None:
+    s = _seven()
+    free = torch.ones(1, 7, 7, dtype=torch.bool)
+    got = greedy_select(s, free, free, torch.tensor([3]), block_radius=1)
+    # plain top-3 would take (3,3), (3,4), (0,0): (3,4) and (1,1) sit next to a pick
+    assert _where(got) == {(0, 3, 3), (0, 0, 0), (0, 6, 6)}
+    got = greedy_select(s, free, free, torch.tensor([3]), block_radius=0)
+    assert _where(got) == {(0, 3, 3), (0, 3, 4), (0, 0, 0)}
+
+
+def test_windows_blanked_in_earlier_rounds_stay_blanked() -> None:
+    s = _seven()
+    unasked = torch.ones(1, 7, 7, dtype=torch.bool)
+    unasked[0, 3, 3] = False  # picked in an earlier round
+    eligible = unasked & ~blocked_by_asked(unasked, 1)
+    got = greedy_select(s, eligible, unasked, torch.tensor([2]), block_radius=1)
+    assert _where(got) == {(0, 0, 0), (0, 6, 6)}  # (3,4) is within 1 of the old pick
+    assert not got[0, 3, 3]
+
+
+def test_an_image_with_every_pixel_blanked_starts_a_fresh_sweep() -> None:
+    s = torch.arange(9.0).view(1, 3, 3)
+    free = torch.ones(1, 3, 3, dtype=torch.bool)
+    got = greedy_select(s, free, free, torch.tensor([3]), block_radius=1)
+    # the first pick (2,2) blanks the whole 3x3 image: the next picks come from a new sweep
+    assert int(got.sum()) == 3 and got[0, 2, 2]
+    asked_all = greedy_select(s, free, free, torch.tensor([20]), block_radius=1)
+    assert int(asked_all.sum()) == 9  # never more than the unasked pixels
+
+
+def test_regions_are_labeled_whole_and_cut_at_the_quota() -> None:
+    s = torch.zeros(1, 7, 7)
+    s[0, 1, 1], s[0, 2, 2], s[0, 5, 5] = 3, 2, 1
+    free = torch.ones(1, 7, 7, dtype=torch.bool)
+    one = greedy_select(s, free, free, torch.tensor([9]), block_radius=2, label_radius=1)
+    assert _where(one) == {(0, y, x) for y in range(3) for x in range(3)}
+    more = greedy_select(s, free, free, torch.tensor([11]), block_radius=2, label_radius=1)
+    # (2,2) lies within 2 of (1,1): the next region is (5,5)'s, cut to 2 pixels, raster order
+    assert _where(more) == _where(one) | {(0, 4, 4), (0, 4, 5)}
+
+
+def test_region_score_averages_entropy_over_the_region() -> None:
+    prob = torch.zeros(1, 2, 3, 3)
+    prob[0, 0] = 1.0
+    prob[0, :, 0, 0] = 0.5  # entropy 1 (normalised), argmax 0
+    prob[0, :, 2, 2] = torch.tensor([0.0, 1.0])  # predicted class 1
+    score = ra_score(prob, 1)
+    # only the centre's window holds both the uncertain pixel and another class
+    impurity = -(8 / 9 * math.log(8 / 9) + 1 / 9 * math.log(1 / 9)) / math.log(2)
+    expect = torch.zeros(1, 3, 3)
+    expect[0, 1, 1] = impurity / 9
+    assert torch.allclose(score, expect, atol=1e-6)
+
+
+def test_pixel_score_is_the_ripu_score_at_the_window_size() -> None:
+    prob = torch.randn(2, 4, 9, 11, generator=torch.Generator().manual_seed(0)).softmax(1)
+    want = ripu_score(prob, prob.argmax(1), 4, kernel_size=5)
+    assert torch.allclose(pa_score(prob, 2), want)
+
+
+@pytest.mark.parametrize("regions", [False, True])
+def test_ripu_select_takes_each_images_quota_and_only_unasked(regions: bool) -> None:
+    prob = torch.randn(2, 3, 12, 16, generator=torch.Generator().manual_seed(1)).softmax(1)
+    unasked = torch.ones(2, 12, 16, dtype=torch.bool)
+    unasked[0, :4] = False
+    got = ripu_select(prob, unasked, torch.tensor([20, 7]), 1, regions)
+    assert got.sum((1, 2)).tolist() == [20, 7]
+    assert not (got & ~unasked).any()

@@ -1,0 +1,79 @@
+"""The benchmark grids: which strategies, budgets, seeds and shifts each preset runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from trainer.data.synth import DEFAULT_SHIFT
+from trainer.strategies import STRATEGIES
+
+ALL = tuple(STRATEGIES)
+# Table VI's ablation rows (AL w/o AS, AL w AS, +MCU_i, +MCU_d, p2p only); `full` is a main row
+ABLATION = ("entropy", "al-as", "mcu-i", "mcu-d", "p2p")
+MAIN = tuple(s for s in ALL if s not in ABLATION)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A grid: ``strategies`` at every budget (a budget-free one once per seed), ``ablation``
+    strategies at the middle budget and on the first shift only, every seed, every shift."""
+
+    counts: dict[str, int]
+    strategies: tuple[str, ...]
+    budgets: tuple[float, ...]
+    seeds: tuple[int, ...]
+    config: dict[str, Any] = field(default_factory=dict)
+    ablation: tuple[str, ...] = ()
+    shifts: tuple[str, ...] = (DEFAULT_SHIFT,)
+
+    @property
+    def ablation_budget(self) -> float:
+        return self.budgets[len(self.budgets) // 2]
+
+
+PRESETS: dict[str, Preset] = {
+    # runs in the test suite: a fixed 8 iterations, not the pass schedule; queries in the
+    # first half (query_passes / passes), so that Algorithm 1's medium phase has 2 batches
+    "smoke": Preset(
+        counts={"source-train": 48, "target-train": 24, "target-val": 12, "target-test": 12},
+        strategies=ALL,
+        budgets=(0.017,),
+        seeds=(0,),
+        config={
+            "pretrain_iterations": 30,
+            "iterations": 8,
+            "passes": 2.0,
+            "query_passes": 1.0,
+            "eval_every": 4,
+        },
+    ),
+    "quick": Preset(
+        counts={"source-train": 300, "target-train": 200, "target-val": 50, "target-test": 100},
+        strategies=("source-only", "random", "entropy", "al-as", "full", "supervised"),
+        budgets=(0.017,),
+        seeds=(0,),
+        config={"pretrain_iterations": 800},
+    ),
+    # <= 75 min on 2 cores (docs/results.md has the estimate): the default schedule (16
+    # passes), few target images; Table VI's rows at the middle budget on the default shift
+    "standard": Preset(
+        counts={"source-train": 300, "target-train": 32, "target-val": 40, "target-test": 100},
+        strategies=MAIN,
+        budgets=(0.001, 0.005, 0.017),
+        seeds=(0, 1, 2),
+        config={"pretrain_iterations": 1000, "eval_every": 32},  # target-val every 2 passes
+        ablation=ABLATION,
+        shifts=(DEFAULT_SHIFT, "hard"),
+    ),
+    # one GPU (device auto; `--workers 4` share it): every strategy at every budget, 12x the
+    # target images; ~0.8 M adaptation iterations (docs/results.md has the estimate)
+    "paper": Preset(
+        counts={"source-train": 2000, "target-train": 500, "target-val": 100, "target-test": 500},
+        strategies=ALL,
+        budgets=(0.001, 0.005, 0.017, 0.068),
+        seeds=(0, 1, 2),
+        config={"pretrain_iterations": 4000, "eval_every": 500},
+        shifts=(DEFAULT_SHIFT, "hard"),
+    ),
+}

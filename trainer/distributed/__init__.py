@@ -1,0 +1,1 @@
+"""trainer/distributed/: see docs/architecture.md."""

@@ -1,0 +1,1 @@
+"""trainer/learning/: see docs/architecture.md."""

@@ -1,0 +1,124 @@
+"""The pixels of the MCUs (III-C1) from one forward pass, for
+:func:`trainer.learning.contrast.mcu_loss`.
+
+Candidates are the labelled (and pseudo-labelled) pixels of every image, anchors the
+misclassified ones, centres the G_l pixels; all are capped per image and class by one capped
+draw (:func:`trainer.ops.draws.sample_per_group`), and their embeddings are read at full
+resolution from the low-resolution embedding map by one bilinear ``grid_sample``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from trainer.config import TrainConfig
+from trainer.constants import IGNORE_INDEX
+from trainer.learning.contrast import PixelBatch
+from trainer.nets.output import SegOutput
+from trainer.ops.draws import sample_per_group, sample_per_group_padded
+
+
+def gather_batch_embeddings(
+    emb: torch.Tensor,
+    image: torch.Tensor,
+    ys: torch.Tensor,
+    xs: torch.Tensor,
+    size: tuple[int, int],
+) -> torch.Tensor:
+    """Bilinear embeddings (P,D) of the maps emb (B,D,h,w) at full-res pixels (P,) of images
+    image (P,), not normalised (the MCU losses normalise).
+
+    One grid_sample call: the maps are stacked vertically with a zero row after each, so a
+    sample near an image's edge reads zeros there, as grid_sample's zero padding does.
+    """
+    n, d, h, w = emb.shape
+    stacked = F.pad(emb, (0, 0, 0, 1)).transpose(0, 1).reshape(1, d, n * (h + 1), w)
+    gx = (xs.float() + 0.5) / size[1] * 2 - 1
+    # y in the input's pixel units (align_corners=False), moved to its image's slot
+    py = (ys.float() + 0.5) / size[0] * h - 0.5 + image * (h + 1)
+    gy = (2 * py + 1) / (n * (h + 1)) - 1
+    grid = torch.stack([gx, gy], dim=-1).view(1, 1, -1, 2).to(emb.dtype)
+    out = F.grid_sample(stacked, grid, mode="bilinear", align_corners=False)  # (1, D, 1, P)
+    return out[0, :, 0].t().float()
+
+
+def _draw(
+    group: torch.Tensor,
+    pick: torch.Tensor,
+    wrong: torch.Tensor,
+    caps: list[int],
+    images: int,
+    num_classes: int,
+    gen: torch.Generator,
+    padded: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Candidates and anchors capped per (image, class): indices, anchor flags, and (padded)
+    which slots are used and whether the draw came out short."""
+    if not padded:
+        idx, (_, anchor) = sample_per_group(group, [pick, wrong], caps, images * 256, gen)
+        return idx, anchor, None, None
+    idx, (_, anchor), inexact = sample_per_group_padded(
+        group, [pick, wrong], caps, images * 256, images * num_classes, gen
+    )
+    used = idx < group.numel()
+    return idx.clamp(max=max(group.numel() - 1, 0)), anchor, used, inexact
+
+
+def build_pixel_sets(
+    out: SegOutput,
+    n_src: int,
+    src_y: torch.Tensor,
+    tgt_y: torch.Tensor,
+    pseudo: torch.Tensor,
+    low_mask: torch.Tensor,
+    src_low: torch.Tensor,
+    pred: torch.Tensor,
+    size: tuple[int, int],
+    num_classes: int,
+    cfg: TrainConfig,
+    gen: torch.Generator,
+    padded: bool = False,
+) -> PixelBatch:
+    """Pixels of the MCUs (III-C), all images at once: source anchors are misclassified source
+    pixels, target anchors misclassified labeled pixels; centres come from G_l (pseudo labels
+    on target). Candidates are every labelled (or pseudo-labelled) pixel, capped at
+    ``2 * max_samples_per_class`` per image and class, plus the anchors: misclassified
+    candidates capped at ``max_anchors_per_class`` per image and true class. Both caps are
+    independent uniform draws without replacement within each (image, class).
+
+    Labels are expected in ``[0, 255)`` (255: none). At full resolution (millions of labelled
+    pixels) only element-wise passes touch every pixel: :func:`sample_per_group` thins the
+    candidates before it sorts, so the sort sees O(images * classes * cap) pixels.
+
+    ``padded``: fixed sizes, no host sync (:func:`sample_per_group_padded`): the batch has
+    ``images * num_classes * (2 * max_samples + max_anchors)`` entries, the unused ones
+    labelled 255 (they take part in nothing), only labels below ``num_classes`` are
+    candidates, and ``inexact`` tells whether the capped draw came out short."""
+    valid = torch.cat([src_y != IGNORE_INDEX, tgt_y != IGNORE_INDEX])  # true labels
+    low = low_mask & (tgt_y == IGNORE_INDEX)
+    label = torch.cat([src_y, torch.where(low, pseudo, tgt_y)])
+    lab = label.reshape(-1)
+    per_image = size[0] * size[1]
+    image_id = torch.arange(label.shape[0], device=label.device).view(-1, 1, 1)
+    group = (image_id * 256 + label.clamp(0, 255)).reshape(-1)
+    top = num_classes if padded else IGNORE_INDEX  # padded: max_groups = images x classes
+    pick = (lab >= 0) & (lab < top)
+    wrong = valid.reshape(-1) & (pred.reshape(-1) != lab) & (lab >= 0) & (lab < num_classes)
+    caps = [2 * cfg.max_samples_per_class, cfg.max_anchors_per_class]
+    idx, anchor, used, inexact = _draw(
+        group, pick, wrong, caps, label.shape[0], num_classes, gen, padded
+    )
+    center = torch.cat([src_low & (src_y != IGNORE_INDEX), low]).reshape(-1)[idx]
+    image = torch.div(idx, per_image, rounding_mode="floor")
+    pix = idx - image * per_image
+    ys, xs = torch.div(pix, size[1], rounding_mode="floor"), pix % size[1]
+    return PixelBatch(
+        emb=gather_batch_embeddings(out.embedding, image, ys, xs, size),
+        label=lab[idx] if used is None else torch.where(used, lab[idx], IGNORE_INDEX),
+        anchor=anchor,
+        center=center if used is None else center & used,
+        image=image,
+        domains=[0] * n_src + [1] * tgt_y.shape[0],
+        inexact=inexact,
+    )

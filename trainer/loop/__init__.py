@@ -1,0 +1,1 @@
+"""trainer/loop/: see docs/architecture.md."""

@@ -1,0 +1,1 @@
+"""trainer/nets/: see docs/architecture.md."""

@@ -1,0 +1,1 @@
+"""trainer/ops/: see docs/architecture.md."""

@@ -1,0 +1,1 @@
+"""trainer/selection/: see docs/architecture.md."""
