@@ -176,6 +176,21 @@ class TrainConfig:
         return from_dict({**self.to_dict(), **changes})
 
 
+def check_model_selection(cfg: TrainConfig, eval_every: int, iterations: int) -> None:
+    """Refuse a run that would select its model on the split it reports.
+
+    Adaptation keeps the state that scored best on ``val_split``; with ``val_split ==
+    test_split`` (Cityscapes val in the paper, whose test labels are not public) more than one
+    evaluation would choose the reported model on the reported split. One evaluation, at the
+    end (``eval_every >= iterations``), selects nothing."""
+    if cfg.val_split == cfg.test_split and eval_every < iterations:
+        raise ValueError(
+            f"val_split and test_split are both {cfg.val_split!r}: evaluating every {eval_every} "
+            f"of {iterations} iterations would select the model on the reported split; set "
+            f"eval_every = {iterations} (one evaluation, at the end) or another val_split"
+        )
+
+
 # keys of older configs, and what replaced them (the schedule moved from iterations to passes)
 RENAMED = {
     "query_fraction": "query_passes (queries in the first query_passes passes over target-train)",

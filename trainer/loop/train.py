@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from server.schemas import budget_total
-from trainer.config import TrainConfig
+from trainer.config import TrainConfig, check_model_selection
 from trainer.data.folder import SplitTensors, load_folder, to_float
 from trainer.data.validate import fingerprint
 from trainer.learning.labelbank import LabelBank
@@ -282,6 +282,7 @@ def adapt(
     iterations = cfg.adapt_iterations(n_target)
     length = cfg.pass_length(n_target)
     eval_every = cfg.eval_every or length
+    check_model_selection(cfg, eval_every, iterations)
     cfg = for_budget(cfg, expected := budget_pixels(cfg, data), n_target)  # mcu-cap's G_l
     state = state or new_loop_state(cfg, expected, data.num_classes, n_target)
     state.dccm = state.dccm.to(device)

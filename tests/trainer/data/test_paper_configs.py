@@ -14,7 +14,7 @@ import torch
 
 from tests.trainer.data import fabricate
 from trainer.bench.experiment import run_strategy
-from trainer.config import TrainConfig, load_config
+from trainer.config import TrainConfig, check_model_selection, load_config
 from trainer.loop.train import load_data
 from trainer.strategies import configure
 
@@ -151,3 +151,34 @@ def test_missing_dataset_names_the_fix(tmp_path: Path, trees: dict[str, Path]) -
     (tmp_path / "gta5").mkdir()
     with pytest.raises(FileNotFoundError, match="images/\\*.png"):
         load_data(cfg.replace(source_root=str(tmp_path / "gta5"), data_cache=""))
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_paper_config_spells_out_every_field(name: str) -> None:
+    """A paper config sets every TrainConfig field, so a later default cannot change the
+    experiment (scripts/paper_config_fields.py --write appends what a new field lacks)."""
+    import tomllib
+    from dataclasses import fields
+
+    with resources.as_file(resources.files("trainer") / "configs" / name) as path:
+        keys = set(tomllib.loads(path.read_text()))
+    assert keys == {f.name for f in fields(TrainConfig)}
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_paper_configs_select_no_model_on_the_reported_split(name: str) -> None:
+    cfg = _config(name)
+    iterations = cfg.adapt_iterations(2975)  # Cityscapes train
+    assert cfg.val_split == cfg.test_split == "val"
+    check_model_selection(cfg, cfg.eval_every or cfg.pass_length(2975), iterations)
+    with pytest.raises(ValueError, match="select the model on the reported split"):
+        check_model_selection(cfg, iterations // 2, iterations)
+
+
+def test_adapt_refuses_to_select_on_the_reported_split(trees: dict[str, Path]) -> None:
+    cfg = _tiny(_config(CONFIGS[0]), trees).replace(iterations=2, eval_every=1)
+    assert cfg.val_split == cfg.test_split
+    with pytest.raises(ValueError, match="eval_every = 2"):
+        run_strategy(cfg, load_data(cfg), trees["cache"] / "ckpt")
+    other = cfg.replace(val_split="train")  # another split: selection is fine
+    check_model_selection(other, 1, 2)
