@@ -126,6 +126,8 @@ class Query(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # when its annotator skipped it (a skip is work done; a finished run's release is not)
     skipped_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # why its annotator skipped it ("cant_tell": looked, could not tell the class), or NULL
+    skip_reason: Mapped[str | None] = mapped_column(String(20), nullable=True)
 
 
 class Answer(Base):

@@ -16,6 +16,7 @@ Role = Literal["admin", "trainer", "annotator", "viewer"]
 Group = Literal["high", "medium", "random", "entropy", "ripu", "other"]
 QueryStatus = Literal["pending", "leased", "answered", "skipped", "withdrawn"]
 RunStatus = Literal["active", "finished"]
+SkipReason = Literal["cant_tell"]  # the annotator looked and could not tell the class
 GROUPS: tuple[str, ...] = ("high", "medium", "random", "entropy", "ripu", "other")
 MAX_QUERIES_PER_BATCH = 10_000
 MAX_ANSWERS_PER_BATCH = 10_000
@@ -213,6 +214,8 @@ class QueryOut(BaseModel):
     score: float
     status: QueryStatus
     lease_expires_at: datetime | None
+    skip_reason: SkipReason | None = None
+    image_key: str  # the image's name in the run (what the trainer registered it as)
     image_width: int
     image_height: int
 
@@ -224,6 +227,10 @@ class ClaimOut(BaseModel):
 class QueriesPage(BaseModel):
     queries: list[QueryOut]
     cursor: int
+
+
+class SkipIn(Strict):
+    reason: SkipReason | None = None
 
 
 class AnswerIn(Strict):
@@ -284,6 +291,7 @@ class BudgetOut(BaseModel):
     reserved: int
     answered: int
     skipped: int
+    cant_tell: int = 0  # of the skipped: the annotator could not tell the class
     withdrawn: int = 0
     remaining: int
     groups: dict[str, GroupBudget]
@@ -312,6 +320,7 @@ class StatsOut(BaseModel):
     leased: int
     answered: int
     skipped: int
+    cant_tell: int = 0  # of the skipped: the annotator could not tell the class
     withdrawn: int = 0
     annotators_active: int
     answers_last_minute: int

@@ -34,17 +34,63 @@ export function clearNotice(key) {
   $("notices").querySelector(`[data-key="${CSS.escape(key)}"]`)?.remove();
 }
 
-/** Show the query's image with its crosshair and inset; returns nothing. */
+const ZOOMS = [1, 2, 4, 8]; // the frame's zoom levels; 1 shows the whole frame
+const ZOOM_KEY = "adamcu.zoom"; // the level the person chose, kept across queries and reloads
+let zoomAt = Math.max(0, Math.min(ZOOMS.length - 1, Number(localStorage.getItem(ZOOM_KEY)) || 0));
+let onScreen = null; // {bitmap, query} shown now: drawn again when the zoom changes
+
+/** Why the model asks, in words, by the query's group (group and score in the tooltip). */
+const GROUP_WORDS = {
+  high: "The model is unsure here: one of the pixels it is least sure of.",
+  medium: "The model is fairly unsure here.",
+  random: "Picked at random, to check the model.",
+  entropy: "The model is unsure here: its guess is spread over several classes.",
+  ripu: "The model is unsure here, where several classes meet.",
+  other: "Asked by the trainer.",
+};
+
+export function groupWords(group) {
+  return GROUP_WORDS[group] ?? GROUP_WORDS.other;
+}
+
+/** Set the frame's zoom level (index into ZOOMS, clamped) and draw the frame again. */
+export function zoomTo(index) {
+  zoomAt = Math.max(0, Math.min(ZOOMS.length - 1, index));
+  localStorage.setItem(ZOOM_KEY, String(zoomAt));
+  const z = ZOOMS[zoomAt];
+  const words = z === 1 ? "whole frame" : `${z}×`;
+  $("zoom").value = String(zoomAt);
+  $("zoom").setAttribute("aria-valuetext", words);
+  $("zoom-value").textContent = words;
+  $("zoom-out").disabled = zoomAt === 0;
+  $("zoom-in").disabled = zoomAt === ZOOMS.length - 1;
+  if (onScreen) drawTarget($("target"), onScreen.bitmap, onScreen.query.x, onScreen.query.y, z);
+}
+
+export const zoomBy = (step) => zoomTo(zoomAt + step);
+
+/** Wire the zoom control (buttons and slider); the keys are the annotator's (+ and -). */
+export function installZoom() {
+  $("zoom-in").addEventListener("click", () => zoomBy(1));
+  $("zoom-out").addEventListener("click", () => zoomBy(-1));
+  $("zoom").addEventListener("input", (e) => zoomTo(Number(e.target.value)));
+  zoomTo(zoomAt);
+}
+
+/** Show the query: its image's name, the frame at the chosen zoom, the crop, why it is asked. */
 export function showQuery(bitmap, query, { correction = null } = {}) {
+  onScreen = { bitmap, query };
   $("stage-empty").hidden = true;
   $("target").hidden = false;
-  drawTarget($("target"), bitmap, query.x, query.y);
+  drawTarget($("target"), bitmap, query.x, query.y, ZOOMS[zoomAt]);
   drawInset($("inset"), bitmap, query.x, query.y);
   const [r, g, b] = pixelColor(bitmap, query.x, query.y);
   $("pixel-swatch").style.background = `rgb(${r}, ${g}, ${b})`;
   $("q-pixel").textContent = `x ${query.x}, y ${query.y}`;
-  $("q-image").textContent = `#${query.image_id} (${bitmap.width}×${bitmap.height})`;
-  $("q-group").textContent = query.score == null ? query.group : `${query.group} · ${Number(query.score).toFixed(2)}`;
+  $("q-image").textContent = $("q-image").title = query.image_key ?? `image ${query.image_id}`;
+  $("q-size").textContent = `${bitmap.width}×${bitmap.height} px`;
+  $("q-why").textContent = groupWords(query.group);
+  $("q-why").title = `group “${query.group}”, score ${Number(query.score).toFixed(2)}`;
   $("q-id").textContent = `#${query.id}`;
   $("stage").dataset.queryId = String(query.id);
   const banner = $("correction-banner");
@@ -58,15 +104,27 @@ export function showQuery(bitmap, query, { correction = null } = {}) {
 
 /** No query on screen: say why in the image area. */
 export function showEmpty(text) {
+  onScreen = null;
   $("target").hidden = true;
   $("stage-empty").hidden = false;
   $("stage-empty").textContent = text;
   $("stage").dataset.queryId = "";
   $("correction-banner").hidden = true;
-  for (const id of ["q-pixel", "q-image", "q-group", "q-id"]) $(id).textContent = "–";
+  for (const id of ["q-pixel", "q-image", "q-why", "q-id"]) $(id).textContent = "–";
+  $("q-size").textContent = "";
   const inset = $("inset");
   inset.getContext("2d").clearRect(0, 0, inset.width, inset.height);
   $("pixel-swatch").style.background = "transparent";
+}
+
+/** Why nothing is on screen: the run is not active, the budget is spent, or the queue empty. */
+export function emptyText(run, budget, pollS) {
+  if (run.status !== "active") return `Run “${run.name}” is ${run.status}: nothing to label.`;
+  if (budget && budget.remaining <= 0 && budget.reserved === 0) {
+    return `Budget spent: all ${budget.expected.toLocaleString()} pixels of this run are labeled. Thank you!`;
+  }
+  if (budget && budget.remaining <= 0) return "Budget spent; the last queries are with other annotators.";
+  return `Queue empty: waiting for the trainer to ask more. Checking every ${pollS} s…`;
 }
 
 /** Budget of the run (GET /budget) as a bar and numbers. */

@@ -78,13 +78,7 @@ function showNext() {
 }
 
 function emptyText(s) {
-  if (s.run.status !== "active") return `Run “${s.run.name}” is ${s.run.status}: nothing to label.`;
-  const b = s.progress.shownBudget;
-  if (b && b.remaining <= 0 && b.reserved === 0) {
-    return `Budget spent: all ${b.expected.toLocaleString()} pixels of this run are labeled. Thank you!`;
-  }
-  if (b && b.remaining <= 0) return "Budget spent; the last queries are with other annotators.";
-  return `Queue empty: waiting for the trainer to ask more. Checking every ${POLL_MS / 1000} s…`;
+  return ui.emptyText(s.run, s.progress.shownBudget, POLL_MS / 1000);
 }
 
 function held(s, id) {
@@ -157,13 +151,15 @@ function answer(classId) {
   showNext();
 }
 
-function skip() {
+/** Skip the query on screen; `reason` "cant_tell": the person looked and cannot tell. */
+function skip(reason = null) {
   const s = sess;
   const cur = s?.current;
   if (!cur || s.busy) return;
   if (cur.correction !== null) return cancelCorrection();
   const q = cur.item.query;
-  if (!send(s, q.id, `/api/v1/queries/${q.id}/skip`, undefined, "skip")) return;
+  const body = reason ? { reason } : undefined;
+  if (!send(s, q.id, `/api/v1/queries/${q.id}/skip`, body, "skip")) return;
   s.progress.skipped(s.inflight.get(q.id));
   showNext();
 }
@@ -314,7 +310,11 @@ function main() {
   const help = $("help");
   installKeys({
     commands: {
-      " ": skip,
+      " ": () => skip(),
+      0: () => skip("cant_tell"),
+      "+": () => ui.zoomBy(1),
+      "=": () => ui.zoomBy(1),
+      "-": () => ui.zoomBy(-1),
       Backspace: undo,
       "?": () => help.showModal(),
       Escape: () => sess.current?.correction != null && cancelCorrection(),
@@ -323,7 +323,9 @@ function main() {
     answer,
     blocked: () => !sess || !document.body.classList.contains("signed-in") || help.open,
   });
-  $("skip-btn").addEventListener("click", skip);
+  $("skip-btn").addEventListener("click", () => skip());
+  $("cant-tell-btn").addEventListener("click", () => skip("cant_tell"));
+  ui.installZoom();
   $("undo-btn").addEventListener("click", undo);
   $("help-btn").addEventListener("click", () => $("help").showModal());
   $("help-close").addEventListener("click", () => $("help").close());

@@ -67,7 +67,7 @@ function renderBudget(b) {
   $("bar-reserved").style.width = `${Math.min(100, (100 * b.reserved) / total)}%`;
   $("budget-bar").setAttribute("aria-label",
     `${b.answered} answered, ${b.reserved} reserved, ${b.remaining} remaining of ${b.expected}`);
-  for (const k of ["answered", "reserved", "remaining", "skipped", "expected"]) {
+  for (const k of ["answered", "reserved", "remaining", "skipped", "cant_tell", "expected"]) {
     $(`b-${k}`).textContent = fmt(b[k]);
   }
   const rows = Object.entries(b.groups ?? {}).filter(([, g]) => g.answered || g.reserved);

@@ -1,23 +1,42 @@
-// Canvas drawing for the annotator: the full image with a crosshair, and a magnified inset.
+// Canvas drawing for the annotator: the frame (whole or zoomed) with the pixel marked, and a
+// magnified crop.
 
 const MAX_BACKING = 4096; // px per side of a canvas backing store
 
 /**
- * Draw `bitmap` scaled by an integer factor (nearest neighbour) and mark pixel (x, y).
- * The canvas is then shown at CSS width 100% with image-rendering: pixelated.
+ * The part of a w x h frame shown at `zoom` (1: all of it): 1/zoom of each side, centred on
+ * pixel (x, y) where the frame allows (at an edge the window stops at the edge).
  */
-export function drawTarget(canvas, bitmap, x, y) {
-  const { width: w, height: h } = bitmap;
+export function viewAround(w, h, x, y, zoom = 1) {
+  const vw = Math.max(1, Math.min(w, Math.ceil(w / zoom)));
+  const vh = Math.max(1, Math.min(h, Math.ceil(h / zoom)));
+  const x0 = Math.min(Math.max(0, x - Math.floor(vw / 2)), w - vw);
+  const y0 = Math.min(Math.max(0, y - Math.floor(vh / 2)), h - vh);
+  return { x0, y0, w: vw, h: vh };
+}
+
+/**
+ * Draw the view of `bitmap` at `zoom` (see viewAround) scaled by an integer factor (nearest
+ * neighbour) and mark pixel (x, y) with a box and crosshair. The canvas is then shown at CSS
+ * width 100% with image-rendering: pixelated. `data-view` ("x0,y0,w,h" in image pixels) and
+ * `data-mark` ("cx,cy,half": the box in canvas pixels) say what was drawn.
+ */
+export function drawTarget(canvas, bitmap, x, y, zoom = 1) {
+  const v = viewAround(bitmap.width, bitmap.height, x, y, zoom);
   const shown = canvas.parentElement.clientWidth || 800;
-  const want = Math.ceil((shown * (window.devicePixelRatio || 1)) / w);
-  const k = Math.max(1, Math.min(want, Math.floor(MAX_BACKING / Math.max(w, h)) || 1));
-  canvas.width = w * k;
-  canvas.height = h * k;
-  canvas.style.aspectRatio = `${w} / ${h}`;
+  const want = Math.ceil((shown * (window.devicePixelRatio || 1)) / v.w);
+  const k = Math.max(1, Math.min(want, Math.floor(MAX_BACKING / Math.max(v.w, v.h)) || 1));
+  canvas.width = v.w * k;
+  canvas.height = v.h * k;
+  canvas.style.aspectRatio = `${v.w} / ${v.h}`;
   const ctx = canvas.getContext("2d");
   ctx.imageSmoothingEnabled = false;
-  ctx.drawImage(bitmap, 0, 0, w * k, h * k);
-  crosshair(ctx, (x + 0.5) * k, (y + 0.5) * k, k, canvas.width, canvas.height);
+  ctx.drawImage(bitmap, v.x0, v.y0, v.w, v.h, 0, 0, v.w * k, v.h * k);
+  const cx = (x - v.x0 + 0.5) * k;
+  const cy = (y - v.y0 + 0.5) * k;
+  const half = crosshair(ctx, cx, cy, k, canvas.width, canvas.height);
+  canvas.dataset.view = `${v.x0},${v.y0},${v.w},${v.h}`;
+  canvas.dataset.mark = `${cx},${cy},${half}`;
 }
 
 /** Two-tone lines (dark under light) read on any street colour. */
@@ -53,6 +72,7 @@ function crosshair(ctx, cx, cy, k, cw, ch) {
   };
   twoTone(ctx, 1.5 * unit, lines);
   twoTone(ctx, 2 * unit, box);
+  return half;
 }
 
 /**

@@ -8,7 +8,9 @@
 export function installKeys({ commands, classFor, answer, blocked }) {
   document.addEventListener("keydown", (e) => {
     if (blocked() || e.ctrlKey || e.metaKey || e.altKey) return;
-    if (e.target instanceof Element && e.target.closest("input, select, textarea")) return;
+    // a slider (the zoom) keeps the keys: only fields that take typing or a choice own them
+    const field = "input:not([type=range]), select, textarea";
+    if (e.target instanceof Element && e.target.closest(field)) return;
     const act = commands[e.key];
     if (act) {
       e.preventDefault();

@@ -46,13 +46,14 @@ def settle(db: Session, run_id: int, reserved: int, answered: int) -> None:
 def get_budget(db: Session, run_id: int) -> BudgetOut:
     run = get_run(db, run_id)
     rows = db.execute(
-        select(Query.group, Query.status, func.count())
+        select(Query.group, Query.status, Query.skip_reason, func.count())
         .where(Query.run_id == run_id)
-        .group_by(Query.group, Query.status)
+        .group_by(Query.group, Query.status, Query.skip_reason)
     ).all()
     groups = {g: GroupBudget() for g in GROUPS}
-    skipped = withdrawn = 0
-    for group, status, count in rows:
+    skipped = withdrawn = cant_tell = 0
+    for group, status, reason, count in rows:
+        cant_tell += count if reason == "cant_tell" else 0
         slot = groups.setdefault(group, GroupBudget())
         if status in ("pending", "leased"):
             slot.reserved += count
@@ -67,6 +68,7 @@ def get_budget(db: Session, run_id: int) -> BudgetOut:
         reserved=run.reserved,
         answered=run.answered,
         skipped=skipped,
+        cant_tell=cant_tell,
         withdrawn=withdrawn,
         remaining=run.budget_total - run.reserved - run.answered,
         groups=groups,

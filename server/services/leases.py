@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from server.db import is_postgres
 from server.models import Image, Query
 
-# What a claim returns per query: the row's columns and its image's size.
+# What a claim returns per query: the row's columns and its image's key and size.
 LEASED_COLS = (
     Query.id,
     Query.run_id,
@@ -29,6 +29,8 @@ LEASED_COLS = (
     Query.score,
     Query.status,
     Query.lease_expires_at,
+    Query.skip_reason,
+    Image.key,
     Image.width,
     Image.height,
 )

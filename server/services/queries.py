@@ -40,6 +40,8 @@ def _query_out(q: Row[Any]) -> QueryOut:
         score=q.score,
         status=q.status,
         lease_expires_at=q.lease_expires_at,
+        skip_reason=q.skip_reason,
+        image_key=q.key,
         image_width=q.width,
         image_height=q.height,
     )
@@ -194,9 +196,15 @@ def claim(
 
 
 def skip(
-    db: Session, queue: Dispatcher, query_id: int, annotator_id: int, now: datetime
+    db: Session,
+    queue: Dispatcher,
+    query_id: int,
+    annotator_id: int,
+    now: datetime,
+    reason: str | None = None,
 ) -> QueryOut:
-    """Give a leased query up: status ``skipped``, its reservation released."""
+    """Give a leased query up: status ``skipped`` with its ``reason`` (None: none given), its
+    reservation released."""
     stmt = (
         update(Query)
         .where(
@@ -204,7 +212,7 @@ def skip(
             Query.status == "leased",
             Query.annotator_id == annotator_id,
         )
-        .values(status="skipped", lease_expires_at=None, skipped_at=now)
+        .values(status="skipped", lease_expires_at=None, skipped_at=now, skip_reason=reason)
         .returning(Query.run_id)
         .execution_options(synchronize_session=False)
     )

@@ -39,6 +39,7 @@ def test_stats(world):
         "leased": 1,
         "answered": 1,
         "skipped": 1,
+        "cant_tell": 0,
         "withdrawn": 0,
         "annotators_active": 1,
         "answers_last_minute": 1,

@@ -130,6 +130,31 @@ def test_skip_releases_reservation(world):
     assert world.claim("bob") == []  # the skipped query never comes back
 
 
+def test_cant_tell_is_a_skip_with_its_reason_counted_apart(world):
+    """An annotator who cannot tell the class says so: the query is skipped with the reason
+    ``cant_tell``, which the budget and the stats count apart; a plain skip has no reason."""
+    world.ask([(0, 0), (0, 1), (0, 2)])
+    q1, q2, q3 = world.claim("alice")
+    assert q1["image_key"] == "tgt/000001" and q1["skip_reason"] is None  # the name to show
+    r = world.post(f"/api/v1/queries/{q1['id']}/skip", "alice", {"reason": "cant_tell"})
+    assert r.status_code == 200, r.text
+    assert (r.json()["status"], r.json()["skip_reason"]) == ("skipped", "cant_tell")
+    r = world.post(f"/api/v1/queries/{q2['id']}/skip", "alice")  # no body: a plain skip
+    assert r.status_code == 200 and r.json()["skip_reason"] is None
+    r = world.post(f"/api/v1/queries/{q3['id']}/skip", "alice", {"reason": "bored"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "validation_error"
+    b = world.budget()
+    assert (b["reserved"], b["skipped"], b["cant_tell"]) == (1, 2, 1)  # q3 still leased
+    s = world.get(f"/api/v1/runs/{world.run_id}/stats", "viewer").json()
+    assert (s["leased"], s["skipped"], s["cant_tell"]) == (1, 2, 1)
+    listed = world.get(f"/api/v1/runs/{world.run_id}/queries", "trainer").json()["queries"]
+    assert [(q["status"], q["skip_reason"]) for q in listed] == [
+        ("skipped", "cant_tell"),
+        ("skipped", None),
+        ("leased", None),
+    ]
+
+
 def test_claim_bounds(world):
     url = f"/api/v1/runs/{world.run_id}/claims"
     for body in ({"n": 0}, {"n": 501}, {"n": 1, "lease_seconds": 1}):

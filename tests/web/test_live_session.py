@@ -2,7 +2,7 @@
 worker as processes, Chromium labeling on the annotator page the queries the worker asks, and
 the dashboard's mIoU-vs-labels curve growing by itself while it does.
 
-The person is the test: for each pixel the page shows (read off the page: image id, x, y) it
+The person is the test: for each pixel the page shows (read off the page: image name, x, y) it
 presses the key of the class the target-train label file has there (Space where the label is
 ignore). The session ends by itself (budget answered, target-val on a plateau) and its record
 must hold exactly the answers the page gave: in the worker's bank, each query answered once.
@@ -40,19 +40,16 @@ SHOWN = """() => { const t = (id) => document.getElementById(id).textContent.tri
 
 
 class Truth:
-    """The target-train label of a pixel the page shows, by the server's image id."""
+    """The target-train label of a pixel the page shows, by the image's name on the page."""
 
-    def __init__(self, data: Path, client: ServiceClient, run_id: int) -> None:
+    def __init__(self, data: Path) -> None:
         split = load_split(data, "target-train")
-        self.keys, self.labels = list(split.ids), split.labels
-        self.client, self.run_id = client, run_id
-        self.row: dict[int, int] = {}
+        self.keys = list(split.ids)
+        self.row = {key: i for i, key in enumerate(self.keys)}
+        self.labels = split.labels
 
-    def __call__(self, image_id: int, y: int, x: int) -> int:
-        if image_id not in self.row:  # the worker posts its images as it needs them
-            images = self.client.list_images(self.run_id)
-            self.row = {im["id"]: self.keys.index(im["key"]) for im in images}
-        return int(self.labels[self.row[image_id], y, x])
+    def __call__(self, image_key: str, y: int, x: int) -> int:
+        return int(self.labels[self.row[image_key], y, x])
 
 
 def label_until_spent(page, truth: Truth, spent, worker, timeout: float) -> tuple[dict, int]:  # noqa: ANN001
@@ -84,7 +81,7 @@ def label_until_spent(page, truth: Truth, spent, worker, timeout: float) -> tupl
             continue
         qid, last = int(s["id"]), now
         x, y = map(int, re.fullmatch(r"x (\d+), y (\d+)", s["pixel"]).groups())
-        cls = truth(int(re.match(r"#(\d+)", s["image"]).group(1)), y, x)
+        cls = truth(s["image"], y, x)
         seen.add(qid)
         if cls == IGNORE:
             page.keyboard.press(" ")
@@ -143,7 +140,7 @@ def test_labeling_in_the_browser_drives_a_live_session(tmp_path: Path, page_at) 
         page.goto(f"{stack.url}/?token={stack.token('annotator', 'ann')}")
         expected = viewer.budget(run_id)["expected"]
         spent = lambda: viewer.budget(run_id)["answered"] >= expected  # noqa: E731
-        truth = Truth(data, viewer, run_id)
+        truth = Truth(data)
         given, over = label_until_spent(page, truth, spent, worker, timeout=180)
         n = len(given)
         assert n == expected, (n, expected)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Body, Query, Response
 
 from server.api.deps import (
     DB,
@@ -29,6 +29,7 @@ from server.schemas import (
     QueriesPage,
     QueryIdsOut,
     QueryOut,
+    SkipIn,
     UndoOut,
 )
 from server.services import answers, queries
@@ -81,8 +82,16 @@ def answer_batch(
 
 
 @router.post("/queries/{query_id}/skip", responses=errors(404, 409, 410))
-def skip(query_id: Id, db: DB, queue: Queue, now: Now, me: Annotator) -> QueryOut:
-    return queries.skip(db, queue, query_id, me.id, now)
+def skip(
+    query_id: Id,
+    db: DB,
+    queue: Queue,
+    now: Now,
+    me: Annotator,
+    data: Annotated[SkipIn | None, Body()] = None,
+) -> QueryOut:
+    reason = data.reason if data else None
+    return queries.skip(db, queue, query_id, me.id, now, reason)
 
 
 @router.post("/queries/{query_id}/undo", responses=errors(404, 409))
