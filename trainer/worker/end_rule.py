@@ -79,8 +79,14 @@ class EndRule:
         if improved:
             self.best_at = self.last_eval
 
-    def restart(self, now: float | None = None) -> None:
-        """After a resume the plateau clock starts again."""
+    @property
+    def cooling_from(self) -> int | None:
+        """The iteration the cooldown began at (None: not cooling), kept across a restart."""
+        return self.cooldown.start
+
+    def restart(self, cooling_from: int | None, now: float | None = None) -> None:
+        """After a resume: the cooldown as it was saved; the plateau clock starts again."""
+        self.cooldown.start = cooling_from
         self.best_at = time.monotonic() if now is None else now
 
     def lr(self, base: float, iteration: int, power: float) -> float:

@@ -59,9 +59,10 @@ class QueueKeeper:
         """Answers merged: their queries are no longer outstanding."""
         self.outstanding.drop(a["query_id"] for a in answers)
 
-    def restore(self, queries: list[dict]) -> None:
-        """After a restart: the run's standing queries (from the link's rebuild) that still
-        wait for a person are outstanding again."""
+    def restore(self, queries: list[dict], counts: dict[str, int]) -> None:
+        """After a restart: the counts as saved, and the run's standing queries (from the
+        link's rebuild) that still wait for a person outstanding again."""
+        self.counts.update(counts)
         for q in queries:
             if q.get("status") in ("pending", "leased"):
                 row = self.link.bank_row(q["image_id"])

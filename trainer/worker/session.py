@@ -106,11 +106,9 @@ class Session:
         """Continue a killed session: model and Algorithm 1 state from the checkpoint, the
         bank and the queries still standing from the server."""
         saved = self.learner.resume(ckpt)
-        self.keeper.counts.update(saved.get("counts", {}))
-        self.end.cooldown.start = saved.get("cooldown_from")
         queries = self.link.rebuild(self.bank, lambda a: self.on_answers(a, resumed=True))
-        self.keeper.restore(queries)
-        self.end.restart()
+        self.keeper.restore(queries, saved.get("counts", {}))
+        self.end.restart(saved.get("cooldown_from"))
         outstanding = len(self.keeper.outstanding)
         self.event("resumed", iteration=self.learner.iteration, outstanding=outstanding)
 
@@ -176,10 +174,10 @@ class Session:
         verdict = self.end.check(standing)
         if verdict != "cooldown":
             return verdict
-        iterations = self.end.cooldown.iterations
+        iterations = self.sopts.cooldown_iterations
         self.event("cooldown", iteration=learner.iteration, iterations=iterations)
         return None
 
     def save(self, best: bool = False) -> None:
-        kept = {"counts": self.keeper.counts, "cooldown_from": self.end.cooldown.start}
+        kept = {"counts": self.keeper.counts, "cooldown_from": self.end.cooling_from}
         self.learner.save(kept, best)

@@ -60,6 +60,8 @@ def test_the_cooldown_begins_at_the_plateau_ends_the_run_and_new_labels_call_it_
     assert rule.cooldown.start is None and rule.lr(0.01, 44, 0.9) == 0.01
     assert rule.check(_standing(), now=100.0) is None  # every label in again
     rule.evaluated(improved=False, now=105.0)
-    rule.restart(now=120.0)  # a resume: the plateau clock starts again
+    rule.restart(None, now=120.0)  # a resume: the plateau clock starts again
     assert rule.check(_standing(), now=170.0) is None  # 70 s since every label, 50 since resumed
-    assert rule.check(_standing(), now=181.0) == "cooldown"
+    assert rule.check(_standing(), now=181.0) == "cooldown" and rule.cooling_from == 40
+    rule.restart(rule.cooling_from, now=200.0)  # resumed while cooling: still cooling
+    assert rule.cooled(45) and rule.check(_standing(), now=300.0) is None

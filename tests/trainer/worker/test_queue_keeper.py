@@ -73,8 +73,9 @@ def test_a_resumed_keeper_waits_for_the_standing_queries_only() -> None:
     svc.answer("p", first, 2)
     _, again = _keeper()
     again.link = ServiceLink(svc, 1, ["a", "b"], "human")
-    again.restore(again.link.rebuild(again.shared.bank))
+    again.restore(again.link.rebuild(again.shared.bank), {"rounds": 1, "posted": 4})
     assert sorted(again.outstanding.queries) == others
+    assert again.counts == {"rounds": 1, "posted": 4, "withdrawn": 0, "max_pending": 0}
 
 
 def test_a_round_the_server_refuses_as_duplicate_is_left_out_not_fatal() -> None:
