@@ -29,6 +29,9 @@ log = logging.getLogger("adamcu.worker")
 
 @dataclass
 class WorkerOptions:
+    """How the worker reaches the service and where it keeps its checkpoint; ``mode`` picks
+    the loop (``trainer.worker.main``)."""
+
     server: str
     token: str
     mode: str = "benchmark"  # benchmark: wait for answers; human: merge as they come
