@@ -35,8 +35,8 @@ from trainer.data.safety import UnsafeFolderError, claim_output_folder
 from trainer.data.synth import generate_benchmark
 from trainer.loop.train import load_data
 from trainer.strategies import configure
-from trainer.worker.main import WorkerOptions
 from trainer.worker.rounds import SessionOptions
+from trainer.worker.run import WorkerOptions
 from trainer.worker.session_main import run_session
 from trainer.worker.simulated import MemoryService, SimulatedPerson
 

@@ -46,7 +46,7 @@ import torch
 from trainer.config import TrainConfig
 from trainer.strategies import configure
 from trainer.loop import train as train_mod
-from trainer.worker.main import WorkerOptions
+from trainer.worker.run import WorkerOptions
 from trainer.worker.session_main import run_session
 from trainer.worker.simulated import MemoryService, SimulatedPerson
 
@@ -79,6 +79,7 @@ svc, stop = MemoryService(lease_s=60), threading.Event()
 person = SimulatedPerson(svc, Pattern(), rate=(50, 100), pause=(0.0, 0.01))
 steps = {"n": 0}
 from trainer.worker import session as session_mod
+from trainer.worker.queue_keeper import QueueKeeper
 step = session_mod.Session.train_step
 
 def counted(self):
@@ -111,7 +112,7 @@ watch(session_main, "load_data", "load the data")
 watch(session_main, "pretrain", "pre-train (source batches)")
 watch(session_main, "evaluate", "evaluate target-test")
 watch(session_mod.Session, "train_step", "training steps")
-watch(session_mod.Session, "post_round", "score images for a round (Eq. 1)")
+watch(QueueKeeper, "post_round", "score images for a round (Eq. 1)")
 watch(session_mod.Session, "evaluate", "evaluate target-val")
 watch(session_mod.Session, "save", "checkpoints")
 

@@ -53,12 +53,12 @@ from trainer.loop.step import Ask, Spent
 from trainer.loop.train import (
     Data,
     GroundTruthOracle,
-    _source_batch,
     adapt,
     cached_model,
     evaluate,
     load_data,
     local_spent,
+    source_batch,
 )
 from trainer.nets.forward import upsample
 from trainer.nets.model import param_groups, poly_lr, set_lr
@@ -144,7 +144,7 @@ def pretrain_sharded(
     bar = Progress(cfg.pretrain_iterations, "pretrain", mode=progress_mode(progress))
     for it in range(cfg.pretrain_iterations):
         set_lr(opt, poly_lr(cfg.pretrain_lr, it, cfg.pretrain_iterations, cfg.poly_power))
-        x, y = _source_batch(data, n, gen, cfg, device)
+        x, y = source_batch(data, n, gen, cfg, device)
         wrapped.train()
         with torch.autocast(
             device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"

@@ -138,7 +138,7 @@ def evaluate(
     return cm
 
 
-def _source_batch(
+def source_batch(
     data: Data, n: int, gen: torch.Generator, cfg: TrainConfig, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
     idx = torch.randint(len(data.source.ids), (n,), generator=gen)
@@ -230,7 +230,7 @@ def pretrain(
     bar = Progress(cfg.pretrain_iterations, "pretrain", mode=progress_mode(progress))
     for it in range(cfg.pretrain_iterations):
         set_lr(opt, poly_lr(cfg.pretrain_lr, it, cfg.pretrain_iterations, cfg.poly_power))
-        x, y = _source_batch(data, n, gen, cfg, device)
+        x, y = source_batch(data, n, gen, cfg, device)
         model.train()
         with torch.autocast(
             device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"
@@ -327,7 +327,7 @@ def _batch(
 ) -> Batch:
     """Source images drawn at random, the target images ``tidx`` (their labels only for the
     supervised ceiling)."""
-    sx, sy = _source_batch(data, cfg.batch_source, gen, cfg, device)
+    sx, sy = source_batch(data, cfg.batch_source, gen, cfg, device)
     tx = to_float(data.target.images[tidx]).to(device)
     ty = data.target.labels[tidx].long().to(device) if cfg.selection == "all" else None
     return Batch(sx, sy, tx, tidx, ty)

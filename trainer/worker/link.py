@@ -70,7 +70,8 @@ class ServiceLink:
             raise KeyError(f"image {key!r} is not registered in run {self.run_id}")
         return self._image_ids[key]
 
-    def _bank_row(self, image_id: int) -> int:
+    def bank_row(self, image_id: int) -> int:
+        """The label bank's row of the server's image ``image_id`` (its key's place in ``keys``)."""
         if image_id not in self._rows_by_id:
             self._load_images()
         return self._rows_by_id[image_id]
@@ -262,6 +263,11 @@ class ServiceLink:
         groups = self.client.budget(self.run_id)["groups"]
         return {g: int(v.get("reserved", 0)) + int(v.get("answered", 0)) for g, v in groups.items()}
 
+    def pace(self) -> dict[str, Any]:
+        """The run's pace as the server measures it (answers per minute, pending, budget left):
+        the session's rounds are sized by it."""
+        return self.client.pace(self.run_id)
+
     def drain(self, timeout: float, poll: float = 0.2) -> None:
         """Wait until nothing of the run is in flight (reserved == 0) or ``timeout``."""
         deadline = time.monotonic() + timeout
@@ -273,5 +279,5 @@ class ServiceLink:
 
     def _pixels(self, items: list[dict]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Bank rows, ys, xs (K,) of queries or answers (which carry image_id, y, x)."""
-        rows = torch.tensor([self._bank_row(i["image_id"]) for i in items])
+        rows = torch.tensor([self.bank_row(i["image_id"]) for i in items])
         return rows, torch.tensor([i["y"] for i in items]), torch.tensor([i["x"] for i in items])

@@ -10,7 +10,6 @@
   uncertain pixels left (under fixed thresholds a model that grows sure empties G_m and G_h).
 - :class:`Outstanding`: the queries posted and not yet answered, withdrawn or given up.
 - :class:`Freshness`: answers merged and not yet in a gradient step, and how long they waited.
-- :class:`Cooldown`: the session's last iterations, the learning rate decayed to 0.
 """
 
 from __future__ import annotations
@@ -26,18 +25,11 @@ import torch
 
 from trainer.constants import Group
 from trainer.nets.forward import upsample
-from trainer.nets.model import poly_lr
 from trainer.ops.draws import top_k_select, uniform_select
 from trainer.selection.sampling import ActiveSampler
 from trainer.selection.uncertainty import partition, uncertainty_score
 
 Pixel = tuple[int, int, int]  # (image_id, y, x) as the server names it
-
-# the session's progress line (every 10 s: docker compose logs, adamcu loop), from the budget
-PROGRESS = (
-    "progress session iteration %(iteration)d, answered %(answered)d/%(expected)d, "
-    "%(reserved)d pending, best target-val %(best).1f"
-)
 
 
 @dataclass
@@ -137,28 +129,6 @@ def select_round(
     if short > 0:  # the model grew sure of everything the thresholds call uncertain: the
         mask |= top_k_select(score, unasked & ~mask, short)  # budget goes to the least sure
     return mask, "medium"
-
-
-@dataclass
-class Cooldown:
-    """The end of a session. Nobody knows when a session ends, so it trains at the constant
-    rate; once the plateau is reached (budget answered, no target-val gain) it runs
-    ``iterations`` more with the rate on the paper's poly schedule (section IV-B) from the
-    constant rate down to 0, then ends. New answers during it call it off (:meth:`cancel`)."""
-
-    iterations: int
-    start: int | None = None  # the iteration it began at; None: not cooling
-
-    def lr(self, base: float, iteration: int, power: float) -> float:
-        if self.start is None:
-            return base
-        return poly_lr(base, iteration - self.start, self.iterations, power)
-
-    def done(self, iteration: int) -> bool:
-        return self.start is not None and iteration - self.start >= self.iterations
-
-    def cancel(self) -> None:
-        self.start = None
 
 
 def created_time(answer: dict) -> float:

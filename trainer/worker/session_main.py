@@ -1,6 +1,6 @@
 """Start, resume and end a session (``adamcu-worker --mode session``), and its CLI flags.
 
-The setup is the worker's (``trainer.worker.main``): the config check against the checkpoint
+The setup is every mode's (``trainer.worker.run``): the config check against the checkpoint
 (``--new-run`` to start afresh), the cached pre-training, the run on the server. The loop is
 :class:`trainer.worker.session.Session`. At the end the best weights (by target-val) are
 loaded, evaluated on target-test, the run is finished (unless an admin did) and
@@ -20,9 +20,9 @@ import torch
 from client.api import ServiceClient
 from trainer.config import TrainConfig
 from trainer.loop.train import evaluate, load_data, pick_device, pretrain
-from trainer.worker.main import WorkerOptions, open_run
 from trainer.worker.resume import check_resume
 from trainer.worker.rounds import SessionOptions
+from trainer.worker.run import WorkerOptions, open_run
 from trainer.worker.session import Session
 
 log = logging.getLogger("adamcu.worker")
@@ -75,7 +75,7 @@ def run_session(cfg: TrainConfig, opts: WorkerOptions, client: Any = None) -> di
     if ckpt is not None:
         session.resume(ckpt)
         before = float(json.loads(run_file.read_text())["before"])
-        log.info("resuming session %d at iteration %d", session.run_id, session.iteration)
+        log.info("resuming session %d at iteration %d", session.run_id, session.learner.iteration)
     else:
         before = evaluate(model, data.test, data.num_classes, device).miou()
         run_file.write_text(json.dumps({"run_id": session.run_id, "before": before}))
@@ -85,26 +85,28 @@ def run_session(cfg: TrainConfig, opts: WorkerOptions, client: Any = None) -> di
     finally:
         session.save()
         session.events.close()
-    log.info("session %d ended (%s) at iteration %d", session.run_id, ended, session.iteration)
+    iteration = session.learner.iteration
+    log.info("session %d ended (%s) at iteration %d", session.run_id, ended, iteration)
     return finish(session, before, time.monotonic() - started)
 
 
 def finish(session: Session, before: float, seconds: float) -> dict[str, Any]:
     """Best weights on target-test, the run finished, the summary written."""
     session.link.sync(session.bank, session.on_answers)
-    session.model.load_state_dict(session.best_state)
-    data = session.data
-    after = evaluate(session.model, data.test, data.num_classes, session.device).miou()
+    learner, client = session.learner, session.client
+    learner.model.load_state_dict(learner.best_state)
+    data = learner.data
+    after = evaluate(learner.model, data.test, data.num_classes, learner.device).miou()
     if session.ended != "admin":
-        session.client.finish_run(session.run_id)
+        client.finish_run(session.run_id)
     s = {"run_id": session.run_id, "strategy": session.cfg.strategy, "mode": "session"}
     s |= {"ended": session.ended, "test_miou_before": before, "test_miou_after": after}
-    s |= {"best_val_miou": session.best_val, "best_iteration": session.best_iteration}
-    s |= {"labeled_pixels": session.bank.num_labeled, "labels_trained": len(session.fresh.trained)}
-    s |= {"iterations": session.iteration, "seconds": round(seconds, 1)}
-    s |= {"budget": session.client.budget(session.run_id), "latency": session.fresh.summary()}
-    s |= session.counts
-    path = session.opts.checkpoint_dir / "summary.json"
+    s |= {"best_val_miou": learner.best_val, "best_iteration": learner.best_iteration}
+    s |= {"labeled_pixels": session.bank.num_labeled, "labels_trained": len(learner.fresh.trained)}
+    s |= {"iterations": learner.iteration, "seconds": round(seconds, 1)}
+    s |= {"budget": client.budget(session.run_id), "latency": learner.fresh.summary()}
+    s |= session.keeper.counts
+    path = learner.folder / "summary.json"
     path.write_text(json.dumps(s, indent=1))
-    torch.save(session.bank.state_dict(), session.opts.checkpoint_dir / "bank.pt")
+    torch.save(session.bank.state_dict(), learner.folder / "bank.pt")
     return s

@@ -1,82 +1,33 @@
-"""The worker's run: the server owns the budget M_e, on a new run and on a resume."""
+"""The worker's CLI: the session flags, and the mode picks what runs."""
 
-from pathlib import Path
-from types import SimpleNamespace
+import json
 
 import pytest
-import torch
 
-from trainer.config import TrainConfig
-from trainer.data.folder import SplitTensors
-from trainer.loop.train import AdaptResult, Data
-from trainer.worker import main as worker
+from trainer.worker import main as cli
+from trainer.worker.main import parse_args
 
 
-class FakeClient:
-    """The calls ``run_worker`` makes, with a server whose budget rounding is its own."""
-
-    budget_total = 42  # int(0.57 * 100) == 56 and floor(0.57 * 100) == 57: neither
-
-    def __init__(self, *args, **kw) -> None:
-        self.created: list[dict] = []
-
-    def create_run(self, **body) -> dict:
-        self.created.append(body)
-        return {"id": 7, "budget_total": self.budget_total, **body}
-
-    def get_run(self, run_id: int) -> dict:
-        return {"id": run_id, "budget_total": self.budget_total + 1}
-
-    def register_images(self, run_id, items) -> dict:
-        return {key: i + 1 for i, (key, _) in enumerate(items)}
-
-    def list_images(self, run_id: int) -> list[dict]:
-        return [{"id": 1, "key": "t/0"}, {"id": 2, "key": "t/1"}]
-
-    def iter_answers_since(self, run_id: int, after: int = 0):
-        return iter(())
-
-    def iter_queries(self, run_id: int, after: int = 0):
-        return iter(())
-
-    def budget(self, run_id: int) -> dict:
-        return {"reserved": 0, "answered": 0, "groups": {}}
-
-    def finish_run(self, run_id: int) -> dict:
-        return {}
+def test_the_worker_cli_takes_session_flags() -> None:
+    cfg, opts = parse_args(["--token", "t", "--mode", "session", "--queue-minutes", "3"])
+    assert opts.mode == "session" and opts.session == {"queue_minutes": 3.0}
 
 
-def _data() -> Data:
-    split = SplitTensors(
-        torch.zeros(2, 3, 5, 10, dtype=torch.uint8),
-        torch.zeros(2, 5, 10, dtype=torch.uint8),
-        ["t/0", "t/1"],
-    )
-    return Data(split, split, split, split, ["a", "b"], [(0, 0, 0), (1, 1, 1)])
+@pytest.mark.parametrize(
+    ("mode", "runs"), [("session", "session"), ("human", "worker"), ("benchmark", "worker")]
+)
+def test_the_mode_picks_the_loop(mode: str, runs: str, monkeypatch, capsys) -> None:
+    seen = []
+
+    def fake(name: str):
+        return lambda cfg, opts: seen.append((name, opts.mode)) or {"run_id": 3, "budget": {}}
+
+    monkeypatch.setattr(cli, "run_session", fake("session"))
+    monkeypatch.setattr(cli, "run_worker", fake("worker"))
+    assert cli.main(["--token", "t", "--mode", mode]) == 0
+    assert seen == [(runs, mode)] and json.loads(capsys.readouterr().out) == {"run_id": 3}
 
 
-@pytest.fixture
-def fakes(monkeypatch):
-    seen: dict[str, int] = {}
-    model = torch.nn.Linear(1, 1)
-
-    def adapt(model, cfg, data, ask, spent, bank, device, *, state, **kw):
-        seen["expected"] = state.window.expected
-        return AdaptResult(model, bank, 50.0, 0)
-
-    monkeypatch.setattr(worker, "ServiceClient", FakeClient)
-    monkeypatch.setattr(worker, "load_data", lambda cfg, **kw: _data())
-    monkeypatch.setattr(worker, "pretrain", lambda *a, **kw: model)
-    monkeypatch.setattr(worker, "evaluate", lambda *a: SimpleNamespace(miou=lambda: 30.0))
-    monkeypatch.setattr(worker, "adapt", adapt)
-    return seen
-
-
-def test_the_worker_takes_the_budget_from_the_server(fakes, tmp_path: Path) -> None:
-    cfg = TrainConfig(budget_rate=0.57, iterations=4, device="cpu")
-    opts = worker.WorkerOptions(server="http://svc", token="t", checkpoint_dir=tmp_path)
-    assert _data().target_pixels == 100 and int(0.57 * 100) == 56
-    summary = worker.run_worker(cfg, opts)
-    assert fakes["expected"] == FakeClient.budget_total and summary["run_id"] == 7
-    worker.run_worker(cfg, opts)  # the checkpoint is there: resume, reading the run back
-    assert fakes["expected"] == FakeClient.budget_total + 1
+def test_a_bad_pace_exits_with_2_and_a_message_before_any_work(capsys) -> None:
+    assert cli.main(["--token", "t", "--mode", "session", "--queue-floor", "0"]) == 2
+    assert "queue_floor" in capsys.readouterr().err

@@ -2,9 +2,6 @@
 the outstanding queries, answer-to-gradient waits; and the link's post/withdraw/rebuild
 against the in-memory service."""
 
-from functools import partial
-from types import SimpleNamespace
-
 import pytest
 import torch
 
@@ -12,9 +9,7 @@ from trainer.constants import Group
 from trainer.learning.labelbank import LabelBank
 from trainer.selection.sampling import ActiveSampler, AlgorithmOneState
 from trainer.worker.link import ServiceLink
-from trainer.worker.main import parse_args
 from trainer.worker.rounds import (
-    Cooldown,
     Freshness,
     Outstanding,
     Picker,
@@ -104,20 +99,6 @@ def test_outstanding_queries_the_model_is_sure_of_are_those_under_the_quantile()
     assert Outstanding().sure(score_rows, 0.25) == set() and len(seen) == 1
 
 
-def test_the_cooldown_decays_the_rate_to_zero_on_the_poly_schedule() -> None:
-    cool = Cooldown(10)
-    assert cool.lr(0.01, 500, 0.9) == 0.01 and not cool.done(500)  # not cooling: constant
-    cool.start = 500
-    assert cool.lr(0.01, 500, 0.9) == 0.01
-    assert cool.lr(0.01, 505, 0.9) == pytest.approx(0.01 * 0.5**0.9)
-    assert not cool.done(509) and cool.lr(0.01, 509, 0.9) == pytest.approx(0.01 * 0.1**0.9)
-    assert cool.done(510) and cool.lr(0.01, 510, 0.9) == 0.0
-    cool.cancel()  # new answers: back to the constant rate
-    assert cool.lr(0.01, 510, 0.9) == 0.01 and not cool.done(510)
-    with pytest.raises(ValueError, match="cooldown"):
-        SessionOptions(cooldown_iterations=-1)
-
-
 def test_freshness_trains_the_longest_waiting_first_and_measures_the_wait() -> None:
     fresh = Freshness()
     fresh.add(3, (4, 0, 0), 10.0)
@@ -174,38 +155,6 @@ def test_rebuild_marks_standing_queries_only_and_merges_every_answer() -> None:
     standing = ServiceLink(svc, 1, ["a", "b"], "human").rebuild(bank, seen.extend)
     assert [q["id"] for q in standing] == [first] and [a["query_id"] for a in seen] == [first]
     assert bank.num_asked == 1 and bank.num_labeled == 1
-
-
-def test_the_worker_cli_takes_session_flags() -> None:
-    cfg, opts = parse_args(["--token", "t", "--mode", "session", "--queue-minutes", "3"])
-    assert opts.mode == "session" and opts.session == {"queue_minutes": 3.0}
-
-
-def test_a_round_the_server_refuses_as_duplicate_is_left_out_not_fatal() -> None:
-    """A server that keeps withdrawn pixels unique (refuses to ask one again): the withdrawn
-    pixels of the round are left out and the rest posted; a refusal of unknown cause drops the
-    round, its pixels marked asked so that the next rounds pick others."""
-    from trainer.worker import session as session_mod
-
-    svc, link = _service()
-    link.post([0, 0], [1, 3], [1, 3], "high", [0.9, 0.9])  # (0,3,3) stands for a withdrawn one
-    fake = SimpleNamespace(bank=LabelBank(2, 4, 5), link=link, outstanding=Outstanding())
-    fake.data, fake.withdrawn_pixels = (
-        SimpleNamespace(target=SimpleNamespace(ids=["a", "b"])),
-        set(),
-    )
-    fake._post_pixels = partial(session_mod.Session._post_pixels, fake)
-
-    def post(*pixels: tuple[int, int]) -> int:
-        mask = torch.zeros(1, 4, 5, dtype=torch.bool)
-        for y, x in pixels:
-            mask[0, y, x] = True
-        return session_mod.Session._post(fake, [0], mask, torch.zeros(1, 4, 5), "high")
-
-    assert post((1, 1), (2, 2)) == 0 and fake.bank.num_asked == 2  # cause unknown: all out
-    fake.withdrawn_pixels = {(0, 3, 3)}
-    assert post((3, 3), (0, 4)) == 1 and fake.bank.num_asked == 4
-    assert svc.budget(1)["reserved"] == 3 and list(fake.outstanding.queries) == [3]
 
 
 def test_a_round_whose_response_was_lost_reads_its_ids_back() -> None:

@@ -16,7 +16,7 @@ from trainer.data.synth import generate_benchmark
 from trainer.loop.train import load_data
 from trainer.strategies import configure
 from trainer.worker import session as session_mod
-from trainer.worker.main import WorkerOptions
+from trainer.worker.run import WorkerOptions
 from trainer.worker.session_main import run_session
 from trainer.worker.simulated import MemoryService, SimulatedPerson
 
@@ -75,7 +75,7 @@ def test_a_session_resumes_after_a_crash_and_ends_by_itself(cfg, tmp_path, monke
     step = session_mod.Session.train_step
 
     def crash(self) -> None:
-        if self.iteration == 12 and not getattr(self, "_resumed", False):
+        if self.learner.iteration == 12 and not getattr(self, "_resumed", False):
             raise RuntimeError("killed")
         step(self)
 

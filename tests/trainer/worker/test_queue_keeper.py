@@ -1,0 +1,98 @@
+"""The session's queue keeper against the in-memory service: a round tops the queue up to the
+pace's shortfall, stale queries are withdrawn (their pixels free again) unless claimed, a
+finished run stops the rounds, a pixel the server refuses as a duplicate is left out."""
+
+import torch
+
+from trainer.config import TrainConfig
+from trainer.learning.labelbank import LabelBank
+from trainer.loop.schedule import new_loop_state
+from trainer.worker.link import ServiceLink
+from trainer.worker.queue_keeper import QueueKeeper
+from trainer.worker.rounds import Picker, SessionOptions
+from trainer.worker.shared import Shared
+from trainer.worker.simulated import MemoryService
+
+PACE = SessionOptions(queue_floor=6, queue_ceiling=6, min_round=1, stale_minutes=0)
+
+
+def _keeper(sopts: SessionOptions = PACE) -> tuple[MemoryService, QueueKeeper]:
+    svc = MemoryService()
+    svc.create_run(budget_rate=0.5, target_pixels=40)  # 2 images of 4 x 5: a budget of 20
+    svc.register_images(1, [("a", None), ("b", None)])
+    cfg, expected = TrainConfig(), int(svc.run["budget_total"])
+    state = new_loop_state(cfg, expected, 2, 2)
+    picker, draws = Picker(2, torch.Generator().manual_seed(0)), torch.Generator().manual_seed(1)
+    shared = Shared(1, expected, LabelBank(2, 4, 5), state, picker, draws)
+    scores = torch.rand(2, 4, 5, generator=torch.Generator().manual_seed(2))
+    link = ServiceLink(svc, 1, ["a", "b"], "human")
+    return svc, QueueKeeper(link, sopts, cfg, shared, lambda rows: scores[rows])
+
+
+def test_a_round_posts_the_queues_shortfall_and_keeps_its_queries() -> None:
+    svc, keeper = _keeper()
+    posted = keeper.top_up()
+    assert posted is not None and posted["quota"] == 6 and 0 < posted["posted"] <= 6
+    assert keeper.shared.state.calibrated  # the first images scored set the thresholds
+    n = posted["posted"]
+    assert len(keeper.outstanding) == n == svc.budget(1)["reserved"] == keeper.shared.bank.num_asked
+    assert keeper.counts["rounds"] == 1 and keeper.counts["posted"] == n
+    pixels = {(q.row, q.y, q.x) for q in keeper.outstanding.queries.values()}
+    assert len(pixels) == n  # one query per pixel
+    (claimed,) = svc.claim("p", 1)
+    svc.answer("p", claimed["id"], 3)
+    keeper.link.sync(keeper.shared.bank, keeper.answered)
+    assert len(keeper.outstanding) == n - 1 and claimed["id"] not in keeper.outstanding.queries
+
+
+def test_stale_queries_are_withdrawn_and_their_pixels_freed_unless_claimed() -> None:
+    svc, keeper = _keeper()
+    n = keeper.top_up()["posted"]
+    (leased,) = svc.claim("p", 1)
+    withdrawn = keeper.withdraw(rescore=False)  # stale after 0 minutes: every pending one
+    assert withdrawn == {"ids": withdrawn["ids"], "kept": 1, "rescore": False}
+    assert len(withdrawn["ids"]) == n - 1 == keeper.counts["withdrawn"]
+    assert list(keeper.outstanding.queries) == [leased["id"]]  # claimed: kept, its age reset
+    assert keeper.shared.bank.num_asked == 1 and len(keeper.withdrawn_pixels) == n - 1
+    assert svc.budget(1)["reserved"] == 1
+
+
+def test_a_run_finished_by_an_admin_stops_the_rounds() -> None:
+    svc, keeper = _keeper()
+    svc.finish_run(1)
+    posted = keeper.top_up()
+    assert posted is not None and posted["posted"] == 0 and keeper.finished
+    assert not keeper.outstanding.queries and keeper.shared.bank.num_asked == 0
+
+
+def test_a_resumed_keeper_waits_for_the_standing_queries_only() -> None:
+    svc, keeper = _keeper()
+    keeper.top_up()
+    first, *others = sorted(keeper.outstanding.queries)
+    svc.claim("p", 1)
+    svc.answer("p", first, 2)
+    _, again = _keeper()
+    again.link = ServiceLink(svc, 1, ["a", "b"], "human")
+    again.restore(again.link.rebuild(again.shared.bank), {"rounds": 1, "posted": 4})
+    assert sorted(again.outstanding.queries) == others
+    assert again.counts == {"rounds": 1, "posted": 4, "withdrawn": 0, "max_pending": 0}
+
+
+def test_a_round_the_server_refuses_as_duplicate_is_left_out_not_fatal() -> None:
+    """A server that keeps withdrawn pixels unique (refuses to ask one again): the withdrawn
+    pixels of the round are left out and the rest posted; a refusal of unknown cause drops the
+    round, its pixels marked asked so that the next rounds pick others."""
+    svc, keeper = _keeper()
+    keeper.link.post([0, 0], [1, 3], [1, 3], "high", [0.9, 0.9])  # (0,3,3): a withdrawn one
+    bank = keeper.shared.bank
+
+    def post(*pixels: tuple[int, int]) -> int:
+        mask = torch.zeros(1, 4, 5, dtype=torch.bool)
+        for y, x in pixels:
+            mask[0, y, x] = True
+        return keeper._post([0], mask, torch.zeros(1, 4, 5), "high")
+
+    assert post((1, 1), (2, 2)) == 0 and bank.num_asked == 2  # cause unknown: all out
+    keeper.withdrawn_pixels = {(0, 3, 3)}
+    assert post((3, 3), (0, 4)) == 1 and bank.num_asked == 4
+    assert svc.budget(1)["reserved"] == 3 and list(keeper.outstanding.queries) == [3]

@@ -1,0 +1,188 @@
+"""The session's queue keeper: it keeps about N minutes of work per active annotator queued.
+
+- pacing: :meth:`QueueKeeper.top_up` reads the server's pace and posts the shortfall
+  (:func:`trainer.worker.rounds.round_size`) as one round;
+- posting: a round's pixels are picked by Algorithm 1 from images scored by the model as it is
+  now (:meth:`QueueKeeper.select`, the one place that selects); a pixel the server refuses as a
+  duplicate is left out from then on;
+- withdrawing: queries nobody claimed for T minutes, and (``rescore``) those whose pixel the
+  current model is no longer unsure of; a withdrawn pixel is unmarked in the bank, so it may be
+  asked again.
+
+It talks to the service through the link only and learns nothing; the session's event log
+gets what :meth:`top_up` and :meth:`withdraw` return.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from client.api import BudgetExceeded, DuplicatePixel, ServiceError
+from trainer.config import TrainConfig
+from trainer.loop.step import calibrate_thresholds
+from trainer.worker.link import ServiceLink
+from trainer.worker.rounds import Outstanding, SessionOptions, round_size, select_round
+from trainer.worker.shared import Shared
+
+log = logging.getLogger("adamcu.worker")
+
+PixelRow = tuple[int, int, int]  # (bank row, y, x)
+
+
+class QueueKeeper:
+    """The queries of one session: posted in rounds, outstanding, withdrawn.
+
+    ``score``: bank rows -> Eq. 1 on every pixel of their images (B,H,W), with the model as it
+    is now (the learner's :meth:`~trainer.worker.learner.Learner.score`)."""
+
+    def __init__(
+        self,
+        link: ServiceLink,
+        sopts: SessionOptions,
+        cfg: TrainConfig,
+        shared: Shared,
+        score: Callable[[list[int]], torch.Tensor],
+    ) -> None:
+        self.link, self.sopts, self.cfg, self.shared, self.score = link, sopts, cfg, shared, score
+        self.outstanding = Outstanding()
+        self.withdrawn_pixels: set[PixelRow] = set()
+        self.counts = {"rounds": 0, "posted": 0, "withdrawn": 0, "max_pending": 0}
+        self.exhausted = False  # a whole pass found no pixel left to ask
+        self.finished = False  # the server refused a round: an admin finished the run
+
+    # -- what the server says about the queries ------------------------------------------------
+    def answered(self, answers: list[dict]) -> None:
+        """Answers merged: their queries are no longer outstanding."""
+        self.outstanding.drop(a["query_id"] for a in answers)
+
+    def restore(self, queries: list[dict], counts: dict[str, int]) -> None:
+        """After a restart: the counts as saved, and the run's standing queries (from the
+        link's rebuild) that still wait for a person outstanding again."""
+        self.counts.update(counts)
+        for q in queries:
+            if q.get("status") in ("pending", "leased"):
+                row = self.link.bank_row(q["image_id"])
+                self.outstanding.add(int(q["id"]), row, q["y"], q["x"])
+
+    # -- pacing and posting ----------------------------------------------------------------------
+    def top_up(self) -> dict[str, Any] | None:
+        """Post the queue's shortfall (per the server's pace) as one round; returns the round
+        (quota, posted, pending, rate) or None when the queue is full enough."""
+        pace = self.link.pace()
+        self.counts["max_pending"] = max(self.counts["max_pending"], int(pace["pending"]))
+        quota = round_size(pace, self.sopts)
+        if quota <= 0:
+            return None
+        posted = self.post_round(quota)
+        self.counts["rounds"] += 1
+        self.counts["posted"] += posted
+        rate = pace.get("answers_per_minute")
+        return {"quota": quota, "posted": posted, "pending": pace["pending"], "rate": rate}
+
+    def post_round(self, quota: int) -> int:
+        """Score a few images at a time, select their pixels and post them, until ``quota``
+        are posted, the budget is spent or a pass over the images ends; returns the posted."""
+        spent, state, picker = self.link.spent(), self.shared.state, self.shared.picker
+        posted = 0
+        for rows in picker.pick_rows(self.sopts.round_images):
+            score = self.score(rows)
+            asked = self.shared.bank.batch(torch.tensor(rows))[2]
+            mask, phase = self.select(score, ~asked, spent, quota - posted)
+            if phase == "done":
+                break
+            self.exhausted = phase == "medium" and not bool(mask.any()) and picker.wrapped
+            posted += self._post(rows, mask, score, phase)
+            spent[phase] = spent.get(phase, 0) + int(mask.sum())
+            if posted >= quota or self.finished:
+                break
+            if picker.wrapped and phase == "high":  # a pass over the images: an epoch
+                state.sampler.end_epoch()
+        return posted
+
+    def select(
+        self, score: torch.Tensor, unasked: torch.Tensor, spent: dict[str, int], quota: int
+    ) -> tuple[torch.Tensor, str]:
+        """Algorithm 1 on freshly scored images (B,H,W): at most ``quota`` pixels of
+        ``unasked`` and their phase, given the budget ``spent`` per group (the thresholds are
+        calibrated on the first images scored)."""
+        state = self.shared.state
+        if not state.calibrated:
+            calibrate_thresholds(state, score, self.cfg)
+        args = (state.sampler, self.shared.expected, spent, quota, self.shared.generator)
+        return select_round(score, unasked, *args)
+
+    def _post(self, rows: list[int], mask: torch.Tensor, score: torch.Tensor, phase: str) -> int:
+        b, ys, xs = mask.nonzero(as_tuple=True)
+        if not len(b):
+            return 0
+        return self._post_pixels(torch.tensor(rows)[b], ys, xs, score[b, ys, xs], phase)
+
+    def _post_pixels(
+        self,
+        index: torch.Tensor,
+        ys: torch.Tensor,
+        xs: torch.Tensor,
+        scores: torch.Tensor,
+        phase: str,
+        retry: bool = True,
+    ) -> int:
+        bank = self.shared.bank
+        try:
+            ids = self.link.post(index.tolist(), ys, xs, phase, scores)
+        except BudgetExceeded as exc:  # an older view of the budget: the next round retries
+            log.warning("budget refused a round of %d: %s", len(index), exc)
+            return 0
+        except DuplicatePixel as exc:  # a server that keeps withdrawn pixels unique
+            pixels = list(zip(index.tolist(), ys.tolist(), xs.tolist(), strict=True))
+            again = torch.tensor([p in self.withdrawn_pixels for p in pixels], dtype=torch.bool)
+            drop = again if retry and bool(again.any()) else torch.ones_like(again)
+            log.warning("%s: %d pixels of the round left out from now on", exc, int(drop.sum()))
+            bank.mark_asked(index[drop], ys[drop], xs[drop])
+            if drop.all():
+                return 0
+            keep = ~drop
+            return self._post_pixels(index[keep], ys[keep], xs[keep], scores[keep], phase, False)
+        except ServiceError as exc:
+            if exc.code != "run_finished":
+                raise
+            self.finished = True  # finished since the last status check
+            return 0
+        bank.mark_asked(index, ys, xs)
+        by_pixel = {p: qid for qid, p in ids.items()}
+        for i, y, x in zip(index.tolist(), ys.tolist(), xs.tolist(), strict=True):
+            qid = by_pixel.get((self.link.image_id(self.link.keys[i]), y, x))
+            if qid is not None:
+                self.outstanding.add(qid, i, y, x)
+        return len(ids)
+
+    # -- withdrawing -----------------------------------------------------------------------------
+    def withdraw(self, rescore: bool) -> dict[str, Any] | None:
+        """Withdraw the pending queries nobody claimed for T minutes and, with ``rescore``,
+        those the current model is sure of now (their pixel in G_l); returns what was
+        withdrawn and kept, or None when nothing was due."""
+        ids = set(self.outstanding.stale(self.sopts.stale_minutes))
+        if rescore:
+            ids |= self.certain()
+        if not ids:
+            return None
+        withdrawn, kept = self.link.withdraw(sorted(ids))
+        gone = self.outstanding.drop(withdrawn)
+        if gone:
+            rows = torch.tensor([q.row for q in gone])
+            ys, xs = torch.tensor([q.y for q in gone]), torch.tensor([q.x for q in gone])
+            self.shared.bank.unmark(rows, ys, xs)
+            self.withdrawn_pixels.update((q.row, q.y, q.x) for q in gone)
+        self.outstanding.touch(i for i, st in kept.items() if st in ("leased", "unknown"))
+        self.outstanding.drop(i for i, st in kept.items() if st not in ("leased", "unknown"))
+        self.counts["withdrawn"] += len(withdrawn)
+        return {"ids": withdrawn, "kept": len(kept), "rescore": rescore}
+
+    def certain(self) -> set[int]:
+        """Outstanding queries whose pixel the model, scored now, is sure of."""
+        if not self.shared.state.calibrated:
+            return set()
+        return self.outstanding.sure(self.score, self.cfg.pi_low_quantile)
