@@ -13,7 +13,6 @@ from datetime import datetime
 import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 
 from server import resources
@@ -22,6 +21,7 @@ from server.api.headers import SecurityHeadersMiddleware
 from server.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from server.api.openapi import install_openapi
 from server.api.routes import export, images, queries, runs, session, system, uploads
+from server.api.web import WebMount
 from server.db import make_engine, make_sessionmaker
 from server.errors import install_busy_handlers, install_error_handlers
 from server.logs import uvicorn_log_config
@@ -82,7 +82,7 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
         )
     app.add_middleware(RequestContextMiddleware)  # outermost: ids and metrics for every reply
     if settings.web_dir is not None and settings.web_dir.is_dir():
-        app.mount("/", StaticFiles(directory=settings.web_dir, html=True), name="web")
+        app.router.routes.append(WebMount(settings.web_dir, lambda: app.router.routes))
     elif settings.web_dir is not None:
         log.warning("web UI not served: %s is not a folder (ADAMCU_WEB_DIR)", settings.web_dir)
     return app
