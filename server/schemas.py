@@ -39,20 +39,39 @@ def budget_total(budget_rate: float, target_pixels: int) -> int:
     return math.floor(Decimal(str(budget_rate)) * target_pixels)
 
 
-def _finite_json(value: Any) -> Any:
-    """Refuse NaN and infinities anywhere in a JSON value (they cannot be stored or sent)."""
+MAX_JSON_DEPTH = (
+    64  # nesting of a free-form JSON value (a run's config); the serialiser stops at 255
+)
+
+
+def _servable_json(value: Any, depth: int = 1) -> Any:
+    """Refuse, anywhere in a JSON value, what the server could store but not send back (and so
+    would break every listing that holds it): NaN and infinities, a lone surrogate (``"\\ud800"``)
+    in a string or a key, nesting deeper than ``MAX_JSON_DEPTH``."""
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError("NaN and infinite numbers are not allowed")
-    if isinstance(value, dict):
-        for v in value.values():
-            _finite_json(v)
-    elif isinstance(value, list):
-        for v in value:
-            _finite_json(v)
+    if isinstance(value, str):
+        _unicode(value)
+    elif isinstance(value, dict | list):
+        if depth > MAX_JSON_DEPTH:
+            raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels is not allowed")
+        for key in value if isinstance(value, dict) else ():
+            _unicode(key)
+        for v in value.values() if isinstance(value, dict) else value:
+            _servable_json(v, depth + 1)
     return value
 
 
-FiniteJson = Annotated[dict[str, Any], AfterValidator(_finite_json)]
+def _unicode(text: str) -> None:
+    """A string the server can send: UTF-8, so no lone surrogate (U+D800-U+DFFF)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = ord(text[exc.start])
+        raise ValueError(f"lone surrogate U+{bad:04X} is not allowed (not valid Unicode)") from None
+
+
+ServableJson = Annotated[dict[str, Any], AfterValidator(_servable_json)]
 
 
 def _printable(value: str) -> str:
@@ -148,7 +167,7 @@ class RunIn(Strict):
     target_pixels: int = Field(ge=0, le=INT53_MAX)
     budget_rate: float = Field(ge=0.0, le=1.0)
     strategy: Label = "full"
-    config: FiniteJson = Field(default_factory=dict)
+    config: ServableJson = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _unique_class_ids(self) -> RunIn:
