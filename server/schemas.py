@@ -39,9 +39,8 @@ def budget_total(budget_rate: float, target_pixels: int) -> int:
     return math.floor(Decimal(str(budget_rate)) * target_pixels)
 
 
-MAX_JSON_DEPTH = (
-    64  # nesting of a free-form JSON value (a run's config); the serialiser stops at 255
-)
+# nesting of a free-form JSON value (a run's config); the JSON serialiser gives up at 255
+MAX_JSON_DEPTH = 64
 
 
 def _servable_json(value: Any, depth: int = 1) -> Any:
