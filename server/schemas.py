@@ -6,6 +6,7 @@ Pure pydantic: the trainer worker and the oracle import this module without SQLA
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -45,31 +46,21 @@ MAX_JSON_DEPTH = 64
 
 def _servable_json(value: Any, depth: int = 1) -> Any:
     """Refuse, anywhere in a JSON value, what the server could store but not send back (and so
-    would break every listing that holds it): NaN and infinities, a lone surrogate (``"\\ud800"``)
-    in a string or a key, nesting deeper than ``MAX_JSON_DEPTH``."""
+    would break every listing that holds it): NaN and infinities, a lone surrogate (``"\\ud800"``,
+    not valid Unicode) in a string or a key, nesting deeper than ``MAX_JSON_DEPTH``."""
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError("NaN and infinite numbers are not allowed")
-    if isinstance(value, str):
-        _unicode(value)
-    elif isinstance(value, dict | list):
-        if depth > MAX_JSON_DEPTH:
-            raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels is not allowed")
-        for key in value if isinstance(value, dict) else ():
-            _unicode(key)
-        for v in value.values() if isinstance(value, dict) else value:
-            _servable_json(v, depth + 1)
+    if isinstance(value, str) and (bad := _SURROGATE.search(value)):
+        raise ValueError(f"lone surrogate U+{ord(bad.group()):04X} is not allowed")
+    if isinstance(value, dict | list) and depth > MAX_JSON_DEPTH:
+        raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels is not allowed")
+    inside = [*value, *value.values()] if isinstance(value, dict) else value
+    for item in inside if isinstance(value, dict | list) else ():
+        _servable_json(item, depth + 1)
     return value
 
 
-def _unicode(text: str) -> None:
-    """A string the server can send: UTF-8, so no lone surrogate (U+D800-U+DFFF)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        bad = ord(text[exc.start])
-        raise ValueError(f"lone surrogate U+{bad:04X} is not allowed (not valid Unicode)") from None
-
-
+_SURROGATE = re.compile("[\ud800-\udfff]")
 ServableJson = Annotated[dict[str, Any], AfterValidator(_servable_json)]
 
 
