@@ -145,10 +145,19 @@ class TokensOut(BaseModel):
 # --- runs ---------------------------------------------------------------------------------
 
 
+Channel = Annotated[int, Field(ge=0, le=255, strict=True)]  # an RGB value: an int, not 1.0
+
+
 class ClassSpec(Strict):
     id: ClassId
     name: Name
-    color: tuple[int, int, int] = (0, 0, 0)
+    color: tuple[Channel, Channel, Channel] = (0, 0, 0)
+
+
+class ClassOut(BaseModel):  # as stored (runs made before colours were checked included)
+    id: int
+    name: str
+    color: tuple[int, int, int]
 
 
 class RunIn(Strict):
@@ -175,7 +184,7 @@ class RunPatch(Strict):
 class RunOut(BaseModel):
     id: int
     name: str
-    classes: list[ClassSpec]
+    classes: list[ClassOut]
     target_pixels: int
     budget_rate: float
     budget_total: int

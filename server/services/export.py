@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import unicodedata
 from typing import Any
 
 from sqlalchemy import select
@@ -54,13 +55,27 @@ def answer_rows(db: Session, run_id: int) -> list[dict[str, Any]]:
     return [{**r._mapping, "created_at": r.created_at.isoformat()} for r in rows]
 
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# a spreadsheet runs a cell as a formula when it starts with one of these, in ASCII or in
+# their full-width forms, even after spaces, a non-breaking space or an invisible character
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+
+
+def _lead(text: str) -> str:
+    """``text`` from its first character that is not a space, a control or a format character
+    (U+00A0, U+200B, U+FEFF, U+202E...)."""
+    for i, ch in enumerate(text):
+        if not (ch.isspace() or unicodedata.category(ch) in ("Zs", "Cc", "Cf")):
+            return text[i:]
+    return ""
 
 
 def csv_cell(value: Any) -> Any:
     """A text cell that a spreadsheet would run as a formula gets a leading ``'`` (OWASP CSV
-    injection rule: cells starting with = + - @, tab or carriage return); numbers stay."""
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
+    injection rule: cells starting with = + - @, tab or carriage return, here also after
+    leading blanks and invisible characters); numbers stay."""
+    if isinstance(value, str) and (
+        value.startswith(_FORMULA_START) or _lead(value).startswith(_FORMULA_START)
+    ):
         return "'" + value
     return value
 

@@ -57,3 +57,47 @@ def test_an_unknown_api_path_is_the_envelope_not_the_web_ui(client):
         assert r.json()["error"]["code"] == "not_found", path
     assert client.get("/dashboard.html").status_code == 200  # the web UI is still served
     assert client.get("/").status_code == 200
+
+
+def _run(client) -> int:
+    body = {
+        "name": "r",
+        "classes": [{"id": 0, "name": "a"}],
+        "target_pixels": 10,
+        "budget_rate": 0.1,
+    }
+    r = client.post("/api/v1/runs", json=body, headers=AUTH)
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+@pytest.mark.parametrize("raw", ["+1", "%201", "0_1", "1%20", "%2B1", "1.0", "1e0", "-0", "\u0661"])
+def test_an_id_is_plain_decimal_digits(client, raw: str) -> None:
+    run_id = _run(client)
+    assert run_id == 1 and client.get("/api/v1/runs/1", headers=AUTH).status_code == 200
+    for path in (f"/api/v1/runs/{raw}", f"/api/v1/runs/{raw}/budget", f"/api/v1/images/{raw}.png"):
+        r = client.get(path, headers=AUTH)
+        assert r.status_code in (404, 422), (path, r.status_code)
+        assert r.json()["error"]["code"] in ("validation_error", "not_found"), path
+    r = client.get(f"/api/v1/runs/1/answers?after={raw}", headers=AUTH)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "validation_error", raw
+
+
+def test_two_authorization_headers_are_refused(client) -> None:
+    _run(client)
+    viewer = client.post("/api/v1/tokens", json={"role": "viewer", "name": "v"}, headers=AUTH)
+    raw = viewer.json()["token"]
+    for first, second in ((ADMIN, raw), (raw, ADMIN), (ADMIN, ADMIN)):
+        headers = [("Authorization", f"Bearer {first}"), ("Authorization", f"Bearer {second}")]
+        r = client.get("/api/v1/tokens", headers=headers)
+        assert r.status_code == 401, r.text
+        assert r.json()["error"]["code"] == "unauthorized"
+    body = {
+        "name": "second",
+        "classes": [{"id": 0, "name": "a"}],
+        "target_pixels": 1,
+        "budget_rate": 0.1,
+    }
+    headers = [("Authorization", f"Bearer {ADMIN}"), ("Authorization", f"Bearer {raw}")]
+    assert client.post("/api/v1/runs", json=body, headers=headers).status_code == 401
+    assert [r["name"] for r in client.get("/api/v1/runs", headers=AUTH).json()] == ["r"]
