@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
         BodyLimitMiddleware,
         max_bytes=settings.max_body_bytes,
         upload_bytes=settings.max_upload_bytes,
+        header_bytes=settings.max_header_bytes,
     )
     app.add_middleware(SecurityHeadersMiddleware)
     if settings.cors_origins:
@@ -88,6 +89,14 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
     return app
 
 
+def server_options() -> dict[str, str]:
+    """uvicorn's options of every ``adamcu-server``: the protocol that bounds request heads
+    and answers malformed requests with the JSON envelope (server/api/protocol.py)."""
+    from server.api.protocol import NAME
+
+    return {"http": NAME}
+
+
 def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
@@ -103,6 +112,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"adamcu-server: invalid settings:\n{exc}") from None
     log_config = uvicorn_log_config(settings.log_format, args.access_log)
     common = {"host": args.host, "port": args.port, "access_log": False, "log_config": log_config}
+    common |= server_options()
     if args.workers > 1:  # each worker builds its app from the same environment
         # /metrics sums the workers' request counters through files in this folder
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="adamcu-prom-"))

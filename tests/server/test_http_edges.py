@@ -3,6 +3,7 @@ is the JSON envelope, never the web UI's 404 page or a plain-text error."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,99 @@ def test_two_authorization_headers_are_refused(client) -> None:
     headers = [("Authorization", f"Bearer {ADMIN}"), ("Authorization", f"Bearer {raw}")]
     assert client.post("/api/v1/runs", json=body, headers=headers).status_code == 401
     assert [r["name"] for r in client.get("/api/v1/runs", headers=AUTH).json()] == ["r"]
+
+
+@pytest.fixture
+def live(tmp_path: Path, sqlite_template: Path):
+    """adamcu-server's uvicorn (its protocol included) on a free port, in a thread."""
+    import threading
+
+    import uvicorn
+
+    from server.main import server_options
+    from stack.processes import free_port
+
+    db = tmp_path / "live.db"
+    db.write_bytes(sqlite_template.read_bytes())
+    cfg = Settings(
+        database_url=f"sqlite:///{db}",
+        admin_token=ADMIN,
+        environment="test",
+        web_dir=None,
+        store_root=tmp_path / "store",
+    )
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(cfg), host="127.0.0.1", port=port, log_level="warning", **server_options()
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        thread.join(0.05)
+    assert server.started
+    yield port
+    server.should_exit = True
+    thread.join(10)
+
+
+def _raw(port: int, data: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send ``data`` on a fresh connection; the status, headers and body of the answer."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        try:
+            s.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and closed before it read everything
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+            if b"\r\n\r\n" in reply and b"content-length" in reply.lower():
+                head, _, body = reply.partition(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                if len(body) >= length:
+                    break
+    head, _, body = reply.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), headers, body
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GARBAGE\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n",
+        b"GET /health HTTP/9.9\r\nHost: x\r\n\r\n",
+        b"POST /api/v1/runs HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+    ],
+)
+def test_malformed_http_gets_the_envelope(live: int, request_bytes: bytes) -> None:
+    status, headers, body = _raw(live, request_bytes)
+    assert status == 400 and headers["content-type"] == "application/json"
+    assert json.loads(body)["error"]["code"] == "bad_request"
+
+
+def test_request_headers_are_bounded_as_they_arrive(live: int) -> None:
+    big = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (16 << 20) + b"\r\n\r\n"
+    status, headers, body = _raw(live, big)
+    assert status == 431 and json.loads(body)["error"]["code"] == "headers_too_large"
+    many = b"".join(b"X-H%d: %s\r\n" % (i, b"b" * 1000) for i in range(100))
+    status, _, body = _raw(live, b"GET /health HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n")
+    assert status == 431, body
+    fine = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Ok: " + b"c" * 30_000 + b"\r\n\r\n"
+    status, _, body = _raw(live, fine)
+    assert status == 200 and json.loads(body) == {"status": "ok"}
+
+
+def test_headers_over_the_limit_are_431_under_any_asgi_server(client) -> None:
+    r = client.get("/health", headers={"X-Big": "a" * (100 << 10)})
+    assert r.status_code == 431 and r.json()["error"]["code"] == "headers_too_large"
+    assert client.get("/health", headers={"X-Ok": "a" * 30_000}).status_code == 200
