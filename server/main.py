@@ -13,7 +13,6 @@ from datetime import datetime
 import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 
 from server import resources
@@ -22,6 +21,7 @@ from server.api.headers import SecurityHeadersMiddleware
 from server.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from server.api.openapi import install_openapi
 from server.api.routes import export, images, queries, runs, session, system, uploads
+from server.api.web import WebMount
 from server.db import make_engine, make_sessionmaker
 from server.errors import install_busy_handlers, install_error_handlers
 from server.logs import uvicorn_log_config
@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
         BodyLimitMiddleware,
         max_bytes=settings.max_body_bytes,
         upload_bytes=settings.max_upload_bytes,
+        header_bytes=settings.max_header_bytes,
     )
     app.add_middleware(SecurityHeadersMiddleware)
     if settings.cors_origins:
@@ -82,10 +83,18 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
         )
     app.add_middleware(RequestContextMiddleware)  # outermost: ids and metrics for every reply
     if settings.web_dir is not None and settings.web_dir.is_dir():
-        app.mount("/", StaticFiles(directory=settings.web_dir, html=True), name="web")
+        app.router.routes.append(WebMount(settings.web_dir, lambda: app.router.routes))
     elif settings.web_dir is not None:
         log.warning("web UI not served: %s is not a folder (ADAMCU_WEB_DIR)", settings.web_dir)
     return app
+
+
+def server_options() -> dict[str, str]:
+    """uvicorn's options of every ``adamcu-server``: the protocol that bounds request heads
+    and answers malformed requests with the JSON envelope (server/api/protocol.py)."""
+    from server.api.protocol import NAME
+
+    return {"http": NAME}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -103,6 +112,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"adamcu-server: invalid settings:\n{exc}") from None
     log_config = uvicorn_log_config(settings.log_format, args.access_log)
     common = {"host": args.host, "port": args.port, "access_log": False, "log_config": log_config}
+    common |= server_options()
     if args.workers > 1:  # each worker builds its app from the same environment
         # /metrics sums the workers' request counters through files in this folder
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="adamcu-prom-"))

@@ -6,6 +6,7 @@ Pure pydantic: the trainer worker and the oracle import this module without SQLA
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -40,20 +41,28 @@ def budget_total(budget_rate: float, target_pixels: int) -> int:
     return math.floor(Decimal(str(budget_rate)) * target_pixels)
 
 
-def _finite_json(value: Any) -> Any:
-    """Refuse NaN and infinities anywhere in a JSON value (they cannot be stored or sent)."""
+# nesting of a free-form JSON value (a run's config); the JSON serialiser gives up at 255
+MAX_JSON_DEPTH = 64
+
+
+def _servable_json(value: Any, depth: int = 1) -> Any:
+    """Refuse, anywhere in a JSON value, what the server could store but not send back (and so
+    would break every listing that holds it): NaN and infinities, a lone surrogate (``"\\ud800"``,
+    not valid Unicode) in a string or a key, nesting deeper than ``MAX_JSON_DEPTH``."""
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError("NaN and infinite numbers are not allowed")
-    if isinstance(value, dict):
-        for v in value.values():
-            _finite_json(v)
-    elif isinstance(value, list):
-        for v in value:
-            _finite_json(v)
+    if isinstance(value, str) and (bad := _SURROGATE.search(value)):
+        raise ValueError(f"lone surrogate U+{ord(bad.group()):04X} is not allowed")
+    if isinstance(value, dict | list) and depth > MAX_JSON_DEPTH:
+        raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels is not allowed")
+    inside = [*value, *value.values()] if isinstance(value, dict) else value
+    for item in inside if isinstance(value, dict | list) else ():
+        _servable_json(item, depth + 1)
     return value
 
 
-FiniteJson = Annotated[dict[str, Any], AfterValidator(_finite_json)]
+_SURROGATE = re.compile("[\ud800-\udfff]")
+ServableJson = Annotated[dict[str, Any], AfterValidator(_servable_json)]
 
 
 def _printable(value: str) -> str:
@@ -137,10 +146,19 @@ class TokensOut(BaseModel):
 # --- runs ---------------------------------------------------------------------------------
 
 
+Channel = Annotated[int, Field(ge=0, le=255, strict=True)]  # an RGB value: an int, not 1.0
+
+
 class ClassSpec(Strict):
     id: ClassId
     name: Name
-    color: tuple[int, int, int] = (0, 0, 0)
+    color: tuple[Channel, Channel, Channel] = (0, 0, 0)
+
+
+class ClassOut(BaseModel):  # as stored (runs made before colours were checked included)
+    id: int
+    name: str
+    color: tuple[int, int, int]
 
 
 class RunIn(Strict):
@@ -149,7 +167,7 @@ class RunIn(Strict):
     target_pixels: int = Field(ge=0, le=INT53_MAX)
     budget_rate: float = Field(ge=0.0, le=1.0)
     strategy: Label = "full"
-    config: FiniteJson = Field(default_factory=dict)
+    config: ServableJson = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _unique_class_ids(self) -> RunIn:
@@ -167,7 +185,7 @@ class RunPatch(Strict):
 class RunOut(BaseModel):
     id: int
     name: str
-    classes: list[ClassSpec]
+    classes: list[ClassOut]
     target_pixels: int
     budget_rate: float
     budget_total: int

@@ -14,7 +14,8 @@ from server.schemas import ImageKey, Strict
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="lower-case hex")]
 DatasetName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
-Side = Annotated[int, Field(ge=1, le=16384)]
+MAX_SIDE = 16384  # pixels a side of any image (PNG header), declared or not
+Side = Annotated[int, Field(ge=1, le=MAX_SIDE)]
 
 
 class ImageIn(Strict):

@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     environment: Literal["development", "production", "test"] = "development"
     cors_origins: list[str] = []
     max_body_bytes: int = 2 * 1024 * 1024
+    # A request whose request line and headers are larger is refused (431)
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
     default_lease_seconds: int = 120
     # Requests that run at once in a worker process's thread pool (the rest wait in line, in
     # order). Many threads only fight over the GIL and the CPU: the tail latency grows.

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel
+from pydantic import BaseModel, BeforeValidator
 from sqlalchemy.orm import Session
 
 from server.db import get_db
@@ -40,9 +40,17 @@ async def get_now(request: Request) -> datetime:
     return request.app.state.clock()
 
 
+def _digits(value: object) -> object:
+    """An id in a path or a cursor is plain decimal digits: not ``+1``, `` 1`` or ``0_1``
+    (which int() would read as 1)."""
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise ValueError("an id is plain decimal digits")
+    return value
+
+
 # a path id beyond the 32-bit id columns is refused (422) before it reaches the database
-Id = Annotated[int, Path(ge=0, le=INT32_MAX)]
-Cursor = Annotated[int, Query(ge=0, le=INT32_MAX)]
+Id = Annotated[int, BeforeValidator(_digits), Path(ge=0, le=INT32_MAX)]
+Cursor = Annotated[int, BeforeValidator(_digits), Query(ge=0, le=INT32_MAX)]
 Queue = Annotated[Dispatcher, Depends(get_queue)]
 Config = Annotated[Settings, Depends(get_settings)]
 Now = Annotated[datetime, Depends(get_now)]
@@ -55,6 +63,8 @@ def json_response(model: BaseModel, status_code: int = 200) -> Response:
 
 
 def _bearer(request: Request) -> str | None:
+    if len(request.headers.getlist("authorization")) > 1:  # which one counts is ambiguous
+        raise Unauthorized("Send one Authorization header, not several.")
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():

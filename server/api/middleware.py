@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: request ids, metrics and the access line; body limits (413, 415)."""
+"""Pure ASGI middleware: request ids, metrics and the access line; header and body limits
+(431, 413, 415)."""
 
 from __future__ import annotations
 
@@ -29,15 +30,33 @@ def _json(ctype: bytes) -> bool:
 class BodyLimitMiddleware:
     """Bodies are JSON of at most ``max_bytes``, except at ``UPLOAD_PATH``: a raw PNG of at
     most ``upload_bytes``. Refused before the route runs: 413 by Content-Length, 415 by type;
-    a body that grows past its limit while streaming ends in 413."""
+    a body that grows past its limit while streaming ends in 413. Headers (names and values)
+    over ``header_bytes`` in all: 431 (``adamcu-server``'s protocol refuses them earlier, as
+    they arrive; this holds under any ASGI server)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int, upload_bytes: int | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        upload_bytes: int | None = None,
+        header_bytes: int | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.upload_bytes = upload_bytes if upload_bytes is not None else max_bytes
+        self.header_bytes = header_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"].encode() not in _BODY_METHODS:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.header_bytes and sum(len(k) + len(v) for k, v in scope["headers"]) > (
+            self.header_bytes
+        ):
+            message = f"The request's headers exceed {self.header_bytes} bytes."
+            await error_response(431, "headers_too_large", message)(scope, receive, send)
+            return
+        if scope["method"].encode() not in _BODY_METHODS:
             await self.app(scope, receive, send)
             return
         upload = scope["path"] == UPLOAD_PATH

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from server.errors import ImageTooLarge, InvalidImage
 from server.models import Blob
+from server.schemas_images import MAX_SIDE
 from server.store import UPLOADS, Store, upload_path
 from server.store.base import HashMismatch, hash_stream
 
@@ -39,6 +40,11 @@ class FileFacts:
 
 
 def check_pixels(label: str, width: int, height: int, max_pixels: int) -> None:
+    """The one size check of every image (its PNG header), however it came in."""
+    if max(width, height) > MAX_SIDE:
+        raise ImageTooLarge(
+            f"Image {label} is {width}x{height}; at most {MAX_SIDE} pixels a side are accepted."
+        )
     if width * height > max_pixels:
         raise ImageTooLarge(
             f"Image {label} is {width}x{height} = {width * height} pixels; at most "

@@ -161,7 +161,7 @@ def test_csv_export_defuses_formulas_and_zip_names_stay_inside(world: World) -> 
     names = zipfile.ZipFile(io.BytesIO(data)).namelist()
     expected = [
         "tgt/labels/000001.png",
-        f"target-train/labels/image-{image_id}.png",
+        f"unsafe-keys/image-{image_id}.png",
         "classes.json",
     ]
     assert sorted(names) == sorted(expected)
