@@ -232,7 +232,7 @@ def run_distributed(
         "best_iteration": result.best_iteration,
         "test_miou": test.miou(),
         "test_split": cfg.test_split,
-        "test_per_class_iou": [None if v != v else round(100 * v, 2) for v in test.iou().tolist()],
+        "test_per_class_iou": test.per_class_iou(),
         "curve": result.curve,
     }
     if rank == 0:

@@ -340,7 +340,7 @@ def _eval_point(
         "iteration": iteration,
         "labeled_pixels": bank.num_labeled,
         "miou": cm.miou(),
-        "per_class_iou": [None if v != v else round(100 * v, 2) for v in cm.iou().tolist()],
+        "per_class_iou": cm.per_class_iou(),
         "split": "target-val",
     }
 

@@ -300,7 +300,7 @@ class Session:
             "iteration": self.iteration,
             "labeled_pixels": self.bank.num_labeled,
             "miou": cm.miou(),
-            "per_class_iou": [None if v != v else round(100 * v, 2) for v in cm.iou().tolist()],
+            "per_class_iou": cm.per_class_iou(),
         }
         post_metrics(self.client, self.run_id, point)
         self.last_eval = time.monotonic()
