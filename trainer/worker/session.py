@@ -136,9 +136,7 @@ class Session:
         self.cooldown.start = saved.get("cooldown_from")
         best = self.opts.checkpoint_dir / "best.pt"
         if best.is_file():
-            self.best_state = torch.load(best, map_location=self.device, weights_only=False)[
-                "model"
-            ]
+            self.best_state = torch.load(best, map_location=self.device, weights_only=True)["model"]
         queries = self.link.rebuild(self.bank, lambda a: self.on_answers(a, resumed=True))
         for q in queries:
             if q.get("status") in ("pending", "leased"):
