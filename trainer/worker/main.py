@@ -30,13 +30,13 @@ from client.logs import setup_logging
 from trainer.config import TrainConfig, load_config
 from trainer.learning.labelbank import LabelBank
 from trainer.loop.checkpoint import data_classes, payload, read, save
+from trainer.loop.schedule import new_loop_state
 from trainer.loop.step import LoopState
 from trainer.loop.train import (
     Data,
     adapt,
     evaluate,
     load_data,
-    new_loop_state,
     pick_device,
     pretrain,
 )
