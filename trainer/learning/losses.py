@@ -88,10 +88,8 @@ def grouped_loss(
     Args:
         logits: (N, C, H, W) main-head logits.
         labels: (N, H, W) long true labels, ``ignore_index=255`` where unlabeled.
-        pseudo: (N, H, W) long hard pseudo labels, the detached argmax of the logits, or
-            (N, C, H, W) soft targets (another model's). Eq. 5 writes ``y~ = softmax(p)``,
-            but a soft target equal to the model's own prediction gives a zero gradient
-            (``d CE / d logits = softmax - target = 0``), hence the hard argmax.
+        pseudo: (N, H, W) long hard pseudo labels, the detached argmax (Eq. 5's own
+            ``softmax(p)`` as target has zero gradient), or (N, C, H, W) soft targets.
         masks: ``{"high", "medium", "low"}`` -> (N, H, W) bool from
             :func:`trainer.selection.sampling.adaptive_sample`; "high"/"medium" use ``labels``
             (pixels labeled 255 are dropped), "low" uses ``pseudo``.
