@@ -6,7 +6,6 @@ Pure pydantic: the trainer worker and the oracle import this module without SQLA
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -258,7 +257,7 @@ class BudgetOut(BaseModel):
 
 
 def budget_out(
-    expected: int, rows: Iterable[tuple[str, str, int]], spent: tuple[int, int] | None = None
+    expected: int, rows: list[tuple[str, str, int]], spent: tuple[int, int] | None = None
 ) -> BudgetOut:
     """A run's budget from its queries' ``(group, status, count)`` rows, by the service's rule:
     spent = reserved (pending or leased) + answered; a skip or a withdrawal costs nothing;
