@@ -213,12 +213,13 @@ def _classes_of(path: Path, data: dict[str, Any], cfg: TrainConfig) -> list[Clas
     if "class_names" in data:  # adamcu train / bench before version 1
         names = list(data["class_names"])
         return [ClassInfo(i, n, default_color(i)) for i, n in enumerate(names)]
-    try:  # the worker before version 1 kept no class table: its data folder's, if still there
+    try:  # the worker and DDP before version 1 kept no class table: the data folder's, if there
         return read_classes(Path(cfg.data_root))
     except DatasetError:
         raise CheckpointError(
-            f"{path} is an older worker checkpoint without a class table and its data folder "
-            f"{cfg.data_root} is gone; put the dataset back there or retrain with this version"
+            f"{path} is an older worker or DDP checkpoint without a class table and its data "
+            f"folder {cfg.data_root} is gone; put the dataset back there or retrain with this "
+            "version"
         ) from None
 
 
