@@ -82,3 +82,17 @@ def test_unknown_config_keys_of_another_version_are_dropped(tmp_path: Path) -> N
     data = checkpoint.payload(TrainConfig(embed_dim=8), _model(), classes, (8, 8))
     checkpoint.save(path, {**data, "config": cfg})
     assert checkpoint.load(path).config.embed_dim == 8
+
+
+def test_a_pretraining_cache_of_either_age_gives_its_weights(tmp_path: Path) -> None:
+    """The cache is the one format now (one process and DDP); DDP's older caches were a bare
+    state dict, which still loads as the cache's weights."""
+    model = _model()
+    classes = checkpoint.class_table(["a", "b", "c"], [])
+    now, old = tmp_path / "now.pt", tmp_path / "old.pt"
+    checkpoint.save(now, checkpoint.payload(TrainConfig(embed_dim=8), model, classes, (8, 8)))
+    torch.save(model.state_dict(), old)
+    for path in (now, old):
+        weights = checkpoint.cached_weights(path, "cpu")
+        assert weights.keys() == model.state_dict().keys()
+        assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
