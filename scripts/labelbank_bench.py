@@ -30,7 +30,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from trainer.learning.labelbank import GROUP_CODES, IGNORE, LabelBank  # noqa: E402
+from trainer.constants import GROUP_CODES, IGNORE_INDEX  # noqa: E402
+from trainer.learning.labelbank import LabelBank  # noqa: E402
 
 CLASSES = 19
 MB = 1e6
@@ -94,7 +95,7 @@ def timings(bank: LabelBank, batch: int, merge_pixels: int, gen: torch.Generator
         bank.merge(index, ys, xs, torch.randint(CLASSES, (merge_pixels,), generator=gen), "high")
 
     labels, _, _ = bank.batch(rows)
-    idx, ys, xs = (labels != IGNORE).nonzero(as_tuple=True)
+    idx, ys, xs = (labels != IGNORE_INDEX).nonzero(as_tuple=True)
     pick = torch.randperm(len(idx), generator=gen)[:merge_pixels]
     old = (rows[idx[pick]], ys[pick], xs[pick])
 

@@ -107,40 +107,7 @@ class ErrorOut(BaseModel):
     error: ErrorDetail
 
 
-# --- tokens -------------------------------------------------------------------------------
-
-
-MAX_TOKEN_LIFETIME_S = 10 * 365 * 86400
-
-
-class TokenIn(Strict):
-    role: Role
-    name: Name
-    # None: the token never expires (it can still be revoked)
-    expires_in_seconds: int | None = Field(default=None, ge=60, le=MAX_TOKEN_LIFETIME_S)
-
-
-class Me(BaseModel):
-    id: int
-    role: Role
-    name: str
-
-
-class TokenCreated(Me):
-    token: str
-    expires_at: datetime | None = None
-
-
-class TokenOut(Me):
-    """A token as the admin lists it: never its secret (only a hash is stored)."""
-
-    created_at: datetime
-    expires_at: datetime | None
-    revoked_at: datetime | None
-
-
-class TokensOut(BaseModel):
-    tokens: list[TokenOut]
+# --- tokens: server/schemas_tokens.py ----------------------------------------------------
 
 
 # --- runs ---------------------------------------------------------------------------------
@@ -315,6 +282,45 @@ class BudgetOut(BaseModel):
     groups: dict[str, GroupBudget]
 
 
+def budget_out(
+    expected: int,
+    rows: list[tuple[str, str, str | None, int]],
+    spent: tuple[int, int] | None = None,
+) -> BudgetOut:
+    """A run's budget from its queries' ``(group, status, skip reason, count)`` rows, by the
+    service's rule: spent = reserved (pending or leased) + answered; a skip or a withdrawal
+    costs nothing; ``remaining`` = M_e (``expected``) - spent; ``cant_tell`` counts the skips
+    whose reason says so. ``spent``: (reserved, answered) where the caller keeps them as
+    counters (the server, on the run row); else the rows' sums."""
+    groups = {g: GroupBudget() for g in GROUPS}
+    skipped = withdrawn = cant_tell = 0
+    for group, status, reason, count in rows:
+        cant_tell += count if reason == "cant_tell" else 0
+        slot = groups.setdefault(group, GroupBudget())
+        if status in ("pending", "leased"):
+            slot.reserved += count
+        elif status == "answered":
+            slot.answered += count
+        elif status == "withdrawn":
+            withdrawn += count
+        else:
+            skipped += count
+    reserved, answered = spent or (
+        sum(g.reserved for g in groups.values()),
+        sum(g.answered for g in groups.values()),
+    )
+    return BudgetOut(
+        expected=expected,
+        reserved=reserved,
+        answered=answered,
+        skipped=skipped,
+        cant_tell=cant_tell,
+        withdrawn=withdrawn,
+        remaining=expected - reserved - answered,
+        groups=groups,
+    )
+
+
 class MetricIn(Strict):
     iteration: DbInt
     labeled_pixels: DbInt = 0
@@ -346,9 +352,3 @@ class StatsOut(BaseModel):
 
 class HealthOut(BaseModel):
     status: str
-
-
-class ReadyOut(BaseModel):
-    status: str
-    database: str
-    queue: str

@@ -13,7 +13,7 @@ from enum import IntEnum
 
 from server.schemas import IGNORE_INDEX
 
-__all__ = ["IGNORE_INDEX", "Group", "group_code", "group_name", "GROUP_CODES"]
+__all__ = ["IGNORE_INDEX", "Group", "GROUP_CODES"]
 
 
 class Group(IntEnum):
@@ -35,21 +35,3 @@ class Group(IntEnum):
 
 # name -> code, in code order
 GROUP_CODES: dict[str, int] = {g.label: int(g) for g in Group}
-
-
-def group_code(name: str) -> int:
-    """The code of a group name; ``ValueError`` naming the known groups for any other name."""
-    try:
-        return GROUP_CODES[name]
-    except KeyError:
-        raise ValueError(f"unknown group {name!r}; known groups: {list(GROUP_CODES)}") from None
-
-
-def group_name(code: int) -> str:
-    """The name of a group code; ``ValueError`` for a code that is no group."""
-    try:
-        return Group(int(code)).label
-    except ValueError:
-        raise ValueError(
-            f"unknown group code {code!r}; known codes: {[int(g) for g in Group]}"
-        ) from None

@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 from server.db import get_db
 from server.errors import Unauthorized
 from server.queue import Dispatcher
-from server.schemas import INT32_MAX, Me
+from server.schemas import INT32_MAX
+from server.schemas_tokens import Me
 from server.services.auth import authorize
 from server.services.tokens import PrincipalCache, authenticate, cached_principal
 from server.settings import Settings

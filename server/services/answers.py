@@ -28,7 +28,8 @@ from server.errors import (
 )
 from server.models import Answer, Query, Run, Token
 from server.queue import Dispatcher
-from server.schemas import AnswerIn, AnswerOut, AnswersPage, BatchAnswerItem, Me, UndoOut
+from server.schemas import AnswerIn, AnswerOut, AnswersPage, BatchAnswerItem, UndoOut
+from server.schemas_tokens import Me
 from server.services import budget
 from server.services.answers_pg import answer_pg
 from server.services.queries import query_outs

@@ -11,7 +11,8 @@ from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
 from server.models import UTCDateTime
-from server.schemas import AnswerOut, Me
+from server.schemas import AnswerOut
+from server.schemas_tokens import Me
 
 # PostgreSQL fast path: lease check, budget move and answer rows in ONE statement that commits
 # by itself, so the run row (locked by the budget move, before the answer ids are drawn) is

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from server.errors import Forbidden
-from server.schemas import Me
+from server.schemas_tokens import Me
 
 READ_ROLES = ("admin", "trainer", "annotator", "viewer")
 

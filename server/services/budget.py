@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from server.errors import BudgetExceeded, RunFinished
 from server.models import Query, Run
-from server.schemas import GROUPS, BudgetOut, GroupBudget
+from server.schemas import BudgetOut, budget_out
 from server.services.runs import get_run
 
 
@@ -50,26 +50,4 @@ def get_budget(db: Session, run_id: int) -> BudgetOut:
         .where(Query.run_id == run_id)
         .group_by(Query.group, Query.status, Query.skip_reason)
     ).all()
-    groups = {g: GroupBudget() for g in GROUPS}
-    skipped = withdrawn = cant_tell = 0
-    for group, status, reason, count in rows:
-        cant_tell += count if reason == "cant_tell" else 0
-        slot = groups.setdefault(group, GroupBudget())
-        if status in ("pending", "leased"):
-            slot.reserved += count
-        elif status == "answered":
-            slot.answered += count
-        elif status == "withdrawn":
-            withdrawn += count
-        else:
-            skipped += count
-    return BudgetOut(
-        expected=run.budget_total,
-        reserved=run.reserved,
-        answered=run.answered,
-        skipped=skipped,
-        cant_tell=cant_tell,
-        withdrawn=withdrawn,
-        remaining=run.budget_total - run.reserved - run.answered,
-        groups=groups,
-    )
+    return budget_out(run.budget_total, rows, spent=(run.reserved, run.answered))

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from server.errors import BadRequest, NotWithdrawable, QueryNotFound
 from server.models import Query
 from server.queue import Dispatcher
-from server.schemas import Me
+from server.schemas_tokens import Me
 from server.services import budget
 from server.services.runs import forget, require_active
 from server.session_schemas import KeptQuery, ReleaseOut, WithdrawOut

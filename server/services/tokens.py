@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from server.db import begin_write
 from server.errors import NotFound, Unauthorized
 from server.models import Token, utcnow
-from server.schemas import Me, TokenCreated, TokenOut
+from server.schemas_tokens import Me, TokenCreated, TokenOut
 
 BOOTSTRAP_ADMIN = "bootstrap-admin"
 TOKEN_PREFIX = "adamcu_"

@@ -68,7 +68,7 @@ def run_strategy(
         "labeled_rate": labeled / data.target_pixels,
         "val_miou": val.miou(),
         "test_miou": test.miou(),
-        "test_per_class_iou": [round(100 * v, 2) if v == v else None for v in test.iou().tolist()],
+        "test_per_class_iou": test.per_class_iou(),
         "best_iteration": result.best_iteration,
         "iterations": iterations,
         "passes": iterations / cfg.pass_length(n),

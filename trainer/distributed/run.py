@@ -32,6 +32,7 @@ run on 1, 2 or 4 processes; for 8 GPUs raise ``batch_source``/``batch_target``.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -47,21 +48,17 @@ from trainer.config import TrainConfig, load_config
 from trainer.constants import GROUP_CODES
 from trainer.distributed.wrap import unwrap, wrap
 from trainer.learning.labelbank import LabelBank
-from trainer.learning.losses import source_loss
-from trainer.loop.progress import Progress, progress_mode
+from trainer.loop.checkpoint import data_classes, payload, save
 from trainer.loop.step import Ask, Spent
 from trainer.loop.train import (
     Data,
     GroundTruthOracle,
     adapt,
-    cached_model,
     evaluate,
     load_data,
     local_spent,
-    source_batch,
+    pretrain,
 )
-from trainer.nets.forward import upsample
-from trainer.nets.model import param_groups, poly_lr, set_lr
 from trainer.strategies import configure
 
 log = logging.getLogger("adamcu.distributed")
@@ -122,63 +119,21 @@ class RankZeroSpent:
         return dict(zip(names, counts.tolist(), strict=True))
 
 
-def pretrain_sharded(
-    cfg: TrainConfig,
-    data: Data,
-    device: torch.device,
-    cache_dir: Path | None,
-    progress: bool | str = True,
-) -> nn.Module:
-    """``adapt.pretrain`` with the global batch sharded over the ranks; same cache file."""
-    model, path, loaded = cached_model(cfg, data, device, cache_dir)
-    if loaded:
-        return model
-    wrapped = wrap(model, device)
-    opt = torch.optim.SGD(
-        param_groups(wrapped, cfg.pretrain_lr, cfg.head_lr_mult, cfg.weight_decay),
-        lr=cfg.pretrain_lr,
-        momentum=cfg.momentum,
-    )
-    gen = torch.Generator().manual_seed(cfg.seed)
-    n = cfg.batch_source + cfg.batch_target
-    bar = Progress(cfg.pretrain_iterations, "pretrain", mode=progress_mode(progress))
-    for it in range(cfg.pretrain_iterations):
-        set_lr(opt, poly_lr(cfg.pretrain_lr, it, cfg.pretrain_iterations, cfg.poly_power))
-        x, y = source_batch(data, n, gen, cfg, device)
-        wrapped.train()
-        with torch.autocast(
-            device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"
-        ):
-            out = wrapped(x)
-        size = tuple(x.shape[-2:])
-        loss = source_loss(upsample(out.main.float(), size), upsample(out.aux.float(), size), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        bar.update(1)
-    bar.close()
-    model = unwrap(wrapped)
-    if path is not None and dist.get_rank() == 0:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), path)
-    return model
-
-
 def save_checkpoint(
-    path: Path, cfg: TrainConfig, model: nn.Module, bank: LabelBank, point: dict[str, Any]
+    path: Path,
+    cfg: TrainConfig,
+    model: nn.Module,
+    data: Data,
+    bank: LabelBank,
+    point: dict[str, Any],
 ) -> None:
-    """Rank 0 only: config, network, label bank and the evaluation point."""
+    """Rank 0 only: the one checkpoint format (``trainer/loop/checkpoint.py``) with the label
+    bank and the evaluation ``point``."""
     if dist.get_rank() != 0:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {
-        "config": cfg.to_dict(),
-        "model": unwrap(model).state_dict(),
-        "bank": bank.state_dict(),
-        "point": point,
-    }
-    torch.save(state, path.with_suffix(".tmp"))
-    os.replace(path.with_suffix(".tmp"), path)
+    size = data.target.images.shape[-2:]
+    classes = data_classes(data)
+    save(path, payload(cfg, unwrap(model), classes, size, bank, keep_bank=True, point=point))
 
 
 def run_distributed(
@@ -198,7 +153,8 @@ def run_distributed(
     """
     rank = dist.get_rank()
     comm = device if dist.get_backend() == "nccl" else torch.device("cpu")
-    model = pretrain_sharded(cfg, data, device, cache_dir, progress=rank == 0)
+    shard = functools.partial(wrap, device=device)
+    model = pretrain(cfg, data, device, cache_dir, rank == 0, wrap=shard, writes=rank == 0)
     dist.barrier()
     wrapped = wrap(model, device)
     n, _, h, w = data.target.images.shape
@@ -209,7 +165,7 @@ def run_distributed(
     budget = RankZeroSpent(spent or local_spent(bank), comm)
 
     def on_eval(point: dict[str, Any]) -> None:
-        save_checkpoint(out_dir / "checkpoint.pt", cfg, wrapped, bank, point)
+        save_checkpoint(out_dir / "checkpoint.pt", cfg, wrapped, data, bank, point)
         if rank == 0:
             log.info(
                 "iteration %d: target-val mIoU %.2f, %d labeled pixels",
@@ -232,7 +188,7 @@ def run_distributed(
         "best_iteration": result.best_iteration,
         "test_miou": test.miou(),
         "test_split": cfg.test_split,
-        "test_per_class_iou": [None if v != v else round(100 * v, 2) for v in test.iou().tolist()],
+        "test_per_class_iou": test.per_class_iou(),
         "curve": result.curve,
     }
     if rank == 0:

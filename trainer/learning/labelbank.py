@@ -18,10 +18,6 @@ import torch
 
 from trainer.constants import GROUP_CODES, IGNORE_INDEX
 
-# Aliases kept for trainer/worker/link.py (it imports ``GROUP_CODES, IGNORE`` from here).
-IGNORE = IGNORE_INDEX
-__all__ = ["GROUP_CODES", "IGNORE", "LabelBank"]
-
 _SHIFT = 11  # 8 bits of class, 3 of group below the pixel offset
 _NO_GROUP = 7  # the group field of an entry asked but not answered
 _INT32_PIXELS = 1 << 21  # offset << 11 fits 32 bits (stored with a -2**31 bias)
@@ -75,7 +71,7 @@ class LabelBank:
 
     def mark_asked(self, index: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor) -> None:
         """index, ys, xs: (K,) long. Marks pixels as asked (answered or not)."""
-        classes = torch.full((len(torch.as_tensor(index)),), IGNORE, dtype=torch.long)
+        classes = torch.full((len(torch.as_tensor(index)),), IGNORE_INDEX, dtype=torch.long)
         self.merge(index, ys, xs, classes, "other")
 
     def unmark(self, index: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor) -> int:
@@ -88,7 +84,7 @@ class LabelBank:
             if not len(old):
                 continue
             off, cls, _ = self._decode(old)
-            drop = torch.isin(off, offsets[images == row]) & (cls == IGNORE)
+            drop = torch.isin(off, offsets[images == row]) & (cls == IGNORE_INDEX)
             removed += int(drop.sum())
             self._entries[row] = old[~drop]
         return removed
@@ -111,9 +107,9 @@ class LabelBank:
         images, offsets = self._pixels(index, ys, xs)
         if not len(images) == len(classes) == len(codes):
             raise ValueError("index, ys, xs, classes and groups must have one entry per pixel")
-        if len(classes) and not 0 <= int(classes.min()) <= int(classes.max()) <= IGNORE:
-            raise ValueError(f"classes must be 0..{IGNORE} ({IGNORE} = no answer)")
-        answered = classes != IGNORE
+        if len(classes) and not 0 <= int(classes.min()) <= int(classes.max()) <= IGNORE_INDEX:
+            raise ValueError(f"classes must be 0..{IGNORE_INDEX} ({IGNORE_INDEX} = no answer)")
+        answered = classes != IGNORE_INDEX
         stored = int(answered.sum())
         keep = _latest_per_pixel(images * (self.shape[1] * self.shape[2]) + offsets, answered)
         if keep is not None:
@@ -177,15 +173,16 @@ class LabelBank:
         parts = [self._entries[row] for row in torch.as_tensor(index).reshape(-1).tolist()]
         _, h, w = self.shape
         shape = (len(parts), h, w)
-        labels = torch.full(shape, IGNORE, dtype=torch.uint8)
-        groups = torch.full(shape, IGNORE, dtype=torch.uint8)
+        labels = torch.full(shape, IGNORE_INDEX, dtype=torch.uint8)
+        groups = torch.full(shape, IGNORE_INDEX, dtype=torch.uint8)
         asked = torch.zeros(shape, dtype=torch.bool)
         if parts:
             lengths = torch.tensor([len(p) for p in parts])
             off, cls, code = self._decode(torch.cat(parts))
             flat = off + torch.arange(len(parts)).repeat_interleave(lengths) * (h * w)
             labels.view(-1)[flat] = cls.to(torch.uint8)
-            groups.view(-1)[flat] = torch.where(cls == IGNORE, IGNORE, code).to(torch.uint8)
+            code = torch.where(cls == IGNORE_INDEX, IGNORE_INDEX, code)  # a skip: no group
+            groups.view(-1)[flat] = code.to(torch.uint8)
             asked.view(-1)[flat] = True
         return labels.to(dtype), groups.to(dtype), asked
 
@@ -196,7 +193,7 @@ class LabelBank:
         if not rows:
             return 0, 0
         _, cls, code = self._decode(torch.cat([self._entries[row] for row in rows]))
-        answered = cls != IGNORE
+        answered = cls != IGNORE_INDEX
         mine = int((answered & (code == GROUP_CODES[group])).sum())
         return mine, int(answered.sum()) - mine
 
@@ -230,9 +227,9 @@ class LabelBank:
         self._reset(tuple(labels.shape))  # type: ignore[arg-type]
         for row in range(labels.shape[0]):
             cls, code = labels[row].reshape(-1).long(), groups[row].reshape(-1).long()
-            off = (asked[row].reshape(-1) | (cls != IGNORE)).nonzero().squeeze(1)
+            off = (asked[row].reshape(-1) | (cls != IGNORE_INDEX)).nonzero().squeeze(1)
             cls, code = cls[off], code[off]
-            labeled = cls != IGNORE
+            labeled = cls != IGNORE_INDEX
             if bool((code[labeled] >= _NO_GROUP).any()):
                 raise ValueError("dense label bank state: a labeled pixel has no group code")
             code = torch.where(labeled, code, _NO_GROUP)
@@ -262,7 +259,7 @@ def _latest_per_pixel(flat: torch.Tensor, answered: torch.Tensor) -> torch.Tenso
 
 def _group_counts(entries: torch.Tensor) -> torch.Tensor:
     """(256,) long: labeled entries per group code (the bias leaves the low bits alone)."""
-    labeled = ((entries >> 3) & 0xFF) != IGNORE
+    labeled = ((entries >> 3) & 0xFF) != IGNORE_INDEX
     return torch.bincount(entries[labeled] & 0x7, minlength=256)
 
 

@@ -39,17 +39,6 @@ def source_loss(main: Tensor, aux: Tensor, target: Tensor, aux_weight: float = 0
     return cross_entropy(main, target) + aux_weight * cross_entropy(aux, target)
 
 
-def pseudo_labels(logits: Tensor) -> Tensor:
-    """Hard pseudo labels ``argmax softmax(p)`` (Eq. 5), detached: (N, C, H, W) -> (N, H, W).
-
-    The paper writes ``y~ = softmax(p)``; a soft target equal to the model's own
-    prediction gives a zero gradient (``d CE / d logits = softmax - target = 0``), so
-    the hard argmax is used. Soft targets from another model can be passed to
-    :func:`grouped_loss` as probabilities.
-    """
-    return logits.detach().argmax(dim=1)
-
-
 def entropy_loss(logits: Tensor) -> Tensor:
     """Entropy minimisation (MinEnt, ADVENT's ``L_ent``): the mean normalised entropy (Eq. 2)
     of the softmax over all pixels of (N, C, H, W) logits; 0 when ``C < 2``."""
@@ -99,8 +88,8 @@ def grouped_loss(
     Args:
         logits: (N, C, H, W) main-head logits.
         labels: (N, H, W) long true labels, ``ignore_index=255`` where unlabeled.
-        pseudo: (N, H, W) long hard pseudo labels (:func:`pseudo_labels`) or
-            (N, C, H, W) soft targets.
+        pseudo: (N, H, W) long hard pseudo labels, the detached argmax (Eq. 5's own
+            ``softmax(p)`` as target has zero gradient), or (N, C, H, W) soft targets.
         masks: ``{"high", "medium", "low"}`` -> (N, H, W) bool from
             :func:`trainer.selection.sampling.adaptive_sample`; "high"/"medium" use ``labels``
             (pixels labeled 255 are dropped), "low" uses ``pseudo``.

@@ -69,6 +69,11 @@ class ConfusionMatrix:
         """(C,) IoU in [0, 1], NaN for classes absent from both target and prediction."""
         return iou_from_confusion(self.mat)
 
+    def per_class_iou(self) -> list[float | None]:
+        """IoU per class in percent, rounded to 2 decimals; None for a class absent from both
+        target and prediction (the form every report and the service's metrics take)."""
+        return [None if v != v else round(100 * v, 2) for v in self.iou().tolist()]
+
     def miou(self) -> float:
         """Mean IoU in percent over classes that are not NaN (NaN if none is)."""
         iou = self.iou()

@@ -12,15 +12,20 @@ A checkpoint is a ``torch.save``'d dict (loaded with ``weights_only=True``)::
     label_summary  {"labeled_pixels", "per_group", "images", "height", "width"}
     label_bank     the label bank's tensors (labels, groups, asked) or None
 
-Writers may add keys (the worker keeps its resume state: iteration, run_id, dccm, ...).
-``pretrain`` (its cache), ``adamcu train``, ``adamcu bench`` and the worker write it;
-``predict``, ``evaluate`` and ``init_checkpoint`` read it. Older files: a dict with ``config``
-and ``model`` (the train/bench and worker files before version 1) is upgraded on load; a bare
-state dict is refused with a message (it has no class table), except as ``init_checkpoint``.
+Writers may add keys (the worker keeps its resume state: iteration, run_id, dccm, ...; DDP
+the evaluation point). ``pretrain`` (its cache, one process or DDP), ``adamcu train``,
+``adamcu bench``, the worker and ``trainer.distributed`` write it; ``predict``, ``evaluate``,
+``init_checkpoint`` and the worker's resume read it, always through :func:`read`. Older files:
+a dict with ``config`` and ``model`` (the train/bench, worker and DDP files before version 1)
+is upgraded on load; a bare state dict (the DDP pre-training cache before version 1) is a
+pre-training cache's weights, and is refused elsewhere with a message (it has no class table),
+except as ``init_checkpoint``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import pickle
@@ -33,7 +38,13 @@ from torch import nn
 
 from trainer.config import TrainConfig
 from trainer.data.folder import IMAGENET_MEAN, IMAGENET_STD
-from trainer.data.validate import ClassInfo, DatasetError, default_color, read_classes
+from trainer.data.validate import (
+    ClassInfo,
+    DatasetError,
+    default_color,
+    fingerprint,
+    read_classes,
+)
 from trainer.learning.labelbank import LabelBank
 from trainer.nets.model import build_model
 
@@ -154,6 +165,38 @@ def read(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
     return data
 
 
+def pretrain_key(cfg: TrainConfig, data_root: Path) -> str:
+    """The name of a pre-training cache file's weights: the config fields pre-training reads
+    and the data (the generator's meta.json, or a user's folder by its files)."""
+    meta = data_root / "meta.json"
+    parts = {
+        k: getattr(cfg, k)
+        for k in (
+            "model",
+            "embed_dim",
+            "pretrained",
+            "frozen_bn",
+            "pretrain_iterations",
+            "pretrain_lr",
+            "momentum",
+            "weight_decay",
+            "batch_source",
+            "batch_target",
+            "seed",
+            "fda_beta",
+            "translated_dir",
+            "source_split",
+        )
+    }
+    if meta.is_file():
+        parts["data"] = meta.read_text()
+    else:  # a user's folder: its files, so an edited folder is pre-trained afresh
+        parts["data"] = (
+            f"{data_root.resolve()}:{fingerprint(data_root) if data_root.is_dir() else ''}"
+        )
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def cached_weights(path: Path, device: torch.device | str) -> dict[str, torch.Tensor]:
     """The weights of a pre-training cache file: this format's or a bare state dict (older)."""
     data = read(path, device)
@@ -170,12 +213,13 @@ def _classes_of(path: Path, data: dict[str, Any], cfg: TrainConfig) -> list[Clas
     if "class_names" in data:  # adamcu train / bench before version 1
         names = list(data["class_names"])
         return [ClassInfo(i, n, default_color(i)) for i, n in enumerate(names)]
-    try:  # the worker before version 1 kept no class table: its data folder's, if still there
+    try:  # the worker and DDP before version 1 kept no class table: the data folder's, if there
         return read_classes(Path(cfg.data_root))
     except DatasetError:
         raise CheckpointError(
-            f"{path} is an older worker checkpoint without a class table and its data folder "
-            f"{cfg.data_root} is gone; put the dataset back there or retrain with this version"
+            f"{path} is an older worker or DDP checkpoint without a class table and its data "
+            f"folder {cfg.data_root} is gone; put the dataset back there or retrain with this "
+            "version"
         ) from None
 
 

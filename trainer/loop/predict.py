@@ -164,10 +164,9 @@ def evaluate_folder(
         check_label_values(label_path, label, predictor.ckpt.num_classes)
         pred = predictor.labels(read_rgb(image))
         cm.update(torch.from_numpy(pred).long()[None], torch.from_numpy(label).long()[None])
-    iou = cm.iou().tolist()
     per_class = [
-        {"id": c.id, "name": c.name, "iou": None if v != v else round(100 * v, 2)}
-        for c, v in zip(predictor.ckpt.classes, iou, strict=True)
+        {"id": c.id, "name": c.name, "iou": v}
+        for c, v in zip(predictor.ckpt.classes, cm.per_class_iou(), strict=True)
     ]
     return {
         "checkpoint": str(ckpt),

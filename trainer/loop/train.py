@@ -8,8 +8,6 @@ in-process ground truth (``GroundTruthOracle``) or the labeling service (``train
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,19 +19,23 @@ import torch
 from server.schemas import budget_total
 from trainer.config import TrainConfig, check_model_selection
 from trainer.data.folder import SplitTensors, load_folder, to_float
-from trainer.data.validate import fingerprint
 from trainer.learning.labelbank import LabelBank
 from trainer.learning.losses import source_loss
 from trainer.learning.metrics import ConfusionMatrix
-from trainer.loop.checkpoint import cached_weights, data_classes, init_weights, payload, save
+from trainer.loop.checkpoint import (
+    cached_weights,
+    data_classes,
+    init_weights,
+    payload,
+    pretrain_key,
+    save,
+)
 from trainer.loop.progress import Progress, adapt_update, progress_mode
 from trainer.loop.schedule import QueryLog, new_loop_state, target_order
 from trainer.loop.step import Ask, Batch, LoopState, Spent, adaptation_step
 from trainer.nets.forward import upsample
 from trainer.nets.model import build_model, param_groups, poly_lr, set_lr
 from trainer.strategies import for_budget
-
-__all__ = ["new_loop_state", "target_order"]  # re-exported: the worker and tests use them
 
 log = logging.getLogger("adamcu.trainer")
 
@@ -154,36 +156,6 @@ def source_batch(
     return to_float(x).to(device), y.to(device)
 
 
-def pretrain_key(cfg: TrainConfig, data_root: Path) -> str:
-    meta = data_root / "meta.json"
-    parts = {
-        k: getattr(cfg, k)
-        for k in (
-            "model",
-            "embed_dim",
-            "pretrained",
-            "frozen_bn",
-            "pretrain_iterations",
-            "pretrain_lr",
-            "momentum",
-            "weight_decay",
-            "batch_source",
-            "batch_target",
-            "seed",
-            "fda_beta",
-            "translated_dir",
-            "source_split",
-        )
-    }
-    if meta.is_file():
-        parts["data"] = meta.read_text()
-    else:  # a user's folder: its files, so an edited folder is pre-trained afresh
-        parts["data"] = (
-            f"{data_root.resolve()}:{fingerprint(data_root) if data_root.is_dir() else ''}"
-        )
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def cached_model(
     cfg: TrainConfig, data: Data, device: torch.device, cache_dir: Path | None
 ) -> tuple[torch.nn.Module, Path | None, bool]:
@@ -215,13 +187,21 @@ def pretrain(
     device: torch.device,
     cache_dir: Path | None,
     progress: bool | str = True,
+    *,
+    wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
+    writes: bool = True,
 ) -> torch.nn.Module:
-    """Algorithm 1 line 2: train on (aligned) source, cached by config and data."""
+    """Algorithm 1 line 2: train on (aligned) source, cached by config and data.
+
+    One process trains the network itself; DDP (``trainer/distributed``) passes ``wrap``, which
+    returns the network that runs this rank's rows of the global batch (the weights trained
+    are ``model``'s, in place), and ``writes`` True on rank 0 only, which writes the cache."""
     model, path, loaded = cached_model(cfg, data, device, cache_dir)
     if loaded:
         return model
+    net = wrap(model) if wrap is not None else model
     opt = torch.optim.SGD(
-        param_groups(model, cfg.pretrain_lr, cfg.head_lr_mult, cfg.weight_decay),
+        param_groups(net, cfg.pretrain_lr, cfg.head_lr_mult, cfg.weight_decay),
         lr=cfg.pretrain_lr,
         momentum=cfg.momentum,
     )
@@ -231,11 +211,11 @@ def pretrain(
     for it in range(cfg.pretrain_iterations):
         set_lr(opt, poly_lr(cfg.pretrain_lr, it, cfg.pretrain_iterations, cfg.poly_power))
         x, y = source_batch(data, n, gen, cfg, device)
-        model.train()
+        net.train()
         with torch.autocast(
             device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"
         ):
-            out = model(x)
+            out = net(x)
         size = tuple(x.shape[-2:])
         loss = source_loss(upsample(out.main.float(), size), upsample(out.aux.float(), size), y)
         opt.zero_grad(set_to_none=True)
@@ -243,7 +223,7 @@ def pretrain(
         opt.step()
         bar.update(1, loss=loss.detach())  # read (a host sync) only when the line is shown
     bar.close()
-    if path is not None:
+    if path is not None and writes:
         save(path, payload(cfg, model, data_classes(data), data.target.images.shape[-2:]))
     return model
 
@@ -341,7 +321,7 @@ def _eval_point(
         "iteration": iteration,
         "labeled_pixels": bank.num_labeled,
         "miou": cm.miou(),
-        "per_class_iou": [None if v != v else round(100 * v, 2) for v in cm.iou().tolist()],
+        "per_class_iou": cm.per_class_iou(),
         "split": "target-val",
     }
 

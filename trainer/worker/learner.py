@@ -90,7 +90,7 @@ class Learner:
             "iteration": self.iteration,
             "labeled_pixels": self.shared.bank.num_labeled,
             "miou": cm.miou(),
-            "per_class_iou": [None if v != v else round(100 * v, 2) for v in cm.iou().tolist()],
+            "per_class_iou": cm.per_class_iou(),
         }
 
     def keep_if_best(self, point: dict[str, Any]) -> bool:
@@ -127,7 +127,7 @@ class Learner:
         self.best_iteration = int(saved.get("best_iteration", -1))
         best = self.folder / "best.pt"
         if best.is_file():
-            self.best_state = torch.load(best, map_location=self.device, weights_only=False)[
+            self.best_state = torch.load(best, map_location=self.device, weights_only=True)[
                 "model"
             ]
         return saved

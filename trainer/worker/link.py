@@ -20,7 +20,8 @@ import torch
 
 from client.api import BudgetExceeded, DuplicatePixel, ServiceClient, ServiceError
 from server.schemas import GROUPS, IGNORE_INDEX
-from trainer.learning.labelbank import GROUP_CODES, LabelBank
+from trainer.constants import GROUP_CODES
+from trainer.learning.labelbank import LabelBank
 
 log = logging.getLogger("adamcu.worker")
 

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
+from trainer.loop.checkpoint import read
 
 log = logging.getLogger("adamcu.worker")
 
@@ -67,7 +67,7 @@ def check_resume(checkpoint_dir: Path, config: dict[str, Any], new_run: bool) ->
         return
     if not ckpt.is_file():
         return
-    saved = torch.load(ckpt, map_location="cpu", weights_only=False).get("config", {})
+    saved = read(ckpt).get("config", {})
     diff = differences(saved, config)
     if diff:
         raise ResumeRefused(

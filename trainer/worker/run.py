@@ -19,7 +19,7 @@ import torch
 from client.api import ServiceClient
 from trainer.config import TrainConfig
 from trainer.learning.labelbank import LabelBank
-from trainer.loop.checkpoint import data_classes, payload, save
+from trainer.loop.checkpoint import data_classes, payload, read, save
 from trainer.loop.step import LoopState
 from trainer.loop.train import Data
 from trainer.worker.images import register_target_images
@@ -72,7 +72,7 @@ def open_run(
     to resume from (None: a new run was created)."""
     ckpt_path = opts.checkpoint_dir / "checkpoint.pt"
     if ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        ckpt = read(ckpt_path, device)
         return client.get_run(int(ckpt["run_id"])), ckpt
     return create_run(client, cfg, data, opts.run_name, opts.store_dataset), None
 

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from client.api import BudgetExceeded, DuplicatePixel, ServiceError
-from server.schemas import budget_total
+from server.schemas import budget_out, budget_total
 
 
 @dataclass
@@ -46,7 +46,7 @@ class MemoryService:
     queries: dict[int, _Query] = field(default_factory=dict)
     answers: list[dict] = field(default_factory=list)
     metrics: list[dict] = field(default_factory=list)
-    withdrawn: list[int] = field(default_factory=list)
+    withdrawn: list[_Query] = field(default_factory=list)  # out of ``queries``, kept counted
     consumed: int = 0  # the trainer's answer cursor (an undo after it asks for a correction)
     lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -71,8 +71,7 @@ class MemoryService:
         with self.lock:
             if self.run.get("status") != "active":
                 raise ServiceError("run_finished", "the run is finished", 409)
-            b = self.budget(run_id)
-            if b["answered"] + b["reserved"] + len(queries) > b["expected"]:
+            if len(queries) > self.budget(run_id)["remaining"]:
                 raise BudgetExceeded("budget_exceeded", "over budget", 409)
             standing = {(q.image_id, q.y, q.x) for q in self.queries.values()}
             if any((q["image_id"], q["y"], q["x"]) in standing for q in queries):
@@ -100,28 +99,11 @@ class MemoryService:
         return iter(page)
 
     def budget(self, run_id: int) -> dict:
+        """The server's ``BudgetOut`` (as JSON), by its rule (``server.schemas.budget_out``)."""
         with self.lock:
             self._expire()
-            groups: dict[str, dict[str, int]] = {}
-            for q in self.queries.values():
-                g = groups.setdefault(q.group, {"reserved": 0, "answered": 0})
-                if q.status in ("pending", "leased"):
-                    g["reserved"] += 1
-                elif q.status == "answered":
-                    g["answered"] += 1
-            reserved = sum(g["reserved"] for g in groups.values())
-            answered = sum(g["answered"] for g in groups.values())
-            skipped = sum(q.status == "skipped" for q in self.queries.values())
-            total = int(self.run["budget_total"])
-            left = total - reserved - answered
-            return {
-                "expected": total,
-                "reserved": reserved,
-                "answered": answered,
-                "skipped": skipped,
-                "remaining": left,
-                "groups": groups,
-            }
+            rows = [(q.group, q.status, None, 1) for q in [*self.queries.values(), *self.withdrawn]]
+            return budget_out(int(self.run["budget_total"]), rows).model_dump()
 
     def pace(self, run_id: int) -> dict:
         with self.lock:
@@ -153,7 +135,8 @@ class MemoryService:
                 q = self.queries.get(int(i))
                 if q is not None and q.status == "pending":
                     del self.queries[q.id]
-                    self.withdrawn.append(q.id)
+                    q.status = "withdrawn"
+                    self.withdrawn.append(q)
                     out.append(q.id)
                 elif q is not None:
                     kept.append({"id": q.id, "status": q.status})

@@ -74,7 +74,7 @@ def test_train_command_writes_result_and_checkpoint_with_config(tmp_path) -> Non
     assert code == 0
     result = json.loads(out.read_text())
     assert result["strategy"] == "al-as" and result["labeled_pixels"] == result["expected_pixels"]
-    ckpt = torch.load(out.with_suffix(".pt"), weights_only=False)
+    ckpt = torch.load(out.with_suffix(".pt"), weights_only=True)  # ours: tensors and plain data
     assert ckpt["config"]["strategy"] == "al-as" and ckpt["config"]["budget_rate"] == 0.01
     bank = LabelBank(1, 1, 1)
     bank.load_state_dict(ckpt["label_bank"])

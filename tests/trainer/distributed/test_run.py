@@ -26,11 +26,13 @@ from torch import nn
 
 from stack.processes import free_port
 from trainer.config import TrainConfig
-from trainer.distributed.run import RankZeroOracle, RankZeroSpent
+from trainer.distributed.run import RankZeroOracle, RankZeroSpent, run_distributed
 from trainer.distributed.wrap import unwrap, wrap
 from trainer.learning.labelbank import LabelBank
+from trainer.loop import checkpoint
+from trainer.loop.schedule import new_loop_state
 from trainer.loop.step import Batch, adaptation_step
-from trainer.loop.train import GroundTruthOracle, local_spent, new_loop_state
+from trainer.loop.train import GroundTruthOracle, load_data, local_spent
 from trainer.nets.backbones import freeze_batchnorm
 from trainer.nets.model import build_model, param_groups
 from trainer.strategies import configure
@@ -164,34 +166,68 @@ def test_two_gloo_processes_equal_one_process(
     assert (ranks[1]["calls"], ranks[1]["pixels"]) == (0, 0)
 
 
-@pytest.mark.slow
-def test_torchrun_entry_point(tmp_path: Path) -> None:
-    """``torchrun --nproc_per_node=2 -m trainer.distributed.run`` on the bundled format."""
+def _tiny_run(root: Path) -> dict:
+    """The config of a 2 + 2 iteration run on a tiny generated benchmark under ``root``."""
     from trainer.data.synth import generate_benchmark
 
     data = generate_benchmark(
-        tmp_path / "data",
+        root / "data",
         height=16,
         width=32,
         counts={"source-train": 4, "target-train": 4, "target-val": 2, "target-test": 2},
         seed=0,
     )
-    config = tmp_path / "run.json"
-    config.write_text(
-        json.dumps(
-            {
-                "model": "small",
-                "embed_dim": 8,
-                "data_root": str(data),
-                "pretrain_iterations": 2,
-                "iterations": 2,
-                "eval_every": 1,
-                "budget_rate": 0.05,
-                "threads": 1,
-                "amp": False,
-            }
-        )
+    return {
+        "model": "small",
+        "embed_dim": 8,
+        "data_root": str(data),
+        "pretrain_iterations": 2,
+        "iterations": 2,
+        "eval_every": 1,
+        "budget_rate": 0.05,
+        "threads": 1,
+        "amp": False,
+        "device": "cpu",
+    }
+
+
+def _run_files(rank: int, world: int, port: int, root: str, config: dict) -> None:
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
     )
+    try:
+        torch.set_num_threads(1)
+        cfg = TrainConfig(**config)
+        cfg = configure(cfg, cfg.strategy)
+        data, cpu = load_data(cfg), torch.device("cpu")
+        run_distributed(cfg, data, cpu, Path(root) / "out", Path(root) / "cache")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_writes_the_one_checkpoint_format(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pre-training cache and the run's checkpoint a DDP run writes (rank 0) are the files
+    one process writes: they load with ``weights_only=True`` and as checkpoints."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[2]))  # the children import this file
+    config = _tiny_run(tmp_path)
+    mp.spawn(_run_files, args=(2, free_port(), str(tmp_path), config), nprocs=2, join=True)
+    written = torch.load(tmp_path / "out" / "checkpoint.pt", weights_only=True)
+    assert written["format"] == checkpoint.FORMAT and written["point"]["iteration"] == 2
+    bank = LabelBank(1, 1, 1)  # it takes the shape of the state
+    bank.load_state_dict(written["label_bank"])
+    assert bank.num_labeled == written["label_summary"]["labeled_pixels"] > 0
+    names = [c.name for c in checkpoint.load(tmp_path / "out" / "checkpoint.pt").classes]
+    (cache,) = (tmp_path / "cache").glob("pretrain-*.pt")
+    assert [c.name for c in checkpoint.load(cache).classes] == names
+
+
+@pytest.mark.slow
+def test_torchrun_entry_point(tmp_path: Path) -> None:
+    """``torchrun --nproc_per_node=2 -m trainer.distributed.run`` on the bundled format."""
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps(_tiny_run(tmp_path)))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [
         sys.executable,
@@ -212,6 +248,6 @@ def test_torchrun_entry_point(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((tmp_path / "out" / "result.json").read_text())
     assert result["world_size"] == 2 and len(result["curve"]) == 2
-    checkpoint = torch.load(tmp_path / "out" / "checkpoint.pt", weights_only=False)
-    assert checkpoint["config"]["iterations"] == 2 and "bank" in checkpoint
+    written = checkpoint.load(tmp_path / "out" / "checkpoint.pt")
+    assert written.config.iterations == 2 and written.raw["label_bank"] is not None
     assert len(list((tmp_path / "cache").glob("pretrain-*.pt"))) == 1

@@ -3,7 +3,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trainer.learning.labelbank import GROUP_CODES, IGNORE, LabelBank
+from trainer.constants import GROUP_CODES, IGNORE_INDEX
+from trainer.learning.labelbank import LabelBank
 
 
 def _dense(bank: LabelBank) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -14,8 +15,8 @@ class DenseBank:
     """The reference: the dense bank of earlier versions, one pixel at a time."""
 
     def __init__(self, n: int, h: int, w: int) -> None:
-        self.labels = torch.full((n, h, w), IGNORE, dtype=torch.long)
-        self.groups = torch.full((n, h, w), IGNORE, dtype=torch.long)
+        self.labels = torch.full((n, h, w), IGNORE_INDEX, dtype=torch.long)
+        self.groups = torch.full((n, h, w), IGNORE_INDEX, dtype=torch.long)
         self.asked = torch.zeros((n, h, w), dtype=torch.bool)
 
     def mark_asked(self, index, ys, xs) -> None:  # noqa: ANN001
@@ -24,28 +25,28 @@ class DenseBank:
     def merge(self, index, ys, xs, classes, groups) -> int:  # noqa: ANN001
         for k, (i, y, x, c) in enumerate(zip(index, ys, xs, classes, strict=True)):
             self.asked[i, y, x] = True
-            if c != IGNORE:
+            if c != IGNORE_INDEX:
                 self.labels[i, y, x] = c
                 self.groups[i, y, x] = GROUP_CODES[groups if isinstance(groups, str) else groups[k]]
-        return int((torch.as_tensor(classes) != IGNORE).sum())
+        return int((torch.as_tensor(classes) != IGNORE_INDEX).sum())
 
     def counts(self) -> dict[str, int]:
-        labeled = self.groups[self.labels != IGNORE]
+        labeled = self.groups[self.labels != IGNORE_INDEX]
         return {name: int((labeled == code).sum()) for name, code in GROUP_CODES.items()}
 
 
 def test_merge_stores_answers_and_counts_groups() -> None:
     bank = LabelBank(3, 4, 5)
     idx, ys, xs = torch.tensor([0, 0, 2]), torch.tensor([1, 2, 3]), torch.tensor([4, 0, 1])
-    stored = bank.merge(idx, ys, xs, torch.tensor([3, IGNORE, 1]), ["high", "high", "medium"])
+    stored = bank.merge(idx, ys, xs, torch.tensor([3, IGNORE_INDEX, 1]), ["high", "high", "medium"])
     assert stored == 2
     labels, groups, asked = _dense(bank)
     assert labels.dtype == groups.dtype == torch.long and asked.dtype == torch.bool
     assert labels[0, 1, 4] == 3 and labels[2, 3, 1] == 1
-    assert labels[0, 2, 0] == IGNORE and asked[0, 2, 0]  # asked, not answered
-    assert groups[0, 1, 4] == GROUP_CODES["high"] and groups[0, 2, 0] == IGNORE
+    assert labels[0, 2, 0] == IGNORE_INDEX and asked[0, 2, 0]  # asked, not answered
+    assert groups[0, 1, 4] == GROUP_CODES["high"] and groups[0, 2, 0] == IGNORE_INDEX
     assert bank.counts()["high"] == 1 and bank.counts()["medium"] == 1
-    assert bank.num_labeled == 2 == int((labels != IGNORE).sum())
+    assert bank.num_labeled == 2 == int((labels != IGNORE_INDEX).sum())
     assert bank.num_asked == 3 == int(asked.sum()) and bank.num_pixels == 60
 
 
@@ -62,7 +63,7 @@ def test_correction_replaces_without_double_counting() -> None:
 def test_a_pixel_twice_in_one_merge_counts_once_and_the_last_answer_wins() -> None:
     bank = LabelBank(1, 2, 2)
     zeros = torch.zeros(3, dtype=torch.long)
-    bank.merge(zeros, zeros, zeros, torch.tensor([2, 5, IGNORE]), ["high", "medium", "low"])
+    bank.merge(zeros, zeros, zeros, torch.tensor([2, 5, IGNORE_INDEX]), ["high", "medium", "low"])
     labels, groups, _ = _dense(bank)
     assert (
         labels[0, 0, 0] == 5 and groups[0, 0, 0] == GROUP_CODES["medium"]
@@ -89,7 +90,7 @@ def test_state_dict_round_trip_restores_counts() -> None:
 
 def test_loads_the_dense_state_of_older_versions() -> None:
     old = DenseBank(2, 3, 4)
-    old.merge([0, 1, 1], [0, 2, 1], [3, 1, 0], [7, IGNORE, 0], ["high", "low", "ripu"])
+    old.merge([0, 1, 1], [0, 2, 1], [3, 1, 0], [7, IGNORE_INDEX, 0], ["high", "low", "ripu"])
     old.mark_asked(torch.tensor([0]), torch.tensor([1]), torch.tensor([1]))
     state = {
         "labels": old.labels.to(torch.uint8),
@@ -127,7 +128,7 @@ def test_images_over_two_million_pixels_use_wide_entries() -> None:
         torch.zeros(3, dtype=torch.long),
         torch.tensor([0, (1 << 21) + 4, 9]),
     )
-    bank.merge(idx, ys, xs, torch.tensor([254, 3, IGNORE]), ["other", "low", "low"])
+    bank.merge(idx, ys, xs, torch.tensor([254, 3, IGNORE_INDEX]), ["other", "low", "low"])
     labels, groups, asked = bank.batch(torch.tensor([1, 0]), dtype=torch.uint8)
     assert (
         labels.dtype == torch.uint8 and labels[0, 0, (1 << 21) + 4] == 3 and labels[0, 0, 0] == 254
@@ -142,7 +143,9 @@ def test_images_over_two_million_pixels_use_wide_entries() -> None:
 _N, _H, _W = 3, 4, 5
 _pixels = st.tuples(st.integers(0, _N - 1), st.integers(0, _H - 1), st.integers(0, _W - 1))
 _answer = st.tuples(
-    _pixels, st.one_of(st.just(IGNORE), st.integers(0, 254)), st.sampled_from(sorted(GROUP_CODES))
+    _pixels,
+    st.one_of(st.just(IGNORE_INDEX), st.integers(0, 254)),
+    st.sampled_from(sorted(GROUP_CODES)),
 )
 _op = st.one_of(
     st.tuples(st.just("ask"), st.lists(_pixels, max_size=8)),

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from trainer.learning.losses import cross_entropy, grouped_loss, pseudo_labels, source_loss
+from trainer.learning.losses import cross_entropy, grouped_loss, source_loss
 
 
 def _logits() -> torch.Tensor:
@@ -34,11 +34,6 @@ def test_source_loss_adds_half_aux() -> None:
     main, aux = _logits(), torch.zeros(1, 2, 1, 3)
     expected = -(math.log(0.5) + math.log(0.8) + math.log(0.2)) / 3 + 0.5 * math.log(2)
     assert math.isclose(source_loss(main, aux, target).item(), expected, rel_tol=1e-6)
-
-
-def test_pseudo_labels_argmax_detached() -> None:
-    labels = pseudo_labels(_logits())
-    assert labels.tolist() == [[[0, 0, 1]]] and not labels.requires_grad
 
 
 def test_grouped_loss_equal_weight_vs_plain_mean() -> None:
@@ -70,7 +65,7 @@ def test_grouped_loss_soft_pseudo_and_empty() -> None:
     loss, _ = grouped_loss(logits, labels, soft, masks)
     assert math.isclose(loss.item(), -(math.log(0.5) + math.log(0.2)) / 2, rel_tol=1e-6)
     empty = {k: torch.zeros(1, 1, 3, dtype=torch.bool) for k in ("high", "medium", "low")}
-    loss, groups = grouped_loss(logits, labels, pseudo_labels(logits), empty)
+    loss, groups = grouped_loss(logits, labels, logits.detach().argmax(1), empty)
     assert loss.item() == 0.0 and loss.requires_grad
     assert all(v.item() == 0.0 for v in groups.values())
 

@@ -33,6 +33,13 @@ def test_confusion_matrix_by_hand() -> None:
     assert iou[2].item() == 1.0 and math.isnan(iou[3].item())
 
 
+def test_per_class_iou_in_percent_rounded_none_when_absent() -> None:
+    cm = ConfusionMatrix(4)
+    cm.update(torch.tensor([0, 1, 1, 0, 0, 2]), torch.tensor([0, 0, 1, 1, 2, 2]))
+    # class 0: 1 / 4, class 1: 1 / 3, class 2: 1 / 2, class 3: absent from both
+    assert cm.per_class_iou() == [25.0, 33.33, 50.0, None]
+
+
 def test_class_counts_and_reset_merge() -> None:
     a, b = ConfusionMatrix(3), ConfusionMatrix(3)
     a.update(torch.tensor([0, 1, 2]), torch.tensor([0, 1, 1]))

@@ -50,10 +50,15 @@ def test_older_files_load_or_are_refused_with_a_message(tmp_path: Path) -> None:
     assert [c.name for c in checkpoint.load(old_train).classes] == ["a", "b", "c"]
     old_worker = tmp_path / "worker.pt"  # no class table: read from its data folder
     torch.save({"config": cfg, "model": model.state_dict(), "iteration": 3}, old_worker)
-    with pytest.raises(checkpoint.CheckpointError, match="older worker checkpoint"):
-        checkpoint.load(old_worker)
+    old_ddp = tmp_path / "ddp.pt"  # trainer.distributed before the format: its own dict
+    bank = LabelBank(1, 4, 4).state_dict()
+    torch.save({"config": cfg, "model": model.state_dict(), "bank": bank, "point": {}}, old_ddp)
+    for old in (old_worker, old_ddp):
+        with pytest.raises(checkpoint.CheckpointError, match="older worker or DDP checkpoint"):
+            checkpoint.load(old)
     make_user_folder(tmp_path / "gone", {"target-train": 1})
-    assert [c.name for c in checkpoint.load(old_worker).classes] == ["sky", "road", "car"]
+    for old in (old_worker, old_ddp):
+        assert [c.name for c in checkpoint.load(old).classes] == ["sky", "road", "car"]
     bare = tmp_path / "bare.pt"
     torch.save(model.state_dict(), bare)
     with pytest.raises(checkpoint.CheckpointError, match="bare state dict.*init_checkpoint"):
@@ -77,3 +82,17 @@ def test_unknown_config_keys_of_another_version_are_dropped(tmp_path: Path) -> N
     data = checkpoint.payload(TrainConfig(embed_dim=8), _model(), classes, (8, 8))
     checkpoint.save(path, {**data, "config": cfg})
     assert checkpoint.load(path).config.embed_dim == 8
+
+
+def test_a_pretraining_cache_of_either_age_gives_its_weights(tmp_path: Path) -> None:
+    """The cache is the one format now (one process and DDP); DDP's older caches were a bare
+    state dict, which still loads as the cache's weights."""
+    model = _model()
+    classes = checkpoint.class_table(["a", "b", "c"], [])
+    now, old = tmp_path / "now.pt", tmp_path / "old.pt"
+    checkpoint.save(now, checkpoint.payload(TrainConfig(embed_dim=8), model, classes, (8, 8)))
+    torch.save(model.state_dict(), old)
+    for path in (now, old):
+        weights = checkpoint.cached_weights(path, "cpu")
+        assert weights.keys() == model.state_dict().keys()
+        assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())

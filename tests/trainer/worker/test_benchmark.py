@@ -8,6 +8,7 @@ import torch
 
 from trainer.config import TrainConfig
 from trainer.data.folder import SplitTensors
+from trainer.loop import checkpoint
 from trainer.loop.train import AdaptResult, Data
 from trainer.worker import benchmark as worker
 from trainer.worker.run import WorkerOptions
@@ -79,5 +80,8 @@ def test_the_worker_takes_the_budget_from_the_server(fakes, tmp_path: Path) -> N
     assert _data().target_pixels == 100 and int(0.57 * 100) == 56
     summary = worker.run_worker(cfg, opts)
     assert fakes["expected"] == FakeClient.budget_total and summary["run_id"] == 7
+    written = torch.load(tmp_path / "checkpoint.pt", weights_only=True)  # the one format
+    assert written["format"] == checkpoint.FORMAT and written["run_id"] == 7
+    assert [c.name for c in checkpoint.load(tmp_path / "checkpoint.pt").classes] == ["a", "b"]
     worker.run_worker(cfg, opts)  # the checkpoint is there: resume, reading the run back
     assert fakes["expected"] == FakeClient.budget_total + 1

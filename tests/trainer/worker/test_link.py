@@ -12,7 +12,8 @@ import torch
 
 from client.api import ServiceClient
 from client.retry import RetryPolicy
-from trainer.learning.labelbank import GROUP_CODES, LabelBank
+from trainer.constants import GROUP_CODES
+from trainer.learning.labelbank import LabelBank
 from trainer.loop.step import Batch, query_oracle
 from trainer.worker.link import ServiceLink
 

@@ -2,7 +2,8 @@
 
 import torch
 
-from trainer.learning.labelbank import IGNORE, LabelBank
+from trainer.constants import IGNORE_INDEX
+from trainer.learning.labelbank import LabelBank
 from trainer.worker.link import ServiceLink
 
 
@@ -53,5 +54,5 @@ def test_rebuild_marks_every_asked_pixel_even_unanswered() -> None:
     link.rebuild(bank)
     labels, _, asked = bank.batch(torch.arange(2))
     assert asked[1, 1, 1] and asked[0, 3, 2]
-    assert labels[0, 3, 2] == IGNORE and labels[1, 1, 1] == 4
+    assert labels[0, 3, 2] == IGNORE_INDEX and labels[1, 1, 1] == 4
     assert int(asked.sum()) == 2 == bank.num_asked
