@@ -34,9 +34,10 @@ export function compact(n) {
 
 /**
  * Draw `series` ([{name, points: [{x, y, title}]}]) into `svg`.
- * Every point is a `circle.chart-point[data-testid=chart-point]` with data-x / data-y.
+ * Every point is a `circle.chart-point[data-testid=<pointId>]` with data-x / data-y.
  */
-export function renderChart(svg, series, { xLabel, yLabel, width = 640, height = 300 } = {}) {
+export function renderChart(svg, series,
+  { xLabel, yLabel, width = 640, height = 300, pointId = "chart-point" } = {}) {
   const m = { top: 14, right: 18, bottom: 44, left: 52 };
   const all = series.flatMap((s) => s.points);
   svg.replaceChildren();
@@ -78,7 +79,7 @@ export function renderChart(svg, series, { xLabel, yLabel, width = 640, height =
     g.append(el("polyline", { class: "chart-line", fill: "none", stroke: color,
       points: pts.map((p) => `${px(p.x)},${py(p.y)}`).join(" ") }));
     for (const p of pts) {
-      const c = el("circle", { class: "chart-point", "data-testid": "chart-point",
+      const c = el("circle", { class: "chart-point", "data-testid": pointId,
         "data-x": p.x, "data-y": p.y, cx: px(p.x), cy: py(p.y), r: 4, fill: color });
       c.append(el("title", {}, p.title));
       g.append(c);

@@ -122,6 +122,25 @@ function percentScale(metrics) {
   return values.length && Math.max(...values) <= 1 ? 100 : 1;
 }
 
+/** The evaluations against time since the first (minutes, or seconds within the first two
+ * minutes): a session that trains on the same labels for a while shows every evaluation
+ * there, where the labels chart stacks them. Returns [series, unit]. */
+function timeSeries(metrics, k) {
+  const times = metrics.map((m) => Date.parse(m.created_at));
+  const t0 = Math.min(...times);
+  const [scale, unit] = Math.max(...times) - t0 < 120000 ? [1000, "s"] : [60000, "min"];
+  const bySplit = new Map();
+  metrics.forEach((m, i) => {
+    const split = m.split || "target";
+    const t = (times[i] - t0) / scale;
+    if (!bySplit.has(split)) bySplit.set(split, []);
+    bySplit.get(split).push({ x: +t.toFixed(3), y: m.miou * k,
+      title: `${t.toFixed(1)} ${unit}: mIoU ${(m.miou * k).toFixed(1)} at ` +
+        `${fmt(m.labeled_pixels)} labeled pixels, iteration ${m.iteration} (${split})` });
+  });
+  return [[...bySplit].map(([name, points]) => ({ name, points })), unit];
+}
+
 function renderMetrics(run, metrics) {
   const k = percentScale(metrics);
   const bySplit = new Map();
@@ -134,8 +153,11 @@ function renderMetrics(run, metrics) {
   }
   const series = [...bySplit].map(([name, points]) => ({ name, points }));
   const width = Math.max(320, Math.round($("chart").clientWidth || 640));
-  renderChart($("chart"), series, { xLabel: "labeled pixels", yLabel: "mIoU (%)", width,
-    height: Math.round(Math.min(340, Math.max(240, width * 0.55))) });
+  const height = Math.round(Math.min(340, Math.max(240, width * 0.55)));
+  renderChart($("chart"), series, { xLabel: "labeled pixels", yLabel: "mIoU (%)", width, height });
+  const [timed, unit] = timeSeries(metrics, k);
+  renderChart($("chart-time"), timed, { xLabel: `${unit === "s" ? "seconds" : "minutes"} since ` +
+    "the first evaluation", yLabel: "mIoU (%)", width, height, pointId: "time-point" });
 
   const latest = metrics[metrics.length - 1];
   const body = $("iou");

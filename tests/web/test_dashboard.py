@@ -83,10 +83,18 @@ def test_dashboard_chart_budget_refresh(service, make_run, page_at):
         "ps => ps.map(p => Number(p.dataset.x))"
     )
     assert xs == [400 * i for i in range(8)]
+    # every evaluation against time too, in the order they were posted (x: minutes)
+    times = page.locator("[data-testid=time-point]").evaluate_all(
+        "ps => ps.map(p => [Number(p.dataset.x), Number(p.dataset.y)])"
+    )
+    assert len(times) == 8 and times[0][0] == 0.0
+    assert [x for x, _ in times] == sorted(x for x, _ in times)
+    assert [round(y, 2) for _, y in times] == [metric(i)["miou"] for i in range(8)]
     screenshot(page, "dashboard-1280x720")
 
     # It refreshes itself: a new metric and a new answer show up without a reload.
     with service.client("trainer") as trainer:
         trainer.post(f"/api/v1/runs/{run.id}/metrics", json=metric(8))
     page.wait_for_function(f"() => {POINTS} === 9", timeout=8000)
+    assert page.locator("[data-testid=time-point]").count() == 9
     assert page.js_errors == []

@@ -16,8 +16,8 @@ from typing import Any
 from client.api import ServiceClient
 from trainer.config import TrainConfig
 from trainer.learning.labelbank import LabelBank
-from trainer.loop.step import LoopState
 from trainer.loop.schedule import new_loop_state
+from trainer.loop.step import LoopState
 from trainer.loop.train import adapt, evaluate, load_data, pick_device, pretrain
 from trainer.worker.link import ServiceLink
 from trainer.worker.resume import check_resume

@@ -127,7 +127,5 @@ class Learner:
         self.best_iteration = int(saved.get("best_iteration", -1))
         best = self.folder / "best.pt"
         if best.is_file():
-            self.best_state = torch.load(best, map_location=self.device, weights_only=True)[
-                "model"
-            ]
+            self.best_state = torch.load(best, map_location=self.device, weights_only=True)["model"]
         return saved
