@@ -10,23 +10,30 @@ from __future__ import annotations
 import json
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-SELECTIONS = (
-    "none",
-    "all",
-    "random",
-    "entropy",
-    "ripu",
-    "algorithm1",
-    # the comparison rows and mcu-cap (trainer/selection/comparison.py)
-    "pixelpick",
-    "ripu-pa",
-    "ripu-ra",
-    "image-wise",
-    "mcu-cap",
-)
+
+class Selection(StrEnum):
+    """The selection strategies, one name each; :mod:`trainer.selection.policy` maps every
+    one to its policy."""
+
+    NONE = "none"
+    ALL = "all"
+    RANDOM = "random"
+    ENTROPY = "entropy"
+    RIPU = "ripu"
+    ALGORITHM1 = "algorithm1"
+    # the comparison rows (trainer/selection/comparison.py) and mcu-cap (mcucap.py)
+    PIXELPICK = "pixelpick"
+    RIPU_PA = "ripu-pa"
+    RIPU_RA = "ripu-ra"
+    IMAGE_WISE = "image-wise"
+    MCU_CAP = "mcu-cap"
+
+
+SELECTIONS = tuple(s.value for s in Selection)
 WEIGHT_MODES = ("negatives", "paper", "none")
 
 

@@ -21,10 +21,13 @@ from trainer.bench.syncs import SyncCounter, count_aten_ops, cuda_sync_count
 from trainer.config import TrainConfig
 from trainer.learning.labelbank import LabelBank
 from trainer.learning.losses import cross_entropy, source_loss
-from trainer.loop.step import Batch, adaptation_step, fixed_shapes
-from trainer.loop.train import GroundTruthOracle, local_spent, new_loop_state, pick_device
+from trainer.loop.adapt import local_oracle
+from trainer.loop.bundles import Batch, Learner, fixed_shapes
+from trainer.loop.step import adaptation_step, asking_at
+from trainer.loop.train import new_loop_state, pick_device
 from trainer.nets.forward import upsample
 from trainer.nets.model import build_model, param_groups
+from trainer.selection.policy import make_policy
 from trainer.strategies import configure
 
 
@@ -175,7 +178,8 @@ def _full_runner(
     state = new_loop_state(
         cfg, budget_total(cfg.budget_rate, bank.num_pixels), classes, len(target_labels)
     )
-    oracle, spent = GroundTruthOracle(target_labels), local_spent(bank)
+    oracle = local_oracle(target_labels, bank)
+    policy = make_policy(cfg, state.sampler)
     shares: dict[str, list[float]] = {}
     step = {"it": 0}
 
@@ -183,10 +187,9 @@ def _full_runner(
 
     def full(laps: bool, iteration: int | None = None, sync_free: bool = False) -> None:
         it = step["it"] if iteration is None else iteration
-        run = fixed if sync_free else cfg
-        stats = adaptation_step(
-            model, opt, batch, bank, state, run, it, oracle, spent, gen, sync if laps else _none
-        )
+        learner = Learner(model, opt, fixed if sync_free else cfg, state, gen)
+        learner.sync = sync if laps else _none
+        stats = adaptation_step(learner, batch, bank, asking_at(policy, state, it, oracle))
         step["it"] += iteration is None
         if laps:
             total = sum(stats.seconds.values())

@@ -17,7 +17,8 @@ computes on that global batch:
   gradients over the N ranks, giving exactly dL/d(theta) of one process.
 - Queries: only rank 0 calls the oracle (``RankZeroOracle``); the pixels and answers are
   broadcast and every rank merges them into its copy of the label bank. The budget spent is
-  read on rank 0 and broadcast (``RankZeroSpent``), so it is counted once. The other ranks
+  read on rank 0 and broadcast (``RankZeroSpent``), so it is counted once (``adapt`` reads it
+  once per iteration of the query window, on every rank together). The other ranks
   compute the same selection (to keep their random generators in step) and check that it
   equals rank 0's, which is authoritative.
 - Checkpoints and result files are written by rank 0 only.
@@ -48,18 +49,10 @@ from trainer.constants import GROUP_CODES
 from trainer.distributed.wrap import unwrap, wrap
 from trainer.learning.labelbank import LabelBank
 from trainer.learning.losses import source_loss
+from trainer.loop.adapt import AdaptHooks, adapt, local_oracle
+from trainer.loop.bundles import Ask, Oracle, Spent
 from trainer.loop.progress import Progress, progress_mode
-from trainer.loop.step import Ask, Spent
-from trainer.loop.train import (
-    Data,
-    GroundTruthOracle,
-    _source_batch,
-    adapt,
-    cached_model,
-    evaluate,
-    load_data,
-    local_spent,
-)
+from trainer.loop.train import Data, _source_batch, cached_model, evaluate, load_data
 from trainer.nets.forward import upsample
 from trainer.nets.model import param_groups, poly_lr, set_lr
 from trainer.strategies import configure
@@ -187,14 +180,13 @@ def run_distributed(
     device: torch.device,
     out_dir: Path,
     cache_dir: Path | None,
-    ask: Ask | None = None,
-    spent: Spent | None = None,
+    oracle: Oracle | None = None,
 ) -> dict[str, Any]:
     """Pretrain (sharded, cached), adapt (Algorithm 1) and test, on every rank together.
 
-    ``ask`` / ``spent`` are used on rank 0 only (default: the ground-truth oracle and rank 0's
-    bank). Rank 0 writes ``out_dir/checkpoint.pt`` at every evaluation and
-    ``out_dir/result.json`` at the end.
+    ``oracle``'s ``ask`` / ``spent`` are used on rank 0 only (default: the ground-truth oracle
+    and rank 0's bank); its ``expected`` (M_e) must be the same on every rank. Rank 0 writes
+    ``out_dir/checkpoint.pt`` at every evaluation and ``out_dir/result.json`` at the end.
     """
     rank = dist.get_rank()
     comm = device if dist.get_backend() == "nccl" else torch.device("cpu")
@@ -203,10 +195,12 @@ def run_distributed(
     wrapped = wrap(model, device)
     n, _, h, w = data.target.images.shape
     bank = LabelBank(n, h, w)
-    oracle = RankZeroOracle(
-        (ask or GroundTruthOracle(data.target.labels)) if rank == 0 else None, comm
+    oracle = oracle or local_oracle(data.target.labels, bank)
+    shared = Oracle(
+        RankZeroOracle(oracle.ask if rank == 0 else None, comm),
+        RankZeroSpent(oracle.spent, comm),
+        oracle.expected,
     )
-    budget = RankZeroSpent(spent or local_spent(bank), comm)
 
     def on_eval(point: dict[str, Any]) -> None:
         save_checkpoint(out_dir / "checkpoint.pt", cfg, wrapped, bank, point)
@@ -218,9 +212,8 @@ def run_distributed(
                 point["labeled_pixels"],
             )
 
-    result = adapt(
-        wrapped, cfg, data, oracle, budget, bank, device, on_eval=on_eval, progress=rank == 0
-    )
+    hooks = AdaptHooks(on_eval=on_eval, progress=rank == 0)
+    result = adapt(wrapped, cfg, data, shared, bank, device, hooks)
     test = evaluate(wrapped, data.test, data.num_classes, device)
     report = {
         "strategy": cfg.strategy,

@@ -29,17 +29,10 @@ from client.api import ServiceClient
 from client.logs import setup_logging
 from trainer.config import TrainConfig, load_config
 from trainer.learning.labelbank import LabelBank
+from trainer.loop.adapt import AdaptHooks, adapt
+from trainer.loop.bundles import LoopState, Oracle
 from trainer.loop.checkpoint import data_classes, payload, save
-from trainer.loop.step import LoopState
-from trainer.loop.train import (
-    Data,
-    adapt,
-    evaluate,
-    load_data,
-    new_loop_state,
-    pick_device,
-    pretrain,
-)
+from trainer.loop.train import Data, evaluate, load_data, new_loop_state, pick_device, pretrain
 from trainer.strategies import configure
 from trainer.worker.images import register_target_images
 from trainer.worker.link import ServiceLink
@@ -184,20 +177,10 @@ def run_worker(cfg: TrainConfig, opts: WorkerOptions, progress: str = "auto") ->
         if (it + 1) % opts.checkpoint_every == 0:
             save_checkpoint(ckpt_path, model, st, it + 1, run_id, cfg, data=data, bank=bank)
 
-    result = adapt(
-        model,
-        cfg,
-        data,
-        link.ask,
-        link.spent,
-        bank,
-        device,
-        start=start,
-        state=state,
-        on_eval=lambda point: post_metrics(client, run_id, point),
-        on_step=on_step,
-        progress=progress,
-    )
+    oracle = Oracle(link.ask, link.spent, int(run["budget_total"]))  # M_e: the server's
+    on_eval = lambda point: post_metrics(client, run_id, point)  # noqa: E731
+    hooks = AdaptHooks(start, state, on_eval, on_step, progress)
+    result = adapt(model, cfg, data, oracle, bank, device, hooks)
     save_checkpoint(
         ckpt_path, model, state, cfg.adapt_iterations(n), run_id, cfg, data=data, bank=bank
     )

@@ -33,11 +33,12 @@ from client.api import BudgetExceeded, DuplicatePixel, ServiceError
 from trainer.config import TrainConfig
 from trainer.data.folder import to_float
 from trainer.learning.labelbank import LabelBank
+from trainer.loop.bundles import Batch, Learner, LoopState
 from trainer.loop.checkpoint import data_classes, payload, save
-from trainer.loop.step import Batch, LoopState, adaptation_step, calibrate_thresholds
+from trainer.loop.step import adaptation_step, calibrate_thresholds
 from trainer.loop.train import Data, _source_batch, evaluate, new_loop_state
 from trainer.nets.model import param_groups, set_lr
-from trainer.selection.sampling import QueryWindow
+from trainer.selection.policy import make_policy
 from trainer.strategies import for_budget
 from trainer.worker.link import ServiceLink
 from trainer.worker.main import WorkerOptions, post_metrics, restore, save_checkpoint
@@ -49,16 +50,13 @@ from trainer.worker.rounds import (
     Picker,
     SessionOptions,
     created_time,
+    round_budget,
+    round_maps,
     round_size,
     score_images,
-    select_round,
 )
 
 log = logging.getLogger("adamcu.worker")
-
-
-def _no_ask(*args: Any) -> torch.Tensor:
-    raise AssertionError("a session posts its queries in rounds, never from a training step")
 
 
 class Session:
@@ -83,8 +81,7 @@ class Session:
         self.link = ServiceLink(client, self.run_id, data.target.ids, "human")
         self.state: LoopState = new_loop_state(cfg, self.expected, data.num_classes, n)
         self.step_cfg = for_budget(cfg, self.expected, n)  # what the steps train with
-        # the training step never queries: the rounds do (query_until = 0)
-        self.state.window = QueryWindow(self.expected, 0, 0, 1, 1)
+        self.policy = make_policy(self.step_cfg, self.state.sampler)  # the rounds ask with it
         self.state.dccm = self.state.dccm.to(device)
         self.opt = torch.optim.SGD(
             param_groups(model, cfg.lr, cfg.head_lr_mult, cfg.weight_decay),
@@ -92,6 +89,8 @@ class Session:
             momentum=cfg.momentum,
         )
         self.gen = torch.Generator().manual_seed(cfg.seed + 2)
+        # the training step never asks: the rounds do
+        self.learner = Learner(model, self.opt, self.step_cfg, self.state, self.gen)
         self.picker = Picker(n, torch.Generator().manual_seed(cfg.seed + 3))
         self.outstanding, self.fresh = Outstanding(), Freshness()
         self.cooldown = Cooldown(sopts.cooldown_iterations)
@@ -128,7 +127,6 @@ class Session:
         """Continue a killed session: model and Algorithm 1 state from the checkpoint, the
         bank and the queries still standing from the server."""
         self.iteration = restore(ckpt, self.model, self.state)
-        self.state.window = QueryWindow(self.expected, 0, 0, 1, 1)
         saved = ckpt.get("session", {})
         self.best_val = float(saved.get("best_val", -1.0))
         self.best_iteration = int(saved.get("best_iteration", -1))
@@ -176,11 +174,8 @@ class Session:
         sx, sy = _source_batch(data, cfg.batch_source, self.gen, cfg, self.device)
         tx = to_float(data.target.images[tidx]).to(self.device)
         batch = Batch(sx, sy, tx, tidx)
-        it, state, step_cfg = self.iteration, self.state, self.step_cfg
-        set_lr(self.opt, self.cooldown.lr(cfg.lr, it, cfg.poly_power))
-        adaptation_step(
-            self.model, self.opt, batch, self.bank, state, step_cfg, it, _no_ask, dict, self.gen
-        )
+        set_lr(self.opt, self.cooldown.lr(cfg.lr, self.iteration, cfg.poly_power))
+        adaptation_step(self.learner, batch, self.bank)
         self.fresh.stepped(rows)
         self.iteration += 1
         if self.cooldown.done(self.iteration):  # the rate reached 0: the last point, the end
@@ -204,21 +199,21 @@ class Session:
         spent = self.link.spent()
         posted = 0
         for rows in self.picker.pick_rows(self.sopts.round_images):
-            score = score_images(self.model, self._images(rows), self.cfg.gamma)
+            score, prob = score_images(self.model, self._images(rows), self.cfg.gamma)
             if not self.state.calibrated:
                 calibrate_thresholds(self.state, score, self.cfg)
             asked = self.bank.batch(torch.tensor(rows))[2]
-            args = (self.state.sampler, self.expected, spent, quota - posted, self.gen)
-            mask, phase = select_round(score, ~asked, *args)
-            if phase == "done":
+            maps = round_maps(score, prob, self.state.sampler, ~asked)
+            budget = round_budget(self.expected, spent, quota - posted, self.picker.wrapped)
+            mask, phase = self.policy.select(maps, budget, self.gen)
+            if phase in ("done", "none"):
                 break
-            self.exhausted = phase == "medium" and not bool(mask.any()) and self.picker.wrapped
-            posted += self._post(rows, mask, score, phase)
+            dry = phase not in ("high", "none") and not bool(mask.any())
+            self.exhausted = dry and self.picker.wrapped
+            posted += self._post(rows, mask.cpu(), score.cpu(), phase)
             spent[phase] = spent.get(phase, 0) + int(mask.sum())
             if posted >= quota or self.ended:
                 break
-            if self.picker.wrapped and phase == "high":  # a pass over the images: an epoch
-                self.state.sampler.end_epoch()
         return posted
 
     def _post(self, rows: list[int], mask: torch.Tensor, score: torch.Tensor, phase: str) -> int:
@@ -288,8 +283,10 @@ class Session:
         """Outstanding queries whose pixel the model, scored now, is sure of."""
         if not self.state.calibrated:
             return set()
-        score = lambda rows: score_images(self.model, self._images(rows), self.cfg.gamma)  # noqa: E731
-        return self.outstanding.sure(score, self.cfg.pi_low_quantile)
+        return self.outstanding.sure(self._scores, self.cfg.pi_low_quantile)
+
+    def _scores(self, rows: list[int]) -> torch.Tensor:
+        return score_images(self.model, self._images(rows), self.cfg.gamma)[0].cpu()
 
     def _images(self, rows: list[int]) -> torch.Tensor:
         return to_float(self.data.target.images[torch.tensor(rows)]).to(self.device)
