@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from server.schemas import budget_total
+from trainer.bench.gpu_args import StepShape
 from trainer.bench.syncs import SyncCounter, count_aten_ops, cuda_sync_count
 from trainer.config import TrainConfig
 from trainer.learning.labelbank import LabelBank
@@ -241,23 +242,17 @@ def _syncs(device: torch.device, fn: Any) -> int:
 
 def run_speed(
     out: Path,
-    *,
-    model: str = "small",
-    height: int = 64,
-    width: int = 128,
-    classes: int = 9,
+    base: TrainConfig,
+    shape: StepShape = StepShape(64, 128, 9),
     iterations: int = 30,
-    device: str = "auto",
-    amp: bool = True,
-    compile_step: bool = False,
-    threads: int = 0,
     log=print,
 ) -> dict[str, Any]:
-    """``measure`` on one setting with the aten-op counts; prints one line, writes ``out``."""
-    base = TrainConfig(
-        model=model, device=device, amp=amp, compile_step=compile_step, threads=threads
-    )
+    """``measure`` on one setting with the aten-op counts; prints one line, writes ``out``.
+    ``base``: the network and the machine's fields (``model``, ``device``, ``amp``,
+    ``compile_step``, ``threads``); the strategy is ``full``."""
     cfg = configure(base, "full", budget_rate=0.05)
+    height, width, classes = shape
+    model = cfg.model
     result = measure(cfg, height, width, classes, iterations, profile_ops=True)
     parts = ", ".join(f"{k} {100 * v:.1f}%" for k, v in result["parts"].items())
     log(

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from trainer.learning.infonce import WeightMode, unit_info_nce
+from trainer.learning.infonce import NceOptions, WeightMode, unit_info_nce
 from trainer.nets.forward import maybe_compiled
 from trainer.ops.draws import count_ids, device_generator, host_to_device
 
@@ -209,19 +209,19 @@ def mcu_loss(
     if not links:
         return {k: zero for k in keys}
     emb = normalize(batch.emb)
-    a, a_lab, a_unit, s, s_lab, s_unit, s_cat = _units(batch, emb, settings, num_classes, generator)
+    anchors, samples = _units(batch, emb, settings, num_classes, generator)
     counts, unit_links = _link_tables(len(keys), 2 * n_img + 1, links)
+    most = max(1, settings.max_samples_per_class) if settings.fixed_shapes else None
+    options = NceOptions(
+        settings.temperature, settings.weight_mode, num_classes, most, weight_bound
+    )
     totals, n_pairs = maybe_compiled(unit_info_nce, settings.compile)(
-        (a, a_lab, a_unit),
-        (s, s_lab, s_unit, s_cat),
+        anchors,
+        samples,
         host_to_device(counts, emb.device),
-        settings.temperature,
-        settings.weight_mode,
         weight,
-        classes=num_classes,
-        unit_links=host_to_device(unit_links, emb.device),
-        max_positives=max(1, settings.max_samples_per_class) if settings.fixed_shapes else None,
-        weight_bound=weight_bound,
+        options,
+        host_to_device(unit_links, emb.device),
     )
     losses = totals / n_pairs.clamp_min(1.0)
     return {k: losses[i] for i, k in enumerate(keys)}
@@ -246,7 +246,7 @@ def _units(
     settings: MCUSettings,
     num_classes: int,
     generator: torch.Generator | None,
-) -> list[Tensor]:
+) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
     """Anchors (emb, label, unit) and samples (emb, label, unit, category) of the enabled
     kinds, pixels first, then centres."""
     labeled = (batch.label >= 0) & (batch.label < num_classes)
@@ -260,12 +260,12 @@ def _units(
         cen = _center_units(batch, emb, num_classes)
         anchors.append(cen)
         samples.append((*cen, torch.ones_like(cen[1])))
-    return _concat(anchors) + _concat(samples)
+    return _concat(anchors), _concat(samples)
 
 
-def _concat(parts: list[tuple[Tensor, ...]]) -> list[Tensor]:
+def _concat(parts: list[tuple[Tensor, ...]]) -> tuple[Tensor, ...]:
     """Field-wise concatenation of the pixel and the centre units (no copy for one part)."""
-    return [torch.cat(t) if len(t) > 1 else t[0] for t in zip(*parts, strict=True)]
+    return tuple(torch.cat(t) if len(t) > 1 else t[0] for t in zip(*parts, strict=True))
 
 
 def _links(

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import torch
@@ -92,12 +92,18 @@ def open_run(
     return create_run(client, cfg, data, opts.run_name, opts.store_dataset), None
 
 
+class Place(NamedTuple):
+    """Where a run is: the iteration to resume at and its run on the server."""
+
+    iteration: int
+    run_id: int
+
+
 def save_checkpoint(
     path: Path,
     model: torch.nn.Module,
     state: LoopState,
-    iteration: int,
-    run_id: int,
+    place: Place,
     cfg: TrainConfig,
     *,
     data: Data,
@@ -106,7 +112,7 @@ def save_checkpoint(
 ) -> None:
     """The one checkpoint format (trainer/loop/checkpoint.py) plus the resume state (and ``extra``,
     e.g. the session mode's best target-val)."""
-    resume = {"iteration": iteration, "run_id": run_id, "dccm": state.dccm.cpu()}
+    resume = {"iteration": place.iteration, "run_id": place.run_id, "dccm": state.dccm.cpu()}
     resume |= {"thresholds": vars(state.sampler.state), "calibrated": state.calibrated}
     size = data.target.images.shape[-2:]
     save(path, payload(cfg, model, data_classes(data), size, bank, **resume, **(extra or {})))
@@ -175,15 +181,14 @@ def run_worker(cfg: TrainConfig, opts: WorkerOptions, progress: str = "auto") ->
     def on_step(it: int, st: LoopState) -> None:
         link.sync(bank)
         if (it + 1) % opts.checkpoint_every == 0:
-            save_checkpoint(ckpt_path, model, st, it + 1, run_id, cfg, data=data, bank=bank)
+            save_checkpoint(ckpt_path, model, st, Place(it + 1, run_id), cfg, data=data, bank=bank)
 
     oracle = Oracle(link.ask, link.spent, int(run["budget_total"]))  # M_e: the server's
     on_eval = lambda point: post_metrics(client, run_id, point)  # noqa: E731
     hooks = AdaptHooks(start, state, on_eval, on_step, progress)
     result = adapt(model, cfg, data, oracle, bank, device, hooks)
-    save_checkpoint(
-        ckpt_path, model, state, cfg.adapt_iterations(n), run_id, cfg, data=data, bank=bank
-    )
+    end = Place(cfg.adapt_iterations(n), run_id)
+    save_checkpoint(ckpt_path, model, state, end, cfg, data=data, bank=bank)
     if opts.mode == "benchmark":
         # queries still in flight (e.g. posted by a killed predecessor and not waited for
         # since the restart): wait for their answers so the bank ends equal to the record

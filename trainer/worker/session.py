@@ -41,7 +41,7 @@ from trainer.nets.model import param_groups, set_lr
 from trainer.selection.policy import make_policy
 from trainer.strategies import for_budget
 from trainer.worker.link import ServiceLink
-from trainer.worker.main import WorkerOptions, post_metrics, restore, save_checkpoint
+from trainer.worker.main import Place, WorkerOptions, post_metrics, restore, save_checkpoint
 from trainer.worker.rounds import (
     PROGRESS,
     Cooldown,
@@ -338,7 +338,7 @@ class Session:
         d = self.opts.checkpoint_dir
         kept = {"best_val": self.best_val, "best_iteration": self.best_iteration}
         extra = {"session": kept | {"counts": self.counts, "cooldown_from": self.cooldown.start}}
-        args = (self.model, self.state, self.iteration, self.run_id, self.cfg)
+        args = (self.model, self.state, Place(self.iteration, self.run_id), self.cfg)
         save_checkpoint(d / "checkpoint.pt", *args, data=self.data, bank=self.bank, extra=extra)
         if best:  # the one checkpoint format, with the best weights: adamcu predict loads it
             point = {"iteration": self.best_iteration, "miou": self.best_val, "run_id": self.run_id}
