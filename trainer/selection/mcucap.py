@@ -20,7 +20,7 @@ config field (defaults in :class:`CapSettings`, chosen before any target-val run
   :func:`trainer.selection.ripu.scaled_radius`):
   greedy picks blank a window around them, as RIPU-PA does, this round and later ones;
   0: no window;
-- ``mcu_true_labels`` (set by the strategy, read in ``trainer/loop/step.py``): the MCUs take only
+- ``mcu_true_labels`` (set by the strategy, read in ``trainer/loop/learn.py``): the MCUs take only
   true labels on the target, no G_l pseudo labels (the target-val ablation: pseudo labels of
   a weak source model cost 2-5 points); the strategy also turns pseudo labels off, except
   under ``cap_pseudo_below`` labels per target image (``trainer.strategies.for_budget``).

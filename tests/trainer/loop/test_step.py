@@ -203,3 +203,21 @@ def test_query_errors_count_answered_pixels_the_model_got_wrong() -> None:
     labels = torch.tensor([[[1, 2, IGNORE_INDEX, 0]]])  # the third pixel got no answer
     pred = torch.tensor([[[1, 0, 0, 1]]])
     assert query_errors(mask, labels, pred) == 1
+
+
+@pytest.mark.parametrize("strategy", ["al-as", "random", "source-only"])
+def test_the_budget_is_read_once_per_iteration_of_the_window_and_never_after(strategy) -> None:
+    """The drivers read what is spent (the service's budget: an HTTP request) once per round
+    of selection: once per iteration inside the query window, never after it, never for a
+    strategy that asks nothing."""
+    cfg, _, _, target, bank, state, _ = _setup(strategy, iterations=12)
+    reads = []
+    oracle = Oracle(GroundTruthOracle(target), lambda: reads.append(1) or bank.counts())
+    policy = make_policy(cfg, state.sampler)
+    asked = [asking_at(policy, state, it, oracle) is not None for it in range(cfg.iterations)]
+    window = state.window.query_until
+    if strategy == "source-only":
+        assert not reads and not any(asked)
+    else:
+        assert 0 < window < cfg.iterations and len(reads) == window
+        assert asked == [True] * window + [False] * (cfg.iterations - window)
