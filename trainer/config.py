@@ -33,8 +33,12 @@ class Selection(StrEnum):
     MCU_CAP = "mcu-cap"
 
 
-SELECTIONS = tuple(s.value for s in Selection)
-WEIGHT_MODES = ("negatives", "paper", "none")
+class WeightMode(StrEnum):
+    """How the DCCM weights InfoNCE's logits (``trainer.learning.contrast.MCUSettings``)."""
+
+    NEGATIVES = "negatives"  # negative logits times 1 + w[u, v]
+    PAPER = "paper"  # every logit times w[u, v] (Eq. 10 as printed)
+    NONE = "none"
 
 
 @dataclass
@@ -135,12 +139,12 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.selection not in SELECTIONS:
-            raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
+        for name, kind in (("selection", Selection), ("weight_mode", WeightMode)):
+            names = [k.value for k in kind]
+            if getattr(self, name) not in names:
+                raise ValueError(f"{name} must be one of {names}, got {getattr(self, name)!r}")
         if self.fixed_shapes not in ("auto", "on", "off"):
             raise ValueError(f"fixed_shapes must be auto, on or off, got {self.fixed_shapes!r}")
-        if self.weight_mode not in WEIGHT_MODES:
-            raise ValueError(f"weight_mode must be one of {WEIGHT_MODES}, got {self.weight_mode!r}")
         if not 0.0 <= self.budget_rate <= 1.0:
             raise ValueError(f"budget_rate must lie in [0, 1], got {self.budget_rate}")
         for name in ("pixelpick_top", "cap_class_share"):

@@ -9,18 +9,16 @@ as printed) lives next to its tests, ``tests/trainer/learning/contrast_reference
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from trainer.learning.infonce import NceOptions, WeightMode, unit_info_nce
+from trainer.config import TrainConfig, WeightMode
+from trainer.learning.infonce import NceOptions, unit_info_nce
 from trainer.nets.forward import maybe_compiled
 from trainer.ops.draws import count_ids, device_generator, host_to_device
-
-if TYPE_CHECKING:
-    from trainer.config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -40,7 +38,7 @@ class MCUSettings:
     p2p: bool = False
     c2c: bool = False
     temperature: float = 0.1
-    weight_mode: WeightMode = "negatives"
+    weight_mode: WeightMode = WeightMode.NEGATIVES
     max_anchors_per_class: int = 16
     max_samples_per_class: int = 32
     compile: bool = False  # torch.compile the InfoNCE kernel (trainer.nets.forward.maybe_compiled)
@@ -56,7 +54,7 @@ class MCUSettings:
             p2p=cfg.p2p,
             c2c=cfg.c2c,
             temperature=cfg.temperature,
-            weight_mode=cfg.weight_mode if cfg.dccm else "none",  # type: ignore[arg-type]
+            weight_mode=WeightMode(cfg.weight_mode) if cfg.dccm else WeightMode.NONE,
             max_anchors_per_class=cfg.max_anchors_per_class,
             max_samples_per_class=cfg.max_samples_per_class,
             compile=cfg.compile_step,

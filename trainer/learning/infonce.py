@@ -9,15 +9,14 @@ the logits, and float64 only where float32 would underflow.
 from __future__ import annotations
 
 import math
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from trainer.config import WeightMode
 from trainer.ops.draws import count_ids
-
-WeightMode = Literal["negatives", "paper", "none"]
 
 
 class NceOptions(NamedTuple):
