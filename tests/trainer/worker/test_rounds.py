@@ -280,3 +280,37 @@ def test_a_round_whose_response_was_lost_reads_its_ids_back() -> None:
     lossy = Lossy(run=svc.run, images=svc.images)
     ids = ServiceLink(lossy, 1, ["a", "b"], "human").post([1], [2], [3], "high", [0.5])
     assert list(ids.values()) == [(2, 2, 3)] and list(ids) == list(lossy.queries)
+
+
+@pytest.mark.parametrize(
+    ("strategy", "group"), [("full", "high"), ("random", "random"), ("pixelpick", "entropy")]
+)
+def test_a_session_round_asks_with_the_configured_selection(
+    strategy: str, group: str, tmp_path, monkeypatch
+) -> None:
+    """A session picks its rounds with the run's selection policy, as the benchmark loop does
+    (before, every session asked by Algorithm 1 whatever its strategy)."""
+    from trainer.data.folder import SplitTensors
+    from trainer.loop.train import Data
+    from trainer.nets.model import build_model
+    from trainer.strategies import configure
+    from trainer.worker.main import WorkerOptions
+    from trainer.worker.session import Session
+
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8, generator=gen)
+    split = SplitTensors(images, torch.zeros(4, 16, 16, dtype=torch.uint8), list("abcd"))
+    data = Data(split, split, split, split, ["x", "y", "z"], [(0, 0, 0)] * 3)
+    cfg = configure(TrainConfig(device="cpu", embed_dim=16), strategy)
+    torch.manual_seed(0)
+    model = build_model("small", 3, embed_dim=16)
+    opts = WorkerOptions("mem", "t", "session", tmp_path)
+    run = {"id": 1, "budget_total": 40}
+    session = Session(cfg, opts, SessionOptions(round_images=4), data, model, "cpu", None, run)
+    posted = []
+    monkeypatch.setattr(session.link, "spent", lambda: {})  # nothing spent on the server yet
+    monkeypatch.setattr(
+        session, "_post", lambda rows, mask, score, phase: posted.append(phase) or int(mask.sum())
+    )
+    assert session.post_round(6) == 6 and posted == [group]
+    session.events.close()
