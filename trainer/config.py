@@ -33,6 +33,14 @@ class Selection(StrEnum):
     MCU_CAP = "mcu-cap"
 
 
+class FixedShapes(StrEnum):
+    """Whether the step takes its fixed-size, sync-free forms: on a GPU, always, never."""
+
+    AUTO = "auto"
+    ON = "on"
+    OFF = "off"
+
+
 class WeightMode(StrEnum):
     """How the DCCM weights InfoNCE's logits (``trainer.learning.contrast.MCUSettings``)."""
 
@@ -139,12 +147,11 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name, kind in (("selection", Selection), ("weight_mode", WeightMode)):
+        modes = {"selection": Selection, "weight_mode": WeightMode, "fixed_shapes": FixedShapes}
+        for name, kind in modes.items():
             names = [k.value for k in kind]
             if getattr(self, name) not in names:
                 raise ValueError(f"{name} must be one of {names}, got {getattr(self, name)!r}")
-        if self.fixed_shapes not in ("auto", "on", "off"):
-            raise ValueError(f"fixed_shapes must be auto, on or off, got {self.fixed_shapes!r}")
         if not 0.0 <= self.budget_rate <= 1.0:
             raise ValueError(f"budget_rate must lie in [0, 1], got {self.budget_rate}")
         for name in ("pixelpick_top", "cap_class_share"):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from trainer.config import TrainConfig
+from trainer.config import FixedShapes, TrainConfig
 from trainer.nets.output import SegOutput
 from trainer.selection.sampling import ActiveSampler
 from trainer.selection.views import BudgetView, Policy, QueryWindow
@@ -93,4 +93,5 @@ class Forward:
 
 def fixed_shapes(cfg: TrainConfig, device: torch.device) -> bool:
     """Whether the step takes its fixed-size, sync-free forms (``cfg.fixed_shapes``)."""
-    return cfg.fixed_shapes == "on" or (cfg.fixed_shapes == "auto" and device.type == "cuda")
+    mode = FixedShapes(cfg.fixed_shapes)
+    return mode == FixedShapes.ON or (mode == FixedShapes.AUTO and device.type == "cuda")

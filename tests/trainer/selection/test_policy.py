@@ -31,6 +31,8 @@ def test_every_selection_name_has_its_policy_and_no_other_name_is_taken() -> Non
         TrainConfig(selection="algorithm-one")
     with pytest.raises(ValueError, match="weight_mode must be one of"):
         TrainConfig(weight_mode="both")
+    with pytest.raises(ValueError, match="fixed_shapes must be one of"):
+        TrainConfig(fixed_shapes="yes")
 
 
 def test_the_simple_policies_by_hand() -> None:
