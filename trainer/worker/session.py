@@ -7,8 +7,9 @@ first, at a constant learning rate since nobody knows when the session ends; wit
 - merges the answers every ``merge_every`` iterations (one GET), so each is in a gradient step
   within an iteration or two of being read;
 - keeps about N minutes of work per active annotator queued: every ``round_seconds`` it reads
-  the server's pace and posts the shortfall as one round, picked by Algorithm 1 from images
-  scored by the model as it is now (:mod:`trainer.worker.rounds`);
+  the server's pace and posts the shortfall as one round, picked by the run's selection policy
+  (the benchmark loop's; Algorithm 1 for the paper's strategies) from images scored by the
+  model as it is now (:mod:`trainer.worker.rounds`);
 - withdraws queries nobody claimed for T minutes, and every ``rescore_seconds`` those whose
   pixel the current model is no longer unsure of (now in G_l); a withdrawn pixel is unmarked,
   but the server keeps one query per pixel and refuses it again (the worker then drops it);
