@@ -1,12 +1,15 @@
-"""Size limits of the house rules: no file over 350 lines, no function over 60 lines.
+"""Size limits of the house rules: no file over 350 lines, no function over 60 lines, no
+function with more than 8 parameters.
 
     python scripts/check_sizes.py              # the whole repository (tests/ excluded)
     python scripts/check_sizes.py trainer/bench trainer/loop/step.py
 
 Walks the given files and folders (default: the repository root) for ``*.py`` files, skipping
 ``tests/``, virtual environments and ``migrations/versions``; a function's length is counted
-with ``ast`` from its ``def`` line (decorators included) to its last line. Prints every
-offender and exits 1 if there is one, 0 otherwise.
+with ``ast`` from its ``def`` line (decorators included) to its last line. Its parameters are
+every name it takes (positional, keyword-only, ``*args`` and ``**kwargs`` count one each),
+except a method's leading ``self`` or ``cls``: more than 8, and the values belong together in
+a dataclass. Prints every offender and exits 1 if there is one, 0 otherwise.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 
 MAX_FILE_LINES = 350
 MAX_FUNCTION_LINES = 60
+MAX_PARAMETERS = 8
 ROOT = Path(__file__).resolve().parent.parent
 SKIP_DIRS = {"tests", ".venv", "venv", ".git", "node_modules", "__pycache__", "build", "dist"}
 SKIP_PATHS = ("migrations/versions",)
@@ -46,6 +50,14 @@ def python_files(targets: list[Path]) -> Iterator[Path]:
                 yield sub
 
 
+def parameters(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    """The names ``node`` takes, a leading ``self`` / ``cls`` not counted."""
+    args = node.args
+    names = [a.arg for a in args.posonlyargs + args.args + args.kwonlyargs]
+    names += [a.arg for a in (args.vararg, args.kwarg) if a is not None]
+    return len(names) - (1 if names[:1] in (["self"], ["cls"]) else 0)
+
+
 def offenders(path: Path) -> list[str]:
     """Lines describing every limit ``path`` (relative to the root) breaks."""
     text = (ROOT / path).read_text()
@@ -61,6 +73,11 @@ def offenders(path: Path) -> list[str]:
                 found.append(
                     f"{path}:{node.lineno}: function {node.name} is {length} lines "
                     f"(limit {MAX_FUNCTION_LINES})"
+                )
+            if parameters(node) > MAX_PARAMETERS:
+                found.append(
+                    f"{path}:{node.lineno}: function {node.name} takes {parameters(node)} "
+                    f"parameters (limit {MAX_PARAMETERS})"
                 )
     return found
 

@@ -102,20 +102,14 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _speed(args: argparse.Namespace) -> int:
+    from trainer.bench.gpu_args import StepShape
     from trainer.bench.speed import run_speed
+    from trainer.config import TrainConfig
 
-    run_speed(
-        Path(args.out),
-        model=args.model,
-        height=args.height,
-        width=args.width,
-        classes=args.classes,
-        iterations=args.iterations,
-        device=args.device,
-        amp=not args.no_amp,
-        compile_step=args.compile,
-        threads=args.threads,
-    )
+    machine = {"device": args.device, "compile_step": args.compile, "threads": args.threads}
+    base = TrainConfig(model=args.model, amp=not args.no_amp, **machine)
+    shape = StepShape(args.height, args.width, args.classes)
+    run_speed(Path(args.out), base, shape, args.iterations)
     print(f"written to {args.out}")
     return 0
 

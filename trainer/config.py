@@ -10,24 +10,43 @@ from __future__ import annotations
 import json
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-SELECTIONS = (
-    "none",
-    "all",
-    "random",
-    "entropy",
-    "ripu",
-    "algorithm1",
-    # the comparison rows and mcu-cap (trainer/selection/comparison.py)
-    "pixelpick",
-    "ripu-pa",
-    "ripu-ra",
-    "image-wise",
-    "mcu-cap",
-)
-WEIGHT_MODES = ("negatives", "paper", "none")
+
+class Selection(StrEnum):
+    """The selection strategies, one name each; :mod:`trainer.selection.policy` maps every
+    one to its policy."""
+
+    NONE = "none"
+    ALL = "all"
+    RANDOM = "random"
+    ENTROPY = "entropy"
+    RIPU = "ripu"
+    ALGORITHM1 = "algorithm1"
+    # the comparison rows (trainer/selection/comparison.py) and mcu-cap (mcucap.py)
+    PIXELPICK = "pixelpick"
+    RIPU_PA = "ripu-pa"
+    RIPU_RA = "ripu-ra"
+    IMAGE_WISE = "image-wise"
+    MCU_CAP = "mcu-cap"
+
+
+class FixedShapes(StrEnum):
+    """Whether the step takes its fixed-size, sync-free forms: on a GPU, always, never."""
+
+    AUTO = "auto"
+    ON = "on"
+    OFF = "off"
+
+
+class WeightMode(StrEnum):
+    """How the DCCM weights InfoNCE's logits (``trainer.learning.contrast.MCUSettings``)."""
+
+    NEGATIVES = "negatives"  # negative logits times 1 + w[u, v]
+    PAPER = "paper"  # every logit times w[u, v] (Eq. 10 as printed)
+    NONE = "none"
 
 
 @dataclass
@@ -128,12 +147,11 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.selection not in SELECTIONS:
-            raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
-        if self.fixed_shapes not in ("auto", "on", "off"):
-            raise ValueError(f"fixed_shapes must be auto, on or off, got {self.fixed_shapes!r}")
-        if self.weight_mode not in WEIGHT_MODES:
-            raise ValueError(f"weight_mode must be one of {WEIGHT_MODES}, got {self.weight_mode!r}")
+        modes = {"selection": Selection, "weight_mode": WeightMode, "fixed_shapes": FixedShapes}
+        for name, kind in modes.items():
+            names = [k.value for k in kind]
+            if getattr(self, name) not in names:
+                raise ValueError(f"{name} must be one of {names}, got {getattr(self, name)!r}")
         if not 0.0 <= self.budget_rate <= 1.0:
             raise ValueError(f"budget_rate must lie in [0, 1], got {self.budget_rate}")
         for name in ("pixelpick_top", "cap_class_share"):

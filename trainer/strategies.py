@@ -1,7 +1,8 @@
 """The strategies compared under one budget and one oracle: each is a set of config overrides.
 
 Rows of the paper's Table V/VI are configurations of the same step (``trainer/loop/step.py``,
-``adaptation_step``; Algorithm 1 in ``trainer/selection/sampling.py``):
+``adaptation_step``): a selection policy (``trainer/selection/policy.py``; Algorithm 1 in
+``sampling.py``) and the learning step (``trainer/loop/learn.py``):
 
 | strategy      | selection            | target loss                      | MCU             | DCCM |
 |---------------|----------------------|----------------------------------|-----------------|------|
@@ -29,8 +30,8 @@ Rows of the paper's Table V/VI are configurations of the same step (``trainer/lo
 |               | impurity, windows    |                                  | only            |      |
 | supervised    | every target label   | CE on every target pixel         | -               | -    |
 
-The comparison rows and ``mcu-cap`` are in ``trainer/selection/comparison.py`` (RIPU in ``ripu.py``,
-PixelPick and image-wise in ``baselines.py``, ``mcu-cap`` in ``mcucap.py``). ``ripu`` is RIPU
+The comparison rows' policies are in ``trainer/selection/comparison.py`` (RIPU in ``ripu.py``,
+PixelPick and image-wise in ``baselines.py``), ``mcu-cap``'s in ``mcucap.py``. ``ripu`` is RIPU
 as its authors run it (BIT-DA/RIPU's PA config); the earlier plain top-k form of its score
 stays reachable as ``selection = "ripu"`` in a config file.
 """

@@ -9,20 +9,11 @@ from typing import Any
 import torch
 
 from trainer.bench.diagnostics import label_diagnostics
-from trainer.config import TrainConfig
+from trainer.config import Selection, TrainConfig
 from trainer.learning.labelbank import LabelBank
+from trainer.loop.adapt import AdaptHooks, AdaptResult, adapt, local_oracle
 from trainer.loop.checkpoint import data_classes, payload, save
-from trainer.loop.train import (
-    AdaptResult,
-    Data,
-    GroundTruthOracle,
-    adapt,
-    budget_pixels,
-    evaluate,
-    local_spent,
-    pick_device,
-    pretrain,
-)
+from trainer.loop.train import Data, budget_pixels, evaluate, pick_device, pretrain
 
 
 def run_strategy(
@@ -47,15 +38,16 @@ def run_strategy(
     expected, iterations = budget_pixels(cfg, data), cfg.adapt_iterations(n)
     result = AdaptResult(model, bank, -1.0, 0)  # source-only: no adaptation
     if iterations > 0:
-        oracle = GroundTruthOracle(data.target.labels)
-        result = adapt(model, cfg, data, oracle, local_spent(bank), bank, device, progress=progress)
+        oracle = local_oracle(data.target.labels, bank)
+        hooks = AdaptHooks(progress=progress)
+        result = adapt(model, cfg, data, oracle, bank, device, hooks)
     val = evaluate(model, data.val, data.num_classes, device)
     test = evaluate(model, data.test, data.num_classes, device)
-    labeled = data.target_pixels if cfg.selection == "all" else bank.num_labeled
+    labeled = data.target_pixels if cfg.selection == Selection.ALL else bank.num_labeled
     if checkpoint is not None:
         _save(checkpoint, cfg, model, bank, data)
     diagnostics = None
-    if cfg.selection not in ("none", "all"):
+    if cfg.selection not in (Selection.NONE, Selection.ALL):
         truth = data.target.labels
         labels = bank.batch(torch.arange(bank.shape[0]))[0]
         diagnostics = label_diagnostics(labels, truth, data.num_classes, result.queries)

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from trainer.bench.gpu_args import SETTINGS, add_arguments
+from trainer.bench.gpu_args import SETTINGS, StepShape, add_arguments
 from trainer.bench.speed import measure
 from trainer.config import TrainConfig
 from trainer.loop.train import pick_device
@@ -144,20 +144,19 @@ def _print_header(report: dict[str, Any], dev: torch.device) -> None:
 
 def run_gpu_bench(
     out: Path,
+    machine: TrainConfig,
+    shape: StepShape = StepShape(512, 1024, 19),
     *,
-    model: str = "deeplabv2_r101",
-    height: int = 512,
-    width: int = 1024,
-    classes: int = 19,
     iterations: int = 10,
     warmup: int = 3,
     settings: list[str] | None = None,
-    device: str = "auto",
     max_seconds: float = 270.0,
-    threads: int = 0,
-    compile_step: bool = False,
 ) -> dict[str, Any]:
-    """Run every setting, print a table, write ``out`` (JSON) after each setting."""
+    """Run every setting, print a table, write ``out`` (JSON) after each setting.
+    ``machine``: the network and the machine's fields (``model``, ``device``, ``threads``,
+    ``compile_step``)."""
+    model, device, compile_step = machine.model, machine.device, machine.compile_step
+    height, width, classes = shape
     names = settings or list(SETTINGS)
     unknown = sorted(set(names) - set(SETTINGS))
     if unknown:
@@ -165,13 +164,7 @@ def run_gpu_bench(
     dev = pick_device(device)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input size
-    base = configure(
-        TrainConfig(
-            model=model, device=str(dev), embed_dim=64, threads=threads, compile_step=compile_step
-        ),
-        "full",
-        budget_rate=0.05,
-    )
+    base = configure(machine.replace(device=str(dev), embed_dim=64), "full", budget_rate=0.05)
     report: dict[str, Any] = {
         "model": model,
         "height": height,
@@ -201,19 +194,17 @@ def run_gpu_bench(
 
 
 def run_from_args(args: argparse.Namespace) -> int:
+    machine = TrainConfig(
+        model=args.model, device=args.device, threads=args.threads, compile_step=args.compile
+    )
     run_gpu_bench(
         Path(args.out),
-        model=args.model,
-        height=args.height,
-        width=args.width,
-        classes=args.classes,
+        machine,
+        StepShape(args.height, args.width, args.classes),
         iterations=args.iterations,
         warmup=args.warmup,
         settings=[s for s in args.settings.split(",") if s],
-        device=args.device,
         max_seconds=args.max_seconds,
-        threads=args.threads,
-        compile_step=args.compile,
     )
     return 0
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import NamedTuple
 
 SETTINGS = {  # name -> (bf16 autocast, channels_last)
     "fp32": (False, False),
@@ -11,6 +12,14 @@ SETTINGS = {  # name -> (bf16 autocast, channels_last)
     "bf16": (True, False),
     "bf16-channels-last": (True, True),
 }
+
+
+class StepShape(NamedTuple):
+    """The input of a measured step: images of ``height`` x ``width`` with ``classes``."""
+
+    height: int
+    width: int
+    classes: int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -17,14 +17,19 @@ from typing import Any
 import torch
 
 from server.schemas import budget_total
+from trainer.bench.gpu_args import StepShape
 from trainer.bench.syncs import SyncCounter, count_aten_ops, cuda_sync_count
 from trainer.config import TrainConfig
 from trainer.learning.labelbank import LabelBank
 from trainer.learning.losses import cross_entropy, source_loss
-from trainer.loop.step import Batch, adaptation_step, fixed_shapes
-from trainer.loop.train import GroundTruthOracle, local_spent, new_loop_state, pick_device
+from trainer.loop.adapt import local_oracle
+from trainer.loop.bundles import Batch, Learner, fixed_shapes
+from trainer.loop.schedule import new_loop_state
+from trainer.loop.step import adaptation_step, asking_at
+from trainer.loop.train import pick_device
 from trainer.nets.forward import upsample
 from trainer.nets.model import build_model, param_groups
+from trainer.selection.policy import make_policy
 from trainer.strategies import configure
 
 
@@ -175,7 +180,8 @@ def _full_runner(
     state = new_loop_state(
         cfg, budget_total(cfg.budget_rate, bank.num_pixels), classes, len(target_labels)
     )
-    oracle, spent = GroundTruthOracle(target_labels), local_spent(bank)
+    oracle = local_oracle(target_labels, bank)
+    policy = make_policy(cfg, state.sampler)
     shares: dict[str, list[float]] = {}
     step = {"it": 0}
 
@@ -183,10 +189,9 @@ def _full_runner(
 
     def full(laps: bool, iteration: int | None = None, sync_free: bool = False) -> None:
         it = step["it"] if iteration is None else iteration
-        run = fixed if sync_free else cfg
-        stats = adaptation_step(
-            model, opt, batch, bank, state, run, it, oracle, spent, gen, sync if laps else _none
-        )
+        learner = Learner(model, opt, fixed if sync_free else cfg, state, gen)
+        learner.sync = sync if laps else _none
+        stats = adaptation_step(learner, batch, bank, asking_at(policy, state, it, oracle))
         step["it"] += iteration is None
         if laps:
             total = sum(stats.seconds.values())
@@ -238,23 +243,17 @@ def _syncs(device: torch.device, fn: Any) -> int:
 
 def run_speed(
     out: Path,
-    *,
-    model: str = "small",
-    height: int = 64,
-    width: int = 128,
-    classes: int = 9,
+    base: TrainConfig,
+    shape: StepShape = StepShape(64, 128, 9),
     iterations: int = 30,
-    device: str = "auto",
-    amp: bool = True,
-    compile_step: bool = False,
-    threads: int = 0,
     log=print,
 ) -> dict[str, Any]:
-    """``measure`` on one setting with the aten-op counts; prints one line, writes ``out``."""
-    base = TrainConfig(
-        model=model, device=device, amp=amp, compile_step=compile_step, threads=threads
-    )
+    """``measure`` on one setting with the aten-op counts; prints one line, writes ``out``.
+    ``base``: the network and the machine's fields (``model``, ``device``, ``amp``,
+    ``compile_step``, ``threads``); the strategy is ``full``."""
     cfg = configure(base, "full", budget_rate=0.05)
+    height, width, classes = shape
+    model = cfg.model
     result = measure(cfg, height, width, classes, iterations, profile_ops=True)
     parts = ", ".join(f"{k} {100 * v:.1f}%" for k, v in result["parts"].items())
     log(

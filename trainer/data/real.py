@@ -21,6 +21,7 @@ takes every image, any other split reads the stems listed in ``root/<split>.txt`
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -148,13 +149,24 @@ def cityscapes_pairs(root: Path, split: str) -> list[Pair]:
     return pairs
 
 
+@dataclass(frozen=True)
+class Transform:
+    """What a dataset does to each image: ``size`` = (h, w) resizes, ``crop`` = (h, w) does a
+    random scale (``scale``) + crop, ``flip`` a random horizontal flip; ``keep_label_size``
+    leaves the label at full resolution (for evaluation)."""
+
+    size: tuple[int, int] | None = None
+    crop: tuple[int, int] | None = None
+    scale: tuple[float, float] = (0.5, 2.0)
+    flip: bool = False
+    keep_label_size: bool = False
+
+
 class SegmentationDataset(Dataset):
     """Image/label files -> (image float (3, H, W) normalised, label long (H, W), key).
 
     ``read_label`` returns raw ids (H, W); ``lut`` (256,) maps them to class indices
-    (ids above 255 become 255 = ignore). Optional ``size`` = (h, w) resizes, ``crop`` =
-    (h, w) does a random scale (``scale``) + crop, ``flip`` a random horizontal flip;
-    ``keep_label_size`` leaves the label at full resolution (for evaluation).
+    (ids above 255 become 255 = ignore); ``transform``: resize, crop, flip (none by default).
     """
 
     def __init__(
@@ -162,18 +174,14 @@ class SegmentationDataset(Dataset):
         pairs: list[Pair],
         read_label: Callable[[Path], np.ndarray],
         lut: np.ndarray,
-        *,
-        size: tuple[int, int] | None = None,
-        crop: tuple[int, int] | None = None,
-        scale: tuple[float, float] = (0.5, 2.0),
-        flip: bool = False,
-        keep_label_size: bool = False,
+        transform: Transform = Transform(),
     ) -> None:
         if not pairs:
             raise FileNotFoundError("no images found for this dataset / split")
         self.pairs, self.read_label, self.lut = pairs, read_label, lut
-        self.size, self.crop, self.scale = size, crop, scale
-        self.flip, self.keep_label_size = flip, keep_label_size
+        t = transform
+        self.size, self.crop, self.scale = t.size, t.crop, t.scale
+        self.flip, self.keep_label_size = t.flip, t.keep_label_size
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -209,18 +217,13 @@ def open_dataset(
     split: str,
     *,
     num_classes: int = 19,
-    size: tuple[int, int] | None = None,
-    crop: tuple[int, int] | None = None,
-    scale: tuple[float, float] = (0.5, 2.0),
-    flip: bool = False,
-    keep_label_size: bool = False,
+    transform: Transform = Transform(),
 ) -> SegmentationDataset:
     """Open ``kind`` ("cityscapes", "gta5", "synthia", "synscapes", "folder") at ``root``.
 
     ``num_classes`` (19, 16, 13) picks the Cityscapes class set; ignored for "folder".
     """
     root = Path(root)
-    opts = dict(size=size, crop=crop, scale=scale, flip=flip, keep_label_size=keep_label_size)
     cs_lut = labelid_to_trainid_lut()
     match kind:
         case "cityscapes":
@@ -238,7 +241,9 @@ def open_dataset(
                 (root / split / "images" / p.name, p, f"{split}/{p.stem}")
                 for p in sorted((root / split / "labels").glob("*.png"))
             ]
-            return SegmentationDataset(pairs, read_mask_png, np.arange(256, dtype=np.uint8), **opts)
+            return SegmentationDataset(
+                pairs, read_mask_png, np.arange(256, dtype=np.uint8), transform
+            )
         case _:
             raise ValueError(f"unknown dataset kind {kind!r}")
-    return SegmentationDataset(pairs, read, class_subset_lut(num_classes)[lut], **opts)
+    return SegmentationDataset(pairs, read, class_subset_lut(num_classes)[lut], transform)

@@ -17,7 +17,8 @@ computes on that global batch:
   gradients over the N ranks, giving exactly dL/d(theta) of one process.
 - Queries: only rank 0 calls the oracle (``RankZeroOracle``); the pixels and answers are
   broadcast and every rank merges them into its copy of the label bank. The budget spent is
-  read on rank 0 and broadcast (``RankZeroSpent``), so it is counted once. The other ranks
+  read on rank 0 and broadcast (``RankZeroSpent``), so it is counted once (``adapt`` reads it
+  once per iteration of the query window, on every rank together). The other ranks
   compute the same selection (to keep their random generators in step) and check that it
   equals rank 0's, which is authoritative.
 - Checkpoints and result files are written by rank 0 only.
@@ -48,17 +49,10 @@ from trainer.config import TrainConfig, load_config
 from trainer.constants import GROUP_CODES
 from trainer.distributed.wrap import unwrap, wrap
 from trainer.learning.labelbank import LabelBank
+from trainer.loop.adapt import AdaptHooks, adapt, local_oracle
+from trainer.loop.bundles import Ask, Oracle, Spent
 from trainer.loop.checkpoint import data_classes, payload, save
-from trainer.loop.step import Ask, Spent
-from trainer.loop.train import (
-    Data,
-    GroundTruthOracle,
-    adapt,
-    evaluate,
-    load_data,
-    local_spent,
-    pretrain,
-)
+from trainer.loop.train import Data, evaluate, load_data, pretrain
 from trainer.strategies import configure
 
 log = logging.getLogger("adamcu.distributed")
@@ -142,14 +136,13 @@ def run_distributed(
     device: torch.device,
     out_dir: Path,
     cache_dir: Path | None,
-    ask: Ask | None = None,
-    spent: Spent | None = None,
+    oracle: Oracle | None = None,
 ) -> dict[str, Any]:
     """Pretrain (sharded, cached), adapt (Algorithm 1) and test, on every rank together.
 
-    ``ask`` / ``spent`` are used on rank 0 only (default: the ground-truth oracle and rank 0's
-    bank). Rank 0 writes ``out_dir/checkpoint.pt`` at every evaluation and
-    ``out_dir/result.json`` at the end.
+    ``oracle``'s ``ask`` / ``spent`` are used on rank 0 only (default: the ground-truth oracle
+    and rank 0's bank); its ``expected`` (M_e) must be the same on every rank. Rank 0 writes
+    ``out_dir/checkpoint.pt`` at every evaluation and ``out_dir/result.json`` at the end.
     """
     rank = dist.get_rank()
     comm = device if dist.get_backend() == "nccl" else torch.device("cpu")
@@ -159,10 +152,12 @@ def run_distributed(
     wrapped = wrap(model, device)
     n, _, h, w = data.target.images.shape
     bank = LabelBank(n, h, w)
-    oracle = RankZeroOracle(
-        (ask or GroundTruthOracle(data.target.labels)) if rank == 0 else None, comm
+    oracle = oracle or local_oracle(data.target.labels, bank)
+    shared = Oracle(
+        RankZeroOracle(oracle.ask if rank == 0 else None, comm),
+        RankZeroSpent(oracle.spent, comm),
+        oracle.expected,
     )
-    budget = RankZeroSpent(spent or local_spent(bank), comm)
 
     def on_eval(point: dict[str, Any]) -> None:
         save_checkpoint(out_dir / "checkpoint.pt", cfg, wrapped, data, bank, point)
@@ -174,9 +169,8 @@ def run_distributed(
                 point["labeled_pixels"],
             )
 
-    result = adapt(
-        wrapped, cfg, data, oracle, budget, bank, device, on_eval=on_eval, progress=rank == 0
-    )
+    hooks = AdaptHooks(on_eval=on_eval, progress=rank == 0)
+    result = adapt(wrapped, cfg, data, shared, bank, device, hooks)
     test = evaluate(wrapped, data.test, data.num_classes, device)
     report = {
         "strategy": cfg.strategy,
@@ -199,7 +193,7 @@ def run_distributed(
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="torchrun --nproc_per_node=N -m trainer.distributed.run",
+        prog="torchrun --nproc_per_node=N -m trainer.distributed",
         description="one ADA-MCU run on several GPUs (DDP)",
     )
     p.add_argument("--config", required=True, help="a TOML/JSON file of TrainConfig fields")
@@ -212,7 +206,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``torchrun ... -m trainer.distributed.run`` (also runs as one process)."""
+    """Entry point of ``torchrun ... -m trainer.distributed`` (also runs as one process)."""
     args = _parser().parse_args(argv)
     for key, value in (
         ("RANK", "0"),

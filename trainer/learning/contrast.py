@@ -9,18 +9,16 @@ as printed) lives next to its tests, ``tests/trainer/learning/contrast_reference
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from trainer.learning.infonce import WeightMode, unit_info_nce
+from trainer.config import TrainConfig, WeightMode
+from trainer.learning.infonce import NceOptions, unit_info_nce
 from trainer.nets.forward import maybe_compiled
 from trainer.ops.draws import count_ids, device_generator, host_to_device
-
-if TYPE_CHECKING:
-    from trainer.config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -40,7 +38,7 @@ class MCUSettings:
     p2p: bool = False
     c2c: bool = False
     temperature: float = 0.1
-    weight_mode: WeightMode = "negatives"
+    weight_mode: WeightMode = WeightMode.NEGATIVES
     max_anchors_per_class: int = 16
     max_samples_per_class: int = 32
     compile: bool = False  # torch.compile the InfoNCE kernel (trainer.nets.forward.maybe_compiled)
@@ -56,7 +54,7 @@ class MCUSettings:
             p2p=cfg.p2p,
             c2c=cfg.c2c,
             temperature=cfg.temperature,
-            weight_mode=cfg.weight_mode if cfg.dccm else "none",  # type: ignore[arg-type]
+            weight_mode=WeightMode(cfg.weight_mode) if cfg.dccm else WeightMode.NONE,
             max_anchors_per_class=cfg.max_anchors_per_class,
             max_samples_per_class=cfg.max_samples_per_class,
             compile=cfg.compile_step,
@@ -209,19 +207,19 @@ def mcu_loss(
     if not links:
         return {k: zero for k in keys}
     emb = normalize(batch.emb)
-    a, a_lab, a_unit, s, s_lab, s_unit, s_cat = _units(batch, emb, settings, num_classes, generator)
+    anchors, samples = _units(batch, emb, settings, num_classes, generator)
     counts, unit_links = _link_tables(len(keys), 2 * n_img + 1, links)
+    most = max(1, settings.max_samples_per_class) if settings.fixed_shapes else None
+    options = NceOptions(
+        settings.temperature, settings.weight_mode, num_classes, most, weight_bound
+    )
     totals, n_pairs = maybe_compiled(unit_info_nce, settings.compile)(
-        (a, a_lab, a_unit),
-        (s, s_lab, s_unit, s_cat),
+        anchors,
+        samples,
         host_to_device(counts, emb.device),
-        settings.temperature,
-        settings.weight_mode,
         weight,
-        classes=num_classes,
-        unit_links=host_to_device(unit_links, emb.device),
-        max_positives=max(1, settings.max_samples_per_class) if settings.fixed_shapes else None,
-        weight_bound=weight_bound,
+        options,
+        host_to_device(unit_links, emb.device),
     )
     losses = totals / n_pairs.clamp_min(1.0)
     return {k: losses[i] for i, k in enumerate(keys)}
@@ -246,7 +244,7 @@ def _units(
     settings: MCUSettings,
     num_classes: int,
     generator: torch.Generator | None,
-) -> list[Tensor]:
+) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
     """Anchors (emb, label, unit) and samples (emb, label, unit, category) of the enabled
     kinds, pixels first, then centres."""
     labeled = (batch.label >= 0) & (batch.label < num_classes)
@@ -260,12 +258,12 @@ def _units(
         cen = _center_units(batch, emb, num_classes)
         anchors.append(cen)
         samples.append((*cen, torch.ones_like(cen[1])))
-    return _concat(anchors) + _concat(samples)
+    return _concat(anchors), _concat(samples)
 
 
-def _concat(parts: list[tuple[Tensor, ...]]) -> list[Tensor]:
+def _concat(parts: list[tuple[Tensor, ...]]) -> tuple[Tensor, ...]:
     """Field-wise concatenation of the pixel and the centre units (no copy for one part)."""
-    return [torch.cat(t) if len(t) > 1 else t[0] for t in zip(*parts, strict=True)]
+    return tuple(torch.cat(t) if len(t) > 1 else t[0] for t in zip(*parts, strict=True))
 
 
 def _links(

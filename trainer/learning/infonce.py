@@ -9,29 +9,35 @@ the logits, and float64 only where float32 would underflow.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from trainer.config import WeightMode
 from trainer.ops.draws import count_ids
 
-WeightMode = Literal["negatives", "paper", "none"]
+
+class NceOptions(NamedTuple):
+    """InfoNCE's ``temperature`` (lambda) and DCCM ``weight_mode``, and what fixes its shapes:
+    ``classes`` (labels in ``[0, classes)``), ``max_positives`` (per pair) and
+    ``weight_bound`` (of ``|weight|``); each one None is read from the data (a host sync)."""
+
+    temperature: float
+    weight_mode: WeightMode
+    classes: int | None = None
+    max_positives: int | None = None
+    weight_bound: float | None = None
 
 
 def unit_info_nce(
     anchors: tuple[Tensor, Tensor, Tensor],
     samples: tuple[Tensor, Tensor, Tensor, Tensor],
     counts: Tensor,
-    temperature: float,
-    weight_mode: WeightMode,
     weight: Tensor | None,
-    *,
-    classes: int | None = None,
+    options: NceOptions,
     unit_links: Tensor | None = None,
-    max_positives: int | None = None,
-    weight_bound: float | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Sums of ``-log H`` and pair counts, (K,) each, of K losses in one pass.
 
@@ -43,9 +49,10 @@ def unit_info_nce(
     serves every loss. Samples are sorted by (unit, class, category): the positives of
     (a, v) are one contiguous range, found without any (A, S) mask.
 
-    Fixed shapes, no host sync, given ``classes`` (labels in ``[0, classes)``), ``unit_links``
-    ((U, L) linked units, -1 padded), ``max_positives`` (per pair) and ``weight_bound``
-    (of ``|weight|``); each one missing is read from the data (a sync)."""
+    Fixed shapes, no host sync, given ``unit_links`` ((U, L) linked units, -1 padded) and
+    the options' ``classes``, ``max_positives`` and ``weight_bound``; each one missing is
+    read from the data (a sync)."""
+    classes, temperature = options.classes, options.temperature
     a, a_lab, a_unit = anchors
     s, s_lab, s_unit, s_cat = samples
     n_units = counts.shape[-1]
@@ -60,7 +67,7 @@ def unit_info_nce(
     # logits; |a.s| <= 1, so |logit| <= bound and exp(logit - bound) cannot overflow
     sim = (a / temperature) @ s.T
     neg_logit, bound, host_bound, w_pos = _weighted_negatives(
-        sim, a_lab, s_lab, lo, n_cls, temperature, weight_mode, weight, weight_bound
+        sim, (a_lab, s_lab), (lo, n_cls), weight, options
     )
     dtype = _exp_dtype(host_bound, sim.dtype)
     exp = (neg_logit.to(dtype) - bound).exp().masked_fill(a_lab[:, None] == s_lab[None, :], 0.0)
@@ -76,8 +83,12 @@ def unit_info_nce(
     lse = torch.where(
         has, torch.where(has, neg_sum, 1.0).log().to(sim.dtype) + bound, very_negative
     )
-    most = max_positives if max_positives is not None else int(length.max()) if len(pa) else 0
-    per_pair = _positive_nll(sim, pa, start, length, lse, w_pos, a_lab, s_lab, min(most, len(s)))
+    most = options.max_positives
+    if most is None:
+        most = int(length.max()) if len(pa) else 0
+    per_pair = _positive_nll(
+        sim, (pa, start, length), lse, w_pos, (a_lab, s_lab), min(most, len(s))
+    )
     weights = counts[:, a_unit[pa], pv] * (length > 0)  # (K, pairs); 0: unlinked
     return weights @ per_pair, weights @ length.to(weights.dtype)
 
@@ -118,18 +129,17 @@ def _unit_links(counts: Tensor) -> Tensor:
 
 def _weighted_negatives(
     sim: Tensor,
-    a_lab: Tensor,
-    s_lab: Tensor,
-    lo: int,
-    n_cls: int,
-    temperature: float,
-    mode: WeightMode,
+    labels: tuple[Tensor, Tensor],
+    span: tuple[int, int],
     weight: Tensor | None,
-    weight_bound: float | None = None,
+    options: NceOptions,
 ) -> tuple[Tensor, Tensor | float, float, Tensor | None]:
     """Negative logits (A, S) after the DCCM weighting, a bound on their magnitude (a tensor
-    from ``weight``, and a host float from ``weight_bound``), and the weight that multiplies
-    the positive logits too (``"paper"`` mode) or ``None``."""
+    from ``weight``, and a host float from the options' ``weight_bound``), and the weight that
+    multiplies the positive logits too (``"paper"`` mode) or ``None``. ``labels``: anchors' and
+    samples'; ``span``: the lowest label and the number of labels."""
+    (a_lab, s_lab), (lo, n_cls) = labels, span
+    temperature, mode, weight_bound = options.temperature, options.weight_mode, options.weight_bound
     if weight is None or mode == "none":
         return sim, 1.0 / temperature, 1.0 / temperature, None
     w = weight.to(sim.dtype)
@@ -157,18 +167,17 @@ def _exp_dtype(bound: float, dtype: torch.dtype) -> torch.dtype:
 
 def _positive_nll(
     sim: Tensor,
-    pa: Tensor,
-    start: Tensor,
-    length: Tensor,
+    pairs: tuple[Tensor, Tensor, Tensor],
     lse: Tensor,
     w_pos: Tensor | None,
-    a_lab: Tensor,
-    s_lab: Tensor,
+    labels: tuple[Tensor, Tensor],
     max_len: int,
 ) -> Tensor:
-    """Sum of ``-log H`` per (anchor, linked unit) pair over the positives in its column
-    range ``[start, start + length)``, ``length <= max_len``, with the pair's negatives'
-    log-sum-exp ``lse``: (pairs, max_len) positions, the unused ones masked."""
+    """Sum of ``-log H`` per (anchor ``pa``, linked unit) pair over the positives in its column
+    range ``[start, start + length)`` (``pairs``), ``length <= max_len``, with the pair's
+    negatives' log-sum-exp ``lse``: (pairs, max_len) positions, the unused ones masked.
+    ``labels``: anchors' and samples'."""
+    (pa, start, length), (a_lab, s_lab) = pairs, labels
     j = torch.arange(max_len, device=sim.device)
     used = j < length[:, None]
     col = (start[:, None] + j).clamp(0, max(sim.shape[1] - 1, 0))

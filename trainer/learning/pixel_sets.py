@@ -9,6 +9,8 @@ resolution from the low-resolution embedding map by one bilinear ``grid_sample``
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -65,17 +67,29 @@ def _draw(
     return idx.clamp(max=max(group.numel() - 1, 0)), anchor, used, inexact
 
 
+@dataclass(frozen=True)
+class PixelSetInputs:
+    """The MCU's inputs from one forward pass over ``n_src`` source then target images.
+
+    ``out``: the network's outputs (its embedding map); ``source_y`` / ``target_y``: (B,H,W)
+    labels (255: none; target's from the label bank); ``target_pred``: the target rows' argmax
+    (pseudo labels); ``target_low`` / ``source_low``: G_l masks (pseudo labels and centres);
+    ``pred``: the argmax of every row; ``size``: (H, W); ``num_classes``: C."""
+
+    out: SegOutput
+    n_src: int
+    source_y: torch.Tensor
+    target_y: torch.Tensor
+    target_pred: torch.Tensor
+    target_low: torch.Tensor
+    source_low: torch.Tensor
+    pred: torch.Tensor
+    size: tuple[int, int]
+    num_classes: int
+
+
 def build_pixel_sets(
-    out: SegOutput,
-    n_src: int,
-    src_y: torch.Tensor,
-    tgt_y: torch.Tensor,
-    pseudo: torch.Tensor,
-    low_mask: torch.Tensor,
-    src_low: torch.Tensor,
-    pred: torch.Tensor,
-    size: tuple[int, int],
-    num_classes: int,
+    inputs: PixelSetInputs,
     cfg: TrainConfig,
     gen: torch.Generator,
     padded: bool = False,
@@ -95,30 +109,36 @@ def build_pixel_sets(
     ``images * num_classes * (2 * max_samples + max_anchors)`` entries, the unused ones
     labelled 255 (they take part in nothing), only labels below ``num_classes`` are
     candidates, and ``inexact`` tells whether the capped draw came out short."""
+    src_y, tgt_y, size, num_classes = (
+        inputs.source_y,
+        inputs.target_y,
+        inputs.size,
+        inputs.num_classes,
+    )
     valid = torch.cat([src_y != IGNORE_INDEX, tgt_y != IGNORE_INDEX])  # true labels
-    low = low_mask & (tgt_y == IGNORE_INDEX)
-    label = torch.cat([src_y, torch.where(low, pseudo, tgt_y)])
+    low = inputs.target_low & (tgt_y == IGNORE_INDEX)
+    label = torch.cat([src_y, torch.where(low, inputs.target_pred, tgt_y)])
     lab = label.reshape(-1)
     per_image = size[0] * size[1]
     image_id = torch.arange(label.shape[0], device=label.device).view(-1, 1, 1)
     group = (image_id * 256 + label.clamp(0, 255)).reshape(-1)
     top = num_classes if padded else IGNORE_INDEX  # padded: max_groups = images x classes
     pick = (lab >= 0) & (lab < top)
-    wrong = valid.reshape(-1) & (pred.reshape(-1) != lab) & (lab >= 0) & (lab < num_classes)
+    wrong = valid.reshape(-1) & (inputs.pred.reshape(-1) != lab) & (lab >= 0) & (lab < num_classes)
     caps = [2 * cfg.max_samples_per_class, cfg.max_anchors_per_class]
     idx, anchor, used, inexact = _draw(
         group, pick, wrong, caps, label.shape[0], num_classes, gen, padded
     )
-    center = torch.cat([src_low & (src_y != IGNORE_INDEX), low]).reshape(-1)[idx]
+    center = torch.cat([inputs.source_low & (src_y != IGNORE_INDEX), low]).reshape(-1)[idx]
     image = torch.div(idx, per_image, rounding_mode="floor")
     pix = idx - image * per_image
     ys, xs = torch.div(pix, size[1], rounding_mode="floor"), pix % size[1]
     return PixelBatch(
-        emb=gather_batch_embeddings(out.embedding, image, ys, xs, size),
+        emb=gather_batch_embeddings(inputs.out.embedding, image, ys, xs, size),
         label=lab[idx] if used is None else torch.where(used, lab[idx], IGNORE_INDEX),
         anchor=anchor,
         center=center if used is None else center & used,
         image=image,
-        domains=[0] * n_src + [1] * tgt_y.shape[0],
+        domains=[0] * inputs.n_src + [1] * tgt_y.shape[0],
         inexact=inexact,
     )

@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 import torch
 
 from trainer.config import TrainConfig
-from trainer.loop.step import LoopState, StepStats
-from trainer.selection.sampling import ActiveSampler, AlgorithmOneState, QueryWindow
+from trainer.loop.bundles import LoopState
+from trainer.loop.stepstats import StepStats
+from trainer.selection.sampling import ActiveSampler, AlgorithmOneState
+from trainer.selection.views import QueryWindow
 
 
 def new_loop_state(

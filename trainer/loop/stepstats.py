@@ -7,6 +7,8 @@ read, so a loop that reads them every N steps synchronises with the device every
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -58,3 +60,16 @@ class StepStats:
     @property
     def inexact_draw(self) -> bool:
         return bool(self._resolve()["<inexact>"])
+
+
+class Timer:
+    """Seconds per named lap, the device synced before each reading."""
+
+    def __init__(self, sync: Callable[[], None]) -> None:
+        self.sync, self.seconds, self._t = sync, {}, time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        self.sync()
+        now = time.perf_counter()
+        self.seconds[name] = self.seconds.get(name, 0.0) + now - self._t
+        self._t = now

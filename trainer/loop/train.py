@@ -1,25 +1,22 @@
-"""The training loop: source pre-training (cached), then Algorithm 1, with evaluation.
+"""The data, source pre-training (cached) and evaluation around the adaptation loop
+(Algorithm 1 is :mod:`trainer.loop.adapt`).
 
 I/O lives here (data, checkpoints, progress); the math is in the modules it calls.
-The oracle is anything that answers ``ask(index, ys, xs, group, scores) -> classes``: the
-in-process ground truth (``GroundTruthOracle``) or the labeling service (``trainer/worker/``).
+``GroundTruthOracle`` is the in-process oracle (the labeling service's is in ``trainer/worker/``).
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from server.schemas import budget_total
-from trainer.config import TrainConfig, check_model_selection
+from trainer.config import TrainConfig
 from trainer.data.folder import SplitTensors, load_folder, to_float
-from trainer.learning.labelbank import LabelBank
 from trainer.learning.losses import source_loss
 from trainer.learning.metrics import ConfusionMatrix
 from trainer.loop.checkpoint import (
@@ -30,12 +27,9 @@ from trainer.loop.checkpoint import (
     pretrain_key,
     save,
 )
-from trainer.loop.progress import Progress, adapt_update, progress_mode
-from trainer.loop.schedule import QueryLog, new_loop_state, target_order
-from trainer.loop.step import Ask, Batch, LoopState, Spent, adaptation_step
+from trainer.loop.progress import Progress, progress_mode
 from trainer.nets.forward import upsample
 from trainer.nets.model import build_model, param_groups, poly_lr, set_lr
-from trainer.strategies import for_budget
 
 log = logging.getLogger("adamcu.trainer")
 
@@ -226,106 +220,3 @@ def pretrain(
     if path is not None and writes:
         save(path, payload(cfg, model, data_classes(data), data.target.images.shape[-2:]))
     return model
-
-
-@dataclass
-class AdaptResult:
-    model: torch.nn.Module
-    bank: LabelBank
-    best_val: float
-    best_iteration: int
-    curve: list[dict[str, Any]] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
-    queries: QueryLog = field(default_factory=QueryLog)
-
-
-def adapt(
-    model: torch.nn.Module,
-    cfg: TrainConfig,
-    data: Data,
-    ask: Ask,
-    spent: Spent,
-    bank: LabelBank,
-    device: torch.device,
-    *,
-    start: int = 0,
-    state: LoopState | None = None,
-    on_eval: Callable[[dict[str, Any]], None] | None = None,
-    on_step: Callable[[int, LoopState], None] | None = None,
-    progress: bool | str = True,
-) -> AdaptResult:
-    """Algorithm 1 lines 3-17 with model selection on target-val (best state is kept):
-    ``cfg.passes`` passes over target-train (``cfg.iterations`` when set), evaluated every
-    ``cfg.eval_every`` iterations (0: once per pass)."""
-    torch.manual_seed(cfg.seed + 1)
-    n_target = len(data.target.ids)
-    iterations = cfg.adapt_iterations(n_target)
-    length = cfg.pass_length(n_target)
-    eval_every = cfg.eval_every or length
-    check_model_selection(cfg, eval_every, iterations)
-    cfg = for_budget(cfg, expected := budget_pixels(cfg, data), n_target)  # mcu-cap's G_l
-    state = state or new_loop_state(cfg, expected, data.num_classes, n_target)
-    state.dccm = state.dccm.to(device)
-    opt = torch.optim.SGD(
-        param_groups(model, cfg.lr, cfg.head_lr_mult, cfg.weight_decay),
-        lr=cfg.lr,
-        momentum=cfg.momentum,
-    )
-    gen = torch.Generator().manual_seed(cfg.seed + 2)
-    order = target_order(n_target, iterations, cfg.batch_target, gen)
-    best = AdaptResult(model, bank, -1.0, -1)
-    best_state = copy.deepcopy(model.state_dict())
-    timings: dict[str, float] = {}
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    bar = Progress(iterations, f"adapt {cfg.strategy}", mode=progress_mode(progress), start=start)
-    for it in range(start, iterations):
-        set_lr(opt, poly_lr(cfg.lr, it, iterations, cfg.poly_power))
-        batch = _batch(data, order[it], cfg, gen, device)
-        stats = adaptation_step(model, opt, batch, bank, state, cfg, it, ask, spent, gen, sync)
-        for k, v in stats.seconds.items():
-            timings[k] = timings.get(k, 0.0) + v
-        best.queries.add(stats)
-        if on_step is not None:
-            on_step(it, state)
-        adapt_update(bar, stats, bank, (it + 1) / length, iterations / length)
-        if (it + 1) % eval_every == 0 or it + 1 == iterations:
-            point = _eval_point(model, data, device, it + 1, bank)
-            best.curve.append(point)
-            if on_eval is not None:
-                on_eval(point)
-            if point["miou"] > best.best_val:
-                best.best_val, best.best_iteration = point["miou"], it + 1
-                best_state = copy.deepcopy(model.state_dict())
-    bar.close()
-    model.load_state_dict(best_state)
-    best.timings = timings
-    return best
-
-
-def _batch(
-    data: Data, tidx: torch.Tensor, cfg: TrainConfig, gen: torch.Generator, device: torch.device
-) -> Batch:
-    """Source images drawn at random, the target images ``tidx`` (their labels only for the
-    supervised ceiling)."""
-    sx, sy = source_batch(data, cfg.batch_source, gen, cfg, device)
-    tx = to_float(data.target.images[tidx]).to(device)
-    ty = data.target.labels[tidx].long().to(device) if cfg.selection == "all" else None
-    return Batch(sx, sy, tx, tidx, ty)
-
-
-def _eval_point(
-    model: torch.nn.Module, data: Data, device: torch.device, iteration: int, bank: LabelBank
-) -> dict[str, Any]:
-    cm = evaluate(model, data.val, data.num_classes, device)
-    return {
-        "iteration": iteration,
-        "labeled_pixels": bank.num_labeled,
-        "miou": cm.miou(),
-        "per_class_iou": cm.per_class_iou(),
-        "split": "target-val",
-    }
-
-
-def local_spent(bank: LabelBank) -> Spent:
-    """Budget spent per group in process: the labels stored (a skip costs nothing)."""
-    return bank.counts

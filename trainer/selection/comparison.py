@@ -1,64 +1,78 @@
-"""The comparison rows and ``mcu-cap`` wired to the config: their selections.
+"""The comparison rows as policies: PixelPick, image-wise and RIPU-PA / RA.
 
-``trainer/loop/step.py`` hands every selection in :data:`SELECTIONS` to :func:`select` (their
-extra losses are :func:`trainer.learning.regularisers.extra_loss`); the math is in
-:mod:`trainer.selection.baselines` (PixelPick, image-wise, per-image quotas),
-:mod:`trainer.selection.ripu` (RIPU-PA / RA) and :mod:`trainer.selection.mcucap`. Group names
-are the wire's (``server.schemas.GROUPS``): PixelPick asks as ``entropy`` (uncertainty
-sampling), image-wise as ``random`` (random images), RIPU as ``ripu``, ``mcu-cap`` as
-Algorithm 1's ``high`` / ``medium``.
+The math is in :mod:`trainer.selection.baselines` (PixelPick, image-wise, per-image quotas) and
+:mod:`trainer.selection.ripu`; their extra losses are :func:`trainer.learning.regularisers.
+extra_loss`. The registry (:mod:`trainer.selection.policy`) builds them from the config. Group
+names are the wire's (``server.schemas.GROUPS``): PixelPick asks as ``entropy`` (uncertainty
+sampling), image-wise as ``random`` (random images), RIPU as ``ripu``.
 """
 
 from __future__ import annotations
 
 import torch
 
-from trainer.config import TrainConfig
 from trainer.selection.baselines import (
     image_quotas,
     image_wise_select,
     margin_uncertainty,
     pixelpick_select,
 )
-from trainer.selection.mcucap import CapSettings, cap_select
 from trainer.selection.ripu import ripu_select, scaled_radius
-from trainer.selection.sampling import QueryWindow
-
-SELECTIONS = ("pixelpick", "ripu-pa", "ripu-ra", "image-wise", "mcu-cap")
+from trainer.selection.views import BudgetView, Picked, Policy, ScoreMaps
 
 
-def select(
-    cfg: TrainConfig,
-    window: QueryWindow,
-    iteration: int,
-    score: torch.Tensor,
-    groups: torch.Tensor,
-    prob: torch.Tensor,
-    unasked: torch.Tensor,
-    spent: dict[str, int],
-    generator: torch.Generator,
-) -> tuple[torch.Tensor, str]:
-    """Pixels of the target batch to ask about for ``cfg.selection`` in :data:`SELECTIONS`:
-    (N,H,W) bool and the group name. Nothing after the query window."""
-    if iteration >= window.query_until:
-        return torch.zeros_like(unasked), "none"
-    total = sum(spent.values())
-    n, h, w = unasked.shape
-    if cfg.selection == "image-wise":
-        elapsed = (iteration + 1) / window.query_until
-        return image_wise_select(unasked, total, window.expected, elapsed, generator), "random"
-    if cfg.selection == "mcu-cap":
-        settings = CapSettings(cfg.cap_class_share, cfg.cap_impurity, cfg.cap_radius_k)
-        return cap_select(
-            settings, window, iteration, score, groups, prob, unasked, spent, generator
+def image_shares(budget: BudgetView, images: int) -> torch.Tensor:
+    """(images,) long pixels per batch image: the budget left spread evenly over the image
+    visits left in the window (:func:`image_quotas`), the batch within the view's cap."""
+    if budget.window is None:
+        return image_quotas(budget.capped(max(0, budget.left)), 1, images)
+    quotas = image_quotas(budget.left, budget.iterations_left(), images)
+    if budget.cap is None:
+        return quotas
+    return (quotas - (torch.cumsum(quotas, 0) - budget.cap).clamp(min=0)).clamp(min=0)
+
+
+class PixelPick(Policy):
+    """PixelPick: per image its share, uniformly among its ``top`` most uncertain pixels
+    (margin sampling)."""
+
+    def __init__(self, top: float) -> None:
+        self.top = top
+
+    def pick(
+        self, maps: ScoreMaps, budget: BudgetView, generator: torch.Generator | None
+    ) -> Picked:
+        quotas = image_shares(budget, maps.unasked.shape[0])
+        uncertainty = margin_uncertainty(maps.prob)
+        return Picked(
+            pixelpick_select(uncertainty, maps.unasked, quotas, self.top, generator), "entropy"
         )
-    quotas = image_quotas(window.expected - total, window.query_until - iteration, n)
-    if cfg.selection == "pixelpick":
-        uncertainty = margin_uncertainty(prob)
-        mask = pixelpick_select(uncertainty, unasked, quotas, cfg.pixelpick_top, generator)
-        return mask, "entropy"
-    if cfg.selection not in ("ripu-pa", "ripu-ra"):
-        raise ValueError(f"selection {cfg.selection!r} is not one of {SELECTIONS}")
-    regions = cfg.selection == "ripu-ra"
-    radius = scaled_radius(cfg.ripu_region_k if regions else cfg.ripu_radius_k, h, w)
-    return ripu_select(prob, unasked, quotas, radius, regions), "ripu"
+
+
+class ImageWise(Policy):
+    """Whole images while the run is behind M_e times the share of the window elapsed."""
+
+    def pick(
+        self, maps: ScoreMaps, budget: BudgetView, generator: torch.Generator | None
+    ) -> Picked:
+        total, expected = budget.total, budget.expected
+        if budget.cap is not None:  # the image that would pass the cap is cut at it
+            expected = min(expected, total + budget.cap)
+        mask = image_wise_select(maps.unasked, total, expected, budget.elapsed(), generator)
+        return Picked(mask, "random")
+
+
+class Ripu(Policy):
+    """RIPU-PA (``regions=False``: blank K around each pick) or RIPU-RA (label K around each
+    pick); ``radius_k`` is their K at 1280x640, scaled to the image (:func:`scaled_radius`)."""
+
+    def __init__(self, radius_k: float, regions: bool) -> None:
+        self.radius_k, self.regions = radius_k, regions
+
+    def pick(
+        self, maps: ScoreMaps, budget: BudgetView, generator: torch.Generator | None
+    ) -> Picked:
+        n, h, w = maps.unasked.shape
+        radius = scaled_radius(self.radius_k, h, w)
+        quotas = image_shares(budget, n)
+        return Picked(ripu_select(maps.prob, maps.unasked, quotas, radius, self.regions), "ripu")

@@ -20,7 +20,7 @@ config field (defaults in :class:`CapSettings`, chosen before any target-val run
   :func:`trainer.selection.ripu.scaled_radius`):
   greedy picks blank a window around them, as RIPU-PA does, this round and later ones;
   0: no window;
-- ``mcu_true_labels`` (set by the strategy, read in ``trainer/loop/step.py``): the MCUs take only
+- ``mcu_true_labels`` (set by the strategy, read in ``trainer/loop/learn.py``): the MCUs take only
   true labels on the target, no G_l pseudo labels (the target-val ablation: pseudo labels of
   a weak source model cost 2-5 points); the strategy also turns pseudo labels off, except
   under ``cap_pseudo_below`` labels per target image (``trainer.strategies.for_budget``).
@@ -43,12 +43,8 @@ from trainer.ops.draws import device_generator
 from trainer.selection.baselines import image_quotas
 from trainer.selection.greedy import greedy_select
 from trainer.selection.ripu import blocked_by_asked, scaled_radius
-from trainer.selection.sampling import (
-    ActiveSampler,
-    QueryWindow,
-    per_iteration_quota,
-    region_impurity,
-)
+from trainer.selection.sampling import region_impurity
+from trainer.selection.views import BudgetView, Picked, Policy, ScoreMaps
 
 
 @dataclass(frozen=True)
@@ -60,54 +56,36 @@ class CapSettings:
     cap_radius_k: float = 16.0
 
 
-def phase_quota(window: QueryWindow, iteration: int, spent: dict[str, int]) -> tuple[str, int]:
-    """Algorithm 1's phase and this iteration's paced quota for the batch.
+class McuCap(Policy):
+    """``mcu-cap`` on a batch: Algorithm 1's phase (:meth:`BudgetView.phase`), its paced
+    quota split over the batch's images, picked greedily with the caps of
+    :class:`CapSettings`."""
 
-    High while ``M_a < M_e // 2`` and ``iteration < high_until``: what the high phase has left,
-    spread over its iterations left. Otherwise medium: the rest of the budget over the
-    iterations left in the window."""
-    high, total = spent.get("high", 0), sum(spent.values())
-    phase = ActiveSampler.phase(window.expected, high, spent.get("medium", 0))
-    if phase == "high" and iteration < window.high_until:
-        left = window.high_until - iteration
-        return "high", per_iteration_quota(window.expected // 2 - high, left)
-    left = window.query_until - max(iteration, window.high_until)
-    return "medium", per_iteration_quota(window.expected - total, max(1, left))
+    def __init__(self, settings: CapSettings) -> None:
+        self.settings = settings
 
-
-def cap_select(
-    settings: CapSettings,
-    window: QueryWindow,
-    iteration: int,
-    score: torch.Tensor,
-    groups: torch.Tensor,
-    prob: torch.Tensor,
-    unasked: torch.Tensor,
-    spent: dict[str, int],
-    generator: torch.Generator | None = None,
-) -> tuple[torch.Tensor, str]:
-    """``mcu-cap`` on a batch: (N,H,W) bool pixels to ask and the phase's group name.
-
-    Args:
-        score: (N,H,W) S (Eq. 1); groups: (N,H,W) group ids (``partition``);
-        prob: (N,C,H,W) softmax; unasked: (N,H,W) bool.
-    """
-    if iteration >= window.query_until:
-        return torch.zeros_like(unasked), "done"
-    phase, quota = phase_quota(window, iteration, spent)
-    n, h, w = unasked.shape
-    quotas = image_quotas(quota, 1, n)
-    radius = scaled_radius(settings.cap_radius_k, h, w)
-    pred = prob.argmax(1)
-    if settings.cap_impurity:
-        rank = score.float() * region_impurity(pred, prob.shape[1], 2 * max(radius, 1) + 1)
-        rank = rank / rank.amax().clamp_min(1e-12)  # into [0, 1]
-    else:
-        gen = device_generator(generator, score.device)
-        rank = torch.rand(score.shape, generator=gen, device=score.device)
-    wanted = Group.HIGH if phase == "high" else Group.MEDIUM
-    rank = rank + 2.0 * (groups == wanted) + 1.0 * (groups != Group.LOW)  # group order
-    eligible = unasked & ~blocked_by_asked(unasked, radius)
-    caps = (quotas.float() * settings.cap_class_share).ceil().long().clamp(min=1)
-    mask = greedy_select(rank, eligible, unasked, quotas, radius, 0, pred, caps)
-    return mask, phase
+    def pick(
+        self, maps: ScoreMaps, budget: BudgetView, generator: torch.Generator | None = None
+    ) -> Picked:
+        """(N,H,W) bool pixels to ask and the phase's group name: high while the phase is,
+        at :meth:`BudgetView.high_paced` pixels; else medium at
+        :meth:`BudgetView.medium_paced` (0 once the budget is spent)."""
+        settings, score, prob, unasked = self.settings, maps.score, maps.prob, maps.unasked
+        high = budget.phase() == "high"
+        quota = budget.high_paced() if high else budget.medium_paced()
+        n, h, w = unasked.shape
+        quotas = image_quotas(quota, 1, n)
+        radius = scaled_radius(settings.cap_radius_k, h, w)
+        pred = prob.argmax(1)
+        if settings.cap_impurity:
+            rank = score.float() * region_impurity(pred, prob.shape[1], 2 * max(radius, 1) + 1)
+            rank = rank / rank.amax().clamp_min(1e-12)  # into [0, 1]
+        else:
+            gen = device_generator(generator, score.device)
+            rank = torch.rand(score.shape, generator=gen, device=score.device)
+        wanted = Group.HIGH if high else Group.MEDIUM
+        rank = rank + 2.0 * (maps.groups == wanted) + 1.0 * (maps.groups != Group.LOW)
+        eligible = unasked & ~blocked_by_asked(unasked, radius)
+        caps = (quotas.float() * settings.cap_class_share).ceil().long().clamp(min=1)
+        mask = greedy_select(rank, eligible, unasked, quotas, radius, 0, pred, caps)
+        return Picked(mask, "high" if high else "medium")

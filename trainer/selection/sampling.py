@@ -1,4 +1,4 @@
-"""Pixel selection: Algorithm 1 (phases, footnote 3, the decay), RIPU and adaptive sampling.
+"""Pixel selection: Algorithm 1 (footnote 3, the decay), RIPU's score and adaptive sampling.
 
 Every selector returns a bool mask of shape (N, H, W) so that masks compose with ``&``, ``|``
 and ``~``. Randomness only comes in through a ``torch.Generator``; the draws themselves are
@@ -7,21 +7,19 @@ in :mod:`trainer.ops.draws`.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from trainer.constants import IGNORE_INDEX, Group
-from trainer.ops.draws import uniform_select
+from trainer.ops.draws import top_k_select, uniform_select
 from trainer.selection.uncertainty import entropy
+from trainer.selection.views import BudgetView, Picked, Policy, ScoreMaps
 
 if TYPE_CHECKING:
     from trainer.config import TrainConfig
-
-Phase = Literal["high", "medium", "done"]
 
 
 def region_impurity(pred: torch.Tensor, num_classes: int, kernel_size: int = 3) -> torch.Tensor:
@@ -61,16 +59,6 @@ def ripu_score(
     return region_impurity(pred, num_classes, kernel_size) * entropy(prob)
 
 
-def per_iteration_quota(remaining: int, iterations_left: int) -> int:
-    """Pixels to spend this iteration: ``ceil(remaining / max(1, iterations_left))``.
-
-    Clamped to ``[0, remaining]``; a negative ``remaining`` gives 0.
-    """
-    if remaining <= 0:
-        return 0
-    return min(remaining, math.ceil(remaining / max(1, iterations_left)))
-
-
 @dataclass
 class AlgorithmOneState:
     """The thresholds of Algorithm 1 on the scale of ``S`` (Eq. 1), and the decay ``r``.
@@ -88,59 +76,18 @@ class AlgorithmOneState:
     decay: float = 0.9
 
 
-@dataclass
-class QueryWindow:
-    """When Algorithm 1 queries, in iterations, and how much.
-
-    ``expected``: the budget M_e in pixels. Queries are made in iterations
-    ``[0, query_until)``; G_h may be queried in ``[0, high_until)``, at most ``high_cap``
-    pixels an iteration, and ``pi_high`` decays at the end of every pass (``pass_length``
-    iterations: one epoch over target-train, Algorithm 1's "each training epoch") there.
-    """
-
-    expected: int
-    query_until: int
-    high_until: int
-    pass_length: int
-    high_cap: int
-
-    @staticmethod
-    def plan(
-        expected: int,
-        iterations: int,
-        pass_length: int,
-        query_share: float,
-        cap_factor: float = 2.0,
-    ) -> QueryWindow:
-        """The window of a run of ``iterations``: queries in the first ``query_share`` of them
-        (``query_passes / passes``), the first half open to G_h. The high phase's cap spreads
-        M_e/2 over that half: ``ceil(ceil(M_e/2 / high_until) * cap_factor)`` a batch."""
-        query_until = max(1, round(iterations * query_share))
-        high_until = max(1, query_until // 2)
-        high_cap = max(1, math.ceil(math.ceil((expected // 2) / high_until) * cap_factor))
-        return QueryWindow(expected, query_until, high_until, max(1, pass_length), high_cap)
-
-
-class ActiveSampler:
+class ActiveSampler(Policy):
     """Algorithm 1 (lines 4-9) with footnote 3: query half of G_h until M_e/2, then G_m.
 
-    The budget split for integer pixel counts: the high phase owns ``M_e // 2`` pixels, the
-    medium phase the rest, ``M_e - M_e // 2`` plus whatever the high phase left unspent, so
-    that every strategy spends the same M_e. The pixels spent per group come from the caller
-    (the server's budget, or the label bank), so this object only holds the thresholds.
+    The phase is :meth:`BudgetView.phase` (the budget split for integer pixel counts: the high
+    phase owns ``M_e // 2`` pixels, the medium phase the rest plus whatever the high phase
+    left unspent, so that every strategy spends the same M_e). The pixels spent per group come
+    with the view (the server's budget, or the label bank), so this object only holds the
+    thresholds.
     """
 
     def __init__(self, state: AlgorithmOneState | None = None) -> None:
         self.state = state if state is not None else AlgorithmOneState()
-
-    @staticmethod
-    def phase(expected: int, spent_high: int, spent_medium: int) -> Phase:
-        """``"high"`` while ``M_a < M_e // 2``, then ``"medium"`` until the rest is spent."""
-        if spent_high < expected // 2:
-            return "high"
-        if spent_medium < expected - expected // 2:
-            return "medium"
-        return "done"
 
     def calibrate(self, score: torch.Tensor, high_quantile: float, low_quantile: float) -> None:
         """Start ``pi_high`` / ``pi_low`` at quantiles of ``score`` (a target batch's S).
@@ -155,54 +102,45 @@ class ActiveSampler:
         self.state.pi_high = float(torch.quantile(flat, high_quantile))
         self.state.pi_low = float(torch.quantile(flat, low_quantile))
 
-    def select(
-        self,
-        groups: torch.Tensor,
-        unasked: torch.Tensor,
-        iteration: int,
-        window: QueryWindow,
-        spent: dict[str, int],
-        generator: torch.Generator | None = None,
-    ) -> tuple[torch.Tensor, Phase]:
-        """Pixels of a batch to query at ``iteration`` (Algorithm 1 lines 5-9).
+    def pick(
+        self, maps: ScoreMaps, budget: BudgetView, generator: torch.Generator | None = None
+    ) -> Picked:
+        """Pixels of a batch to query (Algorithm 1 lines 5-9).
 
-        Args:
-            groups: (N, H, W) group ids from :func:`trainer.selection.uncertainty.partition`.
-            unasked: (N, H, W) bool, pixels never queried before.
-            iteration: the current iteration.
-            window: the run's :class:`QueryWindow` (M_e, the phases' iterations, the cap).
-            spent: pixels already spent per group (``"high"``, ``"medium"``, ...).
-            generator: source of randomness.
-
-        Returns:
-            ``(mask, phase)``, mask (N, H, W) bool. High (while ``M_a < M_e // 2`` and
-            ``iteration < high_until``): ``ceil(|G_h ∩ unasked| / 2)`` pixels uniformly
-            (footnote 3; the ceiling lets a lone pixel be queried), capped at
-            ``M_e // 2 - M_a`` and at ``window.high_cap``; ``pi_high`` decays at the end of
-            each pass (the last iteration of each ``pass_length``). Medium: the rest
-            of the budget spread evenly over the iterations left, uniformly from G_m, topped
-            up from G_h when G_m runs dry. Done (``iteration >= query_until``): empty.
+        High (:meth:`BudgetView.phase`): ``ceil(|G_h ∩ unasked| / 2)`` pixels uniformly
+        (footnote 3; the ceiling lets a lone pixel be queried), capped at ``M_e // 2 - M_a``,
+        at the window's ``high_cap`` and at the view's cap; ``pi_high`` decays when the call
+        ends a pass (``budget.epoch_end``). Medium: the rest of the budget spread evenly over
+        the iterations left (:meth:`BudgetView.medium_paced`), uniformly from G_m, topped up
+        from G_h when G_m runs dry, then from the highest scores left (under fixed thresholds
+        a model that grows sure empties G_m and G_h). Done: empty.
         """
-        if iteration >= window.query_until:
-            return torch.zeros_like(unasked, dtype=torch.bool), "done"
-        high, medium = spent.get("high", 0), spent.get("medium", 0)
-        if self.phase(window.expected, high, medium) == "high" and iteration < window.high_until:
-            candidates = (groups == Group.HIGH) & unasked
-            half = (int(candidates.sum()) + 1) // 2
-            k = min(half, window.expected // 2 - high, window.high_cap)
-            mask = uniform_select(candidates, k, generator)
-            if iteration % window.pass_length == window.pass_length - 1:
+        phase = budget.phase()
+        if phase == "high":
+            candidates = (maps.groups == Group.HIGH) & maps.unasked
+            k = min((int(candidates.sum()) + 1) // 2, budget.high_left())
+            if budget.window is not None:
+                k = min(k, budget.window.high_cap)
+            mask = uniform_select(candidates, budget.capped(k), generator)
+            if budget.epoch_end:
                 self.end_epoch()
-            return mask, "high"
-        # the medium phase, or the high phase ran past its share of the window: the rest of
-        # the budget goes to G_m so that every strategy spends the same M_e
-        left = window.query_until - max(iteration, window.high_until)
-        quota = per_iteration_quota(window.expected - sum(spent.values()), max(1, left))
-        mask = uniform_select((groups == Group.MEDIUM) & unasked, quota, generator)
+            return Picked(mask, "high")
+        if phase == "done":
+            return Picked(torch.zeros_like(maps.unasked), "done")
+        return Picked(self._medium(maps, budget.medium_paced(), generator), "medium")
+
+    @staticmethod
+    def _medium(maps: ScoreMaps, quota: int, generator: torch.Generator | None) -> torch.Tensor:
+        """``quota`` pixels from G_m, topped up from G_h, then from the highest scores."""
+        unasked = maps.unasked
+        mask = uniform_select((maps.groups == Group.MEDIUM) & unasked, quota, generator)
         short = quota - int(mask.sum())
         if short > 0:  # G_m ran dry (thresholds are state, scores move): top up from G_h
-            mask |= uniform_select((groups != Group.LOW) & unasked & ~mask, short, generator)
-        return mask, "medium"
+            mask |= uniform_select((maps.groups != Group.LOW) & unasked & ~mask, short, generator)
+            short = quota - int(mask.sum())
+        if short > 0:  # G_h too: the budget goes to the least sure pixels left
+            mask |= top_k_select(maps.score, unasked & ~mask, short)
+        return mask
 
     def end_epoch(self) -> float:
         """Decay ``pi_high *= decay`` (Alg. 1 line 7), never below ``pi_low``."""

@@ -1,5 +1,5 @@
 """``adamcu-worker --mode benchmark`` and ``--mode human``: the benchmark's fixed schedule
-(:func:`trainer.loop.train.adapt`) with the labeling service as its oracle and budget.
+(:func:`trainer.loop.adapt.adapt`) with the labeling service as its oracle and budget.
 
 ``benchmark`` waits for the answers of each query batch; ``human`` posts every batch at once
 and merges the answers as they come (for simulated oracles that answer as fast as asked). The
@@ -16,12 +16,20 @@ from typing import Any
 from client.api import ServiceClient
 from trainer.config import TrainConfig
 from trainer.learning.labelbank import LabelBank
+from trainer.loop.adapt import AdaptHooks, adapt
+from trainer.loop.bundles import LoopState, Oracle
 from trainer.loop.schedule import new_loop_state
-from trainer.loop.step import LoopState
-from trainer.loop.train import adapt, evaluate, load_data, pick_device, pretrain
+from trainer.loop.train import evaluate, load_data, pick_device, pretrain
 from trainer.worker.link import ServiceLink
 from trainer.worker.resume import check_resume
-from trainer.worker.run import WorkerOptions, open_run, post_metrics, restore, save_checkpoint
+from trainer.worker.run import (
+    Place,
+    WorkerOptions,
+    open_run,
+    post_metrics,
+    restore,
+    save_checkpoint,
+)
 
 log = logging.getLogger("adamcu.worker")
 
@@ -55,25 +63,14 @@ def run_worker(cfg: TrainConfig, opts: WorkerOptions, progress: str = "auto") ->
     def on_step(it: int, st: LoopState) -> None:
         link.sync(bank)
         if (it + 1) % opts.checkpoint_every == 0:
-            save_checkpoint(ckpt_path, model, st, it + 1, run_id, cfg, data=data, bank=bank)
+            save_checkpoint(ckpt_path, model, st, Place(it + 1, run_id), cfg, data=data, bank=bank)
 
-    result = adapt(
-        model,
-        cfg,
-        data,
-        link.ask,
-        link.spent,
-        bank,
-        device,
-        start=start,
-        state=state,
-        on_eval=lambda point: post_metrics(client, run_id, point),
-        on_step=on_step,
-        progress=progress,
-    )
-    save_checkpoint(
-        ckpt_path, model, state, cfg.adapt_iterations(n), run_id, cfg, data=data, bank=bank
-    )
+    oracle = Oracle(link.ask, link.spent, int(run["budget_total"]))  # M_e: the server's
+    on_eval = lambda point: post_metrics(client, run_id, point)  # noqa: E731
+    hooks = AdaptHooks(start, state, on_eval, on_step, progress)
+    result = adapt(model, cfg, data, oracle, bank, device, hooks)
+    end = Place(cfg.adapt_iterations(n), run_id)
+    save_checkpoint(ckpt_path, model, state, end, cfg, data=data, bank=bank)
     if opts.mode == "benchmark":
         # queries still in flight (e.g. posted by a killed predecessor and not waited for
         # since the restart): wait for their answers so the bank ends equal to the record

@@ -18,19 +18,16 @@ import torch
 
 from trainer.config import TrainConfig
 from trainer.data.folder import to_float
+from trainer.loop import bundles
+from trainer.loop.bundles import Batch
 from trainer.loop.checkpoint import data_classes, payload, save
-from trainer.loop.step import Batch, adaptation_step
+from trainer.loop.step import adaptation_step
 from trainer.loop.train import Data, evaluate, source_batch
 from trainer.nets.model import param_groups, set_lr
-from trainer.selection.sampling import QueryWindow
 from trainer.strategies import for_budget
 from trainer.worker.rounds import Freshness, score_images
-from trainer.worker.run import restore, save_checkpoint
+from trainer.worker.run import Place, restore, save_checkpoint
 from trainer.worker.shared import Shared
-
-
-def _no_ask(*args: Any) -> torch.Tensor:
-    raise AssertionError("a session posts its queries in rounds, never from a training step")
 
 
 class Learner:
@@ -49,14 +46,15 @@ class Learner:
         self.shared, self.folder = shared, folder
         n = len(data.target.ids)
         self.step_cfg = for_budget(cfg, shared.expected, n)  # what the steps train with
-        # the training step never queries: the rounds do (query_until = 0)
-        shared.state.window = QueryWindow(shared.expected, 0, 0, 1, 1)
         shared.state.dccm = shared.state.dccm.to(device)
         self.opt = torch.optim.SGD(
             param_groups(model, cfg.lr, cfg.head_lr_mult, cfg.weight_decay),
             lr=cfg.lr,
             momentum=cfg.momentum,
         )
+        # the training step never asks: the queue keeper's rounds do
+        parts = (model, self.opt, self.step_cfg, shared.state, shared.generator)
+        self.stepper = bundles.Learner(*parts)
         self.fresh = Freshness()
         self.iteration, self.best_val, self.best_iteration = 0, -1.0, -1
         self.best_state = copy.deepcopy(model.state_dict())
@@ -65,8 +63,9 @@ class Learner:
         """Target-train images of bank ``rows`` as the model takes them."""
         return to_float(self.data.target.images[torch.tensor(rows)]).to(self.device)
 
-    def score(self, rows: list[int]) -> torch.Tensor:
-        """Eq. 1 on every pixel of bank ``rows``' images, with the model as it is now."""
+    def score(self, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eq. 1 on every pixel of bank ``rows``' images, with the model as it is now, and the
+        softmax: (B,H,W) and (B,C,H,W) on the model's device."""
         return score_images(self.model, self.images(rows), self.cfg.gamma)
 
     def step(self, lr: float) -> None:
@@ -77,8 +76,7 @@ class Learner:
         sx, sy = source_batch(self.data, cfg.batch_source, shared.generator, cfg, self.device)
         batch = Batch(sx, sy, self.images(rows), torch.tensor(rows))
         set_lr(self.opt, lr)
-        args = (shared.bank, shared.state, self.step_cfg, self.iteration, _no_ask, dict)
-        adaptation_step(self.model, self.opt, batch, *args, shared.generator)
+        adaptation_step(self.stepper, batch, shared.bank)
         self.fresh.stepped(rows)
         self.iteration += 1
 
@@ -106,7 +104,7 @@ class Learner:
         across a restart) and, with ``best``, ``best.pt``."""
         kept = {"best_val": self.best_val, "best_iteration": self.best_iteration} | session
         shared, path = self.shared, self.folder / "checkpoint.pt"
-        args = (self.model, shared.state, self.iteration, shared.run_id, self.cfg)
+        args = (self.model, shared.state, Place(self.iteration, shared.run_id), self.cfg)
         save_checkpoint(path, *args, data=self.data, bank=shared.bank, extra={"session": kept})
         if best:  # the one checkpoint format, with the best weights: adamcu predict loads it
             point = {

@@ -2,8 +2,9 @@
 
 - pacing: :meth:`QueueKeeper.top_up` reads the server's pace and posts the shortfall
   (:func:`trainer.worker.rounds.round_size`) as one round;
-- posting: a round's pixels are picked by Algorithm 1 from images scored by the model as it is
-  now (:meth:`QueueKeeper.select`, the one place that selects); a pixel the server refuses as a
+- posting: a round's pixels are picked by the run's selection policy (the benchmark loop's;
+  Algorithm 1 for the paper's strategies) from images scored by the model as it is now
+  (:meth:`QueueKeeper.select`, the one place that selects); a pixel the server refuses as a
   duplicate is left out from then on;
 - withdrawing: queries nobody claimed for T minutes, and (``rescore``) those whose pixel the
   current model is no longer unsure of; a withdrawn pixel is unmarked in the bank, so it may be
@@ -24,8 +25,16 @@ import torch
 from client.api import BudgetExceeded, DuplicatePixel, ServiceError
 from trainer.config import TrainConfig
 from trainer.loop.step import calibrate_thresholds
+from trainer.selection.policy import Policy
+from trainer.selection.views import BudgetView, Picked
 from trainer.worker.link import ServiceLink
-from trainer.worker.rounds import Outstanding, SessionOptions, round_size, select_round
+from trainer.worker.rounds import (
+    Outstanding,
+    SessionOptions,
+    round_budget,
+    round_maps,
+    round_size,
+)
 from trainer.worker.shared import Shared
 
 log = logging.getLogger("adamcu.worker")
@@ -36,8 +45,9 @@ PixelRow = tuple[int, int, int]  # (bank row, y, x)
 class QueueKeeper:
     """The queries of one session: posted in rounds, outstanding, withdrawn.
 
-    ``score``: bank rows -> Eq. 1 on every pixel of their images (B,H,W), with the model as it
-    is now (the learner's :meth:`~trainer.worker.learner.Learner.score`)."""
+    ``score``: bank rows -> Eq. 1 on every pixel of their images (B,H,W) and the softmax
+    (B,C,H,W), with the model as it is now (the learner's
+    :meth:`~trainer.worker.learner.Learner.score`); ``policy``: the run's selection."""
 
     def __init__(
         self,
@@ -45,9 +55,11 @@ class QueueKeeper:
         sopts: SessionOptions,
         cfg: TrainConfig,
         shared: Shared,
-        score: Callable[[list[int]], torch.Tensor],
+        score: Callable[[list[int]], tuple[torch.Tensor, torch.Tensor]],
+        policy: Policy,
     ) -> None:
         self.link, self.sopts, self.cfg, self.shared, self.score = link, sopts, cfg, shared, score
+        self.policy = policy  # the run's selection, the benchmark loop's (selection/policy.py)
         self.outstanding = Outstanding()
         self.withdrawn_pixels: set[PixelRow] = set()
         self.counts = {"rounds": 0, "posted": 0, "withdrawn": 0, "max_pending": 0}
@@ -86,34 +98,34 @@ class QueueKeeper:
     def post_round(self, quota: int) -> int:
         """Score a few images at a time, select their pixels and post them, until ``quota``
         are posted, the budget is spent or a pass over the images ends; returns the posted."""
-        spent, state, picker = self.link.spent(), self.shared.state, self.shared.picker
+        spent, picker, expected = self.link.spent(), self.shared.picker, self.shared.expected
         posted = 0
         for rows in picker.pick_rows(self.sopts.round_images):
-            score = self.score(rows)
+            score, prob = self.score(rows)
             asked = self.shared.bank.batch(torch.tensor(rows))[2]
-            mask, phase = self.select(score, ~asked, spent, quota - posted)
-            if phase == "done":
+            budget = round_budget(expected, spent, quota - posted, picker.wrapped)
+            mask, phase = self.select(score, prob, ~asked, budget)
+            if phase in ("done", "none"):
                 break
-            self.exhausted = phase == "medium" and not bool(mask.any()) and picker.wrapped
-            posted += self._post(rows, mask, score, phase)
+            dry = phase != "high" and not bool(mask.any())
+            self.exhausted = dry and picker.wrapped
+            posted += self._post(rows, mask.cpu(), score.cpu(), phase)
             spent[phase] = spent.get(phase, 0) + int(mask.sum())
             if posted >= quota or self.finished:
                 break
-            if picker.wrapped and phase == "high":  # a pass over the images: an epoch
-                state.sampler.end_epoch()
         return posted
 
     def select(
-        self, score: torch.Tensor, unasked: torch.Tensor, spent: dict[str, int], quota: int
-    ) -> tuple[torch.Tensor, str]:
-        """Algorithm 1 on freshly scored images (B,H,W): at most ``quota`` pixels of
-        ``unasked`` and their phase, given the budget ``spent`` per group (the thresholds are
+        self, score: torch.Tensor, prob: torch.Tensor, unasked: torch.Tensor, budget: BudgetView
+    ) -> Picked:
+        """The run's selection policy on freshly scored images (B,H,W): pixels of ``unasked``
+        within ``budget`` (a round's: no window, capped) and their group (the thresholds are
         calibrated on the first images scored)."""
         state = self.shared.state
         if not state.calibrated:
             calibrate_thresholds(state, score, self.cfg)
-        args = (state.sampler, self.shared.expected, spent, quota, self.shared.generator)
-        return select_round(score, unasked, *args)
+        maps = round_maps(score, prob, state.sampler, unasked)
+        return self.policy.select(maps, budget, self.shared.generator)
 
     def _post(self, rows: list[int], mask: torch.Tensor, score: torch.Tensor, phase: str) -> int:
         b, ys, xs = mask.nonzero(as_tuple=True)
@@ -185,4 +197,7 @@ class QueueKeeper:
         """Outstanding queries whose pixel the model, scored now, is sure of."""
         if not self.shared.state.calibrated:
             return set()
-        return self.outstanding.sure(self.score, self.cfg.pi_low_quantile)
+        return self.outstanding.sure(self._scores, self.cfg.pi_low_quantile)
+
+    def _scores(self, rows: list[int]) -> torch.Tensor:
+        return self.score(rows)[0].cpu()

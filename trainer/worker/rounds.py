@@ -4,10 +4,10 @@
   worker merges, evaluates and checks the run, when it ends.
 - :func:`queue_target` / :func:`round_size`: how many queries to post now, from the server's
   pace (answers per minute) and budget.
-- :func:`select_round`: Algorithm 1 on freshly scored images, capped at a round: the phase
-  follows the budget as the server counts it (spent = answered + reserved), the high phase
-  takes half of G_h (footnote 3), the medium phase G_m topped up from G_h, then from the most
-  uncertain pixels left (under fixed thresholds a model that grows sure empties G_m and G_h).
+- :func:`round_maps` / :func:`round_budget`: what the run's selection policy (the same one the
+  benchmark loop calls, :mod:`trainer.selection.policy`) sees of a round: freshly scored
+  images and the budget as the server counts it (spent = answered + reserved), without a
+  window and capped at the round.
 - :class:`Outstanding`: the queries posted and not yet answered, withdrawn or given up.
 - :class:`Freshness`: answers merged and not yet in a gradient step, and how long they waited.
 """
@@ -23,11 +23,10 @@ from typing import Any
 
 import torch
 
-from trainer.constants import Group
 from trainer.nets.forward import upsample
-from trainer.ops.draws import top_k_select, uniform_select
 from trainer.selection.sampling import ActiveSampler
 from trainer.selection.uncertainty import partition, uncertainty_score
+from trainer.selection.views import BudgetView, ScoreMaps
 
 Pixel = tuple[int, int, int]  # (image_id, y, x) as the server names it
 
@@ -85,50 +84,35 @@ def round_size(pace: dict[str, Any], opts: SessionOptions) -> int:
 
 
 @torch.no_grad()
-def score_images(model: torch.nn.Module, x: torch.Tensor, gamma: float) -> torch.Tensor:
-    """Eq. 1 on every pixel of ``x`` (B,3,H,W) with the model as it is now (eval mode):
-    (B,H,W) float on the CPU."""
+def score_images(
+    model: torch.nn.Module, x: torch.Tensor, gamma: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eq. 1 on every pixel of ``x`` (B,3,H,W) with the model as it is now (eval mode), and
+    the softmax: (B,H,W) and (B,C,H,W) float on ``x``'s device."""
     was_training = model.training
     model.eval()
     out = model(x)
     main = upsample(out.main.float(), tuple(x.shape[-2:]))
     score = uncertainty_score(main, upsample(out.aux.float(), tuple(main.shape[-2:])), gamma)
     model.train(was_training)
-    return score.cpu()
+    return score, main.softmax(1)
 
 
-def select_round(
-    score: torch.Tensor,
-    unasked: torch.Tensor,
-    sampler: ActiveSampler,
-    expected: int,
-    spent: dict[str, int],
-    quota: int,
-    generator: torch.Generator,
-) -> tuple[torch.Tensor, str]:
-    """Pixels of freshly scored images (B,H,W) to post, at most ``quota``: Algorithm 1's
-    phase from the budget spent; high: half of G_h (footnote 3) up to M_e // 2; medium: G_m
-    topped up from G_h, then the highest scores, up to the budget. Returns (mask (B,H,W)
-    bool, phase)."""
-    high, medium = spent.get("high", 0), spent.get("medium", 0)
-    phase = sampler.phase(expected, high, medium)
+def round_maps(
+    score: torch.Tensor, prob: torch.Tensor, sampler: ActiveSampler, unasked: torch.Tensor
+) -> ScoreMaps:
+    """A round's images as the selection policy sees them: S, its groups under the run's
+    thresholds (section III-B), the softmax and the unasked pixels (moved to S's device)."""
     s = sampler.state
     groups = partition(score, s.pi_high, s.pi_low)
-    if phase == "high":
-        candidates = (groups == Group.HIGH) & unasked
-        k = min((int(candidates.sum()) + 1) // 2, expected // 2 - high, quota)
-        return uniform_select(candidates, k, generator), "high"
-    k = min(quota, expected - sum(spent.values()))
-    if phase == "done" or k <= 0:
-        return torch.zeros_like(unasked), "done"
-    mask = uniform_select((groups == Group.MEDIUM) & unasked, k, generator)
-    short = k - int(mask.sum())
-    if short > 0:  # G_m ran dry: top up from G_h
-        mask |= uniform_select((groups != Group.LOW) & unasked & ~mask, short, generator)
-        short = k - int(mask.sum())
-    if short > 0:  # the model grew sure of everything the thresholds call uncertain: the
-        mask |= top_k_select(score, unasked & ~mask, short)  # budget goes to the least sure
-    return mask, "medium"
+    return ScoreMaps(score, groups, prob, unasked.to(score.device))
+
+
+def round_budget(expected: int, spent: dict[str, int], cap: int, pass_end: bool) -> BudgetView:
+    """A round's budget view: M_e as the server holds it, the spent read at the round's start
+    (plus what this round posted so far), no window (nobody knows when a session ends: the
+    pace sets the round's ``cap``), and whether these images end a pass (an epoch)."""
+    return BudgetView(expected, spent, cap=cap, epoch_end=pass_end)
 
 
 def created_time(answer: dict) -> float:

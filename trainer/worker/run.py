@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import torch
@@ -19,8 +19,8 @@ import torch
 from client.api import ServiceClient
 from trainer.config import TrainConfig
 from trainer.learning.labelbank import LabelBank
+from trainer.loop.bundles import LoopState
 from trainer.loop.checkpoint import data_classes, payload, read, save
-from trainer.loop.step import LoopState
 from trainer.loop.train import Data
 from trainer.worker.images import register_target_images
 
@@ -77,12 +77,18 @@ def open_run(
     return create_run(client, cfg, data, opts.run_name, opts.store_dataset), None
 
 
+class Place(NamedTuple):
+    """Where a run is: the iteration to resume at and its run on the server."""
+
+    iteration: int
+    run_id: int
+
+
 def save_checkpoint(
     path: Path,
     model: torch.nn.Module,
     state: LoopState,
-    iteration: int,
-    run_id: int,
+    place: Place,
     cfg: TrainConfig,
     *,
     data: Data,
@@ -91,7 +97,7 @@ def save_checkpoint(
 ) -> None:
     """The one checkpoint format (trainer/loop/checkpoint.py) plus the resume state (and ``extra``,
     e.g. the session mode's best target-val)."""
-    resume = {"iteration": iteration, "run_id": run_id, "dccm": state.dccm.cpu()}
+    resume = {"iteration": place.iteration, "run_id": place.run_id, "dccm": state.dccm.cpu()}
     resume |= {"thresholds": vars(state.sampler.state), "calibrated": state.calibrated}
     size = data.target.images.shape[-2:]
     save(path, payload(cfg, model, data_classes(data), size, bank, **resume, **(extra or {})))

@@ -34,6 +34,7 @@ from trainer.config import TrainConfig
 from trainer.learning.labelbank import LabelBank
 from trainer.loop.schedule import new_loop_state
 from trainer.loop.train import Data
+from trainer.selection.policy import make_policy
 from trainer.worker.end_rule import EndRule, Standing
 from trainer.worker.learner import Learner
 from trainer.worker.link import ServiceLink
@@ -76,7 +77,8 @@ class Session:
         draws = torch.Generator().manual_seed(cfg.seed + 2)
         shared = Shared(self.run_id, expected, self.bank, state, picker, draws)
         self.learner = Learner(cfg, data, model, device, shared, opts.checkpoint_dir)
-        self.keeper = QueueKeeper(self.link, sopts, cfg, shared, self.learner.score)
+        policy = make_policy(self.learner.step_cfg, state.sampler)  # the benchmark loop's
+        self.keeper = QueueKeeper(self.link, sopts, cfg, shared, self.learner.score, policy)
         self.end = EndRule(sopts.plateau_minutes, sopts.cooldown_iterations)
         self.ended: str | None = None  # "plateau" or "admin"
         self.events = (opts.checkpoint_dir / "session.jsonl").open("a")

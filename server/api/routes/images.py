@@ -5,6 +5,7 @@ from typing import Annotated, BinaryIO
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel, Field
 
 from server.api.deps import DB, Config, Id, Reader, Storage, Trainer
 from server.api.openapi import errors
@@ -34,6 +35,15 @@ def _chunks(f: BinaryIO) -> Iterator[bytes]:
         yield from iter(lambda: f.read(CHUNK), b"")
 
 
+class Crop(BaseModel):
+    """The query of a crop: its centre (``cx``, ``cy``), half-side ``r`` and ``scale``."""
+
+    cx: int | None = Field(None, ge=0)
+    cy: int | None = Field(None, ge=0)
+    r: int = Field(16, ge=0, le=512)
+    scale: int = Field(1, ge=1, le=32)
+
+
 @router.get("/images/{image_id}.png", responses=errors(400, 404))
 def get_png(
     request: Request,
@@ -41,13 +51,11 @@ def get_png(
     db: DB,
     store: Storage,
     _: Reader,
-    cx: Annotated[int | None, Query(ge=0)] = None,
-    cy: Annotated[int | None, Query(ge=0)] = None,
-    r: Annotated[int, Query(ge=0, le=512)] = 16,
-    scale: Annotated[int, Query(ge=1, le=32)] = 1,
+    crop: Annotated[Crop, Query()],
 ) -> Response:
     """The stored PNG as it is (streamed from the store), or with ``cx`` and ``cy`` a crop."""
     blob = images.stored_file(db, image_id)
+    cx, cy, r, scale = crop.cx, crop.cy, crop.r, crop.scale
     if cx is not None and cy is not None:
         png = images.crop_png(store, request.app.state.crops, blob, cx, cy, r, scale)
         return Response(png, media_type="image/png", headers=CACHE)

@@ -130,11 +130,12 @@ def test_cli_reports_every_field_per_setting(tmp_path: Path) -> None:
 
 
 def test_speed_reports_aten_ops(tmp_path: Path) -> None:
+    from trainer.bench.gpu_args import StepShape
     from trainer.bench.speed import run_speed
+    from trainer.config import TrainConfig
 
     lines: list[str] = []
-    result = run_speed(
-        tmp_path / "speed.json", height=32, width=64, iterations=1, device="cpu", log=lines.append
-    )
+    base = TrainConfig(model="small", device="cpu")
+    result = run_speed(tmp_path / "speed.json", base, StepShape(32, 64, 9), 1, lines.append)
     assert result["full_aten_ops"] > result["ce_aten_ops"] > 0
     assert "aten ops per step" in lines[0] and json.loads((tmp_path / "speed.json").read_text())

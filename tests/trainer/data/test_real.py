@@ -13,6 +13,7 @@ from cityscapesscripts.helpers.labels import trainId2label
 from tests.trainer.data import fabricate
 from trainer.data.folder import write_mask_png
 from trainer.data.real import (
+    Transform,
     class_subset_lut,
     labelid_to_trainid_lut,
     open_dataset,
@@ -53,7 +54,9 @@ def test_cityscapes_tree(tmp_path: Path) -> None:
     image, label, key = ds[0]
     assert key == stem and image.shape == (3, 4, 6) and image.dtype == torch.float32
     assert label.dtype == torch.long and label[0].tolist() == [0, 13, 255, 1, 10, 11]
-    small = open_dataset("cityscapes", tmp_path, "train", size=(2, 3), keep_label_size=True)
+    small = open_dataset(
+        "cityscapes", tmp_path, "train", transform=Transform(size=(2, 3), keep_label_size=True)
+    )
     image, label, _ = small[0]
     assert image.shape == (3, 2, 3) and label.shape == (4, 6)
 
@@ -107,7 +110,9 @@ def test_synscapes_and_folder(tmp_path: Path) -> None:
     assert key == "1" and (label == 13).all()
     _rgb(tmp_path / "plain/target-val/images/000000.png", 4, 4)
     write_mask_png(tmp_path / "plain/target-val/labels/000000.png", np.full((4, 4), 8, np.uint8))
-    ds = open_dataset("folder", tmp_path / "plain", "target-val", crop=(2, 2), flip=True)
+    ds = open_dataset(
+        "folder", tmp_path / "plain", "target-val", transform=Transform(crop=(2, 2), flip=True)
+    )
     image, label, key = ds[0]
     assert key == "target-val/000000" and image.shape == (3, 2, 2) and (label == 8).all()
     with pytest.raises(ValueError):
@@ -162,7 +167,7 @@ def test_evaluate_matches_official_cityscapes(
             .float()
         )
 
-    ds = open_dataset("cityscapes", tmp_path, "val", keep_label_size=True)
+    ds = open_dataset("cityscapes", tmp_path, "val", transform=Transform(keep_label_size=True))
     cm = evaluate_split(model_fn, ds, 19)
     assert cm.miou() == pytest.approx(official["averageScoreClasses"] * 100, abs=1e-9)
     ours = dict(zip([trainId2label[t].name for t in range(19)], cm.iou().tolist(), strict=True))

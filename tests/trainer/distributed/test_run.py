@@ -30,11 +30,13 @@ from trainer.distributed.run import RankZeroOracle, RankZeroSpent, run_distribut
 from trainer.distributed.wrap import unwrap, wrap
 from trainer.learning.labelbank import LabelBank
 from trainer.loop import checkpoint
+from trainer.loop.bundles import Batch, Learner, Oracle
 from trainer.loop.schedule import new_loop_state
-from trainer.loop.step import Batch, adaptation_step
-from trainer.loop.train import GroundTruthOracle, load_data, local_spent
+from trainer.loop.step import adaptation_step, asking_at
+from trainer.loop.train import GroundTruthOracle, load_data
 from trainer.nets.backbones import freeze_batchnorm
 from trainer.nets.model import build_model, param_groups
+from trainer.selection.policy import make_policy
 from trainer.strategies import configure
 
 CLASSES, H, W, TARGETS, STEPS = 5, 24, 40, 4, 3
@@ -111,16 +113,18 @@ def _run(model: nn.Module, distributed: bool) -> dict:
     state = new_loop_state(cfg, int(cfg.budget_rate * bank.num_pixels), CLASSES, TARGETS)
     rank0 = not distributed or dist.get_rank() == 0
     oracle = CountingOracle(target_labels) if rank0 else None
-    ask, spent = oracle, local_spent(bank)
+    ask, spent = oracle, bank.counts
     if distributed:
         model = wrap(model, torch.device("cpu"))
         ask = RankZeroOracle(oracle, torch.device("cpu"))
         spent = RankZeroSpent(spent, torch.device("cpu"))
     opt = torch.optim.SGD(param_groups(model, 0.01, 10.0, 1e-4), lr=0.01, momentum=0.9)
     gen = torch.Generator().manual_seed(2)
+    learner, policy = Learner(model, opt, cfg, state, gen), make_policy(cfg, state.sampler)
     losses = []
     for it, batch in enumerate(batches):
-        stats = adaptation_step(model, opt, batch, bank, state, cfg, it, ask, spent, gen)
+        asking = asking_at(policy, state, it, Oracle(ask, spent))
+        stats = adaptation_step(learner, batch, bank, asking)
         losses.append(stats.loss)
     labels, _, asked = bank.batch(torch.arange(TARGETS))
     return {

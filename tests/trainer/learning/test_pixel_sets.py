@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 from trainer.config import TrainConfig
 from trainer.constants import IGNORE_INDEX
-from trainer.learning.pixel_sets import build_pixel_sets, gather_batch_embeddings
+from trainer.learning.pixel_sets import PixelSetInputs, build_pixel_sets, gather_batch_embeddings
 from trainer.nets.output import SegOutput
 
 H, W, C = 32, 48, 5
@@ -46,20 +46,8 @@ def test_build_pixel_sets_respects_caps_and_anchor_rules() -> None:
         torch.zeros(4, C, 8, 12),
         torch.nn.functional.normalize(torch.randn(4, 16, 8, 12, generator=g), dim=1),
     )
-    pix = build_pixel_sets(
-        out,
-        2,
-        src_y,
-        tgt_y,
-        pred[2:],
-        low,
-        src_low,
-        pred,
-        (H, W),
-        C,
-        cfg,
-        torch.Generator().manual_seed(0),
-    )
+    inputs = PixelSetInputs(out, 2, src_y, tgt_y, pred[2:], low, src_low, pred, (H, W), C)
+    pix = build_pixel_sets(inputs, cfg, torch.Generator().manual_seed(0))
     assert pix.domains == [0, 0, 1, 1] and pix.emb.shape == (pix.label.numel(), 16)
     assert (pix.label != IGNORE_INDEX).all()
     for i in range(4):
@@ -85,20 +73,8 @@ def test_build_pixel_sets_takes_every_candidate_when_caps_do_not_bind() -> None:
     out = SegOutput(
         torch.zeros(4, C, 8, 12), torch.zeros(4, C, 8, 12), torch.randn(4, 16, 8, 12, generator=g)
     )
-    pix = build_pixel_sets(
-        out,
-        2,
-        src_y,
-        tgt_y,
-        pred[2:],
-        low,
-        src_low,
-        pred,
-        (H, W),
-        C,
-        cfg,
-        torch.Generator().manual_seed(0),
-    )
+    inputs = PixelSetInputs(out, 2, src_y, tgt_y, pred[2:], low, src_low, pred, (H, W), C)
+    pix = build_pixel_sets(inputs, cfg, torch.Generator().manual_seed(0))
     labeled = tgt_y != IGNORE_INDEX
     label = torch.cat(
         [src_y, torch.where(labeled, tgt_y, torch.where(low, pred[2:], IGNORE_INDEX))]

@@ -12,9 +12,10 @@ from tests.userdata import make_user_folder
 from trainer.bench.experiment import run_strategy
 from trainer.config import TrainConfig
 from trainer.learning.labelbank import LabelBank
+from trainer.loop.adapt import AdaptHooks, adapt, local_oracle
 from trainer.loop.progress import Progress, duration, progress_line
 from trainer.loop.stepstats import StepStats
-from trainer.loop.train import GroundTruthOracle, adapt, load_data, local_spent, pretrain
+from trainer.loop.train import load_data, pretrain
 from trainer.strategies import configure
 
 
@@ -148,8 +149,8 @@ def test_a_quiet_step_is_never_read_back_to_the_host(
     model = pretrain(cfg, data, device, None, progress="off")
     n, _, h, w = data.target.images.shape
     bank = LabelBank(n, h, w)
-    oracle = GroundTruthOracle(data.target.labels)
-    result = adapt(model, cfg, data, oracle, local_spent(bank), bank, device, progress="log")
+    oracle = local_oracle(data.target.labels, bank)
+    result = adapt(model, cfg, data, oracle, bank, device, AdaptHooks(progress="log"))
     asking = sum(1 for q in result.queries.asked if q)
     assert 0 < asking < cfg.iterations  # quiet steps after the query window
     assert len(resolved) <= asking + 1  # + the last line, at the end

@@ -6,9 +6,13 @@ import torch
 from trainer.config import TrainConfig
 from trainer.constants import IGNORE_INDEX
 from trainer.learning.labelbank import LabelBank
-from trainer.loop.step import Batch, adaptation_step
-from trainer.loop.train import GroundTruthOracle, local_spent, new_loop_state
+from trainer.loop.bundles import Ask, Batch, Learner, LoopState, Oracle
+from trainer.loop.schedule import new_loop_state
+from trainer.loop.step import adaptation_step, asking_at
+from trainer.loop.stepstats import StepStats
+from trainer.loop.train import GroundTruthOracle
 from trainer.nets.model import build_model, param_groups
+from trainer.selection.policy import make_policy
 from trainer.strategies import BUDGET_FREE, STRATEGIES, configure
 
 H, W, C = 32, 48, 5
@@ -26,6 +30,22 @@ def _setup(strategy: str, budget_rate: float = 0.05, iterations: int = 6):
     bank = LabelBank(4, H, W)
     state = new_loop_state(cfg, int(budget_rate * target.numel()), C, 4)
     return cfg, model, opt, target, bank, state, gen
+
+
+def _step(
+    cfg: TrainConfig,
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    batch: Batch,
+    bank: LabelBank,
+    state: LoopState,
+    it: int,
+    ask: Ask,
+    gen: torch.Generator,
+) -> StepStats:
+    """Iteration ``it`` as the benchmark loop drives it: the budget read from the bank."""
+    asking = asking_at(make_policy(cfg, state.sampler), state, it, Oracle(ask, bank.counts))
+    return adaptation_step(Learner(model, opt, cfg, state, gen), batch, bank, asking)
 
 
 def _batch(target: torch.Tensor, it: int, gen: torch.Generator, supervised: bool) -> Batch:
@@ -52,16 +72,15 @@ def test_step_respects_budget_and_never_asks_twice(strategy: str) -> None:
         return oracle(index, ys, xs, group, scores)
 
     for it in range(cfg.iterations):
-        stats = adaptation_step(
+        stats = _step(
+            cfg,
             model,
             opt,
             _batch(target, it, gen, strategy == "supervised"),
             bank,
             state,
-            cfg,
             it,
             ask,
-            local_spent(bank),
             gen,
         )
         assert torch.isfinite(torch.tensor(stats.loss))
@@ -83,18 +102,7 @@ def test_algorithm_one_spends_high_then_medium() -> None:
     oracle = GroundTruthOracle(target)
     phases = []
     for it in range(cfg.iterations):
-        stats = adaptation_step(
-            model,
-            opt,
-            _batch(target, it, gen, False),
-            bank,
-            state,
-            cfg,
-            it,
-            oracle,
-            local_spent(bank),
-            gen,
-        )
+        stats = _step(cfg, model, opt, _batch(target, it, gen, False), bank, state, it, oracle, gen)
         phases.append(stats.phase)
     counts = bank.counts()
     assert counts["high"] + counts["medium"] == state.window.expected
@@ -108,18 +116,7 @@ def test_full_strategy_updates_dccm_and_reports_contrast_losses() -> None:
     oracle = GroundTruthOracle(target)
     stats = None
     for it in range(3):
-        stats = adaptation_step(
-            model,
-            opt,
-            _batch(target, it, gen, False),
-            bank,
-            state,
-            cfg,
-            it,
-            oracle,
-            local_spent(bank),
-            gen,
-        )
+        stats = _step(cfg, model, opt, _batch(target, it, gen, False), bank, state, it, oracle, gen)
     assert state.dccm.abs().sum() > 0
     assert torch.all(state.dccm.diagonal() == 0)
     assert {"p2p_intra", "p2p_cross_image", "p2p_cross_domain", "c2c_intra"} <= set(stats.parts)
@@ -171,7 +168,7 @@ def test_eq1_is_scored_without_dropout_by_default(score_dropout: bool) -> None:
         gen = torch.Generator().manual_seed(0)
         batch = _batch(target, 0, gen, False)
         torch.manual_seed(seed)
-        adaptation_step(clone, opt, batch, bank, state, cfg, 0, ask, local_spent(bank), gen)
+        _step(cfg, clone, opt, batch, bank, state, 0, ask, gen)
         asked.append(torch.cat(seen))
     same = asked[0].shape == asked[1].shape and torch.equal(asked[0], asked[1])
     assert same is not score_dropout
@@ -193,7 +190,7 @@ def test_aux_head_is_trained_on_target_labels() -> None:
         state = new_loop_state(run, 0, C, 4)
         torch.manual_seed(0)  # the same source-row dropout in both runs
         gen = torch.Generator().manual_seed(0)
-        stats = adaptation_step(clone, opt, batch, bank, state, run, 0, None, dict, gen)
+        stats = adaptation_step(Learner(clone, opt, run, state, gen), batch, bank)
         losses[on] = stats
     assert abs(losses[True].parts["target_aux"] - float(expected)) < 1e-5
     assert "target_aux" not in losses[False].parts
@@ -207,3 +204,21 @@ def test_query_errors_count_answered_pixels_the_model_got_wrong() -> None:
     labels = torch.tensor([[[1, 2, IGNORE_INDEX, 0]]])  # the third pixel got no answer
     pred = torch.tensor([[[1, 0, 0, 1]]])
     assert query_errors(mask, labels, pred) == 1
+
+
+@pytest.mark.parametrize("strategy", ["al-as", "random", "source-only"])
+def test_the_budget_is_read_once_per_iteration_of_the_window_and_never_after(strategy) -> None:
+    """The drivers read what is spent (the service's budget: an HTTP request) once per round
+    of selection: once per iteration inside the query window, never after it, never for a
+    strategy that asks nothing."""
+    cfg, _, _, target, bank, state, _ = _setup(strategy, iterations=12)
+    reads = []
+    oracle = Oracle(GroundTruthOracle(target), lambda: reads.append(1) or bank.counts())
+    policy = make_policy(cfg, state.sampler)
+    asked = [asking_at(policy, state, it, oracle) is not None for it in range(cfg.iterations)]
+    window = state.window.query_until
+    if strategy == "source-only":
+        assert not reads and not any(asked)
+    else:
+        assert 0 < window < cfg.iterations and len(reads) == window
+        assert asked == [True] * window + [False] * (cfg.iterations - window)

@@ -11,9 +11,12 @@ import torch
 from trainer.bench.syncs import SyncCounter
 from trainer.config import TrainConfig
 from trainer.learning.labelbank import LabelBank
-from trainer.loop.step import Batch, adaptation_step
-from trainer.loop.train import GroundTruthOracle, local_spent, new_loop_state
+from trainer.loop.bundles import Batch, Learner, Oracle
+from trainer.loop.schedule import new_loop_state
+from trainer.loop.step import adaptation_step, asking_at
+from trainer.loop.train import GroundTruthOracle
 from trainer.nets.model import build_model, param_groups
+from trainer.selection.policy import make_policy
 from trainer.strategies import configure
 
 H, W, C = 32, 48, 5
@@ -32,7 +35,8 @@ def _run(device: torch.device, strategy: str = "full"):
     target = torch.randint(C, (4, H, W), generator=gen).to(torch.uint8)
     bank = LabelBank(4, H, W)
     state = new_loop_state(cfg, int(0.05 * target.numel()), C, 4)
-    oracle, spent = GroundTruthOracle(target), local_spent(bank)
+    oracle, spent = GroundTruthOracle(target), bank.counts
+    learner, policy = Learner(model, opt, cfg, state, gen), make_policy(cfg, state.sampler)
     for it in range(cfg.iterations):
         index = torch.tensor([(2 * it) % 4, (2 * it + 1) % 4])
         batch = Batch(
@@ -44,10 +48,11 @@ def _run(device: torch.device, strategy: str = "full"):
 
         def step(counter: SyncCounter | None = None, batch=batch, it=it):
             if counter is None:
-                return adaptation_step(model, opt, batch, bank, state, cfg, it, oracle, spent, gen)
-            ask, spent_fn = counter.host(oracle), counter.host(spent)
+                asking = asking_at(policy, state, it, Oracle(oracle, spent))
+                return adaptation_step(learner, batch, bank, asking)
+            hosted = Oracle(counter.host(oracle), counter.host(spent))
             with counter:
-                return adaptation_step(model, opt, batch, bank, state, cfg, it, ask, spent_fn, gen)
+                return adaptation_step(learner, batch, bank, asking_at(policy, state, it, hosted))
 
         yield it, state, step
 

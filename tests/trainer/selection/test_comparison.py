@@ -5,21 +5,25 @@ from __future__ import annotations
 import pytest
 import torch
 
-import trainer.loop.step as step
+import trainer.loop.learn as learn
 from tests.trainer.loop.test_step import _batch, _setup
 from trainer.config import TrainConfig
 from trainer.learning import regularisers
 from trainer.learning.labelbank import LabelBank
 from trainer.learning.losses import entropy_loss, local_consistency_loss, negative_learning_loss
-from trainer.loop.train import GroundTruthOracle, local_spent
+from trainer.loop.adapt import local_oracle
+from trainer.loop.bundles import Learner
+from trainer.loop.step import adaptation_step, asking_at
+from trainer.loop.stepstats import StepStats
+from trainer.selection.policy import make_policy
 from trainer.strategies import configure
 
 
-def _one_step(strategy: str) -> tuple[step.StepStats, LabelBank]:
+def _one_step(strategy: str) -> tuple[StepStats, LabelBank]:
     cfg, model, opt, target, bank, state, gen = _setup(strategy)
     batch = _batch(target, 0, gen, False)
-    oracle, spent = GroundTruthOracle(target), local_spent(bank)
-    stats = step.adaptation_step(model, opt, batch, bank, state, cfg, 0, oracle, spent, gen)
+    asking = asking_at(make_policy(cfg, state.sampler), state, 0, local_oracle(target, bank))
+    stats = adaptation_step(Learner(model, opt, cfg, state, gen), batch, bank, asking)
     return stats, bank
 
 
@@ -59,13 +63,13 @@ def test_ripu_trains_with_its_authors_losses_and_minent_with_entropy() -> None:
 
 def test_mcu_true_labels_keeps_pseudo_labels_out_of_the_target_mcus(monkeypatch) -> None:
     seen = []
-    real = step.build_pixel_sets
+    real = learn.build_pixel_sets
 
-    def spy(out, n_src, src_y, tgt_y, pseudo, low_mask, *rest):
-        seen.append(bool(low_mask.any()))
-        return real(out, n_src, src_y, tgt_y, pseudo, low_mask, *rest)
+    def spy(inputs, *rest):
+        seen.append(bool(inputs.target_low.any()))
+        return real(inputs, *rest)
 
-    monkeypatch.setattr(step, "build_pixel_sets", spy)
+    monkeypatch.setattr(learn, "build_pixel_sets", spy)
     for strategy in ("mcu-cap", "full"):
         _one_step(strategy)
     assert seen == [False, True]

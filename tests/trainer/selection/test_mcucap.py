@@ -5,18 +5,39 @@ from __future__ import annotations
 import torch
 
 from trainer.constants import Group
-from trainer.selection.mcucap import CapSettings, cap_select, phase_quota
-from trainer.selection.sampling import QueryWindow
+from trainer.selection.mcucap import CapSettings, McuCap
+from trainer.selection.views import BudgetView, QueryWindow, ScoreMaps
 
 WINDOW = QueryWindow(expected=100, query_until=10, high_until=5, pass_length=1, high_cap=10**6)
 
 
-def test_phase_quota_paces_each_half_over_its_iterations() -> None:
-    assert phase_quota(WINDOW, 0, {}) == ("high", 10)  # 50 over 5 iterations
-    assert phase_quota(WINDOW, 4, {"high": 30}) == ("high", 20)
-    assert phase_quota(WINDOW, 2, {"high": 50}) == ("medium", 10)  # the high half is spent
-    assert phase_quota(WINDOW, 7, {"high": 40, "medium": 20}) == ("medium", 14)  # 40 over 3
-    assert phase_quota(WINDOW, 9, {"high": 50, "medium": 50})[1] == 0
+def _paced(iteration: int, spent: dict[str, int]) -> tuple[str, int]:
+    view = BudgetView.at(WINDOW, iteration, spent)
+    phase = view.phase()
+    return phase, view.high_paced() if phase == "high" else view.medium_paced()
+
+
+def test_the_phases_pace_each_half_over_its_iterations() -> None:
+    assert _paced(0, {}) == ("high", 10)  # 50 over 5 iterations
+    assert _paced(4, {"high": 30}) == ("high", 20)
+    assert _paced(2, {"high": 50}) == ("medium", 10)  # the high half is spent
+    assert _paced(7, {"high": 40, "medium": 20}) == ("medium", 14)  # 40 over 3
+    assert _paced(9, {"high": 50, "medium": 50})[1] == 0
+
+
+def cap_select(
+    settings: CapSettings,
+    window: QueryWindow,
+    iteration: int,
+    score: torch.Tensor,
+    groups: torch.Tensor,
+    prob: torch.Tensor,
+    unasked: torch.Tensor,
+    spent: dict[str, int],
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, str]:
+    maps = ScoreMaps(score, groups, prob, unasked)
+    return McuCap(settings).select(maps, BudgetView.at(window, iteration, spent), generator)
 
 
 def _batch(n: int = 2, h: int = 4, w: int = 8):

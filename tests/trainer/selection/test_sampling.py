@@ -13,18 +13,31 @@ from trainer.constants import Group
 from trainer.selection.sampling import (
     ActiveSampler,
     AlgorithmOneState,
-    QueryWindow,
     adaptive_sample,
-    per_iteration_quota,
     region_impurity,
     ripu_score,
 )
+from trainer.selection.views import BudgetView, QueryWindow, ScoreMaps, per_iteration_quota
 
 SHAPE = (2, 6, 7)
 
 
 def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
+
+
+def _select(
+    sampler: ActiveSampler,
+    groups: torch.Tensor,
+    unasked: torch.Tensor,
+    iteration: int,
+    window: QueryWindow,
+    spent: dict[str, int],
+    gen: torch.Generator,
+) -> tuple[torch.Tensor, str]:
+    """Algorithm 1 as the benchmark loop calls it, on flat scores (the groups decide)."""
+    maps = ScoreMaps(torch.zeros(groups.shape), groups, torch.ones(1), unasked)
+    return sampler.select(maps, BudgetView.at(window, iteration, spent), gen)
 
 
 def test_region_impurity_by_hand() -> None:
@@ -59,13 +72,19 @@ def test_per_iteration_quota(remaining: int, left: int, expected: int) -> None:
 
 
 def test_phase_boundaries() -> None:
-    phase = ActiveSampler.phase
+    def phase(expected: int, high: int, medium: int) -> str:
+        return BudgetView(expected, {"high": high, "medium": medium}).phase()
+
     assert phase(10, 4, 0) == "high"
     assert phase(10, 5, 0) == "medium"
     assert phase(10, 5, 4) == "medium"
     assert phase(10, 5, 5) == "done"
     assert phase(11, 5, 5) == "medium"  # the odd pixel goes to G_m
     assert phase(0, 0, 0) == "done"
+    window = QueryWindow(10, query_until=4, high_until=2, pass_length=1, high_cap=9)
+    assert BudgetView(10, {}, window, 1).phase() == "high"
+    assert BudgetView(10, {}, window, 2).phase() == "medium"  # past the high window
+    assert BudgetView(10, {}, window, 4).phase() == "done"  # past the query window
 
 
 def test_query_window_plan() -> None:
@@ -86,10 +105,10 @@ def test_select_high_takes_half_of_unasked_high() -> None:
     groups[0, 0] = Group.HIGH
     unasked = torch.ones(1, 4, 4, dtype=torch.bool)
     unasked[0, 0, 0] = False  # 3 unasked G_h pixels -> ceil(3/2) = 2
-    mask, phase = ActiveSampler().select(groups, unasked, 0, WINDOW, {}, _gen(0))
+    mask, phase = _select(ActiveSampler(), groups, unasked, 0, WINDOW, {}, _gen(0))
     assert phase == "high" and int(mask.sum()) == 2
     assert (groups[mask] == Group.HIGH).all() and unasked[mask].all()
-    mask, _ = ActiveSampler().select(groups, unasked, 0, WINDOW, {"high": 49}, _gen(0))
+    mask, _ = _select(ActiveSampler(), groups, unasked, 0, WINDOW, {"high": 49}, _gen(0))
     assert int(mask.sum()) == 1  # capped by M_e // 2 - spent_high
 
 
@@ -100,7 +119,7 @@ def test_select_high_takes_at_most_the_per_iteration_cap() -> None:
     assert window.high_cap == math.ceil(500 / 40) * 2 == 26
     sampler, spent, taken = ActiveSampler(), {"high": 0}, []
     for it in range(window.high_until):
-        mask, phase = sampler.select(groups, unasked, it, window, spent, _gen(it))
+        mask, phase = _select(sampler, groups, unasked, it, window, spent, _gen(it))
         if phase != "high":
             break
         taken.append(int(mask.sum()))
@@ -118,7 +137,7 @@ def test_select_decays_pi_high_once_per_pass_of_the_high_phase() -> None:
     sampler = ActiveSampler(AlgorithmOneState(pi_high=1.0, pi_low=0.1, decay=0.5))
     seen = []
     for it in range(4):
-        _, phase = sampler.select(groups, unasked, it, WINDOW, {}, _gen(it))
+        _, phase = _select(sampler, groups, unasked, it, WINDOW, {}, _gen(it))
         seen.append((phase, sampler.state.pi_high))
     assert seen == [("high", 1.0), ("high", 0.5), ("high", 0.5), ("high", 0.25)]
 
@@ -135,7 +154,7 @@ def test_default_schedule_decays_pi_high_once_per_pass_of_the_high_window() -> N
     groups = torch.full((1, 4, 4), Group.HIGH, dtype=torch.uint8)
     seen = []
     for it in range(window.query_until):
-        sampler.select(groups, torch.ones(1, 4, 4, dtype=torch.bool), it, window, {}, _gen(it))
+        _select(sampler, groups, torch.ones(1, 4, 4, dtype=torch.bool), it, window, {}, _gen(it))
         seen.append(sampler.state.pi_high)
     # unchanged within a pass, x0.9 at the end of each of the 3 high passes, then frozen
     assert seen[:14] == [1.0] * 14 and math.isclose(seen[14], 0.9)
@@ -149,16 +168,20 @@ def test_select_medium_spreads_the_rest_and_tops_up_from_high() -> None:
     window = QueryWindow(expected=20, query_until=6, high_until=3, pass_length=1, high_cap=99)
     spent = {"high": 10, "medium": 2}
     # the high share is spent: the 8 left go to G_m over the 3 iterations from high_until on
-    mask, phase = ActiveSampler().select(groups, unasked, 1, window, spent, _gen(0))
+    mask, phase = _select(ActiveSampler(), groups, unasked, 1, window, spent, _gen(0))
     assert phase == "medium" and int(mask.sum()) == 3 and (groups[mask] == Group.MEDIUM).all()
     # the high phase ran past its window (iteration >= high_until): the rest goes to G_m too
-    mask, phase = ActiveSampler().select(groups, unasked, 5, window, {"high": 1}, _gen(0))
+    mask, phase = _select(ActiveSampler(), groups, unasked, 5, window, {"high": 1}, _gen(0))
     assert phase == "medium" and int(mask.sum()) == 16  # quota 19, capped by the 16 pixels
-    groups[0, :2] = Group.HIGH  # 8 G_m pixels left, so 11 of quota 19 are topped up ...
-    groups[0, 2, 0] = Group.LOW  # ... from G_h, never from G_l
-    mask, _ = ActiveSampler().select(groups, unasked, 5, window, {"high": 1}, _gen(0))
-    assert int(mask.sum()) == 15 and not (groups[mask] == Group.LOW).any()
-    mask, phase = ActiveSampler().select(groups, unasked, 6, window, {}, _gen(0))
+    groups[0, :2] = Group.HIGH  # 7 G_m pixels left, so 12 of quota 19 are topped up ...
+    groups[0, 2, 0] = Group.LOW  # ... from G_h first, then from the highest scores left
+    unasked[0, 3] = False  # 11 unasked in G_m u G_h, one in G_l
+    mask, _ = _select(ActiveSampler(), groups, unasked, 5, window, {"high": 1}, _gen(0))
+    assert int(mask.sum()) == 12 and mask[0, 2, 0] and not (mask & ~unasked).any()
+    unasked[0, 2, 0] = False  # nothing left in G_l: G_m u G_h are all it can take
+    mask, _ = _select(ActiveSampler(), groups, unasked, 5, window, {"high": 1}, _gen(0))
+    assert int(mask.sum()) == 11 and not (groups[mask] == Group.LOW).any()
+    mask, phase = _select(ActiveSampler(), groups, unasked, 6, window, {}, _gen(0))
     assert phase == "done" and not mask.any()  # past the query window
 
 
@@ -193,14 +216,14 @@ def test_algorithm_one_never_exceeds_budget(
     spent = {"high": 0, "medium": 0}
     for it in range(steps):
         groups = torch.randint(0, 3, SHAPE, generator=g, dtype=torch.uint8)
-        mask, phase = sampler.select(groups, unasked, it, window, spent, g)
+        mask, phase = _select(sampler, groups, unasked, it, window, spent, g)
         assert not (mask & ~unasked).any()
         if phase == "done":
             assert not mask.any()
         elif phase == "high":
             assert (groups[mask] == Group.HIGH).all()
-        else:
-            assert (groups[mask] != Group.LOW).all()
+        elif (groups[mask] == Group.LOW).any():  # the last resort: G_m u G_h all taken
+            assert not ((groups != Group.LOW) & unasked & ~mask).any()
         if phase != "done":
             spent[phase] += int(mask.sum())
         unasked &= ~mask

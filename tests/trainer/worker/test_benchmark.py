@@ -9,7 +9,8 @@ import torch
 from trainer.config import TrainConfig
 from trainer.data.folder import SplitTensors
 from trainer.loop import checkpoint
-from trainer.loop.train import AdaptResult, Data
+from trainer.loop.adapt import AdaptResult
+from trainer.loop.train import Data
 from trainer.worker import benchmark as worker
 from trainer.worker.run import WorkerOptions
 
@@ -62,8 +63,9 @@ def fakes(monkeypatch):
     seen: dict[str, int] = {}
     model = torch.nn.Linear(1, 1)
 
-    def adapt(model, cfg, data, ask, spent, bank, device, *, state, **kw):
-        seen["expected"] = state.window.expected
+    def adapt(model, cfg, data, oracle, bank, device, hooks):
+        assert oracle.expected == hooks.state.window.expected  # adapt's M_e is the server's
+        seen["expected"] = oracle.expected
         return AdaptResult(model, bank, 50.0, 0)
 
     monkeypatch.setattr(worker, "ServiceClient", FakeClient)

@@ -14,7 +14,8 @@ from client.api import ServiceClient
 from client.retry import RetryPolicy
 from trainer.constants import GROUP_CODES
 from trainer.learning.labelbank import LabelBank
-from trainer.loop.step import Batch, query_oracle
+from trainer.loop.bundles import Batch
+from trainer.loop.step import query_oracle
 from trainer.worker.link import ServiceLink
 
 BUDGET = {"expected": 10, "reserved": 0, "answered": 0, "skipped": 0, "remaining": 10, "groups": {}}

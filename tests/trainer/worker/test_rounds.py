@@ -5,9 +5,15 @@ against the in-memory service."""
 import pytest
 import torch
 
+from trainer.config import Selection, TrainConfig
 from trainer.constants import Group
 from trainer.learning.labelbank import LabelBank
+from trainer.loop.bundles import Asking, Batch, Forward
+from trainer.loop.step import ask as step_ask
+from trainer.loop.stepstats import StepStats
+from trainer.selection.policy import make_policy
 from trainer.selection.sampling import ActiveSampler, AlgorithmOneState
+from trainer.selection.views import BudgetView, QueryWindow
 from trainer.worker.link import ServiceLink
 from trainer.worker.rounds import (
     Freshness,
@@ -15,8 +21,9 @@ from trainer.worker.rounds import (
     Picker,
     SessionOptions,
     queue_target,
+    round_budget,
+    round_maps,
     round_size,
-    select_round,
 )
 from trainer.worker.simulated import MemoryService
 
@@ -35,6 +42,20 @@ def test_the_queue_holds_n_minutes_of_work_within_floor_and_ceiling() -> None:
     assert round_size({**pace, "pending": 0, "budget_left": 20}, OPTS) == 20
     with pytest.raises(ValueError, match="queue_floor"):
         SessionOptions(queue_floor=50, queue_ceiling=10)
+
+
+def select_round(
+    score: torch.Tensor,
+    unasked: torch.Tensor,
+    sampler: ActiveSampler,
+    expected: int,
+    spent: dict[str, int],
+    quota: int,
+    gen: torch.Generator,
+) -> tuple[torch.Tensor, str]:
+    """A round of Algorithm 1 as the session picks it (no pass ends)."""
+    maps = round_maps(score, torch.ones(1), sampler, unasked)
+    return sampler.select(maps, round_budget(expected, spent, quota, False), gen)
 
 
 def _groups_score() -> tuple[torch.Tensor, ActiveSampler]:
@@ -70,6 +91,42 @@ def test_a_round_follows_algorithm_one_phases_by_the_budget_spent() -> None:
     mask, phase = select_round(sure, unasked, sampler, 100, {"high": 50}, 6, gen)
     assert phase == "medium" and int(mask.sum()) == 6  # the budget goes to the least sure
     assert float(sure[mask].min()) >= float(sure[~mask].max())
+
+
+SPENT = [{}, {"high": 48}, {"high": 50}, {"high": 50, "medium": 45}, {"random": 97}]
+
+
+@pytest.mark.parametrize("selection", [s.value for s in Selection])
+@pytest.mark.parametrize("spent", SPENT)
+def test_session_and_benchmark_mode_ask_for_the_same_pixels(selection, spent) -> None:
+    """The same scores, bank and budget view: the benchmark loop's asking half
+    (``trainer.loop.step.ask``, at the window's last iteration) and a session's round
+    (``round_maps`` / ``round_budget``, capped at the window's high cap) call the same policy
+    and ask for the same pixels, and leave the thresholds equal (a pass ends in both)."""
+    score, _ = _groups_score()
+    prob = torch.softmax(torch.randn(2, 3, 4, 5, generator=torch.Generator().manual_seed(1)), 1)
+    cfg = TrainConfig(selection=selection, ripu_radius_k=0.0, cap_radius_k=0.0)
+    window = QueryWindow(100, query_until=1, high_until=1, pass_length=1, high_cap=40)
+    picks, thresholds = [], []
+    for mode in ("benchmark", "session"):
+        bank = LabelBank(2, 4, 5)
+        bank.mark_asked(torch.tensor([0, 1]), torch.tensor([0, 3]), torch.tensor([0, 4]))
+        asked = bank.batch(torch.arange(2))[2]
+        sampler = ActiveSampler(AlgorithmOneState(pi_high=0.8, pi_low=0.1))
+        policy, gen = make_policy(cfg, sampler), torch.Generator().manual_seed(7)
+        maps = round_maps(score, prob, sampler, ~asked)
+        if mode == "benchmark":
+            fwd = Forward(None, None, None, score, maps.groups, prob, None, 0)
+            batch = Batch(torch.zeros(0, 3, 4, 5), None, None, torch.arange(2))
+            view = BudgetView.at(window, 0, spent)
+            ask = lambda i, y, x, g, s: torch.zeros_like(i)  # noqa: E731
+            mask = step_ask(fwd, batch, bank, Asking(policy, view, ask), gen, StepStats())
+        else:
+            mask = policy.select(maps, round_budget(100, spent, 40, True), gen).mask
+        picks.append(mask)
+        thresholds.append(vars(sampler.state))
+    assert torch.equal(picks[0], picks[1]) and thresholds[0] == thresholds[1]
+    assert selection in ("none", "all") or bool(picks[0].any()) == (sum(spent.values()) < 100)
 
 
 def test_outstanding_queries_go_stale_unless_seen_claimed() -> None:
@@ -172,3 +229,37 @@ def test_a_round_whose_response_was_lost_reads_its_ids_back() -> None:
     lossy = Lossy(run=svc.run, images=svc.images)
     ids = ServiceLink(lossy, 1, ["a", "b"], "human").post([1], [2], [3], "high", [0.5])
     assert list(ids.values()) == [(2, 2, 3)] and list(ids) == list(lossy.queries)
+
+
+@pytest.mark.parametrize(
+    ("strategy", "group"), [("full", "high"), ("random", "random"), ("pixelpick", "entropy")]
+)
+def test_a_session_round_asks_with_the_configured_selection(
+    strategy: str, group: str, tmp_path, monkeypatch
+) -> None:
+    """A session picks its rounds with the run's selection policy, as the benchmark loop does
+    (before, every session asked by Algorithm 1 whatever its strategy)."""
+    from trainer.data.folder import SplitTensors
+    from trainer.loop.train import Data
+    from trainer.nets.model import build_model
+    from trainer.strategies import configure
+    from trainer.worker.main import WorkerOptions
+    from trainer.worker.session import Session
+
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8, generator=gen)
+    split = SplitTensors(images, torch.zeros(4, 16, 16, dtype=torch.uint8), list("abcd"))
+    data = Data(split, split, split, split, ["x", "y", "z"], [(0, 0, 0)] * 3)
+    cfg = configure(TrainConfig(device="cpu", embed_dim=16), strategy)
+    torch.manual_seed(0)
+    model = build_model("small", 3, embed_dim=16)
+    opts = WorkerOptions("mem", "t", "session", tmp_path)
+    run = {"id": 1, "budget_total": 40}
+    session = Session(cfg, opts, SessionOptions(round_images=4), data, model, "cpu", None, run)
+    posted = []
+    monkeypatch.setattr(session.link, "spent", lambda: {})  # nothing spent on the server yet
+    monkeypatch.setattr(
+        session, "_post", lambda rows, mask, score, phase: posted.append(phase) or int(mask.sum())
+    )
+    assert session.post_round(6) == 6 and posted == [group]
+    session.events.close()
