@@ -52,7 +52,8 @@ def test_a_step_trains_the_fresh_labels_first_at_the_rate_given(setup, tmp_path)
     assert {g["lr"] / g.get("lr_mult", 1.0) for g in learner.opt.param_groups} == {0.004}
     after = list(learner.model.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
-    assert learner.score([0, 2]).shape == (2, 32, 64)
+    score, prob = learner.score([0, 2])
+    assert score.shape == (2, 32, 64) and prob.shape[0] == 2 and prob.shape[-2:] == (32, 64)
 
 
 def test_the_best_target_val_is_kept_and_resumed_from_the_checkpoint(setup, tmp_path) -> None:

@@ -7,6 +7,7 @@ import torch
 from trainer.config import TrainConfig
 from trainer.learning.labelbank import LabelBank
 from trainer.loop.schedule import new_loop_state
+from trainer.selection.policy import make_policy
 from trainer.worker.link import ServiceLink
 from trainer.worker.queue_keeper import QueueKeeper
 from trainer.worker.rounds import Picker, SessionOptions
@@ -25,8 +26,11 @@ def _keeper(sopts: SessionOptions = PACE) -> tuple[MemoryService, QueueKeeper]:
     picker, draws = Picker(2, torch.Generator().manual_seed(0)), torch.Generator().manual_seed(1)
     shared = Shared(1, expected, LabelBank(2, 4, 5), state, picker, draws)
     scores = torch.rand(2, 4, 5, generator=torch.Generator().manual_seed(2))
+    prob = torch.rand(2, 3, 4, 5, generator=torch.Generator().manual_seed(3)).softmax(1)
     link = ServiceLink(svc, 1, ["a", "b"], "human")
-    return svc, QueueKeeper(link, sopts, cfg, shared, lambda rows: scores[rows])
+    policy = make_policy(cfg, state.sampler)  # Algorithm 1, the default strategy's
+    score = lambda rows: (scores[rows], prob[rows])  # noqa: E731
+    return svc, QueueKeeper(link, sopts, cfg, shared, score, policy)
 
 
 def test_a_round_posts_the_queues_shortfall_and_keeps_its_queries() -> None:

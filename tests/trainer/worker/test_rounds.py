@@ -243,7 +243,7 @@ def test_a_session_round_asks_with_the_configured_selection(
     from trainer.loop.train import Data
     from trainer.nets.model import build_model
     from trainer.strategies import configure
-    from trainer.worker.main import WorkerOptions
+    from trainer.worker.run import WorkerOptions
     from trainer.worker.session import Session
 
     gen = torch.Generator().manual_seed(0)
@@ -258,8 +258,9 @@ def test_a_session_round_asks_with_the_configured_selection(
     session = Session(cfg, opts, SessionOptions(round_images=4), data, model, "cpu", None, run)
     posted = []
     monkeypatch.setattr(session.link, "spent", lambda: {})  # nothing spent on the server yet
+    keeper = session.keeper
     monkeypatch.setattr(
-        session, "_post", lambda rows, mask, score, phase: posted.append(phase) or int(mask.sum())
+        keeper, "_post", lambda rows, mask, score, phase: posted.append(phase) or int(mask.sum())
     )
-    assert session.post_round(6) == 6 and posted == [group]
+    assert keeper.post_round(6) == 6 and posted == [group]
     session.events.close()
