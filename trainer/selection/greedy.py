@@ -136,9 +136,10 @@ def greedy_select(
     around it, repeat until the image's quota is labeled; the last window is cut in raster
     order. With ``classes`` (N,H,W) long and ``class_caps`` (N,) long, picks (in score order)
     whose class would pass ``class_caps[n]`` labeled pixels are dropped. When the eligible
-    pixels run out first, the rest is taken by fresh sweeps over the unasked pixels not yet
-    labeled, without the earlier blanking or the class caps; an image with no such pixel stops
-    short.
+    pixels run out first (or there are none to begin with: every pixel blanked by earlier
+    rounds), the rest is taken by fresh sweeps over the unasked pixels not yet labeled,
+    without the earlier blanking; the class caps hold for the first sweep only. So every image
+    gets exactly ``min(quota, unasked)`` pixels.
 
     Args:
         score: (N,H,W) float, higher is picked first.
@@ -160,8 +161,10 @@ def greedy_select(
         cand = eligible[i] & unasked[i]
         while int(taken.sum()) < quota:
             open_ = unasked[i] & ~taken
-            if not bool(cand.any()):
-                break
+            if not bool(cand.any()):  # nothing eligible: the blanking is lifted
+                cand = open_
+                if not bool(cand.any()):
+                    break
             left = quota - int(taken.sum())
             taken |= _one_sweep(rank, cand, open_, left, block_radius, label_radius, cls, room)
             cand, cls, room = unasked[i] & ~taken, None, None  # a fresh sweep, caps lifted
