@@ -35,15 +35,13 @@ def box_sum(x: torch.Tensor, radius: int) -> torch.Tensor:
     """(..., H, W) integer: the sum over the in-image part of the ``(2r+1)^2`` window, by two
     cumulative sums (exact in integer arithmetic, any radius)."""
     for dim in (x.dim() - 1, x.dim() - 2):
-        n = x.shape[dim]
-        c = x.cumsum(dim)
-        edge = [-1] * x.dim()
-        edge[dim] = radius + 1
-        lead = torch.zeros_like(c.narrow(dim, 0, 1)).expand(*edge)
-        edge[dim] = radius
-        # e[j] = (sum of the first clamp(j - radius, 0, n) entries)
-        e = torch.cat([lead, c, c.narrow(dim, n - 1, 1).expand(*edge)], dim)
-        x = e.narrow(dim, 2 * radius + 1, n) - e.narrow(dim, 0, n)
+        n, c = x.shape[dim], x.cumsum(dim)
+        x = torch.empty_like(c)  # c[min(i + r, n - 1)] - c[i - r - 1] (0 below 0)
+        m = max(0, n - radius)
+        x.narrow(dim, 0, m).copy_(c.narrow(dim, radius, m))
+        x.narrow(dim, m, n - m).copy_(c.narrow(dim, n - 1, 1).expand_as(x.narrow(dim, m, n - m)))
+        if n > radius + 1:
+            x.narrow(dim, radius + 1, n - radius - 1).sub_(c.narrow(dim, 0, n - radius - 1))
     return x
 
 
@@ -61,7 +59,7 @@ def keys(score: torch.Tensor) -> torch.Tensor:
     bits = score.float().contiguous().view(torch.int32).long()
     ordered = torch.where(bits >= 0, bits, bits ^ 0x7FFFFFFF)
     idx = torch.arange(score.numel(), device=score.device).view(score.shape)
-    return (ordered << 32) | ((idx * 2654435761) % 2**32)
+    return (ordered << 32) | ((idx * 2654435761) & 0xFFFFFFFF)
 
 
 def _ranked(ys: torch.Tensor, xs: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -69,49 +67,64 @@ def _ranked(ys: torch.Tensor, xs: torch.Tensor, k: torch.Tensor) -> tuple[torch.
     return ys[order], xs[order], k[order]
 
 
-def _canvas(key: torch.Tensor, candidates: torch.Tensor, radius: int) -> torch.Tensor:
-    """The candidates' keys (NONE elsewhere) with a margin of at least ``radius`` of NONE on
-    every side, so that every window lies inside, cut evenly in cells of side ``radius + 1``."""
-    h, w = key.shape
-    s = radius + 1
-    hp, wp = -(-(h + 2 * radius) // s) * s, -(-(w + 2 * radius) // s) * s
-    canvas = key.new_full((hp, wp), NONE)
-    canvas[radius : radius + h, radius : radius + w] = key.masked_fill(~candidates, NONE)
-    return canvas
+class Cells:
+    """An image's keys on a canvas with a margin of ``r`` keys NONE on every side (so that
+    every window lies inside), cut in cells of side ``s = r + 1`` and stored cell by cell:
+    (cells, s*s), so that a cell's best is one reduction."""
+
+    def __init__(self, key: torch.Tensor, radius: int) -> None:
+        (h, w), s, r, dev = key.shape, radius + 1, radius, key.device
+        hp, wp = -(-(h + 2 * r) // s) * s, -(-(w + 2 * r) // s) * s
+        self.r, self.s, self.hc, self.wc, self.size = r, s, hp // s, wp // s, (h, w)
+        y, x = torch.arange(hp, device=dev), torch.arange(wp, device=dev)
+        self.row = (y // s) * (self.wc * s * s) + (y % s) * s  # flat index of canvas (y, x):
+        self.col = (x // s) * (s * s) + x % s  # row[y] + col[x]
+        self.keys = self.cellwise(F.pad(key, (r, wp - w - r, r, hp - h - r), value=NONE))
+
+    def cellwise(self, canvas: torch.Tensor) -> torch.Tensor:
+        s = self.s
+        return canvas.view(self.hc, s, self.wc, s).permute(0, 2, 1, 3).reshape(-1, s * s)
+
+    def masked(self, candidates: torch.Tensor) -> torch.Tensor:
+        """(cells, s*s) the keys of ``candidates`` (H,W) bool, NONE elsewhere."""
+        (h, w), r = self.size, self.r
+        pad = (r, self.wc * self.s - w - r, r, self.hc * self.s - h - r)
+        return self.keys.masked_fill(~self.cellwise(F.pad(candidates, pad)), NONE)
+
+    def window(self, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+        """(P, (2r+1)^2) flat indices of the windows around canvas pixels (ys, xs)."""
+        d = torch.arange(-self.r, self.r + 1, device=ys.device)
+        rows, cols = self.row[ys[:, None] + d], self.col[xs[:, None] + d]
+        return (rows[:, :, None] + cols[:, None, :]).reshape(ys.numel(), -1)
 
 
-def _peaks(canvas: torch.Tensor, radius: int, offsets: torch.Tensor):
-    """One pass: ``((ys, xs, keys) of the peaks, the best key left)``, ``(None, NONE)`` when
-    no candidate is left. Peaks are cell bests with no higher candidate in their window."""
-    s = radius + 1
-    (hp, wp), dev = canvas.shape, canvas.device
-    cells = canvas.view(hp // s, s, wp // s, s)
-    best = cells.amax((1, 3))
+def _peaks(cells: Cells, canvas: torch.Tensor):
+    """One pass: ``((ys, xs, keys) of the peaks on the canvas, the best key left)``,
+    ``(None, NONE)`` when no candidate is left. Peaks are cell bests with no higher candidate
+    in their window."""
+    s, r, dev = cells.s, cells.r, canvas.device
+    best, arg = canvas.max(1)
     top = int(best.max())
     if top == NONE:
         return None, NONE
-    live = best > NONE
-    ys, xs = (
-        ((cells == best[:, None, :, None]) & live[:, None, :, None])
-        .view(hp, wp)
-        .nonzero(as_tuple=True)
-    )
-    kp = canvas[ys, xs]
-    grid = canvas.new_full((hp // s + 2, wp // s + 2), NONE)
-    grid[1:-1, 1:-1] = best
-    where = torch.full((2, *grid.shape), -4 * (hp + wp), device=dev, dtype=torch.long)
-    where[0, ys // s + 1, xs // s + 1], where[1, ys // s + 1, xs // s + 1] = ys, xs
+    cell = (best > NONE).nonzero()[:, 0]
+    kp, a, cy, cx = best[cell], arg[cell], cell // cells.wc + 1, cell % cells.wc + 1
+    ys, xs = (cy - 1) * s + a // s, (cx - 1) * s + a % s
+    grid = canvas.new_full((cells.hc + 2, cells.wc + 2), NONE)
+    grid[1:-1, 1:-1] = best.view(cells.hc, cells.wc)
+    where = torch.full((2, *grid.shape), -4 * s * grid.numel(), device=dev, dtype=torch.long)
+    where[0, cy, cx], where[1, cy, cx] = ys, xs
     step = torch.tensor(_NEIGHBOURS, device=dev)
-    ny, nx = (ys // s + 1)[:, None] + step[:, 0], (xs // s + 1)[:, None] + step[:, 1]
+    ny, nx = cy[:, None] + step[:, 0], cx[:, None] + step[:, 1]
     higher = grid[ny, nx] > kp[:, None]
-    inside = ((where[0, ny, nx] - ys[:, None]).abs() <= radius) & (
-        (where[1, ny, nx] - xs[:, None]).abs() <= radius
+    inside = ((where[0, ny, nx] - ys[:, None]).abs() <= r) & (
+        (where[1, ny, nx] - xs[:, None]).abs() <= r
     )
     peak = ~(higher & inside).any(1)
     check = peak & (higher & ~inside).any(1)  # a higher best outside the window: read it all
     if bool(check.any()):
-        window = (ys[check] * wp + xs[check])[:, None] + offsets
-        peak[check] = canvas.view(-1)[window].amax(1) == kp[check]
+        window = canvas.view(-1)[cells.window(ys[check], xs[check])]
+        peak[check] = window.amax(1) == kp[check]
     return (ys[peak], xs[peak], kp[peak]), top
 
 
@@ -119,22 +132,25 @@ Enough = Callable[[torch.Tensor, torch.Tensor], bool]
 
 
 def sweep(
-    key: torch.Tensor, candidates: torch.Tensor, radius: int, enough: Enough | None = None
+    key: torch.Tensor,
+    candidates: torch.Tensor,
+    radius: int,
+    enough: Enough | None = None,
+    cells: Cells | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(ys, xs, keys)`` of every pick of the greedy loop over ``candidates`` (H,W) bool with
     ``radius`` blanking, ranked (until no candidate is left). With ``enough(ys, xs)`` (ranked
     picks -> bool) the sweep stops once the picks ranked above every candidate left satisfy
-    it, and returns those. One host sync per pass."""
+    it, and returns those. ``cells``: ``Cells(key, radius)``, kept between sweeps of an
+    image. One host sync per pass."""
     if radius <= 0:
         ys, xs = candidates.nonzero(as_tuple=True)
         return _ranked(ys, xs, key[ys, xs])
-    canvas = _canvas(key, candidates, radius)
-    wp = canvas.shape[1]
-    d = torch.arange(-radius, radius + 1, device=key.device)
-    offsets = (d[:, None] * wp + d[None, :]).reshape(1, -1)
-    found = [(d[:0], d[:0], key.new_empty(0))]
+    cells = Cells(key, radius) if cells is None else cells
+    canvas = cells.masked(candidates)
+    found = [(key.new_empty(0), key.new_empty(0), key.new_empty(0))]
     while True:
-        got, top = _peaks(canvas, radius, offsets)
+        got, top = _peaks(cells, canvas)
         if got is None:
             break
         if enough is not None and len(found) > 1:
@@ -142,7 +158,7 @@ def sweep(
             sure = k > top
             if enough(ys[sure] - radius, xs[sure] - radius):
                 return ys[sure] - radius, xs[sure] - radius, k[sure]
-        canvas.view(-1)[((got[0] * wp + got[1])[:, None] + offsets).reshape(-1)] = NONE
+        canvas.view(-1)[cells.window(got[0], got[1]).reshape(-1)] = NONE
         found.append(got)
     ys, xs, k = _ranked(*(torch.cat(f) for f in zip(*found, strict=True)))
     return ys - radius, xs - radius, k
@@ -172,6 +188,7 @@ def _capped(cls: torch.Tensor, cost: torch.Tensor, room: torch.Tensor) -> torch.
 
 def _one_sweep(
     key: torch.Tensor,
+    cells: Cells | None,
     cand: torch.Tensor,
     open_: torch.Tensor,
     left: int,
@@ -194,7 +211,8 @@ def _one_sweep(
             ys, xs, cost = ys[keep], xs[keep], cost[keep]
         return ys, xs, cost
 
-    ys, xs, _ = sweep(key, cand, block, lambda y, x: int(kept(y, x)[2].sum()) >= left)
+    enough = lambda y, x: int(kept(y, x)[2].sum()) >= left  # noqa: E731
+    ys, xs, _ = sweep(key, cand, block, enough, cells)
     ys, xs, cost = kept(ys, xs)
     full = cost.cumsum(0) <= left
     centres = torch.zeros_like(open_)
@@ -244,6 +262,7 @@ def greedy_select(
     out = torch.zeros_like(unasked)
     for i, quota in enumerate(quotas.tolist()):
         key, taken = keys(score[i]), out[i]
+        cells = Cells(key, block_radius) if block_radius > 0 else None
         cls = None if classes is None else classes[i].long()
         room = None
         if cls is not None and class_caps is not None:
@@ -256,6 +275,8 @@ def greedy_select(
                 if not bool(cand.any()):
                     break
             left = quota - int(taken.sum())
-            taken |= _one_sweep(key, cand, open_, left, block_radius, label_radius, cls, room)
+            taken |= _one_sweep(
+                key, cells, cand, open_, left, block_radius, label_radius, cls, room
+            )
             cand, cls, room = unasked[i] & ~taken, None, None  # a fresh sweep, caps lifted
     return out

@@ -76,27 +76,31 @@ def impurity(pred: torch.Tensor, num_classes: int, kernel_size: int) -> torch.Te
     window is exactly 0."""
     if num_classes < 2:
         return torch.zeros(pred.shape, device=pred.device)
-    r, bits = kernel_size // 2, (kernel_size * kernel_size).bit_length()
+    r, bits, dev = kernel_size // 2, (kernel_size * kernel_size).bit_length(), pred.device
     per, field = 63 // bits, (1 << bits) - 1
-    present = torch.bincount(pred.reshape(-1), minlength=num_classes).nonzero()[:, 0]
-    dense = torch.zeros(num_classes, dtype=torch.long, device=pred.device)
-    dense[present] = torch.arange(present.numel(), device=pred.device)
-    dense = dense[pred]
-    table = torch.arange(kernel_size * kernel_size + 1, device=pred.device).double()
+    present = torch.bincount(pred.reshape(-1), minlength=num_classes).nonzero()[:, 0].tolist()
+    table = torch.arange(kernel_size * kernel_size + 1, device=dev).double()
     table = torch.xlogy(table, table).float()
-    nlogn = torch.zeros(pred.shape, device=pred.device)
-    for start in range(0, present.numel(), per):
-        rel = dense - start
-        inside = (rel >= 0) & (rel < per)
-        word = torch.where(inside, torch.ones_like(rel) << (rel.clamp(0, per - 1) * bits), 0)
-        counts = box_sum(word, r)
-        for j in range(min(per, present.numel() - start)):
-            nlogn += table[(counts >> (j * bits)) & field]
-    n = box_sum(torch.ones_like(pred[:1]), r).double()
+    nlogn = torch.zeros(pred.shape, device=dev)
+    for start in range(0, len(present), per):
+        group = present[start : start + per]
+        one = torch.zeros(num_classes, dtype=torch.long, device=dev)  # class -> its bit field
+        one[group] = 1 << (bits * torch.arange(len(group), device=dev))
+        counts = box_sum(one[pred], r)
+        for j in range(len(group)):  # one field at a time: small temporaries stay in cache
+            nlogn += table.take((counts >> (j * bits)) & field)
+    h, w = pred.shape[-2:]
+    n = (_extent(h, r, dev)[:, None] * _extent(w, r, dev)[None, :]).double()
     out = (n.log() - nlogn / n).float()
     # a pure window is 0 up to rounding; the least impure (one pixel apart) is far above it
     least = n.log() - (n - 1) / n * (n - 1).clamp_min(1).log()
     return torch.where(out < least.float() / 2, 0.0, out / math.log(num_classes))
+
+
+def _extent(n: int, r: int, device: torch.device) -> torch.Tensor:
+    """(n,) long: in-image pixels of ``[i - r, i + r]`` along an axis of ``n``."""
+    i = torch.arange(n, device=device)
+    return (i + r).clamp(max=n - 1) - (i - r).clamp(min=0) + 1
 
 
 def pa_score(prob: torch.Tensor, radius: int) -> torch.Tensor:
