@@ -38,7 +38,7 @@ def box_sum(x: torch.Tensor, radius: int) -> torch.Tensor:
         n, c = x.shape[dim], x.cumsum(dim)
         x = torch.empty_like(c)  # c[min(i + r, n - 1)] - c[i - r - 1] (0 below 0)
         m = max(0, n - radius)
-        x.narrow(dim, 0, m).copy_(c.narrow(dim, radius, m))
+        x.narrow(dim, 0, m).copy_(c.narrow(dim, min(radius, n), m))
         x.narrow(dim, m, n - m).copy_(c.narrow(dim, n - 1, 1).expand_as(x.narrow(dim, m, n - m)))
         if n > radius + 1:
             x.narrow(dim, radius + 1, n - radius - 1).sub_(c.narrow(dim, 0, n - radius - 1))

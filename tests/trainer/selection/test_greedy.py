@@ -90,3 +90,9 @@ def test_a_sweep_stops_once_the_sure_picks_are_enough() -> None:
     key = keys(torch.arange(40.0).view(1, 40))
     ys, xs, _ = sweep(key, torch.ones(1, 40, dtype=torch.bool), 1, lambda y, x: y.numel() >= 3)
     assert xs.tolist()[:3] == [39, 37, 35] and xs.numel() < 20
+
+
+def test_box_sum_with_a_window_wider_than_the_image() -> None:
+    x = torch.arange(6).view(2, 3)
+    assert torch.equal(box_sum(x, 5), torch.full((2, 3), 15))
+    assert torch.equal(box_sum(x, 0), x)
