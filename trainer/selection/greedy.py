@@ -95,7 +95,7 @@ class Cells:
         """(P, (2r+1)^2) flat indices of the windows around canvas pixels (ys, xs)."""
         d = torch.arange(-self.r, self.r + 1, device=ys.device)
         rows, cols = self.row[ys[:, None] + d], self.col[xs[:, None] + d]
-        return (rows[:, :, None] + cols[:, None, :]).reshape(ys.numel(), -1)
+        return (rows[:, :, None] + cols[:, None, :]).reshape(ys.numel(), (2 * self.r + 1) ** 2)
 
 
 def _peaks(cells: Cells, canvas: torch.Tensor):
@@ -164,13 +164,16 @@ def sweep(
     return ys - radius, xs - radius, k
 
 
-def _box_count(integral: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, r: int) -> torch.Tensor:
-    """(P,) long: pixels counted by ``integral`` (H+1,W+1) in the ``(2r+1)^2`` window around
-    each pick (in-image part)."""
-    h, w = integral.shape[0] - 1, integral.shape[1] - 1
-    y0, y1 = (ys - r).clamp(min=0), (ys + r + 1).clamp(max=h)
-    x0, x1 = (xs - r).clamp(min=0), (xs + r + 1).clamp(max=w)
-    return integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
+def _label_windows(shape: tuple[int, int], ys: torch.Tensor, xs: torch.Tensor, r: int):
+    """(P, (2r+1)^2) flat indices of the windows around (ys, xs) on the image padded by ``r``
+    on every side (see :func:`_padded`)."""
+    d = torch.arange(-r, r + 1, device=ys.device)
+    rows, cols = (ys[:, None] + r + d) * (shape[1] + 2 * r), xs[:, None] + r + d
+    return (rows[:, :, None] + cols[:, None, :]).reshape(ys.numel(), (2 * r + 1) ** 2)
+
+
+def _padded(mask: torch.Tensor, r: int) -> torch.Tensor:
+    return F.pad(mask, (r, r, r, r)).reshape(-1)
 
 
 def _window(h: int, w: int, y: int, x: int, r: int, device: torch.device) -> torch.Tensor:
@@ -200,12 +203,10 @@ def _one_sweep(
     """(H,W) bool pixels one sweep labels: its picks in rank order (dropping those over their
     class's room), each labeling the ``open_`` pixels of its ``label`` window, until ``left``
     pixels; the pick that passes ``left`` labels its window's first pixels in raster order."""
-    integral = None
-    if label > 0:
-        integral = F.pad(open_.long().cumsum(0).cumsum(1), (1, 0, 1, 0))
+    open_flat = _padded(open_, label)
 
     def kept(ys: torch.Tensor, xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        cost = torch.ones_like(ys) if integral is None else _box_count(integral, ys, xs, label)
+        cost = open_flat[_label_windows(open_.shape, ys, xs, label)].sum(1)
         if cls is not None and room is not None:
             keep = _capped(cls[ys, xs], cost, room)
             ys, xs, cost = ys[keep], xs[keep], cost[keep]
@@ -215,9 +216,10 @@ def _one_sweep(
     ys, xs, _ = sweep(key, cand, block, enough, cells)
     ys, xs, cost = kept(ys, xs)
     full = cost.cumsum(0) <= left
-    centres = torch.zeros_like(open_)
-    centres[ys[full], xs[full]] = True
-    out = dilate(centres, label) & open_
+    labeled = torch.zeros_like(open_flat)
+    labeled[_label_windows(open_.shape, ys[full], xs[full], label).reshape(-1)] = True
+    (h, w), r = open_.shape, label
+    out = labeled.view(h + 2 * r, w + 2 * r)[r : r + h, r : r + w] & open_
     rest = left - int(out.sum())
     nxt = int(full.sum())
     if rest > 0 and nxt < ys.numel():  # the last pick is cut in raster order
