@@ -115,10 +115,10 @@ def _peaks(cells: Cells, canvas: torch.Tensor):
     where = torch.full((2, *grid.shape), -4 * s * grid.numel(), device=dev, dtype=torch.long)
     where[0, cy, cx], where[1, cy, cx] = ys, xs
     step = torch.tensor(_NEIGHBOURS, device=dev)
-    ny, nx = cy[:, None] + step[:, 0], cx[:, None] + step[:, 1]
-    higher = grid[ny, nx] > kp[:, None]
-    inside = ((where[0, ny, nx] - ys[:, None]).abs() <= r) & (
-        (where[1, ny, nx] - xs[:, None]).abs() <= r
+    near = (cy * grid.shape[1] + cx)[:, None] + (step[:, 0] * grid.shape[1] + step[:, 1])
+    higher = grid.view(-1).take(near) > kp[:, None]
+    inside = ((where[0].reshape(-1).take(near) - ys[:, None]).abs() <= r) & (
+        (where[1].reshape(-1).take(near) - xs[:, None]).abs() <= r
     )
     peak = ~(higher & inside).any(1)
     check = peak & (higher & ~inside).any(1)  # a higher best outside the window: read it all
