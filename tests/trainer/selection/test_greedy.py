@@ -96,3 +96,18 @@ def test_box_sum_with_a_window_wider_than_the_image() -> None:
     x = torch.arange(6).view(2, 3)
     assert torch.equal(box_sum(x, 5), torch.full((2, 3), 15))
     assert torch.equal(box_sum(x, 0), x)
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize(("block", "label"), [(2, 0), (3, 1), (7, 0)])
+def test_sweeps_pick_what_the_loop_picks_over_many_cells(seed: int, block: int, label: int) -> None:
+    """Images of many cells, smooth scores with plateaus, quotas that need several sweeps."""
+    gen = torch.Generator().manual_seed(100 + seed)
+    low = torch.rand(1, 1, 5, 6, generator=gen)
+    score = torch.nn.functional.interpolate(low, size=(37, 53), mode="bilinear")[0]
+    score = (score * 8).round() / 8  # plateaus
+    free = torch.rand(1, 37, 53, generator=gen) > 0.1
+    eligible = free & ~dilate(~free, block)
+    quotas = torch.tensor([int(torch.randint(50, 700, (1,), generator=gen))])
+    got = greedy_select(score, eligible, free, quotas, block, label)
+    assert torch.equal(got[0], _loop(score[0], eligible[0], free[0], int(quotas[0]), block, label))
