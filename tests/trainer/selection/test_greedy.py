@@ -111,3 +111,34 @@ def test_sweeps_pick_what_the_loop_picks_over_many_cells(seed: int, block: int, 
     quotas = torch.tensor([int(torch.randint(50, 700, (1,), generator=gen))])
     got = greedy_select(score, eligible, free, quotas, block, label)
     assert torch.equal(got[0], _loop(score[0], eligible[0], free[0], int(quotas[0]), block, label))
+
+
+def _capped_loop(score, eligible, free, quota, block, cls, cap):
+    """The loop with class caps: the whole first sweep in rank order, a pick dropped once its
+    class has ``cap`` picks, cut at the quota; then fresh sweeps without caps (:func:`_loop`)."""
+    key, w = keys(score), score.shape[1]
+    avail, picks = eligible & free, []
+    while avail.any():
+        idx = int(key.masked_fill(~avail, torch.iinfo(torch.int64).min).reshape(-1).argmax())
+        y, x = divmod(idx, w)
+        picks.append((y, x))
+        avail[max(0, y - block) : y + block + 1, max(0, x - block) : x + block + 1] = False
+    taken, count = torch.zeros_like(free), [0] * (int(cls.max()) + 1)
+    for y, x in picks:
+        count[int(cls[y, x])] += 1
+        if count[int(cls[y, x])] <= cap and int(taken.sum()) < quota:
+            taken[y, x] = True
+    rest = free & ~taken
+    return taken | _loop(score, rest, rest, quota - int(taken.sum()), block, 0)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_class_caps_hold_in_the_first_sweep_only(seed: int) -> None:
+    gen = torch.Generator().manual_seed(200 + seed)
+    score = (torch.rand(1, 19, 23, generator=gen) * 5).floor()
+    free = torch.rand(1, 19, 23, generator=gen) > 0.15
+    cls = torch.randint(0, 3, (1, 19, 23), generator=gen)
+    cap, quota, block = 1 + seed % 3, int(torch.randint(3, 200, (1,), generator=gen)), 1 + seed % 3
+    caps = torch.tensor([cap])
+    got = greedy_select(score, free, free, torch.tensor([quota]), block, 0, cls, caps)
+    assert torch.equal(got[0], _capped_loop(score[0], free[0], free[0], quota, block, cls[0], cap))
