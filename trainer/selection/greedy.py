@@ -1,76 +1,179 @@
-"""Greedy picks with window blanking (RIPU's selection loop), computed by sweeps of peaks.
+"""Greedy picks with window blanking (RIPU's selection loop), computed by passes of peaks.
 
 RIPU's loop (BIT-DA/RIPU ``core/active/build.py``) takes the highest-scoring pixel of an image,
-blanks the ``(2r+1)^2`` window around it and repeats. Run pick by pick that is one pass over
-the image per pixel asked (hundreds per image here). The same picks come from a few passes:
-a candidate whose rank is the highest among the candidates in its own window is picked by the
-loop (nothing that could blank it ranks above it), so each pass takes every such peak at once
-and blanks their windows, until no candidate is left (:func:`sweep`). The loop picks in
-descending rank, so its first ``q`` picks are the ``q`` best of the sweep's picks. Windows are
-square (Chebyshev distance), so every window maximum and dilation is two 1-D max-pools.
+blanks the ``(2r+1)^2`` window around it and repeats: one pass over the image per pixel asked.
+The same picks come from a few passes: a candidate that ranks first among the candidates of
+its own window is picked by the loop (nothing that could blank it ranks above it), so each
+pass takes every such peak at once and blanks their windows, until no candidate is left
+(:func:`sweep`). The loop picks in descending rank, so its first ``q`` picks are the ``q`` best
+of the sweep's picks, and a sweep may stop once the picks above every candidate left suffice.
 
-Ties: RIPU's ``torch.max`` takes the first pixel in raster order; here equal scores are ranked
-in a fixed pseudo-random order of the pixels. Raster order turns a plateau (zero impurity
-covers most of a confident image) into a wavefront of ``(H + W) / (r + 1)`` passes (512 passes,
-56 s on one core at 512x1024), a random order into a few.
+A pass never looks at every window. The image is cut into cells of side ``r + 1``: a cell lies
+inside the window of each of its pixels, so a peak is the best candidate of its cell, and its
+window meets only the 8 cells around it. A cell's best is no peak when a neighbour cell's best
+ranks higher and lies in its window; it is one when no neighbour cell's best ranks higher;
+only the rest (a higher best outside the window) read their whole window.
+
+Ties: RIPU's ``torch.max`` takes the first pixel in raster order; here every pixel gets a
+unique int64 key (:func:`keys`), the score's order first, then a fixed pseudo-random order of
+the pixels. Raster order turns a plateau (zero impurity covers most of a confident image) into
+a wavefront of ``(H + W) / (r + 1)`` passes, a random order into a few.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
+NONE = torch.iinfo(torch.int64).min  # the key of "no candidate"
+_NEIGHBOURS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
 
-def box_max(x: torch.Tensor, radius: int) -> torch.Tensor:
-    """(H,W) or (N,H,W) float: the maximum over the ``(2r+1)^2`` window (in-image part)."""
-    if radius <= 0:
-        return x.clone()
-    k = 2 * radius + 1
-    y = x.reshape(-1, 1, *x.shape[-2:])
-    y = F.max_pool2d(y, (1, k), stride=1, padding=(0, radius))
-    y = F.max_pool2d(y, (k, 1), stride=1, padding=(radius, 0))
-    return y.reshape(x.shape)
+
+def box_sum(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """(..., H, W) integer: the sum over the in-image part of the ``(2r+1)^2`` window, by two
+    cumulative sums (exact in integer arithmetic, any radius)."""
+    for dim in (x.dim() - 1, x.dim() - 2):
+        n, c = x.shape[dim], x.cumsum(dim)
+        x = torch.empty_like(c)  # c[min(i + r, n - 1)] - c[i - r - 1] (0 below 0)
+        m = max(0, n - radius)
+        x.narrow(dim, 0, m).copy_(c.narrow(dim, min(radius, n), m))
+        x.narrow(dim, m, n - m).copy_(c.narrow(dim, n - 1, 1).expand_as(x.narrow(dim, m, n - m)))
+        if n > radius + 1:
+            x.narrow(dim, radius + 1, n - radius - 1).sub_(c.narrow(dim, 0, n - radius - 1))
+    return x
 
 
 def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
     """(H,W) or (N,H,W) bool: pixels within Chebyshev distance ``radius`` of a true pixel."""
     if radius <= 0:
         return mask.clone()
-    return box_max(mask.float(), radius) > 0
+    return box_sum(mask.int(), radius) > 0
 
 
-def ranks(score: torch.Tensor) -> torch.Tensor:
-    """(H,W) float unique ranks, higher first; equal scores in a fixed pseudo-random order of
-    the pixels (a multiplicative hash of the index, a bijection below 2^32)."""
-    flat = score.reshape(-1).float()
-    idx = torch.arange(flat.numel(), device=flat.device)
-    shuffled = torch.argsort((idx * 2654435761) % 2**32)
-    order = shuffled[torch.argsort(flat[shuffled], descending=True, stable=True)]
-    rank = torch.empty_like(flat)
-    rank[order] = torch.arange(flat.numel() - 1, -1, -1, device=flat.device, dtype=flat.dtype)
-    return rank.view(score.shape)
+def keys(score: torch.Tensor) -> torch.Tensor:
+    """(H,W) int64 unique keys in the order of ``score`` (higher first); equal scores in a
+    fixed pseudo-random order of the pixels (a multiplicative hash of the index, a bijection
+    below 2^32). The float's bits, made monotone, fill the high 32 bits, the hash the low."""
+    bits = score.float().contiguous().view(torch.int32).long()
+    ordered = torch.where(bits >= 0, bits, bits ^ 0x7FFFFFFF)
+    idx = torch.arange(score.numel(), device=score.device).view(score.shape)
+    return (ordered << 32) | ((idx * 2654435761) & 0xFFFFFFFF)
 
 
-def sweep(rank: torch.Tensor, candidates: torch.Tensor, radius: int) -> torch.Tensor:
-    """(H,W) bool: every pick of the greedy loop over ``candidates`` with ``radius`` blanking
-    (until no candidate is left). One host sync per pass."""
-    picks = torch.zeros_like(candidates)
-    cand = candidates.clone()
-    while bool(cand.any()):
-        r = torch.where(cand, rank, -1.0)
-        peak = cand & (r >= box_max(r, radius))
-        picks |= peak
-        cand &= ~dilate(peak, radius)
-    return picks
+def _ranked(ys: torch.Tensor, xs: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    order = torch.argsort(k, descending=True)
+    return ys[order], xs[order], k[order]
 
 
-def _box_count(mask: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, r: int) -> torch.Tensor:
-    """(P,) long: true pixels of ``mask`` (H,W) in the ``(2r+1)^2`` window around each pick."""
-    h, w = mask.shape
-    s = F.pad(mask.long().cumsum(0).cumsum(1), (1, 0, 1, 0))
-    y0, y1 = (ys - r).clamp(min=0), (ys + r + 1).clamp(max=h)
-    x0, x1 = (xs - r).clamp(min=0), (xs + r + 1).clamp(max=w)
-    return s[y1, x1] - s[y0, x1] - s[y1, x0] + s[y0, x0]
+class Cells:
+    """An image's keys on a canvas with a margin of ``r`` keys NONE on every side (so that
+    every window lies inside), cut in cells of side ``s = r + 1`` and stored cell by cell:
+    (cells, s*s), so that a cell's best is one reduction."""
+
+    def __init__(self, key: torch.Tensor, radius: int) -> None:
+        (h, w), s, r, dev = key.shape, radius + 1, radius, key.device
+        hp, wp = -(-(h + 2 * r) // s) * s, -(-(w + 2 * r) // s) * s
+        self.r, self.s, self.hc, self.wc, self.size = r, s, hp // s, wp // s, (h, w)
+        y, x = torch.arange(hp, device=dev), torch.arange(wp, device=dev)
+        self.row = (y // s) * (self.wc * s * s) + (y % s) * s  # flat index of canvas (y, x):
+        self.col = (x // s) * (s * s) + x % s  # row[y] + col[x]
+        self.keys = self.cellwise(F.pad(key, (r, wp - w - r, r, hp - h - r), value=NONE))
+
+    def cellwise(self, canvas: torch.Tensor) -> torch.Tensor:
+        s = self.s
+        return canvas.view(self.hc, s, self.wc, s).permute(0, 2, 1, 3).reshape(-1, s * s)
+
+    def masked(self, candidates: torch.Tensor) -> torch.Tensor:
+        """(cells, s*s) the keys of ``candidates`` (H,W) bool, NONE elsewhere."""
+        (h, w), r = self.size, self.r
+        pad = (r, self.wc * self.s - w - r, r, self.hc * self.s - h - r)
+        return self.keys.masked_fill(~self.cellwise(F.pad(candidates, pad)), NONE)
+
+    def window(self, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+        """(P, (2r+1)^2) flat indices of the windows around canvas pixels (ys, xs)."""
+        d = torch.arange(-self.r, self.r + 1, device=ys.device)
+        rows, cols = self.row[ys[:, None] + d], self.col[xs[:, None] + d]
+        return (rows[:, :, None] + cols[:, None, :]).reshape(ys.numel(), (2 * self.r + 1) ** 2)
+
+
+def _peaks(cells: Cells, canvas: torch.Tensor):
+    """One pass: ``((ys, xs, keys) of the peaks on the canvas, the best key left)``,
+    ``(None, NONE)`` when no candidate is left. Peaks are cell bests with no higher candidate
+    in their window."""
+    s, r, dev = cells.s, cells.r, canvas.device
+    best, arg = canvas.max(1)
+    top = int(best.max())
+    if top == NONE:
+        return None, NONE
+    cell = (best > NONE).nonzero()[:, 0]
+    kp, a, cy, cx = best[cell], arg[cell], cell // cells.wc + 1, cell % cells.wc + 1
+    ys, xs = (cy - 1) * s + a // s, (cx - 1) * s + a % s
+    grid = canvas.new_full((cells.hc + 2, cells.wc + 2), NONE)
+    grid[1:-1, 1:-1] = best.view(cells.hc, cells.wc)
+    where = torch.full((2, *grid.shape), -4 * s * grid.numel(), device=dev, dtype=torch.long)
+    where[0, cy, cx], where[1, cy, cx] = ys, xs
+    step = torch.tensor(_NEIGHBOURS, device=dev)
+    near = (cy * grid.shape[1] + cx)[:, None] + (step[:, 0] * grid.shape[1] + step[:, 1])
+    higher = grid.view(-1).take(near) > kp[:, None]
+    inside = ((where[0].reshape(-1).take(near) - ys[:, None]).abs() <= r) & (
+        (where[1].reshape(-1).take(near) - xs[:, None]).abs() <= r
+    )
+    peak = ~(higher & inside).any(1)
+    check = peak & (higher & ~inside).any(1)  # a higher best outside the window: read it all
+    if bool(check.any()):
+        window = canvas.view(-1)[cells.window(ys[check], xs[check])]
+        peak[check] = window.amax(1) == kp[check]
+    return (ys[peak], xs[peak], kp[peak]), top
+
+
+Enough = Callable[[torch.Tensor, torch.Tensor], bool]
+
+
+def sweep(
+    key: torch.Tensor,
+    candidates: torch.Tensor,
+    radius: int,
+    enough: Enough | None = None,
+    cells: Cells | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(ys, xs, keys)`` of every pick of the greedy loop over ``candidates`` (H,W) bool with
+    ``radius`` blanking, ranked (until no candidate is left). With ``enough(ys, xs)`` (ranked
+    picks -> bool) the sweep stops once the picks ranked above every candidate left satisfy
+    it, and returns those. ``cells``: ``Cells(key, radius)``, kept between sweeps of an
+    image. One host sync per pass."""
+    if radius <= 0:
+        ys, xs = candidates.nonzero(as_tuple=True)
+        return _ranked(ys, xs, key[ys, xs])
+    cells = Cells(key, radius) if cells is None else cells
+    canvas = cells.masked(candidates)
+    found = [(key.new_empty(0), key.new_empty(0), key.new_empty(0))]
+    while True:
+        got, top = _peaks(cells, canvas)
+        if got is None:
+            break
+        if enough is not None and len(found) > 1:
+            ys, xs, k = _ranked(*(torch.cat(f) for f in zip(*found, strict=True)))
+            sure = k > top
+            if enough(ys[sure] - radius, xs[sure] - radius):
+                return ys[sure] - radius, xs[sure] - radius, k[sure]
+        canvas.view(-1)[cells.window(got[0], got[1]).reshape(-1)] = NONE
+        found.append(got)
+    ys, xs, k = _ranked(*(torch.cat(f) for f in zip(*found, strict=True)))
+    return ys - radius, xs - radius, k
+
+
+def _label_windows(shape: tuple[int, int], ys: torch.Tensor, xs: torch.Tensor, r: int):
+    """(P, (2r+1)^2) flat indices of the windows around (ys, xs) on the image padded by ``r``
+    on every side (see :func:`_padded`)."""
+    d = torch.arange(-r, r + 1, device=ys.device)
+    rows, cols = (ys[:, None] + r + d) * (shape[1] + 2 * r), xs[:, None] + r + d
+    return (rows[:, :, None] + cols[:, None, :]).reshape(ys.numel(), (2 * r + 1) ** 2)
+
+
+def _padded(mask: torch.Tensor, r: int) -> torch.Tensor:
+    return F.pad(mask, (r, r, r, r)).reshape(-1)
 
 
 def _window(h: int, w: int, y: int, x: int, r: int, device: torch.device) -> torch.Tensor:
@@ -87,7 +190,8 @@ def _capped(cls: torch.Tensor, cost: torch.Tensor, room: torch.Tensor) -> torch.
 
 
 def _one_sweep(
-    rank: torch.Tensor,
+    key: torch.Tensor,
+    cells: Cells | None,
     cand: torch.Tensor,
     open_: torch.Tensor,
     left: int,
@@ -99,17 +203,23 @@ def _one_sweep(
     """(H,W) bool pixels one sweep labels: its picks in rank order (dropping those over their
     class's room), each labeling the ``open_`` pixels of its ``label`` window, until ``left``
     pixels; the pick that passes ``left`` labels its window's first pixels in raster order."""
-    ys, xs = sweep(rank, cand, block).nonzero(as_tuple=True)
-    order = torch.argsort(rank[ys, xs], descending=True)
-    ys, xs = ys[order], xs[order]
-    cost = _box_count(open_, ys, xs, label)
-    if cls is not None and room is not None:
-        keep = _capped(cls[ys, xs], cost, room)
-        ys, xs, cost = ys[keep], xs[keep], cost[keep]
+    open_flat = _padded(open_, label)
+
+    def kept(ys: torch.Tensor, xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        cost = open_flat[_label_windows(open_.shape, ys, xs, label)].sum(1)
+        if cls is not None and room is not None:
+            keep = _capped(cls[ys, xs], cost, room)
+            ys, xs, cost = ys[keep], xs[keep], cost[keep]
+        return ys, xs, cost
+
+    enough = lambda y, x: int(kept(y, x)[2].sum()) >= left  # noqa: E731
+    ys, xs, _ = sweep(key, cand, block, enough, cells)
+    ys, xs, cost = kept(ys, xs)
     full = cost.cumsum(0) <= left
-    centres = torch.zeros_like(open_)
-    centres[ys[full], xs[full]] = True
-    out = dilate(centres, label) & open_
+    labeled = torch.zeros_like(open_flat)
+    labeled[_label_windows(open_.shape, ys[full], xs[full], label).reshape(-1)] = True
+    (h, w), r = open_.shape, label
+    out = labeled.view(h + 2 * r, w + 2 * r)[r : r + h, r : r + w] & open_
     rest = left - int(out.sum())
     nxt = int(full.sum())
     if rest > 0 and nxt < ys.numel():  # the last pick is cut in raster order
@@ -136,9 +246,10 @@ def greedy_select(
     around it, repeat until the image's quota is labeled; the last window is cut in raster
     order. With ``classes`` (N,H,W) long and ``class_caps`` (N,) long, picks (in score order)
     whose class would pass ``class_caps[n]`` labeled pixels are dropped. When the eligible
-    pixels run out first, the rest is taken by fresh sweeps over the unasked pixels not yet
-    labeled, without the earlier blanking or the class caps; an image with no such pixel stops
-    short.
+    pixels run out first (or there are none to begin with: every pixel blanked by earlier
+    rounds), the rest is taken by fresh sweeps over the unasked pixels not yet labeled,
+    without the earlier blanking; the class caps hold for the first sweep only. So every image
+    gets exactly ``min(quota, unasked)`` pixels.
 
     Args:
         score: (N,H,W) float, higher is picked first.
@@ -152,7 +263,8 @@ def greedy_select(
     """
     out = torch.zeros_like(unasked)
     for i, quota in enumerate(quotas.tolist()):
-        rank, taken = ranks(score[i]), out[i]
+        key, taken = keys(score[i]), out[i]
+        cells = Cells(key, block_radius) if block_radius > 0 else None
         cls = None if classes is None else classes[i].long()
         room = None
         if cls is not None and class_caps is not None:
@@ -160,9 +272,13 @@ def greedy_select(
         cand = eligible[i] & unasked[i]
         while int(taken.sum()) < quota:
             open_ = unasked[i] & ~taken
-            if not bool(cand.any()):
-                break
+            if not bool(cand.any()):  # nothing eligible: the blanking is lifted
+                cand = open_
+                if not bool(cand.any()):
+                    break
             left = quota - int(taken.sum())
-            taken |= _one_sweep(rank, cand, open_, left, block_radius, label_radius, cls, room)
+            taken |= _one_sweep(
+                key, cells, cand, open_, left, block_radius, label_radius, cls, room
+            )
             cand, cls, room = unasked[i] & ~taken, None, None  # a fresh sweep, caps lifted
     return out

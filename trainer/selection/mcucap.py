@@ -42,8 +42,7 @@ from trainer.constants import Group
 from trainer.ops.draws import device_generator
 from trainer.selection.baselines import image_quotas
 from trainer.selection.greedy import greedy_select
-from trainer.selection.ripu import blocked_by_asked, scaled_radius
-from trainer.selection.sampling import region_impurity
+from trainer.selection.ripu import blocked_by_asked, impurity, scaled_radius
 from trainer.selection.views import BudgetView, Picked, Policy, ScoreMaps
 
 
@@ -78,7 +77,7 @@ class McuCap(Policy):
         radius = scaled_radius(settings.cap_radius_k, h, w)
         pred = prob.argmax(1)
         if settings.cap_impurity:
-            rank = score.float() * region_impurity(pred, prob.shape[1], 2 * max(radius, 1) + 1)
+            rank = score.float() * impurity(pred, prob.shape[1], 2 * max(radius, 1) + 1)
             rank = rank / rank.amax().clamp_min(1e-12)  # into [0, 1]
         else:
             gen = device_generator(generator, score.device)

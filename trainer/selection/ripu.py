@@ -36,8 +36,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from trainer.selection.greedy import dilate, greedy_select
-from trainer.selection.sampling import region_impurity
+from trainer.selection.greedy import box_sum, dilate, greedy_select
 from trainer.selection.uncertainty import entropy
 
 # RIPU's target training size (INPUT.TARGET_INPUT_SIZE_TRAIN: 1280 x 640): K is defined there.
@@ -55,14 +54,62 @@ def scaled_radius(radius_k: float, height: int, width: int) -> int:
     return max(1, round(radius_k * math.sqrt(height * width / REFERENCE_PIXELS)))
 
 
+def predicted(prob: torch.Tensor) -> torch.Tensor:
+    """(N,H,W) long ``prob.argmax(1)`` (the first class of the highest probability), one class
+    at a time: a reduction over the class dim of a (N,C,H,W) tensor is slow on the CPU."""
+    best, pred = prob[:, 0].clone(), torch.zeros_like(prob[:, 0], dtype=torch.long)
+    for c in range(1, prob.shape[1]):
+        higher = prob[:, c] > best
+        best = torch.where(higher, prob[:, c], best)
+        pred.masked_fill_(higher, c)
+    return pred
+
+
+def impurity(pred: torch.Tensor, num_classes: int, kernel_size: int) -> torch.Tensor:
+    """(N,H,W) RIPU's region impurity (:func:`trainer.selection.sampling.region_impurity`):
+    the entropy of the predicted classes in the in-image part of the ``k x k`` window, over
+    ``log(C)``; from window counts ``n_c`` as ``(log n - sum n_c log n_c / n) / log C``.
+
+    The counts are box sums (:func:`trainer.selection.greedy.box_sum`) of several classes at
+    once, each in its own bit field of an int64 (a count is at most ``k^2``): a sum of packed
+    fields is the packed sums, and only the classes present in the batch are counted. A pure
+    window is exactly 0."""
+    if num_classes < 2:
+        return torch.zeros(pred.shape, device=pred.device)
+    r, bits, dev = kernel_size // 2, (kernel_size * kernel_size).bit_length(), pred.device
+    per, field = 63 // bits, (1 << bits) - 1
+    present = torch.bincount(pred.reshape(-1), minlength=num_classes).nonzero()[:, 0].tolist()
+    table = torch.arange(kernel_size * kernel_size + 1, device=dev).double()
+    table = torch.xlogy(table, table).float()
+    nlogn = torch.zeros(pred.shape, device=dev)
+    for start in range(0, len(present), per):
+        group = present[start : start + per]
+        one = torch.zeros(num_classes, dtype=torch.long, device=dev)  # class -> its bit field
+        one[group] = 1 << (bits * torch.arange(len(group), device=dev))
+        counts = box_sum(one[pred], r)
+        for j in range(len(group)):  # one field at a time: small temporaries stay in cache
+            nlogn += table.take((counts >> (j * bits)) & field)
+    h, w = pred.shape[-2:]
+    n = (_extent(h, r, dev)[:, None] * _extent(w, r, dev)[None, :]).double()
+    out = (n.log() - nlogn / n).float()
+    # a pure window is 0 up to rounding; the least impure (one pixel apart) is far above it
+    least = n.log() - (n - 1) / n * (n - 1).clamp_min(1).log()
+    return torch.where(out < least.float() / 2, 0.0, out / math.log(num_classes))
+
+
+def _extent(n: int, r: int, device: torch.device) -> torch.Tensor:
+    """(n,) long: in-image pixels of ``[i - r, i + r]`` along an axis of ``n``."""
+    i = torch.arange(n, device=device)
+    return (i + r).clamp(max=n - 1) - (i - r).clamp(min=0) + 1
+
+
 def pa_score(prob: torch.Tensor, radius: int) -> torch.Tensor:
     """PA score (N,H,W): pixel entropy x region impurity of the argmax in ``(2K+1)^2``.
 
     Their formula (natural-log entropy with +1e-6, unnormalised impurity) up to two positive
     constants, so the same ranking; at the border only in-image pixels count, as their zero
     padding with the count of in-image pixels does."""
-    pred = prob.argmax(1)
-    return region_impurity(pred, prob.shape[1], 2 * radius + 1) * entropy(prob)
+    return impurity(predicted(prob), prob.shape[1], 2 * radius + 1) * entropy(prob)
 
 
 def ra_score(prob: torch.Tensor, radius: int) -> torch.Tensor:
@@ -71,7 +118,7 @@ def ra_score(prob: torch.Tensor, radius: int) -> torch.Tensor:
     mean_ent = F.avg_pool2d(
         entropy(prob)[:, None], size, stride=1, padding=radius, count_include_pad=False
     )[:, 0]
-    return region_impurity(prob.argmax(1), prob.shape[1], size) * mean_ent
+    return impurity(predicted(prob), prob.shape[1], size) * mean_ent
 
 
 def blocked_by_asked(unasked: torch.Tensor, radius: int) -> torch.Tensor:

@@ -10,12 +10,14 @@ import torch
 from trainer.selection.greedy import greedy_select
 from trainer.selection.ripu import (
     blocked_by_asked,
+    impurity,
     pa_score,
+    predicted,
     ra_score,
     ripu_select,
     scaled_radius,
 )
-from trainer.selection.sampling import ripu_score
+from trainer.selection.sampling import region_impurity, ripu_score
 
 
 def _where(mask: torch.Tensor) -> set[tuple[int, ...]]:
@@ -104,3 +106,23 @@ def test_ripu_select_takes_each_images_quota_and_only_unasked(regions: bool) -> 
     got = ripu_select(prob, unasked, torch.tensor([20, 7]), 1, regions)
     assert got.sum((1, 2)).tolist() == [20, 7]
     assert not (got & ~unasked).any()
+
+
+@pytest.mark.parametrize("kernel", [1, 3, 5, 9])
+def test_impurity_by_packed_counts_is_the_pooled_one(kernel: int) -> None:
+    gen = torch.Generator().manual_seed(kernel)
+    pred = torch.randint(0, 3, (2, 11, 14), generator=gen)
+    pred[0, :6, :7] = 1  # a pure block: exactly 0 inside
+    pred[1] = torch.where(pred[1] == 2, 5, pred[1])  # classes 2-4 absent
+    got = impurity(pred, 7, kernel)
+    assert torch.allclose(got, region_impurity(pred, 7, kernel), atol=1e-5)
+    if kernel == 3:
+        assert (got[0, 1:5, 1:6] == 0).all() and (got[0, 6:] > 0).any()
+
+
+def test_predicted_is_the_first_argmax() -> None:
+    prob = torch.tensor([0.2, 0.4, 0.4, 0.0]).view(1, 4, 1, 1).repeat(1, 1, 2, 3)
+    prob[0, :, 1, 2] = torch.tensor([0.1, 0.1, 0.1, 0.7])
+    assert predicted(prob).tolist() == [[[1, 1, 1], [1, 1, 3]]]
+    rand = torch.rand(2, 5, 6, 7, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(predicted(rand), rand.argmax(1))
