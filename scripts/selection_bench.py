@@ -28,9 +28,9 @@ import torch.nn.functional as F
 
 from trainer.config import TrainConfig
 from trainer.selection.policy import make_policy
-from trainer.selection.sampling import ActiveSampler, QueryWindow
+from trainer.selection.sampling import ActiveSampler
 from trainer.selection.uncertainty import partition, uncertainty_score
-from trainer.selection.views import BudgetView, ScoreMaps
+from trainer.selection.views import BudgetView, QueryWindow, ScoreMaps
 
 STRATEGIES = (
     "random",

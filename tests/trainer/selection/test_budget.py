@@ -16,8 +16,7 @@ from trainer.selection.baselines import image_quotas, margin_uncertainty, pixelp
 from trainer.selection.greedy import greedy_select
 from trainer.selection.mcucap import CapSettings, McuCap
 from trainer.selection.ripu import blocked_by_asked, ripu_select
-from trainer.selection.sampling import QueryWindow
-from trainer.selection.views import BudgetView, ScoreMaps
+from trainer.selection.views import BudgetView, QueryWindow, ScoreMaps
 
 CASES = range(40)
 
