@@ -197,13 +197,14 @@ def _one_sweep(
     left: int,
     block: int,
     label: int,
-    cls: torch.Tensor | None,
-    room: torch.Tensor | None,
+    caps: tuple[torch.Tensor, torch.Tensor] | None,
 ) -> torch.Tensor:
     """(H,W) bool pixels one sweep labels: its picks in rank order (dropping those over their
-    class's room), each labeling the ``open_`` pixels of its ``label`` window, until ``left``
-    pixels; the pick that passes ``left`` labels its window's first pixels in raster order."""
+    class's room; ``caps``: each pixel's class (H,W) and each class's room, or None), each
+    labeling the ``open_`` pixels of its ``label`` window, until ``left`` pixels; the pick that
+    passes ``left`` labels its window's first pixels in raster order."""
     open_flat = _padded(open_, label)
+    cls, room = caps if caps is not None else (None, None)
 
     def kept(ys: torch.Tensor, xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         cost = open_flat[_label_windows(open_.shape, ys, xs, label)].sum(1)
@@ -277,8 +278,7 @@ def greedy_select(
                 if not bool(cand.any()):
                     break
             left = quota - int(taken.sum())
-            taken |= _one_sweep(
-                key, cells, cand, open_, left, block_radius, label_radius, cls, room
-            )
+            caps = None if cls is None or room is None else (cls, room)
+            taken |= _one_sweep(key, cells, cand, open_, left, block_radius, label_radius, caps)
             cand, cls, room = unasked[i] & ~taken, None, None  # a fresh sweep, caps lifted
     return out

@@ -23,6 +23,7 @@ from trainer.loop.bundles import Batch
 from trainer.loop.checkpoint import data_classes, payload, save
 from trainer.loop.step import adaptation_step
 from trainer.loop.train import Data, evaluate, source_batch
+from trainer.nets.average import WeightAverage
 from trainer.nets.model import param_groups, set_lr
 from trainer.strategies import for_budget
 from trainer.worker.rounds import Freshness, score_images
@@ -41,6 +42,7 @@ class Learner:
         device: torch.device,
         shared: Shared,
         folder: Path,
+        average: float = 0.0,
     ) -> None:
         self.cfg, self.data, self.model, self.device = cfg, data, model, device
         self.shared, self.folder = shared, folder
@@ -56,8 +58,18 @@ class Learner:
         parts = (model, self.opt, self.step_cfg, shared.state, shared.generator)
         self.stepper = bundles.Learner(*parts)
         self.fresh = Freshness()
+        # > 0: evaluate, keep and report the weights' moving average (decay per step), 0: the
+        # network as it is (SessionOptions.weight_average)
+        self.average = WeightAverage(model, average) if average > 0 else None
         self.iteration, self.best_val, self.best_iteration = 0, -1.0, -1
+        self.best_labels = 0  # labeled pixels the best weights were trained with
         self.best_state = copy.deepcopy(model.state_dict())
+
+    @property
+    def reported(self) -> torch.nn.Module:
+        """The network evaluated, kept as the best and reported: the weight average when the
+        session keeps one, else the trained network."""
+        return self.model if self.average is None else self.average.model
 
     def images(self, rows: list[int]) -> torch.Tensor:
         """Target-train images of bank ``rows`` as the model takes them."""
@@ -77,13 +89,15 @@ class Learner:
         batch = Batch(sx, sy, self.images(rows), torch.tensor(rows))
         set_lr(self.opt, lr)
         adaptation_step(self.stepper, batch, shared.bank)
+        if self.average is not None:
+            self.average.update(self.model)
         self.fresh.stepped(rows)
         self.iteration += 1
 
     def measure(self) -> dict[str, Any]:
         """The model on target-val now: the metrics point the session posts."""
         data = self.data
-        cm = evaluate(self.model, data.val, data.num_classes, self.device)
+        cm = evaluate(self.reported, data.val, data.num_classes, self.device)
         return {
             "iteration": self.iteration,
             "labeled_pixels": self.shared.bank.num_labeled,
@@ -96,13 +110,17 @@ class Learner:
         if not point["miou"] > self.best_val:
             return False
         self.best_val, self.best_iteration = point["miou"], self.iteration
-        self.best_state = copy.deepcopy(self.model.state_dict())
+        self.best_labels = int(point["labeled_pixels"])
+        self.best_state = copy.deepcopy(self.reported.state_dict())
         return True
 
     def save(self, session: dict[str, Any], best: bool = False) -> None:
         """``checkpoint.pt`` with the session's state (``session``: what the other pieces keep
         across a restart) and, with ``best``, ``best.pt``."""
-        kept = {"best_val": self.best_val, "best_iteration": self.best_iteration} | session
+        kept = {"best_val": self.best_val, "best_iteration": self.best_iteration}
+        kept |= {"best_labels": self.best_labels} | session
+        if self.average is not None:
+            kept["average"] = self.average.model.state_dict()
         shared, path = self.shared, self.folder / "checkpoint.pt"
         args = (self.model, shared.state, Place(self.iteration, shared.run_id), self.cfg)
         save_checkpoint(path, *args, data=self.data, bank=shared.bank, extra={"session": kept})
@@ -111,6 +129,7 @@ class Learner:
                 "iteration": self.best_iteration,
                 "miou": self.best_val,
                 "run_id": shared.run_id,
+                "labeled_pixels": self.best_labels,  # the labels these weights hold
             }
             size = self.data.target.images.shape[-2:]
             ckpt = payload(self.cfg, self.model, data_classes(self.data), size, **point)
@@ -123,6 +142,9 @@ class Learner:
         saved = ckpt.get("session", {})
         self.best_val = float(saved.get("best_val", -1.0))
         self.best_iteration = int(saved.get("best_iteration", -1))
+        self.best_labels = int(saved.get("best_labels", 0))
+        if self.average is not None and "average" in saved:
+            self.average.model.load_state_dict(saved["average"])
         best = self.folder / "best.pt"
         if best.is_file():
             self.best_state = torch.load(best, map_location=self.device, weights_only=True)["model"]

@@ -50,6 +50,10 @@ class SessionOptions:
     # schedule (section IV-B) before the run ends; 0: end at the plateau, at the constant rate
     # (target-val, scripts/session_bench.py, 3 seeds: 100 iterations gained nothing)
     cooldown_iterations: int = 0
+    # > 0: target-val, the best weights and the reported model are the moving average of the
+    # weights with this decay per step (about 1 / (1 - decay) steps: 100 at 0.99); 0: the
+    # network as trained (it swung by 3-6 points between evaluations on the same labels)
+    weight_average: float = 0.99
     status_seconds: float = 5.0  # how often the run's status is read (an admin may end it)
     checkpoint_seconds: float = 30.0
     round_images: int = 4  # images scored together when picking a round's pixels
@@ -61,6 +65,8 @@ class SessionOptions:
             raise ValueError("queue_minutes must be > 0, merge_every and round_images >= 1")
         if self.cooldown_iterations < 0:
             raise ValueError("cooldown_iterations must be >= 0")
+        if not 0.0 <= self.weight_average < 1.0:
+            raise ValueError("weight_average must lie in [0, 1)")
 
 
 def queue_target(pace: dict[str, Any], opts: SessionOptions) -> int:

@@ -76,7 +76,8 @@ class Session:
         picker = Picker(n, torch.Generator().manual_seed(cfg.seed + 3))
         draws = torch.Generator().manual_seed(cfg.seed + 2)
         shared = Shared(self.run_id, expected, self.bank, state, picker, draws)
-        self.learner = Learner(cfg, data, model, device, shared, opts.checkpoint_dir)
+        parts = (cfg, data, model, device, shared, opts.checkpoint_dir)
+        self.learner = Learner(*parts, average=sopts.weight_average)
         policy = make_policy(self.learner.step_cfg, state.sampler)  # the benchmark loop's
         self.keeper = QueueKeeper(self.link, sopts, cfg, shared, self.learner.score, policy)
         self.end = EndRule(sopts.plateau_minutes, sopts.cooldown_iterations)

@@ -38,6 +38,11 @@ FLAGS = {
     "--eval-seconds": ("eval_seconds", float, "target-val evaluation every ..."),
     "--plateau-minutes": ("plateau_minutes", float, "end this long after the last gain"),
     "--round-seconds": ("round_seconds", float, "check the queue against the pace every ..."),
+    "--weight-average": (
+        "weight_average",
+        float,
+        "evaluate and report the weights' moving average with this decay per step (0: off)",
+    ),
     "--cooldown-iterations": (
         "cooldown_iterations",
         int,
@@ -102,6 +107,7 @@ def finish(session: Session, before: float, seconds: float) -> dict[str, Any]:
     s = {"run_id": session.run_id, "strategy": session.cfg.strategy, "mode": "session"}
     s |= {"ended": session.ended, "test_miou_before": before, "test_miou_after": after}
     s |= {"best_val_miou": learner.best_val, "best_iteration": learner.best_iteration}
+    s |= {"model_labeled_pixels": learner.best_labels}  # the labels the reported model holds
     s |= {"labeled_pixels": session.bank.num_labeled, "labels_trained": len(learner.fresh.trained)}
     s |= {"iterations": learner.iteration, "seconds": round(seconds, 1)}
     s |= {"budget": client.budget(session.run_id), "latency": learner.fresh.summary()}

@@ -1,0 +1,36 @@
+"""An exponential moving average of a network's weights (Polyak averaging).
+
+After every optimiser step ``average <- decay * average + (1 - decay) * weights`` for each
+parameter; buffers (BatchNorm statistics) are copied as they are. With ``decay = 0.99`` the
+average spans about 100 steps (1 / (1 - decay)): at a constant learning rate it keeps what
+the last hundred steps agree on and drops the step-to-step noise of SGD on a handful of
+labels. Used by the session's learner (``--weight-average``), which evaluates and reports the
+average and trains the network itself.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+
+class WeightAverage:
+    """``model``'s weights averaged over its steps; :attr:`model` is the averaged network."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"the weight average's decay must lie in (0, 1), got {decay}")
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        """One step of the average towards ``model``'s weights (same architecture)."""
+        for mine, theirs in zip(self.model.parameters(), model.parameters(), strict=True):
+            mine.lerp_(theirs.detach(), 1.0 - self.decay)
+        for mine, theirs in zip(self.model.buffers(), model.buffers(), strict=True):
+            mine.copy_(theirs)
