@@ -11,6 +11,12 @@ iterations and seconds, and the time from an answer to its first gradient step (
 
     PYTHONPATH=. python scripts/session_bench.py            # small: ~5 min on 2 CPU cores
     PYTHONPATH=. python scripts/session_bench.py --seeds 0 1 2 --cooldowns 0 100  # ~30 min
+    PYTHONPATH=. python scripts/session_bench.py --person-paced --seeds 0 1 2 3 4  # ~25 min
+
+``--person-paced``: a person's pace (one answer every 2 s, ``--rate 0.5 0.5``) over a budget of
+about 120 labels (``--budget 0.0006`` of 24 images of 64x128), no benchmark-mode run; per seed
+the target-val curve against labels, and whether the session's model improves with them: the
+value at the end within 1 point of the best, and above the value at half the labels.
 
 Several seeds give the spread (12 test images: one seed's difference is mostly noise);
 several ``--cooldowns`` compare session endings, on target-val.
@@ -33,7 +39,7 @@ from trainer.bench.experiment import run_strategy
 from trainer.config import TrainConfig
 from trainer.data.safety import UnsafeFolderError, claim_output_folder
 from trainer.data.synth import generate_benchmark
-from trainer.loop.train import load_data
+from trainer.loop.train import load_data, pretrain
 from trainer.strategies import configure
 from trainer.worker.rounds import SessionOptions
 from trainer.worker.run import WorkerOptions
@@ -43,7 +49,9 @@ from trainer.worker.simulated import MemoryService, SimulatedPerson
 COUNTS = {"source-train": 48, "target-train": 24, "target-val": 12, "target-test": 12}
 
 
-def session_run(cfg: TrainConfig, out: Path, rate: tuple[float, float], pace: dict) -> dict:
+def session_run(
+    cfg: TrainConfig, out: Path, rate: tuple[float, float], pace: dict, with_metrics: bool = False
+) -> dict | tuple[dict, list[dict]]:
     svc, stop = MemoryService(lease_s=30), threading.Event()
     person = SimulatedPerson(svc, load_data(cfg).target.labels, rate=rate, pause=(0.03, 2.0))
 
@@ -65,7 +73,50 @@ def session_run(cfg: TrainConfig, out: Path, rate: tuple[float, float], pace: di
     summary["person"] = {"answered": len(person.answered), "skipped": person.skipped}
     summary["person"] |= {"undone": person.undone, "refused": person.refused}
     summary["withdrawn_total"] = len(svc.withdrawn)
-    return summary
+    return (summary, list(svc.metrics)) if with_metrics else summary
+
+
+def val_curve(metrics: list[dict]) -> dict:
+    """The session's target-val points by labels, and the improvement criteria of issue 25:
+    the end within 1 point of the best, and above the value at half the labels."""
+    points = [m for m in metrics if m.get("split", "target-val") == "target-val"]
+    curve = [(int(m.get("labeled_pixels", 0)), round(float(m["miou"]), 2)) for m in points]
+    if not curve:
+        return {"curve": []}
+    end, best, labels = curve[-1][1], max(v for _, v in curve), curve[-1][0]
+    half = [v for n, v in curve if n <= labels // 2][-1]
+    return {
+        "curve": curve,
+        "end": end,
+        "best": best,
+        "at_half_labels": half,
+        "end_within_1_of_best": end >= best - 1.0,
+        "end_above_half": end > half,
+    }
+
+
+def person_paced(a: argparse.Namespace, seed: int, work: Path) -> dict:
+    """One session at a person's pace, no benchmark-mode run: its target-val curve."""
+    cfg = configure(
+        TrainConfig(),
+        "full",
+        data_root=str(work.parent / "data"),
+        budget_rate=a.budget,
+        pretrain_iterations=a.pretrain_iterations,
+        seed=seed,
+        device="cpu",
+    )
+    pretrain(cfg, load_data(cfg), torch.device("cpu"), work / "cache", progress=False)
+    pace = {"queue_minutes": 0.5, "queue_floor": 10, "queue_ceiling": 60, "eval_seconds": 10}
+    pace |= {"plateau_minutes": 0.5, "stale_minutes": 1.0, "rescore_seconds": 15}
+    pace |= {"cooldown_iterations": a.cooldowns[0]}
+    if a.weight_average is not None:
+        pace["weight_average"] = a.weight_average
+    session, metrics = session_run(cfg, work, tuple(a.rate), pace, with_metrics=True)
+    row = {k: session[k] for k in SESSION_KEYS} | val_curve(metrics)
+    row |= {"seed": seed, "test_miou_before": session["test_miou_before"]}
+    print(json.dumps({k: v for k, v in row.items() if k != "curve"}), flush=True)
+    return row
 
 
 def one_seed(a: argparse.Namespace, seed: int, work: Path) -> dict:
@@ -144,16 +195,34 @@ def main() -> None:
         default=[SessionOptions().cooldown_iterations],
         help="session cooldown lengths to run (iterations; 0: end at the plateau)",
     )
+    p.add_argument(
+        "--person-paced",
+        action="store_true",
+        help="one answer every 2 s over ~120 labels, sessions only: does the model improve?",
+    )
+    p.add_argument("--threads", type=int, default=2, help="torch threads (2: both cores)")
+    p.add_argument(
+        "--weight-average",
+        type=float,
+        default=None,
+        help="the session's weight average (SessionOptions.weight_average; 0: off)",
+    )
     p.add_argument("--work", default="outputs/session_bench")
     p.add_argument("--out", default="outputs/session_bench.json")
     a = p.parse_args()
-    torch.set_num_threads(2)
+    if a.person_paced and a.rate == p.get_default("rate"):
+        a.rate = [0.5, 0.5]
+    if a.person_paced and a.budget == p.get_default("budget"):
+        a.budget = 0.0006
+    torch.set_num_threads(a.threads)
     work = Path(a.work)
     try:  # it clears session/
         claim_output_folder(work, ".session-bench", "scripts/session_bench.py", "--work")
     except UnsafeFolderError as exc:
         sys.exit(f"session_bench.py: {exc}")
     generate_benchmark(work / "data", counts=COUNTS, seed=1234)
+    if a.person_paced:
+        return person_paced_report(a, work)
     runs = [one_seed(a, seed, work / f"seed-{seed}") for seed in a.seeds]
     report = {
         "config": {"budget_rate": a.budget, "counts": COUNTS, "rate": a.rate},
@@ -164,6 +233,22 @@ def main() -> None:
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(report, indent=1))
     print(json.dumps(report["summary"], indent=1))
+
+
+def person_paced_report(a: argparse.Namespace, work: Path) -> None:
+    rows = [person_paced(a, seed, work / f"seed-{seed}") for seed in a.seeds]
+    summary = {
+        "end_within_1_of_best": sum(r.get("end_within_1_of_best", False) for r in rows),
+        "end_above_half": sum(r.get("end_above_half", False) for r in rows),
+        "seeds": len(rows),
+        "test_after": [round(r["test_miou_after"], 2) for r in rows],
+    }
+    report = {"config": {"budget_rate": a.budget, "counts": COUNTS, "rate": a.rate}}
+    report |= {"person_paced": True, "weight_average": a.weight_average, "threads": a.threads}
+    report |= {"summary": summary, "runs": rows}
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(report, indent=1))
+    print(json.dumps(summary, indent=1))
 
 
 if __name__ == "__main__":
