@@ -15,14 +15,10 @@ from sqlalchemy.orm import Session
 
 from server.db import begin_write, is_postgres
 from server.errors import (
-    AlreadyAnswered,
     BadRequest,
-    DomainError,
-    LeaseExpired,
     NothingToUndo,
     NotLeased,
     QueryNotFound,
-    QueryWithdrawn,
     RunFinished,
     UnknownClass,
 )
@@ -31,6 +27,7 @@ from server.queue import Dispatcher
 from server.schemas import AnswerIn, AnswerOut, AnswersPage, BatchAnswerItem, Me, UndoOut
 from server.services import budget
 from server.services.answers_pg import answer_pg
+from server.services.leases import held_by, refusal
 from server.services.queries import query_outs
 from server.services.runs import class_ids, get_run, require_active
 
@@ -45,16 +42,6 @@ _QCOLS = (
     Query.annotator_id,
     Query.lease_expires_at,
 )
-
-
-def _refusal(q: Row[Any], me: Me, now: datetime) -> DomainError:
-    if q.status == "answered":
-        return AlreadyAnswered(f"Query {q.id} is already answered.")
-    if q.status == "withdrawn":
-        return QueryWithdrawn(f"Query {q.id} was withdrawn by the trainer; nothing was stored.")
-    if q.status == "leased" and q.annotator_id == me.id and q.lease_expires_at < now:
-        return LeaseExpired(f"Your lease on query {q.id} expired; claim again.")
-    return NotLeased(f"Query {q.id} is {q.status} and not leased to you.")
 
 
 def _out(
@@ -82,12 +69,7 @@ def _insert(db: Session, rows: list[dict[str, Any]]) -> list[Row[Any]]:
 
 
 def _lease_filter(ids: Sequence[int], me: Me, now: datetime) -> list[Any]:
-    return [
-        Query.id.in_(list(ids)),
-        Query.status == "leased",
-        Query.annotator_id == me.id,
-        Query.lease_expires_at >= now,
-    ]
+    return [Query.id.in_(list(ids)), *held_by(me.id, now)]
 
 
 def answer(
@@ -121,7 +103,7 @@ def answer(
         stmt = stmt.values(status="answered", lease_expires_at=None)
         if db.execute(stmt.execution_options(synchronize_session=False)).rowcount != 1:
             db.rollback()
-            raise _refusal(found, me, now)
+            raise refusal(found, me.id, now)
         budget.settle(db, found.run_id, reserved=-1, answered=1)
     row = {
         "run_id": found.run_id,
@@ -181,7 +163,7 @@ def answer_batch(
     if len(got) != len(ids):
         db.rollback()
         require_active(db, run_id)  # finished since the check above: say so
-        raise _refusal(rows[next(q for q in ids if q not in got)], me, now)
+        raise refusal(rows[next(q for q in ids if q not in got)], me.id, now)
     budget.settle(db, run_id, reserved=-len(ids), answered=len(ids))
     inserted = _insert(
         db,

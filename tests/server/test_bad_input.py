@@ -240,6 +240,13 @@ CASES = [
         "lease_expired",
         _expire,
     ),
+    Case(  # refused like the answer above (issue 22, item 7): it was accepted
+        "skip-expired-lease",
+        lambda w, c: w.post(f"{Q}/{c['expired']}/skip", "bob"),
+        410,
+        "lease_expired",
+        _expire,
+    ),
     Case(
         "skip-by-non-holder",
         lambda w, c: w.post(f"{Q}/{c['leased']}/skip", "bob"),
