@@ -28,6 +28,10 @@ class Forbidden(DomainError):
     status, code, message = 403, "forbidden", "Your role may not do this."
 
 
+class NotYourAnswer(Forbidden):
+    code, message = "not_your_answer", "Only the answer's author or an admin may correct it."
+
+
 class NotFound(DomainError):
     status, code, message = 404, "not_found", "No such resource."
 

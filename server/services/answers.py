@@ -18,6 +18,7 @@ from server.errors import (
     BadRequest,
     NothingToUndo,
     NotLeased,
+    NotYourAnswer,
     QueryNotFound,
     RunFinished,
     UnknownClass,
@@ -97,6 +98,11 @@ def answer(
     if data.correction:
         if found.status != "answered":
             raise NotLeased(f"Query {query_id} is {found.status}; only answers can be corrected.")
+        if found.annotator_id != me.id and me.role != "admin":  # who answered it holds it
+            raise NotYourAnswer(
+                f"Query {query_id} was answered by another annotator; only they or an admin "
+                "may correct it."
+            )
         budget.settle(db, found.run_id, reserved=0, answered=0)  # lock: ids in commit order
     else:
         stmt = update(Query).where(*_lease_filter([query_id], me, now))

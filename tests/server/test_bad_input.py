@@ -259,6 +259,12 @@ CASES = [
         404,
         "query_not_found",
     ),
+    Case(  # issue 22, item 4: bob's correction of alice's answer was stored
+        "correct-another-annotators-answer",
+        lambda w, c: w.answer(c["answered"], "bob", class_id=0, correction=True),
+        403,
+        "not_your_answer",
+    ),
     Case(
         "undo-nothing",
         lambda w, c: w.post(f"{Q}/{c['answered']}/undo", "bob"),
