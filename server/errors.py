@@ -88,6 +88,10 @@ class UnknownClass(DomainError):
     status, code, message = 422, "unknown_class", "The class id is not one of the run's classes."
 
 
+class ReservedName(DomainError):
+    status, code, message = 422, "reserved_name", "This name is reserved."
+
+
 class UnknownImage(DomainError):
     status, code, message = 422, "unknown_image", "The image is not registered in this run."
 

@@ -17,10 +17,10 @@ from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from server.db import begin_write
-from server.errors import NotFound, Unauthorized
+from server.errors import NotFound, ReservedName, Unauthorized
 from server.models import Token, utcnow
 from server.schemas import Me, TokenCreated, TokenOut
 
@@ -35,6 +35,10 @@ def hash_token(raw: str) -> str:
 def create_token(
     db: Session, role: str, name: str, expires_in_s: int | None = None, now: datetime | None = None
 ) -> TokenCreated:
+    if name == BOOTSTRAP_ADMIN:  # start-up revokes such rows of secrets no longer configured
+        raise ReservedName(
+            f"The name {BOOTSTRAP_ADMIN!r} is the configured secret's; pick another."
+        )
     # A fixed prefix: a bare urlsafe token starts with "-" one time in 64, and
     # ``--token -abc`` then reads as an option on every command line.
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -144,6 +148,32 @@ def authenticate(db: Session, raw: str, digest: str, admin_token: str, cache: Pr
     me = Me(id=row.id, role=row.role, name=row.name)
     cache.put(digest, me, row.expires_at)
     return me
+
+
+def retire_old_bootstrap_secrets(
+    make_session: sessionmaker[Session], admin_token: str, now: datetime
+) -> list[int]:
+    """At start-up: revoke every live ``bootstrap-admin`` row but the one of the configured
+    ``ADAMCU_ADMIN_TOKEN``, so a rotated-out secret stops working when the server starts with
+    the new one (the rows stay, as every token row does: answers name their annotator by it).
+    A retired secret never comes back to life: configured again, it is refused as revoked.
+    Returns the ids revoked."""
+    with make_session() as db:
+        stmt = (
+            update(Token)
+            .where(
+                Token.name == BOOTSTRAP_ADMIN,
+                Token.role == "admin",
+                Token.revoked_at.is_(None),
+                Token.token_hash != hash_token(admin_token),
+            )
+            .values(revoked_at=now)
+            .returning(Token.id)
+            .execution_options(synchronize_session=False)
+        )
+        ids = list(db.execute(stmt).scalars())
+        db.commit()
+    return ids
 
 
 def _bootstrap_admin(db: Session, digest: str) -> Token:
