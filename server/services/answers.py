@@ -197,7 +197,8 @@ def answer_batch(
 def undo(
     db: Session, queue: Dispatcher, query_id: int, me: Me, now: datetime, lease_s: float
 ) -> UndoOut:
-    """Withdraw my latest answer if the trainer has not read it; else ask for a correction."""
+    """Withdraw my latest answer if the trainer has not read it; else ask for a correction.
+    The reply is read before the commit (see ``queries.skip``)."""
     run_id = db.execute(select(Query.run_id).where(Query.id == query_id)).scalar_one_or_none()
     if run_id is None:
         raise QueryNotFound(f"Query {query_id} does not exist.")
@@ -228,10 +229,11 @@ def undo(
             .execution_options(synchronize_session=False)
         )
         budget.settle(db, run_id, reserved=1, answered=-1)
+    out = UndoOut(reopened=reopened, query=query_outs(db, [query_id])[0])  # before the commit
     db.commit()
     if reopened:
         queue.enqueue(run_id, [query_id])  # its stream entry was acked; time the new lease
-    return UndoOut(reopened=reopened, query=query_outs(db, [query_id])[0])
+    return out
 
 
 def answers_since(db: Session, run_id: int, after: int, limit: int, advance: bool) -> AnswersPage:

@@ -81,9 +81,10 @@ def set_status(db: Session, run_id: int, status: str, role: str) -> tuple[RunOut
     if moved.rowcount != 1:
         db.rollback()
         raise RunFinished(f"Run {run_id} changed status meanwhile; nothing was changed.")
+    db.refresh(run)  # before the commit (see queries.skip): no transaction after it
+    out = to_out(run)
     db.commit()
-    db.refresh(run)
-    return to_out(run), released
+    return out, released
 
 
 def require_active(db: Session, run_id: int) -> None:

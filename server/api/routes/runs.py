@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
-from server.api.deps import DB, Id, Now, Queue, Reader, Trainer
+from server.api.deps import DB, Id, Now, Queue, Reader, Trainer, json_response
 from server.api.openapi import errors
 from server.schemas import (
     BudgetOut,
@@ -34,11 +34,11 @@ def get_run(run_id: Id, db: DB, _: Reader) -> RunOut:
     return runs.to_out(runs.get_run(db, run_id))
 
 
-@router.patch("/{run_id}", responses=errors(404, 409))
-def patch_run(run_id: Id, data: RunPatch, db: DB, queue: Queue, me: Trainer) -> RunOut:
+@router.patch("/{run_id}", response_model=RunOut, responses=errors(404, 409))
+def patch_run(run_id: Id, data: RunPatch, db: DB, queue: Queue, me: Trainer) -> Response:
     out, released = runs.set_status(db, run_id, data.status, me.role)
     runs.forget(queue, run_id, released)
-    return out
+    return json_response(out)
 
 
 @router.get("/{run_id}/budget", responses=errors(404))
