@@ -4,6 +4,7 @@ a trainer that keeps the queue full."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import time
@@ -225,3 +226,21 @@ async def trainer(sh: Shared, low_water: int, chunk: int) -> None:
             await asyncio.sleep(0.02)
     finally:
         conn.close()
+
+
+def add_crowd_options(p: argparse.ArgumentParser, skip_every: int, undo_every: int) -> None:
+    """The single phase's skips and undos (scripts/load_annotators.py, ``Shared``)."""
+    p.add_argument(
+        "--skip-every",
+        type=int,
+        default=skip_every,
+        help="skip the queries whose id is a multiple of this (5: one in five, the UI's Space "
+        "key); 0: never",
+    )
+    p.add_argument(
+        "--undo-every",
+        type=int,
+        default=undo_every,
+        help="undo the answer to one query in this many, then answer it again (the UI's "
+        "Backspace); 0: never",
+    )

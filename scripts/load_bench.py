@@ -42,8 +42,8 @@ from pathlib import Path
 import httpx
 import psycopg
 import redis
-from load_annotators import SIDE, Phase, Shared, annotator, trainer
-from load_measure import pct, snapshot
+from load_annotators import SIDE, Phase, Shared, add_crowd_options, annotator, trainer
+from load_measure import pct, snapshot, table, verdict
 from PIL import Image as PILImage
 
 from stack.processes import free_port, wait_ready
@@ -200,29 +200,6 @@ def verify(db_url: str, sh: Shared) -> dict:
     return verdict(sh, dict(rows), status, answered, reserved)
 
 
-def verdict(sh: Shared, per_query: dict, status: dict, answered: int, reserved: int) -> dict:
-    """Lost, doubled and unacknowledged answers and the counters' consistency, from the answer
-    rows per query, the queries per status and the run's counters (any backend). Consistent
-    also means the skipped queries are exactly those whose skip the client saw succeed (a
-    503 changed nothing)."""
-    answer_rows = sum(per_query.values())
-    lost = len(sh.answered - per_query.keys()) + max(status.get("answered", 0) - len(per_query), 0)
-    return {
-        "client_answered": len(sh.answered),
-        "client_skipped": len(sh.skipped),
-        "answer_rows": answer_rows,
-        "lost": lost,
-        "doubled": sum(1 for c in per_query.values() if c > 1),
-        "unacknowledged": len(per_query.keys() - sh.answered),
-        "budget_answered": answered,
-        "budget_reserved": reserved,
-        "query_status": status,
-        "consistent": answered == answer_rows == status.get("answered", 0) == len(sh.answered)
-        and reserved == status.get("pending", 0) + status.get("leased", 0)
-        and status.get("skipped", 0) == len(sh.skipped),
-    }
-
-
 async def drive(args: argparse.Namespace, base: str, db_url: str, pid: int) -> dict:
     sh, tokens = setup_run(base, args.admin, args.annotators, args.images)
     sh.skip_every, sh.undo_every = args.skip_every, args.undo_every
@@ -294,57 +271,6 @@ def bench(args: argparse.Namespace) -> dict:
     return result
 
 
-def _table(result: dict) -> str:
-    cols = [
-        "phase",
-        "annotators",
-        "claim_n",
-        "paced_rate",
-        "answers_per_s",
-        "labels_per_s",
-        "requests_per_s",
-        "claim_p50_ms",
-        "claim_p99_ms",
-        "answer_p50_ms",
-        "answer_p99_ms",
-        "skips",
-        "skip_p99_ms",
-        "undos",
-        "undo_p99_ms",
-        "worst_ms",
-        "server_errors",
-        "errors",
-        "client_cpu_pct",
-        "server_cpu_pct",
-        "server_cpu_ms_per_answer",
-        "machine_busy_pct",
-        "loadavg_1m",
-    ]
-    lines = []
-    for ph in result["phases"]:
-        lines += [f"{c:>16}: {ph[c]}" for c in cols if c in ph] + [""]
-    lines += [f"{k:>16}: {v}" for k, v in result["check"].items()]
-    return "\n".join(lines)
-
-
-def add_crowd_options(p: argparse.ArgumentParser, skip_every: int, undo_every: int) -> None:
-    """The single phase's skips and undos (scripts/load_annotators.py, ``Shared``)."""
-    p.add_argument(
-        "--skip-every",
-        type=int,
-        default=skip_every,
-        help="skip the queries whose id is a multiple of this (5: one in five, the UI's Space "
-        "key); 0: never",
-    )
-    p.add_argument(
-        "--undo-every",
-        type=int,
-        default=undo_every,
-        help="undo the answer to one query in this many, then answer it again (the UI's "
-        "Backspace); 0: never",
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--annotators", type=int, default=32)
@@ -373,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     args.admin = secrets.token_urlsafe(16)
     result = bench(args)
-    print(_table(result))
+    print(table(result))
     if args.out:
         args.out.write_text(json.dumps(result, indent=2, default=str))
     chk = result["check"]

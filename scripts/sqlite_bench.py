@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     args.admin = secrets.token_urlsafe(16)
     result = bench(args)
-    print(lb._table(result))
+    print(lb.table(result))
     if args.out:
         args.out.write_text(json.dumps(result, indent=2, default=str))
     chk = result["check"]
