@@ -92,6 +92,10 @@ class ReservedName(DomainError):
     status, code, message = 422, "reserved_name", "This name is reserved."
 
 
+class BadScope(DomainError):
+    status, code, message = 422, "bad_scope", "The token's runs are not valid."
+
+
 class UnknownImage(DomainError):
     status, code, message = 422, "unknown_image", "The image is not registered in this run."
 

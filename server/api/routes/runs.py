@@ -20,13 +20,13 @@ router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
 
 
 @router.post("", status_code=201)
-def create_run(data: RunIn, db: DB, _: Trainer) -> RunOut:
-    return runs.create_run(db, data)
+def create_run(data: RunIn, db: DB, me: Trainer) -> RunOut:
+    return runs.create_run(db, data, me)
 
 
 @router.get("")
-def list_runs(db: DB, _: Reader) -> list[RunOut]:
-    return runs.list_runs(db)
+def list_runs(db: DB, me: Reader) -> list[RunOut]:
+    return runs.list_runs(db, me.run_ids)
 
 
 @router.get("/{run_id}", responses=errors(404))
