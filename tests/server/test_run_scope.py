@@ -109,3 +109,14 @@ def test_a_scoped_viewer_sees_no_image_of_another_run(world_factory) -> None:
     assert r.status_code == 404 and r.json()["error"]["code"] == "image_not_found"
     r = a.env.client.get(f"/api/v1/images/{a.image_id}.png", headers=viewer)
     assert r.status_code == 200
+
+
+def test_a_scoped_annotator_cannot_probe_another_runs_queries_by_release(world_factory) -> None:
+    a, b = world_factory(), world_factory()
+    only_a = _scoped(a, "annotator", [a.run_id])
+    [qb] = b.ask([(2, 2)]).json()["ids"]
+    r = a.env.client.post("/api/v1/queries/release", json={"ids": [qb]}, headers=only_a)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "query_not_found", r.text
+    [qa] = a.ask([(2, 2)]).json()["ids"]
+    r = a.env.client.post("/api/v1/queries/release", json={"ids": [qa]}, headers=only_a)
+    assert r.status_code == 200 and r.json()["released"] == []
