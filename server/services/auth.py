@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from server.errors import Forbidden, ImageNotFound, QueryNotFound, RunNotFound
 from server.models import Image, Query
@@ -33,15 +33,18 @@ def _path_id(path: Mapping[str, Any], name: str) -> int | None:
         return None  # the route refuses it (422) itself
 
 
-def check_scope(db: Session, me: Me, path: Mapping[str, Any]) -> None:
-    """404 unless the run the path names (``run_id``, or the run of ``query_id`` or
-    ``image_id``) is one of a scoped token's runs; the same 404 an unknown id gets, so a scoped
-    token learns nothing of other runs. Ends the read it makes."""
+def run_in_scope(me: Me, path: Mapping[str, Any]) -> None:
+    """404 unless the path's ``run_id`` (if any) is one of a scoped token's runs: the same 404
+    an unknown id gets, so a scoped token learns nothing of other runs. No I/O."""
     run_id = _path_id(path, "run_id")
-    if run_id is not None:
-        if not me.sees(run_id):
-            raise RunNotFound(f"Run {run_id} does not exist.")
-        return
+    if run_id is not None and not me.sees(run_id):
+        raise RunNotFound(f"Run {run_id} does not exist.")
+
+
+def owner_in_scope(make_session: sessionmaker[Session], me: Me, path: Mapping[str, Any]) -> None:
+    """404 unless the run of the path's ``query_id`` or ``image_id`` is one of a scoped
+    token's runs (an unknown id is left to the route's own 404). Reads in a read session of
+    its own: no write lock is taken for it."""
     for name, table, refusal, noun in (
         ("query_id", Query, QueryNotFound, "Query"),
         ("image_id", Image, ImageNotFound, "Image"),
@@ -49,7 +52,7 @@ def check_scope(db: Session, me: Me, path: Mapping[str, Any]) -> None:
         thing_id = _path_id(path, name)
         if thing_id is None:
             continue
-        owner = db.execute(select(table.run_id).where(table.id == thing_id)).scalar()
-        db.rollback()  # end the read: the endpoint runs in another thread
+        with make_session() as db:
+            owner = db.execute(select(table.run_id).where(table.id == thing_id)).scalar()
         if owner is not None and not me.sees(owner):
             raise refusal(f"{noun} {thing_id} does not exist.")
