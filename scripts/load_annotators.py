@@ -4,6 +4,7 @@ a trainer that keeps the queue full."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import time
@@ -27,7 +28,7 @@ class Conn:
             self.close()  # the server drops keep-alive connections idle for 5 s
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
-        data = json.dumps(body).encode()
+        data = json.dumps(body).encode() if body is not None else b""
         head = (
             f"POST {path} HTTP/1.1\r\n{self.auth}Content-Type: application/json\r\n"
             f"Content-Length: {len(data)}\r\n\r\n"
@@ -54,7 +55,11 @@ class Phase:
     name: str
     claim_ms: list[float] = field(default_factory=list)
     answer_ms: list[float] = field(default_factory=list)
-    answers: int = 0  # answered inside the measured window
+    skip_ms: list[float] = field(default_factory=list)
+    undo_ms: list[float] = field(default_factory=list)
+    answers: int = 0  # answered (and not undone) inside the measured window
+    skips: int = 0
+    undos: int = 0
     requests: int = 0
     empty_claims: int = 0
     errors: dict[str, int] = field(default_factory=dict)
@@ -67,6 +72,12 @@ class Shared:
     image_ids: list[int]
     trainer: str
     answered: set[int] = field(default_factory=set)  # every query the client saw answered
+    skipped: set[int] = field(default_factory=set)  # every query the client saw skipped
+    # the single phase skips the queries whose id is a multiple of ``skip_every`` (the UI's
+    # Space key) and undoes, then answers again, those one above a multiple of ``undo_every``
+    # (the UI's Backspace); 0: never
+    skip_every: int = 0
+    undo_every: int = 0
     posted: int = 0
     measuring: bool = False
     stop: bool = False
@@ -158,13 +169,30 @@ async def _answer(
             ph.answers += len(todo) * sh.measuring
         return []
     q, rest = todo[0], todo[1:]
+    if sh.skip_every and q["id"] % sh.skip_every == 0:
+        path = f"/api/v1/queries/{q['id']}/skip"
+        st, _ = await _timed(sh, ph, conn, path, None, ph.skip_ms, t_slot)
+        if st == 200:
+            sh.skipped.add(q["id"])
+            ph.skips += sh.measuring
+        return rest
     body = {"class_id": q["id"] % 4, "lead_time_ms": 500}
     path = f"/api/v1/queries/{q['id']}/answer"
     st, _ = await _timed(sh, ph, conn, path, body, ph.answer_ms, t_slot)
-    if st == 200:
-        sh.answered.add(q["id"])
-        ph.answers += sh.measuring
-    return rest
+    if st != 200:
+        return rest
+    sh.answered.add(q["id"])
+    ph.answers += sh.measuring
+    if not sh.undo_every or q["id"] % sh.undo_every != 1 or q.get("undone"):
+        return rest
+    path = f"/api/v1/queries/{q['id']}/undo"
+    st, out = await _timed(sh, ph, conn, path, None, ph.undo_ms)
+    if st != 200 or not out["reopened"]:
+        return rest
+    sh.answered.discard(q["id"])  # its answer row is gone; the query is leased to us again
+    ph.answers -= sh.measuring
+    ph.undos += sh.measuring
+    return [{**q, "undone": True}, *rest]  # answered again in the next slot
 
 
 async def post_queries(sh: Shared, conn: Conn, chunk: int) -> None:
@@ -187,14 +215,32 @@ async def post_queries(sh: Shared, conn: Conn, chunk: int) -> None:
 
 
 async def trainer(sh: Shared, low_water: int, chunk: int) -> None:
-    """Keep at least ``low_water`` queries outstanding (posted but not answered)."""
+    """Keep at least ``low_water`` queries outstanding (posted, neither answered nor skipped)."""
     conn = Conn(sh.port, sh.trainer)
     try:
         while True:
-            while sh.posted - len(sh.answered) < low_water:
+            while sh.posted - len(sh.answered) - len(sh.skipped) < low_water:
                 await post_queries(sh, conn, chunk)
             if sh.stop:
                 return
             await asyncio.sleep(0.02)
     finally:
         conn.close()
+
+
+def add_crowd_options(p: argparse.ArgumentParser, skip_every: int, undo_every: int) -> None:
+    """The single phase's skips and undos (scripts/load_annotators.py, ``Shared``)."""
+    p.add_argument(
+        "--skip-every",
+        type=int,
+        default=skip_every,
+        help="skip the queries whose id is a multiple of this (5: one in five, the UI's Space "
+        "key); 0: never",
+    )
+    p.add_argument(
+        "--undo-every",
+        type=int,
+        default=undo_every,
+        help="undo the answer to one query in this many, then answer it again (the UI's "
+        "Backspace); 0: never",
+    )

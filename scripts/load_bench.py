@@ -42,8 +42,8 @@ from pathlib import Path
 import httpx
 import psycopg
 import redis
-from load_annotators import SIDE, Phase, Shared, annotator, trainer
-from load_measure import pct, snapshot
+from load_annotators import SIDE, Phase, Shared, add_crowd_options, annotator, trainer
+from load_measure import pct, snapshot, table, verdict
 from PIL import Image as PILImage
 
 from stack.processes import free_port, wait_ready
@@ -82,7 +82,7 @@ async def run_phase(
     chunk = min(10_000, max(low // 2, 1000))
     sh.stop, sh.measuring = False, False
     tasks = [asyncio.create_task(trainer(sh, low, chunk))]
-    while sh.posted - len(sh.answered) < low:  # the queue fills before the annotators start
+    while sh.posted - len(sh.answered) - len(sh.skipped) < low:  # filled before they start
         if tasks[0].done():
             tasks[0].result()  # raises the trainer's error
         await asyncio.sleep(0.05)
@@ -115,6 +115,12 @@ async def run_phase(
         "claim_p99_ms": pct(ph.claim_ms, 99),
         "answer_p50_ms": pct(ph.answer_ms, 50),
         "answer_p99_ms": pct(ph.answer_ms, 99),
+        "skips": ph.skips,
+        "skip_p99_ms": pct(ph.skip_ms, 99),
+        "undos": ph.undos,
+        "undo_p99_ms": pct(ph.undo_ms, 99),
+        "worst_ms": pct(ph.claim_ms + ph.answer_ms + ph.skip_ms + ph.undo_ms, 100),
+        "server_errors": sum(n for k, n in ph.errors.items() if k.startswith("5")),
         "errors": ph.errors,
         "empty_claims": ph.empty_claims,
         "client_cpu_pct": round(100 * (b[1] - a[1]) / wall, 1),
@@ -194,27 +200,9 @@ def verify(db_url: str, sh: Shared) -> dict:
     return verdict(sh, dict(rows), status, answered, reserved)
 
 
-def verdict(sh: Shared, per_query: dict, status: dict, answered: int, reserved: int) -> dict:
-    """Lost, doubled and unacknowledged answers and the counters' consistency, from the answer
-    rows per query, the queries per status and the run's counters (any backend)."""
-    answer_rows = sum(per_query.values())
-    lost = len(sh.answered - per_query.keys()) + max(status.get("answered", 0) - len(per_query), 0)
-    return {
-        "client_answered": len(sh.answered),
-        "answer_rows": answer_rows,
-        "lost": lost,
-        "doubled": sum(1 for c in per_query.values() if c > 1),
-        "unacknowledged": len(per_query.keys() - sh.answered),
-        "budget_answered": answered,
-        "budget_reserved": reserved,
-        "query_status": status,
-        "consistent": answered == answer_rows == status.get("answered", 0) == len(sh.answered)
-        and reserved == status.get("pending", 0) + status.get("leased", 0),
-    }
-
-
 async def drive(args: argparse.Namespace, base: str, db_url: str, pid: int) -> dict:
     sh, tokens = setup_run(base, args.admin, args.annotators, args.images)
+    sh.skip_every, sh.undo_every = args.skip_every, args.undo_every
     phases = []
     for batch in (False, True):
         if (args.phases == "single" and batch) or (args.phases == "batch" and not batch):
@@ -283,33 +271,6 @@ def bench(args: argparse.Namespace) -> dict:
     return result
 
 
-def _table(result: dict) -> str:
-    cols = [
-        "phase",
-        "annotators",
-        "claim_n",
-        "paced_rate",
-        "answers_per_s",
-        "labels_per_s",
-        "requests_per_s",
-        "claim_p50_ms",
-        "claim_p99_ms",
-        "answer_p50_ms",
-        "answer_p99_ms",
-        "errors",
-        "client_cpu_pct",
-        "server_cpu_pct",
-        "server_cpu_ms_per_answer",
-        "machine_busy_pct",
-        "loadavg_1m",
-    ]
-    lines = []
-    for ph in result["phases"]:
-        lines += [f"{c:>16}: {ph[c]}" for c in cols if c in ph] + [""]
-    lines += [f"{k:>16}: {v}" for k, v in result["check"].items()]
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--annotators", type=int, default=32)
@@ -331,13 +292,14 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="paced batch phase: labels/s from all annotators together",
     )
+    add_crowd_options(p, skip_every=0, undo_every=0)
     p.add_argument("--phases", choices=["both", "single", "batch"], default="both")
     p.add_argument("--images", type=int, default=8, help=f"{SIDE}x{SIDE} images to ask from")
     p.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
     args = p.parse_args(argv)
     args.admin = secrets.token_urlsafe(16)
     result = bench(args)
-    print(_table(result))
+    print(table(result))
     if args.out:
         args.out.write_text(json.dumps(result, indent=2, default=str))
     chk = result["check"]

@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=ROOT / "outputs" / "scale_bench.json")
     args = p.parse_args(argv)
     base = {k: v for k, v in vars(args).items() if k not in ("processes", "out")}
-    base |= {"rate": None, "batch_rate": None}
+    base |= {"rate": None, "batch_rate": None, "skip_every": 0, "undo_every": 0}
     runs = {str(n): one(argparse.Namespace(**base), n) for n in args.processes}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(runs, indent=2, default=str) + "\n")

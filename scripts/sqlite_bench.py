@@ -64,6 +64,7 @@ def verify(path: Path, sh) -> dict:
 
 async def drive(args: argparse.Namespace, base: str, db_path: Path, pid: int) -> dict:
     sh, tokens = lb.setup_run(base, args.admin, args.annotators, args.images)
+    sh.skip_every, sh.undo_every = args.skip_every, args.undo_every
     phases = []
     for batch in (False, True):
         if (args.phases == "single" and batch) or (args.phases == "batch" and not batch):
@@ -120,13 +121,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-n", type=int, default=500, help="claim size in the batch phase")
     p.add_argument("--rate", type=float, default=None, help="paced single phase (answers/s)")
     p.add_argument("--batch-rate", type=float, default=None, help="paced batch phase (labels/s)")
+    lb.add_crowd_options(p, skip_every=5, undo_every=20)  # a crowd labels as the UI does
     p.add_argument("--phases", choices=["both", "single", "batch"], default="single")
     p.add_argument("--images", type=int, default=2, help=f"{lb.SIDE}x{lb.SIDE} images to ask from")
     p.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
     args = p.parse_args(argv)
     args.admin = secrets.token_urlsafe(16)
     result = bench(args)
-    print(lb._table(result))
+    print(lb.table(result))
     if args.out:
         args.out.write_text(json.dumps(result, indent=2, default=str))
     chk = result["check"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -9,7 +11,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 # Execution option of the engine that write sessions are bound to: on SQLite their
@@ -56,7 +58,43 @@ def _ping_idle_connections(engine: Engine, after_s: float = 2.0) -> None:
             raise DisconnectionError("stale pooled connection") from exc
 
 
+class WriteGate:
+    """This process's writers to one SQLite file, in line behind a lock of its own.
+
+    SQLite's busy handler lets a writer that finds the write lock taken sleep in growing
+    steps (1 ms up to 100 ms) and try again: under a crowd the lock then sits free while every
+    waiter sleeps, and the server idles with requests queued. Writers of this process instead
+    wait here, for the write transaction before them to end (its connection back in the pool),
+    and are woken the moment it does; ``BEGIN IMMEDIATE`` then finds the lock free. Writers of
+    other processes still meet at SQLite's lock (and its busy timeout). A writer that does not
+    get in within the busy timeout is refused as SQLite would refuse it (503, nothing done).
+    """
+
+    def __init__(self, timeout_s: float = SQLITE_BUSY_TIMEOUT_S) -> None:
+        self._lock = threading.Lock()
+        self.timeout_s = timeout_s
+
+    def enter(self, info: dict[str, Any]) -> None:
+        """Wait for the gate (``info``: the pooled connection's) unless it already holds it."""
+        if info.get("write_gate"):
+            return
+        if not self._lock.acquire(timeout=self.timeout_s):
+            busy = sqlite3.OperationalError("database is locked")
+            raise OperationalError("BEGIN IMMEDIATE", None, busy)
+        info["write_gate"] = True
+
+    def leave(self, info: dict[str, Any]) -> None:
+        if info.pop("write_gate", False):
+            self._lock.release()
+
+
 def _configure_sqlite(engine: Engine) -> None:
+    gate = WriteGate()
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_conn: Any, record: Any) -> None:
+        gate.leave(record.info)  # its write transaction ended (commit, rollback) or was dropped
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
@@ -71,8 +109,16 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_begin(conn: Any) -> None:
         # A write transaction takes the write lock up front: its reads then can never fail
         # with SQLITE_BUSY_SNAPSHOT when it writes. A read transaction takes no lock.
-        write = conn.get_execution_options().get(WRITE, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        if not conn.get_execution_options().get(WRITE, False):
+            conn.exec_driver_sql("BEGIN")
+            return
+        info = conn.connection.info
+        gate.enter(info)
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except Exception:
+            gate.leave(info)  # no transaction began: the next writer may try
+            raise
 
 
 def make_sessionmaker(engine: Engine, write: bool = False) -> sessionmaker[Session]:

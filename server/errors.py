@@ -29,6 +29,10 @@ class Forbidden(DomainError):
     status, code, message = 403, "forbidden", "Your role may not do this."
 
 
+class NotYourAnswer(Forbidden):
+    code, message = "not_your_answer", "Only the answer's author or an admin may correct it."
+
+
 class NotFound(DomainError):
     status, code, message = 404, "not_found", "No such resource."
 
@@ -83,6 +87,14 @@ class QueryWithdrawn(DomainError):
 
 class UnknownClass(DomainError):
     status, code, message = 422, "unknown_class", "The class id is not one of the run's classes."
+
+
+class ReservedName(DomainError):
+    status, code, message = 422, "reserved_name", "This name is reserved."
+
+
+class BadScope(DomainError):
+    status, code, message = 422, "bad_scope", "The token's runs are not valid."
 
 
 class UnknownImage(DomainError):

@@ -28,7 +28,7 @@ from server.logs import uvicorn_log_config
 from server.models import utcnow
 from server.queue import Dispatcher, EmbeddedQueue, RedisQueue
 from server.services.recovery import rebuild_missing_streams
-from server.services.tokens import PrincipalCache
+from server.services.tokens import PrincipalCache, retire_old_bootstrap_secrets
 from server.settings import Settings
 from server.store import make_store
 from server.store.cache import DecodedCache
@@ -50,6 +50,13 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
         rebuild_missing_streams(app.state.sessionmaker, app.state.queue)
+        retired = retire_old_bootstrap_secrets(
+            app.state.write_sessionmaker, settings.admin_token, clock()
+        )
+        if retired:
+            log.warning(
+                "revoked the bootstrap admin token(s) %s: ADAMCU_ADMIN_TOKEN changed", retired
+            )
         yield
         engine.dispose()
 

@@ -54,6 +54,8 @@ class Token(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # the runs this token may see (null: every run); never set on an admin token
+    run_ids: Mapped[list[int] | None] = mapped_column(JSON, nullable=True)
 
 
 class Run(Base):

@@ -10,9 +10,10 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from server.schemas import Name, Role, Strict
+from server.schemas import DbInt, Name, Role, Strict
 
 MAX_TOKEN_LIFETIME_S = 10 * 365 * 86400
+MAX_TOKEN_RUNS = 1000
 
 
 class TokenIn(Strict):
@@ -20,12 +21,18 @@ class TokenIn(Strict):
     name: Name
     # None: the token never expires (it can still be revoked)
     expires_in_seconds: int | None = Field(default=None, ge=60, le=MAX_TOKEN_LIFETIME_S)
+    # None: every run (as before scopes existed); a list: only these runs (not for admins)
+    run_ids: list[DbInt] | None = Field(default=None, min_length=1, max_length=MAX_TOKEN_RUNS)
 
 
 class Me(BaseModel):
     id: int
     role: Role
     name: str
+    run_ids: list[int] | None = None  # the runs this token is scoped to; None: every run
+
+    def sees(self, run_id: int) -> bool:
+        return self.run_ids is None or run_id in self.run_ids
 
 
 class TokenCreated(Me):

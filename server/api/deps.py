@@ -17,7 +17,7 @@ from server.errors import Unauthorized
 from server.queue import Dispatcher
 from server.schemas import INT32_MAX
 from server.schemas_tokens import Me
-from server.services.auth import authorize
+from server.services.auth import authorize, owner_in_scope, run_in_scope
 from server.services.tokens import PrincipalCache, authenticate, cached_principal
 from server.settings import Settings
 from server.store import Store
@@ -100,10 +100,18 @@ async def get_principal(
 
 
 def require(*roles: str) -> Callable[..., Me]:
-    """Dependency: the caller's principal, if its role is one of ``roles`` (or admin)."""
+    """Dependency: the caller's principal, if its role is one of ``roles`` (or admin), and
+    if the token is scoped to runs, one of them is the run the path names (else 404)."""
 
-    async def check(principal: Annotated[Me, Depends(get_principal)]) -> Me:
-        return authorize(principal, roles)
+    async def check(request: Request, principal: Annotated[Me, Depends(get_principal)]) -> Me:
+        me = authorize(principal, roles)
+        if me.run_ids is None:  # unscoped tokens (the most) pay nothing
+            return me
+        path = request.path_params
+        run_in_scope(me, path)
+        if "query_id" in path or "image_id" in path:
+            await run_in_threadpool(owner_in_scope, request.app.state.sessionmaker, me, path)
+        return me
 
     check.roles = roles  # type: ignore[attr-defined]  # read by server/api/openapi.py
     return check

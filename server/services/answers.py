@@ -15,14 +15,11 @@ from sqlalchemy.orm import Session
 
 from server.db import begin_write, is_postgres
 from server.errors import (
-    AlreadyAnswered,
     BadRequest,
-    DomainError,
-    LeaseExpired,
     NothingToUndo,
     NotLeased,
+    NotYourAnswer,
     QueryNotFound,
-    QueryWithdrawn,
     RunFinished,
     UnknownClass,
 )
@@ -32,6 +29,7 @@ from server.schemas import AnswerIn, AnswerOut, AnswersPage, BatchAnswerItem, Un
 from server.schemas_tokens import Me
 from server.services import budget
 from server.services.answers_pg import answer_pg
+from server.services.leases import held_by, refusal
 from server.services.queries import query_outs
 from server.services.runs import class_ids, get_run, require_active
 
@@ -46,16 +44,6 @@ _QCOLS = (
     Query.annotator_id,
     Query.lease_expires_at,
 )
-
-
-def _refusal(q: Row[Any], me: Me, now: datetime) -> DomainError:
-    if q.status == "answered":
-        return AlreadyAnswered(f"Query {q.id} is already answered.")
-    if q.status == "withdrawn":
-        return QueryWithdrawn(f"Query {q.id} was withdrawn by the trainer; nothing was stored.")
-    if q.status == "leased" and q.annotator_id == me.id and q.lease_expires_at < now:
-        return LeaseExpired(f"Your lease on query {q.id} expired; claim again.")
-    return NotLeased(f"Query {q.id} is {q.status} and not leased to you.")
 
 
 def _out(
@@ -83,12 +71,7 @@ def _insert(db: Session, rows: list[dict[str, Any]]) -> list[Row[Any]]:
 
 
 def _lease_filter(ids: Sequence[int], me: Me, now: datetime) -> list[Any]:
-    return [
-        Query.id.in_(list(ids)),
-        Query.status == "leased",
-        Query.annotator_id == me.id,
-        Query.lease_expires_at >= now,
-    ]
+    return [Query.id.in_(list(ids)), *held_by(me.id, now)]
 
 
 def answer(
@@ -116,13 +99,18 @@ def answer(
     if data.correction:
         if found.status != "answered":
             raise NotLeased(f"Query {query_id} is {found.status}; only answers can be corrected.")
+        if found.annotator_id != me.id and me.role != "admin":  # who answered it holds it
+            raise NotYourAnswer(
+                f"Query {query_id} was answered by another annotator; only they or an admin "
+                "may correct it."
+            )
         budget.settle(db, found.run_id, reserved=0, answered=0)  # lock: ids in commit order
     else:
         stmt = update(Query).where(*_lease_filter([query_id], me, now))
         stmt = stmt.values(status="answered", lease_expires_at=None)
         if db.execute(stmt.execution_options(synchronize_session=False)).rowcount != 1:
             db.rollback()
-            raise _refusal(found, me, now)
+            raise refusal(found, me.id, now)
         budget.settle(db, found.run_id, reserved=-1, answered=1)
     row = {
         "run_id": found.run_id,
@@ -182,7 +170,7 @@ def answer_batch(
     if len(got) != len(ids):
         db.rollback()
         require_active(db, run_id)  # finished since the check above: say so
-        raise _refusal(rows[next(q for q in ids if q not in got)], me, now)
+        raise refusal(rows[next(q for q in ids if q not in got)], me.id, now)
     budget.settle(db, run_id, reserved=-len(ids), answered=len(ids))
     inserted = _insert(
         db,
@@ -210,7 +198,8 @@ def answer_batch(
 def undo(
     db: Session, queue: Dispatcher, query_id: int, me: Me, now: datetime, lease_s: float
 ) -> UndoOut:
-    """Withdraw my latest answer if the trainer has not read it; else ask for a correction."""
+    """Withdraw my latest answer if the trainer has not read it; else ask for a correction.
+    The reply is read before the commit (see ``queries.skip``)."""
     run_id = db.execute(select(Query.run_id).where(Query.id == query_id)).scalar_one_or_none()
     if run_id is None:
         raise QueryNotFound(f"Query {query_id} does not exist.")
@@ -241,10 +230,11 @@ def undo(
             .execution_options(synchronize_session=False)
         )
         budget.settle(db, run_id, reserved=1, answered=-1)
+    out = UndoOut(reopened=reopened, query=query_outs(db, [query_id])[0])  # before the commit
     db.commit()
     if reopened:
         queue.enqueue(run_id, [query_id])  # its stream entry was acked; time the new lease
-    return UndoOut(reopened=reopened, query=query_outs(db, [query_id])[0])
+    return out
 
 
 def answers_since(db: Session, run_id: int, after: int, limit: int, advance: bool) -> AnswersPage:

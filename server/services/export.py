@@ -26,10 +26,13 @@ FIELDS = (
     "lead_time_ms",
     "correction",
     "created_at",
+    "kept",
 )
 
 
 def answer_rows(db: Session, run_id: int) -> list[dict[str, Any]]:
+    """Every answer row of the run by id; ``kept``: the row whose label the query keeps (its
+    latest, the one masks.zip writes), so the row's ``annotator`` says whose label it is."""
     get_run(db, run_id)
     rows = db.execute(
         select(
@@ -52,7 +55,15 @@ def answer_rows(db: Session, run_id: int) -> list[dict[str, Any]]:
         .where(Answer.run_id == run_id)
         .order_by(Answer.id)
     ).all()
-    return [{**r._mapping, "created_at": r.created_at.isoformat()} for r in rows]
+    latest = {r.query_id: r.answer_id for r in rows}  # ordered by id: the latest one wins
+    return [
+        {
+            **r._mapping,
+            "created_at": r.created_at.isoformat(),
+            "kept": latest[r.query_id] == r.answer_id,
+        }
+        for r in rows
+    ]
 
 
 # a spreadsheet runs a cell as a formula when it starts with one of these, in ASCII or in

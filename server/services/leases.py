@@ -16,6 +16,7 @@ from sqlalchemy import Row, select, update
 from sqlalchemy.orm import Session
 
 from server.db import is_postgres
+from server.errors import AlreadyAnswered, DomainError, LeaseExpired, NotLeased, QueryWithdrawn
 from server.models import Image, Query
 
 # What a claim returns per query: the row's columns and its image's key and size.
@@ -34,6 +35,28 @@ LEASED_COLS = (
     Image.width,
     Image.height,
 )
+
+
+def refusal(q: Any, annotator_id: int, now: datetime) -> DomainError:
+    """Why the holder's conditional UPDATE of query ``q`` (its ``id``, ``status``,
+    ``annotator_id``, ``lease_expires_at``) matched nothing: the one answer for an answer and
+    a skip alike (a lease of the caller's that expired is 410 for both)."""
+    if q.status == "answered":
+        return AlreadyAnswered(f"Query {q.id} is already answered.")
+    if q.status == "withdrawn":
+        return QueryWithdrawn(f"Query {q.id} was withdrawn by the trainer; nothing was stored.")
+    if q.status == "leased" and q.annotator_id == annotator_id and q.lease_expires_at < now:
+        return LeaseExpired(f"Your lease on query {q.id} expired; claim again.")
+    return NotLeased(f"Query {q.id} is {q.status} and not leased to you.")
+
+
+def held_by(annotator_id: int, now: datetime) -> list[Any]:
+    """The conditions of a query that ``annotator_id`` holds a live lease on at ``now``."""
+    return [
+        Query.status == "leased",
+        Query.annotator_id == annotator_id,
+        Query.lease_expires_at >= now,
+    ]
 
 
 def lease_rows(

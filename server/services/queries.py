@@ -14,10 +14,8 @@ from server.db import is_postgres
 from server.errors import (
     DomainError,
     DuplicatePixel,
-    NotLeased,
     PixelOutOfRange,
     QueryNotFound,
-    QueryWithdrawn,
     RunFinished,
     UnknownImage,
 )
@@ -25,7 +23,7 @@ from server.models import Image, Query, UTCDateTime
 from server.queue import Dispatcher
 from server.schemas import QueryIn, QueryOut
 from server.services import budget
-from server.services.leases import LeaseBook, query_rows
+from server.services.leases import LeaseBook, held_by, query_rows, refusal
 from server.services.runs import get_run, require_active
 
 
@@ -204,30 +202,28 @@ def skip(
     reason: str | None = None,
 ) -> QueryOut:
     """Give a leased query up: status ``skipped`` with its ``reason`` (None: none given), its
-    reservation released."""
+    reservation released. Refused like an answer in the same state (a lease of the caller's
+    that expired: 410). What it returns is read before the commit, as an answer's is: a read
+    after it would begin a transaction of its own, on SQLite a write transaction that queues
+    for the lock again, and a request whose skip was committed could then time out with a
+    503."""
     stmt = (
         update(Query)
-        .where(
-            Query.id == query_id,
-            Query.status == "leased",
-            Query.annotator_id == annotator_id,
-        )
+        .where(Query.id == query_id, *held_by(annotator_id, now))
         .values(status="skipped", lease_expires_at=None, skipped_at=now, skip_reason=reason)
         .returning(Query.run_id)
         .execution_options(synchronize_session=False)
     )
     run_id = db.execute(stmt).scalar_one_or_none()
     if run_id is None:
-        row = db.execute(
-            select(Query.status, Query.run_id).where(Query.id == query_id)
-        ).one_or_none()
+        cols = (Query.id, Query.run_id, Query.status, Query.annotator_id, Query.lease_expires_at)
+        row = db.execute(select(*cols).where(Query.id == query_id)).one_or_none()
         if row is None:
             raise QueryNotFound(f"Query {query_id} does not exist.")
         require_active(db, row.run_id)
-        if row.status == "withdrawn":
-            raise QueryWithdrawn(f"Query {query_id} was withdrawn by the trainer; skip it.")
-        raise NotLeased(f"Query {query_id} is {row.status} and not leased to you.")
+        raise refusal(row, annotator_id, now)
     budget.settle(db, run_id, reserved=-1, answered=0)
+    out = query_outs(db, [query_id])[0]
     db.commit()
     queue.ack(run_id, [query_id])
-    return query_outs(db, [query_id])[0]
+    return out

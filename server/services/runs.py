@@ -11,13 +11,16 @@ from server.errors import Forbidden, RunFinished, RunNotFound
 from server.models import Query, Run
 from server.queue import Dispatcher
 from server.schemas import RunIn, RunOut, budget_total
+from server.schemas_tokens import Me
 
 
 def to_out(run: Run) -> RunOut:
     return RunOut.model_validate(run, from_attributes=True)
 
 
-def create_run(db: Session, data: RunIn) -> RunOut:
+def create_run(db: Session, data: RunIn, me: Me) -> RunOut:
+    if me.run_ids is not None:
+        raise Forbidden("A token scoped to runs may not create runs; ask an admin for one.")
     run = Run(
         name=data.name,
         classes=[c.model_dump(mode="json") for c in data.classes],
@@ -43,9 +46,12 @@ def get_run(db: Session, run_id: int) -> Run:
     return run
 
 
-def list_runs(db: Session) -> list[RunOut]:
-    runs = db.execute(select(Run).order_by(Run.id.desc())).scalars().all()
-    return [to_out(r) for r in runs]
+def list_runs(db: Session, run_ids: Sequence[int] | None = None) -> list[RunOut]:
+    """Every run, newest first; only ``run_ids`` for a token scoped to them."""
+    stmt = select(Run).order_by(Run.id.desc())
+    if run_ids is not None:
+        stmt = stmt.where(Run.id.in_(list(run_ids)))
+    return [to_out(r) for r in db.execute(stmt).scalars().all()]
 
 
 def set_status(db: Session, run_id: int, status: str, role: str) -> tuple[RunOut, list[int]]:
@@ -81,9 +87,10 @@ def set_status(db: Session, run_id: int, status: str, role: str) -> tuple[RunOut
     if moved.rowcount != 1:
         db.rollback()
         raise RunFinished(f"Run {run_id} changed status meanwhile; nothing was changed.")
+    db.refresh(run)  # before the commit (see queries.skip): no transaction after it
+    out = to_out(run)
     db.commit()
-    db.refresh(run)
-    return to_out(run), released
+    return out, released
 
 
 def require_active(db: Session, run_id: int) -> None:

@@ -25,11 +25,15 @@ def _unique(ids: Sequence[int]) -> list[int]:
     return list(ids)
 
 
-def _states(db: Session, ids: Sequence[int], run_id: int | None = None) -> dict[int, str]:
-    stmt = select(Query.id, Query.status).where(Query.id.in_(list(ids)))
+def _states(
+    db: Session, ids: Sequence[int], run_id: int | None = None, me: Me | None = None
+) -> dict[int, str]:
+    """Status of queries ``ids`` (of run ``run_id``; of the runs ``me`` sees): absent ids do
+    not exist there."""
+    stmt = select(Query.id, Query.status, Query.run_id).where(Query.id.in_(list(ids)))
     if run_id is not None:
         stmt = stmt.where(Query.run_id == run_id)
-    return {r.id: r.status for r in db.execute(stmt)}
+    return {r.id: r.status for r in db.execute(stmt) if me is None or me.sees(r.run_id)}
 
 
 def _missing(db: Session, ids: Sequence[int], states: dict[int, str], where: str) -> None:
@@ -84,7 +88,7 @@ def release(db: Session, queue: Dispatcher, me: Me, ids: Sequence[int]) -> Relea
         .execution_options(synchronize_session=False)
     )
     rows = db.execute(stmt).all()
-    _missing(db, ids, _states(db, ids), "")
+    _missing(db, ids, _states(db, ids, me=me), "")  # a scoped token's other runs: 404 too
     db.commit()
     by_run: dict[int, list[int]] = defaultdict(list)
     for row in rows:

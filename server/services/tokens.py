@@ -17,11 +17,11 @@ from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from server.db import begin_write
-from server.errors import NotFound, Unauthorized
-from server.models import Token, utcnow
+from server.errors import BadScope, NotFound, ReservedName, Unauthorized
+from server.models import Run, Token, utcnow
 from server.schemas_tokens import Me, TokenCreated, TokenOut
 
 BOOTSTRAP_ADMIN = "bootstrap-admin"
@@ -33,19 +33,56 @@ def hash_token(raw: str) -> str:
 
 
 def create_token(
-    db: Session, role: str, name: str, expires_in_s: int | None = None, now: datetime | None = None
+    db: Session,
+    role: str,
+    name: str,
+    expires_in_s: int | None = None,
+    now: datetime | None = None,
+    run_ids: list[int] | None = None,
 ) -> TokenCreated:
+    """A new token, shown once; ``run_ids``: the runs it is scoped to (None: every run)."""
+    if name == BOOTSTRAP_ADMIN:  # start-up revokes such rows of secrets no longer configured
+        raise ReservedName(
+            f"The name {BOOTSTRAP_ADMIN!r} is the configured secret's; pick another."
+        )
+    if run_ids is not None:
+        run_ids = _scope(db, role, run_ids)
     # A fixed prefix: a bare urlsafe token starts with "-" one time in 64, and
     # ``--token -abc`` then reads as an option on every command line.
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
     now = now or utcnow()
     expires = now + timedelta(seconds=expires_in_s) if expires_in_s is not None else None
     row = Token(
-        role=role, name=name, token_hash=hash_token(raw), created_at=now, expires_at=expires
+        role=role,
+        name=name,
+        token_hash=hash_token(raw),
+        created_at=now,
+        expires_at=expires,
+        run_ids=run_ids,
     )
     db.add(row)
     db.commit()
-    return TokenCreated(id=row.id, role=role, name=name, token=raw, expires_at=expires)  # type: ignore[arg-type]
+    return TokenCreated(
+        id=row.id,
+        role=role,  # type: ignore[arg-type]
+        name=name,
+        token=raw,
+        expires_at=expires,
+        run_ids=run_ids,
+    )
+
+
+def _scope(db: Session, role: str, run_ids: list[int]) -> list[int]:
+    """The runs of a scoped token, sorted and once each; an admin's token is never scoped
+    and every run must exist (422 ``bad_scope``)."""
+    if role == "admin":
+        raise BadScope("An admin token sees every run; leave run_ids out.")
+    wanted = sorted(set(run_ids))
+    found = set(db.execute(select(Run.id).where(Run.id.in_(wanted))).scalars())
+    missing = [r for r in wanted if r not in found]
+    if missing:
+        raise BadScope(f"Run {missing[0]} does not exist; a token is scoped to existing runs.")
+    return wanted
 
 
 def _out(row: Any) -> TokenOut:
@@ -56,6 +93,7 @@ def _out(row: Any) -> TokenOut:
         created_at=row.created_at,
         expires_at=row.expires_at,
         revoked_at=row.revoked_at,
+        run_ids=row.run_ids,
     )
 
 
@@ -130,7 +168,9 @@ def cached_principal(raw: str | None, cache: PrincipalCache) -> tuple[str, Me | 
 def authenticate(db: Session, raw: str, digest: str, admin_token: str, cache: PrincipalCache) -> Me:
     """Resolve a token that ``cached_principal`` did not know to its principal, from the
     database (the configured admin token is bootstrapped), and remember it in ``cache``."""
-    cols = select(Token.id, Token.role, Token.name, Token.expires_at, Token.revoked_at)
+    cols = select(
+        Token.id, Token.role, Token.name, Token.expires_at, Token.revoked_at, Token.run_ids
+    )
     row: Any = db.execute(cols.where(Token.token_hash == digest)).one_or_none()
     db.rollback()  # end the read here: the endpoint runs in another thread, maybe much later
     if row is None and hmac.compare_digest(raw.encode(), admin_token.encode()):
@@ -141,9 +181,35 @@ def authenticate(db: Session, raw: str, digest: str, admin_token: str, cache: Pr
         raise Unauthorized("The token was revoked; ask an admin for a new one.")
     if row.expires_at is not None and row.expires_at <= cache.wall():
         raise Unauthorized("The token expired; ask an admin for a new one.")
-    me = Me(id=row.id, role=row.role, name=row.name)
+    me = Me(id=row.id, role=row.role, name=row.name, run_ids=row.run_ids)
     cache.put(digest, me, row.expires_at)
     return me
+
+
+def retire_old_bootstrap_secrets(
+    make_session: sessionmaker[Session], admin_token: str, now: datetime
+) -> list[int]:
+    """At start-up: revoke every live ``bootstrap-admin`` row but the one of the configured
+    ``ADAMCU_ADMIN_TOKEN``, so a rotated-out secret stops working when the server starts with
+    the new one (the rows stay, as every token row does: answers name their annotator by it).
+    A retired secret never comes back to life: configured again, it is refused as revoked.
+    Returns the ids revoked."""
+    with make_session() as db:
+        stmt = (
+            update(Token)
+            .where(
+                Token.name == BOOTSTRAP_ADMIN,
+                Token.role == "admin",
+                Token.revoked_at.is_(None),
+                Token.token_hash != hash_token(admin_token),
+            )
+            .values(revoked_at=now)
+            .returning(Token.id)
+            .execution_options(synchronize_session=False)
+        )
+        ids = list(db.execute(stmt).scalars())
+        db.commit()
+    return ids
 
 
 def _bootstrap_admin(db: Session, digest: str) -> Token:

@@ -123,3 +123,29 @@ def test_correction_needs_an_answered_query(world):
     (q,) = world.claim()
     r = world.answer(q["id"], class_id=0, correction=True)
     assert r.status_code == 409
+
+
+def test_only_the_author_or_an_admin_corrects_an_answer(world):
+    """Issue 22, item 4: bob, who never held the query, posted corrections to alice's answer
+    (200, 200), took over the export's label and left alice's undo with nothing to undo."""
+    world.ask([(0, 0)])
+    (q,) = world.claim("alice")
+    assert world.answer(q["id"], "alice", class_id=1).status_code == 200
+    for _ in range(2):
+        r = world.answer(q["id"], "bob", class_id=0, correction=True)
+        assert r.status_code == 403 and r.json()["error"]["code"] == "not_your_answer", r.text
+    url = f"/api/v1/runs/{world.run_id}/export"
+    rows = world.get(url, "viewer").json()["answers"]
+    assert [(r["annotator"], r["class_id"], r["kept"]) for r in rows] == [("alice", 1, True)]
+    assert world.answer(q["id"], "alice", class_id=3, correction=True).status_code == 200
+    assert world.answer(q["id"], "admin", class_id=0, correction=True).status_code == 200
+    rows = world.get(url, "viewer").json()["answers"]
+    assert [(r["annotator"], r["class_id"], r["kept"]) for r in rows] == [
+        ("alice", 1, False),
+        ("alice", 3, False),
+        ("bootstrap-admin", 0, True),  # the export says whose label the mask keeps
+    ]
+    csv_rows = world.get(url + "?format=csv", "viewer").text.splitlines()
+    assert csv_rows[0].endswith(",kept") and csv_rows[-1].endswith(",True")
+    r = world.post(f"/api/v1/queries/{q['id']}/undo", "alice")  # the admin's is the latest
+    assert r.status_code == 409 and r.json()["error"]["code"] == "nothing_to_undo"

@@ -66,3 +66,41 @@ def test_created_tokens_pass_as_command_line_arguments(world, tmp_path):
         token = r.json()["token"]
         assert r.status_code == 201 and not token.startswith("-")
         assert parse_args(["--token", token, "--data", str(tmp_path)]).token == token
+
+
+def test_a_rotated_admin_secret_stops_working_at_start_up(env):
+    """Issue 22, item 3: started with secret-1, used, restarted with secret-2: secret-1 still
+    made admin tokens and GET /tokens listed two live bootstrap-admin rows."""
+    from fastapi.testclient import TestClient
+
+    from server.main import create_app
+
+    def bearer(raw: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {raw}"}
+
+    old = env.headers()
+    assert env.client.get("/api/v1/tokens", headers=old).status_code == 200  # bootstrapped
+    settings = env.settings.model_copy(update={"admin_token": "secret-2"})
+    with TestClient(create_app(settings, clock=env.clock)) as client:
+        body = {"role": "admin", "name": "sneaky"}
+        r = client.post("/api/v1/tokens", json=body, headers=old)
+        assert r.status_code == 401 and "revoked" in r.json()["error"]["message"], r.text
+        assert client.get("/api/v1/tokens", headers=old).status_code == 401
+        r = client.get("/api/v1/tokens", headers=bearer("secret-2"))
+        assert r.status_code == 200, r.text
+        rows = [t for t in r.json()["tokens"] if t["name"] == "bootstrap-admin"]
+        assert [t["revoked_at"] is None for t in rows] == [False, True]  # one live row
+        r = client.post("/api/v1/tokens", json={"role": "viewer", "name": "v"}, headers=old)
+        assert r.status_code == 401
+    # restarting with the same secret keeps it; the retired one never comes back
+    with TestClient(create_app(settings, clock=env.clock)) as client:
+        assert client.get("/api/v1/tokens", headers=bearer("secret-2")).status_code == 200
+    back = env.settings.model_copy(update={"admin_token": env.settings.admin_token})
+    with TestClient(create_app(back, clock=env.clock)) as client:
+        assert client.get("/api/v1/me", headers=old).status_code == 401
+        assert client.get("/api/v1/me", headers=bearer("secret-2")).status_code == 401
+
+
+def test_the_bootstrap_name_is_reserved(world):
+    r = world.post("/api/v1/tokens", "admin", {"role": "admin", "name": "bootstrap-admin"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "reserved_name", r.text

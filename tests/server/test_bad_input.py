@@ -240,6 +240,13 @@ CASES = [
         "lease_expired",
         _expire,
     ),
+    Case(  # refused like the answer above (issue 22, item 7): it was accepted
+        "skip-expired-lease",
+        lambda w, c: w.post(f"{Q}/{c['expired']}/skip", "bob"),
+        410,
+        "lease_expired",
+        _expire,
+    ),
     Case(
         "skip-by-non-holder",
         lambda w, c: w.post(f"{Q}/{c['leased']}/skip", "bob"),
@@ -251,6 +258,12 @@ CASES = [
         lambda w, c: w.post(f"{Q}/999999/skip", "alice"),
         404,
         "query_not_found",
+    ),
+    Case(  # issue 22, item 4: bob's correction of alice's answer was stored
+        "correct-another-annotators-answer",
+        lambda w, c: w.answer(c["answered"], "bob", class_id=0, correction=True),
+        403,
+        "not_your_answer",
     ),
     Case(
         "undo-nothing",

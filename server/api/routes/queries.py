@@ -81,7 +81,7 @@ def answer_batch(
     return json_response(AnswersOut(answers=done))
 
 
-@router.post("/queries/{query_id}/skip", responses=errors(404, 409, 410))
+@router.post("/queries/{query_id}/skip", response_model=QueryOut, responses=errors(404, 409, 410))
 def skip(
     query_id: Id,
     db: DB,
@@ -89,14 +89,14 @@ def skip(
     now: Now,
     me: Annotator,
     data: Annotated[SkipIn | None, Body()] = None,
-) -> QueryOut:
+) -> Response:
     reason = data.reason if data else None
-    return queries.skip(db, queue, query_id, me.id, now, reason)
+    return json_response(queries.skip(db, queue, query_id, me.id, now, reason))
 
 
-@router.post("/queries/{query_id}/undo", responses=errors(404, 409))
-def undo(query_id: Id, db: DB, queue: Queue, now: Now, cfg: Config, me: Annotator) -> UndoOut:
-    return answers.undo(db, queue, query_id, me, now, cfg.default_lease_seconds)
+@router.post("/queries/{query_id}/undo", response_model=UndoOut, responses=errors(404, 409))
+def undo(query_id: Id, db: DB, queue: Queue, now: Now, cfg: Config, me: Annotator) -> Response:
+    return json_response(answers.undo(db, queue, query_id, me, now, cfg.default_lease_seconds))
 
 
 @router.get("/runs/{run_id}/answers", responses=errors(404))

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
-from server.api.deps import DB, Id, Now, Queue, Reader, Trainer
+from server.api.deps import DB, Id, Now, Queue, Reader, Trainer, json_response
 from server.api.openapi import errors
 from server.schemas import (
     BudgetOut,
@@ -20,13 +20,13 @@ router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
 
 
 @router.post("", status_code=201)
-def create_run(data: RunIn, db: DB, _: Trainer) -> RunOut:
-    return runs.create_run(db, data)
+def create_run(data: RunIn, db: DB, me: Trainer) -> RunOut:
+    return runs.create_run(db, data, me)
 
 
 @router.get("")
-def list_runs(db: DB, _: Reader) -> list[RunOut]:
-    return runs.list_runs(db)
+def list_runs(db: DB, me: Reader) -> list[RunOut]:
+    return runs.list_runs(db, me.run_ids)
 
 
 @router.get("/{run_id}", responses=errors(404))
@@ -34,11 +34,11 @@ def get_run(run_id: Id, db: DB, _: Reader) -> RunOut:
     return runs.to_out(runs.get_run(db, run_id))
 
 
-@router.patch("/{run_id}", responses=errors(404, 409))
-def patch_run(run_id: Id, data: RunPatch, db: DB, queue: Queue, me: Trainer) -> RunOut:
+@router.patch("/{run_id}", response_model=RunOut, responses=errors(404, 409))
+def patch_run(run_id: Id, data: RunPatch, db: DB, queue: Queue, me: Trainer) -> Response:
     out, released = runs.set_status(db, run_id, data.status, me.role)
     runs.forget(queue, run_id, released)
-    return out
+    return json_response(out)
 
 
 @router.get("/{run_id}/budget", responses=errors(404))

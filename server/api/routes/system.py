@@ -38,7 +38,7 @@ def ready(request: Request) -> JSONResponse:
 
 @router.post("/api/v1/tokens", status_code=201)
 def create_token(data: TokenIn, db: DB, now: Now, _: Admin) -> TokenCreated:
-    return tokens.create_token(db, data.role, data.name, data.expires_in_seconds, now)
+    return tokens.create_token(db, data.role, data.name, data.expires_in_seconds, now, data.run_ids)
 
 
 @router.get("/api/v1/tokens")

@@ -5,14 +5,14 @@ class, which the budget and the stats count apart from other skips. NULL: no rea
 (every skip before this revision, and the queries a finished run released). Downgrading drops
 the column: a can't-tell skip becomes a plain skip, as an older server knows it.
 
-Revision ID: 0006_h25b
+Revision ID: 0006
 Revises: 0005
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_h25b"
+revision = "0006"
 down_revision = "0005"
 branch_labels = None
 depends_on = None
