@@ -52,7 +52,7 @@ def _tokens_and_runs(env: Env, w: World) -> int:
     assert (listed["name"], listed["role"]) == (NAME, "annotator")
     assert _ts(listed["expires_at"]) - _ts(listed["created_at"]) == timedelta(seconds=60)
     me = env.client.get("/api/v1/me", headers=env.headers(made["token"])).json()
-    assert me == {"id": made["id"], "role": "annotator", "name": NAME}
+    assert me == {"id": made["id"], "role": "annotator", "name": NAME, "run_ids": None}
 
     classes = [
         {"id": 0, "name": NAME, "color": [0, 0, 0]},
@@ -77,6 +77,13 @@ def _tokens_and_runs(env: Env, w: World) -> int:
     )
     assert patched.json()["status"] == "finished"
     assert w.get(f"/api/v1/runs/{run_id}", "viewer").json()["status"] == "finished"
+    scoped = {"role": "viewer", "name": NAME, "run_ids": [run_id]}  # a token scoped to runs
+    made = w.post("/api/v1/tokens", "admin", scoped).json()
+    listed = next(
+        t for t in w.get("/api/v1/tokens", "admin").json()["tokens"] if t["id"] == made["id"]
+    )
+    me = env.client.get("/api/v1/me", headers=env.headers(made["token"])).json()
+    assert made["run_ids"] == listed["run_ids"] == me["run_ids"] == [run_id]
     return run_id
 
 
