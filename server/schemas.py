@@ -283,7 +283,8 @@ class BudgetOut(BaseModel):
     expected: int
     reserved: int
     answered: int
-    skipped: int
+    skipped: int  # by annotators
+    released: int = 0  # given up when the run was finished
     withdrawn: int = 0
     remaining: int
     groups: dict[str, GroupBudget]
@@ -309,7 +310,8 @@ class MetricsOut(BaseModel):
 
 class StatsOut(BaseModel):
     pending: int
-    leased: int
+    leased: int  # leases still running
+    expired: int = 0  # leases past their lease_expires_at, claimable again
     answered: int
     skipped: int
     withdrawn: int = 0

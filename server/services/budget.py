@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from server.errors import BudgetExceeded, RunFinished
@@ -45,13 +45,18 @@ def settle(db: Session, run_id: int, reserved: int, answered: int) -> None:
 
 def get_budget(db: Session, run_id: int) -> BudgetOut:
     run = get_run(db, run_id)
+    # a skip by an annotator has its time; finishing the run releases without one
+    kind = case(
+        ((Query.status == "skipped") & Query.skipped_at.is_(None), literal("released")),
+        else_=Query.status,
+    )
     rows = db.execute(
-        select(Query.group, Query.status, func.count())
+        select(Query.group, kind, func.count())
         .where(Query.run_id == run_id)
-        .group_by(Query.group, Query.status)
+        .group_by(Query.group, kind)
     ).all()
     groups = {g: GroupBudget() for g in GROUPS}
-    skipped = withdrawn = 0
+    skipped = withdrawn = released = 0
     for group, status, count in rows:
         slot = groups.setdefault(group, GroupBudget())
         if status in ("pending", "leased"):
@@ -60,6 +65,8 @@ def get_budget(db: Session, run_id: int) -> BudgetOut:
             slot.answered += count
         elif status == "withdrawn":
             withdrawn += count
+        elif status == "released":
+            released += count
         else:
             skipped += count
     return BudgetOut(
@@ -67,6 +74,7 @@ def get_budget(db: Session, run_id: int) -> BudgetOut:
         reserved=run.reserved,
         answered=run.answered,
         skipped=skipped,
+        released=released,
         withdrawn=withdrawn,
         remaining=run.budget_total - run.reserved - run.answered,
         groups=groups,
