@@ -58,18 +58,18 @@ class Deadline:
 
     def check(self) -> None:
         now = self.clock()
-        rerun = "rerun (finished pre-training is reused)"
+        reused = "(finished pre-training is reused)"
         if self.total and now - self.started > self.total:
             raise LoopError(
                 f"stopped after the --timeout of {self.total:.0f} s while the worker was still "
-                f"working (last progress: {self.last_progress}); {rerun} with a larger --timeout "
-                f"or --timeout 0 (no limit); the worker's log is {self.log}"
+                f"working (last progress: {self.last_progress}); rerun with a larger --timeout "
+                f"or --timeout 0 for no limit {reused}; the worker's log is {self.log}"
             )
         if self.stall and now - self.last > self.stall:
             raise LoopError(
                 f"stopped: the worker made no progress for {self.stall:.0f} s (last progress: "
                 f"{self.last_progress}; last log line: {last_line(self.log)!r}); read {self.log}, "
-                f"and on a busy machine {rerun} with --stall-timeout {2 * self.stall:.0f}"
+                f"and on a busy machine rerun with --stall-timeout {2 * self.stall:.0f} {reused}"
             )
 
 
