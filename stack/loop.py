@@ -123,9 +123,6 @@ def _loop_env(opts: LoopOptions, admin: str) -> dict[str, str]:
     return env
 
 
-_say = say
-
-
 def _fresh_start(opts: LoopOptions) -> None:
     """Claim ``--out``, make the benchmark, and clear the last run's database and worker
     files (not the pre-training cache in ``worker/cache``: a rerun reuses it)."""
@@ -152,7 +149,7 @@ def _announce(opts: LoopOptions, url: str, admin: str, run_id: int, viewer: str,
     log(f"dashboard while it runs: {url}/dashboard.html?token={viewer}")
 
 
-def run_loop(opts: LoopOptions, log=_say) -> dict[str, Any]:
+def run_loop(opts: LoopOptions, log=say) -> dict[str, Any]:
     started = time.perf_counter()
     _fresh_start(opts)
     admin = secrets.token_urlsafe(24)
