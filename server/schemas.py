@@ -275,8 +275,9 @@ class BudgetOut(BaseModel):
     expected: int
     reserved: int
     answered: int
-    skipped: int
+    skipped: int  # by annotators
     cant_tell: int = 0  # of the skipped: the annotator could not tell the class
+    released: int = 0  # given up when the run was finished
     withdrawn: int = 0
     remaining: int
     groups: dict[str, GroupBudget]
@@ -288,12 +289,13 @@ def budget_out(
     spent: tuple[int, int] | None = None,
 ) -> BudgetOut:
     """A run's budget from its queries' ``(group, status, skip reason, count)`` rows, by the
-    service's rule: spent = reserved (pending or leased) + answered; a skip or a withdrawal
-    costs nothing; ``remaining`` = M_e (``expected``) - spent; ``cant_tell`` counts the skips
-    whose reason says so. ``spent``: (reserved, answered) where the caller keeps them as
+    service's rule: spent = reserved (pending or leased) + answered; a skip, a release (status
+    ``released``: what finishing the run gave up) or a withdrawal costs nothing; ``remaining``
+    = M_e (``expected``) - spent; ``cant_tell`` counts the skips whose reason says so.
+    ``spent``: (reserved, answered) where the caller keeps them as
     counters (the server, on the run row); else the rows' sums."""
     groups = {g: GroupBudget() for g in GROUPS}
-    skipped = withdrawn = cant_tell = 0
+    skipped = withdrawn = cant_tell = released = 0
     for group, status, reason, count in rows:
         cant_tell += count if reason == "cant_tell" else 0
         slot = groups.setdefault(group, GroupBudget())
@@ -303,6 +305,8 @@ def budget_out(
             slot.answered += count
         elif status == "withdrawn":
             withdrawn += count
+        elif status == "released":
+            released += count
         else:
             skipped += count
     reserved, answered = spent or (
@@ -315,40 +319,8 @@ def budget_out(
         answered=answered,
         skipped=skipped,
         cant_tell=cant_tell,
+        released=released,
         withdrawn=withdrawn,
         remaining=expected - reserved - answered,
         groups=groups,
     )
-
-
-class MetricIn(Strict):
-    iteration: DbInt
-    labeled_pixels: DbInt = 0
-    miou: Finite
-    per_class_iou: list[Finite | None] = Field(default_factory=list)
-    split: Label = "target-val"
-
-
-class MetricOut(MetricIn):
-    model_config = ConfigDict(extra="ignore")
-    id: int
-    created_at: datetime
-
-
-class MetricsOut(BaseModel):
-    metrics: list[MetricOut]
-
-
-class StatsOut(BaseModel):
-    pending: int
-    leased: int
-    answered: int
-    skipped: int
-    cant_tell: int = 0  # of the skipped: the annotator could not tell the class
-    withdrawn: int = 0
-    annotators_active: int
-    answers_last_minute: int
-
-
-class HealthOut(BaseModel):
-    status: str

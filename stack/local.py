@@ -19,7 +19,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from stack.loop import LoopOptions, print_summary, run_loop
+from stack.loop import LoopOptions, run_and_report
+from stack.watch import add_deadline_arguments
 from trainer.bench.presets import PRESETS
 
 DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/adamcu"
@@ -30,7 +31,7 @@ SIZES: dict[str, dict[str, int]] = {
     # --human: a session a person finishes in ~15 min (budget 0.25 % = 409 pixels)
     "session": {"source-train": 200, "target-train": 20, "target-val": 20, "target-test": 40},
 }
-HUMAN = {"size": "session", "budget": 0.0025, "pretrain_iterations": 400, "timeout": 7200.0}
+HUMAN = {"size": "session", "budget": 0.0025, "pretrain_iterations": 400}
 
 
 def ensure_database(database_url: str) -> None:
@@ -65,7 +66,7 @@ def check_redis(redis_url: str) -> None:
         client.close()
 
 
-def parse_args(argv: Sequence[str] | None = None) -> LoopOptions:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="scripts/stack.sh", description=__doc__)
     p.add_argument("--database-url", default=DATABASE_URL, help="PostgreSQL (created if missing)")
     p.add_argument("--redis-url", default=REDIS_URL)
@@ -79,13 +80,21 @@ def parse_args(argv: Sequence[str] | None = None) -> LoopOptions:
     p.add_argument("--eval-every", type=int, default=50)
     p.add_argument("--oracles", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--timeout", type=float, default=900.0)
+    add_deadline_arguments(p)
     p.add_argument(
         "--human",
         action="store_true",
         help="a session for people: worker --mode session, no oracles, 20 target images, "
-        "budget 0.0025; prints the annotator URL (flags given explicitly still win)",
+        "budget 0.0025; prints the annotator and dashboard URLs, the commands for more "
+        "tokens and for ending it, and where the data and logs are (explicit flags win)",
     )
+    return p
+
+
+def parse_args(
+    argv: Sequence[str] | None = None, p: argparse.ArgumentParser | None = None
+) -> LoopOptions:
+    p = p or build_parser()
     a = p.parse_args(argv)
     if a.human:
         for key, value in HUMAN.items():
@@ -107,18 +116,19 @@ def parse_args(argv: Sequence[str] | None = None) -> LoopOptions:
         mode="session" if a.human else "benchmark",
         database_url=a.database_url,
         redis_url=a.redis_url,
+        stall_timeout=a.stall_timeout,
         timeout=a.timeout,
+        port=a.port,
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    opts = parse_args(argv)
+    parser = build_parser()
+    opts = parse_args(argv, parser)
     assert opts.database_url and opts.redis_url
     ensure_database(opts.database_url)
     check_redis(opts.redis_url)
-    summary = run_loop(opts)
-    print_summary(summary, opts.out)
-    return 0
+    return run_and_report(opts, parser)
 
 
 if __name__ == "__main__":

@@ -21,10 +21,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from client.logs import setup_logging
 from stack.processes import ProgressTail, child_env, free_port, make_token, stop_all, wait_ready
+from stack.report import print_summary, say, session_lines
+from stack.watch import (
+    ERROR_LOG,
+    STALL_TIMEOUT,
+    Deadline,
+    LoopError,
+    add_deadline_arguments,
+    answers_tick,
+    explain,
+    last_line,
+    wait_for_run,
+    wait_for_worker,
+    worker_exited,
+)
 from trainer.bench.presets import PRESETS
 from trainer.config import TrainConfig
 from trainer.data.safety import UnsafeFolderError, claim_output_folder, is_user_dataset
@@ -55,7 +67,9 @@ class LoopOptions:
     mode: str = "benchmark"  # the worker's: wait for answers, or train on them as they come
     database_url: str | None = None
     redis_url: str | None = None
-    timeout: float = 900.0
+    stall_timeout: float = STALL_TIMEOUT  # seconds without progress (stack.watch); 0: none
+    timeout: float = 0.0  # a wall-clock limit in seconds; 0: none
+    port: int = 0  # the server's; 0: a free one
 
 
 def _python() -> str:
@@ -65,12 +79,17 @@ def _python() -> str:
 def start_server(
     opts: LoopOptions, env: dict[str, str], log_dir: Path
 ) -> tuple[subprocess.Popen, str]:
-    """Migrate the database, then start ``adamcu-server`` on a free port."""
-    subprocess.run(
-        [_python(), "-m", "server.migrate"], env=env, check=True, stdout=subprocess.DEVNULL
-    )
-    port = free_port()
-    log = open(log_dir / "server.log", "w")  # noqa: SIM115 - closed with the process
+    """Migrate the database, then start ``adamcu-server`` on ``opts.port`` (0: a free one).
+    Both write to ``server.log``; a failure is a :class:`LoopError` naming it."""
+    path = log_dir / "server.log"
+    log = open(path, "w")  # noqa: SIM115 - closed with the process
+    migrate = [_python(), "-m", "server.migrate"]
+    if subprocess.run(migrate, env=env, stdout=log, stderr=subprocess.STDOUT).returncode:
+        log.close()
+        raise LoopError(
+            f"the database migration failed; {path} says why (last line: {last_line(path)!r})"
+        )
+    port = opts.port or free_port()
     proc = subprocess.Popen(
         [_python(), "-m", "server.main", "--port", str(port)],
         env=env,
@@ -78,26 +97,12 @@ def start_server(
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    wait_ready(url, proc, log=log_dir / "server.log")
+    try:
+        wait_ready(url, proc)
+    except (RuntimeError, TimeoutError) as exc:
+        stop_all([proc])
+        raise LoopError(f"{exc}; {path} ends with {last_line(path)!r}") from None
     return proc, url
-
-
-def wait_for_run(
-    url: str, token: str, worker: subprocess.Popen, timeout: float, tick=lambda: None
-) -> int:
-    """The run id once the worker has registered it (it pre-trains first); ``tick`` is called
-    at every poll (the main job shows the worker's progress lines)."""
-    deadline = time.monotonic() + timeout
-    headers = {"Authorization": f"Bearer {token}"}
-    while time.monotonic() < deadline:
-        tick()
-        if worker.poll() is not None:
-            raise RuntimeError(f"the worker exited with code {worker.returncode}; see its log")
-        runs = httpx.get(f"{url}/api/v1/runs", headers=headers, timeout=10).json()
-        if runs:
-            return int(runs[0]["id"])
-        time.sleep(0.5)
-    raise TimeoutError("the worker registered no run in time")
 
 
 def _loop_env(opts: LoopOptions, admin: str) -> dict[str, str]:
@@ -118,35 +123,39 @@ def _loop_env(opts: LoopOptions, admin: str) -> dict[str, str]:
     return env
 
 
-def wait_for_worker(worker: subprocess.Popen, timeout: float, tick, every: float = 1.0) -> int:
-    """The worker's exit code, calling ``tick`` every ``every`` seconds while it runs."""
-    deadline = time.monotonic() + timeout
-    while worker.poll() is None:
-        tick()
-        if time.monotonic() > deadline:
-            raise subprocess.TimeoutExpired(worker.args, timeout)
-        time.sleep(every)
-    tick()
-    return worker.returncode
-
-
-def _say(*args: Any) -> None:
-    print(*args, flush=True)  # the main job's console is often a pipe (CI, tee)
-
-
-def run_loop(opts: LoopOptions, log=_say) -> dict[str, Any]:
-    started = time.perf_counter()
+def _fresh_start(opts: LoopOptions) -> None:
+    """Claim ``--out``, make the benchmark, and clear the last run's database and worker
+    files (not the pre-training cache in ``worker/cache``: a rerun reuses it)."""
     claim_output_folder(opts.out, OUT_MARKER, "adamcu loop")  # its old db and worker files go
     if not is_user_dataset(opts.data):  # a user's folder is used as it is
         generate_benchmark(opts.data, counts=opts.counts, seed=1234)
-    admin = secrets.token_urlsafe(24)
-    env = _loop_env(opts, admin)
     db = opts.out / "adamcu.db"
     if not opts.database_url and db.exists():
         db.unlink()
     for stale in ("checkpoint.pt", "run.json", "summary.json"):  # a new run, not a resume
         (opts.out / "worker" / stale).unlink(missing_ok=True)
+    (opts.out / ERROR_LOG).unlink(missing_ok=True)
+
+
+def _announce(opts: LoopOptions, url: str, admin: str, run_id: int, viewer: str, log) -> None:
+    """The run is open: the pages (and, for a person's session, the commands) to use now."""
+    if opts.mode == "session" and not opts.oracles:
+        person = make_token(url, admin, "annotator", "person")
+        for line in session_lines(url, run_id, admin, person, viewer, opts.out, opts.data):
+            log(line)
+        return
+    oracles = f"; starting {opts.oracles} simulated oracle(s)" if opts.oracles else ""
+    log(f"run {run_id} registered{oracles}")
+    log(f"dashboard while it runs: {url}/dashboard.html?token={viewer}")
+
+
+def run_loop(opts: LoopOptions, log=say) -> dict[str, Any]:
+    started = time.perf_counter()
+    _fresh_start(opts)
+    admin = secrets.token_urlsafe(24)
+    env = _loop_env(opts, admin)
     procs: list[subprocess.Popen] = []
+    deadline = Deadline(opts.out / "worker.log", opts.stall_timeout, opts.timeout)
     try:
         server, url = start_server(opts, env, opts.out)
         procs.append(server)
@@ -155,27 +164,21 @@ def run_loop(opts: LoopOptions, log=_say) -> dict[str, Any]:
         viewer = make_token(url, admin, "viewer", "loop")
         worker = _start_worker(opts, env, url, trainer)
         procs.append(worker)
-        tick = _follower(opts.out / "worker.log", log)
+        tick = _follower(opts.out / "worker.log", log, deadline)
         log(f"worker started (log: {opts.out / 'worker.log'}); it pre-trains on source first")
-        run_id = wait_for_run(url, viewer, worker, opts.timeout, tick)
-        if opts.mode == "session" and not opts.oracles:
-            person = make_token(url, admin, "annotator", "person")
-            log(f"run {run_id} is open: label at {url}/?token={person}")
-            log(f"admin token {admin}")
-        log(f"run {run_id} registered; starting {opts.oracles} simulated oracle(s)")
-        log(f"dashboard while it runs: {url}/dashboard.html?token={viewer}")
-        oracles = [
+        run_id = wait_for_run(url, viewer, worker, deadline, tick)
+        _announce(opts, url, admin, run_id, viewer, log)
+        procs += [
             _start_oracle(
                 opts, env, url, make_token(url, admin, "annotator", f"oracle-{i}"), run_id, i
             )
             for i in range(opts.oracles)
         ]
-        procs += oracles
-        left = max(1.0, opts.timeout - (time.perf_counter() - started))
-        code = wait_for_worker(worker, left, tick)
+        answers = answers_tick(url, viewer, run_id, deadline)
+        code = wait_for_worker(worker, deadline, lambda: (tick(), answers()))
         if code != 0:
-            raise RuntimeError(f"the worker failed with code {code}; see {opts.out}/worker.log")
-        for o in oracles:
+            raise worker_exited(code, deadline.log)
+        for o in procs[2:]:
             o.wait(timeout=60)
         summary = json.loads((opts.out / "worker" / "summary.json").read_text())
     finally:
@@ -187,13 +190,14 @@ def run_loop(opts: LoopOptions, log=_say) -> dict[str, Any]:
     return summary
 
 
-def _follower(path: Path, log) -> Callable[[], None]:
-    """A tick that shows the worker's new progress lines on the console."""
+def _follower(path: Path, log, deadline: Deadline) -> Callable[[], None]:
+    """A tick that shows the worker's new progress lines on the console; each is progress."""
     tail = ProgressTail(path)
 
     def tick() -> None:
         for line in tail.new():
             log(f"worker: {line}")
+            deadline.progressed(line)
 
     return tick
 
@@ -265,28 +269,6 @@ def _start_oracle(
     return subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def print_summary(s: dict[str, Any], out: Path, log=_say) -> None:
-    b = s["budget"]
-    log(
-        f"budget: {b['answered']} of {b['expected']} pixels answered "
-        f"({100 * b['answered'] / max(1, b['expected']):.0f}%), {b['reserved']} still reserved, "
-        f"{b.get('skipped', 0)} skipped"
-    )
-    log(
-        f"target-test mIoU: {s['test_miou_before']:.1f} before adaptation (source only) -> "
-        f"{s['test_miou_after']:.1f} after ({s['strategy']}, {s['labeled_pixels']} labeled "
-        f"pixels)"
-    )
-    log(f"took {s['seconds'] / 60:.1f} min; full report: {out / 'report.json'}, logs in {out}")
-    if "dashboard_token" in s and (out / "adamcu.db").is_file():
-        db = (out / "adamcu.db").resolve()
-        log(
-            f"dashboard again: ADAMCU_ENVIRONMENT=development ADAMCU_DATABASE_URL=sqlite:///{db} "
-            f"adamcu-server --port 8000, then open "
-            f"http://127.0.0.1:8000/dashboard.html?token={s['dashboard_token']}"
-        )
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="adamcu loop", description=__doc__)
     p.add_argument("--out", default="outputs/loop")
@@ -311,6 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--database-url", default=None)
     p.add_argument("--redis-url", default=None)
+    add_deadline_arguments(p)
     p.add_argument("--verbose", action="store_true", help="DEBUG logs, httpx's requests included")
     a = p.parse_args(argv)
     try:  # the worker's config refuses a bad schedule: say so before starting anything
@@ -333,11 +316,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         mode=a.mode,
         database_url=a.database_url,
         redis_url=a.redis_url,
+        stall_timeout=a.stall_timeout,
+        timeout=a.timeout,
+        port=a.port,
     )
+    return run_and_report(opts, p)
+
+
+def run_and_report(opts: LoopOptions, parser: argparse.ArgumentParser) -> int:
+    """Run the loop and print its summary, or one sentence saying what failed (exit 1)."""
     try:
         summary = run_loop(opts)
     except UnsafeFolderError as exc:
-        p.error(str(exc))
+        parser.error(str(exc))
+    except Exception as exc:
+        say(explain(exc, opts.out, parser.prog))
+        return 1
     print_summary(summary, opts.out)
     return 0
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from server.errors import BudgetExceeded, RunFinished
@@ -45,9 +45,14 @@ def settle(db: Session, run_id: int, reserved: int, answered: int) -> None:
 
 def get_budget(db: Session, run_id: int) -> BudgetOut:
     run = get_run(db, run_id)
+    # a skip by an annotator has its time; finishing the run releases without one
+    kind = case(
+        ((Query.status == "skipped") & Query.skipped_at.is_(None), literal("released")),
+        else_=Query.status,
+    )
     rows = db.execute(
-        select(Query.group, Query.status, Query.skip_reason, func.count())
+        select(Query.group, kind, Query.skip_reason, func.count())
         .where(Query.run_id == run_id)
-        .group_by(Query.group, Query.status, Query.skip_reason)
+        .group_by(Query.group, kind, Query.skip_reason)
     ).all()
     return budget_out(run.budget_total, rows, spent=(run.reserved, run.answered))

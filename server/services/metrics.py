@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from server.models import Metric
-from server.schemas import MetricIn, MetricOut
+from server.schemas_reports import MetricIn, MetricOut
 from server.services.runs import get_run
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from server.models import Answer, Query, Token
 from server.services.runs import get_run
+from server.services.stats import status_counts
 from server.session_schemas import AnnotatorPace, PaceOut
 
 MIN_SPAN_S = 60.0  # a rate is never measured over less than this (one quick answer != 60/min)
@@ -77,17 +78,13 @@ def get_pace(db: Session, run_id: int, now: datetime, window_s: int) -> PaceOut:
     run = get_run(db, run_id)
     work = _work(db, run_id, now - timedelta(seconds=window_s))
     names = dict(db.execute(select(Token.id, Token.name).where(Token.id.in_(list(work)))).all())
-    counts = dict(
-        db.execute(
-            select(Query.status, func.count())
-            .where(Query.run_id == run_id, Query.status.in_(("pending", "leased")))
-            .group_by(Query.status)
-        ).all()
-    )
+    counts = status_counts(db, run_id, now)
     firsts = [w.first for w in work.values() if w.first is not None]
     recent = sum(w.recent for w in work.values())
     rate = _per_minute(recent, min(firsts, default=None), now, window_s)
-    pending, leased = counts.get("pending", 0), counts.get("leased", 0)
+    # an expired lease is claimable again: waiting work, like a pending query
+    pending = counts.get("pending", 0) + counts.get("expired", 0)
+    leased = counts.get("leased", 0)
     budget_left = max(run.budget_total - run.answered, 0)
     people = [
         AnnotatorPace(

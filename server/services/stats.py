@@ -4,25 +4,39 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, literal, select
 from sqlalchemy.orm import Session
 
 from server.models import Answer, Query
-from server.schemas import StatsOut
+from server.schemas_reports import StatsOut
 from server.services.runs import get_run
+
+
+def status_counts(db: Session, run_id: int, now: datetime) -> dict[str, int]:
+    """Queries per status, a lease past its ``lease_expires_at`` counted as ``expired`` (its
+    row stays ``leased`` until the next claim takes it: a crashed browser's lease is free
+    again at once, whenever that claim comes)."""
+    status = case(
+        (
+            (Query.status == "leased") & (Query.lease_expires_at < now),
+            literal("expired"),
+        ),
+        else_=Query.status,
+    )
+    rows = db.execute(
+        select(status, func.count()).where(Query.run_id == run_id).group_by(status)
+    ).all()
+    return {str(k): int(v) for k, v in rows}
 
 
 def get_stats(db: Session, run_id: int, now: datetime) -> StatsOut:
     get_run(db, run_id)
-    rows = db.execute(
-        select(Query.status, Query.skip_reason, func.count())
-        .where(Query.run_id == run_id)
-        .group_by(Query.status, Query.skip_reason)
-    ).all()
-    counts: dict[str, int] = {}
-    for status, _, n in rows:
-        counts[status] = counts.get(status, 0) + n
-    cant_tell = sum(n for _, reason, n in rows if reason == "cant_tell")
+    counts = status_counts(db, run_id, now)
+    cant_tell = db.execute(
+        select(func.count()).where(
+            Query.run_id == run_id, Query.status == "skipped", Query.skip_reason == "cant_tell"
+        )
+    ).scalar_one()
     active = db.execute(
         select(func.count(func.distinct(Answer.annotator_id))).where(
             Answer.run_id == run_id, Answer.created_at >= now - timedelta(minutes=5)
@@ -36,6 +50,7 @@ def get_stats(db: Session, run_id: int, now: datetime) -> StatsOut:
     return StatsOut(
         pending=counts.get("pending", 0),
         leased=counts.get("leased", 0),
+        expired=counts.get("expired", 0),
         answered=counts.get("answered", 0),
         skipped=counts.get("skipped", 0),
         cant_tell=cant_tell,

@@ -102,7 +102,7 @@ def test_finishing_a_run_releases_its_reservations(world: World) -> None:
     )
     assert r.status_code == 200 and r.json()["status"] == "finished"
     b = world.budget()
-    assert (b["reserved"], b["answered"], b["skipped"]) == (0, 1, 4)
+    assert (b["reserved"], b["answered"], b["skipped"], b["released"]) == (0, 1, 0, 4)
     claim = world.post(f"/api/v1/runs/{world.run_id}/claims", "bob", {"n": 5})
     assert claim.status_code == 409 and claim.json()["error"]["code"] == "run_finished"
     late = world.answer(held[1]["id"])

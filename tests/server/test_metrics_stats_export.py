@@ -37,6 +37,7 @@ def test_stats(world):
     assert s == {
         "pending": 1,
         "leased": 1,
+        "expired": 0,
         "answered": 1,
         "skipped": 1,
         "cant_tell": 0,
@@ -47,6 +48,36 @@ def test_stats(world):
     world.env.clock.advance(120)
     s = world.get(f"/api/v1/runs/{world.run_id}/stats", "viewer").json()
     assert (s["annotators_active"], s["answers_last_minute"]) == (1, 0)
+
+
+def test_an_expired_lease_counts_as_expired_at_once(world):
+    """A crashed browser's leases counted as leased until someone claimed them again."""
+    world.ask([(0, x) for x in range(3)])
+    world.claim(n=2, lease=30)
+    stats, pace = (f"/api/v1/runs/{world.run_id}/{what}" for what in ("stats", "pace"))
+    s = world.get(stats, "viewer").json()
+    assert (s["pending"], s["leased"], s["expired"]) == (1, 2, 0)
+    world.env.clock.advance(31)
+    s = world.get(stats, "viewer").json()
+    assert (s["pending"], s["leased"], s["expired"]) == (1, 0, 2)
+    p = world.get(pace, "viewer").json()
+    assert (p["pending"], p["leased"]) == (3, 0)  # claimable again: waiting work
+    world.claim(who="bob", n=3)  # the next claim takes them: leased again, none expired
+    s = world.get(stats, "viewer").json()
+    assert (s["pending"], s["leased"], s["expired"]) == (0, 3, 0)
+
+
+def test_the_budget_tells_skips_by_annotators_from_what_finishing_released(world):
+    world.ask([(0, x) for x in range(5)])
+    qs = world.claim(n=3)
+    world.answer(qs[0]["id"])
+    world.post(f"/api/v1/queries/{qs[1]['id']}/skip", "alice")
+    r = world.env.client.patch(
+        f"/api/v1/runs/{world.run_id}", json={"status": "finished"}, headers=world.h("trainer")
+    )
+    assert r.status_code == 200
+    b = world.budget()
+    assert (b["answered"], b["skipped"], b["released"], b["reserved"]) == (1, 1, 3, 0)
 
 
 def _answer_pixels(world):

@@ -7,7 +7,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from server.api.deps import DB, Admin, Id, Now, Reader
 from server.api.openapi import errors
-from server.schemas import HealthOut
+from server.schemas_reports import HealthOut
 from server.schemas_tokens import Me, TokenCreated, TokenIn, TokenOut, TokensOut
 from server.services import tokens
 
