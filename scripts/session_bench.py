@@ -95,17 +95,18 @@ def val_curve(metrics: list[dict]) -> dict:
     }
 
 
+def full_config(a: argparse.Namespace, seed: int, work: Path, **more: object) -> TrainConfig:
+    """ADA-MCU (``full``) on the bench's data at its budget and seed, on the CPU."""
+    common = {"budget_rate": a.budget, "pretrain_iterations": a.pretrain_iterations}
+    data_root = str(work.parent / "data")
+    return configure(
+        TrainConfig(), "full", data_root=data_root, seed=seed, device="cpu", **common, **more
+    )
+
+
 def person_paced(a: argparse.Namespace, seed: int, work: Path) -> dict:
     """One session at a person's pace, no benchmark-mode run: its target-val curve."""
-    cfg = configure(
-        TrainConfig(),
-        "full",
-        data_root=str(work.parent / "data"),
-        budget_rate=a.budget,
-        pretrain_iterations=a.pretrain_iterations,
-        seed=seed,
-        device="cpu",
-    )
+    cfg = full_config(a, seed, work)
     pretrain(cfg, load_data(cfg), torch.device("cpu"), work / "cache", progress=False)
     pace = {"queue_minutes": 0.5, "queue_floor": 10, "queue_ceiling": 60, "eval_seconds": 10}
     pace |= {"plateau_minutes": 0.5, "stale_minutes": 1.0, "rescore_seconds": 15}
@@ -121,17 +122,8 @@ def person_paced(a: argparse.Namespace, seed: int, work: Path) -> dict:
 
 def one_seed(a: argparse.Namespace, seed: int, work: Path) -> dict:
     """Benchmark mode once, then a session per cooldown length, at this seed."""
-    cfg = configure(
-        TrainConfig(),
-        "full",
-        data_root=str(work.parent / "data"),
-        budget_rate=a.budget,
-        iterations=a.iterations,
-        eval_every=max(1, a.iterations // 5) if a.iterations else 0,
-        pretrain_iterations=a.pretrain_iterations,
-        seed=seed,
-        device="cpu",
-    )
+    eval_every = max(1, a.iterations // 5) if a.iterations else 0
+    cfg = full_config(a, seed, work, iterations=a.iterations, eval_every=eval_every)
     started = time.perf_counter()
     bench = run_strategy(cfg, load_data(cfg), work / "cache")
     bench["wall_s"] = round(time.perf_counter() - started, 1)
