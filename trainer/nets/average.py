@@ -1,7 +1,10 @@
 """An exponential moving average of a network's weights (Polyak averaging).
 
 After every optimiser step ``average <- decay * average + (1 - decay) * weights`` for each
-parameter; buffers (BatchNorm statistics) are copied as they are. With ``decay = 0.99`` the
+parameter and each floating-point buffer (BatchNorm's running statistics: averaged with the
+weights they normalise, since the trained network's statistics belong to its own, newer
+weights and paired with averaged ones broke the network); integer buffers (BatchNorm's
+``num_batches_tracked``) are copied. With ``decay = 0.99`` the
 average spans about 100 steps (1 / (1 - decay)): at a constant learning rate it keeps what
 the last hundred steps agree on and drops the step-to-step noise of SGD on a handful of
 labels. Used by the session's learner (``--weight-average``), which evaluates and reports the
@@ -33,4 +36,7 @@ class WeightAverage:
         for mine, theirs in zip(self.model.parameters(), model.parameters(), strict=True):
             mine.lerp_(theirs.detach(), 1.0 - self.decay)
         for mine, theirs in zip(self.model.buffers(), model.buffers(), strict=True):
-            mine.copy_(theirs)
+            if mine.is_floating_point():
+                mine.lerp_(theirs, 1.0 - self.decay)
+            else:
+                mine.copy_(theirs)
