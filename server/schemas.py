@@ -45,7 +45,7 @@ def budget_total(budget_rate: float, target_pixels: int) -> int:
 MAX_JSON_DEPTH = 64
 
 
-def _servable_json(value: Any, depth: int = 1) -> Any:
+def _servable_json(value: Any, *, depth: int = 1) -> Any:
     """Refuse, anywhere in a JSON value, what the server could store but not send back (and so
     would break every listing that holds it): NaN and infinities, a lone surrogate (``"\\ud800"``,
     not valid Unicode) in a string or a key, nesting deeper than ``MAX_JSON_DEPTH``."""
@@ -57,7 +57,7 @@ def _servable_json(value: Any, depth: int = 1) -> Any:
         raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels is not allowed")
     inside = [*value, *value.values()] if isinstance(value, dict) else value
     for item in inside if isinstance(value, dict | list) else ():
-        _servable_json(item, depth + 1)
+        _servable_json(item, depth=depth + 1)
     return value
 
 

@@ -51,9 +51,12 @@ class SessionOptions:
     # (target-val, scripts/session_bench.py, 3 seeds: 100 iterations gained nothing)
     cooldown_iterations: int = 0
     # > 0: target-val, the best weights and the reported model are the moving average of the
-    # weights with this decay per step (about 1 / (1 - decay) steps: 100 at 0.99); 0: the
-    # network as trained (it swung by 3-6 points between evaluations on the same labels)
-    weight_average: float = 0.99
+    # weights (and BatchNorm statistics) with this decay per step, about 1 / (1 - decay) steps:
+    # 500 at 0.998, 1.5-2 min at the bundled size on 2 cores; 0: the network as trained, which
+    # swung 3-6 points between evaluations on the same labels. Chosen on target-val
+    # (scripts/session_bench.py --person-paced, docs/results.md); a count of steps, so at
+    # Cityscapes' size (0.2-0.3 s a step on a GPU) 0.998 spans about 2 minutes as well
+    weight_average: float = 0.998
     status_seconds: float = 5.0  # how often the run's status is read (an admin may end it)
     checkpoint_seconds: float = 30.0
     round_images: int = 4  # images scored together when picking a round's pixels
