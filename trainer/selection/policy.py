@@ -25,7 +25,8 @@ from trainer.config import Selection, TrainConfig
 from trainer.ops.draws import top_k_select, uniform_select
 from trainer.selection.comparison import ImageWise, PixelPick, Ripu
 from trainer.selection.mcucap import CapSettings, McuCap
-from trainer.selection.sampling import ActiveSampler, ripu_score
+from trainer.selection.ripu import pa_score
+from trainer.selection.sampling import ActiveSampler
 from trainer.selection.views import BudgetView, Picked, Policy, ScoreMaps
 
 
@@ -48,7 +49,8 @@ class Uniform(Policy):
 
 
 def _ripu(maps: ScoreMaps) -> torch.Tensor:
-    return ripu_score(maps.prob, maps.prob.argmax(1), maps.prob.shape[1])
+    """RIPU's pixel score (region impurity x entropy) in 3x3 windows: the plain top-k form."""
+    return pa_score(maps.prob, 1)
 
 
 class TopK(Policy):

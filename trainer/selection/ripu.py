@@ -66,9 +66,9 @@ def predicted(prob: torch.Tensor) -> torch.Tensor:
 
 
 def impurity(pred: torch.Tensor, num_classes: int, kernel_size: int) -> torch.Tensor:
-    """(N,H,W) RIPU's region impurity (:func:`trainer.selection.sampling.region_impurity`):
-    the entropy of the predicted classes in the in-image part of the ``k x k`` window, over
-    ``log(C)``; from window counts ``n_c`` as ``(log n - sum n_c log n_c / n) / log C``.
+    """(N,H,W) RIPU's region impurity (Xie et al., CVPR 2022): the entropy of the predicted
+    classes in the in-image part of the ``k x k`` window, over ``log(C)``; from window counts
+    ``n_c`` as ``(log n - sum n_c log n_c / n) / log C``.
 
     The counts are box sums (:func:`trainer.selection.greedy.box_sum`) of several classes at
     once, each in its own bit field of an int64 (a count is at most ``k^2``): a sum of packed

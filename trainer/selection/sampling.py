@@ -11,52 +11,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 
 from trainer.constants import IGNORE_INDEX, Group
 from trainer.ops.draws import top_k_select, uniform_select
-from trainer.selection.uncertainty import entropy
 from trainer.selection.views import BudgetView, Picked, Policy, ScoreMaps
 
 if TYPE_CHECKING:
     from trainer.config import TrainConfig
-
-
-def region_impurity(pred: torch.Tensor, num_classes: int, kernel_size: int = 3) -> torch.Tensor:
-    """Region impurity of RIPU (Xie et al., CVPR 2022).
-
-    Args:
-        pred: (N, H, W) long predicted classes in ``[0, num_classes)``.
-        num_classes: ``C``.
-        kernel_size: odd side ``k`` of the square neighbourhood; at the border only the
-            pixels inside the image count.
-
-    Returns:
-        (N, H, W) entropy of the predicted-class histogram in the ``k x k``
-        neighbourhood, divided by ``log(C)``: 0 in a pure region.
-    """
-    onehot = F.one_hot(pred.long(), num_classes).permute(0, 3, 1, 2).float()
-    hist = F.avg_pool2d(
-        onehot, kernel_size, stride=1, padding=kernel_size // 2, count_include_pad=False
-    )
-    return entropy(hist)
-
-
-def ripu_score(
-    prob: torch.Tensor, pred: torch.Tensor, num_classes: int, kernel_size: int = 3
-) -> torch.Tensor:
-    """RIPU pixel score: region impurity times normalised prediction entropy.
-
-    Args:
-        prob: (N, C, H, W) softmax probabilities.
-        pred: (N, H, W) long predictions (usually ``prob.argmax(1)``).
-        num_classes: ``C``.
-        kernel_size: neighbourhood side for :func:`region_impurity`.
-
-    Returns:
-        (N, H, W) score in [0, 1].
-    """
-    return region_impurity(pred, num_classes, kernel_size) * entropy(prob)
 
 
 @dataclass

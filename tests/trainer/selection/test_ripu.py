@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from trainer.selection.greedy import greedy_select
 from trainer.selection.ripu import (
@@ -17,7 +18,17 @@ from trainer.selection.ripu import (
     ripu_select,
     scaled_radius,
 )
-from trainer.selection.sampling import region_impurity, ripu_score
+from trainer.selection.uncertainty import entropy
+
+
+def region_impurity(pred: torch.Tensor, num_classes: int, kernel_size: int) -> torch.Tensor:
+    """The reference: entropy / log C of the predicted-class histogram of the in-image part of
+    each ``k x k`` window, by average pooling of the one-hot maps."""
+    onehot = F.one_hot(pred.long(), num_classes).permute(0, 3, 1, 2).float()
+    hist = F.avg_pool2d(
+        onehot, kernel_size, stride=1, padding=kernel_size // 2, count_include_pad=False
+    )
+    return entropy(hist)
 
 
 def _where(mask: torch.Tensor) -> set[tuple[int, ...]]:
@@ -94,7 +105,7 @@ def test_region_score_averages_entropy_over_the_region() -> None:
 
 def test_pixel_score_is_the_ripu_score_at_the_window_size() -> None:
     prob = torch.randn(2, 4, 9, 11, generator=torch.Generator().manual_seed(0)).softmax(1)
-    want = ripu_score(prob, prob.argmax(1), 4, kernel_size=5)
+    want = region_impurity(prob.argmax(1), 4, 5) * entropy(prob)
     assert torch.allclose(pa_score(prob, 2), want)
 
 
@@ -126,3 +137,21 @@ def test_predicted_is_the_first_argmax() -> None:
     assert predicted(prob).tolist() == [[[1, 1, 1], [1, 1, 3]]]
     rand = torch.rand(2, 5, 6, 7, generator=torch.Generator().manual_seed(0))
     assert torch.equal(predicted(rand), rand.argmax(1))
+
+
+def test_region_impurity_by_hand() -> None:
+    pred = torch.tensor([[[0, 0, 1], [0, 0, 1], [0, 0, 1]]])
+    imp = impurity(pred, 4, 3)
+    assert imp[0, 0, 0].item() == 0.0  # neighbourhood {0,0,0,0}
+    # centre: six 0s, three 1s
+    expected = -(6 / 9 * math.log(6 / 9) + 3 / 9 * math.log(3 / 9)) / math.log(4)
+    assert math.isclose(imp[0, 1, 1].item(), expected, rel_tol=1e-6)
+    # corner (0, 2): {0, 1, 0, 1} -> entropy log 2
+    assert math.isclose(imp[0, 0, 2].item(), math.log(2) / math.log(4), rel_tol=1e-6)
+    assert torch.equal(impurity(torch.zeros(1, 3, 3, dtype=torch.long), 4, 3), torch.zeros(1, 3, 3))
+
+
+def test_ripu_score_is_impurity_times_entropy() -> None:
+    prob = torch.softmax(torch.randn(1, 3, 4, 4, generator=torch.Generator().manual_seed(0)), 1)
+    ent = -(prob * prob.log()).sum(1) / math.log(3)
+    assert torch.allclose(pa_score(prob, 1), impurity(prob.argmax(1), 3, 3) * ent, atol=1e-6)

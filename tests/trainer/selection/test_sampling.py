@@ -14,8 +14,6 @@ from trainer.selection.sampling import (
     ActiveSampler,
     AlgorithmOneState,
     adaptive_sample,
-    region_impurity,
-    ripu_score,
 )
 from trainer.selection.views import BudgetView, QueryWindow, ScoreMaps, per_iteration_quota
 
@@ -38,29 +36,6 @@ def _select(
     """Algorithm 1 as the benchmark loop calls it, on flat scores (the groups decide)."""
     maps = ScoreMaps(torch.zeros(groups.shape), groups, torch.ones(1), unasked)
     return sampler.select(maps, BudgetView.at(window, iteration, spent), gen)
-
-
-def test_region_impurity_by_hand() -> None:
-    pred = torch.tensor([[[0, 0, 1], [0, 0, 1], [0, 0, 1]]])
-    imp = region_impurity(pred, num_classes=4, kernel_size=3)
-    assert imp[0, 0, 0].item() == 0.0  # neighbourhood {0,0,0,0}
-    # centre: six 0s, three 1s
-    expected = -(6 / 9 * math.log(6 / 9) + 3 / 9 * math.log(3 / 9)) / math.log(4)
-    assert math.isclose(imp[0, 1, 1].item(), expected, rel_tol=1e-6)
-    # corner (0, 2): {0, 1, 0, 1} -> entropy log 2
-    assert math.isclose(imp[0, 0, 2].item(), math.log(2) / math.log(4), rel_tol=1e-6)
-    assert torch.equal(
-        region_impurity(torch.zeros(1, 3, 3, dtype=torch.long), 4), torch.zeros(1, 3, 3)
-    )
-
-
-def test_ripu_score_is_impurity_times_entropy() -> None:
-    g = _gen(0)
-    prob = torch.softmax(torch.randn(1, 3, 4, 4, generator=g), 1)
-    pred = prob.argmax(1)
-    score = ripu_score(prob, pred, 3)
-    ent = -(prob * prob.log()).sum(1) / math.log(3)
-    assert torch.allclose(score, region_impurity(pred, 3) * ent, atol=1e-6)
 
 
 @pytest.mark.parametrize(
