@@ -15,7 +15,8 @@ from server.services.runs import get_run
 def status_counts(db: Session, run_id: int, now: datetime) -> dict[str, int]:
     """Queries per status, a lease past its ``lease_expires_at`` counted as ``expired`` (its
     row stays ``leased`` until the next claim takes it: a crashed browser's lease is free
-    again at once, whenever that claim comes)."""
+    again at once, whenever that claim comes); ``cant_tell``: of the skipped, those whose
+    reason says the annotator could not tell the class."""
     status = case(
         (
             (Query.status == "leased") & (Query.lease_expires_at < now),
@@ -24,19 +25,21 @@ def status_counts(db: Session, run_id: int, now: datetime) -> dict[str, int]:
         else_=Query.status,
     )
     rows = db.execute(
-        select(status, func.count()).where(Query.run_id == run_id).group_by(status)
+        select(status, Query.skip_reason, func.count())
+        .where(Query.run_id == run_id)
+        .group_by(status, Query.skip_reason)
     ).all()
-    return {str(k): int(v) for k, v in rows}
+    counts: dict[str, int] = {}
+    for key, reason, n in rows:
+        counts[str(key)] = counts.get(str(key), 0) + int(n)
+        if reason == "cant_tell":
+            counts["cant_tell"] = counts.get("cant_tell", 0) + int(n)
+    return counts
 
 
 def get_stats(db: Session, run_id: int, now: datetime) -> StatsOut:
     get_run(db, run_id)
     counts = status_counts(db, run_id, now)
-    cant_tell = db.execute(
-        select(func.count()).where(
-            Query.run_id == run_id, Query.status == "skipped", Query.skip_reason == "cant_tell"
-        )
-    ).scalar_one()
     active = db.execute(
         select(func.count(func.distinct(Answer.annotator_id))).where(
             Answer.run_id == run_id, Answer.created_at >= now - timedelta(minutes=5)
@@ -53,7 +56,7 @@ def get_stats(db: Session, run_id: int, now: datetime) -> StatsOut:
         expired=counts.get("expired", 0),
         answered=counts.get("answered", 0),
         skipped=counts.get("skipped", 0),
-        cant_tell=cant_tell,
+        cant_tell=counts.get("cant_tell", 0),
         withdrawn=counts.get("withdrawn", 0),
         annotators_active=active,
         answers_last_minute=last_minute,
