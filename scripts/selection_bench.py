@@ -5,8 +5,9 @@
 
 One target image visited ``--visits`` times (the query window), budget ``--budget`` of its
 pixels: each visit asks the strategy's share (1,486 pixels a visit at 512x1024 and 1.7 %, as
-RIPU-PA in issue 20), the asked pixels stay asked. Each strategy's selection function is
-called directly, from the softmax (and S, the groups) to the mask: the strategy's own score
+RIPU-PA in issue 20), the asked pixels stay asked. Each strategy's selection policy (the one
+the benchmark loop and sessions call, :func:`trainer.selection.policy.make_policy`) is called
+directly, from the softmax (and S, the groups) to the mask: the strategy's own score
 (RIPU's impurity and entropy, PixelPick's margin, mcu-cap's impurity) counts, the network and
 S (computed by every step anyway) do not. The score maps look like a network's: 19 class
 logits at 1/8 of the size (a blocky layout of classes plus noise) upsampled bilinearly, the
@@ -22,6 +23,7 @@ import argparse
 import json
 import statistics
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -110,7 +112,7 @@ def main() -> None:
     ap.add_argument("--visits", type=int, default=6)
     ap.add_argument("--budget", type=float, default=0.017)
     ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
-    ap.add_argument("--out", default="selection_bench.json")
+    ap.add_argument("--out", type=Path, default=Path("outputs/selection_bench.json"))
     args = ap.parse_args()
     torch.set_num_threads(1)
     rows = []
@@ -125,6 +127,7 @@ def main() -> None:
                 f"{r['wall_median']:>8.3f}  {r['spent']}/{r['expected']}",
                 flush=True,
             )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w") as f:
         json.dump({"visits": args.visits, "budget": args.budget, "rows": rows}, f, indent=1)
 
