@@ -41,7 +41,7 @@ FLAGS = {
     "--weight-average": (
         "weight_average",
         float,
-        "evaluate and report the weights' moving average, this decay a step (0.998; 0: off)",
+        "evaluate and report the weights' moving average, this decay a step (e.g. 0.998; 0: off)",
     ),
     "--cooldown-iterations": (
         "cooldown_iterations",
