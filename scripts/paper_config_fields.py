@@ -42,6 +42,14 @@ WHY = {
     "pseudo_only_batches": "ours",
     "min_low_samples": "ours (pseudo_only_batches only)",
     "mcu_true_labels": "the paper: G_l pseudo labels enter the MCUs",
+    "source_flip": "ours: source flipped at random (the paper names no augmentation)",
+    "source_distinct": "ours: source drawn with replacement (Alg. 1 line 5: 'randomly load')",
+    "pi_high_floor": "ours: pi_high stops at pi_low (Alg. 1 line 7 has no floor)",
+    "pseudo_after_budget": "ours: G_l pseudo labels from the start (Alg. 1 l. 11-12: after M_e)",
+    "mcu_low_pixels": "ours: every G_l pixel enters the MCUs ('sampled': Eq. 5's AS draw)",
+    "dccm_freeze_absent": "ours: an absent class's DCCM row is kept (Eq. 8 updates all)",
+    "c2c_self_positive": "ours: an intra-level class centre is its own positive",
+    "center_scope": "ours: centres per (image, class) (III-C1: per domain)",
     "compile_step": "execution, no effect on the result",
     "fixed_shapes": "execution, no effect on the result",
     "threads": "execution, no effect on the result",
@@ -79,6 +87,19 @@ def block(names: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def appended(text: str, more: str) -> str:
+    """``text`` with ``more`` (:func:`block`) added before its ``[extra]`` table (TOML keys
+    after a table header belong to that table), or at its end; into the spelled-out block
+    when the file has one."""
+    header = "\n# every other field, spelled out"
+    if header in text:  # join the block already there
+        more = "".join(line + "\n" for line in more.splitlines()[2:])
+    head, sep, tail = text.partition("\n[extra]")
+    if not sep:
+        return text.rstrip("\n") + "\n" + more
+    return head.rstrip("\n") + "\n" + more.rstrip("\n") + "\n" + sep + tail
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--write", action="store_true", help="append the missing fields")
@@ -90,7 +111,7 @@ def main() -> int:
             continue
         print(f"{path.relative_to(ROOT)}: {len(names)} fields missing: {', '.join(names)}")
         if args.write:
-            path.write_text(path.read_text().rstrip("\n") + "\n" + block(names))
+            path.write_text(appended(path.read_text(), block(names)))
         else:
             status = 1
     return status

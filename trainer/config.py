@@ -33,6 +33,21 @@ class Selection(StrEnum):
     MCU_CAP = "mcu-cap"
 
 
+class CenterScope(StrEnum):
+    """Over which pixels a class centre of the c2c units averages
+    (``trainer.learning.centres.center_units``)."""
+
+    IMAGE = "image"  # each image's own (ours)
+    DOMAIN = "domain"  # every image of the domain in the batch (section III-C1)
+
+
+class McuLow(StrEnum):
+    """Which target G_l pixels the MCUs take with pseudo labels (``trainer/loop/learn.py``)."""
+
+    ALL = "all"  # every G_l pixel of the batch, before the per-class caps (ours)
+    SAMPLED = "sampled"  # the adaptive-sampling draw of Eq. 5 (III-D1's G_l^t)
+
+
 class FixedShapes(StrEnum):
     """Whether the step takes its fixed-size, sync-free forms: on a GPU, always, never."""
 
@@ -83,6 +98,8 @@ class TrainConfig:
     batch_target: int = 2
     pretrain_iterations: int = 1500
     pretrain_lr: float = 0.02
+    source_flip: bool = True  # source images flipped left-right at random (False: as loaded)
+    source_distinct: bool = False  # True: a batch's source images are distinct (randperm)
     # schedule, in passes over target-train (one pass: every target image once, in a fresh
     # seeded order); the defaults give every label >= passes - query_passes = 10 more visits
     passes: float = 16.0
@@ -97,6 +114,7 @@ class TrainConfig:
     pi_high_quantile: float = 0.99
     pi_low_quantile: float = 0.5
     decay: float = 0.9  # pi_high *= decay once per pass of the high window (Alg. 1 line 7)
+    pi_high_floor: bool = True  # pi_high never decays below pi_low (False: Alg. 1 line 7 as is)
     high_cap_factor: float = 2.0  # high phase: <= ceil(M_e/2 / high iterations) x this a batch
     score_dropout: bool = False  # True: Eq. 1 on the train-mode (dropout) target forward
     # the comparison rows and mcu-cap (trainer/selection/comparison.py, baselines.py, ripu.py,
@@ -110,8 +128,12 @@ class TrainConfig:
     # mcu-cap: G_l pseudo labels while M_e / target images is under this (0: never)
     cap_pseudo_below: float = 20.0
     mcu_true_labels: bool = False  # MCU target pixels: true labels only, no G_l pseudo labels
+    mcu_low_pixels: str = "all"  # MCU target G_l pixels: all; "sampled": Eq. 5's AS draw
     # losses
     pseudo_labels: bool = True
+    # True: G_l pseudo labels (Eq. 5, MCUs) only once the budget is spent (Alg. 1 lines 11-12);
+    # False: from the first batch on, next to the labels
+    pseudo_after_budget: bool = False
     adaptive_sampling: bool = True
     pseudo_only_batches: bool = False  # True: a batch without labels trains on G_l alone
     min_low_samples: int = 64  # G_l pixels of such a batch (pseudo_only_batches only)
@@ -128,9 +150,12 @@ class TrainConfig:
     p2p: bool = False
     c2c: bool = False
     dccm: bool = False
-    dccm_beta: float = 0.9
+    dccm_beta: float = 0.9  # Eq. 8's beta; the paper gives no value (our choice)
+    dccm_freeze_absent: bool = True  # rows of classes absent from the batch keep their value
     weight_mode: str = "negatives"
-    temperature: float = 0.1
+    temperature: float = 0.1  # Eq. 10's lambda; the paper gives no value ([25]'s 0.1)
+    c2c_self_positive: bool = True  # intra c2c: a centre is its own positive (False: none)
+    center_scope: str = "image"  # c2c centres per (image, class); "domain": per (domain, class)
     contrast_weight: float = 1.0  # L_total = L_seg + L_con (section III-D3)
     max_anchors_per_class: int = 16
     max_samples_per_class: int = 32
@@ -147,7 +172,9 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        modes = {"selection": Selection, "weight_mode": WeightMode, "fixed_shapes": FixedShapes}
+        modes: dict[str, type[StrEnum]] = {"selection": Selection, "weight_mode": WeightMode}
+        modes |= {"fixed_shapes": FixedShapes, "center_scope": CenterScope}
+        modes["mcu_low_pixels"] = McuLow
         for name, kind in modes.items():
             names = [k.value for k in kind]
             if getattr(self, name) not in names:

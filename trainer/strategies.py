@@ -25,9 +25,10 @@ Rows of the paper's Table V/VI are configurations of the same step (``trainer/lo
 | mcu-d         | Algorithm 1          | AS                               | + cross-domain  | -    |
 | p2p           | Algorithm 1          | AS                               | 3 levels, p2p   | -    |
 | full          | Algorithm 1          | AS                               | 3 levels, both  | yes  |
-| mcu-cap       | Alg. 1 groups, paced | CE on labeled pixels (no pseudo  | 3 levels, both, | yes  |
+| mcu-cap       | Alg. 1 groups, paced | CE on labeled pixels (no pseudo  | 3 levels p2p,   | yes  |
 |               | per image and class, | labels)                          | true labels     |      |
-|               | impurity, windows    |                                  | only            |      |
+|               | impurity, windows    |                                  | only; c2c on    |      |
+|               |                      |                                  | source centres  |      |
 | supervised    | every target label   | CE on every target pixel         | -               | -    |
 
 The comparison rows' policies are in ``trainer/selection/comparison.py`` (RIPU in ``ripu.py``,

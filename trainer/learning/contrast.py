@@ -16,9 +16,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from trainer.config import TrainConfig, WeightMode
+from trainer.learning.centres import center_units
 from trainer.learning.infonce import NceOptions, unit_info_nce
 from trainer.nets.forward import maybe_compiled
-from trainer.ops.draws import count_ids, device_generator, host_to_device
+from trainer.ops.draws import device_generator, host_to_device
 
 
 @dataclass(frozen=True)
@@ -28,8 +29,8 @@ class MCUSettings:
     Levels ``intra`` / ``cross_image`` / ``cross_domain`` (:func:`level_pairs`), kinds ``p2p``
     (Eq. 9-10) and ``c2c`` (Eq. 11), InfoNCE's ``temperature`` (lambda), how the DCCM weights
     the logits (``weight_mode``: ``"negatives"`` multiplies negative logits by ``1 + w[u, v]``,
-    ``"paper"`` every logit by ``w[u, v]`` as printed, ``"none"`` plain InfoNCE), and the caps
-    on anchors and samples per image and class.
+    ``"paper"`` every logit by ``w[u, v]`` as printed, ``"none"`` plain InfoNCE), the caps
+    per image and class, and ``c2c_self_positive`` (False: a centre samples other units only).
     """
 
     intra: bool = False
@@ -41,6 +42,8 @@ class MCUSettings:
     weight_mode: WeightMode = WeightMode.NEGATIVES
     max_anchors_per_class: int = 16
     max_samples_per_class: int = 32
+    c2c_self_positive: bool = True  # intra c2c: a centre is its own positive (False: no pair)
+    center_scope: str = "image"  # class centres per (image, class); "domain": per (domain, class)
     compile: bool = False  # torch.compile the InfoNCE kernel (trainer.nets.forward.maybe_compiled)
     fixed_shapes: bool = True  # padded slots, no host sync (False: exact sizes, a few syncs)
 
@@ -57,6 +60,8 @@ class MCUSettings:
             weight_mode=WeightMode(cfg.weight_mode) if cfg.dccm else WeightMode.NONE,
             max_anchors_per_class=cfg.max_anchors_per_class,
             max_samples_per_class=cfg.max_samples_per_class,
+            c2c_self_positive=cfg.c2c_self_positive,
+            center_scope=cfg.center_scope,
             compile=cfg.compile_step,
             fixed_shapes=fixed_shapes,
         )
@@ -181,9 +186,9 @@ def mcu_loss(
     Anchors: up to ``max_anchors_per_class`` of each image's ``anchor`` pixels per class.
     Samples: up to ``max_samples_per_class`` labelled pixels per class of the paired image
     (:func:`level_pairs`); in the intra level the chosen anchors are left out of the
-    samples. c2c uses per-image centres of the ``center`` pixels (L2-normalised means of the
-    normalised embeddings). Each loss is the mean of ``-log H`` over all pairs of its level.
-    ``weight``: the (C, C) DCCM ``w[u, v]``, used as ``settings.weight_mode`` says.
+    samples. c2c uses the centres of :func:`trainer.learning.centres.center_units`. Each loss
+    is the mean of ``-log H`` over all pairs of its level. ``weight``: the (C, C) DCCM
+    ``w[u, v]``, used as ``settings.weight_mode`` says.
 
     Same value as the per-pair definition (``tests/trainer/learning/contrast_reference.py``)
     whenever the caps do not bind. Vectorised: anchors and samples are drawn once per image
@@ -255,9 +260,10 @@ def _units(
         anchors.append(a)
         samples.append(s)
     if settings.c2c:
-        cen = _center_units(batch, emb, num_classes)
+        pixels = (batch.center, batch.label, batch.image)
+        cen = center_units(pixels, batch.domains, emb, num_classes, settings.center_scope)
         anchors.append(cen)
-        samples.append((*cen, torch.ones_like(cen[1])))
+        samples.append((*cen, torch.full_like(cen[1], 1 if settings.c2c_self_positive else 2)))
     return _concat(anchors), _concat(samples)
 
 
@@ -330,19 +336,3 @@ def _slots(mask: Tensor, bound: int, fixed: bool = True) -> tuple[Tensor, Tensor
     n = mask.numel()
     idx = torch.nonzero_static(mask, size=min(n, bound), fill_value=n).squeeze(1)
     return idx.clamp(max=max(n - 1, 0)), idx < n
-
-
-def _center_units(batch: PixelBatch, emb: Tensor, num_classes: int) -> tuple[Tensor, ...]:
-    """Class centres (emb, class, unit) of every (image, class): the unit of a cell without
-    ``center`` pixels is ``2 * images`` (linked to nothing)."""
-    n_img, label = len(batch.domains), batch.label
-    ok = batch.center & (label >= 0) & (label < num_classes)
-    cells = n_img * num_classes
-    cell = torch.where(ok, batch.image * num_classes + label, cells)
-    sums = emb.new_zeros(cells + 1, emb.shape[1]).index_add(0, cell, emb)[:cells]
-    present = count_ids(cell, cells + 1)[:cells] > 0
-    rows = torch.arange(cells, device=emb.device)
-    unit = torch.where(
-        present, n_img + torch.div(rows, num_classes, rounding_mode="floor"), 2 * n_img
-    )
-    return normalize(sums), rows % num_classes, unit

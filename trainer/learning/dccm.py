@@ -64,3 +64,16 @@ def update_dccm(w: Tensor, rates: Tensor, beta: float, observed: Tensor | None =
     if observed is None:
         return new
     return torch.where(observed.to(w.device)[:, None], new, w)
+
+
+def dccm_step(
+    w: Tensor, pred: Tensor, target: Tensor, beta: float, freeze_absent: bool = True
+) -> Tensor:
+    """One iteration's DCCM update (Algorithm 1 line 14): Eq. 7 on the batch, then Eq. 8.
+
+    ``freeze_absent`` (``TrainConfig.dccm_freeze_absent``, ours): the row of a class with no
+    labeled pixel in the batch keeps its value. ``False``, Eq. 8 as printed: every element is
+    updated, so such a row decays by ``beta`` toward its zero rate.
+    """
+    rates, observed = confusion_rates(pred, target, w.shape[0])
+    return update_dccm(w, rates.to(w.device), beta, observed if freeze_absent else None)

@@ -188,6 +188,11 @@ def pretrain_key(cfg: TrainConfig, data_root: Path) -> str:
             "source_split",
         )
     }
+    # the source draw's switches, named only when off their defaults (older keys stay valid)
+    if not cfg.source_flip:
+        parts["source_flip"] = False
+    if cfg.source_distinct:
+        parts["source_distinct"] = True
     if meta.is_file():
         parts["data"] = meta.read_text()
     else:  # a user's folder: its files, so an edited folder is pre-trained afresh

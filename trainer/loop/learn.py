@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import torch
 
+from trainer.config import McuLow, TrainConfig
 from trainer.constants import IGNORE_INDEX, Group
 from trainer.learning import regularisers
 from trainer.learning.contrast import MCUSettings, mcu_loss
-from trainer.learning.dccm import confusion_rates, update_dccm
+from trainer.learning.dccm import dccm_step
 from trainer.learning.labelbank import LabelBank
 from trainer.learning.losses import cross_entropy, grouped_loss, source_loss
 from trainer.learning.metrics import query_errors
@@ -31,19 +32,22 @@ def learn(
     stats: StepStats,
     asked: torch.Tensor | None = None,
     timer: Timer | None = None,
+    pseudo: bool = True,
 ) -> StepStats:
     """The learning step: the batch's labels from the bank, Eq. 4-6 and the MCU losses
     (Eq. 9-11) with the DCCM (Eq. 7-8), one optimiser step. ``asked``: this iteration's
-    queried pixels (where the model was wrong there goes to ``stats``)."""
+    queried pixels (where the model was wrong there goes to ``stats``); ``pseudo``: whether
+    G_l pseudo labels are open (:func:`trainer.selection.sampling.pseudo_open`)."""
     cfg, timer = learner.cfg, timer or Timer(learner.sync)
     target = _bank_targets(bank, batch, fwd.pred[fwd.n_src :])
     if target is not None and stats.answered and asked is not None:
         stats.raw_wrong = query_errors(asked, target[0], fwd.pred[fwd.n_src :])
-    loss = _segmentation_loss(learner, fwd, batch, bank, stats, target)
+    loss, low = _segmentation_loss(learner, fwd, batch, bank, stats, target, pseudo)
     timer.lap("seg_loss")
     if cfg.contrast or cfg.dccm:
         tgt_y = None if target is None else target[0]
-        loss = loss + _contrast(learner, fwd, batch, bank, stats, tgt_y)
+        mcu_low = mcu_target_low(cfg, fwd, low, pseudo)
+        loss = loss + _contrast(learner, fwd, batch, bank, stats, tgt_y, mcu_low)
     timer.lap("contrast")
     learner.optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -77,13 +81,15 @@ def _segmentation_loss(
     bank: LabelBank,
     stats: StepStats,
     target: tuple[torch.Tensor, torch.Tensor, tuple[int, int]] | None = None,
-) -> torch.Tensor:
+    pseudo: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Eq. 6: CE on source (+0.5 aux), Eq. 4 on labeled target pixels, Eq. 5 on G_l, and
     (``aux_target_loss``) 0.5 x CE of the aux head on the labeled target pixels.
 
     ``target``: the batch's (labels, label groups) from the bank, on ``main``'s device, and its
     labeled counts (G_h, other) when the caller already has them (then the loss needs no host
-    sync). ``stats.raw`` gets detached 0-dim tensors.
+    sync). ``stats.raw`` gets detached 0-dim tensors. Returns the loss and the G_l pixels
+    that took pseudo labels (None: none, or the supervised ceiling).
     """
     cfg, gen = learner.cfg, learner.generator
     main, aux, n_src = fwd.main, fwd.aux, fwd.n_src
@@ -99,8 +105,9 @@ def _segmentation_loss(
             labels, label_group, _ = bank.batch(batch.target_index)
             target = (labels.to(main.device), label_group.to(main.device), None)
         labels, label_group, counts = target
-        masks = target_masks(cfg, fwd.groups[n_src:], labels, label_group, gen, counts)
-        bound = target_pixel_bound(cfg, counts) if fixed_shapes(cfg, main.device) else None
+        masks = target_masks(cfg, fwd.groups[n_src:], labels, label_group, gen, counts, pseudo)
+        padded = fixed_shapes(cfg, main.device)
+        bound = target_pixel_bound(cfg, counts, pseudo) if padded else None
     tloss, parts = grouped_loss(
         main[n_src:],
         labels,
@@ -115,7 +122,22 @@ def _segmentation_loss(
         stats.raw["target_aux"] = aux_loss.detach()
         tloss = tloss + aux_loss
     extra = regularisers.extra_loss(cfg, main, batch.source_y, n_src, stats.raw)  # MinEnt, RIPU
-    return loss + cfg.target_weight * tloss + extra
+    return loss + cfg.target_weight * tloss + extra, masks.get("low")
+
+
+def mcu_target_low(
+    cfg: TrainConfig, fwd: Forward, drawn: torch.Tensor | None, pseudo: bool
+) -> torch.Tensor:
+    """The target G_l pixels the MCUs take with pseudo labels (their p2p samples and class
+    centres): none with ``mcu_true_labels`` or while pseudo labels are closed; every G_l pixel
+    (``mcu_low_pixels = "all"``, ours) or the adaptive-sampling draw of Eq. 5 (``"sampled"``,
+    III-D1: G_l^t is the pixels AS selected)."""
+    low = fwd.groups[fwd.n_src :] == Group.LOW
+    if cfg.mcu_true_labels or not pseudo:
+        return torch.zeros_like(low)
+    if cfg.mcu_low_pixels == McuLow.SAMPLED:
+        return torch.zeros_like(low) if drawn is None else drawn
+    return low
 
 
 def _contrast(
@@ -125,10 +147,12 @@ def _contrast(
     bank: LabelBank,
     stats: StepStats,
     tgt_y: torch.Tensor | None = None,
+    target_low: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """MCU losses (Eq. 9-11) weighted by the DCCM, which is updated first (Eq. 7-8).
 
-    ``tgt_y``: the batch's target labels from the bank on ``main``'s device, if already loaded.
+    ``tgt_y``: the batch's target labels from the bank on ``main``'s device, if already loaded;
+    ``target_low``: the target G_l pixels with pseudo labels (:func:`mcu_target_low`; None: all).
     ``stats.raw`` gets detached 0-dim tensors; fixed sizes (padded pixel sets), no host sync.
     The returned zero (contrast off) is not attached to ``main`` (no full-resolution gradient).
     """
@@ -139,9 +163,8 @@ def _contrast(
         tgt_y = bank.batch(batch.target_index)[0].to(main.device)
     if cfg.dccm:
         labels = torch.cat([batch.source_y, tgt_y])
-        rates, observed = confusion_rates(pred, labels, num_classes)
-        dccm = host_to_device(state.dccm, rates.device)
-        state.dccm = update_dccm(dccm, rates, cfg.dccm_beta, observed)
+        dccm = host_to_device(state.dccm, labels.device)
+        state.dccm = dccm_step(dccm, pred, labels, cfg.dccm_beta, cfg.dccm_freeze_absent)
     if not cfg.contrast:
         return main.new_zeros(())
     inputs = PixelSetInputs(
@@ -150,7 +173,7 @@ def _contrast(
         source_y=batch.source_y,
         target_y=tgt_y,
         target_pred=pred[n_src:],
-        target_low=(groups[n_src:] == Group.LOW) & (not cfg.mcu_true_labels),
+        target_low=mcu_target_low(cfg, fwd, None, True) if target_low is None else target_low,
         source_low=groups[:n_src] == Group.LOW,
         pred=pred,
         size=tuple(main.shape[-2:]),

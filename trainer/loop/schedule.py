@@ -36,7 +36,7 @@ def new_loop_state(
         cfg.high_cap_factor,
     )
     return LoopState(
-        sampler=ActiveSampler(AlgorithmOneState(decay=cfg.decay)),
+        sampler=ActiveSampler(AlgorithmOneState(decay=cfg.decay, floor=cfg.pi_high_floor)),
         window=window,
         dccm=torch.zeros(num_classes, num_classes),
     )

@@ -23,13 +23,14 @@ from trainer.loop.stepstats import StepStats, Timer
 from trainer.nets.forward import maybe_compiled, train_forward
 from trainer.ops.draws import host_to_device
 from trainer.selection.policy import NoQueries
+from trainer.selection.sampling import pseudo_open
 from trainer.selection.uncertainty import partition, uncertainty_score
 from trainer.selection.views import BudgetView, Policy, ScoreMaps
 
 
 def calibrate_thresholds(state: LoopState, score: torch.Tensor, cfg: TrainConfig) -> None:
     """Start pi_high / pi_low at the config's quantiles of the first target batch's scores."""
-    state.sampler.calibrate(score, cfg.pi_high_quantile, cfg.pi_low_quantile)
+    state.sampler.calibrate(score, cfg.pi_high_quantile, cfg.pi_low_quantile, cfg.seed)
     state.calibrated = True
 
 
@@ -41,10 +42,11 @@ def adaptation_step(
     losses, queries and timings."""
     timer, stats = Timer(learner.sync), StepStats(phase="none")
     fwd = forward(learner, batch, timer)
-    mask = None
+    mask, phase = None, None
     if asking is not None:
+        phase = asking.budget.phase()  # before this batch's queries (pseudo_after_budget)
         mask = ask(fwd, batch, bank, asking, learner.generator, stats, timer)
-    learn(learner, fwd, batch, bank, stats, mask, timer)
+    learn(learner, fwd, batch, bank, stats, mask, timer, pseudo_open(learner.cfg, phase))
     stats.seconds = timer.seconds
     return stats
 

@@ -134,10 +134,23 @@ def evaluate(
     return cm
 
 
+def source_indices(n_images: int, n: int, gen: torch.Generator, distinct: bool) -> torch.Tensor:
+    """Which source images a batch loads (Algorithm 1 line 5: "randomly load two images"):
+    ``n`` uniform draws with replacement (``source_distinct = False``, ours: a batch may hold
+    one image twice), or ``n`` distinct images (True; with replacement only when ``n`` exceeds
+    the images)."""
+    if distinct and n <= n_images:
+        return torch.randperm(n_images, generator=gen)[:n]
+    return torch.randint(n_images, (n,), generator=gen)
+
+
 def source_batch(
     data: Data, n: int, gen: torch.Generator, cfg: TrainConfig, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    idx = torch.randint(len(data.source.ids), (n,), generator=gen)
+    """A source batch of ``n`` images (:func:`source_indices`), FDA-translated when
+    ``cfg.fda_beta`` > 0, each flipped left-right with probability 0.5 when ``cfg.source_flip``
+    (ours; the paper names no augmentation)."""
+    idx = source_indices(len(data.source.ids), n, gen, cfg.source_distinct)
     x, y = data.source.images[idx].float(), data.source.labels[idx].long()
     if cfg.fda_beta > 0:
         from trainer.data.fda import fda_source_to_target
@@ -145,8 +158,9 @@ def source_batch(
         tidx = torch.randint(len(data.target.ids), (n,), generator=gen)
         x = fda_source_to_target(x, data.target.images[tidx].float(), cfg.fda_beta)
         x = x.clamp(0, 255)
-    flip = torch.rand(n, generator=gen) < 0.5
-    x[flip], y[flip] = x[flip].flip(-1), y[flip].flip(-1)
+    if cfg.source_flip:
+        flip = torch.rand(n, generator=gen) < 0.5
+        x[flip], y[flip] = x[flip].flip(-1), y[flip].flip(-1)
     return to_float(x).to(device), y.to(device)
 
 

@@ -35,6 +35,7 @@ class AlgorithmOneState:
     pi_high: float = 0.95
     pi_low: float = 0.05
     decay: float = 0.9
+    floor: bool = True  # pi_high never decays below pi_low (TrainConfig.pi_high_floor)
 
 
 class ActiveSampler(Policy):
@@ -50,16 +51,22 @@ class ActiveSampler(Policy):
     def __init__(self, state: AlgorithmOneState | None = None) -> None:
         self.state = state if state is not None else AlgorithmOneState()
 
-    def calibrate(self, score: torch.Tensor, high_quantile: float, low_quantile: float) -> None:
+    def calibrate(
+        self, score: torch.Tensor, high_quantile: float, low_quantile: float, seed: int = 0
+    ) -> None:
         """Start ``pi_high`` / ``pi_low`` at quantiles of ``score`` (a target batch's S).
 
         The paper starts pi_high at "a large value" so that ~1 % of pixels fall in G_h; a
         quantile gives that on any domain and network without a hand-tuned absolute number.
-        More than 100 000 scores are subsampled (torch's global generator).
+        More than 100 000 scores (``torch.quantile``'s limit is 2^24; 100 000 keeps it fast)
+        are subsampled uniformly by a generator of its own seeded with ``seed``, so the
+        thresholds do not depend on torch's global random state.
         """
         flat = score.flatten().float()
         if flat.numel() > 100_000:
-            flat = flat[torch.randperm(flat.numel(), device=flat.device)[:100_000]]
+            gen = torch.Generator().manual_seed(seed)
+            keep = torch.randperm(flat.numel(), generator=gen)[:100_000]
+            flat = flat[keep.to(flat.device)]
         self.state.pi_high = float(torch.quantile(flat, high_quantile))
         self.state.pi_low = float(torch.quantile(flat, low_quantile))
 
@@ -104,9 +111,14 @@ class ActiveSampler(Policy):
         return mask
 
     def end_epoch(self) -> float:
-        """Decay ``pi_high *= decay`` (Alg. 1 line 7), never below ``pi_low``."""
+        """Decay ``pi_high *= decay`` (Alg. 1 line 7); with ``state.floor`` (ours,
+        ``TrainConfig.pi_high_floor``) never below ``pi_low``, so G_h and G_l never overlap.
+        Without it, as printed: ``pi_high`` keeps decaying, and where it falls below
+        ``pi_low`` a pixel above ``pi_high`` is in G_h (:func:`partition`'s precedence)."""
         s = self.state
-        s.pi_high = max(s.pi_low, s.pi_high * s.decay)
+        s.pi_high = s.pi_high * s.decay
+        if s.floor:
+            s.pi_high = max(s.pi_low, s.pi_high)
         return s.pi_high
 
 
@@ -153,6 +165,15 @@ def _low_draw(cfg: TrainConfig, counts: tuple[int, int]) -> int:
     return max(counts) or min_low
 
 
+def pseudo_open(cfg: TrainConfig, phase: str | None) -> bool:
+    """Whether this batch may take G_l pseudo labels (Eq. 5 and the MCUs' target G_l), given
+    the budget's phase before its queries (:meth:`BudgetView.phase`; ``None``: no asking this
+    iteration, outside the query window or in a session). ``pseudo_after_budget`` (the paper's
+    Algorithm 1 lines 11-12): only once the budget is spent (``"done"`` or no asking); False
+    (ours): from the first batch on, next to the labels. ``cfg.pseudo_labels`` is apart."""
+    return not cfg.pseudo_after_budget or phase in (None, "done")
+
+
 def target_masks(
     cfg: TrainConfig,
     groups: torch.Tensor,
@@ -160,29 +181,34 @@ def target_masks(
     label_group: torch.Tensor,
     gen: torch.Generator,
     counts: tuple[int, int] | None = None,
+    pseudo: bool = True,
 ) -> dict[str, torch.Tensor]:
     """Which target pixels enter Eq. 4-5: AS (equal counts per group), all of G_l, or none.
 
     Under AS a batch without a true label takes no pseudo label unless
     ``cfg.pseudo_only_batches`` (then ``cfg.min_low_samples`` of G_l). ``counts``: the batch's
     labeled pixels queried from G_h and from elsewhere, known on the host (the label bank);
-    without them AS counts on the device (a host sync)."""
+    without them AS counts on the device (a host sync). ``pseudo``: :func:`pseudo_open`
+    (False: no G_l pixel this batch)."""
     labeled = labels != IGNORE_INDEX
     if not cfg.pseudo_labels:
         return {"medium": labeled}
     if cfg.adaptive_sampling:
         min_low = cfg.min_low_samples if cfg.pseudo_only_batches else 0
         k = None if counts is None else _low_draw(cfg, counts)
+        k = k if pseudo else 0
         return adaptive_sample(groups, labeled, label_group, k, gen, min_low)
-    return {"medium": labeled, "low": (groups == Group.LOW) & ~labeled}
+    return {"medium": labeled, "low": (groups == Group.LOW) & ~labeled & pseudo}
 
 
-def target_pixel_bound(cfg: TrainConfig, counts: tuple[int, int] | None) -> int | None:
+def target_pixel_bound(
+    cfg: TrainConfig, counts: tuple[int, int] | None, pseudo: bool = True
+) -> int | None:
     """The most target pixels :func:`target_masks` selects, known on the host (labeled +
     AS's pseudo labels), or None where it is not (no counts, or all of G_l)."""
     if counts is None:
         return None
-    if not cfg.pseudo_labels:
+    if not cfg.pseudo_labels or not pseudo:
         return sum(counts)
     if cfg.adaptive_sampling:
         return sum(counts) + _low_draw(cfg, counts)

@@ -66,12 +66,11 @@ def partition(score: torch.Tensor, pi_high: float, pi_low: float) -> torch.Tenso
             thresholds themselves included, -> ``Group.MEDIUM`` (G_m).
 
     Returns:
-        (N, H, W) uint8 group ids. Requires ``pi_low <= pi_high`` so that every pixel
-        lands in exactly one group.
+        (N, H, W) uint8 group ids, one per pixel. Where the thresholds cross (``pi_high <
+        pi_low``: Algorithm 1 line 7 without ``pi_high_floor``) a pixel with both
+        ``score > pi_high`` and ``score < pi_low`` is in G_h: line 7 lowers pi_high to grow G_h.
     """
-    if pi_low > pi_high:
-        raise ValueError(f"pi_low ({pi_low}) must not exceed pi_high ({pi_high})")
     groups = torch.full(score.shape, Group.MEDIUM, dtype=torch.uint8, device=score.device)
-    groups[score > pi_high] = Group.HIGH
     groups[score < pi_low] = Group.LOW
+    groups[score > pi_high] = Group.HIGH
     return groups
