@@ -50,6 +50,7 @@ WHY = {
     "dccm_freeze_absent": "ours: an absent class's DCCM row is kept (Eq. 8 updates all)",
     "c2c_self_positive": "ours: an intra-level class centre is its own positive",
     "center_scope": "ours: centres per (image, class) (III-C1: per domain)",
+    "center_pixels": "ours: centres of the drawn G_l pixels (III-C1: every G_l pixel)",
     "compile_step": "execution, no effect on the result",
     "fixed_shapes": "execution, no effect on the result",
     "threads": "execution, no effect on the result",

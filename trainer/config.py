@@ -41,6 +41,13 @@ class CenterScope(StrEnum):
     DOMAIN = "domain"  # every image of the domain in the batch (section III-C1)
 
 
+class CenterPixels(StrEnum):
+    """Which G_l pixels a class centre averages (``trainer.learning.pixel_sets``)."""
+
+    DRAWN = "drawn"  # the MCU draw's, capped per image and class (ours)
+    EVERY = "every"  # every G_l pixel (section III-C1)
+
+
 class McuLow(StrEnum):
     """Which target G_l pixels the MCUs take with pseudo labels (``trainer/loop/learn.py``)."""
 
@@ -156,6 +163,7 @@ class TrainConfig:
     temperature: float = 0.1  # Eq. 10's lambda; the paper gives no value ([25]'s 0.1)
     c2c_self_positive: bool = True  # intra c2c: a centre is its own positive (False: none)
     center_scope: str = "image"  # c2c centres per (image, class); "domain": per (domain, class)
+    center_pixels: str = "drawn"  # centres of the drawn G_l pixels; "every": all G_l pixels
     contrast_weight: float = 1.0  # L_total = L_seg + L_con (section III-D3)
     max_anchors_per_class: int = 16
     max_samples_per_class: int = 32
@@ -174,7 +182,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         modes: dict[str, type[StrEnum]] = {"selection": Selection, "weight_mode": WeightMode}
         modes |= {"fixed_shapes": FixedShapes, "center_scope": CenterScope}
-        modes["mcu_low_pixels"] = McuLow
+        modes |= {"mcu_low_pixels": McuLow, "center_pixels": CenterPixels}
         for name, kind in modes.items():
             names = [k.value for k in kind]
             if getattr(self, name) not in names:

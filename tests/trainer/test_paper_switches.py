@@ -11,9 +11,10 @@ import torch
 
 from trainer.config import TrainConfig
 from trainer.constants import IGNORE_INDEX, Group
-from trainer.learning.centres import center_units
+from trainer.learning.centres import center_units, every_pixel_sums
 from trainer.learning.contrast import MCUSettings, PixelBatch, mcu_loss
 from trainer.learning.dccm import dccm_step
+from trainer.learning.pixel_sets import PixelSetInputs, build_pixel_sets, gather_batch_embeddings
 from trainer.loop.learn import mcu_target_low
 from trainer.loop.train import source_batch, source_indices
 from trainer.selection.sampling import (
@@ -212,3 +213,59 @@ def test_mcu_target_low_all_or_sampled() -> None:
     assert not mcu_target_low(TrainConfig(), fwd, drawn, False).any()  # type: ignore[arg-type]
     true_only = TrainConfig(mcu_true_labels=True)
     assert not mcu_target_low(true_only, fwd, drawn, True).any()  # type: ignore[arg-type]
+
+
+def test_every_pixel_sums_by_hand() -> None:
+    """A 1x1 map v read at 2x2 pixels (align_corners=False, zero padding): each pixel reads
+    0.75 x 0.75 v; three pixels of class 0, one of none -> sum 1.6875 v, count 3."""
+    v = torch.tensor([2.0, -4.0]).view(1, 2, 1, 1)
+    cls = torch.tensor([[[0, 0], [0, 1]]])  # 1 = C: no class
+    sums, counts = every_pixel_sums(v, cls, 1, (2, 2))
+    assert torch.allclose(sums, 1.6875 * v.view(1, 2)) and counts.tolist() == [3]
+
+
+def test_every_pixel_sums_equal_the_sums_of_the_gathered_pixels() -> None:
+    """The same sums as reading every pixel with gather_batch_embeddings (the drawn path)."""
+    g = torch.Generator().manual_seed(0)
+    emb = torch.randn(2, 3, 4, 5, generator=g)
+    cls = torch.randint(0, 4, (2, 16, 20), generator=g)  # 3 classes, 3 = none
+    sums, counts = every_pixel_sums(emb, cls, 3, (16, 20))
+    b, ys, xs = torch.nonzero(cls < 3, as_tuple=True)
+    cell = b * 3 + cls[b, ys, xs]
+    read = gather_batch_embeddings(emb, b, ys, xs, (16, 20))
+    assert torch.allclose(sums, torch.zeros(6, 3).index_add(0, cell, read), atol=1e-5)
+    assert counts.tolist() == torch.bincount(cell, minlength=6).tolist()
+
+
+@pytest.mark.parametrize("pixels", ["drawn", "every"])
+def test_center_pixels_drawn_or_every(pixels: str) -> None:
+    """Ours: the centres come from the capped draw (no sums passed on); "every": the batch
+    carries every G_l pixel's sums, and a centre built from them ignores the drawn pixels."""
+    n, h, w, c = 2, 4, 4, 2
+    out = SimpleNamespace(embedding=torch.nn.functional.normalize(torch.randn(n, 3, 2, 2), dim=1))
+    y = torch.zeros(1, h, w, dtype=torch.long)
+    inputs = PixelSetInputs(
+        out=out,  # type: ignore[arg-type]
+        n_src=1,
+        source_y=y,
+        target_y=torch.full((1, h, w), IGNORE_INDEX),
+        target_pred=torch.ones(1, h, w, dtype=torch.long),
+        target_low=torch.ones(1, h, w, dtype=torch.bool),
+        source_low=torch.ones(1, h, w, dtype=torch.bool),
+        pred=torch.zeros(n, h, w, dtype=torch.long),
+        size=(h, w),
+        num_classes=c,
+    )
+    cfg = TrainConfig(center_pixels=pixels, max_samples_per_class=1)  # 2 drawn per class
+    sets = build_pixel_sets(inputs, cfg, torch.Generator().manual_seed(0))
+    if pixels == "drawn":
+        assert sets.centres is None
+        return
+    assert sets.centres is not None
+    sums, counts = sets.centres
+    assert counts.tolist() == [16, 0, 0, 16]  # source: class 0; target: pseudo class 1
+    emb, _, unit = center_units(
+        (sets.center, sets.label, sets.image), [0, 1], sets.emb, c, "image", sets.centres
+    )
+    assert torch.allclose(emb[[0, 3]], torch.nn.functional.normalize(sums[[0, 3]], dim=1))
+    assert unit.tolist() == [2, 4, 4, 3]

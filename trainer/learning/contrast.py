@@ -140,6 +140,7 @@ class PixelBatch:
     image: Tensor
     domains: list[int]
     inexact: Tensor | None = None  # padded sets: 0-dim bool, a capped draw came out short
+    centres: tuple[Tensor, Tensor] | None = None  # every G_l pixel's centre sums and counts
 
 
 Level = Literal["intra", "cross_image", "cross_domain"]
@@ -261,7 +262,8 @@ def _units(
         samples.append(s)
     if settings.c2c:
         pixels = (batch.center, batch.label, batch.image)
-        cen = center_units(pixels, batch.domains, emb, num_classes, settings.center_scope)
+        scope = settings.center_scope
+        cen = center_units(pixels, batch.domains, emb, num_classes, scope, batch.centres)
         anchors.append(cen)
         samples.append((*cen, torch.full_like(cen[1], 1 if settings.c2c_self_positive else 2)))
     return _concat(anchors), _concat(samples)

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from trainer.config import TrainConfig
+from trainer.config import CenterPixels, TrainConfig
 from trainer.constants import IGNORE_INDEX
+from trainer.learning.centres import every_pixel_sums
 from trainer.learning.contrast import PixelBatch
 from trainer.nets.output import SegOutput
 from trainer.ops.draws import sample_per_group, sample_per_group_padded
@@ -129,7 +130,8 @@ def build_pixel_sets(
     idx, anchor, used, inexact = _draw(
         group, pick, wrong, caps, label.shape[0], num_classes, gen, padded
     )
-    center = torch.cat([inputs.source_low & (src_y != IGNORE_INDEX), low]).reshape(-1)[idx]
+    center_map = torch.cat([inputs.source_low & (src_y != IGNORE_INDEX), low])
+    center = center_map.reshape(-1)[idx]
     image = torch.div(idx, per_image, rounding_mode="floor")
     pix = idx - image * per_image
     ys, xs = torch.div(pix, size[1], rounding_mode="floor"), pix % size[1]
@@ -141,4 +143,17 @@ def build_pixel_sets(
         image=image,
         domains=[0] * inputs.n_src + [1] * tgt_y.shape[0],
         inexact=inexact,
+        centres=_every_centre(inputs, cfg, center_map, label),
     )
+
+
+def _every_centre(
+    inputs: PixelSetInputs, cfg: TrainConfig, center_map: torch.Tensor, label: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``center_pixels = "every"`` (III-C1): the (image, class) sums and counts of every G_l
+    pixel's embedding, not only the drawn ones'; None: the drawn pixels (ours)."""
+    if cfg.center_pixels != CenterPixels.EVERY:
+        return None
+    c = inputs.num_classes
+    cls = torch.where(center_map & (label >= 0) & (label < c), label, c)
+    return every_pixel_sums(inputs.out.embedding.float(), cls, c, inputs.size)
