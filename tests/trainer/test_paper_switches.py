@@ -269,3 +269,59 @@ def test_center_pixels_drawn_or_every(pixels: str) -> None:
     )
     assert torch.allclose(emb[[0, 3]], torch.nn.functional.normalize(sums[[0, 3]], dim=1))
     assert unit.tolist() == [2, 4, 4, 3]
+
+
+PAPER_READINGS = {
+    "dccm_freeze_absent": False,
+    "center_scope": "domain",
+    "center_pixels": "every",
+    "c2c_self_positive": False,
+    "mcu_low_pixels": "sampled",
+    "pi_high_floor": False,
+    "pseudo_after_budget": True,
+    "source_flip": False,
+    "source_distinct": True,
+}
+
+
+@pytest.mark.parametrize("fixed", ["off", "on"])
+def test_the_full_model_runs_with_every_paper_reading(fixed: str) -> None:
+    """Every switch at the paper's reading, exact and padded (GPU) shapes: six iterations of
+    the full model; the loss stays finite, the budget is spent, and G_l pseudo labels enter
+    the loss only once it is (and then do)."""
+    from trainer.learning.labelbank import LabelBank
+    from trainer.loop.bundles import Batch, Learner, Oracle
+    from trainer.loop.schedule import new_loop_state
+    from trainer.loop.step import adaptation_step, asking_at
+    from trainer.loop.train import GroundTruthOracle
+    from trainer.nets.model import build_model, param_groups
+    from trainer.selection.policy import make_policy
+    from trainer.strategies import configure
+
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    base = TrainConfig(iterations=6, embed_dim=16, fixed_shapes=fixed, **PAPER_READINGS)
+    cfg = configure(base, "full", budget_rate=0.05)
+    model = build_model("small", 5, embed_dim=16)
+    opt = torch.optim.SGD(param_groups(model, 0.01, 1.0), lr=0.01)
+    target = torch.randint(5, (4, 32, 48), generator=gen).to(torch.uint8)
+    bank = LabelBank(4, 32, 48)
+    expected = int(0.05 * target.numel())
+    state = new_loop_state(cfg, expected, 5, 4)
+    oracle = Oracle(GroundTruthOracle(target), bank.counts)
+    opened = False  # G_l pseudo labels entered the loss once the budget was spent
+    for it in range(6):
+        index = torch.tensor([(2 * it) % 4, (2 * it + 1) % 4])
+        x = torch.randn(2, 3, 32, 48, generator=gen)
+        batch = Batch(x, torch.randint(5, (2, 32, 48), generator=gen), x.flip(-1), index)
+        asking = asking_at(make_policy(cfg, state.sampler), state, it, oracle)
+        spent_before = sum(bank.counts().values()) < expected
+        learner = Learner(model, opt, cfg, state, gen)
+        stats = adaptation_step(learner, batch, bank, asking)
+        assert torch.isfinite(torch.as_tensor(stats.loss))
+        low = float(stats.parts.get("target_low", 0.0))
+        if spent_before:
+            assert low == 0.0
+        opened |= low > 0
+    assert sum(bank.counts().values()) == expected and opened
+    assert {"c2c_intra", "c2c_cross_domain", "p2p_cross_domain"} <= set(stats.parts)
