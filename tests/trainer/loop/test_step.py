@@ -5,6 +5,7 @@ import torch
 
 from trainer.config import TrainConfig
 from trainer.constants import IGNORE_INDEX
+from trainer.learning.dccm import confusion_rates
 from trainer.learning.labelbank import LabelBank
 from trainer.loop.bundles import Ask, Batch, Learner, LoopState, Oracle
 from trainer.loop.schedule import new_loop_state
@@ -111,15 +112,32 @@ def test_algorithm_one_spends_high_then_medium() -> None:
     assert "high" not in phases[first_medium:]
 
 
-def test_full_strategy_updates_dccm_and_reports_contrast_losses() -> None:
+def test_full_strategy_updates_dccm_and_reports_contrast_losses(monkeypatch) -> None:
+    import trainer.loop.learn as learn
+
     cfg, model, opt, target, bank, state, gen = _setup("full")
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def recorded(pred, labels, num_classes):
+        rates, observed = confusion_rates(pred, labels, num_classes)
+        seen.append((rates.clone(), observed.clone()))
+        return rates, observed
+
+    monkeypatch.setattr(learn, "confusion_rates", recorded)
     oracle = GroundTruthOracle(target)
     stats = None
     for it in range(3):
         stats = _step(cfg, model, opt, _batch(target, it, gen, False), bank, state, it, oracle, gen)
-    assert state.dccm.abs().sum() > 0
-    assert torch.all(state.dccm.diagonal() == 0)
-    assert {"p2p_intra", "p2p_cross_image", "p2p_cross_domain", "c2c_intra"} <= set(stats.parts)
+    # Eq. 8 written out from W = 0 with the config's beta, rows of absent classes frozen
+    assert len(seen) == 3 and cfg.dccm_beta == 0.9
+    w = torch.zeros(C, C)
+    for rates, observed in seen:
+        w = torch.where(observed[:, None], 0.9 * w + 0.1 * rates, w)
+    assert w.abs().sum() > 0 and torch.allclose(state.dccm, w, atol=1e-7)
+    levels = ("intra", "cross_image", "cross_domain")
+    mcu = {f"{k}_{lv}" for k in ("p2p", "c2c") for lv in levels}
+    groups = {"target_high", "target_medium", "target_low"}
+    assert set(stats.parts) == mcu | groups | {"source", "target_aux"}
 
 
 def _copy(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
