@@ -101,15 +101,19 @@ def test_step_respects_budget_and_never_asks_twice(strategy: str) -> None:
 def test_algorithm_one_spends_high_then_medium() -> None:
     cfg, model, opt, target, bank, state, gen = _setup("al-as", budget_rate=0.1, iterations=8)
     oracle = GroundTruthOracle(target)
-    phases = []
+    phases, asked = [], []
     for it in range(cfg.iterations):
         stats = _step(cfg, model, opt, _batch(target, it, gen, False), bank, state, it, oracle, gen)
         phases.append(stats.phase)
-    counts = bank.counts()
-    assert counts["high"] + counts["medium"] == state.window.expected
-    assert counts["high"] <= state.window.expected // 2
-    first_medium = phases.index("medium")
-    assert "high" not in phases[first_medium:]
+        asked.append(stats.queried)
+    counts, window = bank.counts(), state.window
+    assert (window.expected, window.query_until, window.high_until) == (614, 3, 1)
+    assert counts["high"] + counts["medium"] == window.expected
+    assert 0 < counts["high"] <= window.expected // 2
+    # the high iteration, then the rest of M_e spread over the 2 medium iterations, then none
+    rest = window.expected - counts["high"]
+    assert phases == ["high", "medium", "medium"] + ["none"] * (cfg.iterations - 3)
+    assert asked == [counts["high"], -(-rest // 2), rest // 2] + [0] * (cfg.iterations - 3)
 
 
 def test_full_strategy_updates_dccm_and_reports_contrast_losses(monkeypatch) -> None:
