@@ -44,6 +44,7 @@ def test_low_frequency_amplitude_from_target_phase_from_source() -> None:
 def test_float32_and_size_check() -> None:
     src, trg = _pair()
     out = fda_source_to_target(src.float(), trg.float(), beta=0.1)
-    assert out.dtype == torch.float32
+    assert out.dtype == torch.float32  # and the float64 swap, to float32's precision
+    assert torch.allclose(out.double(), fda_source_to_target(src, trg, beta=0.1), atol=1e-5)
     with pytest.raises(ValueError):
         fda_source_to_target(src, trg[..., :8], beta=0.1)

@@ -99,8 +99,10 @@ def test_resize_bilinear_image_nearest_label() -> None:
     lab = torch.tensor([[0, 0, 5, 5]] * 4, dtype=torch.uint8)
     out_img, out_lab = resize(img, lab, (8, 8))
     assert out_img.dtype == torch.uint8 and out_img.shape == (3, 8, 8)
-    assert set(out_lab.unique().tolist()) == {0, 5}  # nearest: no blended ids
-    assert 0 < out_img[0, 0, 3].item() < 200  # bilinear: blended at the edge
+    assert out_lab[0].tolist() == [0, 0, 0, 0, 5, 5, 5, 5]  # nearest: no blended ids
+    # bilinear (half-pixel centres): output column x samples input column (x + 0.5) / 2 - 0.5,
+    # so columns 3 and 4 sit at 1.25 and 1.75, a quarter and three quarters of the way to 200
+    assert out_img[0, 0].tolist() == [0, 0, 0, 50, 150, 200, 200, 200]
     batch_img, batch_lab = resize(img[None].float(), lab[None], (2, 2))
     assert batch_img.shape == (1, 3, 2, 2) and batch_lab.tolist() == [[[0, 5], [0, 5]]]
 

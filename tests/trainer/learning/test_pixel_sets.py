@@ -39,6 +39,8 @@ def test_build_pixel_sets_respects_caps_and_anchor_rules() -> None:
     tgt_y = torch.full((2, H, W), IGNORE_INDEX)
     tgt_y[:, ::4, ::4] = torch.randint(C, (2, H // 4, W // 4), generator=g)
     pred = torch.randint(C, (4, H, W), generator=g)
+    pred[0] = torch.where(src_y[0] == 0, 0, pred[0])  # class 0 of source image 0: all right
+    pred[2] = torch.where(tgt_y[0] == 1, 1, pred[2])  # class 1 of target image 0: all right
     low = torch.rand(2, H, W, generator=g) < 0.3
     src_low = torch.rand(2, H, W, generator=g) < 0.3
     out = SegOutput(
@@ -50,13 +52,26 @@ def test_build_pixel_sets_respects_caps_and_anchor_rules() -> None:
     pix = build_pixel_sets(inputs, cfg, torch.Generator().manual_seed(0))
     assert pix.domains == [0, 0, 1, 1] and pix.emb.shape == (pix.label.numel(), 16)
     assert (pix.label != IGNORE_INDEX).all()
+    # the inputs' labels (target: true, else the pseudo label in G_l) and misclassified pixels
+    labeled = tgt_y != IGNORE_INDEX
+    label = torch.cat([src_y, torch.where(low & ~labeled, pred[2:], tgt_y)])
+    wrong = torch.cat([src_y != IGNORE_INDEX, labeled]) & (pred != label)
+    binding = 0
     for i in range(4):
         on = pix.image == i
         for c in range(C):
             cls = on & (pix.label == c)
-            assert int((cls & pix.anchor).sum()) <= cfg.max_anchors_per_class
-            assert int(cls.sum()) <= 2 * cfg.max_samples_per_class + cfg.max_anchors_per_class
-    assert int((pix.anchor & (pix.image >= 2)).sum()) > 0  # misclassified labeled pixels
+            n_wrong = int((wrong[i] & (label[i] == c)).sum())
+            n_pick = int((label[i] == c).sum())
+            anchors = min(cfg.max_anchors_per_class, n_wrong)
+            binding += n_wrong > cfg.max_anchors_per_class
+            # exactly the cap's anchors (not fewer), and the capped candidates plus them
+            assert int((cls & pix.anchor).sum()) == anchors, (i, c)
+            samples = min(2 * cfg.max_samples_per_class, n_pick)
+            assert samples <= int(cls.sum()) <= samples + anchors, (i, c)
+    assert binding >= 2 * C - 1  # the anchor cap binds almost everywhere on the source
+    assert not (pix.anchor & (pix.image == 0) & (pix.label == 0)).any()  # right: no anchor
+    assert not (pix.anchor & (pix.image == 2) & (pix.label == 1)).any()
     assert int((pix.center & (pix.image >= 2)).sum()) > 0
 
 

@@ -5,6 +5,7 @@ import torch
 
 from trainer.config import TrainConfig
 from trainer.constants import IGNORE_INDEX
+from trainer.learning.dccm import confusion_rates
 from trainer.learning.labelbank import LabelBank
 from trainer.loop.bundles import Ask, Batch, Learner, LoopState, Oracle
 from trainer.loop.schedule import new_loop_state
@@ -100,26 +101,47 @@ def test_step_respects_budget_and_never_asks_twice(strategy: str) -> None:
 def test_algorithm_one_spends_high_then_medium() -> None:
     cfg, model, opt, target, bank, state, gen = _setup("al-as", budget_rate=0.1, iterations=8)
     oracle = GroundTruthOracle(target)
-    phases = []
+    phases, asked = [], []
     for it in range(cfg.iterations):
         stats = _step(cfg, model, opt, _batch(target, it, gen, False), bank, state, it, oracle, gen)
         phases.append(stats.phase)
-    counts = bank.counts()
-    assert counts["high"] + counts["medium"] == state.window.expected
-    assert counts["high"] <= state.window.expected // 2
-    first_medium = phases.index("medium")
-    assert "high" not in phases[first_medium:]
+        asked.append(stats.queried)
+    counts, window = bank.counts(), state.window
+    assert (window.expected, window.query_until, window.high_until) == (614, 3, 1)
+    assert counts["high"] + counts["medium"] == window.expected
+    assert 0 < counts["high"] <= window.expected // 2
+    # the high iteration, then the rest of M_e spread over the 2 medium iterations, then none
+    rest = window.expected - counts["high"]
+    assert phases == ["high", "medium", "medium"] + ["none"] * (cfg.iterations - 3)
+    assert asked == [counts["high"], -(-rest // 2), rest // 2] + [0] * (cfg.iterations - 3)
 
 
-def test_full_strategy_updates_dccm_and_reports_contrast_losses() -> None:
+def test_full_strategy_updates_dccm_and_reports_contrast_losses(monkeypatch) -> None:
+    import trainer.loop.learn as learn
+
     cfg, model, opt, target, bank, state, gen = _setup("full")
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def recorded(pred, labels, num_classes):
+        rates, observed = confusion_rates(pred, labels, num_classes)
+        seen.append((rates.clone(), observed.clone()))
+        return rates, observed
+
+    monkeypatch.setattr(learn, "confusion_rates", recorded)
     oracle = GroundTruthOracle(target)
     stats = None
     for it in range(3):
         stats = _step(cfg, model, opt, _batch(target, it, gen, False), bank, state, it, oracle, gen)
-    assert state.dccm.abs().sum() > 0
-    assert torch.all(state.dccm.diagonal() == 0)
-    assert {"p2p_intra", "p2p_cross_image", "p2p_cross_domain", "c2c_intra"} <= set(stats.parts)
+    # Eq. 8 written out from W = 0 with the config's beta, rows of absent classes frozen
+    assert len(seen) == 3 and cfg.dccm_beta == 0.9
+    w = torch.zeros(C, C)
+    for rates, observed in seen:
+        w = torch.where(observed[:, None], 0.9 * w + 0.1 * rates, w)
+    assert w.abs().sum() > 0 and torch.allclose(state.dccm, w, atol=1e-7)
+    levels = ("intra", "cross_image", "cross_domain")
+    mcu = {f"{k}_{lv}" for k in ("p2p", "c2c") for lv in levels}
+    groups = {"target_high", "target_medium", "target_low"}
+    assert set(stats.parts) == mcu | groups | {"source", "target_aux"}
 
 
 def _copy(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.optim.Optimizer]:

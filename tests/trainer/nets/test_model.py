@@ -138,10 +138,16 @@ def test_channels_last_and_bf16_autocast() -> None:
     x = torch.randn(2, 3, 32, 64).contiguous(memory_format=torch.channels_last)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(x)
-        loss = F.cross_entropy(out.main.float(), torch.zeros(2, 8, 16, dtype=torch.long))
+        loss_target = torch.zeros(2, 8, 16, dtype=torch.long)
+        loss = F.cross_entropy(out.main.float(), loss_target)
     loss.backward()
-    assert out.embedding.dtype == torch.float32 and torch.isfinite(out.embedding).all()
-    assert out.main.shape == (2, C, 8, 16) and torch.isfinite(loss)
+    assert out.embedding.dtype == torch.float32 and out.main.shape == (2, C, 8, 16)
+    with torch.no_grad():  # bf16 autocast computes the float32 network, to bf16's precision
+        full = model(x)
+    scale = float(full.main.abs().max())
+    assert torch.allclose(out.main.float(), full.main, atol=0.05 * scale)
+    assert torch.allclose(out.embedding, full.embedding, atol=0.05)
+    assert math.isclose(loss.item(), F.cross_entropy(full.main, loss_target).item(), rel_tol=0.02)
 
 
 def _tv_state_dict(backbone: nn.Module) -> dict[str, torch.Tensor]:

@@ -47,10 +47,14 @@ def test_the_simple_policies_by_hand() -> None:
 
 
 @pytest.mark.parametrize("selection", [s.value for s in Selection])
-def test_nothing_is_asked_after_the_window_and_never_more_than_the_cap(selection: str) -> None:
+def test_nothing_is_asked_after_the_window_and_a_binding_cap_is_spent(selection: str) -> None:
     cfg = TrainConfig(selection=selection, ripu_radius_k=0.0, cap_radius_k=0.0)
     policy, gen = make_policy(cfg, ActiveSampler()), torch.Generator().manual_seed(0)
     mask, group = policy.select(_maps(), BudgetView.at(WINDOW, 4, {}), gen)
     assert group == "done" and not mask.any()
+    maps = _maps()
+    maps.groups[:, :2] = Group.HIGH  # 20 G_h pixels: Algorithm 1 would take 10 without the cap
     capped = BudgetView(40, {}, cap=3, epoch_end=False)  # a session's round of 3
-    assert int(policy.select(_maps(), capped, gen).mask.sum()) <= 3
+    asked = policy.select(maps, capped, gen).mask
+    # the cap binds: every strategy that asks takes exactly 3 unasked pixels, not fewer
+    assert int(asked.sum()) == (0 if selection in ("none", "all") else 3)

@@ -174,6 +174,25 @@ def test_calibrate_sets_the_thresholds_at_quantiles() -> None:
     assert (sampler.state.pi_high, sampler.state.pi_low) == (99.0, 50.0)
 
 
+def _algorithm_one_count(
+    groups: torch.Tensor, unasked: torch.Tensor, it: int, window: QueryWindow, spent: dict
+) -> tuple[str, int]:
+    """The pixels Algorithm 1 asks in one call, written out from lines 5-9 and footnote 3
+    (not through BudgetView): G_h while M_a < M_e // 2 in the high window, half of its unasked
+    pixels within the cap; then the rest of M_e spread over the window's iterations left."""
+    if it >= window.query_until:
+        return "done", 0
+    half = window.expected // 2
+    if spent["high"] < half and it < window.high_until:
+        n_high = int(((groups == Group.HIGH) & unasked).sum())
+        return "high", min(math.ceil(n_high / 2), half - spent["high"], window.high_cap)
+    left = window.expected - spent["high"] - spent["medium"]
+    if left <= 0:
+        return "done", 0
+    iterations_left = max(1, window.query_until - max(it, window.high_until))
+    return "medium", min(math.ceil(left / iterations_left), int(unasked.sum()))
+
+
 @settings(max_examples=50, deadline=None)
 @given(
     seed=st.integers(0, 2**31 - 1),
@@ -181,9 +200,11 @@ def test_calibrate_sets_the_thresholds_at_quantiles() -> None:
     iterations=st.integers(1, 30),
     steps=st.integers(1, 25),
 )
-def test_algorithm_one_never_exceeds_budget(
+def test_algorithm_one_asks_exactly_its_quota_and_spends_the_budget(
     seed: int, expected: int, iterations: int, steps: int
 ) -> None:
+    """Every call asks exactly the count of Algorithm 1 (a selector that asks nothing, or
+    too much, fails), never an asked pixel; M_e is spent to the pixel by the window's end."""
     g = _gen(seed)
     sampler = ActiveSampler(AlgorithmOneState(pi_high=0.9, pi_low=0.1))
     window = QueryWindow.plan(expected, iterations, 3, 0.6)
@@ -191,11 +212,11 @@ def test_algorithm_one_never_exceeds_budget(
     spent = {"high": 0, "medium": 0}
     for it in range(steps):
         groups = torch.randint(0, 3, SHAPE, generator=g, dtype=torch.uint8)
+        want_phase, want = _algorithm_one_count(groups, unasked, it, window, spent)
         mask, phase = _select(sampler, groups, unasked, it, window, spent, g)
+        assert (phase, int(mask.sum())) == (want_phase, want)
         assert not (mask & ~unasked).any()
-        if phase == "done":
-            assert not mask.any()
-        elif phase == "high":
+        if phase == "high":
             assert (groups[mask] == Group.HIGH).all()
         elif (groups[mask] == Group.LOW).any():  # the last resort: G_m u G_h all taken
             assert not ((groups != Group.LOW) & unasked & ~mask).any()
@@ -205,6 +226,9 @@ def test_algorithm_one_never_exceeds_budget(
         assert spent["high"] <= expected // 2
         assert spent["high"] + spent["medium"] <= expected
     assert int((~unasked).sum()) == spent["high"] + spent["medium"]
+    medium_window = window.query_until > window.high_until
+    if steps >= window.query_until and medium_window and expected <= unasked.numel():
+        assert spent["high"] + spent["medium"] == expected  # every pixel of M_e, no fewer
 
 
 def test_adaptive_sample_by_hand() -> None:

@@ -42,10 +42,12 @@ def test_uncertainty_score_by_hand() -> None:
     assert math.isclose(uncertainty_score(main, aux, gamma=0.0).item(), ent, rel_tol=1e-9)
 
 
-def test_uncertainty_score_saturated_logits_finite() -> None:
+def test_uncertainty_score_saturated_logits_by_hand() -> None:
+    # p = (1, 0, 0): E = 0; KL(p || q) = log p_0 - log q_0 = 0 - (-2e4) (log-softmax, Eq. 1),
+    # so S = 0.5 * 2e4 exactly; probabilities clamped before the log would give ~9, not 1e4
     main = _pixel([1e4, -1e4, 0.0]).float()
     aux = _pixel([-1e4, 1e4, 0.0]).float()
-    assert torch.isfinite(uncertainty_score(main, aux)).all()
+    assert math.isclose(uncertainty_score(main, aux).item(), 1e4, rel_tol=1e-6)
 
 
 def test_partition_thresholds() -> None:

@@ -1,6 +1,8 @@
 """When a session ends: the plateau once every label is in and trained on, after a cooldown
 with the rate decayed to 0; new labels call both off."""
 
+import math
+
 import pytest
 
 from trainer.worker.end_rule import Cooldown, EndRule, Standing
@@ -53,7 +55,9 @@ def test_the_cooldown_begins_at_the_plateau_ends_the_run_and_new_labels_call_it_
     rule.check(_standing(), now=0.0)
     rule.evaluated(improved=False, now=1.0)
     assert rule.check(_standing(), now=61.0) == "cooldown" and rule.cooldown.start == 40
-    assert rule.lr(0.01, 40, 0.9) == 0.01 and rule.lr(0.01, 44, 0.9) < 0.01
+    # poly decay over the 5 cooldown iterations: 4 in, (1 - 4/5)^0.9 of the base
+    assert rule.lr(0.01, 40, 0.9) == 0.01
+    assert math.isclose(rule.lr(0.01, 44, 0.9), 0.01 * 0.2**0.9, rel_tol=1e-12)
     assert rule.check(_standing(), now=70.0) is None and not rule.cooled(44)
     assert rule.cooled(45)
     assert rule.check(_standing(fresh=True), now=71.0) is None  # an answer came in

@@ -36,8 +36,12 @@ def _keeper(sopts: SessionOptions = PACE) -> tuple[MemoryService, QueueKeeper]:
 def test_a_round_posts_the_queues_shortfall_and_keeps_its_queries() -> None:
     svc, keeper = _keeper()
     posted = keeper.top_up()
-    assert posted is not None and posted["quota"] == 6 and 0 < posted["posted"] <= 6
     assert keeper.shared.state.calibrated  # the first images scored set the thresholds
+    # Algorithm 1's high phase within the round's quota of 6: half of G_h, rounded up
+    scores = torch.rand(2, 4, 5, generator=torch.Generator().manual_seed(2))
+    n_high = int((scores > keeper.shared.state.sampler.state.pi_high).sum())
+    assert n_high == 2 and posted is not None and posted["quota"] == 6
+    assert posted["posted"] == min(6, -(-n_high // 2)) == 1
     n = posted["posted"]
     assert len(keeper.outstanding) == n == svc.budget(1)["reserved"] == keeper.shared.bank.num_asked
     assert keeper.counts["rounds"] == 1 and keeper.counts["posted"] == n
