@@ -125,7 +125,7 @@ def mcu_counts(
 def run_one(spec: DryRunSpec, cache: SceneCache, strategy: str, rate: float) -> dict:
     """One strategy at one budget over the whole schedule: the bank, the per-call selection
     seconds, the sampled MCU counts, and the wall seconds."""
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     cfg = strategy_config(spec, strategy, rate)
     n, h, w = spec.images, spec.height, spec.width
     expected = budget_total(rate, n * h * w)
@@ -160,6 +160,7 @@ def run_one(spec: DryRunSpec, cache: SceneCache, strategy: str, rate: float) -> 
         "call_seconds": policy.seconds,
         "images_per_call": cfg.batch_target,
         "mcu": mcu,
+        "cpu_seconds": time.process_time() - cpu,
         "wall_seconds": time.perf_counter() - start,
     }
 

@@ -10,7 +10,7 @@ two phases; 0 for the baselines, whose group is their own), ``spent_by_group``,
 in, one thread: median, max), ``mcu`` (per sampled iteration: target labels in the batch,
 G_l pseudo labels, pixels in the MCU sets, of them target pixels and anchors: median, p90,
 max; null for strategies without MCUs), ``peak_rss_mb`` (the process's so far) and the
-wall seconds. The JSON is rewritten after every row.
+run's CPU and wall seconds. The JSON is rewritten after every row.
 """
 
 from __future__ import annotations
@@ -69,6 +69,7 @@ def summarise(run: dict, classes: int) -> dict:
         "mcu": {k: quantiles([m[k] for m in mcu], 0) for k in mcu[0]} if mcu else None,
         "bank_mb": round(bank.nbytes() / 2**20, 1),
         "peak_rss_mb": round(peak_rss_mb(), 1),
+        "cpu_seconds": round(run["cpu_seconds"], 1),
         "wall_seconds": round(run["wall_seconds"], 1),
     }
 
