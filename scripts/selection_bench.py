@@ -9,12 +9,13 @@ RIPU-PA in issue 20), the asked pixels stay asked. Each strategy's selection pol
 the benchmark loop and sessions call, :func:`trainer.selection.policy.make_policy`) is called
 directly, from the softmax (and S, the groups) to the mask: the strategy's own score
 (RIPU's impurity and entropy, PixelPick's margin, mcu-cap's impurity) counts, the network and
-S (computed by every step anyway) do not. The score maps look like a network's: 19 class
-logits at 1/8 of the size (a blocky layout of classes plus noise) upsampled bilinearly, the
-aux head's logits with more noise. Prints and writes per strategy and size the CPU seconds of
-a visit (``time.process_time``, one thread: what one core spends, less sensitive than wall
-time to a busy machine), their median and max over the visits, the wall seconds, and the
-pixels spent against M_e.
+S (computed by every step anyway) do not. The score maps look like a network's
+(:func:`trainer.bench.scenes.network_like`: 19 class logits at 1/8 of the size, a blocky
+layout of classes plus noise, upsampled bilinearly; the aux head's with more noise). Prints
+and writes per strategy and size the CPU seconds of a visit (``time.process_time``, one
+thread: what one core spends, less sensitive than wall time to a busy machine), their median
+and max over the visits, the wall seconds, and the pixels spent against M_e. The whole
+schedule at 512x1024 over every budget is ``adamcu dry-run`` (:mod:`trainer.bench.dryrun`).
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
+from trainer.bench.scenes import blocky_layout, network_like
 from trainer.config import TrainConfig
 from trainer.selection.policy import make_policy
 from trainer.selection.sampling import ActiveSampler
@@ -50,14 +51,7 @@ STRATEGIES = (
 def maps(h: int, w: int, classes: int = 19, seed: int = 0):
     """(prob (1,C,H,W), S (1,H,W), groups (1,H,W)) that look like a network's."""
     g = torch.Generator().manual_seed(seed)
-    layout = torch.randint(0, classes, (1, 1, h // 64, w // 64), generator=g).float()
-    layout = F.interpolate(layout, size=(h // 8, w // 8), mode="nearest").long()[:, 0]
-    low = 4.0 * F.one_hot(layout, classes).permute(0, 3, 1, 2).float()
-    low = low + 1.5 * torch.randn(low.shape, generator=g)
-    logits = F.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)
-    aux = logits + F.interpolate(
-        torch.randn(low.shape, generator=g), size=(h, w), mode="bilinear", align_corners=False
-    )
+    logits, aux = network_like(blocky_layout(h, w, classes, g), classes, g)
     score = uncertainty_score(logits, aux)
     flat = score.flatten()[torch.randperm(score.numel(), generator=g)[:100_000]]
     hi, lo = (float(torch.quantile(flat, q)) for q in (0.99, 0.5))

@@ -204,6 +204,25 @@ def _add_speed_benchmarks(sub: argparse._SubParsersAction) -> None:
     gb.set_defaults(fn=_gpu_bench)
 
 
+def _dry_run(args: argparse.Namespace) -> int:
+    from trainer.bench.dryrun_report import dry_run
+
+    report = dry_run(args)
+    return 0 if report["all_spent"] else 1
+
+
+def _add_dry_run(sub: argparse._SubParsersAction) -> None:
+    from trainer.bench.dryrun_args import add_arguments
+
+    d = sub.add_parser(
+        "dry-run",
+        help="paper-scale dry run: every strategy's selection, budget, label bank and MCU sets "
+        "over the whole schedule at 512x1024, no network",
+    )
+    add_arguments(d)
+    d.set_defaults(fn=_dry_run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="adamcu", description=__doc__)
     p.add_argument("--version", action="version", version=f"adamcu {package_version()}")
@@ -227,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.set_defaults(fn=_generate)
     _add_bench(sub)
+    _add_dry_run(sub)
     _add_data_commands(sub)
     _add_speed_benchmarks(sub)
     t = sub.add_parser("train", help="one strategy in process, with the ground-truth oracle")

@@ -69,6 +69,21 @@ class LabelBank:
     def counts(self) -> dict[str, int]:
         return {name: int(self._counts[code]) for name, code in GROUP_CODES.items()}
 
+    def labeled_per_image(self) -> torch.Tensor:
+        """(N,) long: labeled pixels of each image (skips not counted)."""
+        return torch.tensor(
+            [int((((e >> 3) & 0xFF) != IGNORE_INDEX).sum()) for e in self._entries],
+            dtype=torch.long,
+        )
+
+    def class_counts(self, num_classes: int) -> torch.Tensor:
+        """(num_classes,) long: labeled pixels of each class, all images together."""
+        counts = torch.zeros(num_classes, dtype=torch.long)
+        for e in self._entries:
+            cls = (e >> 3) & 0xFF
+            counts += torch.bincount(cls[cls != IGNORE_INDEX].long(), minlength=num_classes)
+        return counts
+
     def mark_asked(self, index: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor) -> None:
         """index, ys, xs: (K,) long. Marks pixels as asked (answered or not)."""
         classes = torch.full((len(torch.as_tensor(index)),), IGNORE_INDEX, dtype=torch.long)

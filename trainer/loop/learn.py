@@ -157,7 +157,7 @@ def _contrast(
     The returned zero (contrast off) is not attached to ``main`` (no full-resolution gradient).
     """
     cfg, state, gen = learner.cfg, learner.state, learner.generator
-    main, pred, groups, n_src = fwd.main, fwd.pred, fwd.groups, fwd.n_src
+    main, pred = fwd.main, fwd.pred
     num_classes, padded = main.shape[1], fixed_shapes(cfg, main.device)
     if tgt_y is None:
         tgt_y = bank.batch(batch.target_index)[0].to(main.device)
@@ -167,18 +167,7 @@ def _contrast(
         state.dccm = dccm_step(dccm, pred, labels, cfg.dccm_beta, cfg.dccm_freeze_absent)
     if not cfg.contrast:
         return main.new_zeros(())
-    inputs = PixelSetInputs(
-        out=fwd.out,
-        n_src=n_src,
-        source_y=batch.source_y,
-        target_y=tgt_y,
-        target_pred=pred[n_src:],
-        target_low=mcu_target_low(cfg, fwd, None, True) if target_low is None else target_low,
-        source_low=groups[:n_src] == Group.LOW,
-        pred=pred,
-        size=tuple(main.shape[-2:]),
-        num_classes=num_classes,
-    )
+    inputs = mcu_inputs(cfg, fwd, batch.source_y, tgt_y, target_low)
     sets = build_pixel_sets(inputs, cfg, gen, padded)
     stats.raw_inexact = False if sets.inexact is None else sets.inexact
     losses = mcu_loss(
@@ -191,3 +180,28 @@ def _contrast(
     )
     stats.raw.update({k: v.detach() for k, v in losses.items()})
     return cfg.contrast_weight * sum(losses.values(), main.new_zeros(()))
+
+
+def mcu_inputs(
+    cfg: TrainConfig,
+    fwd: Forward,
+    source_y: torch.Tensor,
+    target_y: torch.Tensor,
+    target_low: torch.Tensor | None = None,
+) -> PixelSetInputs:
+    """What the MCUs are built from (III-C1): the batch's source labels, its target labels
+    from the bank, and G_l as pseudo labels on target (``target_low``; None:
+    :func:`mcu_target_low` with pseudo labels open) and as centres on both domains."""
+    pred, groups, n_src = fwd.pred, fwd.groups, fwd.n_src
+    return PixelSetInputs(
+        out=fwd.out,
+        n_src=n_src,
+        source_y=source_y,
+        target_y=target_y,
+        target_pred=pred[n_src:],
+        target_low=mcu_target_low(cfg, fwd, None, True) if target_low is None else target_low,
+        source_low=groups[:n_src] == Group.LOW,
+        pred=pred,
+        size=(pred.shape[-2], pred.shape[-1]),
+        num_classes=fwd.prob.shape[1],
+    )

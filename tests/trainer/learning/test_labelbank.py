@@ -197,3 +197,15 @@ def test_unmark_forgets_asked_pixels_but_never_a_label() -> None:
     bank.mark_asked(torch.tensor([0]), torch.tensor([1]), torch.tensor([1]))  # asked again
     assert bank.batch(torch.tensor([0]))[2][0, 1, 1]
     assert bank.unmark(torch.tensor([0]), torch.tensor([3]), torch.tensor([4])) == 0
+
+
+@pytest.mark.parametrize("size", [(4, 8), (1024, 2048 + 8)])  # int32 and int64 entries
+def test_labels_per_image_and_per_class_leave_out_skips(size) -> None:  # noqa: ANN001
+    bank = LabelBank(3, *size)
+    t = torch.tensor
+    bank.merge(
+        t([0, 0, 2, 2, 2]), t([0, 1, 0, 0, 3]), t([0, 1, 2, 3, 3]), t([4, 4, 1, 255, 0]), "high"
+    )
+    bank.merge(t([0]), t([0]), t([0]), t([2]), "medium")  # a correction: still one label
+    assert bank.labeled_per_image().tolist() == [2, 0, 2]
+    assert bank.class_counts(5).tolist() == [1, 1, 1, 0, 1]

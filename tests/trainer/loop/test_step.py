@@ -117,7 +117,7 @@ def test_algorithm_one_spends_high_then_medium() -> None:
 
 
 def test_full_strategy_updates_dccm_and_reports_contrast_losses(monkeypatch) -> None:
-    import trainer.loop.learn as learn
+    import trainer.learning.dccm as dccm
 
     cfg, model, opt, target, bank, state, gen = _setup("full")
     seen: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -127,7 +127,7 @@ def test_full_strategy_updates_dccm_and_reports_contrast_losses(monkeypatch) -> 
         seen.append((rates.clone(), observed.clone()))
         return rates, observed
 
-    monkeypatch.setattr(learn, "confusion_rates", recorded)
+    monkeypatch.setattr(dccm, "confusion_rates", recorded)
     oracle = GroundTruthOracle(target)
     stats = None
     for it in range(3):
