@@ -30,6 +30,7 @@ WHY = {
     "pi_high_quantile": "ours: the paper starts pi_high 'with a large value' (IV-C)",
     "pi_low_quantile": "ours: the paper gives no pi_low; it never moves",
     "high_cap_factor": "ours: pacing of the high phase (Algorithm 1 gives none)",
+    "high_catch_up": "Algorithm 1 line 7: pi_high decays until M_e/2 comes from G_h",
     "score_dropout": "ours: Eq. 1 on the eval-mode forward",
     "dccm_beta": "ours: the paper's Eq. 8 beta has no stated value",
     "temperature": "ours: the paper's lambda (InfoNCE temperature) has no stated value",
@@ -40,7 +41,7 @@ WHY = {
     "target_weight": "Eq. 6: target loss at weight 1",
     "aux_target_loss": "ours: the aux head also learns the labeled target pixels",
     "pseudo_only_batches": "ours",
-    "min_low_samples": "ours (pseudo_only_batches only)",
+    "min_low_share": "ours (pseudo_only_batches only)",
     "mcu_true_labels": "the paper: G_l pseudo labels enter the MCUs",
     "compile_step": "execution, no effect on the result",
     "fixed_shapes": "execution, no effect on the result",
@@ -79,6 +80,15 @@ def block(names: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def with_block(text: str, fields_block: str) -> str:
+    """``text`` with the block of fields before its first table (``[extra]``): keys after a
+    table header would belong to that table, not to the config."""
+    at = text.find("\n[")
+    if at < 0:
+        return text.rstrip("\n") + "\n" + fields_block
+    return text[:at].rstrip("\n") + "\n" + fields_block + "\n" + text[at + 1 :]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--write", action="store_true", help="append the missing fields")
@@ -90,7 +100,7 @@ def main() -> int:
             continue
         print(f"{path.relative_to(ROOT)}: {len(names)} fields missing: {', '.join(names)}")
         if args.write:
-            path.write_text(path.read_text().rstrip("\n") + "\n" + block(names))
+            path.write_text(with_block(path.read_text(), block(names)))
         else:
             status = 1
     return status

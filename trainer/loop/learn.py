@@ -100,7 +100,8 @@ def _segmentation_loss(
             target = (labels.to(main.device), label_group.to(main.device), None)
         labels, label_group, counts = target
         masks = target_masks(cfg, fwd.groups[n_src:], labels, label_group, gen, counts)
-        bound = target_pixel_bound(cfg, counts) if fixed_shapes(cfg, main.device) else None
+        pixels = fwd.groups[n_src:].numel()
+        bound = target_pixel_bound(cfg, counts, pixels) if fixed_shapes(cfg, main.device) else None
     tloss, parts = grouped_loss(
         main[n_src:],
         labels,

@@ -36,7 +36,7 @@ def new_loop_state(
         cfg.high_cap_factor,
     )
     return LoopState(
-        sampler=ActiveSampler(AlgorithmOneState(decay=cfg.decay)),
+        sampler=ActiveSampler(AlgorithmOneState(decay=cfg.decay), cfg.high_catch_up),
         window=window,
         dccm=torch.zeros(num_classes, num_classes),
     )
