@@ -267,6 +267,16 @@ def test_adaptive_sample_by_hand() -> None:
     assert not masks["low"].any()  # by default a batch without labels takes no pseudo label
 
 
+def test_pseudo_only_floor_is_a_share_of_the_batch() -> None:
+    from trainer.config import TrainConfig
+    from trainer.selection.sampling import min_low
+
+    on = TrainConfig(pseudo_only_batches=True)
+    assert min_low(on, 2 * 64 * 128) == 64  # the old min_low_samples at the bundled size
+    assert min_low(on, 2 * 1024 * 2048) == 16_384  # the same share at Cityscapes' size
+    assert min_low(TrainConfig(), 2 * 64 * 128) == 0  # off by default
+
+
 def test_no_pseudo_only_batch_by_default() -> None:
     from trainer.config import TrainConfig
     from trainer.selection.sampling import target_masks
