@@ -13,6 +13,9 @@ written. Three studies:
   switches undone in turn: no class cap, uniform within the group instead of impurity, no
   blanked window, G_l pseudo labels back in (run it at 0.1 %, where it trails ADA-MCU).
 * ``cap-pseudo``: ``full``, ``mcu-cap`` and ``mcu-cap`` with G_l pseudo labels back in.
+* ``high``: ``full`` with its high phase decaying pi_high until G_h supplies M_e/2
+  (``high_catch_up``, the paper's reading) against once per pass (the rows add what G_h
+  supplied: ``spent_high`` of ``high_expected``).
 
     .venv/bin/python scripts/val_ablation.py pseudo --out pseudo.json
     .venv/bin/python scripts/val_ablation.py fda --betas 0.03 0.06 0.1 0.2
@@ -21,6 +24,7 @@ written. Three studies:
     .venv/bin/python scripts/val_ablation.py cap --budgets 0.001 --seeds 0 1 2
     .venv/bin/python scripts/val_ablation.py cap-pseudo --budgets 0.005 0.017 --seeds 0 1 2
     .venv/bin/python scripts/val_ablation.py cap-pseudo --shift hard --budgets 0.001 0.005 0.017
+    .venv/bin/python scripts/val_ablation.py high --budgets 0.017 0.068 --seeds 0
 
 By default seeds 0 and 1, budgets 0.1 % and 1.7 % (one seed for ``fda``), the default shift
 (``--shift hard`` for the other), two worker processes.
@@ -70,6 +74,10 @@ STUDIES: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
         "full": ("full", {}),
         "mcu-cap": ("mcu-cap", {}),
         "mcu-cap/pseudo": ("mcu-cap", {"pseudo_labels": True, "mcu_true_labels": False}),
+    },
+    "high": {  # Algorithm 1's high phase: pi_high decays until G_h supplies M_e/2, or per pass
+        "full": ("full", {}),
+        "full/per-pass": ("full", {"high_catch_up": False}),
     },
     "fda-strategies": {
         "al-as": ("al-as", {}),
@@ -140,11 +148,13 @@ def main(argv: list[str] | None = None) -> int:
                     "budget_rate": r["budget_rate"],
                     "seed": r["seed"],
                     "val_miou": round(r["val_miou"], 2),
+                    **{k: r[k] for k in ("spent_high", "high_expected") if k in r},
                 }
             )
             print(
                 f"{name:<20} budget {100 * r['budget_rate']:4.1f}% seed {r['seed']}: "
-                f"target-val mIoU {r['val_miou']:.1f}",
+                f"target-val mIoU {r['val_miou']:.1f}"
+                + (f", G_h {r['spent_high']} of {r['high_expected']}" if "spent_high" in r else ""),
                 flush=True,
             )
     if args.out:

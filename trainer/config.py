@@ -123,6 +123,9 @@ class TrainConfig:
     decay: float = 0.9  # pi_high *= decay once per pass of the high window (Alg. 1 line 7)
     pi_high_floor: bool = True  # pi_high never decays below pi_low (False: Alg. 1 line 7 as is)
     high_cap_factor: float = 2.0  # high phase: <= ceil(M_e/2 / high iterations) x this a batch
+    # True (the paper's reading, Alg. 1 line 7): a visit whose half of G_h is short of its
+    # share of M_e/2 decays pi_high again; False: once per pass only, G_m takes the rest
+    high_catch_up: bool = True
     score_dropout: bool = False  # True: Eq. 1 on the train-mode (dropout) target forward
     # the comparison rows and mcu-cap (trainer/selection/comparison.py, baselines.py, ripu.py,
     # mcucap.py)
@@ -132,8 +135,9 @@ class TrainConfig:
     cap_class_share: float = 0.25  # mcu-cap: most of an image's quota for one predicted class
     cap_impurity: bool = True  # mcu-cap: rank by S x region impurity (False: uniform)
     cap_radius_k: float = 16.0  # mcu-cap: blanking window K at 1280x640 (0: none)
-    # mcu-cap: G_l pseudo labels while M_e / target images is under this (0: never)
-    cap_pseudo_below: float = 20.0
+    # mcu-cap: G_l pseudo labels while M_e is under this share of the target pixels (a budget
+    # rate; 0: never). 0.24 % = 19.7 labels a 64x128 image, 5,033 a 1024x2048 one
+    cap_pseudo_below_rate: float = 0.0024
     mcu_true_labels: bool = False  # MCU target pixels: true labels only, no G_l pseudo labels
     mcu_low_pixels: str = "all"  # MCU target G_l pixels: all; "sampled": Eq. 5's AS draw
     # losses
@@ -143,7 +147,9 @@ class TrainConfig:
     pseudo_after_budget: bool = False
     adaptive_sampling: bool = True
     pseudo_only_batches: bool = False  # True: a batch without labels trains on G_l alone
-    min_low_samples: int = 64  # G_l pixels of such a batch (pseudo_only_batches only)
+    # G_l pixels of such a batch (pseudo_only_batches only), a share of its target pixels:
+    # 1/256 = 64 pixels of 2 x 64x128, 16,384 of 2 x 1024x2048
+    min_low_share: float = 0.00390625
     target_weight: float = 1.0
     entropy_weight: float = 0.0  # MinEnt on target (ADVENT: 0.001)
     negative_weight: float = 0.0  # RIPU's negative learning on target (RIPU: 1.0)
@@ -189,6 +195,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be one of {names}, got {getattr(self, name)!r}")
         if not 0.0 <= self.budget_rate <= 1.0:
             raise ValueError(f"budget_rate must lie in [0, 1], got {self.budget_rate}")
+        if not 0.0 <= self.min_low_share <= 1.0:
+            raise ValueError(f"min_low_share must lie in [0, 1], got {self.min_low_share}")
         for name in ("pixelpick_top", "cap_class_share"):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in (0, 1], got {getattr(self, name)}")
@@ -248,6 +256,10 @@ def check_model_selection(cfg: TrainConfig, eval_every: int, iterations: int) ->
 RENAMED = {
     "query_fraction": "query_passes (queries in the first query_passes passes over target-train)",
     "decay_every": "nothing: pi_high decays once per pass of the high window",
+    "min_low_samples": "min_low_share (a share of the batch's target pixels: 64 of 2 x 64x128 "
+    "is 0.00390625)",
+    "cap_pseudo_below": "cap_pseudo_below_rate (a share of the target pixels, not labels an "
+    "image: 20 labels a 64x128 image is 0.0024)",
 }
 
 

@@ -116,12 +116,13 @@ def configure(base: TrainConfig, strategy: str, **changes: Any) -> TrainConfig:
     return base.replace(**{**changes, **overrides, "strategy": strategy})
 
 
-def for_budget(cfg: TrainConfig, expected: int, target_images: int) -> TrainConfig:
+def for_budget(cfg: TrainConfig, expected: int, target_pixels: int) -> TrainConfig:
     """The config a run uses once its budget is known: ``mcu-cap`` takes G_l pseudo labels
-    (Eq. 5, and in its MCUs) while M_e gives fewer than ``cap_pseudo_below`` labels per target
-    image. The target-val ablation (docs/results.md, ``val_ablation.py cap``): at 8 labels an
-    image (0.1 % of 64x128) pseudo labels gained 3.4 and 3.0 points on the two shifts, at 41
-    (0.5 %) and more they cost 0.7-0.9 or were even. Every other config is returned as is."""
-    if cfg.selection != "mcu-cap" or expected >= cfg.cap_pseudo_below * max(1, target_images):
+    (Eq. 5, and in its MCUs) while M_e is under ``cap_pseudo_below_rate`` of the
+    ``target_pixels`` (labels an image as a share of its pixels: the same rule at every frame
+    size). The target-val ablation (docs/results.md, ``val_ablation.py cap``): at 0.1 % (8
+    labels a 64x128 image) pseudo labels gained 3.4 and 3.0 points on the two shifts, at 0.5 %
+    (41) and more they cost 0.7-0.9 or were even. Every other config is returned as is."""
+    if cfg.selection != "mcu-cap" or expected >= cfg.cap_pseudo_below_rate * target_pixels:
         return cfg
     return cfg.replace(pseudo_labels=True, mcu_true_labels=False)

@@ -34,15 +34,27 @@ def test_every_strategy_sets_its_name(strategy: str) -> None:
         configure(TrainConfig(), strategy + "-x")
 
 
-def test_mcu_cap_takes_pseudo_labels_only_under_its_labels_per_image_threshold() -> None:
+def test_mcu_cap_takes_pseudo_labels_only_under_its_budget_rate() -> None:
+    from trainer.loop.train import budget_total
     from trainer.strategies import for_budget
 
     cap = configure(TrainConfig(), "mcu-cap")
-    assert not cap.pseudo_labels and cap.mcu_true_labels and cap.cap_pseudo_below == 20
-    few = for_budget(cap, expected=8 * 32, target_images=32)  # 8 labels an image (0.1 %)
+    assert not cap.pseudo_labels and cap.mcu_true_labels and cap.cap_pseudo_below_rate == 0.0024
+    pixels = 32 * 64 * 128  # the bundled benchmark's 32 target images of 64x128
+    few = for_budget(cap, expected=8 * 32, target_pixels=pixels)  # 8 labels an image (0.1 %)
     assert few.pseudo_labels and not few.mcu_true_labels
     assert few.replace(pseudo_labels=False, mcu_true_labels=True) == cap  # nothing else moved
-    assert for_budget(cap, expected=20 * 32, target_images=32) is cap  # 20 an image: as is
-    assert for_budget(cap.replace(cap_pseudo_below=0.0), 1, 32).pseudo_labels is False
+    assert for_budget(cap, expected=20 * 32, target_pixels=pixels) is cap  # 20 an image: as is
+    assert for_budget(cap.replace(cap_pseudo_below_rate=0.0), 1, pixels).pseudo_labels is False
     full = configure(TrainConfig(), "full")
-    assert for_budget(full, 1, 32) is full  # other strategies as they are
+    assert for_budget(full, 1, pixels) is full  # other strategies as they are
+    # the old rule (20 labels a target image) at 64x128, at every budget a preset runs: the
+    # same answer, so the bundled results do not move
+    for rate in (0.001, 0.005, 0.017, 0.068):
+        expected = budget_total(rate, pixels)
+        old = expected < 20 * 32
+        assert for_budget(cap, expected, pixels).pseudo_labels is old
+    # the same rule at Cityscapes' size: a share of the pixels, not 20 labels an image
+    city = 2975 * 1024 * 2048
+    assert for_budget(cap, budget_total(0.001, city), city).pseudo_labels  # 2,097 an image
+    assert for_budget(cap, budget_total(0.017, city), city) is cap

@@ -129,7 +129,7 @@ def run_one(spec: DryRunSpec, cache: SceneCache, strategy: str, rate: float) -> 
     cfg = strategy_config(spec, strategy, rate)
     n, h, w = spec.images, spec.height, spec.width
     expected = budget_total(rate, n * h * w)
-    cfg = for_budget(cfg, expected, n)  # mcu-cap's G_l
+    cfg = for_budget(cfg, expected, n * h * w)  # mcu-cap's G_l
     state = new_loop_state(cfg, expected, spec.classes, n)
     gen = torch.Generator().manual_seed(cfg.seed + 2)
     iterations = cfg.adapt_iterations(n)

@@ -65,6 +65,8 @@ def run_strategy(
         "iterations": iterations,
         "passes": iterations / cfg.pass_length(n),
         "labels": diagnostics,
+        "spent": result.spent,  # pixels per group (high: from G_h, Algorithm 1's M_a)
+        **(result.high_supplied() if cfg.selection == Selection.ALGORITHM1 else {}),
         "curve": result.curve,
         "timings": result.timings,
         "pretrain_seconds": pretrain_seconds,

@@ -32,6 +32,10 @@ from trainer.strategies import for_budget
 
 @dataclass
 class AdaptResult:
+    """The selected model and what the run spent: ``expected`` is M_e, ``spent`` the pixels
+    spent per group at the end (the oracle's count; ``"high"``: from G_h, Algorithm 1's
+    M_a, whose aim is ``M_e // 2``)."""
+
     model: torch.nn.Module
     bank: LabelBank
     best_val: float
@@ -39,6 +43,14 @@ class AdaptResult:
     curve: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     queries: QueryLog = field(default_factory=QueryLog)
+    expected: int = 0
+    spent: dict[str, int] = field(default_factory=dict)
+
+    def high_supplied(self) -> dict[str, int]:
+        """What G_h supplied against Algorithm 1's aim: ``{"spent_high", "high_expected"}``
+        (``M_e // 2``; spent_high < high_expected when G_h could not supply it in the high
+        window and G_m took the rest)."""
+        return {"spent_high": self.spent.get("high", 0), "high_expected": self.expected // 2}
 
 
 @dataclass
@@ -76,7 +88,7 @@ def adapt(
     eval_every = cfg.eval_every or length
     check_model_selection(cfg, eval_every, iterations)
     expected = budget_pixels(cfg, data) if oracle.expected is None else oracle.expected
-    cfg = for_budget(cfg, expected, n_target)  # mcu-cap's G_l
+    cfg = for_budget(cfg, expected, data.target_pixels)  # mcu-cap's G_l
     state = hooks.state or new_loop_state(cfg, expected, data.num_classes, n_target)
     state.dccm = state.dccm.to(device)
     opt = torch.optim.SGD(
@@ -106,6 +118,7 @@ def adapt(
     bar.close()
     model.load_state_dict(run.best_state)
     run.best.timings = run.timings
+    run.best.expected, run.best.spent = expected, dict(oracle.spent())
     return run.best
 
 

@@ -106,8 +106,9 @@ def _segmentation_loss(
             target = (labels.to(main.device), label_group.to(main.device), None)
         labels, label_group, counts = target
         masks = target_masks(cfg, fwd.groups[n_src:], labels, label_group, gen, counts, pseudo)
+        pixels = fwd.groups[n_src:].numel()
         padded = fixed_shapes(cfg, main.device)
-        bound = target_pixel_bound(cfg, counts, pseudo) if padded else None
+        bound = target_pixel_bound(cfg, counts, pixels, pseudo) if padded else None
     tloss, parts = grouped_loss(
         main[n_src:],
         labels,

@@ -36,7 +36,9 @@ def new_loop_state(
         cfg.high_cap_factor,
     )
     return LoopState(
-        sampler=ActiveSampler(AlgorithmOneState(decay=cfg.decay, floor=cfg.pi_high_floor)),
+        sampler=ActiveSampler(
+            AlgorithmOneState(decay=cfg.decay, floor=cfg.pi_high_floor), cfg.high_catch_up
+        ),
         window=window,
         dccm=torch.zeros(num_classes, num_classes),
     )

@@ -23,7 +23,8 @@ config field (defaults in :class:`CapSettings`, chosen before any target-val run
 - ``mcu_true_labels`` (set by the strategy, read in ``trainer/loop/learn.py``): the MCUs take only
   true labels on the target, no G_l pseudo labels (the target-val ablation: pseudo labels of
   a weak source model cost 2-5 points); the strategy also turns pseudo labels off, except
-  under ``cap_pseudo_below`` labels per target image (``trainer.strategies.for_budget``).
+  at budgets under ``cap_pseudo_below_rate`` of the target pixels
+  (``trainer.strategies.for_budget``).
 
 Candidates are the unasked pixels of the phase's group, then the rest of G_h u G_m, then any
 unasked pixel (a group that runs dry never leaves the budget unspent). The class cap and the

@@ -46,8 +46,8 @@ class Learner:
     ) -> None:
         self.cfg, self.data, self.model, self.device = cfg, data, model, device
         self.shared, self.folder = shared, folder
-        n = len(data.target.ids)
-        self.step_cfg = for_budget(cfg, shared.expected, n)  # what the steps train with
+        # what the steps train with
+        self.step_cfg = for_budget(cfg, shared.expected, data.target_pixels)
         shared.state.dccm = shared.state.dccm.to(device)
         self.opt = torch.optim.SGD(
             param_groups(model, cfg.lr, cfg.head_lr_mult, cfg.weight_decay),

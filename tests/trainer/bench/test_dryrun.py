@@ -64,7 +64,7 @@ def test_schedule_and_algorithm1_groups(report):
         if has_mcu:
             assert r["mcu"]["target_labels"]["max"] <= 2 * 64 * 128
             assert r["mcu"]["pixels"]["max"] >= r["mcu"]["target_pixels"]["max"]
-    # mcu-cap's MCUs: G_l pseudo labels below cap_pseudo_below (20) labels an image (8 at
+    # mcu-cap's MCUs: G_l pseudo labels below cap_pseudo_below_rate (19.7 labels an image; 8 at
     # 0.1 % here), true labels only above it (409 at 5 %)
     cap = {r["budget"]: r for r in report["rows"] if r["strategy"] == "mcu-cap"}
     assert cap[0.001]["pseudo_labels"] and cap[0.001]["mcu"]["target_pseudo"]["max"] > 0

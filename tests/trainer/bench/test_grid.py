@@ -21,7 +21,10 @@ def test_smoke_bench_runs_every_strategy(tmp_path) -> None:
     for r in report["results"]:
         assert 0.0 <= r["test_miou"] <= 100.0
         if r["strategy"] not in BUDGET_FREE:
-            assert r["labeled_pixels"] == r["expected_pixels"]
+            assert r["labeled_pixels"] == r["expected_pixels"] == sum(r["spent"].values())
+        if STRATEGIES[r["strategy"]].get("selection", "algorithm1") == "algorithm1":
+            # what G_h supplied against Algorithm 1's M_e/2, for a user to see
+            assert 0 < r["spent_high"] <= r["high_expected"] == r["expected_pixels"] // 2
     saved = json.loads((out / "results.json").read_text())
     assert len(saved["results"]) == len(report["results"])
     tables = (out / "tables.md").read_text()
@@ -74,6 +77,7 @@ def test_train_command_writes_result_and_checkpoint_with_config(tmp_path) -> Non
     assert code == 0
     result = json.loads(out.read_text())
     assert result["strategy"] == "al-as" and result["labeled_pixels"] == result["expected_pixels"]
+    assert 0 < result["spent_high"] <= result["high_expected"] == result["expected_pixels"] // 2
     ckpt = torch.load(out.with_suffix(".pt"), weights_only=True)  # ours: tensors and plain data
     assert ckpt["config"]["strategy"] == "al-as" and ckpt["config"]["budget_rate"] == 0.01
     bank = LabelBank(1, 1, 1)

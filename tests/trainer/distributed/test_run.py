@@ -51,7 +51,7 @@ def _config() -> TrainConfig:
             amp=False,
             iterations=4,
             budget_rate=0.05,
-            min_low_samples=16,
+            min_low_share=0.01,
             max_anchors_per_class=4,
             max_samples_per_class=8,
         ),

@@ -63,6 +63,11 @@ def test_config_names_the_replacement_of_iteration_keys() -> None:
         from_dict({"query_fraction": 0.6})
     with pytest.raises(ValueError, match="decay_every was replaced by nothing"):
         from_dict({"decay_every": 10})
+    # issue 20: counts that became shares name their replacement and the old value's share
+    with pytest.raises(ValueError, match="cap_pseudo_below was replaced by cap_pseudo_below_rate"):
+        from_dict({"cap_pseudo_below": 20.0})
+    with pytest.raises(ValueError, match="min_low_samples was replaced by min_low_share"):
+        from_dict({"min_low_samples": 64})
     with pytest.raises(ValueError, match="query_passes must lie in"):
         TrainConfig(passes=4, query_passes=5)
     assert TrainConfig(passes=0).adapt_iterations(10) == 0  # source-only: no window check

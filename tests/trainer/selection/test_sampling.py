@@ -109,7 +109,7 @@ def test_select_high_takes_at_most_the_per_iteration_cap() -> None:
 def test_select_decays_pi_high_once_per_pass_of_the_high_phase() -> None:
     groups = torch.full((1, 4, 4), Group.HIGH, dtype=torch.uint8)
     unasked = torch.ones(1, 4, 4, dtype=torch.bool)
-    sampler = ActiveSampler(AlgorithmOneState(pi_high=1.0, pi_low=0.1, decay=0.5))
+    sampler = ActiveSampler(AlgorithmOneState(pi_high=1.0, pi_low=0.1, decay=0.5), False)
     seen = []
     for it in range(4):
         _, phase = _select(sampler, groups, unasked, it, WINDOW, {}, _gen(it))
@@ -121,7 +121,7 @@ def test_default_schedule_decays_pi_high_once_per_pass_of_the_high_window() -> N
     from trainer.config import TrainConfig
     from trainer.loop.schedule import new_loop_state
 
-    cfg = TrainConfig()
+    cfg = TrainConfig(high_catch_up=False)  # the per-pass decay alone
     state = new_loop_state(cfg, 10**6, 3, target_images=30)  # 15 batches a pass
     window, sampler = state.window, state.sampler
     assert window.pass_length == 15 and window.high_until == 3 * 15
@@ -135,6 +135,46 @@ def test_default_schedule_decays_pi_high_once_per_pass_of_the_high_window() -> N
     assert seen[:14] == [1.0] * 14 and math.isclose(seen[14], 0.9)
     assert math.isclose(seen[29], 0.81) and math.isclose(seen[44], 0.9**3)
     assert seen[44:] == [seen[44]] * (window.query_until - 44)
+
+
+def _high_window_run(catch_up: bool, pi_low: float = 0.1) -> tuple[int, float]:
+    """One 10x10 image with scores 0.01 ... 1.00, pi_high 0.95 (G_h: the top 5 pixels),
+    M_e = 40 (M_e/2 = 20) over a high window of 2 visits, each ending a pass. The groups are
+    made with the thresholds of the moment, as the loop does. Returns (spent from G_h,
+    pi_high at the end)."""
+    from trainer.selection.uncertainty import partition
+
+    score = torch.arange(1, 101, dtype=torch.float32).view(1, 10, 10) / 100
+    sampler = ActiveSampler(AlgorithmOneState(0.95, pi_low, 0.9), catch_up=catch_up)
+    window = QueryWindow(expected=40, query_until=4, high_until=2, pass_length=1, high_cap=20)
+    unasked, spent = torch.ones(1, 10, 10, dtype=torch.bool), {"high": 0}
+    for it in range(window.high_until):
+        s = sampler.state
+        maps = ScoreMaps(score, partition(score, s.pi_high, s.pi_low), torch.ones(1), unasked)
+        mask, phase = sampler.select(maps, BudgetView.at(window, it, spent), _gen(it))
+        assert phase == "high" and not (mask & ~unasked).any()
+        spent["high"] += int(mask.sum())
+        unasked &= ~mask
+    return spent["high"], sampler.state.pi_high
+
+
+def test_high_phase_decays_pi_high_until_g_h_supplies_half_the_budget() -> None:
+    # decayed once a pass only (the old rule): G_h holds 5, then 15 pixels; half of each
+    # visit's gives 3 + 6 = 9 of the 20, and G_m would take the other 11
+    assert _high_window_run(catch_up=False)[0] == 9
+    # Alg. 1 line 7 "until M_a achieves M_e/2": visit 1 wants 10 and decays pi_high twice
+    # (G_h 24, takes 12), its pass's end once more (G_h 31), visit 2 takes the 8 left and
+    # decays it at its pass's end: 4 decays in all, against 2
+    spent, pi_high = _high_window_run(catch_up=True)
+    assert spent == 20 and math.isclose(pi_high, 0.95 * 0.9**4)
+    assert math.isclose(_high_window_run(catch_up=False)[1], 0.95 * 0.9**2)
+
+
+def test_high_phase_catch_up_stops_at_pi_low_and_takes_what_g_h_holds() -> None:
+    # pi_low 0.92: G_h can never hold more than the 8 pixels above it; the catch-up stops
+    # there (pi_high == pi_low) and the high phase gets 4 + 2 (half of G_h each visit)
+    spent, pi_high = _high_window_run(catch_up=True, pi_low=0.92)
+    assert spent == 6 and pi_high == 0.92
 
 
 def test_select_medium_spreads_the_rest_and_tops_up_from_high() -> None:
@@ -251,6 +291,16 @@ def test_adaptive_sample_by_hand() -> None:
     assert not masks["low"].any()  # by default a batch without labels takes no pseudo label
 
 
+def test_pseudo_only_floor_is_a_share_of_the_batch() -> None:
+    from trainer.config import TrainConfig
+    from trainer.selection.sampling import min_low
+
+    on = TrainConfig(pseudo_only_batches=True)
+    assert min_low(on, 2 * 64 * 128) == 64  # the old min_low_samples at the bundled size
+    assert min_low(on, 2 * 1024 * 2048) == 16_384  # the same share at Cityscapes' size
+    assert min_low(TrainConfig(), 2 * 64 * 128) == 0  # off by default
+
+
 def test_no_pseudo_only_batch_by_default() -> None:
     from trainer.config import TrainConfig
     from trainer.selection.sampling import target_masks
@@ -260,7 +310,7 @@ def test_no_pseudo_only_batch_by_default() -> None:
     masks = target_masks(TrainConfig(), groups, none, none, _gen(0))
     assert not any(m.any() for m in masks.values())
     masks = target_masks(
-        TrainConfig(pseudo_only_batches=True, min_low_samples=7), groups, none, none, _gen(0)
+        TrainConfig(pseudo_only_batches=True, min_low_share=7 / 32), groups, none, none, _gen(0)
     )
     assert int(masks["low"].sum()) == 7 and not masks["high"].any()
     labels = none.clone()
