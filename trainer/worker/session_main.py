@@ -36,7 +36,16 @@ FLAGS = {
     "--rescore-seconds": ("rescore_seconds", float, "score pending queries again every ..."),
     "--merge-every": ("merge_every", int, "iterations between answer merges"),
     "--eval-seconds": ("eval_seconds", float, "target-val evaluation every ..."),
-    "--plateau-minutes": ("plateau_minutes", float, "end this long after the last gain"),
+    "--plateau-minutes": (
+        "plateau_minutes",
+        float,
+        "end this long after the last target-val gain of more than --plateau-gain points",
+    ),
+    "--plateau-gain": (
+        "plateau_gain",
+        float,
+        "mIoU points (of 100) a target-val gain must exceed to restart the plateau clock",
+    ),
     "--round-seconds": ("round_seconds", float, "check the queue against the pace every ..."),
     "--weight-average": (
         "weight_average",
