@@ -113,10 +113,9 @@ def person_paced(a: argparse.Namespace, seed: int, work: Path) -> dict:
     pace = {"queue_minutes": 0.5, "queue_floor": 10, "queue_ceiling": 60, "eval_seconds": 10}
     pace |= {"plateau_minutes": 0.5, "stale_minutes": 1.0, "rescore_seconds": 15}
     pace |= {"cooldown_iterations": a.cooldowns[0]}
-    if a.weight_average is not None:
-        pace["weight_average"] = a.weight_average
-    if a.plateau_gain is not None:
-        pace["plateau_gain"] = a.plateau_gain
+    for key in PACE_ARGS:
+        if getattr(a, key) is not None:
+            pace[key] = getattr(a, key)
     session, metrics = session_run(cfg, work, tuple(a.rate), pace, with_metrics=True)
     row = {k: session.get(k) for k in SESSION_KEYS} | val_curve(metrics)
     row |= {"seed": seed, "test_miou_before": session["test_miou_before"]}
@@ -149,6 +148,7 @@ BENCH_KEYS = ("val_miou", "test_miou", "labeled_pixels", "wall_s")
 SESSION_KEYS = ("best_val_miou", "test_miou_after", "labeled_pixels", "iterations", "wall_s")
 SESSION_KEYS += ("ended", "withdrawn_total", "rounds", "max_pending", "person")
 SESSION_KEYS += ("end_after_last_answer_s",)
+PACE_ARGS = ("weight_average", "weight_average_warmup", "plateau_gain")  # --flags, if given
 
 
 def summarize(runs: list[dict], cooldowns: list[int]) -> dict:
@@ -186,6 +186,13 @@ def add_pace_args(p: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         help="mIoU points that restart the plateau clock (SessionOptions.plateau_gain)",
+    )
+    p.add_argument(
+        "--weight-average-warmup",
+        type=int,
+        default=None,
+        help="1: the average's first steps are their running mean, 0: it starts at the "
+        "pre-trained weights (SessionOptions.weight_average_warmup)",
     )
 
 
@@ -254,10 +261,10 @@ def person_paced_report(a: argparse.Namespace, work: Path) -> None:
         "end_after_last_answer_s": [r.get("end_after_last_answer_s") for r in rows],
     }
     report = {"config": {"budget_rate": a.budget, "counts": COUNTS, "rate": a.rate}}
-    given = {k: getattr(a, k) for k in ("weight_average", "plateau_gain")}
+    given = {k: getattr(a, k) for k in PACE_ARGS}
     chosen = SessionOptions(**{k: v for k, v in given.items() if v is not None})
     report |= {"person_paced": True, "threads": a.threads}
-    report |= {"weight_average": chosen.weight_average, "plateau_gain": chosen.plateau_gain}
+    report |= {k: getattr(chosen, k) for k in PACE_ARGS}
     report |= {"summary": summary, "runs": rows}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(report, indent=1))

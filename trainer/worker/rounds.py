@@ -59,11 +59,14 @@ class SessionOptions:
     # > 0: target-val, the best weights and the reported model are the moving average of the
     # weights (and BatchNorm statistics) with this decay per step, about 1 / (1 - decay) steps
     # (500 at 0.998); 0: the network as trained (it swings 3-6 points between evaluations on
-    # the same labels). Off by default: 0.998 made person-paced sessions end within 1 point of
-    # their best (5 of 5 seeds), but the average keeps rising after the last label, so the
-    # plateau rule ends the session later (the e2e session outran its 170 s once), and the
-    # reported test mIoU was lower on those seeds (docs/results.md)
-    weight_average: float = 0.0
+    # the same labels). 0.998: our choice, on target-val (person-paced sessions end within 1
+    # point of their best target-val; docs/results.md)
+    weight_average: float = 0.998
+    # the average's first 1 / (1 - weight_average) steps are their running mean (the n-th
+    # update's decay min(weight_average, 1 - 1/n)), so the pre-trained weights it starts from
+    # keep no share; False: a plain exponential average from them (trainer/nets/average.py).
+    # True: our choice, on target-val (docs/results.md)
+    weight_average_warmup: bool = True
     status_seconds: float = 5.0  # how often the run's status is read (an admin may end it)
     checkpoint_seconds: float = 30.0
     round_images: int = 4  # images scored together when picking a round's pixels

@@ -77,7 +77,7 @@ class Session:
         draws = torch.Generator().manual_seed(cfg.seed + 2)
         shared = Shared(self.run_id, expected, self.bank, state, picker, draws)
         parts = (cfg, data, model, device, shared, opts.checkpoint_dir)
-        self.learner = Learner(*parts, average=sopts.weight_average)
+        self.learner = Learner(*parts, sopts.weight_average, sopts.weight_average_warmup)
         policy = make_policy(self.learner.step_cfg, state.sampler)  # the benchmark loop's
         self.keeper = QueueKeeper(self.link, sopts, cfg, shared, self.learner.score, policy)
         self.end = EndRule(sopts.plateau_minutes, sopts.cooldown_iterations, sopts.plateau_gain)

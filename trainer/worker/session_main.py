@@ -52,6 +52,12 @@ FLAGS = {
         float,
         "evaluate and report the weights' moving average, this decay a step (e.g. 0.998; 0: off)",
     ),
+    "--weight-average-warmup": (
+        "weight_average_warmup",
+        int,
+        "1: the average's first 1/(1 - decay) steps are their running mean; 0: it starts at "
+        "the pre-trained weights",
+    ),
     "--cooldown-iterations": (
         "cooldown_iterations",
         int,
