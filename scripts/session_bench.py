@@ -70,6 +70,8 @@ def session_run(
     summary = run_session(cfg, opts, client=svc)
     stop.set()
     summary["wall_s"] = round(time.perf_counter() - started, 1)
+    if person.last_answer_at is not None:  # to run_session's return (its test evaluation too)
+        summary["end_after_last_answer_s"] = round(time.monotonic() - person.last_answer_at, 1)
     summary["person"] = {"answered": len(person.answered), "skipped": person.skipped}
     summary["person"] |= {"undone": person.undone, "refused": person.refused}
     summary["withdrawn_total"] = len(svc.withdrawn)
@@ -111,10 +113,11 @@ def person_paced(a: argparse.Namespace, seed: int, work: Path) -> dict:
     pace = {"queue_minutes": 0.5, "queue_floor": 10, "queue_ceiling": 60, "eval_seconds": 10}
     pace |= {"plateau_minutes": 0.5, "stale_minutes": 1.0, "rescore_seconds": 15}
     pace |= {"cooldown_iterations": a.cooldowns[0]}
-    if a.weight_average is not None:
-        pace["weight_average"] = a.weight_average
+    for key in PACE_ARGS:
+        if getattr(a, key) is not None:
+            pace[key] = getattr(a, key)
     session, metrics = session_run(cfg, work, tuple(a.rate), pace, with_metrics=True)
-    row = {k: session[k] for k in SESSION_KEYS} | val_curve(metrics)
+    row = {k: session.get(k) for k in SESSION_KEYS} | val_curve(metrics)
     row |= {"seed": seed, "test_miou_before": session["test_miou_before"]}
     print(json.dumps({k: v for k, v in row.items() if k != "curve"}), flush=True)
     return row
@@ -133,7 +136,7 @@ def one_seed(a: argparse.Namespace, seed: int, work: Path) -> dict:
         pace |= {"plateau_minutes": 0.5, "stale_minutes": 1.0, "rescore_seconds": 15}
         pace |= {"cooldown_iterations": cooldown}
         session = session_run(cfg, work, tuple(a.rate), pace)
-        row = {k: session[k] for k in SESSION_KEYS}
+        row = {k: session.get(k) for k in SESSION_KEYS}
         row["miou_difference"] = round(session["test_miou_after"] - bench["test_miou"], 2)
         row["answer_to_gradient_s"] = session["latency"]
         out["sessions"][str(cooldown)] = row
@@ -144,6 +147,8 @@ def one_seed(a: argparse.Namespace, seed: int, work: Path) -> dict:
 BENCH_KEYS = ("val_miou", "test_miou", "labeled_pixels", "wall_s")
 SESSION_KEYS = ("best_val_miou", "test_miou_after", "labeled_pixels", "iterations", "wall_s")
 SESSION_KEYS += ("ended", "withdrawn_total", "rounds", "max_pending", "person")
+SESSION_KEYS += ("end_after_last_answer_s",)
+PACE_ARGS = ("weight_average", "weight_average_warmup", "plateau_gain")  # --flags, if given
 
 
 def summarize(runs: list[dict], cooldowns: list[int]) -> dict:
@@ -166,6 +171,29 @@ def summarize(runs: list[dict], cooldowns: list[int]) -> dict:
             "p99_latency_s": [s["answer_to_gradient_s"]["p99_s"] for _, s in rows],
         }
     return out
+
+
+def add_pace_args(p: argparse.ArgumentParser) -> None:
+    """The session options a person-paced run may set (default: SessionOptions' own)."""
+    p.add_argument(
+        "--weight-average",
+        type=float,
+        default=None,
+        help="the session's weight average (SessionOptions.weight_average; 0: off)",
+    )
+    p.add_argument(
+        "--plateau-gain",
+        type=float,
+        default=None,
+        help="mIoU points that restart the plateau clock (SessionOptions.plateau_gain)",
+    )
+    p.add_argument(
+        "--weight-average-warmup",
+        type=int,
+        default=None,
+        help="1: the average's first steps are their running mean, 0: it starts at the "
+        "pre-trained weights (SessionOptions.weight_average_warmup)",
+    )
 
 
 def main() -> None:
@@ -193,12 +221,7 @@ def main() -> None:
         help="one answer every 2 s over ~120 labels, sessions only: does the model improve?",
     )
     p.add_argument("--threads", type=int, default=2, help="torch threads (2: both cores)")
-    p.add_argument(
-        "--weight-average",
-        type=float,
-        default=None,
-        help="the session's weight average (SessionOptions.weight_average; 0: off)",
-    )
+    add_pace_args(p)
     p.add_argument("--work", default="outputs/session_bench")
     p.add_argument("--out", default="outputs/session_bench.json")
     a = p.parse_args()
@@ -234,9 +257,14 @@ def person_paced_report(a: argparse.Namespace, work: Path) -> None:
         "end_above_half": sum(r.get("end_above_half", False) for r in rows),
         "seeds": len(rows),
         "test_after": [round(r["test_miou_after"], 2) for r in rows],
+        "test_after_mean": round(statistics.fmean(r["test_miou_after"] for r in rows), 2),
+        "end_after_last_answer_s": [r.get("end_after_last_answer_s") for r in rows],
     }
     report = {"config": {"budget_rate": a.budget, "counts": COUNTS, "rate": a.rate}}
-    report |= {"person_paced": True, "weight_average": a.weight_average, "threads": a.threads}
+    given = {k: getattr(a, k) for k in PACE_ARGS}
+    chosen = SessionOptions(**{k: v for k, v in given.items() if v is not None})
+    report |= {"person_paced": True, "threads": a.threads}
+    report |= {k: getattr(chosen, k) for k in PACE_ARGS}
     report |= {"summary": summary, "runs": rows}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(report, indent=1))

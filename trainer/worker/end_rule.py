@@ -6,8 +6,17 @@ A session ends
   refuses a round because the run is finished): "admin";
 - once the budget is answered (or nothing is reserved and a whole pass over the images found
   no pixel left to ask), every label is in a gradient step, one evaluation ran with every label
-  in and target-val has not improved for ``plateau_minutes``: "plateau", after
-  ``cooldown_iterations`` more with the learning rate decayed to 0 (:class:`Cooldown`), if any.
+  in and target-val has not gained more than ``plateau_gain`` mIoU points for
+  ``plateau_minutes``: "plateau", after ``cooldown_iterations`` more with the learning rate
+  decayed to 0 (:class:`Cooldown`), if any.
+
+The gain is counted from the value at which the plateau clock last started, not from the
+previous best: a moving average of the weights (``--weight-average``) keeps rising by a few
+tenths of a point an evaluation long after the last label, and with the clock restarted at
+every new best the session did not end while it crept (``plateau_gain = 0`` is that rule). With
+a gain of G points over ``plateau_minutes`` the session ends once target-val rises slower than
+G / ``plateau_minutes`` points a minute; a real rise (a new label's effect, several points)
+restarts the clock. The best weights are kept at every new best all the same (the learner).
 
 The session hands the rule what it read (:class:`Standing`) and when it evaluated
 (:meth:`EndRule.evaluated`); the rule keeps the clocks.
@@ -15,6 +24,7 @@ The session hands the rule what it read (:class:`Standing`) and when it evaluate
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -66,18 +76,25 @@ class EndRule:
     """The plateau and the cooldown. :meth:`check` answers "plateau" (end now), "cooldown"
     (the cooldown began; the run goes on until :meth:`cooled`) or None (go on)."""
 
-    def __init__(self, plateau_minutes: float, cooldown_iterations: int) -> None:
+    def __init__(
+        self, plateau_minutes: float, cooldown_iterations: int, plateau_gain: float = 0.0
+    ) -> None:
+        if plateau_gain < 0:
+            raise ValueError(f"plateau_gain (mIoU points) must be >= 0, got {plateau_gain}")
         self.plateau_s = 60.0 * plateau_minutes
+        self.gain = plateau_gain  # mIoU points (of 100) that restart the plateau clock
         self.cooldown = Cooldown(cooldown_iterations)
         self.done_at: float | None = None  # since when every label is in (time.monotonic)
         self.last_eval: float | None = None  # the last evaluation
-        self.best_at: float | None = None  # the last target-val gain: the plateau clock
+        self.best_at: float | None = None  # the last gain of more than ``gain``: the clock
+        self.mark: float | None = None  # target-val (mIoU %) when the clock last started
 
-    def evaluated(self, improved: bool, now: float | None = None) -> None:
-        """An evaluation ran; ``improved``: target-val is the best so far."""
+    def evaluated(self, miou: float, now: float | None = None) -> None:
+        """An evaluation ran: target-val ``miou`` (mIoU in percent). More than ``gain``
+        points above the value at the clock's last start restarts the plateau clock."""
         self.last_eval = time.monotonic() if now is None else now
-        if improved:
-            self.best_at = self.last_eval
+        if self.mark is None or math.isnan(self.mark) or miou > self.mark + self.gain:
+            self.mark, self.best_at = miou, self.last_eval
 
     @property
     def cooling_from(self) -> int | None:

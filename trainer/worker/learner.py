@@ -43,6 +43,7 @@ class Learner:
         shared: Shared,
         folder: Path,
         average: float = 0.0,
+        average_warmup: bool = False,
     ) -> None:
         self.cfg, self.data, self.model, self.device = cfg, data, model, device
         self.shared, self.folder = shared, folder
@@ -59,8 +60,9 @@ class Learner:
         self.stepper = bundles.Learner(*parts)
         self.fresh = Freshness()
         # > 0: evaluate, keep and report the weights' moving average (decay per step), 0: the
-        # network as it is (SessionOptions.weight_average)
-        self.average = WeightAverage(model, average) if average > 0 else None
+        # network as it is (SessionOptions.weight_average, weight_average_warmup)
+        avg = WeightAverage(model, average, average_warmup) if average > 0 else None
+        self.average = avg
         self.iteration, self.best_val, self.best_iteration = 0, -1.0, -1
         self.best_labels = 0  # labeled pixels the best weights were trained with
         self.best_state = copy.deepcopy(model.state_dict())
@@ -121,6 +123,7 @@ class Learner:
         kept |= {"best_labels": self.best_labels} | session
         if self.average is not None:
             kept["average"] = self.average.model.state_dict()
+            kept["average_updates"] = self.average.updates
         shared, path = self.shared, self.folder / "checkpoint.pt"
         args = (self.model, shared.state, Place(self.iteration, shared.run_id), self.cfg)
         save_checkpoint(path, *args, data=self.data, bank=shared.bank, extra={"session": kept})
@@ -145,6 +148,7 @@ class Learner:
         self.best_labels = int(saved.get("best_labels", 0))
         if self.average is not None and "average" in saved:
             self.average.model.load_state_dict(saved["average"])
+            self.average.updates = int(saved.get("average_updates", self.iteration))
         best = self.folder / "best.pt"
         if best.is_file():
             self.best_state = torch.load(best, map_location=self.device, weights_only=True)["model"]

@@ -77,10 +77,10 @@ class Session:
         draws = torch.Generator().manual_seed(cfg.seed + 2)
         shared = Shared(self.run_id, expected, self.bank, state, picker, draws)
         parts = (cfg, data, model, device, shared, opts.checkpoint_dir)
-        self.learner = Learner(*parts, average=sopts.weight_average)
+        self.learner = Learner(*parts, sopts.weight_average, sopts.weight_average_warmup)
         policy = make_policy(self.learner.step_cfg, state.sampler)  # the benchmark loop's
         self.keeper = QueueKeeper(self.link, sopts, cfg, shared, self.learner.score, policy)
-        self.end = EndRule(sopts.plateau_minutes, sopts.cooldown_iterations)
+        self.end = EndRule(sopts.plateau_minutes, sopts.cooldown_iterations, sopts.plateau_gain)
         self.ended: str | None = None  # "plateau" or "admin"
         self.events = (opts.checkpoint_dir / "session.jsonl").open("a")
         self._due: dict[str, float] = {}
@@ -160,7 +160,7 @@ class Session:
         point = self.learner.measure()
         post_metrics(self.client, self.run_id, point)
         improved = self.learner.keep_if_best(point)
-        self.end.evaluated(improved)
+        self.end.evaluated(point["miou"])
         if improved:
             self.save(best=True)
         self.event("eval", miou=point["miou"], labeled=point["labeled_pixels"])

@@ -36,12 +36,27 @@ FLAGS = {
     "--rescore-seconds": ("rescore_seconds", float, "score pending queries again every ..."),
     "--merge-every": ("merge_every", int, "iterations between answer merges"),
     "--eval-seconds": ("eval_seconds", float, "target-val evaluation every ..."),
-    "--plateau-minutes": ("plateau_minutes", float, "end this long after the last gain"),
+    "--plateau-minutes": (
+        "plateau_minutes",
+        float,
+        "end this long after the last target-val gain of more than --plateau-gain points",
+    ),
+    "--plateau-gain": (
+        "plateau_gain",
+        float,
+        "mIoU points (of 100) a target-val gain must exceed to restart the plateau clock",
+    ),
     "--round-seconds": ("round_seconds", float, "check the queue against the pace every ..."),
     "--weight-average": (
         "weight_average",
         float,
         "evaluate and report the weights' moving average, this decay a step (e.g. 0.998; 0: off)",
+    ),
+    "--weight-average-warmup": (
+        "weight_average_warmup",
+        int,
+        "1: the average's first 1/(1 - decay) steps are their running mean; 0: it starts at "
+        "the pre-trained weights",
     ),
     "--cooldown-iterations": (
         "cooldown_iterations",

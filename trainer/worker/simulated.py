@@ -237,6 +237,7 @@ class SimulatedPerson:
     skipped: int = 0
     undone: int = 0
     refused: int = 0
+    last_answer_at: float | None = None  # time.monotonic() of the last answer
 
     def run(self, stop: threading.Event) -> None:
         rng = random.Random(self.seed)
@@ -268,5 +269,6 @@ class SimulatedPerson:
                 self.undone += 1
                 self.service.answer(self.name, q["id"], truth)  # answered again
             self.answered.append(q["id"])
+            self.last_answer_at = time.monotonic()
         except ServiceError:
             self.refused += 1  # withdrawn, lease gone or the run finished

@@ -29,14 +29,16 @@ def setup(tmp_path_factory) -> tuple[TrainConfig, Data]:
     return cfg, load_data(cfg)
 
 
-def _learner(cfg: TrainConfig, data: Data, folder: Path, average: float = 0.0) -> Learner:
+def _learner(
+    cfg: TrainConfig, data: Data, folder: Path, average: float = 0.0, warmup: bool = False
+) -> Learner:
     torch.set_num_threads(1)
     model = cached_model(cfg, data, CPU, None)[0]
     n, _, h, w = data.target.images.shape
     state = new_loop_state(cfg, 20, data.num_classes, n)
     picker, draws = Picker(n, torch.Generator().manual_seed(3)), torch.Generator().manual_seed(2)
     shared = Shared(1, 20, LabelBank(n, h, w), state, picker, draws)
-    return Learner(cfg, data, model, CPU, shared, folder, average)
+    return Learner(cfg, data, model, CPU, shared, folder, average, warmup)
 
 
 def test_a_step_trains_the_fresh_labels_first_at_the_rate_given(setup, tmp_path) -> None:
@@ -99,3 +101,18 @@ def test_with_a_weight_average_the_average_is_evaluated_kept_and_resumed(setup, 
     again.resume(torch.load(tmp_path / "checkpoint.pt", map_location=CPU, weights_only=True))
     assert torch.equal(again.reported.state_dict()[name], averaged[name])
     assert torch.equal(again.model.state_dict()[name], trained[name])
+
+
+def test_with_the_warm_up_the_average_holds_no_share_of_the_start_and_resumes_its_count(
+    setup, tmp_path
+) -> None:
+    cfg, data = setup
+    learner = _learner(cfg, data, tmp_path, average=0.5, warmup=True)
+    learner.step(0.05)  # the first update copies the trained weights
+    trained = learner.model.state_dict()
+    name = next(k for k, v in trained.items() if v.is_floating_point() and "running" not in k)
+    assert torch.equal(learner.reported.state_dict()[name], trained[name])
+    learner.save({})
+    again = _learner(cfg, data, tmp_path, average=0.5, warmup=True)
+    again.resume(torch.load(tmp_path / "checkpoint.pt", map_location=CPU, weights_only=True))
+    assert again.average is not None and again.average.updates == 1
