@@ -1,5 +1,7 @@
 """One adaptation step for every strategy on a tiny random batch: budget and bank invariants."""
 
+import math
+
 import pytest
 import torch
 
@@ -142,6 +144,31 @@ def test_full_strategy_updates_dccm_and_reports_contrast_losses(monkeypatch) -> 
     mcu = {f"{k}_{lv}" for k in ("p2p", "c2c") for lv in levels}
     groups = {"target_high", "target_medium", "target_low"}
     assert set(stats.parts) == mcu | groups | {"source", "target_aux"}
+
+
+def _first_step_loss(contrast_weight: float) -> tuple[float, dict[str, float]]:
+    """The loss and parts of the first ``full`` step from the same seeds, at this weight."""
+    cfg, model, opt, target, bank, state, gen = _setup("full")
+    cfg = cfg.replace(contrast_weight=contrast_weight)
+    torch.manual_seed(1)
+    batch = _batch(target, 0, gen, False)
+    stats = _step(cfg, model, opt, batch, bank, state, 0, GroundTruthOracle(target), gen)
+    return stats.loss, stats.parts
+
+
+def test_total_loss_is_segmentation_plus_weighted_contrast() -> None:
+    """III-D3: L_total = L_seg + L_con, L_con the sum of the p2p and c2c losses of every
+    level; ``contrast_weight`` scales L_con alone. Three runs of the same first step differ
+    only in the weight, so the segmentation part is the same in each."""
+    seg, parts0 = _first_step_loss(0.0)
+    one, parts1 = _first_step_loss(1.0)
+    two, _ = _first_step_loss(2.0)
+    mcu = [k for k in parts1 if k.startswith(("p2p_", "c2c_"))]
+    assert len(mcu) == 6
+    con = sum(parts1[k] for k in mcu)
+    assert con > 0 and parts0 == parts1  # the parts do not depend on the weight
+    assert math.isclose(one, seg + con, rel_tol=1e-5)
+    assert math.isclose(two, seg + 2 * con, rel_tol=1e-5)
 
 
 def _copy(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
