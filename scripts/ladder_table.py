@@ -52,9 +52,10 @@ def _cell(values: list[float]) -> str:
     if not values:
         return ""
     mean = statistics.fmean(values)
-    std = statistics.pstdev(values) if len(values) > 1 else 0.0
+    if len(values) == 1:
+        return f"{mean:.1f} (n=1)"
     n = "" if len(values) >= 3 else f" (n={len(values)})"
-    return f"{mean:.1f} ± {std:.1f}{n}"
+    return f"{mean:.1f} ± {statistics.pstdev(values):.1f}{n}"
 
 
 def table(runs: dict[Key, list[dict[str, Any]]], shift: str, metric: str) -> str:
