@@ -37,14 +37,21 @@ def _generate(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     from trainer.bench.grid import run_bench
-    from trainer.bench.inputs import parse_grid
+    from trainer.bench.inputs import parse_grid, parse_size, split_list
     from trainer.bench.presets import PRESETS
 
     if args.preset not in PRESETS:
         sys.exit(f"unknown preset {args.preset!r}; choose from {sorted(PRESETS)}")
     out = Path(args.out or f"outputs/bench-{args.preset}")
     data = Path(args.data or f"data/bench-{args.preset}")
-    grid = parse_grid(args.strategies, args.budgets, args.seeds)
+    try:
+        grid = (
+            *parse_grid(args.strategies, args.budgets, args.seeds),
+            split_list(args.shifts),
+            parse_size(args.size),
+        )
+    except ValueError as err:
+        sys.exit(str(err))
     report = run_bench(args.preset, out, data, workers=args.workers, grid=grid)
     print((out / "tables.md").read_text())
     print(
@@ -147,12 +154,14 @@ def _train(args: argparse.Namespace) -> int:
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser("bench", help="strategies x budgets x seeds, tables and a plot")
-    b.add_argument("--preset", default="quick", help="smoke | quick | standard")
+    b.add_argument("--preset", default="quick", help="smoke | quick | standard | ladder | paper")
     b.add_argument("--out")
     b.add_argument("--data", help="your labeled folder (used as it is) or where to generate")
     b.add_argument("--strategies", help="comma list narrowing the preset's, e.g. random,full")
     b.add_argument("--budgets", help="comma list of target-pixel shares, e.g. 0.001,0.017")
     b.add_argument("--seeds", help="comma list, e.g. 0,1")
+    b.add_argument("--shifts", help="comma list narrowing the preset's, e.g. moderate")
+    b.add_argument("--size", help="generated images' HEIGHTxWIDTH, e.g. 256x512 (64x128)")
     b.add_argument("--workers", type=int, default=2)
     b.set_defaults(fn=_bench)
 

@@ -66,12 +66,13 @@ def run_bench(
     workers: int = 2,
     base: TrainConfig | None = None,
     log=print,
-    grid: tuple[list[str] | None, list[float] | None, list[int] | None] = (None, None, None),
+    grid: tuple[Any, ...] = (None, None, None),
 ) -> dict[str, Any]:
     """Use a user's folder as it is, or generate (cached) data per shift under
     ``data_dir/<shift>`` (``inputs.prepare_data``); pre-train once per data set and seed, run
-    the grid (narrowed by ``grid`` = strategies, budgets, seeds), write the reports. Each run's
-    checkpoint goes to ``out_dir/checkpoints/``."""
+    the grid (narrowed by ``grid`` = strategies, budgets, seeds[, shifts, size]: the arguments
+    of ``inputs.narrow``), write the reports. Each run's checkpoint goes to
+    ``out_dir/checkpoints/``."""
     preset = narrow(PRESETS[preset_name], *grid)
     started = time.perf_counter()
     cfg0 = base or TrainConfig()
@@ -89,7 +90,8 @@ def run_bench(
     results: list[dict[str, Any]] = []
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         first = {(c.data_root, c.seed): c.to_dict() for _, c in runs}
-        list(pool.map(_pretrain, first.values(), [str(cache)] * len(first)))
+        took = list(pool.map(_pretrain, first.values(), [str(cache)] * len(first)))
+        log(f"  pre-training: {len(took)} x, {', '.join(f'{t:.0f}' for t in took)} s")
         futures = [pool.submit(_run, c.to_dict(), str(cache), str(out_dir), s) for s, c in runs]
         for fut in futures:
             res = fut.result()
@@ -102,9 +104,9 @@ def run_bench(
                 f" seed {res['seed']}: val {res['val_miou']:5.1f} test {res['test_miou']:5.1f}"
                 f" ({res['seconds']:.0f} s)"
             )
-            report = _report(preset_name, dirs, base, results, started, len(runs))
+            report = _report(preset_name, dirs, base, results, started, len(runs), preset.size)
             (out_dir / "results.json").write_text(json.dumps(report, indent=1))  # partial
-    report = _report(preset_name, dirs, base, results, started, len(runs))
+    report = _report(preset_name, dirs, base, results, started, len(runs), preset.size)
     write_reports(report, out_dir, dirs)
     return report
 
@@ -116,10 +118,12 @@ def _report(
     results: list[dict[str, Any]],
     started: float,
     planned: int,
+    size: tuple[int, int],
 ) -> dict[str, Any]:
     return {
         "preset": preset,
         "data": {shift: str(path) for shift, path in dirs.items()},
+        "size": list(size),  # (height, width) of generated data; a user's folder: ignored
         "base_config": base.to_dict(),
         "planned_runs": planned,
         "results": results,

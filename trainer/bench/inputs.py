@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from trainer.data.safety import is_user_dataset
-from trainer.data.synth import generate_benchmark
+from trainer.data.synth import DEFAULT_SIZE, SHIFTS, generate_benchmark
 from trainer.data.validate import validate_folder
 from trainer.strategies import STRATEGIES
 
@@ -37,11 +37,17 @@ def narrow(
     strategies: list[str] | None = None,
     budgets: list[float] | None = None,
     seeds: list[int] | None = None,
+    shifts: list[str] | None = None,
+    size: tuple[int, int] | None = None,
 ) -> Preset:
-    """The preset with its strategies / budgets / seeds replaced where given (checked)."""
+    """The preset with its strategies / budgets / seeds / shifts / image size (height, width)
+    replaced where given (checked)."""
     unknown = sorted(set(strategies or ()) - set(STRATEGIES))
     if unknown:
         raise ValueError(f"unknown strategies {unknown}; choose from {sorted(STRATEGIES)}")
+    unknown = sorted(set(shifts or ()) - set(SHIFTS))
+    if unknown:
+        raise ValueError(f"unknown shifts {unknown}; choose from {sorted(SHIFTS)}")
     bad = [b for b in budgets or () if not 0.0 < b <= 1.0]
     if bad:
         raise ValueError(f"budgets are shares of target pixels in (0, 1], got {bad}")
@@ -50,8 +56,23 @@ def narrow(
         "ablation": () if strategies else None,  # narrowed: just the strategies asked for
         "budgets": tuple(budgets) if budgets else None,
         "seeds": tuple(seeds) if seeds else None,
+        "shifts": tuple(shifts) if shifts else None,
+        "size": tuple(size) if size else None,
     }
     return dataclasses.replace(preset, **{k: v for k, v in changes.items() if v is not None})
+
+
+def parse_size(text: str | None) -> tuple[int, int] | None:
+    """``"256x512"`` (height x width pixels) -> (256, 512); None or "" -> None (the preset's)."""
+    if not text:
+        return None
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--size wants HEIGHTxWIDTH like 256x512, got {text!r}") from None
+    if height < 8 or width < 8:
+        raise ValueError(f"--size wants at least 8x8 pixels, got {text!r}")
+    return height, width
 
 
 def parse_grid(
@@ -72,16 +93,25 @@ def parse_grid(
 def prepare_data(data_dir: Path, preset: Preset, splits: list[str]) -> dict[str, Path]:
     """The data sets of a bench, by shift: a user's folder as it is (``{"user": data_dir}``,
     checked first), or the benchmark generated per shift of the preset under
-    ``data_dir/<shift>`` (cached by the generator's meta.json)."""
+    ``data_dir/<shift>`` (``data_dir/<shift>-<H>x<W>`` at a size other than the default 64x128;
+    cached by the generator's meta.json)."""
     if is_user_dataset(data_dir):
         validate_folder(data_dir)  # a clear error before any worker starts
         missing = [s for s in splits if not (Path(data_dir) / s / "images").is_dir()]
         if missing:
             raise ValueError(f"{data_dir}: bench needs the splits {splits}; missing {missing}")
         return {USER_DATA: Path(data_dir)}
+    height, width = preset.size
+    tail = "" if preset.size == DEFAULT_SIZE else f"-{height}x{width}"
     return {
         shift: generate_benchmark(
-            Path(data_dir) / shift, counts=preset.counts, seed=BENCH_SEED, shift=shift
+            Path(data_dir) / f"{shift}{tail}",
+            height=height,
+            width=width,
+            counts=preset.counts,
+            seed=BENCH_SEED,
+            shift=shift,
+            workers=2,
         )
         for shift in preset.shifts
     }

@@ -5,19 +5,25 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from trainer.data.synth import DEFAULT_SHIFT
+from trainer.data.synth import DEFAULT_SHIFT, DEFAULT_SIZE
 from trainer.strategies import STRATEGIES
 
 ALL = tuple(STRATEGIES)
 # Table VI's ablation rows (AL w/o AS, AL w AS, +MCU_i, +MCU_d, p2p only); `full` is a main row
 ABLATION = ("entropy", "al-as", "mcu-i", "mcu-d", "p2p")
 MAIN = tuple(s for s in ALL if s not in ABLATION)
+# issue 20 item 5: the rows the resolution ladder compares at every size
+LADDER = ("random", "pixelpick", "ripu", "full", "mcu-cap", "supervised")
+# the `standard` preset's images and schedule (the ladder's too); target-val every 2 passes
+STANDARD_COUNTS = {"source-train": 300, "target-train": 32, "target-val": 40, "target-test": 100}
+STANDARD_CONFIG = {"pretrain_iterations": 1000, "eval_every": 32}
 
 
 @dataclass(frozen=True)
 class Preset:
     """A grid: ``strategies`` at every budget (a budget-free one once per seed), ``ablation``
-    strategies at the middle budget and on the first shift only, every seed, every shift."""
+    strategies at the middle budget and on the first shift only, every seed, every shift; the
+    benchmark rendered at ``size`` (height, width) pixels."""
 
     counts: dict[str, int]
     strategies: tuple[str, ...]
@@ -26,6 +32,7 @@ class Preset:
     config: dict[str, Any] = field(default_factory=dict)
     ablation: tuple[str, ...] = ()
     shifts: tuple[str, ...] = (DEFAULT_SHIFT,)
+    size: tuple[int, int] = DEFAULT_SIZE
 
     @property
     def ablation_budget(self) -> float:
@@ -58,12 +65,22 @@ PRESETS: dict[str, Preset] = {
     # <= 75 min on 2 cores (docs/results.md has the estimate): the default schedule (16
     # passes), few target images; Table VI's rows at the middle budget on the default shift
     "standard": Preset(
-        counts={"source-train": 300, "target-train": 32, "target-val": 40, "target-test": 100},
+        counts=STANDARD_COUNTS,
         strategies=MAIN,
         budgets=(0.001, 0.005, 0.017),
         seeds=(0, 1, 2),
-        config={"pretrain_iterations": 1000, "eval_every": 32},  # target-val every 2 passes
+        config=STANDARD_CONFIG,
         ablation=ABLATION,
+        shifts=(DEFAULT_SHIFT, "hard"),
+    ),
+    # the resolution ladder (issue 20 item 5): `standard`'s images, schedule and seeds, the
+    # ladder's rows at 0.1 % and 1.7 %; `--size 256x512` renders the same scenes 4x larger
+    "ladder": Preset(
+        counts=STANDARD_COUNTS,
+        strategies=LADDER,
+        budgets=(0.001, 0.017),
+        seeds=(0, 1, 2),
+        config=STANDARD_CONFIG,
         shifts=(DEFAULT_SHIFT, "hard"),
     ),
     # one GPU (device auto; `--workers 4` share it): every strategy at every budget, 12x the

@@ -53,6 +53,7 @@ __all__ = [
     "CLASSES",
     "DEFAULT_COUNTS",
     "DEFAULT_SHIFT",
+    "DEFAULT_SIZE",
     "SHIFTS",
     "GENERATOR_VERSION",
     "Layout",
@@ -61,7 +62,8 @@ __all__ = [
     "sample_layout",
 ]
 
-GENERATOR_VERSION = 3  # bump whenever layouts or rendering change (cache key)
+GENERATOR_VERSION = 4  # bump whenever layouts or rendering change (cache key)
+DEFAULT_SIZE = (64, 128)  # (height, width) pixels of the generated images
 DEFAULT_COUNTS: dict[str, int] = {
     "source-train": 500,
     "target-train": 500,
@@ -258,8 +260,8 @@ def _clear(root: Path, splits: set[str]) -> None:
 def generate_benchmark(
     root: Path,
     *,
-    height: int = 64,
-    width: int = 128,
+    height: int = DEFAULT_SIZE[0],
+    width: int = DEFAULT_SIZE[1],
     counts: dict[str, int] | None = None,
     seed: int = 0,
     workers: int = 1,

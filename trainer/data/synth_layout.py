@@ -27,6 +27,11 @@ CLASSES: list[tuple[str, tuple[int, int, int]]] = [
     ("traffic sign", (220, 220, 0)),
 ]
 ROAD, SIDEWALK, BUILDING, POLE, VEGETATION, SKY, PERSON, CAR, SIGN = range(9)
+# The skyline's building widths are drawn in 1/SKYLINE_UNITS of the image width (a building is
+# 6-24 units wide), so that a scene's random draws, and so the scene, are the same at every size:
+# at 64x128 a unit is 1 pixel (the layouts of generator version 3, byte for byte), at 256x512
+# 4 pixels, at 1024x2048 16 pixels.
+SKYLINE_UNITS = 128
 
 
 @dataclass
@@ -101,12 +106,15 @@ def _background(lay: Layout, road: _Road, rng: np.random.Generator) -> None:
     yy = np.arange(h, dtype=np.float32)[:, None]
     xx = np.arange(w, dtype=np.float32)[None, :]
     top = np.full(w, float(h))
-    x = 0
-    while x < w:
-        bw = int(rng.integers(max(2, w // 20), max(3, w // 5)))
+    x = 0  # in SKYLINE_UNITS of the width: the same draws (the same scene) at every size
+    while x < SKYLINE_UNITS:
+        bw = int(rng.integers(SKYLINE_UNITS // 20, SKYLINE_UNITS // 5))
         if rng.random() > 0.15:
-            rise = h * rng.uniform(0.08, 0.35) * (1 + 1.2 * abs(x + bw / 2 - road.vanish_x) / w)
-            top[x : x + bw] = road.horizon - rise
+            centre = (x + bw / 2) * w / SKYLINE_UNITS
+            rise = h * rng.uniform(0.08, 0.35) * (1 + 1.2 * abs(centre - road.vanish_x) / w)
+            top[round(x * w / SKYLINE_UNITS) : round((x + bw) * w / SKYLINE_UNITS)] = (
+                road.horizon - rise
+            )
         x += bw
     side = np.where(xx < road.vanish_x, *rng.choice([BUILDING, VEGETATION], 2, p=[0.6, 0.4]))
     below = yy >= road.horizon
