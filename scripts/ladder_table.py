@@ -4,8 +4,9 @@ Reads any number of ``results.json`` files (the 64x128 rung in one, the 256x512 
 seed: ``scripts/ladder_large.sh``), groups the runs by shift, image size, strategy and budget,
 and prints Markdown: target-test mIoU (reported) and target-val mIoU (what every choice reads),
 mean ± population std over the seeds that finished, n where fewer than 3; then what differs
-between the sizes: labels per target image at each budget, whether mcu-cap's pseudo-label rule
-(``cap_pseudo_below``) fires, selection seconds and wall seconds per run.
+between the sizes: labels per target image at each budget, whether mcu-cap's pseudo-label
+rule (``cap_pseudo_below_rate``, a share of the target pixels) fires, selection seconds and
+wall seconds per run.
 
     .venv/bin/python scripts/ladder_table.py outputs/ladder-64x128/results.json \\
         outputs/ladder-256x512-moderate-s*/results.json
@@ -80,10 +81,10 @@ def table(runs: dict[Key, list[dict[str, Any]]], shift: str, metric: str) -> str
 
 def differences(runs: dict[Key, list[dict[str, Any]]], shift: str) -> str:
     """Labels per target image, the pseudo-label rule, selection and wall seconds per run."""
-    rule = TrainConfig().cap_pseudo_below
+    rule = TrainConfig().cap_pseudo_below_rate
     lines = [
         "| size | budget | labels per target image (M_e / images) | mcu-cap pseudo labels "
-        f"(< {rule:g} labels an image) | selection s per run (mcu-cap / full / random) | "
+        f"(M_e < {100 * rule:g} % of the pixels) | selection s per run (mcu-cap / full / random) | "
         "wall s per run (mcu-cap / full / random) |",
         "|---|---|---|---|---|---|",
     ]
@@ -97,7 +98,7 @@ def differences(runs: dict[Key, list[dict[str, Any]]], shift: str) -> str:
             sel.append(_mean([r["timings"].get("selection", 0.0) for r in rs]))
             wall.append(_mean([r["seconds"] for r in rs]))
         lines.append(
-            f"| {size} | {100 * b:g}% | {per_image:.1f} | {'on' if per_image < rule else 'off'}"
+            f"| {size} | {100 * b:g}% | {per_image:.1f} | {'on' if b < rule else 'off'}"
             f" | {' / '.join(sel)} | {' / '.join(wall)} |"
         )
     return "\n".join(lines)
