@@ -59,7 +59,11 @@ class QueryWindow:
     ) -> QueryWindow:
         """The window of a run of ``iterations``: queries in the first ``query_share`` of them
         (``query_passes / passes``), the first half open to G_h. The high phase's cap spreads
-        M_e/2 over that half: ``ceil(ceil(M_e/2 / high_until) * cap_factor)`` a batch."""
+        M_e/2 over that half: ``ceil(ceil(M_e/2 / high_until) * cap_factor)`` a batch.
+
+        A window of one iteration (``iterations * query_share < 1.5``: tiny runs only, never a
+        pass schedule) is all high phase, so it spends at most M_e/2: Algorithm 1 needs an
+        iteration for each phase."""
         query_until = max(1, round(iterations * query_share))
         high_until = max(1, query_until // 2)
         high_cap = max(1, math.ceil(math.ceil((expected // 2) / high_until) * cap_factor))
