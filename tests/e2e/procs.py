@@ -370,7 +370,7 @@ SESSION_FLAGS += " --cooldown-iterations 10"
 # the weight average over about 20 steps, not the default 500: the test's minute of labeling
 # makes a few hundred steps on a loaded 2-core CI machine, and the default average kept
 # rising after the last label (a real gain, so the plateau clock kept restarting) past the
-# test's 170 s; the plateau and the evaluations are shortened the same way
+# test's then 170 s guard; the plateau and the evaluations are shortened the same way
 SESSION_FLAGS += " --weight-average 0.95"
 SESSION_BUDGET = 0.0005  # 65 of 16 x 64 x 128 pixels: about a minute at 0.5-2 answers/s
 

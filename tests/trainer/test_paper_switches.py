@@ -100,7 +100,7 @@ def test_closed_pseudo_labels_take_no_g_l_pixel() -> None:
         masks = target_masks(cfg, groups, labels, label_group, gen, (1, 1), pseudo)
         assert int(masks["low"].sum()) == low
         assert int(masks["high"].sum()) == int(masks["medium"].sum()) == 1
-        assert target_pixel_bound(cfg, (1, 1), pseudo) == 2 + low
+        assert target_pixel_bound(cfg, (1, 1), labels.numel(), pseudo) == 2 + low
     plain = TrainConfig(adaptive_sampling=False)
     gen = torch.Generator().manual_seed(0)
     closed = target_masks(plain, groups, labels, label_group, gen, None, False)
