@@ -80,6 +80,9 @@ class Cells:
         self.row = (y // s) * (self.wc * s * s) + (y % s) * s  # flat index of canvas (y, x):
         self.col = (x // s) * (s * s) + x % s  # row[y] + col[x]
         self.keys = self.cellwise(F.pad(key, (r, wp - w - r, r, hp - h - r), value=NONE))
+        self.span = torch.arange(-r, r + 1, device=dev)  # a window's offsets along an axis
+        step = torch.tensor(_NEIGHBOURS, device=dev)  # the 8 neighbours on the bordered grid
+        self.near = step[:, 0] * (self.wc + 2) + step[:, 1]
 
     def cellwise(self, canvas: torch.Tensor) -> torch.Tensor:
         s = self.s
@@ -93,39 +96,53 @@ class Cells:
 
     def window(self, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
         """(P, (2r+1)^2) flat indices of the windows around canvas pixels (ys, xs)."""
-        d = torch.arange(-self.r, self.r + 1, device=ys.device)
-        rows, cols = self.row[ys[:, None] + d], self.col[xs[:, None] + d]
+        rows, cols = self.row[ys[:, None] + self.span], self.col[xs[:, None] + self.span]
         return (rows[:, :, None] + cols[:, None, :]).reshape(ys.numel(), (2 * self.r + 1) ** 2)
 
+    def drop(self, canvas: torch.Tensor, mask: torch.Tensor) -> None:
+        """Set the keys of the ``mask`` (H,W) bool pixels of ``canvas`` to NONE, in place."""
+        ys, xs = mask.nonzero(as_tuple=True)
+        canvas.view(-1).index_fill_(0, self.row[ys + self.r] + self.col[xs + self.r], NONE)
 
-def _peaks(cells: Cells, canvas: torch.Tensor):
-    """One pass: ``((ys, xs, keys) of the peaks on the canvas, the best key left)``,
-    ``(None, NONE)`` when no candidate is left. Peaks are cell bests with no higher candidate
-    in their window."""
+    def bests(self, canvas: torch.Tensor, best: torch.Tensor, arg: torch.Tensor, alive):
+        """``best, arg`` (cells,) of ``canvas`` updated in place: each cell's best key and its
+        place; only the ``alive`` cells (a cell without a candidate keeps none) when they are
+        few, every cell when ``alive`` is None or many."""
+        if alive is None or 2 * alive.numel() > best.numel():
+            torch.max(canvas, 1, out=(best, arg))
+        else:
+            b, a = canvas.index_select(0, alive).max(1)
+            best[alive], arg[alive] = b, a
+
+
+def _peaks(cells: Cells, canvas: torch.Tensor, best: torch.Tensor, arg: torch.Tensor):
+    """One pass over the cell bests ``best, arg`` (:meth:`Cells.bests`): ``((ys, xs, keys) of
+    the peaks on the canvas, the best key left, the cells with a candidate)``, ``(None, NONE,
+    ...)`` when no candidate is left. Peaks are cell bests with no higher candidate in their
+    window."""
     s, r, dev = cells.s, cells.r, canvas.device
-    best, arg = canvas.max(1)
-    top = int(best.max())
-    if top == NONE:
-        return None, NONE
     cell = (best > NONE).nonzero()[:, 0]
+    if cell.numel() == 0:
+        return None, NONE, cell
     kp, a, cy, cx = best[cell], arg[cell], cell // cells.wc + 1, cell % cells.wc + 1
+    top = int(kp.max())
     ys, xs = (cy - 1) * s + a // s, (cx - 1) * s + a % s
     grid = canvas.new_full((cells.hc + 2, cells.wc + 2), NONE)
     grid[1:-1, 1:-1] = best.view(cells.hc, cells.wc)
-    where = torch.full((2, *grid.shape), -4 * s * grid.numel(), device=dev, dtype=torch.long)
-    where[0, cy, cx], where[1, cy, cx] = ys, xs
-    step = torch.tensor(_NEIGHBOURS, device=dev)
-    near = (cy * grid.shape[1] + cx)[:, None] + (step[:, 0] * grid.shape[1] + step[:, 1])
+    where = torch.full((2, grid.numel()), -4 * s * grid.numel(), device=dev, dtype=torch.long)
+    at = cy * grid.shape[1] + cx
+    where[0, at], where[1, at] = ys, xs
+    near = at[:, None] + cells.near
     higher = grid.view(-1).take(near) > kp[:, None]
-    inside = ((where[0].reshape(-1).take(near) - ys[:, None]).abs() <= r) & (
-        (where[1].reshape(-1).take(near) - xs[:, None]).abs() <= r
+    inside = ((where[0].take(near) - ys[:, None]).abs() <= r) & (
+        (where[1].take(near) - xs[:, None]).abs() <= r
     )
     peak = ~(higher & inside).any(1)
     check = peak & (higher & ~inside).any(1)  # a higher best outside the window: read it all
     if bool(check.any()):
-        window = canvas.view(-1)[cells.window(ys[check], xs[check])]
+        window = canvas.view(-1).take(cells.window(ys[check], xs[check]))
         peak[check] = window.amax(1) == kp[check]
-    return (ys[peak], xs[peak], kp[peak]), top
+    return (ys[peak], xs[peak], kp[peak]), top, cell
 
 
 Enough = Callable[[torch.Tensor, torch.Tensor], bool]
@@ -137,29 +154,38 @@ def sweep(
     radius: int,
     enough: Enough | None = None,
     cells: Cells | None = None,
+    need: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(ys, xs, keys)`` of every pick of the greedy loop over ``candidates`` (H,W) bool with
     ``radius`` blanking, ranked (until no candidate is left). With ``enough(ys, xs)`` (ranked
     picks -> bool) the sweep stops once the picks ranked above every candidate left satisfy
-    it, and returns those. ``cells``: ``Cells(key, radius)``, kept between sweeps of an
-    image. One host sync per pass."""
+    it, and returns those; it is asked only once ``need`` picks are found (fewer never
+    satisfy it). ``cells``: ``Cells(key, radius)``, kept between sweeps of an image; with it,
+    ``candidates`` may be their canvas instead (int64, :meth:`Cells.masked`; not changed).
+    One host sync per pass."""
     if radius <= 0:
         ys, xs = candidates.nonzero(as_tuple=True)
         return _ranked(ys, xs, key[ys, xs])
     cells = Cells(key, radius) if cells is None else cells
-    canvas = cells.masked(candidates)
-    found = [(key.new_empty(0), key.new_empty(0), key.new_empty(0))]
+    if candidates.dtype == torch.int64:
+        canvas = candidates.clone()
+    else:
+        canvas = cells.masked(candidates)
+    best, arg, alive = canvas.new_empty(canvas.shape[0]), canvas.new_empty(canvas.shape[0]), None
+    found, count = [(key.new_empty(0), key.new_empty(0), key.new_empty(0))], 0
     while True:
-        got, top = _peaks(cells, canvas)
+        cells.bests(canvas, best, arg, alive)
+        got, top, alive = _peaks(cells, canvas, best, arg)
         if got is None:
             break
-        if enough is not None and len(found) > 1:
+        if enough is not None and count >= max(need, 1):
             ys, xs, k = _ranked(*(torch.cat(f) for f in zip(*found, strict=True)))
             sure = k > top
             if enough(ys[sure] - radius, xs[sure] - radius):
                 return ys[sure] - radius, xs[sure] - radius, k[sure]
-        canvas.view(-1)[cells.window(got[0], got[1]).reshape(-1)] = NONE
+        canvas.view(-1).index_fill_(0, cells.window(got[0], got[1]).reshape(-1), NONE)
         found.append(got)
+        count += got[0].numel()
     ys, xs, k = _ranked(*(torch.cat(f) for f in zip(*found, strict=True)))
     return ys - radius, xs - radius, k
 
@@ -214,7 +240,8 @@ def _one_sweep(
         return ys, xs, cost
 
     enough = lambda y, x: int(kept(y, x)[2].sum()) >= left  # noqa: E731
-    ys, xs, _ = sweep(key, cand, block, enough, cells)
+    need = -(-left // (2 * label + 1) ** 2)  # fewer picks label fewer than ``left`` pixels
+    ys, xs, _ = sweep(key, cand, block, enough, cells, need)
     ys, xs, cost = kept(ys, xs)
     full = cost.cumsum(0) <= left
     labeled = torch.zeros_like(open_flat)
@@ -270,15 +297,18 @@ def greedy_select(
         room = None
         if cls is not None and class_caps is not None:
             room = torch.full((int(cls.max()) + 1,), int(class_caps[i]), device=cls.device)
-        cand = eligible[i] & unasked[i]
-        while int(taken.sum()) < quota:
+        cand, free, fresh = eligible[i] & unasked[i], None, False
+        while (left := quota - int(taken.sum())) > 0:
             open_ = unasked[i] & ~taken
-            if not bool(cand.any()):  # nothing eligible: the blanking is lifted
-                cand = open_
-                if not bool(cand.any()):
+            if fresh or not bool(cand.any()):  # nothing eligible: the blanking is lifted
+                if not bool(open_.any()):
                     break
-            left = quota - int(taken.sum())
+                cand = open_ if cells is None else cells.masked(open_) if free is None else free
+                free = None if cells is None else cand  # open pixels' canvas, kept up to date
             caps = None if cls is None or room is None else (cls, room)
-            taken |= _one_sweep(key, cells, cand, open_, left, block_radius, label_radius, caps)
-            cand, cls, room = unasked[i] & ~taken, None, None  # a fresh sweep, caps lifted
+            new = _one_sweep(key, cells, cand, open_, left, block_radius, label_radius, caps)
+            taken |= new
+            if free is not None:
+                cells.drop(free, new)
+            fresh, cls, room = True, None, None  # a fresh sweep, caps lifted
     return out

@@ -142,3 +142,37 @@ def test_class_caps_hold_in_the_first_sweep_only(seed: int) -> None:
     caps = torch.tensor([cap])
     got = greedy_select(score, free, free, torch.tensor([quota]), block, 0, cls, caps)
     assert torch.equal(got[0], _capped_loop(score[0], free[0], free[0], quota, block, cls[0], cap))
+
+
+@pytest.mark.parametrize("seed", range(2))
+@pytest.mark.parametrize("block", [2, 5])
+@pytest.mark.parametrize("budget", [0.001, 0.017, 0.068, 0.168])
+def test_visits_at_every_table_budget_pick_what_the_loop_picks(
+    seed: int, block: int, budget: float
+) -> None:
+    """RIPU's rounds as the policies run them: 6 visits of 2 images at a Table I budget, the
+    asked pixels blanked in later visits (eligible = unasked, not within ``block`` of an asked
+    pixel); smooth scores with plateaus and noise, so that later visits need fresh sweeps
+    (every eligible pixel blanked) and sweeps end on their tails of a few peaks."""
+    gen = torch.Generator().manual_seed(300 + seed)
+    low = torch.rand(2, 1, 6, 9, generator=gen)
+    score = torch.nn.functional.interpolate(low, size=(40, 72), mode="bilinear")[:, 0]
+    score = (score * 6).round() / 6 + 0.05 * (torch.rand(2, 40, 72, generator=gen) > 0.7)
+    unasked = torch.ones(2, 40, 72, dtype=torch.bool)
+    total = round(budget * 40 * 72)
+    for visit in range(6):
+        quotas = torch.tensor([total // 6 + (visit < total % 6), total // 6 + 1])
+        eligible = unasked & ~dilate(~unasked, block)
+        got = greedy_select(score, eligible, unasked, quotas, block)
+        for i in range(2):
+            want = _loop(score[i], eligible[i], unasked[i], int(quotas[i]), block, 0)
+            assert torch.equal(got[i], want), (visit, i)
+        unasked &= ~got
+
+
+def test_a_sweep_asks_enough_only_once_it_has_the_picks_it_needs() -> None:
+    key = keys(torch.arange(40.0).view(1, 40))
+    asked = []
+    enough = lambda y, x: asked.append(y.numel()) or y.numel() >= 3  # noqa: E731
+    ys, xs, _ = sweep(key, torch.ones(1, 40, dtype=torch.bool), 1, enough, need=3)
+    assert xs.tolist()[:3] == [39, 37, 35] and min(asked) >= 3
