@@ -43,7 +43,7 @@ from trainer.loop.train import load_data, pretrain
 from trainer.strategies import configure
 from trainer.worker.rounds import SessionOptions
 from trainer.worker.run import WorkerOptions
-from trainer.worker.session_main import run_session
+from trainer.worker.session_main import FLAGS, run_session
 from trainer.worker.simulated import MemoryService, SimulatedPerson
 
 COUNTS = {"source-train": 48, "target-train": 24, "target-val": 12, "target-test": 12}
@@ -148,7 +148,8 @@ BENCH_KEYS = ("val_miou", "test_miou", "labeled_pixels", "wall_s")
 SESSION_KEYS = ("best_val_miou", "test_miou_after", "labeled_pixels", "iterations", "wall_s")
 SESSION_KEYS += ("ended", "withdrawn_total", "rounds", "max_pending", "person")
 SESSION_KEYS += ("end_after_last_answer_s",)
-PACE_ARGS = ("weight_average", "weight_average_warmup", "plateau_gain")  # --flags, if given
+PACE_FLAGS = ("--weight-average", "--plateau-gain", "--weight-average-warmup")  # if given
+PACE_ARGS = tuple(FLAGS[flag][0] for flag in PACE_FLAGS)  # their SessionOptions fields
 
 
 def summarize(runs: list[dict], cooldowns: list[int]) -> dict:
@@ -174,26 +175,11 @@ def summarize(runs: list[dict], cooldowns: list[int]) -> dict:
 
 
 def add_pace_args(p: argparse.ArgumentParser) -> None:
-    """The session options a person-paced run may set (default: SessionOptions' own)."""
-    p.add_argument(
-        "--weight-average",
-        type=float,
-        default=None,
-        help="the session's weight average (SessionOptions.weight_average; 0: off)",
-    )
-    p.add_argument(
-        "--plateau-gain",
-        type=float,
-        default=None,
-        help="mIoU points that restart the plateau clock (SessionOptions.plateau_gain)",
-    )
-    p.add_argument(
-        "--weight-average-warmup",
-        type=int,
-        default=None,
-        help="1: the average's first steps are their running mean, 0: it starts at the "
-        "pre-trained weights (SessionOptions.weight_average_warmup)",
-    )
+    """The session flags a person-paced run may set, as the worker takes them (default:
+    SessionOptions' own)."""
+    for flag in PACE_FLAGS:
+        _, kind, text = FLAGS[flag]
+        p.add_argument(flag, type=kind, default=None, help=text)
 
 
 def main() -> None:

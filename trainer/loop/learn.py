@@ -153,7 +153,7 @@ def _contrast(
     """MCU losses (Eq. 9-11) weighted by the DCCM, which is updated first (Eq. 7-8).
 
     ``tgt_y``: the batch's target labels from the bank on ``main``'s device, if already loaded;
-    ``target_low``: the target G_l pixels with pseudo labels (:func:`mcu_target_low`; None: all).
+    ``target_low``: the target G_l pixels with pseudo labels (None: :func:`mcu_inputs`' default).
     ``stats.raw`` gets detached 0-dim tensors; fixed sizes (padded pixel sets), no host sync.
     The returned zero (contrast off) is not attached to ``main`` (no full-resolution gradient).
     """

@@ -61,8 +61,7 @@ class Learner:
         self.fresh = Freshness()
         # > 0: evaluate, keep and report the weights' moving average (decay per step), 0: the
         # network as it is (SessionOptions.weight_average, weight_average_warmup)
-        avg = WeightAverage(model, average, average_warmup) if average > 0 else None
-        self.average = avg
+        self.average = WeightAverage(model, average, average_warmup) if average > 0 else None
         self.iteration, self.best_val, self.best_iteration = 0, -1.0, -1
         self.best_labels = 0  # labeled pixels the best weights were trained with
         self.best_state = copy.deepcopy(model.state_dict())
