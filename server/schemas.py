@@ -168,12 +168,87 @@ class RunOut(BaseModel):
 # --- queries and answers ------------------------------------------------------------------
 
 
+MAX_REGION_PIXELS = 1 << 20  # a region's box holds at most this many pixels (1024 x 1024)
+
+
+class Region(Strict):
+    """The pixels a region query asks about, in image coordinates: a box and the run lengths of
+    the region's mask inside the box, row by row, alternating outside / inside and starting with
+    an outside run (0 where the box's first pixel is inside). The one encoding of a region on
+    the wire: the trainer writes it, the server stores it, the web UI draws it, the answer's
+    class labels every inside pixel.
+
+    Example: a 2 x 3 box at (top 4, left 7) whose mask rows are ``011`` and ``110`` is
+    ``{"top": 4, "left": 7, "height": 2, "width": 3, "runs": [1, 4, 1]}``.
+    """
+
+    top: DbInt
+    left: DbInt
+    height: int = Field(ge=1, le=MAX_REGION_PIXELS)
+    width: int = Field(ge=1, le=MAX_REGION_PIXELS)
+    runs: list[DbInt] = Field(min_length=2, max_length=MAX_REGION_PIXELS + 1)
+
+    @model_validator(mode="after")
+    def _fits(self) -> Region:
+        if self.height * self.width > MAX_REGION_PIXELS:
+            raise ValueError(f"a region's box holds at most {MAX_REGION_PIXELS} pixels")
+        if sum(self.runs) != self.height * self.width:
+            raise ValueError(
+                f"the runs cover {sum(self.runs)} pixels; the {self.height} x {self.width} box "
+                f"holds {self.height * self.width}"
+            )
+        if self.pixels == 0:
+            raise ValueError("a region holds at least one pixel")
+        return self
+
+    @property
+    def pixels(self) -> int:
+        """How many pixels the region holds (its inside runs)."""
+        return sum(self.runs[1::2])
+
+    def spans(self) -> list[tuple[int, int]]:
+        """The inside runs as ``(start, length)`` in box-relative row-major offsets."""
+        out, at = [], 0
+        for i, run in enumerate(self.runs):
+            if i % 2 and run:
+                out.append((at, run))
+            at += run
+        return out
+
+    def cells(self) -> list[tuple[int, int]]:
+        """Every inside pixel as ``(y, x)`` in image coordinates, row-major."""
+        w = self.width
+        return [
+            (self.top + k // w, self.left + k % w)
+            for start, run in self.spans()
+            for k in range(start, start + run)
+        ]
+
+    def contains(self, y: int, x: int) -> bool:
+        """Whether the image pixel ``(y, x)`` is inside the region."""
+        dy, dx = y - self.top, x - self.left
+        if not (0 <= dy < self.height and 0 <= dx < self.width):
+            return False
+        k = dy * self.width + dx
+        return any(start <= k < start + run for start, run in self.spans())
+
+
 class QueryIn(Strict):
+    """One query: the pixel ``(y, x)``, or with ``region`` the region holding ``(y, x)`` (its
+    dominant class is asked; ``(y, x)`` is where the UI centres it)."""
+
     image_id: DbInt
     y: DbInt
     x: DbInt
     group: Group = "other"
     score: Finite = 0.0
+    region: Region | None = None
+
+    @model_validator(mode="after")
+    def _inside(self) -> QueryIn:
+        if self.region is not None and not self.region.contains(self.y, self.x):
+            raise ValueError(f"the pixel ({self.y}, {self.x}) is not inside the query's region")
+        return self
 
 
 class QueriesIn(Strict):
@@ -203,6 +278,7 @@ class QueryOut(BaseModel):
     image_key: str  # the image's name in the run (what the trainer registered it as)
     image_width: int
     image_height: int
+    region: Region | None = None  # a region query's pixels; None for a pixel query
 
 
 class ClaimOut(BaseModel):
