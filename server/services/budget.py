@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from server.errors import BudgetExceeded, RunFinished
 from server.models import Query, Run
-from server.schemas import BudgetOut, budget_out
+from server.schemas_budget import BudgetOut, budget_out
 from server.services.runs import get_run
 
 

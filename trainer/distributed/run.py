@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import gc
 import json
 import logging
 import os
@@ -250,9 +251,23 @@ def main(argv: list[str] | None = None) -> int:
                 f"-> {Path(args.out) / 'result.json'}",
                 flush=True,
             )
+        _leave_together()
         return 0
     finally:
         dist.destroy_process_group()
+
+
+def _leave_together() -> None:
+    """Wait until every rank is done before any rank tears its process group down.
+
+    Without it rank 1 (which writes nothing) reached ``destroy_process_group`` and interpreter
+    exit while rank 0 still wrote its files, and once in CI died with gloo's "terminate called
+    without an active exception" (SIGABRT) after a run that had succeeded. The collection first
+    frees the run's DDP wrappers (they hold the process group) while it is still alive; a DDP
+    wrapper left in a reference cycle until interpreter exit reproduced that abort.
+    """
+    gc.collect()
+    dist.barrier()
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from client.api import BudgetExceeded, DuplicatePixel, ServiceError
-from server.schemas import budget_out, budget_total
+from server.schemas import budget_total
+from server.schemas_budget import budget_out
 
 
 @dataclass

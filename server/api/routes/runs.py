@@ -4,7 +4,8 @@ from fastapi import APIRouter, Response
 
 from server.api.deps import DB, Id, Now, Queue, Reader, Trainer, json_response
 from server.api.openapi import errors
-from server.schemas import BudgetOut, RunIn, RunOut, RunPatch
+from server.schemas import RunIn, RunOut, RunPatch
+from server.schemas_budget import BudgetOut
 from server.schemas_reports import MetricIn, MetricOut, MetricsOut, StatsOut
 from server.services import budget, metrics, runs, stats
 

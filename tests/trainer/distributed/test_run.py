@@ -255,3 +255,38 @@ def test_torchrun_entry_point(tmp_path: Path) -> None:
     written = checkpoint.load(tmp_path / "out" / "checkpoint.pt")
     assert written.config.iterations == 2 and written.raw["label_bank"] is not None
     assert len(list((tmp_path / "cache").glob("pretrain-*.pt"))) == 1
+
+
+def test_every_rank_finishes_before_any_tears_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``main`` meets the other ranks at a barrier after the run and before
+    ``destroy_process_group``: a rank that tore down while rank 0 still wrote its files died
+    with SIGABRT in CI (one process here; the calls are recorded in order)."""
+    from trainer.distributed import run as entry
+
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps(_tiny_run(tmp_path)))
+    calls: list[str] = []
+    for name in ("barrier", "destroy_process_group"):
+        real = getattr(dist, name)
+
+        def spy(*args: object, _real=real, _name=name, **kwargs: object) -> object:
+            calls.append(_name)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(dist, name, spy)
+    ran = entry.run_distributed
+
+    def run_then_mark(*args: object, **kwargs: object) -> dict:
+        report = ran(*args, **kwargs)
+        calls.append("run done")
+        return report
+
+    monkeypatch.setattr(entry, "run_distributed", run_then_mark)
+    one = {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1"}
+    for key, value in {**one, "MASTER_PORT": str(free_port())}.items():
+        monkeypatch.setenv(key, value)  # restored after the test (main only sets defaults)
+    out = ["--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache")]
+    assert entry.main(["--config", str(config), *out]) == 0
+    assert calls[calls.index("run done") :] == ["run done", "barrier", "destroy_process_group"]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from server.schemas import GROUPS, budget_out
+from server.schemas import GROUPS
+from server.schemas_budget import budget_out
 from trainer.worker.simulated import MemoryService
 
 
