@@ -3,6 +3,8 @@ annotators' seconds beside it, summed from the answers' lead times."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import case, func, literal, select, update
 from sqlalchemy.orm import Session
 
@@ -10,6 +12,12 @@ from server.errors import BudgetExceeded, RunFinished
 from server.models import Answer, Query, Run
 from server.schemas import BudgetOut, budget_out
 from server.services.runs import get_run
+
+
+def answered_ms() -> Any:
+    """The annotators' time over the answer rows it is summed over, in milliseconds: their
+    ``lead_time_ms`` summed, a missing lead time counting 0 (the one rule for seconds)."""
+    return func.coalesce(func.sum(Answer.lead_time_ms), 0)
 
 
 def reserve(db: Session, run_id: int, n: int) -> None:
@@ -57,7 +65,7 @@ def get_budget(db: Session, run_id: int) -> BudgetOut:
         .group_by(Query.group, kind, Query.skip_reason)
     ).all()
     seconds = db.execute(
-        select(Query.group, func.sum(func.coalesce(Answer.lead_time_ms, 0)))
+        select(Query.group, answered_ms())
         .join(Query, Query.id == Answer.query_id)
         .where(Answer.run_id == run_id)
         .group_by(Query.group)

@@ -5,18 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from server.models import Answer, Metric
 from server.schemas_reports import MetricIn, MetricOut
+from server.services.budget import answered_ms
 from server.services.runs import get_run
 
 
 def _seconds_by_then() -> Any:
     """The run's answers' lead times (ms) up to each metric's time: one correlated sum."""
     return (
-        select(func.coalesce(func.sum(Answer.lead_time_ms), 0))
+        select(answered_ms())
         .where(Answer.run_id == Metric.run_id, Answer.created_at <= Metric.created_at)
         .correlate(Metric)
         .scalar_subquery()
