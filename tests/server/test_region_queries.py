@@ -300,3 +300,15 @@ def test_the_answer_export_lists_a_region_answer_with_its_region(world: World) -
     assert text.splitlines()[0].endswith(",region,kept")
     cells = {int(r["query_id"]): r["region"] for r in csv.DictReader(io.StringIO(text))}
     assert cells == {qid: json.dumps(REGION, separators=(",", ":")), qid + 1: ""}
+
+
+def test_the_pace_s_eta_counts_the_pixels_a_region_answer_labels(world: World) -> None:
+    (region_q,) = ask_region(world).json()["ids"]
+    world.ask([(0, 0), (0, 1)])
+    claimed = {q["id"] for q in world.claim()}
+    assert world.answer(region_q).status_code == 200
+    assert world.answer(min(claimed - {region_q})).status_code == 200
+    pace = world.get(f"/api/v1/runs/{world.run_id}/pace", "viewer").json()
+    # 2 answers in the first minute: 2 a minute, of 3 pixels each on average
+    assert (pace["answers_per_minute"], pace["budget_left"]) == (2.0, 14)
+    assert pace["eta_minutes"] == round(14 / (2.0 * 3), 2)
