@@ -110,6 +110,9 @@ export function showQuery(bitmap, query, { correction = null } = {}) {
     ? `region of ${regionPixels(query.region).toLocaleString()} px around x ${query.x}, y ${query.y}`
     : `x ${query.x}, y ${query.y}`;
   $("fill-btn").hidden = !query.region;
+  $("target").setAttribute("aria-label", query.region
+    ? "The frame with the queried region outlined"
+    : "The frame around the queried pixel, which is marked by a box");
   $("q-ask").textContent = query.region
     ? "Which class are most pixels of the outlined region?"
     : "Which class is the pixel in the centre of the box?";
