@@ -74,6 +74,8 @@ class Run(Base):
     answered: Mapped[int] = mapped_column(BigInteger, default=0)
     consumed_cursor: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # the annotators' seconds the run may spend (RunIn.budget_seconds), or NULL: no limit
+    budget_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class Blob(Base):
@@ -130,6 +132,10 @@ class Query(Base):
     skipped_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # why its annotator skipped it ("cant_tell": looked, could not tell the class), or NULL
     skip_reason: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    # a region query's Region (box and runs, server.schemas.Region as JSON); NULL: a pixel query
+    region: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+    # what the query costs the pixel budget (schemas.query_pixels): 1, or the region's pixels
+    pixels: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
 
 class Answer(Base):

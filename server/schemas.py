@@ -98,13 +98,7 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ErrorDetail(BaseModel):
-    code: str
-    message: str
-
-
-class ErrorOut(BaseModel):
-    error: ErrorDetail
+# --- the error envelope: server/schemas_reports.py ------------------------------------------
 
 
 # --- tokens: server/schemas_tokens.py ----------------------------------------------------
@@ -135,6 +129,8 @@ class RunIn(Strict):
     budget_rate: float = Field(ge=0.0, le=1.0)
     strategy: Label = "full"
     config: ServableJson = Field(default_factory=dict)
+    # the annotators' time this run may spend, in seconds (beside M_e in pixels); None: no limit
+    budget_seconds: float | None = Field(default=None, gt=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _unique_class_ids(self) -> RunIn:
@@ -160,6 +156,7 @@ class RunOut(BaseModel):
     config: dict[str, Any]
     status: RunStatus
     created_at: datetime
+    budget_seconds: float | None = None
 
 
 # --- images: server/schemas_images.py -------------------------------------------------
@@ -255,15 +252,6 @@ class QueriesIn(Strict):
     queries: list[QueryIn] = Field(min_length=1, max_length=MAX_QUERIES_PER_BATCH)
 
 
-class QueryIdsOut(BaseModel):
-    ids: list[int]
-
-
-class ClaimIn(Strict):
-    n: int = Field(default=10, ge=1, le=500)
-    lease_seconds: int | None = Field(default=None, ge=5, le=3600)
-
-
 class QueryOut(BaseModel):
     id: int
     run_id: int
@@ -281,62 +269,13 @@ class QueryOut(BaseModel):
     region: Region | None = None  # a region query's pixels; None for a pixel query
 
 
-class ClaimOut(BaseModel):
-    queries: list[QueryOut]
+def query_pixels(region: Region | None) -> int:
+    """What a query costs the pixel budget: 1 for a pixel query, a region query's pixel count
+    (the pixels its answer labels)."""
+    return 1 if region is None else region.pixels
 
 
-class QueriesPage(BaseModel):
-    queries: list[QueryOut]
-    cursor: int
-
-
-class SkipIn(Strict):
-    reason: SkipReason | None = None
-
-
-class AnswerIn(Strict):
-    class_id: ClassId
-    lead_time_ms: DbInt | None = None
-    correction: bool = False
-
-
-class BatchAnswerItem(Strict):
-    query_id: DbInt
-    class_id: ClassId
-    lead_time_ms: DbInt | None = None
-
-
-class BatchAnswersIn(Strict):
-    answers: list[BatchAnswerItem] = Field(min_length=1, max_length=MAX_ANSWERS_PER_BATCH)
-
-
-class AnswerOut(BaseModel):
-    id: int
-    query_id: int
-    run_id: int
-    image_id: int
-    y: int
-    x: int
-    class_id: int
-    group: Group
-    annotator: str
-    lead_time_ms: int | None
-    correction: bool
-    created_at: datetime
-
-
-class AnswersOut(BaseModel):
-    answers: list[AnswerOut]
-
-
-class AnswersPage(BaseModel):
-    answers: list[AnswerOut]
-    cursor: int
-
-
-class UndoOut(BaseModel):
-    reopened: bool
-    query: QueryOut
+# --- listings, claims, skips, answers, undo: server/schemas_answers.py -------------------
 
 
 # --- budget: server/schemas_budget.py ------------------------------------------------------

@@ -10,8 +10,9 @@ from server.schemas import GROUPS
 
 
 class GroupBudget(BaseModel):
-    reserved: int = 0
-    answered: int = 0
+    reserved: int = 0  # pixels
+    answered: int = 0  # pixels
+    answered_seconds: float = 0.0  # annotators' seconds on its answers
 
 
 class BudgetOut(BaseModel):
@@ -24,20 +25,27 @@ class BudgetOut(BaseModel):
     withdrawn: int = 0
     remaining: int
     groups: dict[str, GroupBudget]
+    # annotators' seconds: the sum of the lead_time_ms of every answer row / 1000 (an answer
+    # sent without a lead time counts 0)
+    answered_seconds: float = 0.0
 
 
 def budget_out(
     expected: int,
     rows: list[tuple[str, str, str | None, int]],
     spent: tuple[int, int] | None = None,
+    seconds: dict[str, float] | None = None,
 ) -> BudgetOut:
-    """A run's budget from its queries' ``(group, status, skip reason, count)`` rows, by the
+    """A run's budget from its queries' ``(group, status, skip reason, pixels)`` rows, by the
     service's rule: spent = reserved (pending or leased) + answered; a skip, a release (status
     ``released``: what finishing the run gave up) or a withdrawal costs nothing; ``remaining``
-    = M_e (``expected``) - spent; ``cant_tell`` counts the skips whose reason says so.
-    ``spent``: (reserved, answered) where the caller keeps them as
-    counters (the server, on the run row); else the rows' sums."""
+    = M_e (``expected``) - spent; ``cant_tell`` counts the skips whose reason says so; all in
+    pixels (``query_pixels``). ``spent``: (reserved, answered) where the caller keeps them as
+    counters (the server, on the run row); else the rows' sums. ``seconds``: the annotators'
+    seconds per group (``answered_seconds``)."""
     groups = {g: GroupBudget() for g in GROUPS}
+    for group, secs in (seconds or {}).items():
+        groups.setdefault(group, GroupBudget()).answered_seconds = float(secs)
     skipped = withdrawn = cant_tell = released = 0
     for group, status, reason, count in rows:
         cant_tell += count if reason == "cant_tell" else 0
@@ -66,4 +74,5 @@ def budget_out(
         withdrawn=withdrawn,
         remaining=expected - reserved - answered,
         groups=groups,
+        answered_seconds=sum(g.answered_seconds for g in groups.values()),
     )

@@ -1,5 +1,6 @@
 """Wire contract of what the service reports about a run: its metrics (target-val mIoU by
-labels, posted by the trainer), its live counters (the dashboard's stats) and its health.
+labels, posted by the trainer), its live counters (the dashboard's stats), its health, and
+the envelope of every error.
 
 Pure pydantic, like ``server.schemas``. Only the server imports it: the client's calls return
 the JSON as dicts.
@@ -26,6 +27,9 @@ class MetricOut(MetricIn):
     model_config = ConfigDict(extra="ignore")
     id: int
     created_at: datetime
+    # the annotators' seconds spent by then: the lead_time_ms of the run's answer rows made at
+    # or before created_at, summed / 1000 (no lead time: 0); the dashboard's annotator-hours
+    annotator_seconds: float = 0.0
 
 
 class MetricsOut(BaseModel):
@@ -42,6 +46,15 @@ class StatsOut(BaseModel):
     withdrawn: int = 0
     annotators_active: int
     answers_last_minute: int
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    error: ErrorDetail
 
 
 class HealthOut(BaseModel):

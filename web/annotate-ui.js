@@ -1,6 +1,7 @@
 // Annotator view: what is on screen apart from the palette (status, notices, progress, query).
 
 import { drawInset, drawTarget, pixelColor } from "./draw.js";
+import { regionPixels } from "./region.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -38,6 +39,23 @@ const ZOOMS = [1, 2, 4, 8]; // the frame's zoom levels; 1 shows the whole frame
 const ZOOM_KEY = "adamcu.zoom"; // the level the person chose, kept across queries and reloads
 let zoomAt = Math.max(0, Math.min(ZOOMS.length - 1, Number(localStorage.getItem(ZOOM_KEY)) || 0));
 let onScreen = null; // {bitmap, query} shown now: drawn again when the zoom changes
+const FILL_KEY = "adamcu.regionFill"; // a region query's fill on or off, kept like the zoom
+let regionFill = localStorage.getItem(FILL_KEY) !== "off";
+
+/** Draw the query on screen again (the zoom or the region's fill changed). */
+function redraw() {
+  if (!onScreen) return;
+  const { bitmap, query } = onScreen;
+  drawTarget($("target"), bitmap, query.x, query.y, ZOOMS[zoomAt], query.region, regionFill);
+}
+
+/** Show or hide a region query's fill (its outline stays): the key / and the Fill button. */
+export function toggleFill() {
+  regionFill = !regionFill;
+  localStorage.setItem(FILL_KEY, regionFill ? "on" : "off");
+  $("fill-btn").setAttribute("aria-pressed", String(regionFill));
+  redraw();
+}
 
 /** Why the model asks, in words, by the query's group (group and score in the tooltip). */
 const GROUP_WORDS = {
@@ -64,7 +82,7 @@ export function zoomTo(index) {
   $("zoom-value").textContent = words;
   $("zoom-out").disabled = zoomAt === 0;
   $("zoom-in").disabled = zoomAt === ZOOMS.length - 1;
-  if (onScreen) drawTarget($("target"), onScreen.bitmap, onScreen.query.x, onScreen.query.y, z);
+  redraw();
 }
 
 export const zoomBy = (step) => zoomTo(zoomAt + step);
@@ -74,6 +92,8 @@ export function installZoom() {
   $("zoom-in").addEventListener("click", () => zoomBy(1));
   $("zoom-out").addEventListener("click", () => zoomBy(-1));
   $("zoom").addEventListener("input", (e) => zoomTo(Number(e.target.value)));
+  $("fill-btn").addEventListener("click", toggleFill);
+  $("fill-btn").setAttribute("aria-pressed", String(regionFill));
   zoomTo(zoomAt);
 }
 
@@ -82,11 +102,21 @@ export function showQuery(bitmap, query, { correction = null } = {}) {
   onScreen = { bitmap, query };
   $("stage-empty").hidden = true;
   $("target").hidden = false;
-  drawTarget($("target"), bitmap, query.x, query.y, ZOOMS[zoomAt]);
+  redraw();
   drawInset($("inset"), bitmap, query.x, query.y);
   const [r, g, b] = pixelColor(bitmap, query.x, query.y);
   $("pixel-swatch").style.background = `rgb(${r}, ${g}, ${b})`;
-  $("q-pixel").textContent = `x ${query.x}, y ${query.y}`;
+  $("q-pixel").textContent = query.region
+    ? `region of ${regionPixels(query.region).toLocaleString()} px around x ${query.x}, y ${query.y}`
+    : `x ${query.x}, y ${query.y}`;
+  $("fill-btn").hidden = !query.region;
+  $("target").setAttribute("aria-label", query.region
+    ? "The frame with the queried region outlined"
+    : "The frame around the queried pixel, which is marked by a box");
+  $("q-ask").textContent = query.region
+    ? "Which class are most pixels of the outlined region?"
+    : "Which class is the pixel in the centre of the box?";
+  $("stage").dataset.kind = query.region ? "region" : "pixel";
   $("q-image").textContent = $("q-image").title = query.image_key ?? `image ${query.image_id}`;
   $("q-size").textContent = `${bitmap.width}×${bitmap.height} px`;
   $("q-why").textContent = groupWords(query.group);
@@ -109,6 +139,8 @@ export function showEmpty(text) {
   $("stage-empty").hidden = false;
   $("stage-empty").textContent = text;
   $("stage").dataset.queryId = "";
+  $("stage").dataset.kind = "";
+  $("fill-btn").hidden = true;
   $("correction-banner").hidden = true;
   for (const id of ["q-pixel", "q-image", "q-why", "q-id"]) $(id).textContent = "–";
   $("q-size").textContent = "";

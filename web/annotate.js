@@ -1,4 +1,5 @@
-// Annotator view: claim queries, show the pixel, answer by click or key, skip, undo.
+// Annotator view: claim queries, show the pixel (or the region), answer by click or key, skip,
+// undo.
 
 import { describeError, withRetry } from "./api.js";
 import * as ui from "./annotate-ui.js";
@@ -191,7 +192,7 @@ async function undo() {
     if (res.reopened && !entry.correction) {
       s.progress.reopened();
       present(item);
-      ui.notice(`Answer removed (${s.names.get(entry.classId)}). Label this pixel again.`);
+      ui.notice(`Answer removed (${s.names.get(entry.classId)}). Label it again.`);
     } else {
       present(item, s.names.get(entry.classId) ?? `class ${entry.classId}`);
     }
@@ -315,6 +316,7 @@ function main() {
       "+": () => ui.zoomBy(1),
       "=": () => ui.zoomBy(1),
       "-": () => ui.zoomBy(-1),
+      "/": ui.toggleFill,
       Backspace: undo,
       "?": () => help.showModal(),
       Escape: () => sess.current?.correction != null && cancelCorrection(),

@@ -70,6 +70,7 @@ function renderBudget(b) {
   for (const k of ["answered", "reserved", "remaining", "skipped", "cant_tell", "expected"]) {
     $(`b-${k}`).textContent = fmt(b[k]);
   }
+  $("b-seconds").textContent = minutes((b.answered_seconds ?? 0) / 60);
   const rows = Object.entries(b.groups ?? {}).filter(([, g]) => g.answered || g.reserved);
   const body = $("groups");
   body.replaceChildren();
@@ -141,6 +142,21 @@ function timeSeries(metrics, k) {
   return [[...bySplit].map(([name, points]) => ({ name, points })), unit];
 }
 
+/** The evaluations against annotator-hours: the answers' lead times summed up to each
+ * evaluation (MetricOut.annotator_seconds, computed by the server). */
+function hoursSeries(metrics, k) {
+  const bySplit = new Map();
+  for (const m of metrics) {
+    const split = m.split || "target";
+    const h = (m.annotator_seconds ?? 0) / 3600;
+    if (!bySplit.has(split)) bySplit.set(split, []);
+    bySplit.get(split).push({ x: +h.toFixed(6), y: m.miou * k,
+      title: `${(h * 60).toFixed(1)} annotator-minutes: mIoU ${(m.miou * k).toFixed(1)} at ` +
+        `${fmt(m.labeled_pixels)} labeled pixels, iteration ${m.iteration} (${split})` });
+  }
+  return [...bySplit].map(([name, points]) => ({ name, points }));
+}
+
 function renderMetrics(run, metrics) {
   const k = percentScale(metrics);
   const bySplit = new Map();
@@ -158,6 +174,8 @@ function renderMetrics(run, metrics) {
   const [timed, unit] = timeSeries(metrics, k);
   renderChart($("chart-time"), timed, { xLabel: `${unit === "s" ? "seconds" : "minutes"} since ` +
     "the first evaluation", yLabel: "mIoU (%)", width, height, pointId: "time-point" });
+  renderChart($("chart-hours"), hoursSeries(metrics, k), { xLabel: "annotator-hours",
+    yLabel: "mIoU (%)", width, height, pointId: "hours-point" });
 
   const latest = metrics[metrics.length - 1];
   const body = $("iou");
@@ -190,9 +208,12 @@ function renderRun(run, budget, metrics, pace) {
   $("run-empty").hidden = true;
   $("run-body").hidden = false;
   $("run-name").textContent = run.name;
+  const seconds = run.budget_seconds == null ? "" :
+    ` and ${fmt(+(run.budget_seconds / 3600).toFixed(2))} annotator-hours`;
   $("run-meta").textContent = `#${run.id} · ${run.status} · strategy ${run.strategy} · ` +
     `budget ${fmt(run.budget_total)} px (${(100 * run.budget_rate).toFixed(2)}% of ` +
-    `${fmt(run.target_pixels)}) · created ${new Date(run.created_at).toLocaleString()}`;
+    `${fmt(run.target_pixels)})${seconds} · ` +
+    `created ${new Date(run.created_at).toLocaleString()}`;
   renderBudget(budget);
   renderPace(pace);
   renderMetrics(run, metrics);

@@ -1,5 +1,7 @@
-// Canvas drawing for the annotator: the frame (whole or zoomed) with the pixel marked, and a
-// magnified crop.
+// Canvas drawing for the annotator: the frame (whole or zoomed) with the pixel (or the region)
+// marked, and a magnified crop.
+
+import { drawRegion, regionPixels } from "./region.js";
 
 const MAX_BACKING = 4096; // px per side of a canvas backing store
 
@@ -17,11 +19,14 @@ export function viewAround(w, h, x, y, zoom = 1) {
 
 /**
  * Draw the view of `bitmap` at `zoom` (see viewAround) scaled by an integer factor (nearest
- * neighbour) and mark pixel (x, y) with a box and crosshair. The canvas is then shown at CSS
+ * neighbour) and mark pixel (x, y) with a box and crosshair, or, for a region query, the
+ * region's outline (and its fill when `fill`). The canvas is then shown at CSS
  * width 100% with image-rendering: pixelated. `data-view` ("x0,y0,w,h" in image pixels) and
- * `data-mark` ("cx,cy,half": the box in canvas pixels) say what was drawn.
+ * `data-mark` ("cx,cy,half": the box in canvas pixels) say what was drawn; for a region,
+ * `data-region` ("pixels,edges": its pixel count and outline edges) and `data-fill` ("on",
+ * "off").
  */
-export function drawTarget(canvas, bitmap, x, y, zoom = 1) {
+export function drawTarget(canvas, bitmap, x, y, zoom = 1, region = null, fill = true) {
   const v = viewAround(bitmap.width, bitmap.height, x, y, zoom);
   const shown = canvas.parentElement.clientWidth || 800;
   const want = Math.ceil((shown * (window.devicePixelRatio || 1)) / v.w);
@@ -34,9 +39,18 @@ export function drawTarget(canvas, bitmap, x, y, zoom = 1) {
   ctx.drawImage(bitmap, v.x0, v.y0, v.w, v.h, 0, 0, v.w * k, v.h * k);
   const cx = (x - v.x0 + 0.5) * k;
   const cy = (y - v.y0 + 0.5) * k;
-  const half = crosshair(ctx, cx, cy, k, canvas.width, canvas.height);
   canvas.dataset.view = `${v.x0},${v.y0},${v.w},${v.h}`;
+  if (region) {
+    const edges = drawRegion(ctx, region, v, k, fill, Math.max(1, canvas.width / 800));
+    canvas.dataset.region = `${regionPixels(region)},${edges}`;
+    canvas.dataset.fill = fill ? "on" : "off";
+    canvas.dataset.mark = "";
+    return;
+  }
+  const half = crosshair(ctx, cx, cy, k, canvas.width, canvas.height);
   canvas.dataset.mark = `${cx},${cy},${half}`;
+  canvas.dataset.region = "";
+  canvas.dataset.fill = "";
 }
 
 /** Two-tone lines (dark under light) read on any street colour. */

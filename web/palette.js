@@ -1,8 +1,8 @@
 // Class palette: keys 1-9 then a-z (minus command keys), buttons with name and colour.
 
 /** Keys the annotator uses for commands; never given to a class. */
-export const COMMAND_KEYS = new Set([" ", "0", "+", "=", "-", "Backspace", "?", "Escape", "Enter",
-  "Tab"]);
+export const COMMAND_KEYS = new Set([" ", "0", "+", "=", "-", "/", "Backspace", "?", "Escape",
+  "Enter", "Tab"]);
 
 const CLASS_KEYS = [..."123456789abcdefghijklmnopqrstuvwxyz"].filter((k) => !COMMAND_KEYS.has(k));
 

@@ -18,7 +18,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
 from server.db import get_db
-from server.schemas import ErrorOut
+from server.schemas_reports import ErrorOut
 
 ALL_ROLES = {"trainer", "annotator", "viewer"}
 DESCRIPTIONS = {

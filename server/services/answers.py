@@ -25,7 +25,7 @@ from server.errors import (
 )
 from server.models import Answer, Query, Run, Token
 from server.queue import Dispatcher
-from server.schemas import AnswerIn, AnswerOut, AnswersPage, BatchAnswerItem, UndoOut
+from server.schemas_answers import AnswerIn, AnswerOut, AnswersPage, BatchAnswerItem, UndoOut
 from server.schemas_tokens import Me
 from server.services import budget
 from server.services.answers_pg import answer_pg
@@ -43,6 +43,8 @@ _QCOLS = (
     Query.status,
     Query.annotator_id,
     Query.lease_expires_at,
+    Query.region,
+    Query.pixels,
 )
 
 
@@ -62,6 +64,7 @@ def _out(
         lead_time_ms=lead,
         correction=corr,
         created_at=a.created_at,
+        region=q.region,
     )
 
 
@@ -111,7 +114,7 @@ def answer(
         if db.execute(stmt.execution_options(synchronize_session=False)).rowcount != 1:
             db.rollback()
             raise refusal(found, me.id, now)
-        budget.settle(db, found.run_id, reserved=-1, answered=1)
+        budget.settle(db, found.run_id, reserved=-found.pixels, answered=found.pixels)
     row = {
         "run_id": found.run_id,
         "query_id": query_id,
@@ -171,7 +174,8 @@ def answer_batch(
         db.rollback()
         require_active(db, run_id)  # finished since the check above: say so
         raise refusal(rows[next(q for q in ids if q not in got)], me.id, now)
-    budget.settle(db, run_id, reserved=-len(ids), answered=len(ids))
+    pixels = sum(rows[q].pixels for q in ids)
+    budget.settle(db, run_id, reserved=-pixels, answered=pixels)
     inserted = _insert(
         db,
         [
@@ -200,9 +204,10 @@ def undo(
 ) -> UndoOut:
     """Withdraw my latest answer if the trainer has not read it; else ask for a correction.
     The reply is read before the commit (see ``queries.skip``)."""
-    run_id = db.execute(select(Query.run_id).where(Query.id == query_id)).scalar_one_or_none()
-    if run_id is None:
+    found = db.execute(select(Query.run_id, Query.pixels).where(Query.id == query_id)).one_or_none()
+    if found is None:
         raise QueryNotFound(f"Query {query_id} does not exist.")
+    run_id = found.run_id
     require_active(db, run_id)
     cursor = db.execute(
         select(Run.consumed_cursor).where(Run.id == run_id).with_for_update()
@@ -229,7 +234,7 @@ def undo(
             )
             .execution_options(synchronize_session=False)
         )
-        budget.settle(db, run_id, reserved=1, answered=-1)
+        budget.settle(db, run_id, reserved=found.pixels, answered=-found.pixels)
     out = UndoOut(reopened=reopened, query=query_outs(db, [query_id])[0])  # before the commit
     db.commit()
     if reopened:
@@ -258,6 +263,7 @@ def answers_since(db: Session, run_id: int, after: int, limit: int, advance: boo
             Answer.lead_time_ms,
             Answer.correction,
             Answer.created_at,
+            Query.region,
         )
         .join(Query, Query.id == Answer.query_id)
         .join(Token, Token.id == Answer.annotator_id)

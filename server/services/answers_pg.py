@@ -11,7 +11,7 @@ from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
 from server.models import UTCDateTime
-from server.schemas import AnswerOut
+from server.schemas_answers import AnswerOut
 from server.schemas_tokens import Me
 
 # PostgreSQL fast path: lease check, budget move and answer rows in ONE statement that commits
@@ -32,10 +32,10 @@ WITH items AS (
     AND EXISTS (SELECT 1 FROM runs cr, json_array_elements(cr.classes) AS e
                 WHERE cr.id = queries.run_id AND e->>'id' = CAST(items.class_id AS text))
   RETURNING queries.id, queries.run_id, queries.image_id, queries.y, queries.x,
-            queries."group", items.class_id, items.lead_time_ms
+            queries."group", queries.region, queries.pixels, items.class_id, items.lead_time_ms
 ), r AS (
   UPDATE runs SET reserved = runs.reserved - c.n, answered = runs.answered + c.n
-  FROM (SELECT run_id, count(*) AS n FROM q GROUP BY run_id) AS c
+  FROM (SELECT run_id, sum(pixels) AS n FROM q GROUP BY run_id) AS c
   WHERE runs.id = c.run_id RETURNING runs.id
 ), a AS (
   INSERT INTO answers (run_id, query_id, class_id, annotator_id, lead_time_ms, correction,
@@ -110,6 +110,7 @@ def answer_pg(
                 lead_time_ms=r.lead_time_ms,
                 correction=False,
                 created_at=r.created_at,
+                region=r.region,
             )
         )
     return outs

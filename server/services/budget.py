@@ -1,14 +1,23 @@
-"""The run's pixel budget: a counter on the run row, moved in the caller's transaction."""
+"""The run's pixel budget: a counter on the run row, moved in the caller's transaction; the
+annotators' seconds beside it, summed from the answers' lead times."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from sqlalchemy import case, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from server.errors import BudgetExceeded, RunFinished
-from server.models import Query, Run
+from server.models import Answer, Query, Run
 from server.schemas_budget import BudgetOut, budget_out
 from server.services.runs import get_run
+
+
+def answered_ms() -> Any:
+    """The annotators' time over the answer rows it is summed over, in milliseconds: their
+    ``lead_time_ms`` summed, a missing lead time counting 0 (the one rule for seconds)."""
+    return func.coalesce(func.sum(Answer.lead_time_ms), 0)
 
 
 def reserve(db: Session, run_id: int, n: int) -> None:
@@ -51,8 +60,16 @@ def get_budget(db: Session, run_id: int) -> BudgetOut:
         else_=Query.status,
     )
     rows = db.execute(
-        select(Query.group, kind, Query.skip_reason, func.count())
+        select(Query.group, kind, Query.skip_reason, func.sum(Query.pixels))
         .where(Query.run_id == run_id)
         .group_by(Query.group, kind, Query.skip_reason)
     ).all()
-    return budget_out(run.budget_total, rows, spent=(run.reserved, run.answered))
+    seconds = db.execute(
+        select(Query.group, answered_ms())
+        .join(Query, Query.id == Answer.query_id)
+        .where(Answer.run_id == run_id)
+        .group_by(Query.group)
+    ).all()
+    by_group = {group: int(ms) / 1000 for group, ms in seconds}
+    rows = [(g, k, r, int(n)) for g, k, r, n in rows]
+    return budget_out(run.budget_total, rows, (run.reserved, run.answered), by_group)

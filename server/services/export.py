@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import unicodedata
 from typing import Any
 
@@ -26,6 +27,7 @@ FIELDS = (
     "lead_time_ms",
     "correction",
     "created_at",
+    "region",
     "kept",
 )
 
@@ -48,6 +50,7 @@ def answer_rows(db: Session, run_id: int) -> list[dict[str, Any]]:
             Answer.lead_time_ms,
             Answer.correction,
             Answer.created_at,
+            Query.region,
         )
         .join(Query, Query.id == Answer.query_id)
         .join(Image, Image.id == Query.image_id)
@@ -91,9 +94,16 @@ def csv_cell(value: Any) -> Any:
     return value
 
 
+def _cell(key: str, value: Any) -> Any:
+    """A csv cell: a region as its JSON (empty for a pixel query), text made safe."""
+    if key == "region":
+        return "" if value is None else json.dumps(value, separators=(",", ":"))
+    return csv_cell(value)
+
+
 def to_csv(rows: list[dict[str, Any]]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=FIELDS)
     writer.writeheader()
-    writer.writerows({k: csv_cell(v) for k, v in row.items()} for row in rows)
+    writer.writerows({k: _cell(k, v) for k, v in row.items()} for row in rows)
     return buf.getvalue()

@@ -31,6 +31,7 @@ LEASED_COLS = (
     Query.status,
     Query.lease_expires_at,
     Query.skip_reason,
+    Query.region,
     Image.key,
     Image.width,
     Image.height,
@@ -89,11 +90,15 @@ def lease_rows(
         if ids is not None:
             sub = sub.where(Query.id.in_(ids))
         sub = sub.order_by(Query.id).limit(want)
+        picked: Any = sub.scalar_subquery()
         if pg:
-            sub = sub.with_for_update(skip_locked=True)
+            # a MATERIALIZED CTE runs the locking LIMIT once: as a subquery of the UPDATE the
+            # planner may run it again per row of the join with images and lease over ``want``
+            cte = sub.with_for_update(skip_locked=True).cte("picked").prefix_with("MATERIALIZED")
+            picked = select(cte.c.id)
         stmt = (
             update(Query)
-            .where(Query.id.in_(sub.scalar_subquery()), cond)
+            .where(Query.id.in_(picked), cond)
             .values(status="leased", annotator_id=annotator_id, lease_expires_at=until)
             .execution_options(synchronize_session=False)
         )

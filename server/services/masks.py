@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from server.models import Answer, Image, Query
-from server.schemas import IGNORE_INDEX, ImageKey
+from server.schemas import IGNORE_INDEX, ImageKey, Region
 from server.services.runs import get_run
 
 _KEY = TypeAdapter(ImageKey)
@@ -62,18 +62,30 @@ def plan(db: Session, run_id: int) -> MasksPlan:
     return MasksPlan(run_id, list(run.classes), [tuple(r) for r in rows])
 
 
+def paint_region(mask: np.ndarray, region: Region, class_id: int) -> None:
+    """Set every pixel of ``region`` (inside ``mask``: the server checked its box) to
+    ``class_id``."""
+    inside = np.repeat(np.arange(len(region.runs)) % 2 == 1, region.runs)
+    box = mask[region.top : region.top + region.height, region.left : region.left + region.width]
+    box[inside.reshape(region.height, region.width)] = class_id
+
+
 def mask_png(db: Session, run_id: int, image_id: int, width: int, height: int) -> bytes:
     """One image's uint8 mask as PNG: ``IGNORE_INDEX`` where unlabeled, else the class of the
-    latest answer (by id) of the pixel's query."""
+    latest answer (by id) of the pixel's query; a region query's answer labels every pixel of
+    its region."""
     labels = db.execute(
-        select(Query.y, Query.x, Answer.class_id)
+        select(Query.y, Query.x, Query.region, Answer.class_id)
         .join(Answer, Answer.query_id == Query.id)
         .where(Query.run_id == run_id, Query.image_id == image_id)
         .order_by(Answer.id)
     ).all()
     mask = np.full((height, width), IGNORE_INDEX, np.uint8)
-    for y, x, class_id in labels:  # ordered by id: the latest answer of a pixel wins
-        mask[y, x] = class_id
+    for y, x, region, class_id in labels:  # ordered by id: the latest answer of a pixel wins
+        if region is None:
+            mask[y, x] = class_id
+        else:
+            paint_region(mask, Region.model_validate(region), class_id)
     out = io.BytesIO()
     PILImage.fromarray(mask).save(out, format="PNG")
     return out.getvalue()

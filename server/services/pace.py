@@ -70,13 +70,27 @@ def _per_minute(count: int, first: datetime | None, now: datetime, window_s: int
     return round(count * 60.0 / span, 3)
 
 
-def _minutes(amount: int, rate: float) -> float | None:
+def _pixels_per_answer(db: Session, run_id: int, since: datetime) -> float:
+    """The mean pixel count (``queries.pixels``) of the run's answers since ``since``: 1 for
+    pixel queries, a region query's pixels; 1 without answers. Turns the answer rate into the
+    rate the pixel budget is spent at."""
+    n, pixels = db.execute(
+        select(func.count(), func.sum(Query.pixels))
+        .select_from(Answer)
+        .join(Query, Query.id == Answer.query_id)
+        .where(Answer.run_id == run_id, Answer.correction.is_(False), Answer.created_at >= since)
+    ).one()
+    return int(pixels) / n if n else 1.0
+
+
+def _minutes(amount: float, rate: float) -> float | None:
     return round(amount / rate, 2) if rate > 0 else None
 
 
 def get_pace(db: Session, run_id: int, now: datetime, window_s: int) -> PaceOut:
     run = get_run(db, run_id)
-    work = _work(db, run_id, now - timedelta(seconds=window_s))
+    since = now - timedelta(seconds=window_s)
+    work = _work(db, run_id, since)
     names = dict(db.execute(select(Token.id, Token.name).where(Token.id.in_(list(work)))).all())
     counts = status_counts(db, run_id, now)
     firsts = [w.first for w in work.values() if w.first is not None]
@@ -105,5 +119,5 @@ def get_pace(db: Session, run_id: int, now: datetime, window_s: int) -> PaceOut:
         leased=leased,
         queue_minutes=_minutes(pending + leased, rate),
         budget_left=budget_left,
-        eta_minutes=_minutes(budget_left, rate),
+        eta_minutes=_minutes(budget_left, rate * _pixels_per_answer(db, run_id, since)),
     )

@@ -21,7 +21,7 @@ from server.errors import (
 )
 from server.models import Image, Query, UTCDateTime
 from server.queue import Dispatcher
-from server.schemas import QueryIn, QueryOut
+from server.schemas import QueryIn, QueryOut, Region, query_pixels
 from server.services import budget
 from server.services.leases import LeaseBook, held_by, query_rows, refusal
 from server.services.runs import get_run, require_active
@@ -42,6 +42,7 @@ def _query_out(q: Row[Any]) -> QueryOut:
         image_key=q.key,
         image_width=q.width,
         image_height=q.height,
+        region=q.region,
     )
 
 
@@ -94,6 +95,20 @@ def _check_pixels(db: Session, run_id: int, items: Sequence[QueryIn]) -> None:
             raise PixelOutOfRange(
                 f"Pixel (y={it.y}, x={it.x}) lies outside image {it.image_id} ({w}x{h})."
             )
+        if it.region is not None:
+            _check_box(it.region, it.image_id, w, h)
+
+
+def _check_box(r: Region, image_id: int, w: int, h: int) -> None:
+    if r.top + r.height > h or r.left + r.width > w:
+        raise PixelOutOfRange(
+            f"The region's box (top={r.top}, left={r.left}, {r.height} rows x {r.width} "
+            f"columns) leaves image {image_id} ({w}x{h})."
+        )
+
+
+def _region_json(it: QueryIn) -> dict[str, Any] | None:
+    return None if it.region is None else it.region.model_dump()
 
 
 def _insert(db: Session, run_id: int, items: Sequence[QueryIn], now: datetime) -> list[int]:
@@ -107,6 +122,8 @@ def _insert(db: Session, run_id: int, items: Sequence[QueryIn], now: datetime) -
             "score": it.score,
             "status": "pending",
             "created_at": now,
+            "region": _region_json(it),
+            "pixels": query_pixels(it.region),
         }
         for it in items
     ]
@@ -115,11 +132,13 @@ def _insert(db: Session, run_id: int, items: Sequence[QueryIn], now: datetime) -
 
 
 _INSERT_PG = text("""
-INSERT INTO queries (run_id, image_id, y, x, "group", score, status, created_at)
-SELECT :run_id, t.image_id, t.y, t.x, t.grp, t.score, 'pending', :now
+INSERT INTO queries (run_id, image_id, y, x, "group", score, status, created_at, region, pixels)
+SELECT :run_id, t.image_id, t.y, t.x, t.grp, t.score, 'pending', :now, CAST(t.region AS json),
+       t.pixels
 FROM unnest(CAST(:image_ids AS integer[]), CAST(:ys AS integer[]), CAST(:xs AS integer[]),
-            CAST(:groups AS varchar[]), CAST(:scores AS double precision[]))
-     WITH ORDINALITY AS t(image_id, y, x, grp, score, ord)
+            CAST(:groups AS varchar[]), CAST(:scores AS double precision[]),
+            CAST(:regions AS text[]), CAST(:pixels AS integer[]))
+     WITH ORDINALITY AS t(image_id, y, x, grp, score, region, pixels, ord)
 ORDER BY t.ord
 RETURNING id, image_id, y, x
 """).bindparams(bindparam("now", type_=UTCDateTime))
@@ -135,6 +154,8 @@ def _insert_pg(db: Session, run_id: int, items: Sequence[QueryIn], now: datetime
         "xs": [it.x for it in items],
         "groups": [it.group for it in items],
         "scores": [float(it.score) for it in items],
+        "regions": [None if it.region is None else it.region.model_dump_json() for it in items],
+        "pixels": [query_pixels(it.region) for it in items],
     }
     ids = {(r.image_id, r.y, r.x): r.id for r in db.execute(_INSERT_PG, params)}
     return [ids[(it.image_id, it.y, it.x)] for it in items]  # pixels are unique in a batch
@@ -156,7 +177,7 @@ def create_batch(
             raise
         raise DuplicatePixel("A pixel of the batch was already asked in this run.") from exc
     try:
-        budget.reserve(db, run_id, len(ids))
+        budget.reserve(db, run_id, sum(query_pixels(it.region) for it in items))
     except DomainError:
         db.rollback()
         raise
@@ -211,18 +232,19 @@ def skip(
         update(Query)
         .where(Query.id == query_id, *held_by(annotator_id, now))
         .values(status="skipped", lease_expires_at=None, skipped_at=now, skip_reason=reason)
-        .returning(Query.run_id)
+        .returning(Query.run_id, Query.pixels)
         .execution_options(synchronize_session=False)
     )
-    run_id = db.execute(stmt).scalar_one_or_none()
-    if run_id is None:
+    done = db.execute(stmt).one_or_none()
+    if done is None:
         cols = (Query.id, Query.run_id, Query.status, Query.annotator_id, Query.lease_expires_at)
         row = db.execute(select(*cols).where(Query.id == query_id)).one_or_none()
         if row is None:
             raise QueryNotFound(f"Query {query_id} does not exist.")
         require_active(db, row.run_id)
         raise refusal(row, annotator_id, now)
-    budget.settle(db, run_id, reserved=-1, answered=0)
+    run_id = done.run_id
+    budget.settle(db, run_id, reserved=-done.pixels, answered=0)
     out = query_outs(db, [query_id])[0]
     db.commit()
     queue.ack(run_id, [query_id])

@@ -29,6 +29,7 @@ def create_run(db: Session, data: RunIn, me: Me) -> RunOut:
         budget_total=budget_total(data.budget_rate, data.target_pixels),
         strategy=data.strategy,
         config=data.config,
+        budget_seconds=data.budget_seconds,
         status="active",
         reserved=0,
         answered=0,
@@ -69,19 +70,21 @@ def set_status(db: Session, run_id: int, status: str, role: str) -> tuple[RunOut
             "Only an admin may reopen a finished run (its released queries stay skipped)."
         )
     released: list[int] = []
+    freed = 0  # the released queries' pixels (schemas.query_pixels)
     if status == "finished":
         stmt = (
             update(Query)
             .where(Query.run_id == run_id, Query.status.in_(("pending", "leased")))
             .values(status="skipped", lease_expires_at=None)
-            .returning(Query.id)
+            .returning(Query.id, Query.pixels)
             .execution_options(synchronize_session=False)
         )
-        released = list(db.execute(stmt).scalars())
+        rows = db.execute(stmt).all()
+        released, freed = [r.id for r in rows], sum(r.pixels for r in rows)
     moved = db.execute(
         update(Run)
         .where(Run.id == run_id, Run.status == run.status)
-        .values(status=status, reserved=Run.reserved - len(released))
+        .values(status=status, reserved=Run.reserved - freed)
         .execution_options(synchronize_session=False)
     )
     if moved.rowcount != 1:

@@ -54,10 +54,11 @@ def withdraw(db: Session, queue: Dispatcher, run_id: int, ids: Sequence[int]) ->
         update(Query)
         .where(Query.run_id == run_id, Query.id.in_(ids), Query.status == "pending")
         .values(status="withdrawn", lease_expires_at=None)
-        .returning(Query.id)
+        .returning(Query.id, Query.pixels)
         .execution_options(synchronize_session=False)
     )
-    now_withdrawn = sorted(db.execute(stmt).scalars())
+    moved = db.execute(stmt).all()
+    now_withdrawn, freed = sorted(r.id for r in moved), sum(r.pixels for r in moved)
     states = _states(db, ids, run_id)
     _missing(db, ids, states, f" in run {run_id}")
     withdrawn = [i for i in ids if states[i] == "withdrawn"]
@@ -69,7 +70,7 @@ def withdraw(db: Session, queue: Dispatcher, run_id: int, ids: Sequence[int]) ->
             "skipped query is never withdrawn; nothing was changed."
         )
     if now_withdrawn:
-        budget.settle(db, run_id, reserved=-len(now_withdrawn), answered=0)
+        budget.settle(db, run_id, reserved=-freed, answered=0)
     db.commit()
     forget(queue, run_id, now_withdrawn)
     kept = [KeptQuery(id=i, status=states[i]) for i in ids if states[i] != "withdrawn"]

@@ -90,6 +90,14 @@ def test_dashboard_chart_budget_refresh(service, make_run, page_at):
     assert len(times) == 8 and times[0][0] == 0.0
     assert [x for x, _ in times] == sorted(x for x, _ in times)
     assert [round(y, 2) for _, y in times] == [metric(i)["miou"] for i in range(8)]
+    # and against annotator-hours: the 5 answers' lead times (5.0 s) were all spent by then
+    assert budget["answered_seconds"] == 5.0
+    assert text(page, "budget-seconds") == "5 s"
+    hours = page.locator("[data-testid=hours-point]").evaluate_all(
+        "ps => ps.map(p => [Number(p.dataset.x), Number(p.dataset.y)])"
+    )
+    assert [x for x, _ in hours] == [round(5.0 / 3600, 6)] * 8
+    assert sorted(round(y, 2) for _, y in hours) == sorted(metric(i)["miou"] for i in range(8))
     screenshot(page, "dashboard-1280x720")
 
     # It refreshes itself: a new metric and a new answer show up without a reload.

@@ -17,7 +17,8 @@ from server.api.deps import (
     json_response,
 )
 from server.api.openapi import errors
-from server.schemas import (
+from server.schemas import QueriesIn, QueryOut
+from server.schemas_answers import (
     AnswerIn,
     AnswerOut,
     AnswersOut,
@@ -25,10 +26,8 @@ from server.schemas import (
     BatchAnswersIn,
     ClaimIn,
     ClaimOut,
-    QueriesIn,
     QueriesPage,
     QueryIdsOut,
-    QueryOut,
     SkipIn,
     UndoOut,
 )
