@@ -44,9 +44,16 @@ def image_quotas(remaining: int, iterations_left: int, images: int) -> torch.Ten
 
 
 def margin_uncertainty(prob: torch.Tensor) -> torch.Tensor:
-    """(N,H,W) ``1 - (p_1 - p_2)``, the top-two margin flipped so that higher is less sure."""
-    top2 = prob.topk(2, dim=1).values
-    return 1.0 - (top2[:, 0] - top2[:, 1])
+    """(N,H,W) ``1 - (p_1 - p_2)``, the top-two margin flipped so that higher is less sure.
+
+    ``p_1, p_2`` are ``prob.topk(2, dim=1).values`` (a tie gives ``p_1 == p_2``), found one
+    class at a time: a reduction over the class dim of a (N,C,H,W) tensor is slow on the CPU."""
+    first, second = prob[:, 0].clone(), torch.full_like(prob[:, 0], -math.inf)
+    for c in range(1, prob.shape[1]):
+        p = prob[:, c]
+        second = torch.where(p > first, first, torch.maximum(second, p))
+        first = torch.maximum(first, p)
+    return 1.0 - (first - second)
 
 
 def pixelpick_select(

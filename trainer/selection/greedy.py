@@ -69,49 +69,57 @@ def _ranked(ys: torch.Tensor, xs: torch.Tensor, k: torch.Tensor) -> tuple[torch.
 
 class Cells:
     """An image's keys on a canvas with a margin of ``r`` keys NONE on every side (so that
-    every window lies inside), cut in cells of side ``s = r + 1`` and stored cell by cell:
-    (cells, s*s), so that a cell's best is one reduction."""
+    every window lies inside), row-major, cut in cells of side ``s = r + 1``."""
 
     def __init__(self, key: torch.Tensor, radius: int) -> None:
         (h, w), s, r, dev = key.shape, radius + 1, radius, key.device
         hp, wp = -(-(h + 2 * r) // s) * s, -(-(w + 2 * r) // s) * s
         self.r, self.s, self.hc, self.wc, self.size = r, s, hp // s, wp // s, (h, w)
-        y, x = torch.arange(hp, device=dev), torch.arange(wp, device=dev)
-        self.row = (y // s) * (self.wc * s * s) + (y % s) * s  # flat index of canvas (y, x):
-        self.col = (x // s) * (s * s) + x % s  # row[y] + col[x]
-        self.keys = self.cellwise(F.pad(key, (r, wp - w - r, r, hp - h - r), value=NONE))
-        self.span = torch.arange(-r, r + 1, device=dev)  # a window's offsets along an axis
+        self.pad = (r, wp - w - r, r, hp - h - r)
+        self.keys = F.pad(key, self.pad, value=NONE)
         step = torch.tensor(_NEIGHBOURS, device=dev)  # the 8 neighbours on the bordered grid
         self.near = step[:, 0] * (self.wc + 2) + step[:, 1]
 
-    def cellwise(self, canvas: torch.Tensor) -> torch.Tensor:
-        s = self.s
-        return canvas.view(self.hc, s, self.wc, s).permute(0, 2, 1, 3).reshape(-1, s * s)
-
     def masked(self, candidates: torch.Tensor) -> torch.Tensor:
-        """(cells, s*s) the keys of ``candidates`` (H,W) bool, NONE elsewhere."""
-        (h, w), r = self.size, self.r
-        pad = (r, self.wc * self.s - w - r, r, self.hc * self.s - h - r)
-        return self.keys.masked_fill(~self.cellwise(F.pad(candidates, pad)), NONE)
+        """(hp, wp) the keys of ``candidates`` (H,W) bool, NONE elsewhere."""
+        return self.keys.masked_fill(~F.pad(candidates, self.pad), NONE)
 
-    def window(self, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
-        """(P, (2r+1)^2) flat indices of the windows around canvas pixels (ys, xs)."""
-        rows, cols = self.row[ys[:, None] + self.span], self.col[xs[:, None] + self.span]
-        return (rows[:, :, None] + cols[:, None, :]).reshape(ys.numel(), (2 * self.r + 1) ** 2)
+    def windows(self, canvas: torch.Tensor) -> torch.Tensor:
+        """(hp - 2r, wp - 2r, 2r+1, 2r+1) view of ``canvas``: ``[y - r, x - r]`` is the window
+        around canvas pixel (y, x), so a batch of windows is read or written at once."""
+        size = 2 * self.r + 1
+        return canvas.unfold(0, size, 1).unfold(1, size, 1)
+
+    def blank(self, canvas: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor) -> None:
+        """Set the windows around canvas pixels (ys, xs) to NONE, in place (overlapping
+        windows write the same NONE)."""
+        self.windows(canvas)[ys - self.r, xs - self.r] = NONE
 
     def drop(self, canvas: torch.Tensor, mask: torch.Tensor) -> None:
         """Set the keys of the ``mask`` (H,W) bool pixels of ``canvas`` to NONE, in place."""
-        ys, xs = mask.nonzero(as_tuple=True)
-        canvas.view(-1).index_fill_(0, self.row[ys + self.r] + self.col[xs + self.r], NONE)
+        (h, w), r = self.size, self.r
+        canvas[r : r + h, r : r + w].masked_fill_(mask, NONE)
+
+    def stale(self, canvas: torch.Tensor, arg: torch.Tensor, alive: torch.Tensor):
+        """The ``alive`` cells whose best (``arg``, :meth:`bests`) is NONE on ``canvas`` now:
+        the only cells whose best a blanking changed."""
+        s, a = self.s, arg[alive]
+        ys, xs = (alive // self.wc) * s + a // s, (alive % self.wc) * s + a % s
+        return alive[canvas.view(-1).take(ys * canvas.shape[1] + xs) == NONE]
 
     def bests(self, canvas: torch.Tensor, best: torch.Tensor, arg: torch.Tensor, alive):
         """``best, arg`` (cells,) of ``canvas`` updated in place: each cell's best key and its
-        place; only the ``alive`` cells (a cell without a candidate keeps none) when they are
-        few, every cell when ``alive`` is None or many."""
+        place in the cell (``s`` times its row plus its column); only the ``alive`` cells (a
+        cell without a candidate keeps none) when they are few, every cell when ``alive`` is
+        None or many."""
+        s, grid = self.s, canvas.view(self.hc, self.s, self.wc, self.s)
         if alive is None or 2 * alive.numel() > best.numel():
-            torch.max(canvas, 1, out=(best, arg))
+            row_best, col = grid.max(3)  # (hc, s, wc): the best of each row of each cell
+            cell_best, row = row_best.max(1)  # keys are unique: one best a cell
+            best.copy_(cell_best.view(-1))
+            arg.copy_((row * s + col.gather(1, row[:, None]).squeeze(1)).view(-1))
         else:
-            b, a = canvas.index_select(0, alive).max(1)
+            b, a = grid[alive // self.wc, :, alive % self.wc].reshape(-1, s * s).max(1)
             best[alive], arg[alive] = b, a
 
 
@@ -140,8 +148,8 @@ def _peaks(cells: Cells, canvas: torch.Tensor, best: torch.Tensor, arg: torch.Te
     peak = ~(higher & inside).any(1)
     check = peak & (higher & ~inside).any(1)  # a higher best outside the window: read it all
     if bool(check.any()):
-        window = canvas.view(-1).take(cells.window(ys[check], xs[check]))
-        peak[check] = window.amax(1) == kp[check]
+        window = cells.windows(canvas)[ys[check] - r, xs[check] - r]
+        peak[check] = window.amax((1, 2)) == kp[check]
     return (ys[peak], xs[peak], kp[peak]), top, cell
 
 
@@ -171,10 +179,11 @@ def sweep(
         canvas = candidates.clone()
     else:
         canvas = cells.masked(candidates)
-    best, arg, alive = canvas.new_empty(canvas.shape[0]), canvas.new_empty(canvas.shape[0]), None
+    cells_n = cells.hc * cells.wc
+    best, arg, alive = canvas.new_empty(cells_n), canvas.new_empty(cells_n), None
     found, count = [(key.new_empty(0), key.new_empty(0), key.new_empty(0))], 0
+    cells.bests(canvas, best, arg, None)
     while True:
-        cells.bests(canvas, best, arg, alive)
         got, top, alive = _peaks(cells, canvas, best, arg)
         if got is None:
             break
@@ -183,7 +192,8 @@ def sweep(
             sure = k > top
             if enough(ys[sure] - radius, xs[sure] - radius):
                 return ys[sure] - radius, xs[sure] - radius, k[sure]
-        canvas.view(-1).index_fill_(0, cells.window(got[0], got[1]).reshape(-1), NONE)
+        cells.blank(canvas, got[0], got[1])
+        cells.bests(canvas, best, arg, cells.stale(canvas, arg, alive))
         found.append(got)
         count += got[0].numel()
     ys, xs, k = _ranked(*(torch.cat(f) for f in zip(*found, strict=True)))

@@ -73,24 +73,39 @@ def impurity(pred: torch.Tensor, num_classes: int, kernel_size: int) -> torch.Te
     The counts are box sums (:func:`trainer.selection.greedy.box_sum`) of several classes at
     once, each in its own bit field of an int64 (a count is at most ``k^2``): a sum of packed
     fields is the packed sums, and only the classes present in the batch are counted. A pure
-    window is exactly 0."""
+    window is exactly 0. Everything after the box sums is per pixel and runs over blocks of
+    rows, so that its temporaries stay in the cache (the same numbers as whole maps)."""
     if num_classes < 2:
         return torch.zeros(pred.shape, device=pred.device)
     r, bits, dev = kernel_size // 2, (kernel_size * kernel_size).bit_length(), pred.device
-    per, field = 63 // bits, (1 << bits) - 1
+    per = 63 // bits
     present = torch.bincount(pred.reshape(-1), minlength=num_classes).nonzero()[:, 0].tolist()
-    table = torch.arange(kernel_size * kernel_size + 1, device=dev).double()
-    table = torch.xlogy(table, table).float()
-    nlogn = torch.zeros(pred.shape, device=dev)
+    packed = []
     for start in range(0, len(present), per):
         group = present[start : start + per]
         one = torch.zeros(num_classes, dtype=torch.long, device=dev)  # class -> its bit field
         one[group] = 1 << (bits * torch.arange(len(group), device=dev))
-        counts = box_sum(one[pred], r)
-        for j in range(len(group)):  # one field at a time: small temporaries stay in cache
-            nlogn += table.take((counts >> (j * bits)) & field)
+        packed.append((box_sum(one[pred], r), len(group)))
+    table = torch.arange(kernel_size * kernel_size + 1, device=dev).double()
+    table = torch.xlogy(table, table).float()
     h, w = pred.shape[-2:]
-    n = (_extent(h, r, dev)[:, None] * _extent(w, r, dev)[None, :]).double()
+    ey, ex = _extent(h, r, dev), _extent(w, r, dev)
+    out = torch.empty(pred.shape, device=dev)
+    for y in range(0, h, ROWS):
+        rows = slice(y, y + ROWS)
+        nlogn = torch.zeros(out[..., rows, :].shape, device=dev)
+        for counts, fields in packed:  # one field at a time, in the order of the classes
+            for j in range(fields):
+                nlogn += table.take((counts[..., rows, :] >> (j * bits)) & ((1 << bits) - 1))
+        out[..., rows, :] = _normalised(nlogn, (ey[rows, None] * ex[None, :]).double(), num_classes)
+    return out
+
+
+ROWS = 32  # rows of a block of the per-pixel steps (32 x 1024 pixels: 256 KiB of int64)
+
+
+def _normalised(nlogn: torch.Tensor, n: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Impurity from ``sum n_c log n_c`` (float) and the window's pixels ``n`` (double)."""
     out = (n.log() - nlogn / n).float()
     # a pure window is 0 up to rounding; the least impure (one pixel apart) is far above it
     least = n.log() - (n - 1) / n * (n - 1).clamp_min(1).log()

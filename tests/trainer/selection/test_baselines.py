@@ -57,3 +57,14 @@ def test_image_wise_takes_whole_images_and_stops_exactly_at_the_budget() -> None
     # an image with no unasked pixel costs nothing and is passed over
     unasked[0] = False
     assert image_wise_select(unasked, 8, 10, 1.0).sum((1, 2)).tolist() == [0, 2, 0]
+
+
+def test_margin_uncertainty_is_the_topk_margin_ties_included() -> None:
+    gen = torch.Generator().manual_seed(0)
+    prob = torch.randn(2, 19, 8, 9, generator=gen).mul(3).softmax(1)
+    prob[0, :, 0, 0] = 1 / 19  # every class tied
+    prob[1, 3:5, 2, 2] = 0.5  # two tied at the top
+    prob[1, :3, 2, 2] = prob[1, 5:, 2, 2] = 0.0
+    top2 = prob.topk(2, dim=1).values
+    assert torch.equal(margin_uncertainty(prob), 1.0 - (top2[:, 0] - top2[:, 1]))
+    assert margin_uncertainty(prob)[1, 2, 2] == 1.0

@@ -155,3 +155,34 @@ def test_ripu_score_is_impurity_times_entropy() -> None:
     prob = torch.softmax(torch.randn(1, 3, 4, 4, generator=torch.Generator().manual_seed(0)), 1)
     ent = -(prob * prob.log()).sum(1) / math.log(3)
     assert torch.allclose(pa_score(prob, 1), impurity(prob.argmax(1), 3, 3) * ent, atol=1e-6)
+
+
+def _direct_impurity(pred: torch.Tensor, num_classes: int, kernel_size: int) -> torch.Tensor:
+    """Per pixel: the entropy / log C of the classes in the in-image part of its window."""
+    r, (n, h, w) = kernel_size // 2, pred.shape
+    out = torch.zeros(n, h, w, dtype=torch.float64)
+    for i in range(n):
+        for y in range(h):
+            for x in range(w):
+                win = pred[i, max(0, y - r) : y + r + 1, max(0, x - r) : x + r + 1]
+                share = torch.bincount(win.reshape(-1), minlength=num_classes).double()
+                share = share[share > 0] / win.numel()
+                out[i, y, x] = -(share * share.log()).sum() / math.log(num_classes)
+    return out
+
+
+@pytest.mark.parametrize("kernel", [3, 7, 53])
+def test_impurity_in_row_blocks_is_the_direct_per_pixel_one(kernel: int, monkeypatch) -> None:
+    """Maps taller than a block (rows cut across blocks, borders in every block), 19 classes
+    with a few absent, more classes than fit one packed word: the blocked path equals a
+    direct count at every pixel, is exactly 0 on pure windows, and is the same number with
+    one block for the whole map."""
+    gen = torch.Generator().manual_seed(kernel)
+    pred = torch.randint(0, 16, (2, 75, 9), generator=gen)  # classes 16-18 absent
+    pred[0, 30:60] = 4  # a pure band across a block boundary
+    got = impurity(pred, 19, kernel)
+    assert torch.allclose(got.double(), _direct_impurity(pred, 19, kernel), atol=1e-5)
+    r = kernel // 2
+    assert (got[0, 30 + r : 60 - r] == 0).all()
+    monkeypatch.setattr("trainer.selection.ripu.ROWS", 1000)
+    assert torch.equal(impurity(pred, 19, kernel), got)
