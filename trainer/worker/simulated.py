@@ -100,7 +100,8 @@ class MemoryService:
         return iter(page)
 
     def budget(self, run_id: int) -> dict:
-        """The server's ``BudgetOut`` (as JSON), by its rule (``server.schemas_budget.budget_out``)."""
+        """The server's ``BudgetOut`` (as JSON), by its rule
+        (``server.schemas_budget.budget_out``)."""
         with self.lock:
             self._expire()
             rows = [(q.group, q.status, None, 1) for q in [*self.queries.values(), *self.withdrawn]]

@@ -1,4 +1,5 @@
-"""The in-memory service counts the budget by the server's rule (``server.schemas_budget.budget_out``)."""
+"""The in-memory service counts the budget by the server's rule
+(``server.schemas_budget.budget_out``)."""
 
 from __future__ import annotations
 
