@@ -35,9 +35,18 @@ class Person:
         self.answered: list[int] = []
         self.skipped = self.undone = self.refused = 0
         self.keys: dict[int, int] = {}  # image id -> row of the target split
+        self.rows: dict[str, int] = {}  # image key -> row of the target split
+
+    def row(self, image_id: int) -> int:
+        """The target row of ``image_id``, the run's image list read again when the worker
+        registered the image after the person last read it (a KeyError once, under load)."""
+        if image_id not in self.keys:
+            listed = self.c.list_images(self.run_id)
+            self.keys = {im["id"]: self.rows[im["key"]] for im in listed}
+        return self.keys[image_id]
 
     def run(self, stop: threading.Event, rows: dict[str, int]) -> None:
-        self.keys = {im["id"]: rows[im["key"]] for im in self.c.list_images(self.run_id)}
+        self.rows = rows
         while not stop.is_set():
             try:
                 claim = self.c.request(
@@ -52,7 +61,7 @@ class Person:
                 self.one(q)
 
     def one(self, q: dict) -> None:
-        truth = int(self.labels[self.keys[q["image_id"]], q["y"], q["x"]])
+        truth = int(self.labels[self.row(q["image_id"]), q["y"], q["x"]])
         try:
             if truth == 255 or self.rng.random() < 0.05:
                 self.c.request("POST", f"/queries/{q['id']}/skip")
