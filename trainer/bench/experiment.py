@@ -104,6 +104,7 @@ def _seconds(
     return {
         "query_kind": cfg.query_kind,
         "budget_seconds": budget_seconds,
+        "target_images": result.bank.shape[0],
         "spent_seconds": ledger.total,
         "annotator_hours": ledger.total / 3600.0,
         "regions_asked": q.regions,

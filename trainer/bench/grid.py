@@ -19,6 +19,7 @@ from trainer.bench.experiment import run_strategy
 from trainer.bench.inputs import USER_DATA, narrow, prepare_data
 from trainer.bench.presets import PRESETS, Preset
 from trainer.bench.report import write_reports
+from trainer.bench.seconds_report import seconds_table
 from trainer.config import TrainConfig
 from trainer.data.synth import DEFAULT_SHIFT
 from trainer.loop.progress import duration
@@ -113,6 +114,9 @@ def run_bench(
             (out_dir / "results.json").write_text(json.dumps(report, indent=1))  # partial
     report = _report(preset_name, dirs, base, results, started, len(runs), preset.size)
     write_reports(report, out_dir, dirs)
+    if preset.seconds:  # pixels vs regions at equal annotator seconds
+        table = seconds_table(results, preset.counts["target-train"])
+        (out_dir / "seconds.md").write_text(table)
     return report
 
 

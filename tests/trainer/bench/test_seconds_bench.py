@@ -78,3 +78,38 @@ def _adapt_regions(cfg, data, tmp_path):
     oracle = local_oracle(data.target.labels, bank, ledger)
     adapt(model, cfg, data, oracle, bank, device, AdaptHooks(progress=False))
     return bank, ledger.total
+
+
+def test_the_seconds_table_by_hand() -> None:
+    from trainer.bench.seconds_report import seconds_table
+
+    run = {"shift": "moderate", "strategy": "region-cap", "budget_seconds": 96.0}
+    runs = [
+        {
+            **run,
+            "test_miou": 50.0,
+            "val_miou": 40.0,
+            "spent_seconds": 90.0,
+            "labeled_pixels": 320,
+            "regions_asked": 30,
+            "region_noise": 0.1,
+        },
+        {
+            **run,
+            "test_miou": 54.0,
+            "val_miou": 44.0,
+            "spent_seconds": 96.0,
+            "labeled_pixels": 384,
+            "regions_asked": 32,
+            "region_noise": 0.2,
+        },
+        {"strategy": "random", "budget_rate": 0.017, "test_miou": 1.0},  # untimed: left out
+    ]
+    table = seconds_table(runs, 32).splitlines()
+    assert len(table) == 3
+    # 96 s over 32 images: 3 s an image, 1.6 bench minutes, 149 min over 2,975 frames;
+    # labels (320 + 384) / 2 / 32 = 11.0 an image; noise (10 + 20) / 2 = 15 %
+    assert table[2] == (
+        "| moderate | region-cap | 3 | 1.60 | 149 | 2 | 52.0 ± 2.8 | 42.0 ± 2.8 | 1.55 "
+        "| 11.0 | 31 | 15.0 % |"
+    )
