@@ -89,9 +89,7 @@ def adapt(
     length = cfg.pass_length(n_target)
     eval_every = cfg.eval_every or length
     check_model_selection(cfg, eval_every, iterations)
-    expected = budget_pixels(cfg, data) if oracle.expected is None else oracle.expected
-    if cfg.budget_seconds_per_image > 0:  # the labels the seconds buy, for mcu-cap's G_l rule
-        expected = seconds_pixels(cfg, data)
+    expected = _expected(cfg, data, oracle)
     cfg = for_budget(cfg, expected, data.target_pixels)  # mcu-cap's G_l
     if cfg.query_kind != QueryKind.PIXELS and data.target_regions is None:
         data.target_regions = region_maps(data.target.images, cfg.regions_per_image)
@@ -186,6 +184,19 @@ def local_oracle(
     if ledger is None:
         return Oracle(GroundTruthOracle(labels), bank.counts)
     return Oracle(GroundTruthOracle(labels), ledger.spent, charge=ledger.charge)
+
+
+def _expected(cfg: TrainConfig, data: Data, oracle: Oracle) -> int:
+    """M_e in pixels: the service's, else the config's rate; under a seconds budget the labels
+    the seconds buy (:func:`seconds_pixels`), which needs an oracle that charges seconds."""
+    if cfg.budget_seconds_per_image <= 0:
+        return budget_pixels(cfg, data) if oracle.expected is None else oracle.expected
+    if oracle.charge is None:
+        raise ValueError(
+            "budget_seconds_per_image needs an oracle that charges seconds: the in-process "
+            "simulated one (adamcu bench); set it to 0 for a run against the service"
+        )
+    return seconds_pixels(cfg, data)
 
 
 def seconds_pixels(cfg: TrainConfig, data: Data) -> int:

@@ -62,6 +62,20 @@ def test_a_region_run_spends_its_seconds_on_whole_regions(tmp_path) -> None:
             assert got.numel() == 1 and int(got) == int(gt.bincount().argmax())
             regions_seen += 1
     assert regions_seen == 13 and cost <= 40.0
+    _refused_without_a_charging_oracle(cfg, data)
+
+
+def _refused_without_a_charging_oracle(cfg, data) -> None:
+    import pytest
+
+    from trainer.learning.labelbank import LabelBank
+    from trainer.loop.adapt import adapt, local_oracle
+
+    n, _, h, w = data.target.images.shape
+    bank = LabelBank(n, h, w)
+    with pytest.raises(ValueError, match="an oracle that charges seconds"):
+        adapt(None, cfg, data, local_oracle(data.target.labels, bank), bank, torch.device("cpu"))
+    assert bank.num_asked == 0
 
 
 def _adapt_regions(cfg, data, tmp_path):
