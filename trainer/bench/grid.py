@@ -19,7 +19,7 @@ from trainer.bench.experiment import run_strategy
 from trainer.bench.inputs import USER_DATA, narrow, prepare_data
 from trainer.bench.presets import PRESETS, Preset
 from trainer.bench.report import write_reports
-from trainer.bench.seconds_report import seconds_table
+from trainer.bench.seconds_report import seconds_plot, seconds_table
 from trainer.config import TrainConfig
 from trainer.data.synth import DEFAULT_SHIFT
 from trainer.loop.progress import duration
@@ -117,6 +117,7 @@ def run_bench(
     if preset.seconds:  # pixels vs regions at equal annotator seconds
         table = seconds_table(results, preset.counts["target-train"])
         (out_dir / "seconds.md").write_text(table)
+        seconds_plot(results, preset.counts["target-train"], out_dir / "miou_vs_hours.png")
     return report
 
 

@@ -127,3 +127,14 @@ def test_the_seconds_table_by_hand() -> None:
         "| moderate | region-cap | 3 | 1.60 | 149 | 2 | 52.0 ± 2.8 | 42.0 ± 2.8 | 1.55 "
         "| 11.0 | 31 | 15.0 % |"
     )
+
+
+def test_the_seconds_plot_is_written(tmp_path) -> None:
+    from trainer.bench.seconds_report import seconds_plot
+
+    runs = [
+        {"shift": "moderate", "strategy": s, "budget_seconds": b, "test_miou": m}
+        for s, b, m in (("random", 9.6, 40.0), ("random", 96.0, 45.0), ("region-cap", 96.0, 50.0))
+    ]
+    seconds_plot(runs, 32, tmp_path / "plot.png")
+    assert (tmp_path / "plot.png").stat().st_size > 1000
