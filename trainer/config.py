@@ -33,6 +33,15 @@ class Selection(StrEnum):
     MCU_CAP = "mcu-cap"
 
 
+class QueryKind(StrEnum):
+    """What a run asks (issue 24): pixels, superpixel regions (their dominant class in one
+    click, ``trainer/selection/regions.py``), or both (``trainer/selection/seconds.py``)."""
+
+    PIXELS = "pixels"
+    REGIONS = "regions"
+    BOTH = "both"
+
+
 class CenterScope(StrEnum):
     """Over which pixels a class centre of the c2c units averages
     (``trainer.learning.centres.center_units``)."""
@@ -139,6 +148,15 @@ class TrainConfig:
     # rate; 0: never). 0.24 % = 19.7 labels a 64x128 image, 5,033 a 1024x2048 one
     cap_pseudo_below_rate: float = 0.0024
     mcu_true_labels: bool = False  # MCU target pixels: true labels only, no G_l pseudo labels
+    # region queries and the budget in annotator seconds (issue 24; trainer/cost.py)
+    query_kind: str = "pixels"  # "regions" / "both" need budget_seconds_per_image > 0
+    # SLIC superpixels per target image (trainer/data/superpixels.py): about 32 pixels a region
+    # at 64x128, 8,192 (~90x90) at 1024x2048; the same share of the frame at every size
+    regions_per_image: int = 256
+    # > 0: the budget in annotator seconds, this many per target image (trainer.cost.
+    # seconds_budget), charged by the cost model instead of counting pixels; 0: pixels
+    budget_seconds_per_image: float = 0.0
+    cost_spread: float = 0.0  # a charge: its mean x U[1 - spread, 1 + spread] (0: the mean)
     mcu_low_pixels: str = "all"  # MCU target G_l pixels: all; "sampled": Eq. 5's AS draw
     # losses
     pseudo_labels: bool = True
@@ -189,6 +207,7 @@ class TrainConfig:
         modes: dict[str, type[StrEnum]] = {"selection": Selection, "weight_mode": WeightMode}
         modes |= {"fixed_shapes": FixedShapes, "center_scope": CenterScope}
         modes |= {"mcu_low_pixels": McuLow, "center_pixels": CenterPixels}
+        modes |= {"query_kind": QueryKind}
         for name, kind in modes.items():
             names = [k.value for k in kind]
             if getattr(self, name) not in names:
@@ -200,6 +219,10 @@ class TrainConfig:
         for name in ("pixelpick_top", "cap_class_share"):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in (0, 1], got {getattr(self, name)}")
+        if self.budget_seconds_per_image < 0 or not 0 <= self.cost_spread < 1:
+            raise ValueError("budget_seconds_per_image must be >= 0 and cost_spread in [0, 1)")
+        if self.regions_per_image < 1:
+            raise ValueError(f"regions_per_image must be >= 1, got {self.regions_per_image}")
         if self.passes < 0 or self.iterations < 0:
             raise ValueError("passes and iterations must be >= 0")
         if self.query_passes <= 0 or 0 < self.passes < self.query_passes:

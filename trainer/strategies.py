@@ -30,6 +30,11 @@ Rows of the paper's Table V/VI are configurations of the same step (``trainer/lo
 |               | impurity, windows    |                                  | only; c2c on    |      |
 |               |                      |                                  | source centres  |      |
 | supervised    | every target label   | CE on every target pixel         | -               | -    |
+| region-random | random superpixels   | as random (issue 24: superpixels | -               | -    |
+| region-ripu   | superpixels: mean    | as ripu       labelled whole by  | -               | -    |
+|               | entropy x impurity   |               their GT-dominant  |                 |      |
+| region-cap    | mcu-cap's groups on  | as mcu-cap    class; a seconds   | as mcu-cap      | yes  |
+|               | superpixels          |               budget)            |                 |      |
 
 The comparison rows' policies are in ``trainer/selection/comparison.py`` (RIPU in ``ripu.py``,
 PixelPick and image-wise in ``baselines.py``), ``mcu-cap``'s in ``mcucap.py``. ``ripu`` is RIPU
@@ -91,6 +96,15 @@ STRATEGIES: dict[str, dict[str, Any]] = {
     },
     "supervised": {**_NO_CONTRAST, "selection": "all", "pseudo_labels": False},
 }
+# region queries (issue 24, trainer/selection/regions.py): the rows above lifted to superpixels,
+# asked by their dominant class in one click; they need a budget in annotator seconds
+# (``budget_seconds_per_image``), which the `seconds` bench preset sets
+REGION_STRATEGIES: dict[str, dict[str, Any]] = {
+    "region-random": {**STRATEGIES["random"], "query_kind": "regions"},
+    "region-ripu": {**STRATEGIES["ripu"], "query_kind": "regions"},
+    "region-cap": {**STRATEGIES["mcu-cap"], "query_kind": "regions"},
+}
+STRATEGIES.update(REGION_STRATEGIES)
 
 BUDGET_FREE = ("source-only", "minent", "supervised")
 

@@ -19,6 +19,7 @@ from trainer.bench.experiment import run_strategy
 from trainer.bench.inputs import USER_DATA, narrow, prepare_data
 from trainer.bench.presets import PRESETS, Preset
 from trainer.bench.report import write_reports
+from trainer.bench.seconds_report import seconds_plot, seconds_table
 from trainer.config import TrainConfig
 from trainer.data.synth import DEFAULT_SHIFT
 from trainer.loop.progress import duration
@@ -34,6 +35,10 @@ def plan(preset: Preset, base: TrainConfig, shift: str = DEFAULT_SHIFT) -> list[
         rows += [(s, (preset.ablation_budget,)) for s in preset.ablation]
     for seed in preset.seeds:
         for strategy, budgets in rows:
+            if preset.seconds:  # timed runs: one per budget in annotator seconds
+                for sec in preset.seconds:
+                    runs.append(configure(base, strategy, budget_seconds_per_image=sec, seed=seed))
+                continue
             for rate in budgets[-1:] if strategy in BUDGET_FREE else budgets:
                 runs.append(configure(base, strategy, budget_rate=rate, seed=seed))
     return runs
@@ -41,7 +46,8 @@ def plan(preset: Preset, base: TrainConfig, shift: str = DEFAULT_SHIFT) -> list[
 
 def _run(cfg_dict: dict[str, Any], cache_dir: str, out_dir: str, shift: str) -> dict[str, Any]:
     cfg = TrainConfig(**cfg_dict)
-    name = f"{shift}-{cfg.strategy}-b{cfg.budget_rate:g}-s{cfg.seed}.pt"
+    budget = f"t{cfg.budget_seconds_per_image:g}" if cfg.budget_seconds_per_image else ""
+    name = f"{shift}-{cfg.strategy}-b{cfg.budget_rate:g}{budget}-s{cfg.seed}.pt"
     ckpt = Path(out_dir) / "checkpoints" / name
     res = run_strategy(cfg, load_data(cfg), Path(cache_dir), checkpoint=ckpt)
     return {"shift": shift, **res, "checkpoint": str(ckpt)}
@@ -108,6 +114,10 @@ def run_bench(
             (out_dir / "results.json").write_text(json.dumps(report, indent=1))  # partial
     report = _report(preset_name, dirs, base, results, started, len(runs), preset.size)
     write_reports(report, out_dir, dirs)
+    if preset.seconds:  # pixels vs regions at equal annotator seconds
+        table = seconds_table(results, preset.counts["target-train"])
+        (out_dir / "seconds.md").write_text(table)
+        seconds_plot(results, preset.counts["target-train"], out_dir / "miou_vs_hours.png")
     return report
 
 

@@ -6,14 +6,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trainer.data.synth import DEFAULT_SHIFT, DEFAULT_SIZE
-from trainer.strategies import STRATEGIES
+from trainer.strategies import REGION_STRATEGIES, STRATEGIES
 
-ALL = tuple(STRATEGIES)
+ALL = tuple(s for s in STRATEGIES if s not in REGION_STRATEGIES)  # the pixel-budget rows
 # Table VI's ablation rows (AL w/o AS, AL w AS, +MCU_i, +MCU_d, p2p only); `full` is a main row
 ABLATION = ("entropy", "al-as", "mcu-i", "mcu-d", "p2p")
 MAIN = tuple(s for s in ALL if s not in ABLATION)
 # issue 20 item 5: the rows the resolution ladder compares at every size
 LADDER = ("random", "pixelpick", "ripu", "full", "mcu-cap", "supervised")
+# issue 24 item 5: pixels vs regions at equal annotator time. 15, 60 and 240 minutes over
+# Cityscapes' 2,975 training frames are 0.30, 1.21 and 4.84 s per target image; the bundled
+# runs get the same seconds per image (a click costs the same at every frame size), so 9.7,
+# 38.7 and 155 s over the `standard` preset's 32 target images
+SECONDS_ROWS = ("random", "ripu", "mcu-cap", "region-random", "region-ripu", "region-cap")
+CITYSCAPES_TRAIN_IMAGES = 2975
+SECONDS_PER_IMAGE = tuple(round(60 * m / CITYSCAPES_TRAIN_IMAGES, 4) for m in (15, 60, 240))
 # the `standard` preset's images and schedule (the ladder's too); target-val every 2 passes
 STANDARD_COUNTS = {"source-train": 300, "target-train": 32, "target-val": 40, "target-test": 100}
 STANDARD_CONFIG = {"pretrain_iterations": 1000, "eval_every": 32}
@@ -33,6 +40,9 @@ class Preset:
     ablation: tuple[str, ...] = ()
     shifts: tuple[str, ...] = (DEFAULT_SHIFT,)
     size: tuple[int, int] = DEFAULT_SIZE
+    # budgets in annotator seconds per target image (trainer.cost); when given, every run is
+    # timed and ``budgets`` is not used
+    seconds: tuple[float, ...] = ()
 
     @property
     def ablation_budget(self) -> float:
@@ -72,6 +82,17 @@ PRESETS: dict[str, Preset] = {
         config=STANDARD_CONFIG,
         ablation=ABLATION,
         shifts=(DEFAULT_SHIFT, "hard"),
+    ),
+    # pixels vs regions at equal simulated annotator time (issue 24 item 5), `standard`'s
+    # images and schedule
+    "seconds": Preset(
+        counts=STANDARD_COUNTS,
+        strategies=SECONDS_ROWS,
+        budgets=(0.017,),
+        seeds=(0, 1, 2),
+        config=STANDARD_CONFIG,
+        shifts=(DEFAULT_SHIFT, "hard"),
+        seconds=SECONDS_PER_IMAGE,
     ),
     # the resolution ladder (issue 20 item 5): `standard`'s images, schedule and seeds, the
     # ladder's rows at 0.1 % and 1.7 %; `--size 256x512` renders the same scenes 4x larger

@@ -16,8 +16,10 @@ from typing import Any
 
 import torch
 
-from trainer.config import Selection, TrainConfig, check_model_selection
+from trainer.config import QueryKind, Selection, TrainConfig, check_model_selection
+from trainer.cost import PIXEL, REGION, CostModel, SecondsLedger, seconds_budget
 from trainer.data.folder import to_float
+from trainer.data.superpixels import region_maps
 from trainer.learning.labelbank import LabelBank
 from trainer.loop.bundles import Batch, Learner, LoopState, Oracle
 from trainer.loop.progress import Progress, adapt_update, progress_mode
@@ -87,8 +89,10 @@ def adapt(
     length = cfg.pass_length(n_target)
     eval_every = cfg.eval_every or length
     check_model_selection(cfg, eval_every, iterations)
-    expected = budget_pixels(cfg, data) if oracle.expected is None else oracle.expected
+    expected = _expected(cfg, data, oracle)
     cfg = for_budget(cfg, expected, data.target_pixels)  # mcu-cap's G_l
+    if cfg.query_kind != QueryKind.PIXELS and data.target_regions is None:
+        data.target_regions = region_maps(data.target.images, cfg.regions_per_image)
     state = hooks.state or new_loop_state(cfg, expected, data.num_classes, n_target)
     state.dccm = state.dccm.to(device)
     opt = torch.optim.SGD(
@@ -100,7 +104,7 @@ def adapt(
     order = target_order(n_target, iterations, cfg.batch_target, gen)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     learner = Learner(model, opt, cfg, state, gen, sync)
-    policy = make_policy(cfg, state.sampler)
+    policy = make_policy(cfg, state.sampler, n_target)
     run = _Run(AdaptResult(model, bank, -1.0, -1), copy.deepcopy(model.state_dict()), {})
     bar = Progress(
         iterations, f"adapt {cfg.strategy}", mode=progress_mode(hooks.progress), start=hooks.start
@@ -154,7 +158,8 @@ def _batch(
     sx, sy = source_batch(data, cfg.batch_source, gen, cfg, device)
     tx = to_float(data.target.images[tidx]).to(device)
     ty = data.target.labels[tidx].long().to(device) if cfg.selection == Selection.ALL else None
-    return Batch(sx, sy, tx, tidx, ty)
+    regions = None if data.target_regions is None else data.target_regions[tidx]
+    return Batch(sx, sy, tx, tidx, ty, regions)
 
 
 def _eval_point(
@@ -170,7 +175,38 @@ def _eval_point(
     }
 
 
-def local_oracle(labels: torch.Tensor, bank: LabelBank) -> Oracle:
+def local_oracle(
+    labels: torch.Tensor, bank: LabelBank, ledger: SecondsLedger | None = None
+) -> Oracle:
     """The in-process oracle: answers from the ground truth ``labels``, the budget spent per
-    group is the labels stored in ``bank`` (a skip costs nothing), M_e from the config."""
-    return Oracle(GroundTruthOracle(labels), bank.counts)
+    group is the labels stored in ``bank`` (a skip costs nothing), M_e from the config; with a
+    ``ledger`` (a budget in annotator seconds) the seconds it charged per group instead."""
+    if ledger is None:
+        return Oracle(GroundTruthOracle(labels), bank.counts)
+    return Oracle(GroundTruthOracle(labels), ledger.spent, charge=ledger.charge)
+
+
+def _expected(cfg: TrainConfig, data: Data, oracle: Oracle) -> int:
+    """M_e in pixels: the service's, else the config's rate; under a seconds budget the labels
+    the seconds buy (:func:`seconds_pixels`), which needs an oracle that charges seconds."""
+    if cfg.budget_seconds_per_image <= 0:
+        return budget_pixels(cfg, data) if oracle.expected is None else oracle.expected
+    if oracle.charge is None:
+        raise ValueError(
+            "budget_seconds_per_image needs an oracle that charges seconds: the in-process "
+            "simulated one (adamcu bench); set it to 0 for a run against the service"
+        )
+    return seconds_pixels(cfg, data)
+
+
+def seconds_pixels(cfg: TrainConfig, data: Data) -> int:
+    """The labelled pixels a seconds budget buys at the mean cost of the run's query kind (a
+    region: ``regions_per_image``-th of an image; "both": half the seconds each way)."""
+    total = seconds_budget(cfg.budget_seconds_per_image, len(data.target.ids))
+    model, (h, w) = CostModel(spread=cfg.cost_spread), data.target.images.shape[-2:]
+    pixels = total / model.seconds[PIXEL]
+    regions = total / model.seconds[REGION] * (h * w / cfg.regions_per_image)
+    kind = QueryKind(cfg.query_kind)
+    if kind == QueryKind.BOTH:
+        return int((pixels + regions) / 2)
+    return int(regions if kind == QueryKind.REGIONS else pixels)

@@ -15,8 +15,11 @@ from trainer.selection.views import BudgetView, Policy, QueryWindow
 
 # ask(index (K,), ys (K,), xs (K,), group, scores (K,)) -> classes (K,) long, 255 = no answer
 Ask = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, str, torch.Tensor], torch.Tensor]
-# spent() -> pixels already spent per group ({"high": n, "medium": n, ...})
-Spent = Callable[[], dict[str, int]]
+# spent() -> pixels already spent per group ({"high": n, "medium": n, ...}); seconds under a
+# budget in annotator seconds (trainer.cost)
+Spent = Callable[[], dict[str, int]] | Callable[[], dict[str, float]]
+# charge(kind, group, answered, skipped) -> seconds: books queries against a seconds budget
+Charge = Callable[[str, str, int, int], float]
 
 
 @dataclass
@@ -29,6 +32,7 @@ class Batch:
     target_x: torch.Tensor
     target_index: torch.Tensor
     target_y: torch.Tensor | None = None  # only for the fully supervised ceiling
+    target_regions: torch.Tensor | None = None  # (Bt,H,W) superpixel ids: region queries only
 
 
 @dataclass
@@ -63,6 +67,7 @@ class Oracle:
     ask: Ask
     spent: Spent
     expected: int | None = None
+    charge: Charge | None = None  # the simulated oracle's cost model (None: nothing charged)
 
 
 @dataclass
@@ -73,6 +78,7 @@ class Asking:
     policy: Policy
     budget: BudgetView
     ask: Ask
+    charge: Charge | None = None
 
 
 @dataclass

@@ -67,9 +67,15 @@ class QueryLog:
     asked: list[int] = field(default_factory=list)
     answered: int = 0
     wrong: int = 0
+    regions: int = 0  # region queries, their labelled pixels and the noisy ones among them
+    region_pixels: int = 0
+    region_noisy: int = 0
 
     def add(self, stats: StepStats) -> None:
         self.asked.append(stats.queried)
         self.answered += stats.answered
+        self.regions += stats.regions
+        self.region_pixels += stats.region_pixels
+        self.region_noisy += stats.region_noisy
         if stats.answered:  # 0 otherwise; reading it would copy the step's losses to the host
             self.wrong += stats.query_wrong

@@ -16,13 +16,16 @@ from __future__ import annotations
 import torch
 
 from trainer.config import TrainConfig
+from trainer.constants import IGNORE_INDEX
+from trainer.cost import PIXEL, REGION
 from trainer.learning.labelbank import LabelBank
-from trainer.loop.bundles import Ask, Asking, Batch, Forward, Learner, LoopState, Oracle
+from trainer.loop.bundles import Ask, Asking, Batch, Charge, Forward, Learner, LoopState, Oracle
 from trainer.loop.learn import learn
 from trainer.loop.stepstats import StepStats, Timer
 from trainer.nets.forward import maybe_compiled, train_forward
 from trainer.ops.draws import host_to_device
 from trainer.selection.policy import NoQueries
+from trainer.selection.regions import dominant_answers
 from trainer.selection.sampling import pseudo_open
 from trainer.selection.uncertainty import partition, uncertainty_score
 from trainer.selection.views import BudgetView, Policy, ScoreMaps
@@ -56,7 +59,8 @@ def asking_at(policy: Policy, state: LoopState, iteration: int, oracle: Oracle) 
     None outside the query window and for a policy that never asks (no read at all)."""
     if isinstance(policy, NoQueries) or iteration >= state.window.query_until:
         return None
-    return Asking(policy, BudgetView.at(state.window, iteration, oracle.spent()), oracle.ask)
+    view = BudgetView.at(state.window, iteration, oracle.spent())
+    return Asking(policy, view, oracle.ask, oracle.charge)
 
 
 def forward(learner: Learner, batch: Batch, timer: Timer | None = None) -> Forward:
@@ -86,14 +90,23 @@ def ask(
     n_src, device = fwd.n_src, batch.source_x.device
     timer = timer or Timer(lambda: None)
     _, _, asked = bank.batch(batch.target_index)
+    regions = batch.target_regions
     maps = ScoreMaps(
-        fwd.score[n_src:], fwd.groups[n_src:], fwd.prob, ~host_to_device(asked, device)
+        fwd.score[n_src:],
+        fwd.groups[n_src:],
+        fwd.prob,
+        ~host_to_device(asked, device),
+        None if regions is None else host_to_device(regions, device),
     )
     mask, group = asking.policy.select(maps, asking.budget, generator)
+    kind = asking.policy.kind_at(asking.budget)
     timer.lap("selection")
-    stats.queried, stats.answered = query_oracle(
-        mask, group, fwd.score[n_src:], batch, bank, asking.ask
-    )
+    if kind == REGION:
+        stats.queried, stats.answered = query_regions(mask, group, batch, bank, asking, stats)
+    else:
+        stats.queried, stats.answered = query_oracle(
+            mask, group, fwd.score[n_src:], batch, bank, asking.ask, asking.charge
+        )
     stats.phase = group
     timer.lap("oracle")
     return mask
@@ -106,8 +119,10 @@ def query_oracle(
     batch: Batch,
     bank: LabelBank,
     ask: Ask,
+    charge: Charge | None = None,
 ) -> tuple[int, int]:
     """Ask the oracle about the masked pixels and merge the answers. Returns (asked, answered).
+    ``charge`` books each pixel as a pixel click (a skip as a skip) against a seconds budget.
 
     No host sync when nothing was selected by construction (``group`` "none"/"done"); else the
     masked pixels' coordinates and scores come to the host in one copy after their nonzero."""
@@ -120,9 +135,41 @@ def query_oracle(
     host = torch.stack([b, ys, xs, bits]).cpu()  # the one copy to the host
     index = batch.target_index[host[0]]
     scores = host[3].to(torch.int32).view(torch.float32)
-    answered = bank.merge(
-        index, host[1], host[2], ask(index, host[1], host[2], group, scores), group
-    )
+    answers = ask(index, host[1], host[2], group, scores)
+    answered = bank.merge(index, host[1], host[2], answers, group)
+    if charge is not None:
+        skipped = int((answers == IGNORE_INDEX).sum())
+        charge(PIXEL, group, int(b.numel()) - skipped, skipped)
+    return int(b.numel()), answered
+
+
+def query_regions(
+    mask: torch.Tensor, group: str, batch: Batch, bank: LabelBank, asking: Asking, stats: StepStats
+) -> tuple[int, int]:
+    """Region queries: the masked pixels are whole superpixels (``batch.target_regions``); the
+    oracle's answer at each pixel (the ground truth, in simulation) gives each region its
+    dominant class (:func:`dominant_answers`), which labels every asked pixel of it. One region
+    is one query (charged as a region click, a region without any class as a skip); ``stats``
+    gets the regions, their labelled pixels and the noisy ones (GT differs from the label).
+    Returns (pixels asked, pixels answered)."""
+    if group in ("none", "done") or batch.target_regions is None:
+        return 0, 0
+    b, ys, xs = mask.nonzero(as_tuple=True)
+    if b.numel() == 0:
+        return 0, 0
+    b, ys, xs = b.cpu(), ys.cpu(), xs.cpu()
+    regions = batch.target_regions
+    count = int(regions.max()) + 1
+    region_ids = b * count + regions[b, ys, xs].long()
+    index = batch.target_index[b]
+    answers = asking.ask(index, ys, xs, group, torch.zeros(len(b)))
+    labels, noisy, counted = dominant_answers(region_ids, answers.cpu())
+    answered = bank.merge(index, ys, xs, labels, group)
+    asked = torch.unique(region_ids)
+    skipped = int(torch.unique(region_ids[labels == IGNORE_INDEX]).numel())
+    if asking.charge is not None:
+        asking.charge(REGION, group, int(asked.numel()) - skipped, skipped)
+    stats.regions, stats.region_pixels, stats.region_noisy = int(asked.numel()), counted, noisy
     return int(b.numel()), answered
 
 

@@ -23,6 +23,10 @@ class StepStats:
     queried: int = 0
     answered: int = 0
     phase: str = ""
+    # region queries (issue 24): regions asked, their labelled pixels, those whose GT differs
+    regions: int = 0
+    region_pixels: int = 0
+    region_noisy: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
     raw: dict[str, torch.Tensor] = field(default_factory=dict)
     raw_loss: torch.Tensor | float = 0.0

@@ -44,6 +44,8 @@ class Data:
     test: SplitTensors
     class_names: list[str]
     class_colors: list[tuple[int, int, int]] = field(default_factory=list)
+    # (N,H,W) int32 superpixels of target-train (region queries; trainer/data/superpixels.py)
+    target_regions: torch.Tensor | None = None
 
     @property
     def num_classes(self) -> int:

@@ -21,12 +21,15 @@ from collections.abc import Callable
 
 import torch
 
-from trainer.config import Selection, TrainConfig
+from trainer.config import QueryKind, Selection, TrainConfig
+from trainer.cost import PIXEL, REGION, CostModel, seconds_budget
 from trainer.ops.draws import top_k_select, uniform_select
 from trainer.selection.comparison import ImageWise, PixelPick, Ripu
 from trainer.selection.mcucap import CapSettings, McuCap
+from trainer.selection.regions import RegionCap, RegionRandom, RegionRank
 from trainer.selection.ripu import pa_score
 from trainer.selection.sampling import ActiveSampler
+from trainer.selection.seconds import Alternate, SecondsBudget
 from trainer.selection.views import BudgetView, Picked, Policy, ScoreMaps
 
 
@@ -85,6 +88,44 @@ POLICIES: dict[Selection, PolicyMaker] = {
 }
 
 
-def make_policy(cfg: TrainConfig, sampler: ActiveSampler) -> Policy:
-    """The policy of ``cfg.selection``; ``sampler`` holds the run's Algorithm 1 thresholds."""
-    return POLICIES[Selection(cfg.selection)](cfg, sampler)
+# the selections with a region form (issue 24, trainer/selection/regions.py)
+REGION_POLICIES: dict[Selection, Callable[[], Policy]] = {
+    Selection.RANDOM: RegionRandom,
+    Selection.RIPU: RegionRank,
+    Selection.RIPU_PA: RegionRank,
+    Selection.RIPU_RA: RegionRank,
+    Selection.MCU_CAP: RegionCap,
+    Selection.ALGORITHM1: RegionCap,
+}
+
+
+def make_policy(cfg: TrainConfig, sampler: ActiveSampler, target_images: int = 0) -> Policy:
+    """The policy of ``cfg.selection``; ``sampler`` holds the run's Algorithm 1 thresholds.
+
+    ``cfg.query_kind`` "regions" takes the selection's region form (:data:`REGION_POLICIES`),
+    "both" alternates the two (:class:`Alternate`); with ``budget_seconds_per_image`` > 0 each
+    runs under the seconds budget of ``target_images`` images (:class:`SecondsBudget`).
+    Regions need a seconds budget: under a pixel budget a region click is not a pixel."""
+    kind, seconds = QueryKind(cfg.query_kind), cfg.budget_seconds_per_image
+    pixels = POLICIES[Selection(cfg.selection)](cfg, sampler)
+    if kind == QueryKind.PIXELS and seconds <= 0:
+        return pixels
+    if kind != QueryKind.PIXELS and seconds <= 0:
+        raise ValueError(
+            f"query_kind {cfg.query_kind!r} needs a budget in annotator seconds: set "
+            "budget_seconds_per_image > 0 (a region click is one query, not its pixels)"
+        )
+    if kind != QueryKind.PIXELS and Selection(cfg.selection) not in REGION_POLICIES:
+        names = sorted(s.value for s in REGION_POLICIES)
+        raise ValueError(f"selection {cfg.selection!r} has no region form; choose from {names}")
+    if target_images <= 0:
+        raise ValueError("a seconds budget needs the number of target images")
+    total, costs = seconds_budget(seconds, target_images), CostModel(spread=cfg.cost_spread)
+    factor = cfg.high_cap_factor
+    timed = SecondsBudget(pixels, total, costs.most(PIXEL), factor)
+    if kind == QueryKind.PIXELS:
+        return timed
+    regions = SecondsBudget(
+        REGION_POLICIES[Selection(cfg.selection)](), total, costs.most(REGION), factor
+    )
+    return regions if kind == QueryKind.REGIONS else Alternate(timed, regions)

@@ -168,12 +168,14 @@ class ScoreMaps:
 
     ``score``: (N,H,W) S (Eq. 1); ``groups``: (N,H,W) group ids (``partition``, section
     III-B); ``prob``: (N,C,H,W) softmax of the main head; ``unasked``: (N,H,W) bool, the
-    pixels never asked before."""
+    pixels never asked before; ``regions``: (N,H,W) int superpixel ids of each image (region
+    queries only, ``trainer/data/superpixels.py``; None for pixel queries)."""
 
     score: torch.Tensor
     groups: torch.Tensor
     prob: torch.Tensor
     unasked: torch.Tensor
+    regions: torch.Tensor | None = None
 
 
 class Picked(NamedTuple):
@@ -187,7 +189,15 @@ class Policy(ABC):
     """A selection strategy: score maps and a budget view in, the pixels to ask out.
 
     :meth:`select` answers an empty ``"done"`` once the window is closed; the strategies
-    implement :meth:`pick` for the calls inside it."""
+    implement :meth:`pick` for the calls inside it. ``kind`` is what one pick is asked as
+    (``trainer.cost``: ``"pixel"``, or ``"region"``: every picked pixel of a superpixel is
+    one query, labelled with its dominant class); :meth:`kind_at` the kind of the pick at a
+    view (a policy that mixes both says which)."""
+
+    kind = "pixel"
+
+    def kind_at(self, budget: BudgetView) -> str:
+        return self.kind
 
     def select(
         self, maps: ScoreMaps, budget: BudgetView, generator: torch.Generator | None = None
