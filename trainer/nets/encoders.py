@@ -66,7 +66,7 @@ class TimmEncoder(nn.Module):
             features_only=True,
             out_indices=spec.out_indices,
             drop_path_rate=0.0,
-            **_weights(spec, pretrained),
+            **_weights(pretrained),
             **spec.kwargs,
         )
         self.channels = tuple(self.net.feature_info.channels())
@@ -75,7 +75,7 @@ class TimmEncoder(nn.Module):
         return Pyramid(tuple(self.net(x)))
 
 
-def _weights(spec: EncoderSpec, pretrained: str | Path | None) -> dict[str, Any]:
+def _weights(pretrained: str | Path | None) -> dict[str, Any]:
     """timm's arguments that load `pretrained`: a hub name, a local file, or nothing."""
     if pretrained is None:
         return {"pretrained": False}
@@ -83,13 +83,7 @@ def _weights(spec: EncoderSpec, pretrained: str | Path | None) -> dict[str, Any]
     if text.startswith(HUB_PREFIX):
         hub_id = text.removeprefix(HUB_PREFIX)
         return {"pretrained": True, "pretrained_cfg_overlay": {"hf_hub_id": hub_id}}
-    path = Path(pretrained)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"pretrained weights file not found: {path} (or give a hub name, e.g. "
-            f"'{HUB_PREFIX}{spec.hub}')"
-        )
-    return {"pretrained": True, "pretrained_cfg_overlay": {"file": str(path)}}
+    return {"pretrained": True, "pretrained_cfg_overlay": {"file": str(pretrained)}}
 
 
 def timm_encoder(spec: EncoderSpec, pretrained: str | Path | None = None) -> TimmEncoder:
@@ -97,6 +91,11 @@ def timm_encoder(spec: EncoderSpec, pretrained: str | Path | None = None) -> Tim
     model (its classifier aside): `PretrainedWeightsError` lists what does not fit. timm itself
     loads a features-only model leniently, so a wrong file would leave it random in silence."""
     if pretrained is not None and not str(pretrained).startswith(HUB_PREFIX):
+        if not Path(pretrained).is_file():
+            raise FileNotFoundError(
+                f"pretrained weights file not found: {pretrained} (or give a hub name, e.g. "
+                f"'{HUB_PREFIX}{spec.hub}')"
+            )
         check_timm_file(spec, pretrained)
     return TimmEncoder(spec, pretrained)
 
