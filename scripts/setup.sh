@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create .venv and install the project with its test tools. Safe to run again: it only
-# installs what is missing. torch==2.13.0 first, from the PyTorch CPU index (a local CPU wheel
+# installs what is missing. torch==2.14.1 and torchvision==0.29.1 first, from the PyTorch CPU index (a local CPU wheel
 # that pip finds on its own, e.g. through find-links, is used as well), so pip does not pull
 # PyPI's multi-GB CUDA build. ADAMCU_TORCH_INDEX=URL takes torch from another index (e.g.
 # https://download.pytorch.org/whl/cu128); ADAMCU_TORCH_INDEX= (empty) takes PyPI's default.
@@ -36,13 +36,13 @@ announce() {  # one line before a long install, none when everything is there
   [ -n "$said" ] || echo "setup: installing $1 into .venv (a few minutes; log: $LOG)"
   said=1
 }
-if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
   announce "torch and the project"
   step "upgrading pip" .venv/bin/pip install -q --upgrade pip
   # an unreachable index costs one quick failure per package, not minutes of retries
   index=()
   [ -n "$TORCH_INDEX" ] && index=(--extra-index-url "$TORCH_INDEX" --retries 2 --timeout 15)
-  step "installing torch" .venv/bin/pip install -q "${index[@]}" torch==2.13.0
+  step "installing torch" .venv/bin/pip install -q "${index[@]}" torch==2.14.1 torchvision==0.29.1
 fi
 if ! .venv/bin/python -c "import trainer, server, oracle, pytest, playwright, schemathesis" 2>/dev/null \
    || [ pyproject.toml -nt .venv/.installed ]; then

@@ -48,9 +48,9 @@ ADAMCU_TOKEN="$ORACLE_TOKEN" "$BIN/adamcu-oracle" --server "$URL" --run "$RUN_ID
 "$BIN/python" "$ROOT/scripts/wheel_world.py" answered "$URL" "$RUN_ID" 4
 head -c 300 "$WORK/server.log" | grep '"level"' >/dev/null || { say "server logs are not JSON"; exit 1; }
 
-say "adding the trainer extra (torch==2.13.0 as scripts/setup.sh installs it)"
+say "adding the trainer extra (torch==2.14.1 and torchvision==0.29.1 as scripts/setup.sh installs them)"
 "$BIN/pip" install -q --extra-index-url https://download.pytorch.org/whl/cpu --retries 2 \
-  --timeout 15 torch==2.13.0 "${WHEEL}[server,trainer]"
+  --timeout 15 torch==2.14.1 torchvision==0.29.1 "${WHEEL}[server,trainer]"
 "$BIN/adamcu" --version
 "$BIN/adamcu-worker" --help >/dev/null
 "$BIN/python" -c "import torch; assert '+cpu' in torch.__version__ or not torch.cuda.is_available()"

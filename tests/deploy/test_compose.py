@@ -254,7 +254,8 @@ def test_depends_on_conditions_fit_their_targets():
 def test_dockerfile(dockerfile: str):
     text = (ROOT / dockerfile).read_text()
     assert re.search(r"^FROM python:3\.11-slim$", text, re.M)
-    assert "TORCH_VERSION=2.13.0" in text and '"torch==${TORCH_VERSION}"' in text
+    assert "TORCH_VERSION=2.14.1" in text and '"torch==${TORCH_VERSION}"' in text
+    assert "TORCHVISION_VERSION=0.29.1" in text and '"torchvision==${TORCHVISION_VERSION}"' in text
     user = re.findall(r"^USER (\S+)", text, re.M)
     assert user and user[-1] not in ("root", "0")
     ignored = (ROOT / ".dockerignore").read_text().split()

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from typing import NamedTuple
 
+from trainer.nets.catalog import MODEL_NAMES
+
 SETTINGS = {  # name -> (bf16 autocast, channels_last)
     "fp32": (False, False),
     "fp32-channels-last": (False, True),
@@ -22,9 +24,24 @@ class StepShape(NamedTuple):
     classes: int
 
 
+def model_name(text: str) -> str:
+    """``text`` if it names a network (``trainer/nets/catalog.py``) or a user's function."""
+    if text in MODEL_NAMES or ":" in text:
+        return text
+    raise argparse.ArgumentTypeError(
+        f"unknown model {text!r}; choose one of {', '.join(MODEL_NAMES)} or package.module:function"
+    )
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="outputs/gpu_bench.json")
-    p.add_argument("--model", default="deeplabv2_r101")
+    p.add_argument(
+        "--model",
+        default="deeplabv2_r101",
+        type=model_name,
+        help=f"the network: {', '.join(MODEL_NAMES)} (the README's model list), or your "
+        "own package.module:function",
+    )
     p.add_argument("--height", type=int, default=512)
     p.add_argument("--width", type=int, default=1024)
     p.add_argument("--classes", type=int, default=19)

@@ -1,11 +1,12 @@
-"""Backbones: ResNet-101 with torchvision key names, a small residual net for the CPU benchmark.
+"""Backbones: torchvision's ResNet-101 (dilated, read by its feature extractor), a small
+residual net for the CPU benchmark.
 
 Both return `Features(low, mid, high)`: `low` at stride 4 (decoder input), `mid` from the
 penultimate stage (the auxiliary head's input: conv4 = `layer3` for ResNet, footnote 1 of the
 paper) and `high` from the last stage.
 
-ImageNet weights come only from a local file (`load_pretrained`): nothing is downloaded. With
-torchvision installed and online, export its weights once with
+ImageNet weights come only from a local file (`load_pretrained`): nothing is downloaded. Online,
+export torchvision's weights once with
 `torch.save(torchvision.models.resnet101(weights="IMAGENET1K_V1").state_dict(), "r101.pth")`.
 """
 
@@ -13,10 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
+import torchvision.models as tv_models
+import torchvision.ops as tv_ops
 from torch import Tensor, nn
+from torchvision.models._utils import IntermediateLayerGetter
 
 
 class Features(NamedTuple):
@@ -29,27 +33,11 @@ class PretrainedWeightsError(ValueError):
     """A pretrained weights file does not match the backbone."""
 
 
-class FrozenBatchNorm2d(nn.Module):
-    """BatchNorm2d with fixed statistics and affine parameters, all stored as buffers.
-
-    Same state-dict keys as `nn.BatchNorm2d` (`num_batches_tracked` is accepted and dropped),
-    so torchvision checkpoints load into it. It has no parameters, so an optimizer never
-    sees it, and `model.train()` cannot turn statistics updates back on.
-    """
-
-    def __init__(self, num_features: int, eps: float = 1e-5) -> None:
-        super().__init__()
-        self.eps = eps
-        self.register_buffer("weight", torch.ones(num_features))
-        self.register_buffer("bias", torch.zeros(num_features))
-        self.register_buffer("running_mean", torch.zeros(num_features))
-        self.register_buffer("running_var", torch.ones(num_features))
-
-    def _load_from_state_dict(
-        self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any
-    ) -> None:
-        state_dict.pop(prefix + "num_batches_tracked", None)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+class FrozenBatchNorm2d(tv_ops.FrozenBatchNorm2d):
+    """torchvision's `FrozenBatchNorm2d` (statistics and affine values as buffers, the keys of
+    `nn.BatchNorm2d`, `num_batches_tracked` dropped on load) whose output keeps its input's
+    dtype: under bf16 autocast torchvision's would turn every activation after it into
+    float32 (its buffers are float32), doubling what the backward keeps."""
 
     def forward(self, x: Tensor) -> Tensor:
         scale = self.weight * (self.running_var + self.eps).rsqrt()
@@ -102,72 +90,38 @@ class BasicBlock(nn.Module):
         return self.relu(self.bn2(self.conv2(out)) + identity)
 
 
-class Bottleneck(nn.Module):
-    """1x1-3x3-1x1 bottleneck, stride on the 3x3 (torchvision "v1.5"), torchvision key names."""
-
-    expansion = 4
-
-    def __init__(self, cin: int, planes: int, stride: int = 1, dilation: int = 1) -> None:
-        super().__init__()
-        cout = planes * self.expansion
-        self.conv1 = nn.Conv2d(cin, planes, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = _conv3x3(planes, planes, stride, dilation)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = nn.Conv2d(planes, cout, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(cout)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = _downsample(cin, cout, stride)
-
-    def forward(self, x: Tensor) -> Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        return self.relu(self.bn3(self.conv3(out)) + identity)
+RESNETS = ("resnet50", "resnet101")
+_DILATE = {8: [False, True, True], 16: [False, False, True]}  # layer2, layer3, layer4
 
 
-class ResNet(nn.Module):
-    """ResNet with bottlenecks and dilated last stages, without the classifier (`fc`).
+class ResNetFeatures(IntermediateLayerGetter):
+    """torchvision's ResNet (`torchvision.models.resnet50/101`, bottleneck "v1.5") without its
+    classifier, read by torchvision's `IntermediateLayerGetter` at layer1 (`low`), layer3 (`mid`:
+    conv4, footnote 1 of the paper) and layer4 (`high`). The keys are torchvision's
+    (`conv1.weight`, `layer3.22.conv3.weight`): its ImageNet file loads as it is.
 
-    Dilated stages use the same dilation in every block (DeepLab / AdaptSegNet style).
+    output_stride 8 dilates layer3 and layer4 (`replace_stride_with_dilation`), 16 layer4 only;
+    as torchvision does it, a dilated stage's first block keeps the previous dilation.
     """
 
-    def __init__(
-        self,
-        blocks: tuple[int, int, int, int] = (3, 4, 23, 3),
-        strides: tuple[int, int, int, int] = (1, 2, 1, 1),
-        dilations: tuple[int, int, int, int] = (1, 1, 2, 4),
-    ) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
-        cin, layers = 64, []
-        for i, (n, s, d) in enumerate(zip(blocks, strides, dilations, strict=True)):
-            planes = 64 * 2**i
-            stage = [Bottleneck(cin, planes, s, d)]
-            cin = planes * Bottleneck.expansion
-            stage += [Bottleneck(cin, planes, 1, d) for _ in range(n - 1)]
-            layers.append(nn.Sequential(*stage))
-        self.layer1, self.layer2, self.layer3, self.layer4 = layers
+    def __init__(self, arch: str = "resnet101", output_stride: int = 8) -> None:
+        if arch not in RESNETS:
+            raise ValueError(f"unknown ResNet {arch!r}; choose one of {', '.join(RESNETS)}")
+        if output_stride not in _DILATE:
+            raise ValueError(f"output_stride must be 8 or 16, got {output_stride}")
+        net = getattr(tv_models, arch)(
+            weights=None, replace_stride_with_dilation=_DILATE[output_stride]
+        )
+        super().__init__(net, {"layer1": "low", "layer3": "mid", "layer4": "high"})
         self.channels = (256, 1024, 2048)  # low, mid, high
-        _init_weights(self)
 
-    def forward(self, x: Tensor) -> Features:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        low = self.layer1(x)
-        mid = self.layer3(self.layer2(low))
-        return Features(low, mid, self.layer4(mid))
+    def forward(self, x: Tensor) -> Features:  # type: ignore[override]
+        return Features(**super().forward(x))
 
 
-def resnet101(output_stride: int = 8) -> ResNet:
-    """ResNet-101 at output stride 8 (layer3 dilation 2, layer4 dilation 4) or 16."""
-    if output_stride == 8:
-        return ResNet((3, 4, 23, 3), (1, 2, 1, 1), (1, 1, 2, 4))
-    if output_stride == 16:
-        return ResNet((3, 4, 23, 3), (1, 2, 2, 1), (1, 1, 1, 2))
-    raise ValueError(f"output_stride must be 8 or 16, got {output_stride}")
+def resnet101(output_stride: int = 8) -> ResNetFeatures:
+    """torchvision's ResNet-101 at output stride 8 (layer3 dilation 2, layer4 4) or 16."""
+    return ResNetFeatures("resnet101", output_stride)
 
 
 class SmallBackbone(nn.Module):
@@ -213,23 +167,22 @@ def _key_list(keys: list[str], limit: int = 8) -> str:
     return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
 
 
-def load_pretrained(backbone: nn.Module, path: str | Path) -> None:
-    """Load a torchvision-format ImageNet state dict (`resnet101-*.pth`) into `backbone`.
-
-    Keys are checked strictly: `fc.*` (the ImageNet classifier) is ignored, any other missing,
-    unexpected or wrongly shaped key raises `PretrainedWeightsError` listing them.
-    """
+def read_state_dict(path: str | Path, expected: str) -> dict[str, Tensor]:
+    """The state dict of tensors in file ``path``; ``expected`` says what it should hold."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"pretrained weights file not found: {path}")
     state = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise PretrainedWeightsError(
-            f"{path} is not a state dict of tensors; expected a torchvision resnet101 "
-            "state dict (keys conv1.weight, bn1.weight, layer1.0.conv1.weight, ...)"
-        )
-    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    expected = backbone.state_dict()
+        raise PretrainedWeightsError(f"{path} is not a state dict of tensors; expected {expected}")
+    return dict(state)
+
+
+def check_state_dict(
+    state: Mapping[str, Tensor], expected: Mapping[str, Tensor], path: str | Path, hint: str
+) -> None:
+    """`PretrainedWeightsError` listing the missing, unexpected and wrongly shaped keys of
+    ``state`` against ``expected`` (`num_batches_tracked` aside); ``hint`` ends the message."""
     skip = "num_batches_tracked"
     missing = sorted(k for k in expected if k not in state and not k.endswith(skip))
     unexpected = sorted(k for k in state if k not in expected and not k.endswith(skip))
@@ -238,19 +191,37 @@ def load_pretrained(backbone: nn.Module, path: str | Path) -> None:
         for k in state
         if k in expected and state[k].shape != expected[k].shape
     )
-    if missing or unexpected or mismatched:
-        problems = [
-            f"{len(keys)} {what}: {_key_list(keys)}"
-            for what, keys in (
-                ("missing keys", missing),
-                ("unexpected keys", unexpected),
-                ("shape mismatches", mismatched),
-            )
-            if keys
-        ]
-        raise PretrainedWeightsError(
-            f"pretrained weights {path} do not match the backbone; "
-            + "; ".join(problems)
-            + ". Expected torchvision resnet101 key names (conv1.weight, layer1.0.conv1.weight)."
+    problems = [
+        f"{len(keys)} {what}: {_key_list(keys)}"
+        for what, keys in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("shape mismatches", mismatched),
         )
+        if keys
+    ]
+    if problems:
+        raise PretrainedWeightsError(
+            f"pretrained weights {path} do not match the backbone; {'; '.join(problems)}. {hint}"
+        )
+
+
+def load_pretrained(backbone: nn.Module, path: str | Path) -> None:
+    """Load a torchvision-format ImageNet state dict (`resnet101-*.pth`) into `backbone`.
+
+    Keys are checked strictly: `fc.*` (the ImageNet classifier) is ignored, any other missing,
+    unexpected or wrongly shaped key raises `PretrainedWeightsError` listing them.
+    """
+    state = read_state_dict(
+        path,
+        "a torchvision resnet101 state dict (keys conv1.weight, bn1.weight, "
+        "layer1.0.conv1.weight, ...)",
+    )
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    check_state_dict(
+        state,
+        backbone.state_dict(),
+        path,
+        "Expected torchvision resnet101 key names (conv1.weight, layer1.0.conv1.weight).",
+    )
     backbone.load_state_dict(state, strict=False)

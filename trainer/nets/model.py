@@ -8,6 +8,10 @@
   stride 8, main ASPP-sum classifier on layer4, auxiliary one (same form) on layer3 (conv4).
 - "deeplabv3plus_r101": DeepLab v3+: ResNet-101 at output stride 16, ASPP, decoder with
   layer1 features (main output at stride 4); FCN auxiliary head on layer3.
+  Both take torchvision's ResNet-101 (`trainer/nets/backbones.py`).
+- the timm encoders of `trainer.nets.catalog.ENCODERS` (ConvNeXt, PVTv2, DINOv2 ViT) with a
+  SegFormer all-MLP head, an FCN auxiliary head on the penultimate level and the projection
+  head on the MLP head's fused map (`trainer/nets/encoders.py`).
 
 Backbone vs head parameters: everything under `model.backbone` is backbone; `head`,
 `aux_head` and `projection` are heads (10x learning rate in `param_groups`).
@@ -31,9 +35,9 @@ from trainer.nets.backbones import (
     load_pretrained,
     resnet101,
 )
+from trainer.nets.catalog import ENCODERS, MODEL_NAMES, RESNET_MODELS, EncoderSpec
+from trainer.nets.encoders import HUB_PREFIX, MLPHead, timm_encoder
 from trainer.nets.output import SegOutput, projection_head, resize
-
-MODEL_NAMES = ("small", "deeplabv2_r101", "deeplabv3plus_r101")
 
 
 def conv_bn_relu(
@@ -195,6 +199,17 @@ def _build_v3plus(num_classes: int, embed_dim: int) -> SegModel:
     return SegModel(backbone, head, aux, projection_head(256, 256, embed_dim))
 
 
+def _build_timm(
+    spec: EncoderSpec, num_classes: int, embed_dim: int, pretrained: str | Path | None
+) -> SegModel:
+    """A timm encoder, the MLP head, an FCN aux head on the penultimate level (256 wide, as
+    v3+'s) and the projection head (hidden 256) on the head's fused map: widths our choice."""
+    backbone = timm_encoder(spec, pretrained)
+    head = MLPHead(backbone.channels, spec.head_channels, num_classes)
+    aux = fcn_head(backbone.channels[-2], 256, num_classes)
+    return SegModel(backbone, head, aux, projection_head(spec.head_channels, 256, embed_dim))
+
+
 def build_model(
     name: str,
     num_classes: int,
@@ -206,10 +221,27 @@ def build_model(
     """Build a segmentation model by name (see `MODEL_NAMES`), or the user's network for
     ``"package.module:function"`` (`trainer.nets.usermodel`: the protocol and the logits adapter).
 
-    pretrained: a local torchvision ResNet-101 ImageNet state dict (ResNet-101 models only);
-    keys are checked strictly (`PretrainedWeightsError`). frozen_bn: backbone BatchNorms
-    become `FrozenBatchNorm2d` (after loading weights).
+    pretrained: for the ResNet-101 models a local torchvision ImageNet state dict, keys
+    checked strictly (`PretrainedWeightsError`); for the timm encoders a local timm state dict
+    or a hub name ``hf-hub:timm/...`` (downloaded). frozen_bn: backbone BatchNorms become
+    `FrozenBatchNorm2d` (after loading weights; the timm encoders have none but ConvNeXt's
+    and PVTv2's LayerNorms, which stay trainable).
     """
+    if name in ENCODERS:  # timm loads the weights as it builds the encoder
+        model = _build_timm(ENCODERS[name], num_classes, embed_dim, pretrained)
+    else:
+        if pretrained is not None:
+            _check_resnet_weights(name, pretrained)
+        model = _build_named(name, num_classes, embed_dim)
+        if pretrained is not None:
+            load_pretrained(model.backbone, pretrained)
+    if frozen_bn:
+        freeze_batchnorm(model.backbone)
+    return model
+
+
+def _build_named(name: str, num_classes: int, embed_dim: int) -> nn.Module:
+    """The small net, a DeepLab, or the user's ``package.module:function``."""
     builders = {
         "small": _build_small,
         "deeplabv2_r101": _build_v2,
@@ -224,14 +256,21 @@ def build_model(
             f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)} or give "
             "'package.module:function' (docs/data.md)"
         )
-    if pretrained is not None and name not in MODEL_NAMES[1:]:
-        raise ValueError("pretrained weights are only supported for the ResNet-101 models")
-    model = builders[name](num_classes, embed_dim)
-    if pretrained is not None:
-        load_pretrained(model.backbone, pretrained)
-    if frozen_bn:
-        freeze_batchnorm(model.backbone)
-    return model
+    return builders[name](num_classes, embed_dim)
+
+
+def _check_resnet_weights(name: str, pretrained: str | Path) -> None:
+    """ValueError unless ``name`` takes a torchvision ResNet-101 file ``pretrained``."""
+    if name not in RESNET_MODELS:
+        raise ValueError(
+            "pretrained weights are only supported for the ResNet-101 and timm models "
+            f"({', '.join(MODEL_NAMES[1:])})"
+        )
+    if str(pretrained).startswith(HUB_PREFIX):
+        raise ValueError(
+            f"{name}: a hub name is for the timm models; give a torchvision resnet101 state "
+            "dict file (trainer/nets/backbones.py says how to save one)"
+        )
 
 
 def param_groups(

@@ -98,6 +98,31 @@ def test_unknown_setting_is_refused(tmp_path: Path) -> None:
         main(["--settings", "fp16", "--device", "cpu", "--out", str(tmp_path / "x.json")])
 
 
+def test_model_lists_every_network_and_refuses_another(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from trainer.nets.catalog import MODEL_NAMES
+
+    with pytest.raises(SystemExit):
+        cli_main(["gpu-bench", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(name in text for name in MODEL_NAMES)
+    with pytest.raises(SystemExit):
+        cli_main(["gpu-bench", "--model", "resnet9000", "--out", str(tmp_path / "x.json")])
+    assert "unknown model 'resnet9000'; choose one of small" in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()
+
+
+@pytest.mark.parametrize("model", ["convnext_atto_mlp", "pvt_v2_b0_mlp", "dinov2_s14_mlp"])
+def test_the_timm_networks_run_the_bench(tmp_path: Path, model: str) -> None:
+    out = tmp_path / "bench.json"
+    args = ["gpu-bench", "--device", "cpu", "--height", "32", "--width", "64", "--model", model]
+    args += ["--iterations", "1", "--warmup", "0", "--settings", "fp32", "--out", str(out)]
+    assert cli_main(args + ["--threads", "1"]) == 0
+    (row,) = json.loads(out.read_text())["results"]
+    assert row["full_seconds"] > 0 and row["ce_seconds"] > 0 and "error" not in row
+
+
 FIELDS = (
     "ce_seconds",
     "full_seconds",

@@ -16,11 +16,15 @@ from tests.trainer.data import fabricate
 from trainer.bench.experiment import run_strategy
 from trainer.config import TrainConfig, check_model_selection, load_config
 from trainer.loop.train import load_data
+from trainer.nets.catalog import ENCODERS
 from trainer.strategies import configure
 
 CONFIGS = sorted(
     p.name for p in (resources.files("trainer") / "configs").iterdir() if p.name.endswith(".toml")
 )
+# the paper's networks (DeepLab v2 / v3+), and beside them the timm encoders at Table I's 1.7 %
+PAPER = [n for n in CONFIGS if "-dlv" in n]
+ENCODER_RUNS = [n for n in CONFIGS if n not in PAPER]
 TINY = (33, 65)
 
 
@@ -60,15 +64,26 @@ def _tiny(cfg: TrainConfig, trees: dict[str, Path], **changes: object) -> TrainC
 
 
 def test_the_papers_experiments_are_all_there() -> None:
-    runs = {
-        (c.source_dataset, c.model, c.num_classes, c.budget_rate) for c in map(_config, CONFIGS)
-    }
+    runs = {(c.source_dataset, c.model, c.num_classes, c.budget_rate) for c in map(_config, PAPER)}
     rates = (0.017, 0.034, 0.068, 0.168)
     assert runs == (
         {("gta5", "deeplabv2_r101", 19, r) for r in rates}
         | {("synthia", "deeplabv2_r101", 16, r) for r in rates}
         | {("synscapes", "deeplabv2_r101", 19, 0.05), ("gta5", "deeplabv3plus_r101", 19, 0.05)}
     )
+
+
+def test_each_encoder_family_has_a_config_beside_the_papers() -> None:
+    """One config per timm family (trainer/nets/catalog.py) at 1.7 %: the paper's GTA5 ->
+    Cityscapes file but for the model block."""
+    paper = _config("gta5-cityscapes-dlv2-1.7.toml").to_dict()
+    families = set()
+    for name in ENCODER_RUNS:
+        cfg = _config(name).to_dict()
+        assert cfg["model"] in ENCODERS and not cfg["frozen_bn"]
+        assert {k for k in cfg if cfg[k] != paper[k]} == {"model", "frozen_bn"}
+        families.add(ENCODERS[cfg["model"]].arch.split("_")[0])
+    assert families == {"convnext", "pvt", "vit"}
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -83,7 +98,8 @@ def test_config_has_section_iv_b_settings(name: str) -> None:
     )
     assert cfg.strategy == "full" and configure(cfg, "full") == cfg  # the full model, spelled out
     assert cfg.pretrained is None and cfg.translated_dir is None  # "" in TOML means none
-    assert cfg.dataset == "cityscapes" and cfg.crop == (512, 1024) and cfg.frozen_bn
+    assert cfg.dataset == "cityscapes" and cfg.crop == (512, 1024)
+    assert cfg.frozen_bn == (name in PAPER)  # the timm encoders have no BatchNorm
     assert (cfg.target_split, cfg.val_split, cfg.test_split) == ("train", "val", "val")
     # the schedule in passes: ~27 over Cityscapes train (2,975 images) at batch 2, val once
     assert cfg.adapt_iterations(2975) == 40_176 == cfg.eval_every
@@ -91,7 +107,7 @@ def test_config_has_section_iv_b_settings(name: str) -> None:
 
 
 def test_configs_of_one_table_differ_only_in_budget() -> None:
-    gta = [_config(n).to_dict() for n in CONFIGS if n.startswith("gta5-cityscapes-dlv2")]
+    gta = [_config(n).to_dict() for n in PAPER if n.startswith("gta5-cityscapes-dlv2")]
     for other in gta[1:]:
         assert {k for k in other if other[k] != gta[0][k]} == {"budget_rate"}
 
@@ -102,6 +118,7 @@ RUNS = [
     "synthia-cityscapes-dlv2-1.7.toml",
     "synscapes-cityscapes-dlv2-5.toml",
     "gta5-cityscapes-dlv3plus-5.toml",
+    *ENCODER_RUNS,
 ]
 
 
