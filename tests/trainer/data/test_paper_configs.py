@@ -22,9 +22,10 @@ from trainer.strategies import configure
 CONFIGS = sorted(
     p.name for p in (resources.files("trainer") / "configs").iterdir() if p.name.endswith(".toml")
 )
-# the paper's networks (DeepLab v2 / v3+), and beside them the timm encoders at Table I's 1.7 %
+# the paper's networks (DeepLab v2 / v3+), and beside them the timm encoders at Table I's budgets
 PAPER = [n for n in CONFIGS if "-dlv" in n]
-ENCODER_RUNS = [n for n in CONFIGS if n not in PAPER]
+ENCODER_CONFIGS = [n for n in CONFIGS if n not in PAPER]
+ENCODER_RUNS = [n for n in ENCODER_CONFIGS if n.endswith("-1.7.toml")]  # one per family runs
 TINY = (33, 65)
 
 
@@ -74,16 +75,17 @@ def test_the_papers_experiments_are_all_there() -> None:
 
 
 def test_each_encoder_family_has_a_config_beside_the_papers() -> None:
-    """One config per timm family (trainer/nets/catalog.py) at 1.7 %: the paper's GTA5 ->
-    Cityscapes file but for the model block."""
-    paper = _config("gta5-cityscapes-dlv2-1.7.toml").to_dict()
-    families = set()
-    for name in ENCODER_RUNS:
+    """Each timm family (trainer/nets/catalog.py) at each of Table I's budgets: the paper's
+    GTA5 -> Cityscapes file of that budget but for the model block."""
+    budgets = {}
+    for name in ENCODER_CONFIGS:
         cfg = _config(name).to_dict()
+        paper = _config(f"gta5-cityscapes-dlv2-{name.rsplit('-', 1)[1]}").to_dict()
         assert cfg["model"] in ENCODERS and not cfg["frozen_bn"]
         assert {k for k in cfg if cfg[k] != paper[k]} == {"model", "frozen_bn"}
-        families.add(ENCODERS[cfg["model"]].arch.split("_")[0])
-    assert families == {"convnext", "pvt", "vit"}
+        family = ENCODERS[cfg["model"]].arch.split("_")[0]
+        budgets.setdefault(family, set()).add(cfg["budget_rate"])
+    assert budgets == {f: {0.017, 0.034, 0.068, 0.168} for f in ("convnext", "pvt", "vit")}
 
 
 @pytest.mark.parametrize("name", CONFIGS)
