@@ -25,7 +25,7 @@ from trainer.loop.stepstats import StepStats, Timer
 from trainer.nets.forward import maybe_compiled, train_forward
 from trainer.ops.draws import host_to_device
 from trainer.selection.policy import NoQueries
-from trainer.selection.regions import dominant_answers
+from trainer.selection.regions import dominant_answers, region_count
 from trainer.selection.sampling import pseudo_open
 from trainer.selection.uncertainty import partition, uncertainty_score
 from trainer.selection.views import BudgetView, Policy, ScoreMaps
@@ -159,7 +159,7 @@ def query_regions(
         return 0, 0
     b, ys, xs = b.cpu(), ys.cpu(), xs.cpu()
     regions = batch.target_regions
-    count = int(regions.max()) + 1
+    count = region_count(regions)
     region_ids = b * count + regions[b, ys, xs].long()
     index = batch.target_index[b]
     answers = asking.ask(index, ys, xs, group, torch.zeros(len(b)))
