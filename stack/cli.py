@@ -152,9 +152,14 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+# the names of trainer.bench.presets.PRESETS (not imported here: it loads numpy and the scene
+# generator for every command); tests/deploy/test_cli_help.py keeps the two equal
+PRESET_HELP = "smoke | quick | standard | seconds | ladder | paper"
+
+
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser("bench", help="strategies x budgets x seeds, tables and a plot")
-    b.add_argument("--preset", default="quick", help="smoke | quick | standard | ladder | paper")
+    b.add_argument("--preset", default="quick", help=PRESET_HELP)
     b.add_argument("--out")
     b.add_argument("--data", help="your labeled folder (used as it is) or where to generate")
     b.add_argument("--strategies", help="comma list narrowing the preset's, e.g. random,full")
