@@ -284,10 +284,20 @@ PAPER_READINGS = {
 }
 
 
+def _total_of(parts: dict[str, float]) -> float:
+    """III-D3 from a full step's reported parts, at the default weights (target 1, contrast
+    1): source CE + the mean of the non-empty target groups (Eq. 4, equal weight; an empty
+    group reports 0) + the aux head's target CE + every MCU loss (Eq. 9-11)."""
+    groups = [parts[g] for g in ("target_high", "target_medium", "target_low") if parts[g] != 0]
+    mcu = sum(v for k, v in parts.items() if k.startswith(("p2p_", "c2c_")))
+    return parts["source"] + sum(groups) / max(1, len(groups)) + parts["target_aux"] + mcu
+
+
 @pytest.mark.parametrize("fixed", ["off", "on"])
 def test_the_full_model_runs_with_every_paper_reading(fixed: str) -> None:
     """Every switch at the paper's reading, exact and padded (GPU) shapes: six iterations of
-    the full model; the loss stays finite, the budget is spent, and G_l pseudo labels enter
+    the full model; the loss stays finite and is its reported parts put together (III-D3),
+    the parts are the exact set, the budget is spent, and G_l pseudo labels enter
     the loss only once it is (and then do)."""
     from trainer.learning.labelbank import LabelBank
     from trainer.loop.bundles import Batch, Learner, Oracle
@@ -302,6 +312,7 @@ def test_the_full_model_runs_with_every_paper_reading(fixed: str) -> None:
     gen = torch.Generator().manual_seed(0)
     base = TrainConfig(iterations=6, embed_dim=16, fixed_shapes=fixed, **PAPER_READINGS)
     cfg = configure(base, "full", budget_rate=0.05)
+    assert (cfg.target_weight, cfg.contrast_weight, cfg.adaptive_sampling) == (1.0, 1.0, True)
     model = build_model("small", 5, embed_dim=16)
     opt = torch.optim.SGD(param_groups(model, 0.01, 1.0), lr=0.01)
     target = torch.randint(5, (4, 32, 48), generator=gen).to(torch.uint8)
@@ -319,9 +330,13 @@ def test_the_full_model_runs_with_every_paper_reading(fixed: str) -> None:
         learner = Learner(model, opt, cfg, state, gen)
         stats = adaptation_step(learner, batch, bank, asking)
         assert torch.isfinite(torch.as_tensor(stats.loss))
+        assert math.isclose(stats.loss, _total_of(stats.parts), rel_tol=1e-5), it
         low = float(stats.parts.get("target_low", 0.0))
         if spent_before:
             assert low == 0.0
         opened |= low > 0
     assert sum(bank.counts().values()) == expected and opened
-    assert {"c2c_intra", "c2c_cross_domain", "p2p_cross_domain"} <= set(stats.parts)
+    levels = ("intra", "cross_image", "cross_domain")
+    mcu = {f"{k}_{lv}" for k in ("p2p", "c2c") for lv in levels}
+    groups = {"target_high", "target_medium", "target_low"}
+    assert set(stats.parts) == mcu | groups | {"source", "target_aux"}

@@ -4,7 +4,6 @@ and one adaptation iteration of its real model on tiny trees in each dataset's e
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -148,9 +147,19 @@ def test_config_runs_one_pretrain_and_one_adaptation_iteration(
         valid = split.labels[split.labels != 255]
         assert valid.numel() > 0 and int(valid.max()) < n_classes
     result = run_strategy(cfg, data, None)
-    assert math.isfinite(result["test_miou"]) and [p["iteration"] for p in result["curve"]] == [1]
-    assert 0 < result["expected_pixels"] and result["labeled_pixels"] <= result["expected_pixels"]
-    assert len(result["test_per_class_iou"]) == n_classes
+    assert [p["iteration"] for p in result["curve"]] == [1]
+    # M_e: 3 target images of 33 x 65 = 6,435 pixels; 1.7 % of them is 109, 5 % is 321
+    assert result["expected_pixels"] == {0.017: 109, 0.05: 321}[cfg.budget_rate]
+    # the one adaptation iteration is Algorithm 1's high iteration: every label from G_h,
+    # at most the high half M_e // 2 (none when G_h is empty: in the SYNTHIA run S is 0 at
+    # every pixel after the one pretraining step, so no pixel is above pi_high)
+    labeled, spent = result["labeled_pixels"], result["spent"]
+    assert spent["high"] == labeled == sum(spent.values()) == result["spent_high"]
+    assert labeled <= result["high_expected"] == result["expected_pixels"] // 2
+    # mIoU: the mean of the per-class IoUs it reports (rounded to 0.01), absent classes left out
+    ious = [v for v in result["test_per_class_iou"] if v is not None]
+    assert len(result["test_per_class_iou"]) == n_classes and ious
+    assert abs(result["test_miou"] - sum(ious) / len(ious)) < 0.01
 
 
 def test_cache_is_memory_mapped_and_equal(trees: dict[str, Path]) -> None:

@@ -38,11 +38,14 @@ def test_build_pixel_sets_respects_caps_and_anchor_rules() -> None:
     src_y[:, :4] = IGNORE_INDEX
     tgt_y = torch.full((2, H, W), IGNORE_INDEX)
     tgt_y[:, ::4, ::4] = torch.randint(C, (2, H // 4, W // 4), generator=g)
+    tgt_y[0][tgt_y[0] == C - 1] = IGNORE_INDEX  # the last class: pseudo labels only, image 2
     pred = torch.randint(C, (4, H, W), generator=g)
     pred[0] = torch.where(src_y[0] == 0, 0, pred[0])  # class 0 of source image 0: all right
     pred[2] = torch.where(tgt_y[0] == 1, 1, pred[2])  # class 1 of target image 0: all right
     low = torch.rand(2, H, W, generator=g) < 0.3
     src_low = torch.rand(2, H, W, generator=g) < 0.3
+    low[1] = False  # target image 1 (batch image 3): no G_l, so no centre pixel
+    src_low[0], src_low[1] = True, False  # source: image 0 all G_l, image 1 none
     out = SegOutput(
         torch.zeros(4, C, 8, 12),
         torch.zeros(4, C, 8, 12),
@@ -72,7 +75,15 @@ def test_build_pixel_sets_respects_caps_and_anchor_rules() -> None:
     assert binding >= 2 * C - 1  # the anchor cap binds almost everywhere on the source
     assert not (pix.anchor & (pix.image == 0) & (pix.label == 0)).any()  # right: no anchor
     assert not (pix.anchor & (pix.image == 2) & (pix.label == 1)).any()
-    assert int((pix.center & (pix.image >= 2)).sum()) > 0
+    # centre pixels (III-C1) are the G_l ones: every pick of source image 0, none of source
+    # image 1 or target image 3 (no G_l there); in target image 2 the pseudo-labelled
+    # picks of the class with no true label in that image are all centres (all in G_l)
+    assert pix.center[pix.image == 0].all()
+    assert not pix.center[(pix.image == 1) | (pix.image == 3)].any()
+    pseudo_only = [c for c in range(C) if not ((tgt_y[0] == c).any())]
+    on2 = (pix.image == 2) & torch.isin(pix.label, torch.tensor(pseudo_only))
+    assert pseudo_only and on2.any() and pix.center[on2].all()
+    assert not pix.center[pix.image == 2].all()  # its true-labelled picks are not in G_l
 
 
 def test_build_pixel_sets_takes_every_candidate_when_caps_do_not_bind() -> None:
@@ -85,6 +96,8 @@ def test_build_pixel_sets_takes_every_candidate_when_caps_do_not_bind() -> None:
     pred = torch.randint(C, (4, H, W), generator=g)
     low = torch.rand(2, H, W, generator=g) < 0.3
     src_low = torch.rand(2, H, W, generator=g) < 0.3
+    low[1] = False  # target image 1 (batch image 3): no G_l, so no centre pixel
+    src_low[0], src_low[1] = True, False  # source: image 0 all G_l, image 1 none
     out = SegOutput(
         torch.zeros(4, C, 8, 12), torch.zeros(4, C, 8, 12), torch.randn(4, 16, 8, 12, generator=g)
     )

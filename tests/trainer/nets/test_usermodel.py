@@ -92,7 +92,10 @@ def test_a_user_model_adapts_and_starts_from_its_own_weights(tmp_path: Path) -> 
     )
     data = load_data(cfg)
     result = run_strategy(cfg, data, tmp_path / "cache", checkpoint=tmp_path / "run.pt")
-    assert 0 < result["labeled_pixels"] <= result["expected_pixels"]
+    # M_e = 1 % of 8 target images of 32 x 48 (12,288 pixels) = 122; the query window is
+    # round(2 x 6 / 16) = 1 of the 2 iterations, all high phase: M_e // 2 = 61 from G_h
+    assert result["expected_pixels"] == 122 and result["spent"]["high"] == 61
+    assert result["labeled_pixels"] == sum(result["spent"].values()) == 61
     ckpt = checkpoint.load(tmp_path / "run.pt")
     assert ckpt.config.model == f"{HERE}:tiny_logits"
     assert isinstance(checkpoint.build(ckpt), nn.Module)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -49,7 +51,11 @@ def test_one_iteration_asks_under_the_rows_group(strategy: str) -> None:
 def test_ripu_trains_with_its_authors_losses_and_minent_with_entropy() -> None:
     for strategy, parts in (("ripu", {"negative", "consistency"}), ("minent", {"minent"})):
         stats, _ = _one_step(strategy)
-        assert parts <= set(stats.parts)
+        # exactly the row's terms beside the CE ones (no MCU, no other row's term), and the
+        # loss is their sum: one target group (G_m; empty for minent, which asks nothing)
+        assert set(stats.parts) == {"source", "target_medium", "target_aux"} | parts
+        assert math.isclose(stats.loss, sum(stats.parts.values()), rel_tol=1e-6), strategy
+        assert (stats.parts["target_medium"] == 0.0) is (strategy == "minent")
     # the weighted terms on sure logits (2 source + 2 target images) and smooth source labels
     logits = torch.zeros(4, 3, 6, 6)
     logits[:, 0] = 4.0
