@@ -276,11 +276,10 @@ class ServiceLink:
         groups = self.client.budget(self.run_id)["groups"]
         return {g: int(v.get("reserved", 0)) + int(v.get("answered", 0)) for g, v in groups.items()}
 
-    def answered_seconds(self) -> dict[str, float]:
-        """The annotators' seconds per group as the server counts them (the answers'
-        ``lead_time_ms``): a seconds budget's spent, what is in flight aside."""
-        groups = self.client.budget(self.run_id)["groups"]
-        return {g: float(v.get("answered_seconds", 0.0)) for g, v in groups.items()}
+    def groups(self) -> dict[str, dict[str, Any]]:
+        """The budget per group as the server counts it: ``reserved`` and ``answered`` pixels
+        and ``answered_seconds`` (the answers' ``lead_time_ms``)."""
+        return self.client.budget(self.run_id)["groups"]
 
     def pace(self) -> dict[str, Any]:
         """The run's pace as the server measures it (answers per minute, pending, budget left):

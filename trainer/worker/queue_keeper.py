@@ -29,10 +29,11 @@ import torch
 
 from client.api import BudgetExceeded, DuplicatePixel, ServiceError
 from server.schemas import GROUPS, Region
-from trainer.config import TrainConfig
+from trainer.config import QueryKind, TrainConfig
 from trainer.cost import PIXEL, REGION
 from trainer.loop.step import calibrate_thresholds
 from trainer.selection.policy import Policy
+from trainer.selection.seconds import in_queries
 from trainer.selection.views import BudgetView, Picked
 from trainer.worker.link import ServiceLink, region_cells
 from trainer.worker.regions import encode_region, first_pixel
@@ -111,6 +112,9 @@ class QueueKeeper:
         """Score a few images at a time, select their pixels and post them, until ``quota``
         are posted, the budget is spent or a pass over the images ends; returns the posted."""
         spent, picker, expected = self.spent(), self.shared.picker, self.shared.expected
+        if self.spent_out(spent):
+            self.exhausted = True  # the seconds are spent or in flight: the budget's end
+            return 0
         posted = 0
         for rows in picker.pick_rows(self.sopts.round_images):
             score, prob = self.score(rows)
@@ -120,7 +124,6 @@ class QueueKeeper:
             kind = self.policy.kind_at(budget)
             mask, phase = self.select(score, prob, ~asked, budget, rows)
             if phase in ("done", "none"):
-                self.exhausted = phase == "done"  # the budget view has nothing left to spend
                 break
             dry = phase != "high" and not bool(mask.any())
             self.exhausted = dry and picker.wrapped
@@ -143,10 +146,26 @@ class QueueKeeper:
         costs = self.shared.costs
         if costs is None:
             return self.link.spent()
-        spent = self.link.answered_seconds()
+        groups = self.link.groups()
+        spent = {g: float(v.get("answered_seconds", 0.0)) for g, v in groups.items()}
         for (group, region), n in self.outstanding.in_flight().items():
-            spent[group] = spent.get(group, 0.0) + n * costs.most(REGION if region else PIXEL)
+            # a group the server holds nothing in flight of: its outstanding were skipped or
+            # answered since (their seconds are in answered_seconds; a skip costs none there)
+            if int(groups.get(group, {}).get("reserved", 0)) > 0:
+                spent[group] = spent.get(group, 0.0) + n * costs.most(REGION if region else PIXEL)
         return spent
+
+    def spent_out(self, spent: dict[str, int] | dict[str, float]) -> bool:
+        """Under a seconds budget: no query of the run's kinds fits in the seconds left (the
+        policy's own rule, :func:`trainer.selection.seconds.in_queries`, at the cheapest kind);
+        always False under a pixel budget."""
+        costs, total = self.shared.costs, self.shared.budget_seconds
+        if costs is None or total is None:
+            return False
+        kind = QueryKind(self.cfg.query_kind)
+        kinds = [PIXEL] * (kind != QueryKind.REGIONS) + [REGION] * (kind != QueryKind.PIXELS)
+        most = min(costs.most(k) for k in kinds)
+        return in_queries(BudgetView(0, spent), total, most, 1.0).left <= 0
 
     def select(
         self,

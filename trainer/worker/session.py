@@ -103,7 +103,8 @@ class Session:
         seconds = run_seconds(cfg, run)
         costs = None if seconds is None else CostModel(spread=cfg.cost_spread)
         regions = target_regions(cfg, data, opts.checkpoint_dir / "cache")
-        shared = Shared(self.run_id, expected, self.bank, state, picker, draws, regions, costs)
+        shared = Shared(self.run_id, expected, self.bank, state, picker, draws)
+        shared.regions, shared.costs, shared.budget_seconds = regions, costs, seconds
         parts = (cfg, data, model, device, shared, opts.checkpoint_dir)
         self.learner = Learner(*parts, sopts.weight_average, sopts.weight_average_warmup)
         # the benchmark loop's policy, under the seconds budget the server holds (if any)

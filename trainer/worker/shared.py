@@ -34,3 +34,4 @@ class Shared:
     # a budget in annotator seconds: the cost model whose most a query in flight is charged
     # until its answer's seconds come back from the server; None: a budget in pixels
     costs: CostModel | None = None
+    budget_seconds: float | None = None  # the run's seconds budget as the server holds it
