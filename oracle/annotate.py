@@ -157,7 +157,8 @@ def run_oracle(client: ServiceClient, cfg: OracleConfig, stop: threading.Event) 
             idle_since = None
             classes = annotator.decide(truth.values(claimed))
             timed = None if leads is None else lead_times(leads, claimed, classes)
-            answer_batch(client, run_id, claimed, classes, claimed_at, cfg, summary, stop, timed)
+            batch = Claim(claimed, classes, claimed_at, timed)
+            answer_batch(client, run_id, batch, cfg, summary, stop)
             continue
         if outlast(cfg, stop, lambda: client.get_run(run_id))["status"] == "finished":
             idle_since = idle_since if idle_since is not None else time.monotonic()
@@ -177,20 +178,28 @@ def lead_times(leads: LeadTimes, claimed: list[dict], classes: np.ndarray) -> li
     return [leads.ms(kind) for kind in kinds]
 
 
+@dataclass
+class Claim:
+    """One claimed batch: the queries, the decided classes (``SKIP``: skip), when it was
+    claimed (``time.monotonic``) and each query's lead time in ms from the cost model (None:
+    the wall time from the claim to the answer, the same for the whole batch)."""
+
+    queries: list[dict]
+    classes: np.ndarray
+    at: float
+    timed: list[int] | None = None
+
+
 def answer_batch(
     client: ServiceClient,
     run_id: int,
-    claimed: list[dict],
-    classes: np.ndarray,
-    claimed_at: float,
+    claim: Claim,
     cfg: OracleConfig,
     summary: Summary,
     stop: threading.Event | None = None,
-    timed: list[int] | None = None,
 ) -> None:
-    """Skip the SKIP decisions, answer the rest in one batch; per query if it is refused.
-    ``timed``: each query's lead time in ms (the cost model); None: the wall time from the
-    claim to the answer, the same for the whole batch."""
+    """Skip the SKIP decisions, answer the rest in one batch; per query if it is refused."""
+    claimed, classes, timed = claim.queries, claim.classes, claim.timed
     todo = [(q["id"], int(c)) for q, c in zip(claimed, classes, strict=True) if c != SKIP]
     for i, (q, c) in enumerate(zip(claimed, classes, strict=True)):
         if c == SKIP:
@@ -200,7 +209,7 @@ def answer_batch(
         return
     if cfg.delay_ms > 0:
         time.sleep(cfg.delay_ms * len(todo) / 1000)
-    wall = int((time.monotonic() - claimed_at) * 1000)
+    wall = int((time.monotonic() - claim.at) * 1000)
     if timed is None:
         leads = [wall] * len(todo)
     else:

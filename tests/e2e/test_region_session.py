@@ -36,6 +36,9 @@ from trainer.worker.run import WorkerOptions
 from trainer.worker.session_main import run_session
 
 ADMIN = "region-admin-token"
+# seconds before the test finishes the run as an admin (a hung session then fails the
+# "plateau" assertion instead of hanging the suite): a guard, not a target
+GUARD_SECONDS = 180
 TINY = {"source-train": 16, "target-train": 6, "target-val": 2, "target-test": 2}
 SECONDS_PER_IMAGE = 3.0  # 6 images x 3.0 s: 18 s, six region clicks of 3.0 s
 PACE = {
@@ -113,10 +116,18 @@ def test_a_session_of_region_queries_is_answered_by_the_cost_model_oracle(
 
     thread = threading.Thread(target=oracle, daemon=True)
     thread.start()
+
+    def guard() -> None:  # run 1: the fresh database's only run
+        with ServiceClient(url, ADMIN) as c:
+            c.request("PATCH", "/runs/1", json={"status": "finished"})
+
+    watchdog = threading.Timer(GUARD_SECONDS, guard)
+    watchdog.start()
     opts = WorkerOptions(url, ADMIN, "session", tmp_path / "w", session=PACE)
     try:
         summary = run_session(cfg, opts)
     finally:
+        watchdog.cancel()
         stop.set()
         thread.join(30)
     assert summary["ended"] == "plateau"

@@ -53,3 +53,14 @@ def test_a_region_session_without_a_seconds_budget_stops_before_any_run(tmp_path
     assert cli.main(argv) == 2
     assert "needs a budget in annotator seconds" in capsys.readouterr().err
     assert not (tmp_path / "w").exists()  # stopped before its folder, pre-training and run
+
+
+@pytest.mark.parametrize("mode", ["benchmark", "human"])
+def test_the_benchmark_modes_refuse_regions_and_seconds_before_any_run(
+    mode: str, tmp_path, capsys
+) -> None:
+    argv = ["--token", "t", "--mode", mode, "--checkpoint-dir", str(tmp_path / "w")]
+    assert cli.main([*argv, "--budget-seconds-per-image", "2"]) == 2
+    assert "run in --mode session" in capsys.readouterr().err
+    assert cli.main([*argv, "--strategy", "region-random"]) == 2
+    assert not (tmp_path / "w").exists()
