@@ -143,3 +143,31 @@ def test_a_seconds_budget_counts_the_answered_seconds_and_the_most_of_each_query
     assert not keeper.spent_out(keeper.spent())
     keeper.shared.costs = None  # a pixel budget: never spent out by seconds
     assert not keeper.spent_out({"random": 100.0})
+
+
+def test_a_run_of_pixels_and_regions_alternates_its_rounds_and_posts_whole_regions() -> None:
+    from trainer.cost import CostModel
+
+    svc, keeper = _keeper()
+    cfg = TrainConfig(query_kind="both", selection="random", budget_seconds_per_image=50.0)
+    keeper.cfg, keeper.policy = cfg, make_policy(cfg, keeper.shared.state.sampler, 2)
+    # each 4 x 5 image cut into 4 regions: columns 0-1 / 2-4 of rows 0-1 / 2-3
+    quarter = torch.tensor([[0, 0, 1, 1, 1]] * 2 + [[2, 2, 3, 3, 3]] * 2, dtype=torch.int32)
+    keeper.shared.regions = quarter.expand(2, 4, 5).clone()
+    keeper.shared.costs, keeper.shared.budget_seconds = CostModel(), 100.0
+    bank = keeper.shared.bank
+    assert keeper.post_round(2) == 2  # selection 0: pixel queries
+    assert all(q.cells is None for q in keeper.outstanding.queries.values())
+    assert bank.num_asked == 2
+    first = set(keeper.outstanding.queries)
+    assert keeper.post_round(2) == 2  # selection 1: region queries, each a whole region
+    regions = [q for i, q in keeper.outstanding.queries.items() if i not in first]
+    assert len(regions) == 2 and all(q.cells for q in regions)
+    for q in regions:
+        ids = {int(keeper.shared.regions[q.row, y, x]) for y, x in q.cells}
+        assert len(ids) == 1 and (q.y, q.x) == q.cells[0]  # one region, posted at its first pixel
+        (rid,) = ids
+        unasked_before = int((keeper.shared.regions[q.row] == rid).sum())
+        assert len(q.cells) <= unasked_before
+    assert bank.num_asked == 2 + sum(len(q.cells) for q in regions)
+    assert len(svc.queries) == 4  # four queries on the wire: two pixels, two regions
