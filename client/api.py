@@ -152,8 +152,11 @@ class ServiceClient(SessionCalls):
         budget_rate: float,
         strategy: str = "full",
         config: dict | None = None,
+        budget_seconds: float | None = None,
     ) -> dict:
-        """Create a run; ``classes`` are ``{"id", "name", "color"}`` dicts. Returns RunOut."""
+        """Create a run; ``classes`` are ``{"id", "name", "color"}`` dicts; ``budget_seconds``:
+        the annotators' seconds the run may spend beside its pixel budget (None: no limit).
+        Returns RunOut."""
         body = {
             "name": name,
             "classes": list(classes),
@@ -162,6 +165,8 @@ class ServiceClient(SessionCalls):
             "strategy": strategy,
             "config": config or {},
         }
+        if budget_seconds is not None:
+            body["budget_seconds"] = budget_seconds
         return self.request("POST", "/runs", json=body, safe=False)
 
     def list_runs(self) -> list[dict]:

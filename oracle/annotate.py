@@ -21,7 +21,9 @@ import numpy as np
 from client.api import ServiceClient, ServiceError
 from client.retry import RetryPolicy
 from oracle.ground_truth import GroundTruth
-from oracle.simulated import SKIP, SimulatedAnnotator
+from oracle.simulated import SKIP, LeadTimes, SimulatedAnnotator
+from server.schemas_cost import PIXEL, REGION
+from server.schemas_cost import SKIP as SKIP_KIND
 
 # answers the server refuses for one query (lease gone, answered elsewhere, bad class)
 REFUSALS = frozenset({404, 409, 410, 422})
@@ -48,6 +50,10 @@ class OracleConfig:
     poll: float = 0.5
     verbose: bool = False  # DEBUG logs
     outage: float = 90.0  # seconds to keep retrying through a server or queue outage
+    # True: each answer's lead_time_ms is drawn from the cost model (server/schemas_cost.py:
+    # a pixel click, a region click) instead of the wall time from claim to answer
+    cost_model: bool = False
+    cost_spread: float = 0.0  # the cost model's charge: its mean x U[1 - spread, 1 + spread]
 
 
 @dataclass
@@ -56,6 +62,7 @@ class Summary:
     skipped: int = 0
     refused: int = 0  # lease expired, answered elsewhere, ...
     lead_ms_total: int = 0
+    skip_ms_total: int = 0  # the cost model's skips (the server records no time for a skip)
     started: float = field(default_factory=time.monotonic)
 
     def line(self) -> str:
@@ -124,6 +131,9 @@ def run_oracle(client: ServiceClient, cfg: OracleConfig, stop: threading.Event) 
         skip_ignore=cfg.skip_ignore,
         rng=np.random.default_rng(cfg.seed),
     )
+    # seeded apart from the annotator's draws, so its answers are those of a run without it
+    seed = None if cfg.seed is None else [cfg.seed, 1]
+    leads = LeadTimes(cfg.cost_spread, np.random.default_rng(seed)) if cfg.cost_model else None
     truth = GroundTruth(
         cfg.data, lambda: {row["id"]: row["key"] for row in client.list_images(run_id)}
     )
@@ -146,7 +156,9 @@ def run_oracle(client: ServiceClient, cfg: OracleConfig, stop: threading.Event) 
         if claimed:
             idle_since = None
             classes = annotator.decide(truth.values(claimed))
-            answer_batch(client, run_id, claimed, classes, claimed_at, cfg, summary, stop)
+            timed = None if leads is None else lead_times(leads, claimed, classes)
+            batch = Claim(claimed, classes, claimed_at, timed)
+            answer_batch(client, run_id, batch, cfg, summary, stop)
             continue
         if outlast(cfg, stop, lambda: client.get_run(run_id))["status"] == "finished":
             idle_since = idle_since if idle_since is not None else time.monotonic()
@@ -156,27 +168,58 @@ def run_oracle(client: ServiceClient, cfg: OracleConfig, stop: threading.Event) 
     return summary
 
 
+def lead_times(leads: LeadTimes, claimed: list[dict], classes: np.ndarray) -> list[int]:
+    """The cost model's ms for each claimed query, in claim order: a skip costs a skip, an
+    answer a region click (a region query) or a pixel click."""
+    kinds = [
+        SKIP_KIND if c == SKIP else REGION if q.get("region") else PIXEL
+        for q, c in zip(claimed, classes, strict=True)
+    ]
+    return [leads.ms(kind) for kind in kinds]
+
+
+@dataclass
+class Claim:
+    """One claimed batch: the queries, the decided classes (``SKIP``: skip), when it was
+    claimed (``time.monotonic``) and each query's lead time in ms from the cost model (None:
+    the wall time from the claim to the answer, the same for the whole batch)."""
+
+    queries: list[dict]
+    classes: np.ndarray
+    at: float
+    timed: list[int] | None = None
+
+
 def answer_batch(
     client: ServiceClient,
     run_id: int,
-    claimed: list[dict],
-    classes: np.ndarray,
-    claimed_at: float,
+    claim: Claim,
     cfg: OracleConfig,
     summary: Summary,
     stop: threading.Event | None = None,
 ) -> None:
     """Skip the SKIP decisions, answer the rest in one batch; per query if it is refused."""
+    claimed, classes, timed = claim.queries, claim.classes, claim.timed
     todo = [(q["id"], int(c)) for q, c in zip(claimed, classes, strict=True) if c != SKIP]
-    for q, c in zip(claimed, classes, strict=True):
+    for i, (q, c) in enumerate(zip(claimed, classes, strict=True)):
         if c == SKIP:
             skip_one(client, q["id"], summary)
+            summary.skip_ms_total += 0 if timed is None else timed[i]
     if not todo:
         return
     if cfg.delay_ms > 0:
         time.sleep(cfg.delay_ms * len(todo) / 1000)
-    lead = int((time.monotonic() - claimed_at) * 1000)
-    body = {"answers": [{"query_id": qid, "class_id": c, "lead_time_ms": lead} for qid, c in todo]}
+    wall = int((time.monotonic() - claim.at) * 1000)
+    if timed is None:
+        leads = [wall] * len(todo)
+    else:
+        leads = [t for t, c in zip(timed, classes, strict=True) if c != SKIP]
+    body = {
+        "answers": [
+            {"query_id": qid, "class_id": c, "lead_time_ms": lead}
+            for (qid, c), lead in zip(todo, leads, strict=True)
+        ]
+    }
     try:
         outlast(
             cfg,
@@ -186,11 +229,11 @@ def answer_batch(
     except ServiceError as error:
         if error.status not in REFUSALS:
             raise
-        for qid, c in todo:
+        for (qid, c), lead in zip(todo, leads, strict=True):
             answer_one(client, qid, c, lead, summary)
         return
     summary.answered += len(todo)
-    summary.lead_ms_total += lead * len(todo)
+    summary.lead_ms_total += sum(leads)
 
 
 def answer_one(client: ServiceClient, qid: int, class_id: int, lead: int, summary: Summary) -> None:

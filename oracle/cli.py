@@ -47,6 +47,19 @@ def parse_args(argv: Sequence[str] | None = None) -> OracleConfig:
     p.add_argument(
         "--delay-ms", type=float, default=0.0, help="simulated think time per answered pixel"
     )
+    p.add_argument(
+        "--cost-model",
+        action="store_true",
+        help="each answer's lead_time_ms from the cost model (a pixel click 2.4 s, a region "
+        "click 3.0 s; server/schemas_cost.py), not the wall time: a simulated benchmark in "
+        "annotator seconds",
+    )
+    p.add_argument(
+        "--cost-spread",
+        type=float,
+        default=0.0,
+        help="with --cost-model: each time is its mean x U[1 - spread, 1 + spread], seeded",
+    )
     p.add_argument("--lease", type=int, default=60, help="lease seconds (5..3600)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument(
@@ -68,6 +81,8 @@ def _config(p: argparse.ArgumentParser, args: argparse.Namespace) -> OracleConfi
         p.error("--batch must be in 1..500")
     if not 0.0 <= args.noise <= 1.0 or not 0.0 <= args.skip_ignore <= 1.0:
         p.error("--noise and --skip-ignore are probabilities in [0, 1]")
+    if not 0.0 <= args.cost_spread < 1.0:
+        p.error("--cost-spread must lie in [0, 1)")
     return OracleConfig(
         server=args.server,
         token=args.token,
@@ -82,6 +97,8 @@ def _config(p: argparse.ArgumentParser, args: argparse.Namespace) -> OracleConfi
         idle_exit=args.idle_exit,
         max_answers=args.max_answers,
         verbose=args.verbose,
+        cost_model=args.cost_model,
+        cost_spread=args.cost_spread,
     )
 
 

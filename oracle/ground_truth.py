@@ -13,6 +13,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from oracle.simulated import dominant_class
+from server.schemas import Region
+
 
 def mask_path(root: Path, key: str) -> Path:
     split, sep, name = key.partition("/")
@@ -62,7 +65,9 @@ class GroundTruth:
         return mask
 
     def values(self, queries: list[dict]) -> np.ndarray:
-        """(K,) int64 GT class at each query's ``(image_id, y, x)``."""
+        """(K,) int64 GT class at each query's ``(image_id, y, x)``; for a region query
+        (``region`` set) the dominant GT class over the region's pixels, void excluded
+        (:func:`oracle.simulated.dominant_class`; 255 when every pixel is void)."""
         out = np.empty(len(queries), dtype=np.int64)
         for i, q in enumerate(queries):
             mask = self.mask(q["image_id"])
@@ -71,5 +76,18 @@ class GroundTruth:
                 raise ValueError(
                     f"pixel ({y}, {x}) is outside the {mask.shape} mask of image {q['image_id']}"
                 )
-            out[i] = mask[y, x]
+            region = q.get("region")
+            out[i] = mask[y, x] if region is None else dominant_class(region_values(mask, region))
         return out
+
+
+def region_values(mask: np.ndarray, region: dict) -> np.ndarray:
+    """The GT values of a region's pixels (``region``: ``server.schemas.Region`` as JSON)."""
+    r = Region.model_validate(region)
+    if r.top + r.height > mask.shape[0] or r.left + r.width > mask.shape[1]:
+        raise ValueError(f"the region's box passes the {mask.shape} mask")
+    inside = np.zeros(r.height * r.width, dtype=bool)
+    for start, length in r.spans():
+        inside[start : start + length] = True
+    box = mask[r.top : r.top + r.height, r.left : r.left + r.width].reshape(-1)
+    return box[inside]

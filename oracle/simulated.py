@@ -1,4 +1,6 @@
-"""The simulated annotator's decision: ground-truth class in, answered class (or skip) out.
+"""The simulated annotator's decision: ground-truth class in, answered class (or skip) out;
+a region's ground-truth answer (its dominant class) and the time a query costs (the cost
+model).
 
 Pure logic, no I/O: randomness comes in as a seeded ``numpy.random.Generator``.
 """
@@ -8,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
+from server.schemas_cost import MEAN_SECONDS, spread_factor
 
 IGNORE = 255  # ground-truth value for "no class" (void); also the skip marker returned here
 SKIP = IGNORE
@@ -66,3 +70,32 @@ class SimulatedAnnotator:
 
     def decide_one(self, gt: int) -> int:
         return int(self.decide(np.array([gt]))[0])
+
+
+def dominant_class(values: np.ndarray, ignore: int = IGNORE) -> int:
+    """A region query's ground-truth answer: the most frequent class of the region's pixels
+    ``values`` (ints), void (``ignore``) excluded; a tie goes to the smallest class id (as the
+    trainer's in-process oracle, ``trainer.selection.regions.dominant_answers``); ``ignore``
+    when no pixel has a class."""
+    values = np.asarray(values, dtype=np.int64).reshape(-1)
+    valid = values[values != ignore]
+    if valid.size == 0:
+        return ignore
+    return int(np.bincount(valid).argmax())  # argmax: the first maximum, the smallest id
+
+
+class LeadTimes:
+    """The simulated annotator's time per query from the cost model (``server.schemas_cost``):
+    the mean seconds of the query's kind (a pixel click, a region click, a skip) times a factor
+    drawn uniformly from ``[1 - spread, 1 + spread]`` by the seeded ``rng``, in whole ms."""
+
+    def __init__(self, spread: float = 0.0, rng: np.random.Generator | None = None) -> None:
+        if not 0.0 <= spread < 1.0:
+            raise ValueError(f"the cost spread must lie in [0, 1), got {spread}")
+        self.spread = spread
+        self.rng = rng if rng is not None else np.random.default_rng()
+
+    def ms(self, kind: str) -> int:
+        """One query of ``kind`` (``"pixel"``, ``"region"`` or ``"skip"``), in ms."""
+        factor = spread_factor(float(self.rng.random()), self.spread) if self.spread else 1.0
+        return round(1000 * MEAN_SECONDS[kind] * factor)

@@ -1,23 +1,10 @@
 """What a person's answer costs, in seconds: the one cost model of the simulated annotator and
 the one definition of a budget in annotator seconds (issue 24).
 
-Seconds per query kind (mean; docs/results.md, "Annotator seconds", cites each):
-
-- ``pixel``: a click that names the class of one marked pixel. Bearman et al., "What's the
-  point: semantic segmentation with point supervision" (ECCV 2016) measured 2.4 s per point
-  click on PASCAL VOC (one point on an object of a named class; 22.1 s per image for image
-  labels plus one point per class). We take their 2.4 s.
-- ``region``: a click that names the dominant class of one outlined superpixel. Cai et al.,
-  "Revisiting superpixels for active learning in semantic segmentation with realistic
-  annotation costs" (CVPR 2021) count such a query as one click, like a point. They measured
-  no seconds; **our assumption**: the point click's 2.4 s plus 0.6 s to take in the outline
-  and judge which class covers most of it, 3.0 s.
-- ``skip``: "can't tell" or Space. No study measured it; **our assumption**: 1.2 s, half a
-  point click (the person looks, then gives up without choosing among the classes).
-
-For scale: a Cityscapes frame took more than 1.5 h to annotate in full (Cordts et al., "The
-Cityscapes dataset for semantic urban scene understanding", CVPR 2016), 5,400 s: the price of
-1,800 region clicks or 2,250 point clicks.
+The mean seconds per query kind (a pixel click 2.4 s, a region click 3.0 s, a skip 1.2 s)
+and their sources are the contract's table, ``server/schemas_cost.py``: the simulated oracle
+that answers over HTTP (``adamcu-oracle --cost-model``) charges the same table, one fact in one
+place.
 
 ``spread`` (0 by default): each charge is the mean times a factor drawn uniformly from
 ``[1 - spread, 1 + spread]`` by a seeded generator (our assumption, bounded so that a budget
@@ -35,21 +22,24 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-PIXEL, REGION, SKIP = "pixel", "region", "skip"
-# seconds a query kind costs a person, on average (sources in the module docstring)
-PIXEL_SECONDS = 2.4  # Bearman et al. ECCV 2016: 2.4 s per point click
-REGION_SECONDS = 3.0  # our assumption: a point click plus 0.6 s for the outline (Cai et al.)
-SKIP_SECONDS = 1.2  # our assumption: half a point click
-CITYSCAPES_IMAGE_SECONDS = 5400.0  # Cordts et al. CVPR 2016: > 1.5 h per fine annotation
+from server.schemas_cost import (  # noqa: F401 (re-exported: the trainer's names)
+    CITYSCAPES_IMAGE_SECONDS,
+    MEAN_SECONDS,
+    PIXEL,
+    PIXEL_SECONDS,
+    REGION,
+    REGION_SECONDS,
+    SKIP,
+    SKIP_SECONDS,
+    spread_factor,
+)
 
 
 @dataclass(frozen=True)
 class CostModel:
     """Mean seconds per query kind and the relative spread of a single charge."""
 
-    seconds: Mapping[str, float] = field(
-        default_factory=lambda: {PIXEL: PIXEL_SECONDS, REGION: REGION_SECONDS, SKIP: SKIP_SECONDS}
-    )
+    seconds: Mapping[str, float] = field(default_factory=lambda: dict(MEAN_SECONDS))
     spread: float = 0.0
 
     def __post_init__(self) -> None:
@@ -72,7 +62,7 @@ class CostModel:
             return total
         rng = rng if rng is not None else np.random.default_rng()
         means = np.repeat([self.seconds[kind], self.seconds[SKIP]], [answered, skipped])
-        return float((means * rng.uniform(1 - self.spread, 1 + self.spread, len(means))).sum())
+        return float((means * spread_factor(rng.random(len(means)), self.spread)).sum())
 
 
 def seconds_budget(seconds_per_image: float, target_images: int) -> float:

@@ -194,7 +194,8 @@ def _expected(cfg: TrainConfig, data: Data, oracle: Oracle) -> int:
     if oracle.charge is None:
         raise ValueError(
             "budget_seconds_per_image needs an oracle that charges seconds: the in-process "
-            "simulated one (adamcu bench); set it to 0 for a run against the service"
+            "simulated one (adamcu bench) or a session (adamcu-worker --mode session); set it "
+            "to 0 for adamcu-worker --mode benchmark or human"
         )
     return seconds_pixels(cfg, data)
 

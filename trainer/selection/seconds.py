@@ -11,7 +11,7 @@ left are at most (budget - spent seconds) / most, and no query costs more than `
 
 :class:`Alternate` asks pixels and regions (``query_kind = "both"``): pixel queries on even
 iterations of the window, region queries on odd ones, each under the one seconds budget (a
-session's rounds, which carry no iteration, ask pixels).
+session's rounds count their selections instead: pixels on even ones, regions on odd ones).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class SecondsBudget(Policy):
 
 
 class Alternate(Policy):
-    """Pixel queries on even iterations, region queries on odd ones (sessions: pixels)."""
+    """Pixel queries on even iterations, region queries on odd ones (sessions: selections)."""
 
     def __init__(self, pixels: Policy, regions: Policy) -> None:
         self.pixels, self.regions = pixels, regions

@@ -35,7 +35,14 @@ log = logging.getLogger("adamcu.worker")
 
 
 def run_worker(cfg: TrainConfig, opts: WorkerOptions, progress: str = "auto") -> dict[str, Any]:
-    """Run (or resume) one run against the service; returns a summary."""
+    """Run (or resume) one run against the service; returns a summary. Pixel queries under
+    a pixel budget only: region queries and a seconds budget run in session mode."""
+    if cfg.query_kind != "pixels" or cfg.budget_seconds_per_image > 0:
+        raise ValueError(
+            f"--mode {opts.mode} asks pixels under a pixel budget; query_kind "
+            f"{cfg.query_kind!r} / budget_seconds_per_image {cfg.budget_seconds_per_image} "
+            "run in --mode session (or in process: adamcu bench)"
+        )
     device = pick_device(cfg.device)
     data = load_data(cfg, target_labels=cfg.selection == "all")  # people may label target
     opts.checkpoint_dir.mkdir(parents=True, exist_ok=True)

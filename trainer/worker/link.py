@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from client.api import BudgetExceeded, DuplicatePixel, ServiceClient, ServiceError
-from server.schemas import GROUPS, IGNORE_INDEX
+from server.schemas import GROUPS, IGNORE_INDEX, Region
 from trainer.constants import GROUP_CODES
 from trainer.learning.labelbank import LabelBank
 
@@ -144,9 +144,11 @@ class ServiceLink:
         groups: Sequence[str] | str,
         scores: Any,
         skip_known: bool = False,
+        regions: Sequence[Region] | None = None,
     ) -> tuple[list[Pixel], list[Pixel]]:
         """Post the pixels as queries (with ``skip_known``, only those never answered, each
-        once); returns every pixel and the ones posted."""
+        once); returns every pixel and the ones posted. ``regions``: one per pixel, each a
+        region query whose pixel is the region's first (``trainer.worker.regions``)."""
         ys, xs = _as_array(ys, np.int64), _as_array(xs, np.int64)
         n = len(keys)
         groups = [groups] * n if isinstance(groups, str) else list(groups)
@@ -172,6 +174,7 @@ class ServiceLink:
                 "score": float(scores[i]),
                 "group": groups[i] if groups[i] in GROUPS else "other",
             }
+            | ({} if regions is None else {"region": regions[i].model_dump()})
             for p, i in first.items()
         ]
         try:
@@ -184,12 +187,20 @@ class ServiceLink:
         return pixels, list(first)
 
     def post(
-        self, rows: Sequence[int], ys: Any, xs: Any, group: str, scores: Any
+        self,
+        rows: Sequence[int],
+        ys: Any,
+        xs: Any,
+        group: str,
+        scores: Any,
+        regions: Sequence[Region] | None = None,
     ) -> dict[int, Pixel]:
-        """Post pixels of bank ``rows`` as queries now (the session's rounds); returns
+        """Post pixels of bank ``rows`` as queries now (the session's rounds), or with
+        ``regions`` region queries (each at its region's first pixel ``ys, xs``); returns
         query id -> pixel. Raises ``BudgetExceeded`` when the round would overspend."""
         self.posted = {}
-        _, new = self._post([self.keys[i] for i in rows], ys, xs, group, scores)
+        keys = [self.keys[i] for i in rows]
+        _, new = self._post(keys, ys, xs, group, scores, regions=regions)
         if new and not self.posted:  # the response was lost
             self.posted = self._ids_of(set(new))
         return self.posted
@@ -239,9 +250,10 @@ class ServiceLink:
         self._unmerged = {}
         if on_answers is not None:
             on_answers(answers)
-        rows, ys, xs = self._pixels(answers)
-        groups = [a["group"] if a["group"] in GROUP_CODES else "other" for a in answers]
-        classes = torch.tensor([a["class_id"] for a in answers])
+        (rows, ys, xs), sizes = self._cells(answers)
+        names = [a["group"] if a["group"] in GROUP_CODES else "other" for a in answers]
+        groups = [g for g, n in zip(names, sizes.tolist(), strict=True) for _ in range(n)]
+        classes = torch.tensor([a["class_id"] for a in answers]).repeat_interleave(sizes)
         return bank.merge(rows, ys, xs, classes, groups)
 
     def rebuild(
@@ -253,7 +265,7 @@ class ServiceLink:
             q for q in self.client.iter_queries(self.run_id) if q.get("status") != "withdrawn"
         ]
         if queries:
-            bank.mark_asked(*self._pixels(queries))
+            bank.mark_asked(*self._cells(queries)[0])
         self.cursor, self._known, self._unmerged = 0, {}, {}
         self.sync(bank, on_answers)
         return queries
@@ -263,6 +275,11 @@ class ServiceLink:
         """Budget spent per group as the server counts it: reserved + answered."""
         groups = self.client.budget(self.run_id)["groups"]
         return {g: int(v.get("reserved", 0)) + int(v.get("answered", 0)) for g, v in groups.items()}
+
+    def groups(self) -> dict[str, dict[str, Any]]:
+        """The budget per group as the server counts it: ``reserved`` and ``answered`` pixels
+        and ``answered_seconds`` (the answers' ``lead_time_ms``)."""
+        return self.client.budget(self.run_id)["groups"]
 
     def pace(self) -> dict[str, Any]:
         """The run's pace as the server measures it (answers per minute, pending, budget left):
@@ -278,7 +295,21 @@ class ServiceLink:
                 return
             time.sleep(poll)
 
-    def _pixels(self, items: list[dict]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Bank rows, ys, xs (K,) of queries or answers (which carry image_id, y, x)."""
-        rows = torch.tensor([self.bank_row(i["image_id"]) for i in items])
-        return rows, torch.tensor([i["y"] for i in items]), torch.tensor([i["x"] for i in items])
+    def _cells(
+        self, items: list[dict]
+    ) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+        """Bank rows, ys, xs of every pixel that queries or answers cover (a region's every
+        pixel, row-major), and (K,) how many each item covers."""
+        cells = [
+            [(i["y"], i["x"])] if i.get("region") is None else region_cells(i["region"])
+            for i in items
+        ]
+        sizes = torch.tensor([len(c) for c in cells], dtype=torch.long)
+        rows = torch.tensor([self.bank_row(i["image_id"]) for i in items]).repeat_interleave(sizes)
+        flat = torch.tensor([yx for c in cells for yx in c], dtype=torch.long).view(-1, 2)
+        return (rows, flat[:, 0], flat[:, 1]), sizes
+
+
+def region_cells(region: dict | Region) -> list[tuple[int, int]]:
+    """``(y, x)`` of every pixel of a region (``server.schemas.Region`` or its JSON)."""
+    return Region.model_validate(region).cells()

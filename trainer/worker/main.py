@@ -50,6 +50,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=os.environ.get("ADAMCU_DATA"))
     p.add_argument("--strategy")
     p.add_argument("--budget", type=float)
+    p.add_argument(
+        "--query-kind",
+        choices=("pixels", "regions", "both"),
+        help="ask pixels, superpixel regions (their dominant class in one click) or both; "
+        "regions need --budget-seconds-per-image (session mode)",
+    )
+    p.add_argument(
+        "--budget-seconds-per-image",
+        type=float,
+        help="a budget in annotator seconds, this many per target image, registered with the "
+        "run beside its pixel budget (0: pixels only)",
+    )
     p.add_argument("--passes", type=float, help="adaptation passes over target-train")
     p.add_argument("--query-passes", type=float, help="queries in the first N passes only")
     p.add_argument("--iterations", type=int, help="exactly this many iterations (tiny runs)")
@@ -83,6 +95,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[TrainConfig, WorkerOptions]:
         for k, v in {
             "data_root": a.data,
             "budget_rate": a.budget,
+            "query_kind": a.query_kind,
+            "budget_seconds_per_image": a.budget_seconds_per_image,
             "passes": a.passes,
             "query_passes": a.query_passes,
             "iterations": a.iterations,

@@ -5,7 +5,12 @@
 - posting: a round's pixels are picked by the run's selection policy (the benchmark loop's;
   Algorithm 1 for the paper's strategies) from images scored by the model as it is now
   (:meth:`QueueKeeper.select`, the one place that selects); a pixel the server refuses as a
-  duplicate is left out from then on;
+  duplicate is left out from then on; a policy of region kind (``query_kind`` regions or
+  both) picks whole superpixels of the images' region maps, each posted as one region query
+  (``trainer.worker.regions``) whose pixels are marked asked together;
+- the budget: in pixels, the server's reserved + answered; in annotator seconds (a run with a
+  seconds budget), the server's answered seconds plus each query in flight at the most its
+  kind may cost (``trainer.cost.CostModel.most``);
 - withdrawing: queries nobody claimed for T minutes, and (``rescore``) those whose pixel the
   current model is no longer unsure of; a withdrawn pixel is unmarked in the bank, so it may be
   asked again.
@@ -23,11 +28,15 @@ from typing import Any
 import torch
 
 from client.api import BudgetExceeded, DuplicatePixel, ServiceError
-from trainer.config import TrainConfig
+from server.schemas import GROUPS, Region
+from trainer.config import QueryKind, TrainConfig
+from trainer.cost import PIXEL, REGION
 from trainer.loop.step import calibrate_thresholds
 from trainer.selection.policy import Policy
+from trainer.selection.seconds import in_queries
 from trainer.selection.views import BudgetView, Picked
-from trainer.worker.link import ServiceLink
+from trainer.worker.link import ServiceLink, region_cells
+from trainer.worker.regions import encode_region, first_pixel
 from trainer.worker.rounds import (
     Outstanding,
     SessionOptions,
@@ -63,7 +72,9 @@ class QueueKeeper:
         self.outstanding = Outstanding()
         self.withdrawn_pixels: set[PixelRow] = set()
         self.counts = {"rounds": 0, "posted": 0, "withdrawn": 0, "max_pending": 0}
-        self.exhausted = False  # a whole pass found no pixel left to ask
+        self.selections = 0  # calls of the policy (Alternate: pixels on even, regions on odd)
+        # a whole pass found no pixel left to ask, or the budget view nothing left to spend
+        self.exhausted = False
         self.finished = False  # the server refused a round: an admin finished the run
 
     # -- what the server says about the queries ------------------------------------------------
@@ -78,7 +89,9 @@ class QueueKeeper:
         for q in queries:
             if q.get("status") in ("pending", "leased"):
                 row = self.link.bank_row(q["image_id"])
-                self.outstanding.add(int(q["id"]), row, q["y"], q["x"])
+                cells = None if q.get("region") is None else region_cells(q["region"])
+                group = q.get("group", "other")
+                self.outstanding.add(int(q["id"]), row, q["y"], q["x"], None, group, cells)
 
     # -- pacing and posting ----------------------------------------------------------------------
     def top_up(self) -> dict[str, Any] | None:
@@ -98,33 +111,80 @@ class QueueKeeper:
     def post_round(self, quota: int) -> int:
         """Score a few images at a time, select their pixels and post them, until ``quota``
         are posted, the budget is spent or a pass over the images ends; returns the posted."""
-        spent, picker, expected = self.link.spent(), self.shared.picker, self.shared.expected
+        spent, picker, expected = self.spent(), self.shared.picker, self.shared.expected
+        if self.spent_out(spent):
+            self.exhausted = True  # the seconds are spent or in flight: the budget's end
+            return 0
         posted = 0
         for rows in picker.pick_rows(self.sopts.round_images):
             score, prob = self.score(rows)
             asked = self.shared.bank.batch(torch.tensor(rows))[2]
-            budget = round_budget(expected, spent, quota - posted, picker.wrapped)
-            mask, phase = self.select(score, prob, ~asked, budget)
+            call, self.selections = self.selections, self.selections + 1
+            budget = round_budget(expected, spent, quota - posted, picker.wrapped, call)
+            kind = self.policy.kind_at(budget)
+            mask, phase = self.select(score, prob, ~asked, budget, rows)
             if phase in ("done", "none"):
                 break
             dry = phase != "high" and not bool(mask.any())
             self.exhausted = dry and picker.wrapped
-            posted += self._post(rows, mask.cpu(), score.cpu(), phase)
-            spent[phase] = spent.get(phase, 0) + int(mask.sum())
+            if kind == REGION:
+                now = self._post_regions(rows, mask.cpu(), score.cpu(), phase)
+            else:
+                now = self._post(rows, mask.cpu(), score.cpu(), phase)
+            posted += now
+            costs = self.shared.costs
+            charged = int(mask.sum()) if costs is None else now * costs.most(kind)
+            spent[phase] = spent.get(phase, 0) + charged
             if posted >= quota or self.finished:
                 break
         return posted
 
+    def spent(self) -> dict[str, int] | dict[str, float]:
+        """The budget spent per group as a round starts: pixels (reserved + answered, the
+        server's count), or under a seconds budget the server's answered seconds plus, for
+        each query in flight, the most its kind may cost."""
+        costs = self.shared.costs
+        if costs is None:
+            return self.link.spent()
+        groups = self.link.groups()
+        spent = {g: float(v.get("answered_seconds", 0.0)) for g, v in groups.items()}
+        for (group, region), n in self.outstanding.in_flight().items():
+            # a group the server holds nothing in flight of: its outstanding were skipped or
+            # answered since (their seconds are in answered_seconds; a skip costs none there)
+            if int(groups.get(group, {}).get("reserved", 0)) > 0:
+                spent[group] = spent.get(group, 0.0) + n * costs.most(REGION if region else PIXEL)
+        return spent
+
+    def spent_out(self, spent: dict[str, int] | dict[str, float]) -> bool:
+        """Under a seconds budget: no query of the run's kinds fits in the seconds left (the
+        policy's own rule, :func:`trainer.selection.seconds.in_queries`, at the cheapest kind);
+        always False under a pixel budget."""
+        costs, total = self.shared.costs, self.shared.budget_seconds
+        if costs is None or total is None:
+            return False
+        kind = QueryKind(self.cfg.query_kind)
+        kinds = [PIXEL] * (kind != QueryKind.REGIONS) + [REGION] * (kind != QueryKind.PIXELS)
+        most = min(costs.most(k) for k in kinds)
+        return in_queries(BudgetView(0, spent), total, most, 1.0).left <= 0
+
     def select(
-        self, score: torch.Tensor, prob: torch.Tensor, unasked: torch.Tensor, budget: BudgetView
+        self,
+        score: torch.Tensor,
+        prob: torch.Tensor,
+        unasked: torch.Tensor,
+        budget: BudgetView,
+        rows: list[int] | None = None,
     ) -> Picked:
-        """The run's selection policy on freshly scored images (B,H,W): pixels of ``unasked``
-        within ``budget`` (a round's: no window, capped) and their group (the thresholds are
-        calibrated on the first images scored)."""
+        """The run's selection policy on freshly scored images (B,H,W) of bank ``rows``:
+        pixels of ``unasked`` within ``budget`` (a round's: no window, capped) and their group
+        (the thresholds are calibrated on the first images scored)."""
         state = self.shared.state
         if not state.calibrated:
             calibrate_thresholds(state, score, self.cfg)
-        maps = round_maps(score, prob, state.sampler, unasked)
+        regions = self.shared.regions
+        if regions is not None and rows is not None:
+            regions = regions[torch.tensor(rows)]
+        maps = round_maps(score, prob, state.sampler, unasked, regions)
         return self.policy.select(maps, budget, self.shared.generator)
 
     def _post(self, rows: list[int], mask: torch.Tensor, score: torch.Tensor, phase: str) -> int:
@@ -132,6 +192,56 @@ class QueueKeeper:
         if not len(b):
             return 0
         return self._post_pixels(torch.tensor(rows)[b], ys, xs, score[b, ys, xs], phase)
+
+    def _post_regions(
+        self, rows: list[int], mask: torch.Tensor, score: torch.Tensor, phase: str
+    ) -> int:
+        """Post the picked pixels (whole superpixels' unasked pixels) as region queries, one
+        per superpixel of each image, at its first pixel, scored by its mean S."""
+        assert self.shared.regions is not None
+        maps = self.shared.regions[torch.tensor(rows)]
+        index, regions, scores = [], [], []
+        for b, row in enumerate(rows):
+            for rid in torch.unique(maps[b][mask[b]]).tolist():
+                inside = mask[b] & (maps[b] == rid)
+                index.append(row)
+                regions.append(encode_region(inside))
+                scores.append(float(score[b][inside].mean()))
+        if not regions:
+            return 0
+        return self._post_region_queries(index, regions, scores, phase)
+
+    def _post_region_queries(
+        self, index: list[int], regions: list[Region], scores: list[float], phase: str
+    ) -> int:
+        bank = self.shared.bank
+        firsts = [first_pixel(r) for r in regions]
+        ys, xs = torch.tensor([p[0] for p in firsts]), torch.tensor([p[1] for p in firsts])
+        cells = [r.cells() for r in regions]
+        rows = torch.tensor(index).repeat_interleave(torch.tensor([len(c) for c in cells]))
+        flat = torch.tensor([yx for c in cells for yx in c]).view(-1, 2)
+        try:
+            ids = self.link.post(index, ys, xs, phase, torch.tensor(scores), regions)
+        except BudgetExceeded as exc:  # an older view of the budget: the next round retries
+            log.warning("budget refused a round of %d regions: %s", len(index), exc)
+            return 0
+        except DuplicatePixel as exc:  # a region's first pixel was asked (and withdrawn) before
+            log.warning("%s: the round's %d regions left out from now on", exc, len(index))
+            bank.mark_asked(rows, flat[:, 0], flat[:, 1])
+            return 0
+        except ServiceError as exc:
+            if exc.code != "run_finished":
+                raise
+            self.finished = True
+            return 0
+        bank.mark_asked(rows, flat[:, 0], flat[:, 1])
+        by_pixel = {p: qid for qid, p in ids.items()}
+        group = phase if phase in GROUPS else "other"
+        for i, (y, x), region_pixels in zip(index, firsts, cells, strict=True):
+            qid = by_pixel.get((self.link.image_id(self.link.keys[i]), y, x))
+            if qid is not None:
+                self.outstanding.add(qid, i, y, x, None, group, region_pixels)
+        return len(ids)
 
     def _post_pixels(
         self,
@@ -165,10 +275,11 @@ class QueueKeeper:
             return 0
         bank.mark_asked(index, ys, xs)
         by_pixel = {p: qid for qid, p in ids.items()}
+        group = phase if phase in GROUPS else "other"
         for i, y, x in zip(index.tolist(), ys.tolist(), xs.tolist(), strict=True):
             qid = by_pixel.get((self.link.image_id(self.link.keys[i]), y, x))
             if qid is not None:
-                self.outstanding.add(qid, i, y, x)
+                self.outstanding.add(qid, i, y, x, None, group)
         return len(ids)
 
     # -- withdrawing -----------------------------------------------------------------------------
@@ -184,9 +295,11 @@ class QueueKeeper:
         withdrawn, kept = self.link.withdraw(sorted(ids))
         gone = self.outstanding.drop(withdrawn)
         if gone:
-            rows = torch.tensor([q.row for q in gone])
-            ys, xs = torch.tensor([q.y for q in gone]), torch.tensor([q.x for q in gone])
-            self.shared.bank.unmark(rows, ys, xs)
+            cells = [[(q.y, q.x)] if q.cells is None else q.cells for q in gone]
+            sizes = torch.tensor([len(c) for c in cells])
+            rows = torch.tensor([q.row for q in gone]).repeat_interleave(sizes)
+            flat = torch.tensor([yx for c in cells for yx in c]).view(-1, 2)
+            self.shared.bank.unmark(rows, flat[:, 0], flat[:, 1])
             self.withdrawn_pixels.update((q.row, q.y, q.x) for q in gone)
         self.outstanding.touch(i for i, st in kept.items() if st in ("leased", "unknown"))
         self.outstanding.drop(i for i, st in kept.items() if st not in ("leased", "unknown"))

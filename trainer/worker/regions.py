@@ -2,9 +2,9 @@
 box and the run lengths of the mask inside it, row-major, alternating outside / inside,
 starting with an outside run), the one encoding the worker posts, and back to a mask.
 
-The worker's rounds post pixel queries today; a region query's ``QueryIn.region`` is built
-here once the server stores regions (issue 24's server side), its ``y, x`` the region's first
-pixel (inside the region, as ``QueryIn`` requires).
+The session's rounds (``trainer.worker.queue_keeper``) post a run's region queries with
+``QueryIn.region`` built here, their ``y, x`` the region's first pixel (inside the region, as
+``QueryIn`` requires).
 """
 
 from __future__ import annotations

@@ -120,20 +120,34 @@ def score_images(
 
 
 def round_maps(
-    score: torch.Tensor, prob: torch.Tensor, sampler: ActiveSampler, unasked: torch.Tensor
+    score: torch.Tensor,
+    prob: torch.Tensor,
+    sampler: ActiveSampler,
+    unasked: torch.Tensor,
+    regions: torch.Tensor | None = None,
 ) -> ScoreMaps:
     """A round's images as the selection policy sees them: S, its groups under the run's
-    thresholds (section III-B), the softmax and the unasked pixels (moved to S's device)."""
+    thresholds (section III-B), the softmax, the unasked pixels and (region queries) the
+    images' superpixel ids, moved to S's device."""
     s = sampler.state
     groups = partition(score, s.pi_high, s.pi_low)
-    return ScoreMaps(score, groups, prob, unasked.to(score.device))
+    where = None if regions is None else regions.to(score.device)
+    return ScoreMaps(score, groups, prob, unasked.to(score.device), where)
 
 
-def round_budget(expected: int, spent: dict[str, int], cap: int, pass_end: bool) -> BudgetView:
+def round_budget(
+    expected: int,
+    spent: dict[str, int] | dict[str, float],
+    cap: int,
+    pass_end: bool,
+    call: int = 0,
+) -> BudgetView:
     """A round's budget view: M_e as the server holds it, the spent read at the round's start
-    (plus what this round posted so far), no window (nobody knows when a session ends: the
-    pace sets the round's ``cap``), and whether these images end a pass (an epoch)."""
-    return BudgetView(expected, spent, cap=cap, epoch_end=pass_end)
+    (plus what this round posted so far; seconds per group under a seconds budget), no window
+    (nobody knows when a session ends: the pace sets the round's ``cap``), and whether these
+    images end a pass (an epoch). ``call`` counts the session's selections: a run that asks
+    pixels and regions (``Alternate``) takes pixels on even calls and regions on odd ones."""
+    return BudgetView(expected, spent, iteration=call, cap=cap, epoch_end=pass_end)
 
 
 def created_time(answer: dict) -> float:
@@ -151,6 +165,8 @@ class Query:
     y: int
     x: int
     since: float  # when posted, or last seen claimed (time.monotonic)
+    group: str = "other"  # as the server names it
+    cells: list[tuple[int, int]] | None = None  # a region query's pixels (y, x); None: a pixel
 
 
 @dataclass
@@ -159,8 +175,26 @@ class Outstanding:
 
     queries: dict[int, Query] = field(default_factory=dict)
 
-    def add(self, qid: int, row: int, y: int, x: int, now: float | None = None) -> None:
-        self.queries[qid] = Query(row, y, x, time.monotonic() if now is None else now)
+    def add(
+        self,
+        qid: int,
+        row: int,
+        y: int,
+        x: int,
+        now: float | None = None,
+        group: str = "other",
+        cells: list[tuple[int, int]] | None = None,
+    ) -> None:
+        when = time.monotonic() if now is None else now
+        self.queries[qid] = Query(row, y, x, when, group, cells)
+
+    def in_flight(self) -> dict[tuple[str, bool], int]:
+        """Queries outstanding per (group, is a region query)."""
+        out: dict[tuple[str, bool], int] = {}
+        for q in self.queries.values():
+            key = (q.group, q.cells is not None)
+            out[key] = out.get(key, 0) + 1
+        return out
 
     def drop(self, ids: Any) -> list[Query]:
         return [q for q in (self.queries.pop(int(i), None) for i in ids) if q is not None]

@@ -18,6 +18,7 @@ import torch
 
 from client.api import ServiceClient
 from trainer.config import TrainConfig
+from trainer.cost import seconds_budget
 from trainer.learning.labelbank import LabelBank
 from trainer.loop.bundles import LoopState
 from trainer.loop.checkpoint import data_classes, payload, read, save
@@ -48,11 +49,14 @@ class WorkerOptions:
 def create_run(
     client: ServiceClient, cfg: TrainConfig, data: Data, name: str, store_dataset: str = ""
 ) -> dict:
-    """Create the run and register its target images; returns the server's RunOut."""
+    """Create the run and register its target images; returns the server's RunOut. A config
+    with a budget in annotator seconds registers it (``budget_seconds``: per image x target
+    images), so the server holds both budgets."""
     classes = [
         {"id": i, "name": n, "color": list(c)}
         for i, (n, c) in enumerate(zip(data.class_names, data.class_colors, strict=True))
     ]
+    seconds = seconds_budget(cfg.budget_seconds_per_image, len(data.target.ids))
     run = client.create_run(
         name=name or f"{cfg.strategy}-seed{cfg.seed}",
         classes=classes,
@@ -60,6 +64,7 @@ def create_run(
         budget_rate=cfg.budget_rate,
         strategy=cfg.strategy,
         config=cfg.to_dict(),
+        budget_seconds=seconds or None,
     )
     register_target_images(client, run["id"], cfg, data, store_dataset)
     return run

@@ -26,11 +26,15 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from trainer.config import TrainConfig
+from trainer.config import QueryKind, TrainConfig
+from trainer.cost import CostModel
+from trainer.data.superpixels import region_maps
 from trainer.learning.labelbank import LabelBank
 from trainer.loop.schedule import new_loop_state
 from trainer.loop.train import Data
@@ -50,6 +54,27 @@ PROGRESS = (
     "progress session iteration %(iteration)d, answered %(answered)d/%(expected)d, "
     "%(reserved)d pending, best target-val %(best).1f"
 )
+
+
+def run_seconds(cfg: TrainConfig, run: dict) -> float | None:
+    """The run's budget in annotator seconds as the server holds it (None: a pixel budget).
+    A config with a seconds budget needs a run that has one (the worker registers it)."""
+    seconds = run.get("budget_seconds")
+    if cfg.budget_seconds_per_image > 0 and not seconds:
+        raise ValueError(
+            f"the config asks a budget of {cfg.budget_seconds_per_image} annotator seconds per "
+            f"image, but run {run['id']} on the server has no seconds budget (created without "
+            "one): start a new run (--new-run) or set budget_seconds_per_image to 0"
+        )
+    return float(seconds) if seconds else None
+
+
+def target_regions(cfg: TrainConfig, data: Data, cache: Path) -> torch.Tensor | None:
+    """(N, H, W) superpixel ids of the target images, computed once (and cached in ``cache``)
+    when the run asks regions; None for a run of pixel queries."""
+    if QueryKind(cfg.query_kind) == QueryKind.PIXELS:
+        return None
+    return region_maps(data.target.images, cfg.regions_per_image, cache)
 
 
 class Session:
@@ -75,10 +100,17 @@ class Session:
         state = new_loop_state(cfg, expected, data.num_classes, n)
         picker = Picker(n, torch.Generator().manual_seed(cfg.seed + 3))
         draws = torch.Generator().manual_seed(cfg.seed + 2)
+        seconds = run_seconds(cfg, run)
+        costs = None if seconds is None else CostModel(spread=cfg.cost_spread)
+        regions = target_regions(cfg, data, opts.checkpoint_dir / "cache")
         shared = Shared(self.run_id, expected, self.bank, state, picker, draws)
+        shared.regions, shared.costs, shared.budget_seconds = regions, costs, seconds
         parts = (cfg, data, model, device, shared, opts.checkpoint_dir)
         self.learner = Learner(*parts, sopts.weight_average, sopts.weight_average_warmup)
-        policy = make_policy(self.learner.step_cfg, state.sampler)  # the benchmark loop's
+        # the benchmark loop's policy, under the seconds budget the server holds (if any)
+        per_image = 0.0 if seconds is None else seconds / n
+        policy_cfg = replace(self.learner.step_cfg, budget_seconds_per_image=per_image)
+        policy = make_policy(policy_cfg, state.sampler, n)
         self.keeper = QueueKeeper(self.link, sopts, cfg, shared, self.learner.score, policy)
         self.end = EndRule(sopts.plateau_minutes, sopts.cooldown_iterations, sopts.plateau_gain)
         self.ended: str | None = None  # "plateau" or "admin"

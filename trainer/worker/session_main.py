@@ -19,7 +19,9 @@ import torch
 
 from client.api import ServiceClient
 from trainer.config import TrainConfig
+from trainer.loop.schedule import new_loop_state
 from trainer.loop.train import evaluate, load_data, pick_device, pretrain
+from trainer.selection.policy import make_policy
 from trainer.worker.resume import check_resume
 from trainer.worker.rounds import SessionOptions
 from trainer.worker.run import WorkerOptions, open_run
@@ -85,6 +87,8 @@ def run_session(cfg: TrainConfig, opts: WorkerOptions, client: Any = None) -> di
     sopts = SessionOptions(**opts.session)
     device = pick_device(cfg.device)
     data = load_data(cfg, target_labels=cfg.selection == "all")  # people label target-train
+    n = len(data.target.ids)  # the run's policy must exist (e.g. regions need seconds): now,
+    make_policy(cfg, new_loop_state(cfg, 1, data.num_classes, n).sampler, n)  # before any run
     opts.checkpoint_dir.mkdir(parents=True, exist_ok=True)
     check_resume(opts.checkpoint_dir, cfg.to_dict(), opts.new_run)
     client = client or ServiceClient(opts.server, opts.token)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from trainer.cost import CostModel
 from trainer.learning.labelbank import LabelBank
 from trainer.loop.step import LoopState
 from trainer.worker.rounds import Picker
@@ -28,3 +29,9 @@ class Shared:
     state: LoopState  # Algorithm 1's thresholds (keeper) and the step's state (learner)
     picker: Picker  # the passes over the target images: rounds (keeper), batches (learner)
     generator: torch.Generator  # the draws: round pixels (keeper), source batches (learner)
+    # (N, H, W) int32 superpixel ids of the target images, computed once (region queries only)
+    regions: torch.Tensor | None = None
+    # a budget in annotator seconds: the cost model whose most a query in flight is charged
+    # until its answer's seconds come back from the server; None: a budget in pixels
+    costs: CostModel | None = None
+    budget_seconds: float | None = None  # the run's seconds budget as the server holds it

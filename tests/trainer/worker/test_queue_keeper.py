@@ -2,6 +2,7 @@
 pace's shortfall, stale queries are withdrawn (their pixels free again) unless claimed, a
 finished run stops the rounds, a pixel the server refuses as a duplicate is left out."""
 
+import pytest
 import torch
 
 from trainer.config import TrainConfig
@@ -104,3 +105,69 @@ def test_a_round_the_server_refuses_as_duplicate_is_left_out_not_fatal() -> None
     keeper.withdrawn_pixels = {(0, 3, 3)}
     assert post((3, 3), (0, 4)) == 1 and bank.num_asked == 4
     assert svc.budget(1)["reserved"] == 3 and list(keeper.outstanding.queries) == [3]
+
+
+class _SecondsLink:
+    """The budget's groups as the server reports them (all a seconds round reads first)."""
+
+    def __init__(self, groups: dict) -> None:
+        self._groups = groups
+
+    def groups(self) -> dict:
+        return self._groups
+
+
+def test_a_seconds_budget_counts_the_answered_seconds_and_the_most_of_each_query_in_flight() -> (
+    None
+):
+    from trainer.cost import CostModel
+
+    _, keeper = _keeper()
+    keeper.cfg = TrainConfig(query_kind="regions", budget_seconds_per_image=6.0)
+    keeper.shared.costs, keeper.shared.budget_seconds = CostModel(), 12.0  # 2 images x 6 s
+    keeper.outstanding.add(1, 0, 1, 1, None, "random", [(1, 1), (1, 2)])  # a region query
+    keeper.outstanding.add(2, 1, 0, 0, None, "random")  # a pixel query
+    keeper.outstanding.add(3, 1, 2, 2, None, "high", [(2, 2)])  # skipped: nothing reserved
+    groups = {
+        "random": {"reserved": 3, "answered": 40, "answered_seconds": 6.0},
+        "high": {"reserved": 0, "answered": 0, "answered_seconds": 0.0},
+    }
+    keeper.link = _SecondsLink(groups)
+    spent = keeper.spent()
+    assert spent == {"random": pytest.approx(6.0 + 3.0 + 2.4), "high": 0.0}
+    # 12 s buy 4 region clicks; 11.4 s spent or in flight round up to 4: nothing fits
+    assert keeper.spent_out(spent)
+    assert keeper.post_round(5) == 0 and keeper.exhausted  # the round ends the budget
+    groups["random"]["reserved"] = 0  # the server holds nothing in flight: answered or skipped
+    assert keeper.spent() == {"random": 6.0, "high": 0.0}
+    assert not keeper.spent_out(keeper.spent())
+    keeper.shared.costs = None  # a pixel budget: never spent out by seconds
+    assert not keeper.spent_out({"random": 100.0})
+
+
+def test_a_run_of_pixels_and_regions_alternates_its_rounds_and_posts_whole_regions() -> None:
+    from trainer.cost import CostModel
+
+    svc, keeper = _keeper()
+    cfg = TrainConfig(query_kind="both", selection="random", budget_seconds_per_image=50.0)
+    keeper.cfg, keeper.policy = cfg, make_policy(cfg, keeper.shared.state.sampler, 2)
+    # each 4 x 5 image cut into 4 regions: columns 0-1 / 2-4 of rows 0-1 / 2-3
+    quarter = torch.tensor([[0, 0, 1, 1, 1]] * 2 + [[2, 2, 3, 3, 3]] * 2, dtype=torch.int32)
+    keeper.shared.regions = quarter.expand(2, 4, 5).clone()
+    keeper.shared.costs, keeper.shared.budget_seconds = CostModel(), 100.0
+    bank = keeper.shared.bank
+    assert keeper.post_round(2) == 2  # selection 0: pixel queries
+    assert all(q.cells is None for q in keeper.outstanding.queries.values())
+    assert bank.num_asked == 2
+    first = set(keeper.outstanding.queries)
+    assert keeper.post_round(2) == 2  # selection 1: region queries, each a whole region
+    regions = [q for i, q in keeper.outstanding.queries.items() if i not in first]
+    assert len(regions) == 2 and all(q.cells for q in regions)
+    for q in regions:
+        ids = {int(keeper.shared.regions[q.row, y, x]) for y, x in q.cells}
+        assert len(ids) == 1 and (q.y, q.x) == q.cells[0]  # one region, posted at its first pixel
+        (rid,) = ids
+        unasked_before = int((keeper.shared.regions[q.row] == rid).sum())
+        assert len(q.cells) <= unasked_before
+    assert bank.num_asked == 2 + sum(len(q.cells) for q in regions)
+    assert len(svc.queries) == 4  # four queries on the wire: two pixels, two regions

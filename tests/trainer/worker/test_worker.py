@@ -56,3 +56,29 @@ def test_rebuild_marks_every_asked_pixel_even_unanswered() -> None:
     assert asked[1, 1, 1] and asked[0, 3, 2]
     assert labels[0, 3, 2] == IGNORE_INDEX and labels[1, 1, 1] == 4
     assert int(asked.sum()) == 2 == bank.num_asked
+
+
+# a 2 x 3 box at (1, 1) whose rows are 110 and 011: pixels (1,1) (1,2) (2,2) (2,3)
+REGION = {"top": 1, "left": 1, "height": 2, "width": 3, "runs": [0, 2, 2, 2]}
+REGION_CELLS = [(1, 1), (1, 2), (2, 2), (2, 3)]
+
+
+def test_a_region_answer_labels_every_pixel_of_its_region_with_its_class() -> None:
+    region = {**_answer(1, 11, 1, 1, 2, "random"), "region": REGION}
+    client = FakeClient([region, _answer(2, 10, 0, 4, 3)], [])
+    bank, link = LabelBank(2, 4, 5), _link(client)
+    assert link.sync(bank) == len(REGION_CELLS) + 1
+    labels, groups, asked = bank.batch(torch.arange(2))
+    ys, xs = torch.tensor(REGION_CELLS).T
+    assert (labels[1, ys, xs] == 2).all() and int((labels[1] != IGNORE_INDEX).sum()) == 4
+    assert labels[0, 0, 4] == 3 and bank.counts()["random"] == 4
+    assert bank.num_labeled == 5
+
+
+def test_rebuild_marks_every_pixel_of_a_region_query_asked() -> None:
+    client = FakeClient([], [{"image_id": 10, "y": 1, "x": 1, "region": REGION}])
+    bank, link = LabelBank(2, 4, 5), _link(client)
+    link.rebuild(bank)
+    asked = bank.batch(torch.arange(2))[2]
+    ys, xs = torch.tensor(REGION_CELLS).T
+    assert asked[0, ys, xs].all() and bank.num_asked == 4
