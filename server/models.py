@@ -132,6 +132,8 @@ class Query(Base):
     skipped_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # why its annotator skipped it ("cant_tell": looked, could not tell the class), or NULL
     skip_reason: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    # the milliseconds its annotator spent before skipping it (the skip's lead_time_ms), or NULL
+    skip_lead_time_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # a region query's Region (box and runs, server.schemas.Region as JSON); NULL: a pixel query
     region: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
     # what the query costs the pixel budget (schemas.query_pixels): 1, or the region's pixels

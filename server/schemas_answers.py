@@ -43,6 +43,8 @@ class ClaimOut(BaseModel):
 
 class SkipIn(Strict):
     reason: SkipReason | None = None
+    # the milliseconds the person spent before skipping, as an answer's (counted in /budget)
+    lead_time_ms: DbInt | None = None
 
 
 class AnswerIn(Strict):

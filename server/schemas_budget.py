@@ -4,7 +4,7 @@ simulated service."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, computed_field
 
 from server.schemas import GROUPS
 
@@ -13,6 +13,13 @@ class GroupBudget(BaseModel):
     reserved: int = 0  # pixels
     answered: int = 0  # pixels
     answered_seconds: float = 0.0  # annotators' seconds on its answers
+    skipped_seconds: float = 0.0  # annotators' seconds on its skips
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def spent_seconds(self) -> float:
+        """All the annotators' seconds on the group: its answers' and its skips'."""
+        return self.answered_seconds + self.skipped_seconds
 
 
 class BudgetOut(BaseModel):
@@ -26,8 +33,15 @@ class BudgetOut(BaseModel):
     remaining: int
     groups: dict[str, GroupBudget]
     # annotators' seconds: the sum of the lead_time_ms of every answer row / 1000 (an answer
-    # sent without a lead time counts 0)
+    # sent without a lead time counts 0); of every skip by an annotator likewise
     answered_seconds: float = 0.0
+    skipped_seconds: float = 0.0
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def spent_seconds(self) -> float:
+        """All the annotators' seconds on the run: its answers' and its skips'."""
+        return self.answered_seconds + self.skipped_seconds
 
 
 def budget_out(
@@ -35,6 +49,7 @@ def budget_out(
     rows: list[tuple[str, str, str | None, int]],
     spent: tuple[int, int] | None = None,
     seconds: dict[str, float] | None = None,
+    skipped_seconds: dict[str, float] | None = None,
 ) -> BudgetOut:
     """A run's budget from its queries' ``(group, status, skip reason, pixels)`` rows, by the
     service's rule: spent = reserved (pending or leased) + answered; a skip, a release (status
@@ -42,10 +57,13 @@ def budget_out(
     = M_e (``expected``) - spent; ``cant_tell`` counts the skips whose reason says so; all in
     pixels (``query_pixels``). ``spent``: (reserved, answered) where the caller keeps them as
     counters (the server, on the run row); else the rows' sums. ``seconds``: the annotators'
-    seconds per group (``answered_seconds``)."""
+    seconds per group on answers (``answered_seconds``); ``skipped_seconds``: on skips; each
+    group's and the run's ``spent_seconds`` is their sum."""
     groups = {g: GroupBudget() for g in GROUPS}
     for group, secs in (seconds or {}).items():
         groups.setdefault(group, GroupBudget()).answered_seconds = float(secs)
+    for group, secs in (skipped_seconds or {}).items():
+        groups.setdefault(group, GroupBudget()).skipped_seconds = float(secs)
     skipped = withdrawn = cant_tell = released = 0
     for group, status, reason, count in rows:
         cant_tell += count if reason == "cant_tell" else 0
@@ -75,4 +93,5 @@ def budget_out(
         remaining=expected - reserved - answered,
         groups=groups,
         answered_seconds=sum(g.answered_seconds for g in groups.values()),
+        skipped_seconds=sum(g.skipped_seconds for g in groups.values()),
     )

@@ -203,8 +203,10 @@ def undo(
     db: Session, queue: Dispatcher, query_id: int, me: Me, now: datetime, lease_s: float
 ) -> UndoOut:
     """Withdraw my latest answer if the trainer has not read it; else ask for a correction.
-    The reply is read before the commit (see ``queries.skip``)."""
-    found = db.execute(select(Query.run_id, Query.pixels).where(Query.id == query_id)).one_or_none()
+    My skip of the query is withdrawn likewise (:func:`_unskip`). The reply is read before
+    the commit (see ``queries.skip``)."""
+    cols = (Query.run_id, Query.pixels, Query.status, Query.skipped_at, Query.annotator_id)
+    found = db.execute(select(*cols).where(Query.id == query_id)).one_or_none()
     if found is None:
         raise QueryNotFound(f"Query {query_id} does not exist.")
     run_id = found.run_id
@@ -212,6 +214,9 @@ def undo(
     cursor = db.execute(
         select(Run.consumed_cursor).where(Run.id == run_id).with_for_update()
     ).scalar_one()
+    skipped_by_me = found.annotator_id == me.id or me.role == "admin"
+    if found.status == "skipped" and found.skipped_at is not None and skipped_by_me:
+        return _unskip(db, queue, query_id, run_id, found.pixels, me, now, lease_s)
     last = db.execute(
         select(Answer.id, Answer.annotator_id, Answer.correction)
         .where(Answer.query_id == query_id)
@@ -239,6 +244,42 @@ def undo(
     db.commit()
     if reopened:
         queue.enqueue(run_id, [query_id])  # its stream entry was acked; time the new lease
+    return out
+
+
+def _unskip(
+    db: Session,
+    queue: Dispatcher,
+    query_id: int,
+    run_id: int,
+    pixels: int,
+    me: Me,
+    now: datetime,
+    lease_s: float,
+) -> UndoOut:
+    """Withdraw a skip (the caller holds the run row's lock): the query is leased again to
+    the caller, its reason and its seconds (``skip_lead_time_ms``) cleared, its pixels
+    reserved again if the budget still holds them (else 409 ``budget_exceeded`` and nothing
+    changes: the trainer may have spent them since)."""
+    reopened = db.execute(
+        update(Query)
+        .where(Query.id == query_id, Query.status == "skipped", Query.skipped_at.is_not(None))
+        .values(
+            status="leased",
+            annotator_id=me.id,
+            lease_expires_at=now + timedelta(seconds=lease_s),
+            skipped_at=None,
+            skip_reason=None,
+            skip_lead_time_ms=None,
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not reopened:  # another undo of it won the run's lock first
+        raise NothingToUndo(f"You have no skip on query {query_id} to undo.")
+    budget.reserve(db, run_id, pixels)  # refused: the request's transaction rolls back
+    out = UndoOut(reopened=True, query=query_outs(db, [query_id])[0])  # before the commit
+    db.commit()
+    queue.enqueue(run_id, [query_id])  # its stream entry was acked; time the new lease
     return out
 
 

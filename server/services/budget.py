@@ -1,5 +1,5 @@
 """The run's pixel budget: a counter on the run row, moved in the caller's transaction; the
-annotators' seconds beside it, summed from the answers' lead times."""
+annotators' seconds beside it, summed from the answers' and the skips' lead times."""
 
 from __future__ import annotations
 
@@ -18,6 +18,13 @@ def answered_ms() -> Any:
     """The annotators' time over the answer rows it is summed over, in milliseconds: their
     ``lead_time_ms`` summed, a missing lead time counting 0 (the one rule for seconds)."""
     return func.coalesce(func.sum(Answer.lead_time_ms), 0)
+
+
+def skipped_ms() -> Any:
+    """The annotators' time over the query rows it is summed over, in milliseconds: their
+    skips' ``skip_lead_time_ms`` summed, a missing one counting 0 (only a skip by an
+    annotator stores one; undoing the skip clears it)."""
+    return func.coalesce(func.sum(Query.skip_lead_time_ms), 0)
 
 
 def reserve(db: Session, run_id: int, n: int) -> None:
@@ -70,6 +77,13 @@ def get_budget(db: Session, run_id: int) -> BudgetOut:
         .where(Answer.run_id == run_id)
         .group_by(Query.group)
     ).all()
+    skips = db.execute(
+        select(Query.group, skipped_ms())
+        .where(Query.run_id == run_id, Query.skip_lead_time_ms.is_not(None))
+        .group_by(Query.group)
+    ).all()
     by_group = {group: int(ms) / 1000 for group, ms in seconds}
+    skipped_by_group = {group: int(ms) / 1000 for group, ms in skips}
     rows = [(g, k, r, int(n)) for g, k, r, n in rows]
-    return budget_out(run.budget_total, rows, (run.reserved, run.answered), by_group)
+    spent = (run.reserved, run.answered)
+    return budget_out(run.budget_total, rows, spent, by_group, skipped_by_group)

@@ -8,20 +8,28 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from server.models import Answer, Metric
+from server.models import Answer, Metric, Query
 from server.schemas_reports import MetricIn, MetricOut
-from server.services.budget import answered_ms
+from server.services.budget import answered_ms, skipped_ms
 from server.services.runs import get_run
 
 
 def _seconds_by_then() -> Any:
-    """The run's answers' lead times (ms) up to each metric's time: one correlated sum."""
-    return (
+    """The run's answers' and skips' lead times (ms) up to each metric's time: two
+    correlated sums."""
+    answers = (
         select(answered_ms())
         .where(Answer.run_id == Metric.run_id, Answer.created_at <= Metric.created_at)
         .correlate(Metric)
         .scalar_subquery()
     )
+    skips = (
+        select(skipped_ms())
+        .where(Query.run_id == Metric.run_id, Query.skipped_at <= Metric.created_at)
+        .correlate(Metric)
+        .scalar_subquery()
+    )
+    return answers + skips
 
 
 def _out(m: Metric, ms: int) -> MetricOut:

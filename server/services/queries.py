@@ -221,9 +221,11 @@ def skip(
     annotator_id: int,
     now: datetime,
     reason: str | None = None,
+    lead_time_ms: int | None = None,
 ) -> QueryOut:
-    """Give a leased query up: status ``skipped`` with its ``reason`` (None: none given), its
-    reservation released. Refused like an answer in the same state (a lease of the caller's
+    """Give a leased query up: status ``skipped`` with its ``reason`` (None: none given) and
+    the milliseconds the person spent on it (``lead_time_ms``, None: not measured; counted in
+    the budget's ``skipped_seconds``), its reservation released. Refused like an answer in the same state (a lease of the caller's
     that expired: 410). What it returns is read before the commit, as an answer's is: a read
     after it would begin a transaction of its own, on SQLite a write transaction that queues
     for the lock again, and a request whose skip was committed could then time out with a
@@ -231,7 +233,13 @@ def skip(
     stmt = (
         update(Query)
         .where(Query.id == query_id, *held_by(annotator_id, now))
-        .values(status="skipped", lease_expires_at=None, skipped_at=now, skip_reason=reason)
+        .values(
+            status="skipped",
+            lease_expires_at=None,
+            skipped_at=now,
+            skip_reason=reason,
+            skip_lead_time_ms=lead_time_ms,
+        )
         .returning(Query.run_id, Query.pixels)
         .execution_options(synchronize_session=False)
     )

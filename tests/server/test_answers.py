@@ -23,7 +23,13 @@ def test_answer_moves_budget_and_is_listed(world):
     )
     b = world.budget()
     assert (b["reserved"], b["answered"], b["remaining"]) == (1, 1, 18)
-    assert b["groups"]["medium"] == {"reserved": 1, "answered": 1, "answered_seconds": 0.5}
+    assert b["groups"]["medium"] == {
+        "reserved": 1,
+        "answered": 1,
+        "answered_seconds": 0.5,
+        "skipped_seconds": 0.0,
+        "spent_seconds": 0.5,
+    }
     again = world.answer(q1["id"])
     assert again.status_code == 409 and again.json()["error"]["code"] == "already_answered"
     assert world.answer(q2["id"], "bob").json()["error"]["code"] == "not_leased"

@@ -22,7 +22,13 @@ def test_batch_reserves_budget(world):
     assert r.status_code == 201 and len(r.json()["ids"]) == 3
     b = world.budget()
     assert (b["expected"], b["reserved"], b["answered"], b["remaining"]) == (20, 3, 0, 17)
-    assert b["groups"]["high"] == {"reserved": 3, "answered": 0, "answered_seconds": 0.0}
+    assert b["groups"]["high"] == {
+        "reserved": 3,
+        "answered": 0,
+        "answered_seconds": 0.0,
+        "skipped_seconds": 0.0,
+        "spent_seconds": 0.0,
+    }
 
 
 def test_overspending_batch_is_refused_whole(world):

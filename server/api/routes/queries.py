@@ -89,8 +89,10 @@ def skip(
     me: Annotator,
     data: Annotated[SkipIn | None, Body()] = None,
 ) -> Response:
-    reason = data.reason if data else None
-    return json_response(queries.skip(db, queue, query_id, me.id, now, reason))
+    data = data or SkipIn()
+    return json_response(
+        queries.skip(db, queue, query_id, me.id, now, data.reason, data.lead_time_ms)
+    )
 
 
 @router.post("/queries/{query_id}/undo", response_model=UndoOut, responses=errors(404, 409))
