@@ -62,7 +62,7 @@ class Summary:
     skipped: int = 0
     refused: int = 0  # lease expired, answered elsewhere, ...
     lead_ms_total: int = 0
-    skip_ms_total: int = 0  # the cost model's skips (the server records no time for a skip)
+    skip_ms_total: int = 0  # the lead_time_ms sent with the skips the server took (cost model)
     started: float = field(default_factory=time.monotonic)
 
     def line(self) -> str:
@@ -203,8 +203,7 @@ def answer_batch(
     todo = [(q["id"], int(c)) for q, c in zip(claimed, classes, strict=True) if c != SKIP]
     for i, (q, c) in enumerate(zip(claimed, classes, strict=True)):
         if c == SKIP:
-            skip_one(client, q["id"], summary)
-            summary.skip_ms_total += 0 if timed is None else timed[i]
+            skip_one(client, q["id"], summary, None if timed is None else timed[i])
     if not todo:
         return
     if cfg.delay_ms > 0:
@@ -253,12 +252,19 @@ def answer_one(client: ServiceClient, qid: int, class_id: int, lead: int, summar
     summary.lead_ms_total += lead
 
 
-def skip_one(client: ServiceClient, qid: int, summary: Summary) -> None:
+def skip_one(client: ServiceClient, qid: int, summary: Summary, lead: int | None = None) -> None:
+    """Skip the query, with ``lead`` (the cost model's ms for a skip) as its ``lead_time_ms``
+    when given, so the server charges the skip's seconds (``/budget``'s ``skipped_seconds``);
+    without one the skip is sent with no body, as before."""
     try:
-        client.request("POST", f"/queries/{qid}/skip")
+        if lead is None:
+            client.request("POST", f"/queries/{qid}/skip")
+        else:
+            client.request("POST", f"/queries/{qid}/skip", json={"lead_time_ms": lead})
     except ServiceError as error:
         if error.status not in REFUSALS:
             raise
         summary.refused += 1
         return
     summary.skipped += 1
+    summary.skip_ms_total += lead or 0

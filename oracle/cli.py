@@ -50,9 +50,9 @@ def parse_args(argv: Sequence[str] | None = None) -> OracleConfig:
     p.add_argument(
         "--cost-model",
         action="store_true",
-        help="each answer's lead_time_ms from the cost model (a pixel click 2.4 s, a region "
-        "click 3.0 s; server/schemas_cost.py), not the wall time: a simulated benchmark in "
-        "annotator seconds",
+        help="each answer's and skip's lead_time_ms from the cost model (a pixel click 2.4 s, "
+        "a region click 3.0 s, a skip 1.2 s; server/schemas_cost.py), not the wall time: a "
+        "simulated benchmark in annotator seconds",
     )
     p.add_argument(
         "--cost-spread",

@@ -83,10 +83,11 @@ def test_lead_times_are_the_cost_models_means_without_spread_and_seeded_with_it(
 
 
 class Api:
-    """Hands out ``queue`` once; records each answer's class and lead time, and the skips."""
+    """Hands out ``queue`` once; records each answer's class and lead time, and each skip's
+    lead time (None: sent without one)."""
 
     def __init__(self, queue: list[dict]) -> None:
-        self.queue, self.answers, self.skips = queue, {}, []
+        self.queue, self.answers, self.skips = queue, {}, {}
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path.removeprefix("/api/v1")
@@ -103,7 +104,7 @@ class Api:
             for a in body["answers"]:
                 self.answers[a["query_id"]] = (a["class_id"], a["lead_time_ms"])
             return httpx.Response(200, json={"answers": []})
-        self.skips.append(int(path.split("/")[2]))
+        self.skips[int(path.split("/")[2])] = body.get("lead_time_ms")
         return httpx.Response(200, json={})
 
 
@@ -138,7 +139,7 @@ def _run(tmp_path: Path, **kw) -> tuple[Api, object]:
 def test_the_cost_model_oracle_charges_each_answer_its_kinds_seconds(tmp_path: Path) -> None:
     api, summary = _run(tmp_path, cost_model=True)
     assert api.answers == {1: (1, 3000), 2: (2, 2400), 4: (2, 3000)}
-    assert api.skips == [3]  # an all-void region: skipped, a skip's time (not on the wire)
+    assert api.skips == {3: 1200}  # an all-void region: skipped, charged a skip's time
     assert summary.lead_ms_total == 8400 and summary.skip_ms_total == 1200
 
 
@@ -146,7 +147,7 @@ def test_without_the_flag_the_lead_time_is_the_wall_time(tmp_path: Path) -> None
     api, summary = _run(tmp_path, delay_ms=30)
     leads = {lead for _, lead in api.answers.values()}
     assert len(leads) == 1 and 90 <= leads.pop() < 2400  # one batch's wall time, not the model
-    assert summary.skip_ms_total == 0
+    assert api.skips == {3: None} and summary.skip_ms_total == 0
 
 
 def test_the_cli_flags_of_the_cost_model(tmp_path: Path) -> None:
