@@ -278,7 +278,7 @@ class ServiceLink:
 
     def groups(self) -> dict[str, dict[str, Any]]:
         """The budget per group as the server counts it: ``reserved`` and ``answered`` pixels
-        and ``answered_seconds`` (the answers' ``lead_time_ms``)."""
+        and the seconds (:func:`spent_seconds`)."""
         return self.client.budget(self.run_id)["groups"]
 
     def pace(self) -> dict[str, Any]:
@@ -313,3 +313,10 @@ class ServiceLink:
 def region_cells(region: dict | Region) -> list[tuple[int, int]]:
     """``(y, x)`` of every pixel of a region (``server.schemas.Region`` or its JSON)."""
     return Region.model_validate(region).cells()
+
+
+def spent_seconds(group: dict[str, Any]) -> float:
+    """The annotators' seconds a group of ``/budget`` spent: its ``spent_seconds`` (answers'
+    and skips' lead times), or from a server before skips carried their time (revision 0008
+    and older) its ``answered_seconds``."""
+    return float(group.get("spent_seconds", group.get("answered_seconds", 0.0)))

@@ -35,7 +35,7 @@ from trainer.loop.step import calibrate_thresholds
 from trainer.selection.policy import Policy
 from trainer.selection.seconds import in_queries
 from trainer.selection.views import BudgetView, Picked
-from trainer.worker.link import ServiceLink, region_cells
+from trainer.worker.link import ServiceLink, region_cells, spent_seconds
 from trainer.worker.regions import encode_region, first_pixel
 from trainer.worker.rounds import (
     Outstanding,
@@ -141,16 +141,17 @@ class QueueKeeper:
 
     def spent(self) -> dict[str, int] | dict[str, float]:
         """The budget spent per group as a round starts: pixels (reserved + answered, the
-        server's count), or under a seconds budget the server's answered seconds plus, for
-        each query in flight, the most its kind may cost."""
+        server's count), or under a seconds budget the server's spent seconds (its answers'
+        and its skips' lead times, as the in-process oracle charges both) plus, for each
+        query in flight, the most its kind may cost."""
         costs = self.shared.costs
         if costs is None:
             return self.link.spent()
         groups = self.link.groups()
-        spent = {g: float(v.get("answered_seconds", 0.0)) for g, v in groups.items()}
+        spent = {g: spent_seconds(v) for g, v in groups.items()}
         for (group, region), n in self.outstanding.in_flight().items():
             # a group the server holds nothing in flight of: its outstanding were skipped or
-            # answered since (their seconds are in answered_seconds; a skip costs none there)
+            # answered since (their seconds are in spent_seconds)
             if int(groups.get(group, {}).get("reserved", 0)) > 0:
                 spent[group] = spent.get(group, 0.0) + n * costs.most(REGION if region else PIXEL)
         return spent

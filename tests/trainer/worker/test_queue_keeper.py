@@ -145,6 +145,32 @@ def test_a_seconds_budget_counts_the_answered_seconds_and_the_most_of_each_query
     assert not keeper.spent_out({"random": 100.0})
 
 
+def test_a_seconds_budget_counts_the_skips_seconds_the_server_reports() -> None:
+    """A skip costs a person seconds (the in-process oracle charges 1.2 s): the server counts
+    them in ``spent_seconds`` beside ``answered_seconds``, and the round spends that."""
+    from trainer.cost import CostModel
+
+    _, keeper = _keeper()
+    keeper.cfg = TrainConfig(query_kind="pixels", budget_seconds_per_image=6.0)
+    keeper.shared.costs, keeper.shared.budget_seconds = CostModel(), 12.0
+    keeper.link = _SecondsLink(
+        {
+            "random": {
+                "reserved": 0,
+                "answered_seconds": 7.2,
+                "skipped_seconds": 2.4,
+                "spent_seconds": 9.6,
+            },
+            "high": {"reserved": 0, "answered_seconds": 0.0},  # an older server's group
+        }
+    )
+    spent = keeper.spent()
+    assert spent == {"random": pytest.approx(9.6), "high": 0.0}
+    # 12 s buy 5 pixel clicks; 9.6 s spent leave 2.4 s: one more click fits, none after
+    assert not keeper.spent_out(spent)
+    assert keeper.spent_out({"random": 9.7})
+
+
 def test_a_run_of_pixels_and_regions_alternates_its_rounds_and_posts_whole_regions() -> None:
     from trainer.cost import CostModel
 

@@ -36,4 +36,10 @@ def test_the_memory_service_reports_the_servers_budget() -> None:
     b = svc.budget(1)  # the JSON of the server's BudgetOut, every field and group in it
     assert (b["reserved"], b["answered"], b["skipped"], b["withdrawn"]) == (1, 1, 1, 1)
     assert b["expected"] == 10 and b["remaining"] == 8 and set(b["groups"]) == set(GROUPS)
-    assert b["groups"]["high"] == {"reserved": 1, "answered": 1, "answered_seconds": 0.0}
+    assert b["groups"]["high"] == {
+        "reserved": 1,
+        "answered": 1,
+        "answered_seconds": 0.0,
+        "skipped_seconds": 0.0,
+        "spent_seconds": 0.0,
+    }
