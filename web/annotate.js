@@ -133,12 +133,17 @@ function send(s, queryId, path, body, what) {
   return ok;
 }
 
+/** The ms the person has spent on the query on screen since it was drawn. */
+function leadTime(cur) {
+  return Math.round(performance.now() - cur.shownAt);
+}
+
 function answer(classId) {
   const s = sess;
   const cur = s?.current;
   if (!cur || cur.shownAt === null || s.busy) return;
   const q = cur.item.query;
-  const body = { class_id: classId, lead_time_ms: Math.round(performance.now() - cur.shownAt) };
+  const body = { class_id: classId, lead_time_ms: leadTime(cur) };
   if (cur.correction !== null) body.correction = true;
   if (!send(s, q.id, `/api/v1/queries/${q.id}/answer`, body, "answer")) return;
   const entry = { item: cur.item, classId, correction: cur.correction !== null };
@@ -159,7 +164,11 @@ function skip(reason = null) {
   if (!cur || s.busy) return;
   if (cur.correction !== null) return cancelCorrection();
   const q = cur.item.query;
-  const body = reason ? { reason } : undefined;
+  // a skip is work too: its measured time counts in the budget's seconds, as an answer's
+  // (none when it is skipped before it was drawn)
+  const body = {};
+  if (cur.shownAt !== null) body.lead_time_ms = leadTime(cur);
+  if (reason) body.reason = reason;
   if (!send(s, q.id, `/api/v1/queries/${q.id}/skip`, body, "skip")) return;
   s.progress.skipped(s.inflight.get(q.id));
   showNext();

@@ -70,7 +70,7 @@ function renderBudget(b) {
   for (const k of ["answered", "reserved", "remaining", "skipped", "cant_tell", "expected"]) {
     $(`b-${k}`).textContent = fmt(b[k]);
   }
-  $("b-seconds").textContent = minutes((b.answered_seconds ?? 0) / 60);
+  $("b-seconds").textContent = minutes((b.spent_seconds ?? 0) / 60); // answers and skips
   const rows = Object.entries(b.groups ?? {}).filter(([, g]) => g.answered || g.reserved);
   const body = $("groups");
   body.replaceChildren();

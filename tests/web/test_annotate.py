@@ -89,6 +89,9 @@ def test_label_skip_undo_correct(service, make_run, page_at):
     b = budget(service, run.id)
     assert (b["answered"], b["skipped"], b["reserved"]) == (4, 1, 3)
     assert b["remaining"] == run.budget_total - 7
+    # the skip's measured time counts beside the answers' (issue 24)
+    assert b["skipped_seconds"] > 0 and b["answered_seconds"] > 0
+    assert b["spent_seconds"] == pytest.approx(b["answered_seconds"] + b["skipped_seconds"])
     wait_text(page, "budget-answered", "4")
     wait_text(page, "budget-remaining", str(b["remaining"]))
     wait_text(page, "my-count", "4")
