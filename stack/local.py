@@ -19,7 +19,12 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from stack.loop import LoopOptions, run_and_report
+from stack.loop import (
+    LoopOptions,
+    add_cost_model_arguments,
+    cost_model_options,
+    run_and_report,
+)
 from stack.watch import add_deadline_arguments
 from trainer.bench.presets import PRESETS
 
@@ -79,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrain-iterations", type=int, default=800)
     p.add_argument("--eval-every", type=int, default=50)
     p.add_argument("--oracles", type=int, default=2)
+    add_cost_model_arguments(p)
     p.add_argument("--seed", type=int, default=0)
     add_deadline_arguments(p)
     p.add_argument(
@@ -112,6 +118,7 @@ def parse_args(
         pretrain_iterations=a.pretrain_iterations,
         eval_every=a.eval_every,
         oracles=a.oracles,
+        **cost_model_options(p, a),
         seed=a.seed,
         mode="session" if a.human else "benchmark",
         database_url=a.database_url,

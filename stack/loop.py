@@ -63,6 +63,10 @@ class LoopOptions:
     pretrain_iterations: int = 800
     eval_every: int = 0  # 0: once per pass
     oracles: int = 2
+    # the simulated oracles' lead times from the cost model (adamcu-oracle --cost-model), with
+    # this spread; False: the wall time
+    cost_model: bool = False
+    cost_spread: float = 0.0
     seed: int = 0
     mode: str = "benchmark"  # the worker's: wait for answers, or train on them as they come
     database_url: str | None = None
@@ -246,9 +250,8 @@ def schedule_args(opts: LoopOptions) -> list[str]:
     return args
 
 
-def _start_oracle(
-    opts: LoopOptions, env: dict[str, str], url: str, token: str, run_id: int, i: int
-) -> subprocess.Popen:
+def oracle_args(opts: LoopOptions, url: str, run_id: int, i: int) -> list[str]:
+    """The command line of simulated oracle ``i`` (its token goes in its environment)."""
     args = [
         _python(),
         "-m",
@@ -264,12 +267,53 @@ def _start_oracle(
         "--idle-exit",
         "3",
     ]
+    if opts.cost_model:
+        args += ["--cost-model", "--cost-spread", str(opts.cost_spread)]
+    return args
+
+
+def add_cost_model_arguments(p: argparse.ArgumentParser) -> None:
+    """``--cost-model`` and ``--cost-spread``, handed to every simulated oracle."""
+    p.add_argument(
+        "--cost-model",
+        action="store_true",
+        help="the simulated oracles charge each answer and skip the cost model's seconds "
+        "(adamcu-oracle --cost-model: pixel 2.4 s, region 3.0 s, skip 1.2 s), not the wall time",
+    )
+    p.add_argument(
+        "--cost-spread",
+        type=float,
+        default=0.0,
+        help="with --cost-model: each time is its mean x U[1 - spread, 1 + spread]",
+    )
+
+
+def cost_model_options(p: argparse.ArgumentParser, a: argparse.Namespace) -> dict[str, Any]:
+    """The parsed ``--cost-model`` flags as LoopOptions fields; a bad spread is a usage error
+    before anything starts."""
+    if not 0.0 <= a.cost_spread < 1.0:
+        p.error("--cost-spread must lie in [0, 1)")
+    if a.cost_spread and not a.cost_model:
+        p.error("--cost-spread needs --cost-model")
+    return {"cost_model": a.cost_model, "cost_spread": a.cost_spread}
+
+
+def _start_oracle(
+    opts: LoopOptions, env: dict[str, str], url: str, token: str, run_id: int, i: int
+) -> subprocess.Popen:
+    args = oracle_args(opts, url, run_id, i)
     log = open(opts.out / f"oracle-{i}.log", "w")  # noqa: SIM115 - closed with the process
     env = child_env(env, ADAMCU_TOKEN=token)
     return subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    p = build_parser()
+    opts = parse_args(argv, p)
+    return run_and_report(opts, p)
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="adamcu loop", description=__doc__)
     p.add_argument("--out", default="outputs/loop")
     p.add_argument(
@@ -284,6 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--iterations", type=int, default=0, help="> 0: exactly this many instead")
     p.add_argument("--pretrain-iterations", type=int, default=800)
     p.add_argument("--oracles", type=int, default=2)
+    add_cost_model_arguments(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--mode",
@@ -295,14 +340,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--redis-url", default=None)
     add_deadline_arguments(p)
     p.add_argument("--verbose", action="store_true", help="DEBUG logs, httpx's requests included")
+    return p
+
+
+def parse_args(argv: Sequence[str] | None, p: argparse.ArgumentParser) -> LoopOptions:
+    """The loop's options from its command line (refused ones: a usage error, exit 2)."""
     a = p.parse_args(argv)
     try:  # the worker's config refuses a bad schedule: say so before starting anything
         schedule = {"passes": a.passes, "query_passes": a.query_passes}
         TrainConfig(**{k: v for k, v in schedule.items() if v is not None})
     except ValueError as exc:
         p.error(str(exc))
+    costs = cost_model_options(p, a)
     setup_logging(a.verbose)  # children log at $ADAMCU_LOG_LEVEL
-    opts = LoopOptions(
+    return LoopOptions(
         out=Path(a.out),
         data=Path(a.data),
         strategy=a.strategy,
@@ -312,6 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         iterations=a.iterations,
         pretrain_iterations=a.pretrain_iterations,
         oracles=a.oracles,
+        **costs,
         seed=a.seed,
         mode=a.mode,
         database_url=a.database_url,
@@ -320,7 +372,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         timeout=a.timeout,
         port=a.port,
     )
-    return run_and_report(opts, p)
 
 
 def run_and_report(opts: LoopOptions, parser: argparse.ArgumentParser) -> int:
