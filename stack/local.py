@@ -19,12 +19,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from stack.loop import (
-    LoopOptions,
-    add_cost_model_arguments,
-    cost_model_options,
-    run_and_report,
-)
+from stack.loop import LoopOptions, run_and_report
+from stack.oracles import add_cost_model_arguments, cost_model_options
 from stack.watch import add_deadline_arguments
 from trainer.bench.presets import PRESETS
 

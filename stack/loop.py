@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from client.logs import setup_logging
+from stack.oracles import add_cost_model_arguments, cost_model_options, oracle_args
 from stack.processes import ProgressTail, child_env, free_port, make_token, stop_all, wait_ready
 from stack.report import print_summary, say, session_lines
 from stack.watch import (
@@ -250,58 +251,11 @@ def schedule_args(opts: LoopOptions) -> list[str]:
     return args
 
 
-def oracle_args(opts: LoopOptions, url: str, run_id: int, i: int) -> list[str]:
-    """The command line of simulated oracle ``i`` (its token goes in its environment)."""
-    args = [
-        _python(),
-        "-m",
-        "oracle",
-        "--server",
-        url,
-        "--run",
-        str(run_id),
-        "--data",
-        str(opts.data),
-        "--seed",
-        str(opts.seed + i),
-        "--idle-exit",
-        "3",
-    ]
-    if opts.cost_model:
-        args += ["--cost-model", "--cost-spread", str(opts.cost_spread)]
-    return args
-
-
-def add_cost_model_arguments(p: argparse.ArgumentParser) -> None:
-    """``--cost-model`` and ``--cost-spread``, handed to every simulated oracle."""
-    p.add_argument(
-        "--cost-model",
-        action="store_true",
-        help="the simulated oracles charge each answer and skip the cost model's seconds "
-        "(adamcu-oracle --cost-model: pixel 2.4 s, region 3.0 s, skip 1.2 s), not the wall time",
-    )
-    p.add_argument(
-        "--cost-spread",
-        type=float,
-        default=0.0,
-        help="with --cost-model: each time is its mean x U[1 - spread, 1 + spread]",
-    )
-
-
-def cost_model_options(p: argparse.ArgumentParser, a: argparse.Namespace) -> dict[str, Any]:
-    """The parsed ``--cost-model`` flags as LoopOptions fields; a bad spread is a usage error
-    before anything starts."""
-    if not 0.0 <= a.cost_spread < 1.0:
-        p.error("--cost-spread must lie in [0, 1)")
-    if a.cost_spread and not a.cost_model:
-        p.error("--cost-spread needs --cost-model")
-    return {"cost_model": a.cost_model, "cost_spread": a.cost_spread}
-
-
 def _start_oracle(
     opts: LoopOptions, env: dict[str, str], url: str, token: str, run_id: int, i: int
 ) -> subprocess.Popen:
-    args = oracle_args(opts, url, run_id, i)
+    costs = {"cost_model": opts.cost_model, "cost_spread": opts.cost_spread}
+    args = oracle_args(url, run_id, i, opts.data, opts.seed, **costs)
     log = open(opts.out / f"oracle-{i}.log", "w")  # noqa: SIM115 - closed with the process
     env = child_env(env, ADAMCU_TOKEN=token)
     return subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)

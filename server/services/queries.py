@@ -225,11 +225,11 @@ def skip(
 ) -> QueryOut:
     """Give a leased query up: status ``skipped`` with its ``reason`` (None: none given) and
     the milliseconds the person spent on it (``lead_time_ms``, None: not measured; counted in
-    the budget's ``skipped_seconds``), its reservation released. Refused like an answer in the same state (a lease of the caller's
-    that expired: 410). What it returns is read before the commit, as an answer's is: a read
-    after it would begin a transaction of its own, on SQLite a write transaction that queues
-    for the lock again, and a request whose skip was committed could then time out with a
-    503."""
+    the budget's ``skipped_seconds``), its reservation released. Refused like an answer in
+    the same state (a lease of the caller's that expired: 410). What it returns is read
+    before the commit, as an answer's is: a read after it would begin a transaction of its
+    own, on SQLite a write transaction that queues for the lock again, and a request whose
+    skip was committed could then time out with a 503."""
     stmt = (
         update(Query)
         .where(Query.id == query_id, *held_by(annotator_id, now))
