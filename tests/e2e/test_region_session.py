@@ -26,7 +26,7 @@ from server.schemas import Region
 from server.settings import Settings
 from stack.processes import free_port
 from trainer.config import TrainConfig
-from trainer.cost import REGION_SECONDS
+from trainer.cost import REGION_SECONDS, SKIP_SECONDS
 from trainer.data.synth import generate_benchmark
 from trainer.learning.labelbank import LabelBank
 from trainer.loop.train import load_data
@@ -173,3 +173,8 @@ def test_a_session_of_region_queries_is_answered_by_the_cost_model_oracle(
     assert budget["answered"] == summary["labeled_pixels"]
     assert summaries and summaries[0].answered == len(answers)
     assert np.isclose(summaries[0].lead_ms_total, 1000 * budget["answered_seconds"])
+    # the oracle's skips (all-void regions) are charged 1.2 s each too, and the worker spent
+    # answers and skips together within the seconds budget
+    assert budget["skipped_seconds"] == pytest.approx(SKIP_SECONDS * summaries[0].skipped)
+    assert np.isclose(summaries[0].skip_ms_total, 1000 * budget["skipped_seconds"])
+    assert budget["spent_seconds"] <= total

@@ -124,4 +124,7 @@ def test_a_person_labels_from_the_page_alone(service, make_run, page_at):
     ]
     s = stats(service, run.id)
     assert (s["skipped"], s["cant_tell"], s["answered"]) == (3, 2, 1)
+    with service.client("viewer") as viewer:  # each skip sent the time it was on screen
+        b = viewer.get(f"/api/v1/runs/{run.id}/budget").json()
+    assert b["skipped_seconds"] > 0 and b["spent_seconds"] > b["answered_seconds"]
     assert page.js_errors == []
