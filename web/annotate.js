@@ -34,7 +34,8 @@ function newSession(run) {
     queue: new ClaimQueue(api, run.id),
     images: new ImageCache(api),
     current: null, // {item, shownAt, correction: previous class name | null}
-    done: [], // answers of this session, newest last: {item, classId, correction}
+    done: [], // answers and skips of this session, newest last: {item, classId, correction}
+    // (a skip: classId null)
     inflight: new Map(), // query id -> Promise<boolean saved>; at most one request per query
     claiming: false,
     busy: false,
@@ -170,7 +171,13 @@ function skip(reason = null) {
   if (cur.shownAt !== null) body.lead_time_ms = leadTime(cur);
   if (reason) body.reason = reason;
   if (!send(s, q.id, `/api/v1/queries/${q.id}/skip`, body, "skip")) return;
-  s.progress.skipped(s.inflight.get(q.id));
+  const entry = { item: cur.item, classId: null, correction: false };
+  const saved = s.inflight.get(q.id);
+  s.done.push(entry); // Backspace withdraws it (and its seconds) like an answer
+  s.progress.skipped(saved);
+  saved.then((ok) => {
+    if (!ok) s.done = s.done.filter((e) => e !== entry);
+  });
   showNext();
 }
 
@@ -186,11 +193,12 @@ async function undo() {
   const entry = s.done.pop();
   if (!entry) return ui.notice("Nothing to undo in this session.");
   const qid = entry.item.query.id;
+  const what = entry.classId === null ? "skip" : "answer";
   s.busy = true;
-  ui.setStatus("Undoing the last answer…");
+  ui.setStatus(`Undoing the last ${what}…`);
   try {
     const saved = await (s.inflight.get(qid) ?? true);
-    if (!saved) return ui.notice("That answer was never saved; nothing to undo.");
+    if (!saved) return ui.notice(`That ${what} was never saved; nothing to undo.`);
     const res = await withRetry(() => api.post(`/api/v1/queries/${qid}/undo`), {
       onRetry: (err, delay) => ui.setStatus(`Undo: ${describeError(err)} Retrying in ` +
         `${Math.round(delay / 1000)} s…`, "warn"),
@@ -198,7 +206,11 @@ async function undo() {
     if (!s.alive) return;
     if (s.current) s.queue.pushFront(s.current.item);
     const item = s.queue.fresh(res.query);
-    if (res.reopened && !entry.correction) {
+    if (entry.classId === null) {
+      s.progress.unskipped();
+      present(item);
+      ui.notice("Skip undone. Label it, or skip it again.");
+    } else if (res.reopened && !entry.correction) {
       s.progress.reopened();
       present(item);
       ui.notice(`Answer removed (${s.names.get(entry.classId)}). Label it again.`);

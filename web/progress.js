@@ -111,6 +111,12 @@ export class Progress {
     this.budget.add({ answered: -1, reserved: 1 }, true);
   }
 
+  /** A skip the server withdrew (the query leased to us again, its pixels reserved). */
+  unskipped() {
+    this.mine.add({ skipped: -1 }, true);
+    this.budget.add({ skipped: -1, reserved: 1 }, true);
+  }
+
   /** The budget as shown (null before the first read). */
   get shownBudget() {
     return shownBudget(this.budget);

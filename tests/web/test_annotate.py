@@ -129,6 +129,38 @@ def test_label_skip_undo_correct(service, make_run, page_at):
     assert page.js_errors == []
 
 
+def test_backspace_undoes_a_skip_and_its_seconds(service, make_run, page_at):
+    """Issue 24: a skip costs the person seconds, counted in the budget; Backspace withdraws
+    the skip like an answer: the query comes back leased, its seconds and its count gone."""
+    run = make_run("undo-skip", n_images=2, n_queries=3)
+    page = page_at(1280, 720)
+    page.goto(f"{service.base}/?token={service.tokens['annotator']}")
+    q1 = wait_shown(page)
+    page.wait_for_timeout(200)  # a skip after a moment's look
+    page.keyboard.press("0")  # can't tell
+    q2 = wait_shown(page, q1)
+    wait_text(page, "unsaved", "all saved")
+    b = budget(service, run.id)
+    assert (b["skipped"], b["cant_tell"], b["reserved"]) == (1, 1, 2)
+    assert b["skipped_seconds"] >= 0.2 and b["spent_seconds"] == b["skipped_seconds"]
+    wait_text(page, "my-skipped", "1")
+
+    page.keyboard.press("Backspace")
+    assert wait_shown(page, q2) == q1  # the skipped query is back, to label
+    b = budget(service, run.id)
+    assert (b["skipped"], b["cant_tell"], b["reserved"]) == (0, 0, 3)
+    assert (b["skipped_seconds"], b["spent_seconds"]) == (0.0, 0.0)
+    wait_text(page, "my-skipped", "0")
+    page.keyboard.press("2")  # sidewalk
+    assert wait_shown(page, q1) == q2
+    wait_text(page, "unsaved", "all saved")
+    assert [a["class_id"] for a in answers_by_query(service, run.id)[q1]] == [1]
+    b = budget(service, run.id)
+    assert (b["answered"], b["skipped"], b["skipped_seconds"]) == (1, 0, 0.0)
+    assert b["answered_seconds"] > 0
+    assert page.js_errors == []
+
+
 def test_budget_spent(service, make_run, page_at):
     run = make_run("tiny", n_images=1, n_queries=2, target_pixels=200, rate=0.01)
     assert run.budget_total == 2
