@@ -20,7 +20,6 @@ def test_0009_adds_the_skips_lead_time_and_drops_it_keeping_the_skips(backend, t
     upgrade(url, "0008", store=store)
     assert "skip_lead_time_ms" not in _columns(url, "queries")
     upgrade(url, "0009", store=store)
-    assert _diff(url) == []
     assert "skip_lead_time_ms" in _columns(url, "queries")
     engine = create_engine(url)
     with engine.begin() as conn:
@@ -32,6 +31,8 @@ def test_0009_adds_the_skips_lead_time_and_drops_it_keeping_the_skips(backend, t
             )
         )
     engine.dispose()
+    upgrade(url, "head", store=store)  # the later revisions on top match the models
+    assert _diff(url) == []
     downgrade(url, "0008", store=store)
     assert "skip_lead_time_ms" not in _columns(url, "queries")
     engine = create_engine(url)
