@@ -1,0 +1,40 @@
+"""Merge the results of several `adamcu bench --preset seconds` runs (e.g. one per shift) into
+one table and one plot: ``seconds.md`` (mean +- std over seeds per shift, strategy and budget)
+and ``miou_vs_hours.png`` (target-test mIoU against Cityscapes-equivalent annotator hours).
+
+    .venv/bin/python scripts/seconds_report.py --results outputs/bench-seconds/results.json \\
+        outputs/bench-seconds-hard/results.json --out docs/bench-seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from trainer.bench.presets import PRESETS
+from trainer.bench.seconds_report import seconds_plot, seconds_table
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", nargs="+", required=True, help="results.json files")
+    parser.add_argument("--out", required=True, help="folder for results.json, seconds.md, plot")
+    args = parser.parse_args()
+    reports = [json.loads(Path(p).read_text()) for p in args.results]
+    results = [r for rep in reports for r in rep["results"]]
+    images = PRESETS["seconds"].counts["target-train"]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    merged = {"preset": "seconds", "sources": args.results, "results": results}
+    merged["seconds"] = sum(rep.get("seconds", 0.0) for rep in reports)
+    (out / "results.json").write_text(json.dumps(merged, indent=1))
+    (out / "seconds.md").write_text(seconds_table(results, images))
+    seconds_plot(results, images, out / "miou_vs_hours.png")
+    print(seconds_table(results, images))
+    print(f"-> {out}/results.json, seconds.md, miou_vs_hours.png ({len(results)} runs)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
