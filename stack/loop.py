@@ -47,6 +47,9 @@ from trainer.strategies import STRATEGIES
 # images, so that the default schedule (16 passes, every label revisited >= 10 times) fits in a
 # few CPU minutes.
 LOOP_COUNTS = {**PRESETS["quick"].counts, "target-train": 48}
+# seconds an oracle's empty claim waits on the server for new queries: the worker's queries
+# are claimed as soon as they are stored, not at the oracle's next poll (0.5 s apart)
+ORACLE_WAIT_SECONDS = 2.0
 OUT_MARKER = ".adamcu-loop"  # in --out: a folder the loop made, whose old outputs it may clear
 
 
@@ -263,6 +266,8 @@ def _start_oracle(
         str(opts.seed + i),
         "--idle-exit",
         "3",
+        "--wait",  # an empty claim waits on the server for the worker's next queries
+        str(ORACLE_WAIT_SECONDS),
     ]
     log = open(opts.out / f"oracle-{i}.log", "w")  # noqa: SIM115 - closed with the process
     env = child_env(env, ADAMCU_TOKEN=token)
