@@ -65,7 +65,6 @@ def claim(
     data: ClaimIn,
     db: DB,
     queue: Queue,
-    now: Now,
     cfg: Config,
     me: Annotator,
     wakeups: Waiting,
@@ -78,13 +77,13 @@ def claim(
     deadline = time.monotonic() + data.wait_seconds
     while True:
         seen = wakeups.seen(run_id)
+        now = request.app.state.clock()  # a lease starts when its claim succeeds
         got = queries.claim(db, queue, run_id, me.id, data.n, lease, now)
         left = deadline - time.monotonic()
         if got or left <= 0:
             return json_response(ClaimOut(queries=got))
         db.close()  # no connection held while waiting
         wakeups.wait(run_id, seen, min(left, RECHECK_SECONDS))
-        now = request.app.state.clock()  # the lease starts when the claim succeeds
 
 
 @router.post(
