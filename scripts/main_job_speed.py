@@ -69,6 +69,7 @@ def main() -> int:
     python = a.python or str(repo / ".venv" / "bin" / "python")
     cache = repo / "outputs" / "loop" / "worker" / "cache"
     cached = cache.is_dir() and any(cache.glob("pretrain-*.pt"))
+    commit = a.commit or commit_of(repo)  # what runs: the checkout as the job starts
     load_before = os.getloadavg()
     wall = time.perf_counter()
     job = subprocess.run(["nice", "-n", str(a.nice), python, "-m", "stack", "loop"], cwd=repo)
@@ -82,7 +83,7 @@ def main() -> int:
     budget = report["budget"]
     entry = {
         "label": a.label,
-        "commit": a.commit or commit_of(repo),
+        "commit": commit,
         "when": datetime.now().isoformat(timespec="seconds"),
         "command": f"nice -n {a.nice} {python} -m stack loop (in {repo})",
         "pretraining_cached": cached,
