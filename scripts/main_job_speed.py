@@ -1,5 +1,5 @@
 """Time the main job (``adamcu loop``, what ``bash scripts/run.sh`` runs after its setup check)
-and append what it measured to ``docs/measurements/main_job_speed.json``.
+and append what it measured to ``docs/measurements/main_job_speed.json`` (its ``runs``).
 
     .venv/bin/python scripts/main_job_speed.py LABEL [--repo DIR] [--python PY] [--nice 5]
 
@@ -97,9 +97,10 @@ def main() -> int:
         "best_val_miou": round(report["best_val_miou"], 2),
         **adapt_rates(repo / "outputs" / "loop" / "worker.log", a.query_passes),
     }
-    rows = json.loads(a.out.read_text()) if a.out.is_file() else []
+    doc = json.loads(a.out.read_text()) if a.out.is_file() else {"runs": []}
+    doc["runs"].append(entry)
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps([*rows, entry], indent=1) + "\n")
+    a.out.write_text(json.dumps(doc, indent=1) + "\n")
     print(json.dumps(entry))
     return 0
 
