@@ -57,6 +57,7 @@ __all__ = [
 log = logging.getLogger("adamcu.client")
 API = "/api/v1"
 RETRY_STATUSES = frozenset({502, 503, 504})
+FIRST_POLL_SECONDS = 0.01  # poll_answers: the first wait for answers (seconds), doubled
 
 
 class ServiceClient(SessionCalls):
@@ -245,13 +246,16 @@ class ServiceClient(SessionCalls):
         return out["answers"], int(out["cursor"])
 
     def iter_answers_since(self, run_id: int, after: int = 0, limit: int = 1000) -> Iterator[dict]:
-        """All answers with id > ``after``, paging until an empty page."""
+        """All answers with id > ``after``, paging until a page that is not full (an answer
+        stored after it is the next call's)."""
         while True:
             answers, cursor = self.answers_since(run_id, after, limit)
             if not answers:
                 return
             after = max(cursor, int(answers[-1]["id"]))
             yield from answers
+            if len(answers) < limit:
+                return
 
     def wait_for_answers(
         self,
@@ -285,8 +289,13 @@ class ServiceClient(SessionCalls):
         after: int = 0,
     ) -> int:
         """Feed every answer with id > ``after`` to ``on_answer`` until ``done()``, nothing is
-        in flight in the run (``budget.reserved == 0``) or ``timeout``; returns the cursor."""
+        in flight in the run (``budget.reserved == 0``) or ``timeout``; returns the cursor.
+
+        The first look comes :data:`FIRST_POLL_SECONDS` after the first read, each next one
+        twice as long after the last, at most ``poll`` seconds apart: an answer that comes
+        at once (a simulated oracle) is read at once, a person's at the ``poll`` pace."""
         deadline = time.monotonic() + timeout
+        delay = min(poll, FIRST_POLL_SECONDS)
         while True:
             for answer in self.iter_answers_since(run_id, after):
                 after = max(after, int(answer["id"]))
@@ -298,7 +307,8 @@ class ServiceClient(SessionCalls):
                     after = max(after, int(answer["id"]))
                     on_answer(answer)
                 return after
-            time.sleep(poll)
+            time.sleep(delay)
+            delay = min(poll, 2 * delay)
 
     # -- metrics ---------------------------------------------------------------------------
     def post_metrics(

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import numpy as np
@@ -48,6 +48,7 @@ class OracleConfig:
     idle_exit: float = 10.0
     max_answers: int | None = None
     poll: float = 0.5
+    wait: float = 0.0  # seconds a claim waits on the server for new queries (0: poll only)
     verbose: bool = False  # DEBUG logs
     outage: float = 90.0  # seconds to keep retrying through a server or queue outage
     # True: each answer's lead_time_ms is drawn from the cost model (server/schemas_cost.py:
@@ -144,8 +145,10 @@ def run_oracle(client: ServiceClient, cfg: OracleConfig, stop: threading.Event) 
             want = min(want, cfg.max_answers - summary.answered)
             if want <= 0:
                 break
-        claimed_at = time.monotonic()
-        body = {"n": want, "lease_seconds": cfg.lease}
+        asked_at = time.monotonic()
+        body: dict[str, Any] = {"n": want, "lease_seconds": cfg.lease}
+        if cfg.wait > 0:  # the server holds an empty claim until the run has new queries
+            body["wait_seconds"] = cfg.wait
         claim = partial(client.request, "POST", f"/runs/{run_id}/claims", json=body)
         try:
             claimed = outlast(cfg, stop, claim)["queries"]
@@ -153,6 +156,9 @@ def run_oracle(client: ServiceClient, cfg: OracleConfig, stop: threading.Event) 
             if error.code != "run_finished":
                 raise
             claimed = []
+        # the lead time starts when the queries are in hand, not while the server held the
+        # claim for new ones (wait); without waiting, at the claim as before
+        claimed_at = time.monotonic() if cfg.wait > 0 else asked_at
         if claimed:
             idle_since = None
             classes = annotator.decide(truth.values(claimed))
@@ -164,6 +170,8 @@ def run_oracle(client: ServiceClient, cfg: OracleConfig, stop: threading.Event) 
             idle_since = idle_since if idle_since is not None else time.monotonic()
             if time.monotonic() - idle_since >= cfg.idle_exit:
                 break
+        elif cfg.wait > 0:
+            continue  # the claim waited on the server: claim again at once
         stop.wait(cfg.poll)
     return summary
 

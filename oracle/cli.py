@@ -17,6 +17,7 @@ import httpx
 from client.api import ServiceClient, ServiceError
 from client.logs import setup_logging
 from oracle.annotate import OracleConfig, run_oracle
+from server.schemas_answers import MAX_CLAIM_WAIT_SECONDS
 
 
 def parse_args(argv: Sequence[str] | None = None) -> OracleConfig:
@@ -68,6 +69,12 @@ def parse_args(argv: Sequence[str] | None = None) -> OracleConfig:
         default=10.0,
         help="exit after this many seconds with nothing to claim and the run finished",
     )
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        help="seconds an empty claim waits on the server for new queries (0..10; 0: poll)",
+    )
     p.add_argument("--max-answers", type=int, default=None)
     p.add_argument("--verbose", action="store_true", help="DEBUG logs, httpx's requests included")
     return _config(p, p.parse_args(argv))
@@ -83,6 +90,8 @@ def _config(p: argparse.ArgumentParser, args: argparse.Namespace) -> OracleConfi
         p.error("--noise and --skip-ignore are probabilities in [0, 1]")
     if not 0.0 <= args.cost_spread < 1.0:
         p.error("--cost-spread must lie in [0, 1)")
+    if not 0.0 <= args.wait <= MAX_CLAIM_WAIT_SECONDS:
+        p.error(f"--wait must be in 0..{MAX_CLAIM_WAIT_SECONDS:g} seconds")
     return OracleConfig(
         server=args.server,
         token=args.token,
@@ -96,6 +105,7 @@ def _config(p: argparse.ArgumentParser, args: argparse.Namespace) -> OracleConfi
         seed=args.seed,
         idle_exit=args.idle_exit,
         max_answers=args.max_answers,
+        wait=args.wait,
         verbose=args.verbose,
         cost_model=args.cost_model,
         cost_spread=args.cost_spread,

@@ -32,6 +32,7 @@ from server.services.tokens import PrincipalCache, retire_old_bootstrap_secrets
 from server.settings import Settings
 from server.store import make_store
 from server.store.cache import DecodedCache
+from server.wakeups import Wakeups
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None, clock: Callable[[], datetime] =
     app.state.sessionmaker, app.state.queue = make_sessionmaker(engine), make_queue(settings)
     app.state.write_sessionmaker = make_sessionmaker(engine, write=True)
     app.state.principals = PrincipalCache(wall=clock)
+    app.state.wakeups = Wakeups()  # claims that wait for a run's new queries
     app.state.store, app.state.crops = make_store(settings), DecodedCache(settings.crop_cache_bytes)
     install_error_handlers(app)
     install_busy_handlers(app)

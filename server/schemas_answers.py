@@ -32,9 +32,15 @@ class QueriesPage(BaseModel):
     cursor: int
 
 
+# the longest a claim may wait for new queries (seconds; server/wakeups.py): a thread each
+MAX_CLAIM_WAIT_SECONDS = 10.0
+
+
 class ClaimIn(Strict):
     n: int = Field(default=10, ge=1, le=500)
     lease_seconds: int | None = Field(default=None, ge=5, le=3600)
+    # seconds to wait for the run's new queries when none is claimable now (0: answer at once)
+    wait_seconds: float = Field(default=0.0, ge=0.0, le=MAX_CLAIM_WAIT_SECONDS)
 
 
 class ClaimOut(BaseModel):

@@ -48,6 +48,9 @@ from trainer.strategies import STRATEGIES
 # images, so that the default schedule (16 passes, every label revisited >= 10 times) fits in a
 # few CPU minutes.
 LOOP_COUNTS = {**PRESETS["quick"].counts, "target-train": 48}
+# seconds an oracle's empty claim waits on the server for new queries: the worker's queries
+# are claimed as soon as they are stored, not at the oracle's next poll (0.5 s apart)
+ORACLE_WAIT_SECONDS = 2.0
 OUT_MARKER = ".adamcu-loop"  # in --out: a folder the loop made, whose old outputs it may clear
 
 
@@ -255,7 +258,8 @@ def _start_oracle(
     opts: LoopOptions, env: dict[str, str], url: str, token: str, run_id: int, i: int
 ) -> subprocess.Popen:
     costs = {"cost_model": opts.cost_model, "cost_spread": opts.cost_spread}
-    args = oracle_args(url, run_id, i, opts.data, opts.seed, **costs)
+    # an empty claim waits on the server for the worker's next queries
+    args = oracle_args(url, run_id, i, opts.data, opts.seed, wait=ORACLE_WAIT_SECONDS, **costs)
     log = open(opts.out / f"oracle-{i}.log", "w")  # noqa: SIM115 - closed with the process
     env = child_env(env, ADAMCU_TOKEN=token)
     return subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)

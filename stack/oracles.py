@@ -17,9 +17,12 @@ def oracle_args(
     seed: int,
     cost_model: bool = False,
     cost_spread: float = 0.0,
+    wait: float = 0.0,
 ) -> list[str]:
     """The command line of simulated oracle ``i`` (seed ``seed + i``; its token goes in its
-    environment); ``cost_model``: it charges the cost model's seconds, with ``cost_spread``."""
+    environment); ``cost_model``: it charges the cost model's seconds, with ``cost_spread``;
+    ``wait`` > 0: an empty claim waits up to that many seconds on the server for new queries
+    (``adamcu-oracle --wait``)."""
     args = [
         sys.executable,
         "-m",
@@ -35,6 +38,8 @@ def oracle_args(
         "--idle-exit",
         "3",
     ]
+    if wait > 0:
+        args += ["--wait", f"{wait:g}"]
     if cost_model:
         args += ["--cost-model", "--cost-spread", str(cost_spread)]
     return args

@@ -21,6 +21,7 @@ from server.services.auth import authorize, owner_in_scope, run_in_scope
 from server.services.tokens import PrincipalCache, authenticate, cached_principal
 from server.settings import Settings
 from server.store import Store
+from server.wakeups import Wakeups
 
 DB = Annotated[Session, Depends(get_db)]
 
@@ -41,6 +42,10 @@ async def get_now(request: Request) -> datetime:
     return request.app.state.clock()
 
 
+async def get_wakeups(request: Request) -> Wakeups:
+    return request.app.state.wakeups
+
+
 def _digits(value: object) -> object:
     """An id in a path or a cursor is plain decimal digits: not ``+1``, `` 1`` or ``0_1``
     (which int() would read as 1)."""
@@ -56,6 +61,7 @@ Queue = Annotated[Dispatcher, Depends(get_queue)]
 Config = Annotated[Settings, Depends(get_settings)]
 Now = Annotated[datetime, Depends(get_now)]
 Storage = Annotated[Store, Depends(get_store)]
+Waiting = Annotated[Wakeups, Depends(get_wakeups)]
 
 
 def json_response(model: BaseModel, status_code: int = 200) -> Response:

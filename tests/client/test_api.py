@@ -188,7 +188,7 @@ def answer(aid: int, qid: int, cls: int = 1, pixel=(1, 0, 0)) -> dict:
     }
 
 
-def test_iter_answers_pages_until_empty() -> None:
+def test_iter_answers_pages_until_a_page_is_not_full() -> None:
     pages = {0: [answer(1, 1), answer(2, 2)], 2: [answer(3, 3)], 3: []}
     seen = []
 
@@ -202,7 +202,12 @@ def test_iter_answers_pages_until_empty() -> None:
 
     client = make_client(handler)
     assert [a["id"] for a in client.iter_answers_since(5, 0, limit=2)] == [1, 2, 3]
-    assert seen == [(0, 2), (2, 2), (3, 2)]
+    assert seen == [(0, 2), (2, 2)]  # the short page ends it: no request for an empty one
+    seen.clear()
+    pages[2] = [answer(3, 3), answer(4, 4)]
+    pages[4] = []
+    assert [a["id"] for a in client.iter_answers_since(5, 0, limit=2)] == [1, 2, 3, 4]
+    assert seen == [(0, 2), (2, 2), (4, 2)]  # full pages: one more
     assert client.answers_since(5, 3) == ([], 3)
 
 
@@ -238,6 +243,22 @@ def test_wait_for_answers_returns_partial_when_nothing_is_in_flight_or_on_timeou
     reserved = 1  # still leased somewhere: wait out the timeout
     got = make_client(handler).wait_for_answers(1, {10, 11}, timeout=0.05, poll=0.01)
     assert [a["query_id"] for a in got] == [10]
+
+
+def test_poll_answers_looks_soon_then_backs_off_to_the_poll(monkeypatch) -> None:
+    """An answer that comes at once (a simulated oracle) is read within 10 ms, not a whole
+    ``poll`` later; the waits double up to ``poll``."""
+    slept: list[float] = []
+    monkeypatch.setattr("client.api.time.sleep", slept.append)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/budget"):
+            return httpx.Response(200, json={**BUDGET, "reserved": 1})
+        return httpx.Response(200, json={"answers": [], "cursor": 0})
+
+    done = lambda: len(slept) >= 7  # noqa: E731
+    make_client(handler).poll_answers(1, lambda a: None, done, timeout=60, poll=0.2)
+    assert slept == pytest.approx([0.01, 0.02, 0.04, 0.08, 0.16, 0.2, 0.2])
 
 
 def test_retries_wait_per_the_policy_with_jitter(monkeypatch) -> None:

@@ -1,5 +1,6 @@
 import json
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -72,9 +73,8 @@ def run(api: FakeAnnotatorApi, data: Path, **kw):
         run=1,
         batch=4,
         idle_exit=0.0,
-        poll=0.0,
         seed=0,
-        **kw,
+        **{"poll": 0.0, **kw},
     )
     client = ServiceClient(
         "http://svc", "t", transport=httpx.MockTransport(api), retry=RetryPolicy(base_delay=0)
@@ -183,3 +183,41 @@ def test_cli_flags(data: Path) -> None:
     ) == ("http://h:1", 3, 8, 0.1, 5, 30, 4, 2, 100)
     with pytest.raises(SystemExit):
         parse_args(["--token", "t", "--data", str(data), "--batch", "501"])
+
+
+def test_waiting_claims_ask_the_server_to_wait_and_claim_again_at_once(data: Path) -> None:
+    """With ``wait`` each claim carries ``wait_seconds`` (the server holds an empty one until
+    the run has new queries) and an empty claim of an active run is followed by the next claim
+    at once, not after ``poll`` seconds of the oracle's own."""
+    api = FakeAnnotatorApi(PIXELS[:2])
+    bodies: list[dict] = []
+    empty = {"left": 2}  # the first two claims find nothing (the server's wait ran out)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        path = request.url.path.removeprefix("/api/v1")
+        if path == "/runs/1/claims":
+            bodies.append(json.loads(request.content))
+            if empty["left"]:
+                empty["left"] -= 1
+                return httpx.Response(200, json={"queries": []})
+            time.sleep(0.3)  # the server held this claim until the queries came
+        if path == "/runs/1" and len(api.answers) < 2:
+            return httpx.Response(
+                200, json={"id": 1, "status": "active", "classes": [{"id": c} for c in range(5)]}
+            )
+        return api(request)
+
+    start = time.monotonic()
+    summary = run(handler, data, wait=2.0, poll=30.0)
+    assert summary.answered == 2 and api.answers == {1: 0, 2: 1}
+    assert summary.lead_ms_total < 2 * 300  # the lead time leaves the server's wait out
+    assert all(b["wait_seconds"] == 2.0 for b in bodies) and len(bodies) >= 3
+    assert time.monotonic() - start < 10.0  # no 30 s poll between the empty claims
+
+
+def test_wait_is_checked(data: Path) -> None:
+    args = ["--server", "http://svc", "--token", "t", "--data", str(data)]
+    assert parse_args([*args, "--wait", "2"]).wait == 2.0
+    for bad in ("-1", "11"):
+        with pytest.raises(SystemExit):
+            parse_args([*args, "--wait", bad])

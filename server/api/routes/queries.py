@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query, Response
+from fastapi import APIRouter, Body, Query, Request, Response
 
 from server.api.deps import (
     DB,
@@ -14,6 +15,7 @@ from server.api.deps import (
     Now,
     Queue,
     Trainer,
+    Waiting,
     json_response,
 )
 from server.api.openapi import errors
@@ -32,6 +34,7 @@ from server.schemas_answers import (
     UndoOut,
 )
 from server.services import answers, queries
+from server.wakeups import RECHECK_SECONDS
 
 router = APIRouter(prefix="/api/v1", tags=["queries"])
 
@@ -49,20 +52,38 @@ router = APIRouter(prefix="/api/v1", tags=["queries"])
     responses=errors(404, 409),
 )
 def create_queries(
-    run_id: Id, data: QueriesIn, db: DB, queue: Queue, now: Now, _: Trainer
+    run_id: Id, data: QueriesIn, db: DB, queue: Queue, now: Now, wakeups: Waiting, _: Trainer
 ) -> Response:
     ids = queries.create_batch(db, queue, run_id, data.queries, now)
+    wakeups.notify(run_id)  # claims waiting for this run's queries (server/wakeups.py)
     return json_response(QueryIdsOut(ids=ids), 201)
 
 
 @router.post("/runs/{run_id}/claims", response_model=ClaimOut, responses=errors(404, 409))
 def claim(
-    run_id: Id, data: ClaimIn, db: DB, queue: Queue, now: Now, cfg: Config, me: Annotator
+    run_id: Id,
+    data: ClaimIn,
+    db: DB,
+    queue: Queue,
+    cfg: Config,
+    me: Annotator,
+    wakeups: Waiting,
+    request: Request,
 ) -> Response:
+    """Lease up to ``n`` pending queries; with ``wait_seconds``, a claim that finds none waits
+    for the run's new queries (server/wakeups.py) and claims again, until it gets some or the
+    time is up (then an empty list, as without waiting)."""
     lease = data.lease_seconds or cfg.default_lease_seconds
-    return json_response(
-        ClaimOut(queries=queries.claim(db, queue, run_id, me.id, data.n, lease, now))
-    )
+    deadline = time.monotonic() + data.wait_seconds
+    while True:
+        seen = wakeups.seen(run_id)
+        now = request.app.state.clock()  # a lease starts when its claim succeeds
+        got = queries.claim(db, queue, run_id, me.id, data.n, lease, now)
+        left = deadline - time.monotonic()
+        if got or left <= 0:
+            return json_response(ClaimOut(queries=got))
+        db.close()  # no connection held while waiting
+        wakeups.wait(run_id, seen, min(left, RECHECK_SECONDS))
 
 
 @router.post(

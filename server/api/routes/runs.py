@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from server.api.deps import DB, Id, Now, Queue, Reader, Trainer, json_response
+from server.api.deps import DB, Id, Now, Queue, Reader, Trainer, Waiting, json_response
 from server.api.openapi import errors
 from server.schemas import RunIn, RunOut, RunPatch
 from server.schemas_budget import BudgetOut
@@ -28,9 +28,12 @@ def get_run(run_id: Id, db: DB, _: Reader) -> RunOut:
 
 
 @router.patch("/{run_id}", response_model=RunOut, responses=errors(404, 409))
-def patch_run(run_id: Id, data: RunPatch, db: DB, queue: Queue, me: Trainer) -> Response:
+def patch_run(
+    run_id: Id, data: RunPatch, db: DB, queue: Queue, wakeups: Waiting, me: Trainer
+) -> Response:
     out, released = runs.set_status(db, run_id, data.status, me.role)
     runs.forget(queue, run_id, released)
+    wakeups.notify(run_id)  # waiting claims see the new status at once
     return json_response(out)
 
 
