@@ -15,7 +15,10 @@ from trainer.strategies import configure
 def test_the_seconds_preset_times_every_run() -> None:
     assert SECONDS_PER_IMAGE == (0.3025, 1.2101, 4.8403)  # 15, 60, 240 min / 2,975 frames
     runs = plan(PRESETS["seconds"], TrainConfig())
-    assert len(runs) == 6 * 3 * 3
+    # the standard preset's seven rows that take a budget and the three region rows
+    pixel_rows = {"random", "ripu", "ripu-ra", "pixelpick", "image-wise", "full", "mcu-cap"}
+    assert {r.strategy for r in runs} == pixel_rows | {"region-random", "region-ripu", "region-cap"}
+    assert len(runs) == 10 * 3 * 3
     assert {r.budget_seconds_per_image for r in runs} == set(SECONDS_PER_IMAGE)
     assert {r.query_kind for r in runs if r.strategy.startswith("region-")} == {"regions"}
 
