@@ -172,7 +172,7 @@ class ServiceLink:
                 "y": p[1],
                 "x": p[2],
                 "score": float(scores[i]),
-                "group": groups[i] if groups[i] in GROUPS else "other",
+                "group": wire_group(groups[i]),
             }
             | ({} if regions is None else {"region": regions[i].model_dump()})
             for p, i in first.items()
@@ -273,7 +273,7 @@ class ServiceLink:
     # -- budget ----------------------------------------------------------------------------
     def spent(self) -> dict[str, int]:
         """Budget spent per group as the server counts it: reserved + answered."""
-        groups = self.client.budget(self.run_id)["groups"]
+        groups = self.groups()
         return {g: int(v.get("reserved", 0)) + int(v.get("answered", 0)) for g, v in groups.items()}
 
     def groups(self) -> dict[str, dict[str, Any]]:
@@ -304,10 +304,25 @@ class ServiceLink:
             [(i["y"], i["x"])] if i.get("region") is None else region_cells(i["region"])
             for i in items
         ]
-        sizes = torch.tensor([len(c) for c in cells], dtype=torch.long)
-        rows = torch.tensor([self.bank_row(i["image_id"]) for i in items]).repeat_interleave(sizes)
-        flat = torch.tensor([yx for c in cells for yx in c], dtype=torch.long).view(-1, 2)
-        return (rows, flat[:, 0], flat[:, 1]), sizes
+        return flatten_cells([self.bank_row(i["image_id"]) for i in items], cells)
+
+
+def flatten_cells(
+    rows: Sequence[int], cells: Sequence[Sequence[tuple[int, int]]]
+) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Items of bank ``rows``, each covering the pixels ``cells`` (``(y, x)``; one for a pixel
+    query, a region's every pixel for a region query), as bank rows, ys, xs of every pixel, and
+    (K,) how many pixels each item covers."""
+    sizes = torch.tensor([len(c) for c in cells], dtype=torch.long)
+    flat_rows = torch.tensor(list(rows), dtype=torch.long).repeat_interleave(sizes)
+    flat = torch.tensor([yx for c in cells for yx in c], dtype=torch.long).view(-1, 2)
+    return (flat_rows, flat[:, 0], flat[:, 1]), sizes
+
+
+def wire_group(name: str) -> str:
+    """A group as the wire names it (``server.schemas.GROUPS``): a phase or selection name
+    the server does not know is ``other``."""
+    return name if name in GROUPS else "other"
 
 
 def region_cells(region: dict | Region) -> list[tuple[int, int]]:

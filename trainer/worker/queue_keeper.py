@@ -28,14 +28,20 @@ from typing import Any
 import torch
 
 from client.api import BudgetExceeded, DuplicatePixel, ServiceError
-from server.schemas import GROUPS, Region
+from server.schemas import Region
 from trainer.config import QueryKind, TrainConfig
 from trainer.cost import PIXEL, REGION
 from trainer.loop.step import calibrate_thresholds
 from trainer.selection.policy import Policy
 from trainer.selection.seconds import in_queries
 from trainer.selection.views import BudgetView, Picked
-from trainer.worker.link import ServiceLink, region_cells, spent_seconds
+from trainer.worker.link import (
+    ServiceLink,
+    flatten_cells,
+    region_cells,
+    spent_seconds,
+    wire_group,
+)
 from trainer.worker.regions import encode_region, first_pixel
 from trainer.worker.rounds import (
     Outstanding,
@@ -219,8 +225,7 @@ class QueueKeeper:
         firsts = [first_pixel(r) for r in regions]
         ys, xs = torch.tensor([p[0] for p in firsts]), torch.tensor([p[1] for p in firsts])
         cells = [r.cells() for r in regions]
-        rows = torch.tensor(index).repeat_interleave(torch.tensor([len(c) for c in cells]))
-        flat = torch.tensor([yx for c in cells for yx in c]).view(-1, 2)
+        (rows, cell_ys, cell_xs), _ = flatten_cells(index, cells)
         try:
             ids = self.link.post(index, ys, xs, phase, torch.tensor(scores), regions)
         except BudgetExceeded as exc:  # an older view of the budget: the next round retries
@@ -228,16 +233,16 @@ class QueueKeeper:
             return 0
         except DuplicatePixel as exc:  # a region's first pixel was asked (and withdrawn) before
             log.warning("%s: the round's %d regions left out from now on", exc, len(index))
-            bank.mark_asked(rows, flat[:, 0], flat[:, 1])
+            bank.mark_asked(rows, cell_ys, cell_xs)
             return 0
         except ServiceError as exc:
             if exc.code != "run_finished":
                 raise
             self.finished = True
             return 0
-        bank.mark_asked(rows, flat[:, 0], flat[:, 1])
+        bank.mark_asked(rows, cell_ys, cell_xs)
         by_pixel = {p: qid for qid, p in ids.items()}
-        group = phase if phase in GROUPS else "other"
+        group = wire_group(phase)
         for i, (y, x), region_pixels in zip(index, firsts, cells, strict=True):
             qid = by_pixel.get((self.link.image_id(self.link.keys[i]), y, x))
             if qid is not None:
@@ -276,7 +281,7 @@ class QueueKeeper:
             return 0
         bank.mark_asked(index, ys, xs)
         by_pixel = {p: qid for qid, p in ids.items()}
-        group = phase if phase in GROUPS else "other"
+        group = wire_group(phase)
         for i, y, x in zip(index.tolist(), ys.tolist(), xs.tolist(), strict=True):
             qid = by_pixel.get((self.link.image_id(self.link.keys[i]), y, x))
             if qid is not None:
@@ -297,10 +302,8 @@ class QueueKeeper:
         gone = self.outstanding.drop(withdrawn)
         if gone:
             cells = [[(q.y, q.x)] if q.cells is None else q.cells for q in gone]
-            sizes = torch.tensor([len(c) for c in cells])
-            rows = torch.tensor([q.row for q in gone]).repeat_interleave(sizes)
-            flat = torch.tensor([yx for c in cells for yx in c]).view(-1, 2)
-            self.shared.bank.unmark(rows, flat[:, 0], flat[:, 1])
+            (rows, ys, xs), _ = flatten_cells([q.row for q in gone], cells)
+            self.shared.bank.unmark(rows, ys, xs)
             self.withdrawn_pixels.update((q.row, q.y, q.x) for q in gone)
         self.outstanding.touch(i for i, st in kept.items() if st in ("leased", "unknown"))
         self.outstanding.drop(i for i, st in kept.items() if st not in ("leased", "unknown"))
