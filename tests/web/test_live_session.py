@@ -57,6 +57,9 @@ def label_until_spent(page, truth: Truth, spent, worker, timeout: float) -> tupl
     person would) until no query is left to show and ``spent()`` says the server has the whole
     budget answered. Returns ({query id: class id} of the answers given, skips left out; the
     most the page's budget box ever showed above the answers given)."""
+    # the palette is drawn when the page has read the runs from the server, after `goto`
+    # returns: read its keys once it is there (a stop's CI read it empty on a loaded machine)
+    page.wait_for_selector("[data-testid^=class-]", timeout=60_000)
     keys = dict(
         page.eval_on_selector_all(
             "[data-testid^=class-]",
