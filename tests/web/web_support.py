@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import random
 from pathlib import Path
 
 import httpx
 from PIL import Image, ImageDraw
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# where the browser tests save their screenshots: outputs/screenshots (ignored by git), so that
+# a test run leaves the checkout as it was; ADAMCU_SCREENSHOTS=docs/screenshots refreshes the
+# README's pictures (a path relative to the repository root, or absolute)
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / os.environ.get("ADAMCU_SCREENSHOTS", "outputs/screenshots")
 
 CITYSCAPES = [
     ("road", (128, 64, 128)),
