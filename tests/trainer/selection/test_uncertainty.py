@@ -33,6 +33,21 @@ def test_entropy_by_hand() -> None:
     assert math.isclose(entropy(_pixel(p)).item(), expected, rel_tol=1e-12)
 
 
+def test_entropy_equals_the_class_dim_sum_with_underflowed_probabilities() -> None:
+    """One class at a time equals xlogy summed over the class dim, where some probabilities
+    are exactly 0 (0 log 0 = 0, not nan), and in float32 and float64."""
+    g = torch.Generator().manual_seed(0)
+    for dtype in (torch.float32, torch.float64):
+        logits = torch.randn(2, 7, 5, 6, generator=g, dtype=dtype) * 3
+        logits[0, :3, 1] = -1e4  # softmax underflows to exactly 0 there
+        prob = logits.softmax(1)
+        assert bool((prob == 0).any())
+        reference = -torch.xlogy(prob, prob).sum(1) / math.log(7)
+        got = entropy(prob)
+        assert got.dtype == dtype and not bool(got.isnan().any())
+        assert torch.allclose(got, reference, rtol=1e-6, atol=1e-7)
+
+
 def test_uncertainty_score_by_hand() -> None:
     main = _pixel([math.log(0.8), math.log(0.2)])
     aux = _pixel([0.0, 0.0])
