@@ -32,7 +32,8 @@ class QueriesPage(BaseModel):
     cursor: int
 
 
-# the longest a claim may wait for new queries (seconds; server/wakeups.py): a thread each
+# the longest a claim may wait for new queries (seconds; server/wakeups.py; it waits on the
+# event loop, holding no worker thread)
 MAX_CLAIM_WAIT_SECONDS = 10.0
 
 

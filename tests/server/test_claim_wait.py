@@ -4,6 +4,7 @@ they are stored, and an empty list when the time is up."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
@@ -62,11 +63,59 @@ def test_claim_wait_bounds(world):
 
 
 def test_wakeups_wake_only_for_their_run():
-    w = Wakeups()
-    seen = w.seen(1)
-    w.notify(2)
+    async def check() -> None:
+        w = Wakeups()
+        seen = w.seen(1)
+        w.notify(2)
+        start = time.monotonic()
+        assert not await w.wait(1, seen, 0.05)
+        assert time.monotonic() - start >= 0.05
+        w.notify(1)
+        assert await w.wait(1, seen, RECHECK_SECONDS)  # already changed: no sleep
+
+    asyncio.run(check())
+
+
+def test_wakeups_wake_a_waiting_claim_from_another_thread():
+    """``notify`` from a worker thread (where queries are stored) wakes a claim waiting on the
+    event loop at once, and leaves no waiter behind."""
+
+    async def check() -> float:
+        w = Wakeups()
+        seen = w.seen(7)
+        threading.Timer(0.1, w.notify, args=(7,)).start()
+        start = time.monotonic()
+        assert await w.wait(7, seen, 5.0)
+        assert not w._waiting
+        return time.monotonic() - start
+
+    assert 0.09 <= asyncio.run(check()) < 1.0
+
+
+def test_waiting_claims_hold_no_server_thread(world):
+    """More waiting claims than the server has threads (``Settings.threads``): the trainer's
+    post of new queries is not held up behind them (a waiting claim held a thread of the pool
+    for its whole wait, so the post waited for the first claim to give up), and the waiting
+    claims get what it posts, each query once."""
+    waiters = world.env.settings.threads + 2
+    results: list[list[dict]] = []
+    lock = threading.Lock()
+
+    def wait_claim(i: int) -> None:
+        got, _ = _claim(world, ("alice", "bob")[i % 2], 3.0)
+        with lock:
+            results.append(got)
+
+    threads = [threading.Thread(target=wait_claim, args=(i,)) for i in range(waiters)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)  # every claim found nothing and waits
     start = time.monotonic()
-    assert not w.wait(1, seen, 0.05)
-    assert time.monotonic() - start >= 0.05
-    w.notify(1)
-    assert w.wait(1, seen, RECHECK_SECONDS)  # already changed: no sleep
+    r = world.ask([(0, x) for x in range(8)])
+    posted = time.monotonic() - start
+    assert r.status_code == 201, r.text
+    for t in threads:
+        t.join()
+    assert posted < 1.5, f"the post waited {posted:.1f} s behind {waiters} waiting claims"
+    xs = sorted(q["x"] for got in results for q in got)
+    assert xs == list(range(8))  # every posted query leased once, to a waiting claim

@@ -4,6 +4,7 @@ import time
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 
 from server.api.deps import (
     DB,
@@ -60,7 +61,7 @@ def create_queries(
 
 
 @router.post("/runs/{run_id}/claims", response_model=ClaimOut, responses=errors(404, 409))
-def claim(
+async def claim(
     run_id: Id,
     data: ClaimIn,
     db: DB,
@@ -72,18 +73,33 @@ def claim(
 ) -> Response:
     """Lease up to ``n`` pending queries; with ``wait_seconds``, a claim that finds none waits
     for the run's new queries (server/wakeups.py) and claims again, until it gets some or the
-    time is up (then an empty list, as without waiting)."""
+    time is up (then an empty list, as without waiting). The database work runs in the thread
+    pool, as a plain ``def`` route's would; the wait runs on the event loop and holds no
+    thread (server/wakeups.py)."""
     lease = data.lease_seconds or cfg.default_lease_seconds
     deadline = time.monotonic() + data.wait_seconds
-    while True:
-        seen = wakeups.seen(run_id)
+
+    def attempt(last: bool) -> Response | None:
+        """One claim, in a worker thread: the response, or None (nothing yet) with the session
+        closed in the same thread, so that no lock or connection is held while waiting and
+        none waits for a free thread to be let go (on SQLite every thread may be waiting for
+        the write lock this session holds)."""
         now = request.app.state.clock()  # a lease starts when its claim succeeds
         got = queries.claim(db, queue, run_id, me.id, data.n, lease, now)
-        left = deadline - time.monotonic()
-        if got or left <= 0:
+        if got or last:
             return json_response(ClaimOut(queries=got))
-        db.close()  # no connection held while waiting
-        wakeups.wait(run_id, seen, min(left, RECHECK_SECONDS))
+        db.close()
+        return None
+
+    while True:
+        seen = wakeups.seen(run_id)
+        out = await run_in_threadpool(attempt, deadline <= time.monotonic())
+        left = deadline - time.monotonic()
+        if out is not None:
+            return out
+        if left <= 0:  # the time ran out during the claim: nothing was found
+            return json_response(ClaimOut(queries=[]))
+        await wakeups.wait(run_id, seen, min(left, RECHECK_SECONDS))
 
 
 @router.post(
