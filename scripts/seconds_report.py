@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from trainer.bench.presets import PRESETS
@@ -21,10 +22,16 @@ def main() -> int:
     parser.add_argument("--results", nargs="+", required=True, help="results.json files")
     parser.add_argument("--out", required=True, help="folder for results.json, seconds.md, plot")
     args = parser.parse_args()
+    out = Path(args.out)
+    written = {(out / name).resolve() for name in ("results.json", "seconds.md")}
+    inputs = [p for p in args.results if Path(p).resolve() in written]
+    if inputs:  # a bench's own results.json would be replaced by the merge
+        what = f"seconds_report: --out {out} would overwrite its input {inputs[0]}"
+        print(f"{what}; give --out a folder of its own (e.g. docs/bench-seconds)", file=sys.stderr)
+        return 2
     reports = [json.loads(Path(p).read_text()) for p in args.results]
     results = [r for rep in reports for r in rep["results"]]
     images = PRESETS["seconds"].counts["target-train"]
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     merged = {"preset": "seconds", "sources": args.results, "results": results}
     merged["seconds"] = sum(rep.get("seconds", 0.0) for rep in reports)

@@ -141,3 +141,22 @@ def test_the_seconds_plot_is_written(tmp_path) -> None:
     ]
     seconds_plot(runs, 32, tmp_path / "plot.png")
     assert (tmp_path / "plot.png").stat().st_size > 1000
+
+
+def test_the_seconds_report_never_overwrites_its_input(tmp_path) -> None:
+    """``--out`` the folder of a bench's own results.json: refused with a message, the input
+    left as it was (the merge used to replace it)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    bench = tmp_path / "bench-seconds"
+    bench.mkdir()
+    source = bench / "results.json"
+    source.write_text('{"results": [], "seconds": 1.0}')
+    before = source.read_bytes()
+    cmd = [sys.executable, str(root / "scripts" / "seconds_report.py"), "--results", str(source)]
+    r = subprocess.run([*cmd, "--out", str(bench)], capture_output=True, text=True, cwd=root)
+    assert r.returncode == 2 and "would overwrite its input" in r.stderr
+    assert source.read_bytes() == before and not (bench / "seconds.md").exists()
