@@ -79,25 +79,25 @@ async def claim(
     lease = data.lease_seconds or cfg.default_lease_seconds
     deadline = time.monotonic() + data.wait_seconds
 
-    def attempt(last: bool) -> Response | None:
+    def attempt() -> Response | None:
         """One claim, in a worker thread: the response, or None (nothing yet) with the session
         closed in the same thread, so that no lock or connection is held while waiting and
         none waits for a free thread to be let go (on SQLite every thread may be waiting for
         the write lock this session holds)."""
         now = request.app.state.clock()  # a lease starts when its claim succeeds
         got = queries.claim(db, queue, run_id, me.id, data.n, lease, now)
-        if got or last:
+        if got:
             return json_response(ClaimOut(queries=got))
         db.close()
         return None
 
     while True:
         seen = wakeups.seen(run_id)
-        out = await run_in_threadpool(attempt, deadline <= time.monotonic())
-        left = deadline - time.monotonic()
+        out = await run_in_threadpool(attempt)
         if out is not None:
             return out
-        if left <= 0:  # the time ran out during the claim: nothing was found
+        left = deadline - time.monotonic()
+        if left <= 0:
             return json_response(ClaimOut(queries=[]))
         await wakeups.wait(run_id, seen, min(left, RECHECK_SECONDS))
 
