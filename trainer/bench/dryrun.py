@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import resource
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -122,9 +123,16 @@ def mcu_counts(
     }
 
 
-def run_one(spec: DryRunSpec, cache: SceneCache, strategy: str, rate: float) -> dict:
+def run_one(
+    spec: DryRunSpec,
+    cache: SceneCache,
+    strategy: str,
+    rate: float,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
     """One strategy at one budget over the whole schedule: the bank, the per-call selection
-    seconds, the sampled MCU counts, and the wall seconds."""
+    seconds, the sampled MCU counts, and the wall seconds. ``progress(done, total)`` is called
+    after every iteration that runs (the query window's and the sampled ones)."""
     start, cpu = time.perf_counter(), time.process_time()
     cfg = strategy_config(spec, strategy, rate)
     n, h, w = spec.images, spec.height, spec.width
@@ -141,7 +149,8 @@ def run_one(spec: DryRunSpec, cache: SceneCache, strategy: str, rate: float) -> 
     sampled = sampled_steps(iterations, spec.mcu_steps) if cfg.contrast else set()
     mcu: list[dict[str, int]] = []
     stub = torch.empty(0, 3, 1, 1)
-    for it in sorted(set(range(state.window.query_until)) | sampled):
+    steps = sorted(set(range(state.window.query_until)) | sampled)
+    for done, it in enumerate(steps, 1):
         fwd, _ = forward_of(cache, order[it], state, cfg)
         asking = asking_at(policy, state, it, oracle)
         if asking is not None:
@@ -149,6 +158,8 @@ def run_one(spec: DryRunSpec, cache: SceneCache, strategy: str, rate: float) -> 
             ask(fwd, batch, bank, asking, gen, StepStats(phase="none"))
         if it in sampled:
             mcu.append(mcu_counts(cache, fwd, (order[it], sources[it]), bank, (cfg, state, gen)))
+        if progress is not None:
+            progress(done, len(steps))
     return {
         "strategy": strategy,
         "budget": rate,

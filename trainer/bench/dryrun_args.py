@@ -40,3 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mcu-steps", type=int, default=d.mcu_steps, help="iterations sampled")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--out", default="outputs/dryrun.json")
+    p.add_argument(
+        "--progress-seconds",
+        type=float,
+        default=60.0,
+        help="seconds between progress lines on stderr within a row (0: none)",
+    )

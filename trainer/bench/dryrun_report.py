@@ -18,7 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -92,6 +94,30 @@ def table_line(r: dict) -> str:
     )
 
 
+class Progress:
+    """Prints, on stderr and at most every ``every`` seconds (0: never), how far the row is:
+    its iterations run of those it runs, the minutes spent and, at the row's pace so far, the
+    minutes left in it. The default schedule's rows run for tens of minutes each (a first row
+    would otherwise be silent that long)."""
+
+    def __init__(self, every: float, label: str, clock: Callable[[], float] = time.perf_counter):
+        self.every, self.label, self.clock = every, label, clock
+        self.start = self.last = clock()
+
+    def __call__(self, done: int, total: int) -> None:
+        now = self.clock()
+        if self.every <= 0 or now - self.last < self.every or done >= total:
+            return
+        self.last, spent = now, now - self.start
+        left = spent / done * (total - done)
+        print(
+            f"[dry-run] {self.label}: {done:,}/{total:,} iterations, {spent / 60:.1f} min, "
+            f"~{left / 60:.1f} min left in this row",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def _parse(args: argparse.Namespace) -> tuple[DryRunSpec, list[str], list[float]]:
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     for s in strategies:
@@ -130,9 +156,12 @@ def dry_run(args: argparse.Namespace) -> dict:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     print(HEADER, flush=True)
+    rows = len(strategies) * len(budgets)
     for strategy in strategies:
         for rate in budgets:
-            row = summarise(run_one(spec, cache, strategy, rate), spec.classes)
+            label = f"row {len(report['rows']) + 1}/{rows} {strategy} {100 * rate:.1f}%"
+            progress = Progress(args.progress_seconds, label)
+            row = summarise(run_one(spec, cache, strategy, rate, progress), spec.classes)
             report["rows"].append(row)
             report["seconds"] = round(time.perf_counter() - start, 1)
             out.write_text(json.dumps(report, indent=1))

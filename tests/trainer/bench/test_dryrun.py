@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from stack.cli import main
-from trainer.bench.dryrun_args import STRATEGIES
+from trainer.bench.dryrun import run_one
+from trainer.bench.dryrun_args import STRATEGIES, DryRunSpec
+from trainer.bench.dryrun_report import Progress
 from trainer.bench.scenes import SceneCache
 
 ARGS = [
@@ -83,3 +85,30 @@ def test_the_oracle_answers_through_each_images_flip_and_offset():
     flipped = cache.variant >= 2
     assert bool(flipped.any()) and not bool(flipped.all())  # seed 3 mixes both
     assert bool((cache.shift > 0).all())  # and shifts each
+
+
+def test_progress_lines_say_how_far_the_row_is(capsys):
+    ticks = iter([0.0, 30.0, 61.0, 90.0, 125.0, 200.0])  # start, then one per iteration
+    progress = Progress(60.0, "row 2/40 ripu 1.7%", clock=lambda: next(ticks))
+    for done in (1, 2, 3, 4, 5):
+        progress(done, 5)
+    lines = capsys.readouterr().err.splitlines()
+    # 61 s after the start (2 of 5 done: 30.5 s each, 3 left ~1.5 min), then 64 s after that
+    # (4 done); nothing at 30 s (too soon) or at 90 s, none for the last iteration
+    assert lines == [
+        "[dry-run] row 2/40 ripu 1.7%: 2/5 iterations, 1.0 min, ~1.5 min left in this row",
+        "[dry-run] row 2/40 ripu 1.7%: 4/5 iterations, 2.1 min, ~0.5 min left in this row",
+    ]
+    silent = Progress(0.0, "off", clock=lambda: 1e9)
+    silent(1, 5)
+    assert capsys.readouterr().err == ""
+
+
+def test_a_row_reports_each_iteration_it_runs():
+    spec = DryRunSpec(64, 128, images=5, classes=9, passes=3, query_passes=2, scenes=2, mcu_steps=4)
+    cache = SceneCache.build(spec.images, spec.height, spec.width, spec.classes, spec.scenes, 0)
+    calls: list[tuple[int, int]] = []
+    run_one(spec, cache, "full", 0.05, lambda done, total: calls.append((done, total)))
+    # the 6 query-window iterations (0-5) and the sampled MCU iterations after it (of 9
+    # iterations, 0, 2, 4 and 6 are sampled; only 6 lies after the window): 7 in all
+    assert calls == [(d, 7) for d in range(1, 8)]
