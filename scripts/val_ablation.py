@@ -10,6 +10,9 @@ written. The studies:
 * ``fda-strategies``: al-as, ADA-MCU and random on a source model pre-trained with FDA.
 * ``full-pseudo``: ADA-MCU (``full``) as is, without pseudo labels, with a smaller G_l
   (pi_low_quantile 0.2), and random: where ADA-MCU trails random (the hard shift at 1.7 %).
+* ``pseudo-off``: ADA-MCU without its G_l pseudo labels and ``mcu-cap`` with true labels
+  only (``cap_pseudo_below_rate`` 0), to read beside a bench's rows of the same seeds (the
+  ladder's 256x512 rung at 0.1 %, where both trail pixelpick or random).
 * ``contrast``: ADA-MCU with the paper's L_total = L_seg + L_con (weight 1.0) against 0.1.
 * ``cap``: ``mcu-cap`` (our own strategy) against ADA-MCU (``full``) and with each of its
   switches undone in turn: no class cap, uniform within the group instead of impurity, no
@@ -27,10 +30,14 @@ written. The studies:
     .venv/bin/python scripts/val_ablation.py cap-pseudo --budgets 0.005 0.017 --seeds 0 1 2
     .venv/bin/python scripts/val_ablation.py cap-pseudo --shift hard --budgets 0.001 0.005 0.017
     .venv/bin/python scripts/val_ablation.py full-pseudo --shift hard --budgets 0.017 --seeds 0 1 2
+    .venv/bin/python scripts/val_ablation.py pseudo-off --size 256x512 --budgets 0.001 --seeds 1 2
     .venv/bin/python scripts/val_ablation.py high --budgets 0.017 0.068 --seeds 0
 
 By default seeds 0 and 1, budgets 0.1 % and 1.7 % (one seed for ``fda``), the default shift
-(``--shift hard`` for the other), two worker processes.
+(``--shift hard`` for the other), 64x128 frames (``--size 256x512``: the same scenes as the
+ladder's larger rung; a pre-training is the bench's when the data's meta.json is the same, so
+``adamcu bench``'s ``cache/pretrain-*.pt`` copied into ``<work>/cache`` is reused), two worker
+processes.
 """
 
 from __future__ import annotations
@@ -47,10 +54,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from trainer.bench.grid import _pretrain, _run  # noqa: E402
+from trainer.bench.inputs import BENCH_SEED, parse_size  # noqa: E402
 from trainer.bench.presets import PRESETS  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
 from trainer.data.safety import UnsafeFolderError, claim_output_folder  # noqa: E402
-from trainer.data.synth import DEFAULT_SHIFT, generate_benchmark  # noqa: E402
+from trainer.data.synth import DEFAULT_SHIFT, DEFAULT_SIZE, generate_benchmark  # noqa: E402
 from trainer.strategies import configure  # noqa: E402
 
 STUDIES: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
@@ -66,6 +74,10 @@ STUDIES: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
         "full/no-pseudo": ("full", {"pseudo_labels": False}),
         "full/low0.2": ("full", {"pi_low_quantile": 0.2}),
         "random": ("random", {}),
+    },
+    "pseudo-off": {  # the two pseudo-label rules off, to read beside a bench's own rows
+        "full/no-pseudo": ("full", {"pseudo_labels": False}),
+        "mcu-cap/true-only": ("mcu-cap", {"cap_pseudo_below_rate": 0.0}),
     },
     "contrast": {
         "full/cw1.0": ("full", {"contrast_weight": 1.0}),
@@ -126,17 +138,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--budgets", type=float, nargs="+", default=[0.001, 0.017])
     p.add_argument("--shift", default=DEFAULT_SHIFT, help="the bundled benchmark's shift")
+    p.add_argument("--size", default=None, help="HEIGHTxWIDTH of the generated images (64x128)")
     p.add_argument("--work", type=Path, default=ROOT / "outputs" / "val_ablation")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
+    try:
+        height, width = parse_size(args.size) or DEFAULT_SIZE
+    except ValueError as exc:
+        p.error(str(exc))
     preset = PRESETS["standard"]
     try:  # checkpoints
         claim_output_folder(args.work, ".val-ablation", "scripts/val_ablation.py", "--work")
     except UnsafeFolderError as exc:
         sys.exit(f"val_ablation.py: {exc}")
-    data = args.work / ("data" if args.shift == DEFAULT_SHIFT else f"data-{args.shift}")
-    cache = args.work / "cache"
-    generate_benchmark(data, counts=preset.counts, seed=1234, shift=args.shift)
+    name = "data" if args.shift == DEFAULT_SHIFT else f"data-{args.shift}"
+    if (height, width) != DEFAULT_SIZE:  # the ladder's larger rung (issue 20)
+        name += f"-{height}x{width}"
+    data, cache = args.work / name, args.work / "cache"
+    generate_benchmark(
+        data, height=height, width=width, counts=preset.counts, seed=BENCH_SEED, shift=args.shift
+    )
     fda = args.fda_beta if args.study == "fda-strategies" else 0.0
     base = TrainConfig().replace(data_root=str(data), threads=1, fda_beta=fda, **preset.config)
     runs = plan(args.study, base, args.betas, tuple(args.seeds), tuple(args.budgets))
