@@ -13,6 +13,8 @@ written. The studies:
 * ``pseudo-off``: ADA-MCU without its G_l pseudo labels and ``mcu-cap`` with true labels
   only (``cap_pseudo_below_rate`` 0), to read beside a bench's rows of the same seeds (the
   ladder's 256x512 rung at 0.1 %, where both trail pixelpick or random).
+* ``cap-rule``: ``mcu-cap`` as is, with true labels only, and pixelpick (the row it trails at
+  256x512, 0.1 %): on a shift or size no bench has run.
 * ``contrast``: ADA-MCU with the paper's L_total = L_seg + L_con (weight 1.0) against 0.1.
 * ``cap``: ``mcu-cap`` (our own strategy) against ADA-MCU (``full``) and with each of its
   switches undone in turn: no class cap, uniform within the group instead of impurity, no
@@ -31,6 +33,7 @@ written. The studies:
     .venv/bin/python scripts/val_ablation.py cap-pseudo --shift hard --budgets 0.001 0.005 0.017
     .venv/bin/python scripts/val_ablation.py full-pseudo --shift hard --budgets 0.017 --seeds 0 1 2
     .venv/bin/python scripts/val_ablation.py pseudo-off --size 256x512 --budgets 0.001 --seeds 1 2
+    .venv/bin/python scripts/val_ablation.py cap-rule --shift hard --size 256x512 --budgets 0.001
     .venv/bin/python scripts/val_ablation.py high --budgets 0.017 0.068 --seeds 0
 
 By default seeds 0 and 1, budgets 0.1 % and 1.7 % (one seed for ``fda``), the default shift
@@ -78,6 +81,11 @@ STUDIES: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
     "pseudo-off": {  # the two pseudo-label rules off, to read beside a bench's own rows
         "full/no-pseudo": ("full", {"pseudo_labels": False}),
         "mcu-cap/true-only": ("mcu-cap", {"cap_pseudo_below_rate": 0.0}),
+    },
+    "cap-rule": {  # mcu-cap's pseudo-label rule where it fires (0.1 %) against true labels only
+        "mcu-cap": ("mcu-cap", {}),
+        "mcu-cap/true-only": ("mcu-cap", {"cap_pseudo_below_rate": 0.0}),
+        "pixelpick": ("pixelpick", {}),
     },
     "contrast": {
         "full/cw1.0": ("full", {"contrast_weight": 1.0}),
