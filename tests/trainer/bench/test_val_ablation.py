@@ -49,3 +49,11 @@ def test_a_bad_size_is_refused_before_the_work_folder(ablation, tmp_path, capsys
     assert exc.value.code == 2
     assert "--size wants HEIGHTxWIDTH like 256x512" in capsys.readouterr().err
     assert not work.exists()
+
+
+def test_cap_rule_reads_mcu_caps_rule_beside_pixelpick(ablation):
+    runs = dict(ablation.plan("cap-rule", TrainConfig(), [], (0,), (0.001,)))
+    assert list(runs) == ["mcu-cap", "mcu-cap/true-only", "pixelpick"]
+    assert runs["mcu-cap"] == configure(TrainConfig(), "mcu-cap", budget_rate=0.001, seed=0)
+    assert runs["mcu-cap/true-only"].cap_pseudo_below_rate == 0.0
+    assert runs["pixelpick"].strategy == "pixelpick"
