@@ -38,6 +38,7 @@ from trainer.learning.labelbank import LabelBank
 from trainer.learning.pixel_sets import build_pixel_sets
 from trainer.loop.bundles import Batch, Forward, LoopState, Oracle
 from trainer.loop.learn import mcu_inputs
+from trainer.loop.progress import Progress
 from trainer.loop.schedule import new_loop_state, target_order
 from trainer.loop.step import ask, asking_at, calibrate_thresholds
 from trainer.loop.stepstats import StepStats
@@ -128,11 +129,11 @@ def run_one(
     cache: SceneCache,
     strategy: str,
     rate: float,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int], Progress] | None = None,
 ) -> dict:
     """One strategy at one budget over the whole schedule: the bank, the per-call selection
-    seconds, the sampled MCU counts, and the wall seconds. ``progress(done, total)`` is called
-    after every iteration that runs (the query window's and the sampled ones)."""
+    seconds, the sampled MCU counts, and the wall seconds. ``progress(total)``: the bar that
+    counts the iterations that run (the query window's and the sampled ones)."""
     start, cpu = time.perf_counter(), time.process_time()
     cfg = strategy_config(spec, strategy, rate)
     n, h, w = spec.images, spec.height, spec.width
@@ -150,7 +151,8 @@ def run_one(
     mcu: list[dict[str, int]] = []
     stub = torch.empty(0, 3, 1, 1)
     steps = sorted(set(range(state.window.query_until)) | sampled)
-    for done, it in enumerate(steps, 1):
+    bar = progress(len(steps)) if progress is not None else Progress(len(steps), "", mode="off")
+    for it in steps:
         fwd, _ = forward_of(cache, order[it], state, cfg)
         asking = asking_at(policy, state, it, oracle)
         if asking is not None:
@@ -158,8 +160,8 @@ def run_one(
             ask(fwd, batch, bank, asking, gen, StepStats(phase="none"))
         if it in sampled:
             mcu.append(mcu_counts(cache, fwd, (order[it], sources[it]), bank, (cfg, state, gen)))
-        if progress is not None:
-            progress(done, len(steps))
+        bar.update()
+    bar.close()
     return {
         "strategy": strategy,
         "budget": rate,

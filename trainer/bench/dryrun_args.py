@@ -44,5 +44,5 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--progress-seconds",
         type=float,
         default=60.0,
-        help="seconds between progress lines on stderr within a row (0: none)",
+        help="seconds between a row's progress lines (a bar on a terminal; 0: none)",
     )

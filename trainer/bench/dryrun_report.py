@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch
 from trainer.bench.dryrun import peak_rss_mb, run_one
 from trainer.bench.dryrun_args import DryRunSpec
 from trainer.bench.scenes import SceneCache
+from trainer.loop.progress import Progress
 from trainer.strategies import BUDGET_FREE
 from trainer.strategies import STRATEGIES as ALL_STRATEGIES
 
@@ -94,28 +94,14 @@ def table_line(r: dict) -> str:
     )
 
 
-class Progress:
-    """Prints, on stderr and at most every ``every`` seconds (0: never), how far the row is:
-    its iterations run of those it runs, the minutes spent and, at the row's pace so far, the
-    minutes left in it. The default schedule's rows run for tens of minutes each (a first row
-    would otherwise be silent that long)."""
-
-    def __init__(self, every: float, label: str, clock: Callable[[], float] = time.perf_counter):
-        self.every, self.label, self.clock = every, label, clock
-        self.start = self.last = clock()
-
-    def __call__(self, done: int, total: int) -> None:
-        now = self.clock()
-        if self.every <= 0 or now - self.last < self.every or done >= total:
-            return
-        self.last, spent = now, now - self.start
-        left = spent / done * (total - done)
-        print(
-            f"[dry-run] {self.label}: {done:,}/{total:,} iterations, {spent / 60:.1f} min, "
-            f"~{left / 60:.1f} min left in this row",
-            file=sys.stderr,
-            flush=True,
-        )
+def row_progress(
+    label: str, every: float, clock: Callable[[], float] = time.monotonic
+) -> Callable[[int], Progress]:
+    """The bar of one row (:class:`trainer.loop.progress.Progress`, given the row's iteration
+    count): a line every ``every`` seconds (a tqdm bar on a terminal), none at 0. The default
+    schedule's rows run for tens of minutes each; a first row would otherwise be silent."""
+    mode = "auto" if every > 0 else "off"
+    return lambda total: Progress(total, f"dry-run {label}", mode=mode, every=every, clock=clock)
 
 
 def _parse(args: argparse.Namespace) -> tuple[DryRunSpec, list[str], list[float]]:
@@ -160,7 +146,7 @@ def dry_run(args: argparse.Namespace) -> dict:
     for strategy in strategies:
         for rate in budgets:
             label = f"row {len(report['rows']) + 1}/{rows} {strategy} {100 * rate:.1f}%"
-            progress = Progress(args.progress_seconds, label)
+            progress = row_progress(label, args.progress_seconds)
             row = summarise(run_one(spec, cache, strategy, rate, progress), spec.classes)
             report["rows"].append(row)
             report["seconds"] = round(time.perf_counter() - start, 1)

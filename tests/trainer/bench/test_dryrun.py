@@ -4,6 +4,7 @@ and the JSON's rows hold what can be computed by hand."""
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 import torch
@@ -11,8 +12,9 @@ import torch
 from stack.cli import main
 from trainer.bench.dryrun import run_one
 from trainer.bench.dryrun_args import STRATEGIES, DryRunSpec
-from trainer.bench.dryrun_report import Progress
+from trainer.bench.dryrun_report import row_progress
 from trainer.bench.scenes import SceneCache
+from trainer.loop.progress import Progress
 
 ARGS = [
     "dry-run",
@@ -87,28 +89,33 @@ def test_the_oracle_answers_through_each_images_flip_and_offset():
     assert bool((cache.shift > 0).all())  # and shifts each
 
 
-def test_progress_lines_say_how_far_the_row_is(capsys):
-    ticks = iter([0.0, 30.0, 61.0, 90.0, 125.0, 200.0])  # start, then one per iteration
-    progress = Progress(60.0, "row 2/40 ripu 1.7%", clock=lambda: next(ticks))
-    for done in (1, 2, 3, 4, 5):
-        progress(done, 5)
-    lines = capsys.readouterr().err.splitlines()
-    # 61 s after the start (2 of 5 done: 30.5 s each, 3 left ~1.5 min), then 64 s after that
-    # (4 done); nothing at 30 s (too soon) or at 90 s, none for the last iteration
-    assert lines == [
-        "[dry-run] row 2/40 ripu 1.7%: 2/5 iterations, 1.0 min, ~1.5 min left in this row",
-        "[dry-run] row 2/40 ripu 1.7%: 4/5 iterations, 2.1 min, ~0.5 min left in this row",
+def test_a_rows_progress_lines_name_the_row(caplog):
+    now = [0.0]
+    bar = row_progress("row 2/40 ripu 1.7%", 60.0, clock=lambda: now[0])(5)
+    assert bar.mode == "log"  # stderr is no terminal here: lines, not a bar
+    with caplog.at_level(logging.INFO, logger="adamcu.progress"):
+        for t in (30.0, 61.0, 90.0, 125.0, 200.0):  # the clock at each iteration's end
+            now[0] = t
+            bar.update()
+    # a line at 61 s (2 done: 0.03 it/s, 3 left ~1m32s), the next 60 s later or after (4 done
+    # at 125 s); none at 30 s or 90 s, none for the last iteration
+    assert [r.getMessage() for r in caplog.records] == [
+        "progress dry-run row 2/40 ripu 1.7% 2/5 (40%) 0.03 it/s, eta 1m32s",
+        "progress dry-run row 2/40 ripu 1.7% 4/5 (80%) 0.03 it/s, eta 31s",
     ]
-    silent = Progress(0.0, "off", clock=lambda: 1e9)
-    silent(1, 5)
-    assert capsys.readouterr().err == ""
+    assert row_progress("off", 0.0)(5).mode == "off"
 
 
-def test_a_row_reports_each_iteration_it_runs():
+def test_a_row_counts_each_iteration_it_runs():
     spec = DryRunSpec(64, 128, images=5, classes=9, passes=3, query_passes=2, scenes=2, mcu_steps=4)
     cache = SceneCache.build(spec.images, spec.height, spec.width, spec.classes, spec.scenes, 0)
-    calls: list[tuple[int, int]] = []
-    run_one(spec, cache, "full", 0.05, lambda done, total: calls.append((done, total)))
+    bars: list[Progress] = []
+
+    def progress(total: int) -> Progress:
+        bars.append(Progress(total, "x", mode="off"))
+        return bars[-1]
+
+    run_one(spec, cache, "full", 0.05, progress)
     # the 6 query-window iterations (0-5) and the sampled MCU iterations after it (of 9
     # iterations, 0, 2, 4 and 6 are sampled; only 6 lies after the window): 7 in all
-    assert calls == [(d, 7) for d in range(1, 8)]
+    assert [(b.total, b.done) for b in bars] == [(7, 7)]
